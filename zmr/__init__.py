@@ -1,0 +1,1 @@
+"""zmr: a MapReduce engine for Python on ZeroMQ."""

@@ -1,0 +1,18 @@
+"""Stable key partitioning: the same key lands in the same partition in every process, on every host.
+
+Python's built-in `hash()` is salted per process, so it can never decide where a key goes.
+"""
+
+from __future__ import annotations
+
+import xxhash
+
+
+def stable_hash(key: str) -> int:
+    """A 64-bit hash of `key` that is the same in every process and on every platform."""
+    return xxhash.xxh3_64_intdigest(key.encode("utf-8", "surrogatepass"))
+
+
+def partition_of(key: str, n_reduce: int) -> int:
+    """The default partitioner: `stable_hash(key) % n_reduce`."""
+    return stable_hash(key) % n_reduce
