@@ -1,0 +1,106 @@
+"""The scheduler's state records: jobs, tasks, attempts, workers. Plain data, no behaviour beyond views."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from zmr.protocol.messages import JobSpec, PartitionStat
+
+
+class TaskState(StrEnum):
+    WAITING = "waiting"        # a reduce whose maps are not all committed yet
+    READY = "ready"            # can run now (or after its backoff)
+    RUNNING = "running"
+    COMMITTING = "committing"  # a reduce attempt was granted the rename
+    DONE = "done"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+MAP, REDUCE = "map", "reduce"
+
+
+@dataclass
+class Attempt:
+    """One run of a task on one worker."""
+
+    worker: str
+    started: float
+    last_progress: float
+    progress: int = 0
+
+
+@dataclass
+class Task:
+    kind: str
+    index: int
+    state: TaskState
+    attempts_made: int = 0
+    running: dict[int, Attempt] = field(default_factory=dict)
+    committed: int | None = None          # the attempt whose output counts
+    committed_worker: str | None = None   # where a committed map's output lives
+    committing: int | None = None         # a reduce attempt granted the rename
+    app_failures: int = 0
+    worker_losses: int = 0
+    not_before: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    records_out: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}-{self.index}"
+
+
+@dataclass
+class Job:
+    id: str
+    spec: JobSpec
+    submitted: float
+    state: JobState = JobState.QUEUED
+    maps: list[Task] = field(default_factory=list)
+    reduces: list[Task] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
+    owners_epoch: int = 0
+    set_up_on: set[str] = field(default_factory=set)
+    ready_maps: deque[int] = field(default_factory=deque)
+    maps_done: int = 0
+    reduces_done: int = 0
+    started: float | None = None
+    finished: float | None = None
+    error: str = ""
+    partition_stats: dict[int, PartitionStat] = field(default_factory=dict)
+
+    @property
+    def bytes_shuffled(self) -> int:
+        return sum(s.bytes_in for s in self.partition_stats.values())
+
+    @property
+    def records_out(self) -> int:
+        return sum(t.records_out for t in self.reduces)
+
+    def task(self, kind: str, index: int) -> Task | None:
+        tasks = self.maps if kind == MAP else self.reduces
+        return tasks[index] if 0 <= index < len(tasks) else None
+
+
+@dataclass
+class Worker:
+    id: str
+    peer: bytes
+    data_addr: str
+    last_seen: float
+    alive: bool = True
+    current: tuple[str, str, int, int] | None = None   # (job, kind, index, attempt)

@@ -1,0 +1,346 @@
+"""Every message of the zmr wire protocol, as typed, frozen records.
+
+Control plane (client/worker <-> coordinator) and data plane (worker <-> worker) messages are
+msgspec Structs in tagged unions, so a decoder accepts exactly these shapes and nothing else.
+Bulky bytes (partition batches) travel in a separate frame, never inside a record.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+
+class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
+    """Base of every record: frozen, tagged by class name, encoded as a msgpack array."""
+
+
+# ---------------------------------------------------------------- job descriptions
+
+
+class InputSplit(msgspec.Struct, frozen=True, array_like=True):
+    """A byte range of an input file; `name` is the path as the user typed it."""
+
+    name: str
+    path: str
+    start: int
+    end: int
+
+
+class JobSpec(msgspec.Struct, frozen=True, array_like=True):
+    """What a client submits: the app (cloudpickled by value), its inputs and where output goes."""
+
+    app_name: str
+    app_blob: bytes
+    splits: list[InputSplit]
+    output_dir: str
+    n_reduce: int
+    args: list[str] = []
+    overwrite: bool = False
+
+
+# ---------------------------------------------------------------- client -> coordinator
+
+
+class SubmitJob(_Msg, frozen=True):
+    spec: JobSpec
+
+
+class StatusRequest(_Msg, frozen=True):
+    job_id: str | None = None
+
+
+class CancelJob(_Msg, frozen=True):
+    job_id: str
+
+
+# ---------------------------------------------------------------- coordinator -> client
+
+
+class JobAccepted(_Msg, frozen=True):
+    job_id: str
+
+
+class ErrorReply(_Msg, frozen=True):
+    message: str
+
+
+class TaskInfo(msgspec.Struct, frozen=True, array_like=True):
+    kind: str
+    index: int
+    state: str
+    attempts: int
+    worker: str
+    started: float | None
+    finished: float | None
+
+
+class PartitionInfo(msgspec.Struct, frozen=True, array_like=True):
+    partition: int
+    owner: str
+    bytes_in: int
+    batches_in: int
+    first_batch: float | None
+    last_batch: float | None
+
+
+class JobInfo(msgspec.Struct, frozen=True, array_like=True):
+    job_id: str
+    app_name: str
+    state: str
+    submitted: float
+    started: float | None
+    finished: float | None
+    maps_done: int
+    maps_total: int
+    reduces_done: int
+    reduces_total: int
+    bytes_shuffled: int
+    records_out: int
+    output_dir: str
+    error: str = ""
+    tasks: list[TaskInfo] = []
+    partitions: list[PartitionInfo] = []
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
+    worker_id: str
+    data_addr: str
+    state: str
+    last_heartbeat: float
+    task: str
+
+
+class StatusReply(_Msg, frozen=True):
+    now: float
+    jobs: list[JobInfo]
+    workers: list[WorkerInfo]
+
+
+# ---------------------------------------------------------------- worker -> coordinator
+
+
+class Register(_Msg, frozen=True):
+    worker_id: str
+    data_addr: str
+    python: str
+    pid: int
+    host: str
+
+
+class PartitionStat(msgspec.Struct, frozen=True, array_like=True):
+    """What an owner has received so far for one partition."""
+
+    job_id: str
+    partition: int
+    bytes_in: int
+    batches_in: int
+    first_batch: float
+    last_batch: float
+
+
+class Heartbeat(_Msg, frozen=True):
+    """Liveness plus progress: libzmq answers pings by itself, so only this proves the worker works."""
+
+    worker_id: str
+    task: str = ""
+    progress: int = 0
+    partitions: list[PartitionStat] = []
+
+
+class TaskRequest(_Msg, frozen=True):
+    """The worker's slot is free."""
+
+    worker_id: str
+
+
+class MapDone(_Msg, frozen=True):
+    worker_id: str
+    job_id: str
+    task: int
+    attempt: int
+    records_out: int
+    bytes_out: int
+
+
+class ReduceDone(_Msg, frozen=True):
+    """Output is written under a temporary name; the worker asks before renaming it into place."""
+
+    worker_id: str
+    job_id: str
+    task: int
+    attempt: int
+    records_out: int
+
+
+class ReduceCommitted(_Msg, frozen=True):
+    worker_id: str
+    job_id: str
+    task: int
+    attempt: int
+
+
+FailureKind = Literal["app", "io", "missing_data", "internal"]
+
+
+class TaskFailed(_Msg, frozen=True):
+    worker_id: str
+    job_id: str
+    task: int
+    attempt: int
+    kind: FailureKind
+    error: str
+    traceback: str = ""
+    missing_maps: list[int] = []
+
+
+# ---------------------------------------------------------------- coordinator -> worker
+
+
+class Welcome(_Msg, frozen=True):
+    worker_id: str
+    heartbeat_interval: float
+
+
+class Reject(_Msg, frozen=True):
+    reason: str
+
+
+class RegisterAgain(_Msg, frozen=True):
+    """Sent to a peer the coordinator does not know (e.g. after the coordinator restarted)."""
+
+
+class Ping(_Msg, frozen=True):
+    pass
+
+
+class JobSetup(_Msg, frozen=True):
+    """Everything a worker needs to run tasks of a job; resent when partition owners move."""
+
+    job_id: str
+    app_blob: bytes
+    args: list[str]
+    n_reduce: int
+    owners: list[str]
+    owners_epoch: int
+    push: bool
+    batch_bytes: int
+    window_bytes: int
+
+
+class OwnersUpdate(_Msg, frozen=True):
+    job_id: str
+    owners: list[str]
+    owners_epoch: int
+
+
+class AssignMap(_Msg, frozen=True):
+    job_id: str
+    task: int
+    attempt: int
+    split: InputSplit
+
+
+class MapSource(msgspec.Struct, frozen=True, array_like=True):
+    """Where the committed output of one map task lives."""
+
+    task: int
+    attempt: int
+    addr: str
+
+
+class AssignReduce(_Msg, frozen=True):
+    job_id: str
+    task: int
+    attempt: int
+    output_dir: str
+    sources: list[MapSource]
+
+
+class CommitDecision(_Msg, frozen=True):
+    job_id: str
+    task: int
+    attempt: int
+    ok: bool
+
+
+class CancelTask(_Msg, frozen=True):
+    job_id: str
+    task: int
+    attempt: int
+    kind: str
+
+
+class JobEnded(_Msg, frozen=True):
+    """The job is over: the worker drops everything it holds for it."""
+
+    job_id: str
+
+
+# ---------------------------------------------------------------- worker <-> worker (data plane)
+
+
+class Batch(_Msg, frozen=True):
+    """Header of a batch of one map attempt's records for one partition; the payload is the next frame."""
+
+    job_id: str
+    map_task: int
+    attempt: int
+    partition: int
+    seq: int
+    n_records: int
+
+
+class StreamEnd(_Msg, frozen=True):
+    """A map attempt is done: how many batches it sent to each partition this receiver owns."""
+
+    job_id: str
+    map_task: int
+    attempt: int
+    counts: dict[int, int]
+
+
+class BatchAck(_Msg, frozen=True):
+    """Returns byte credit to the sender once a batch is stored."""
+
+    job_id: str
+    map_task: int
+    attempt: int
+    partition: int
+    seq: int
+    nbytes: int
+
+
+class PullRequest(_Msg, frozen=True):
+    """Fallback: a reducer asks a mapper for its kept copy of one partition."""
+
+    job_id: str
+    map_task: int
+    attempt: int
+    partition: int
+
+
+class PullEnd(_Msg, frozen=True):
+    """Closes a pull reply: `n_batches` batches came before it, or `found` is False."""
+
+    job_id: str
+    map_task: int
+    attempt: int
+    partition: int
+    n_batches: int
+    found: bool
+
+
+ClientToCoord = SubmitJob | StatusRequest | CancelJob
+WorkerToCoord = Register | Heartbeat | TaskRequest | MapDone | ReduceDone | ReduceCommitted | TaskFailed
+ToCoordinator = ClientToCoord | WorkerToCoord
+CoordToClient = JobAccepted | ErrorReply | StatusReply
+CoordToWorker = (
+    Welcome | Reject | RegisterAgain | Ping | JobSetup | OwnersUpdate | AssignMap | AssignReduce
+    | CommitDecision | CancelTask | JobEnded
+)
+FromCoordinator = CoordToClient | CoordToWorker
+DataMessage = Batch | StreamEnd | BatchAck | PullRequest | PullEnd
