@@ -1,0 +1,507 @@
+"""Configuration: the one typed, validated `Config` every zmr process runs on.
+
+A `Config` is built from four layers, later ones winning: the dataclass defaults, a TOML file, `ZMR_*`
+environment variables and command-line flags. Every setting is declared exactly once, as a field of a frozen
+section dataclass with its documentation in the field metadata; TOML keys, environment variable names,
+`settings()` and `render_toml()` are all derived from those fields, so they cannot drift apart.
+
+Values are validated when a section is constructed, so an invalid `Config` cannot exist. Errors are
+`ConfigError`s that name the setting and, when loading, where the bad value came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import textwrap
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
+
+from zmr.errors import ConfigError
+
+KiB = 1024
+MiB = 1024 * KiB
+
+ShuffleMode = Literal["push", "barrier"]
+Compression = Literal["none", "zlib"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["console", "json"]
+
+Check: TypeAlias = Callable[[Any], str | None]
+"""A range check: returns what is wrong with a (well-typed) value, or None."""
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value!r}"
+
+
+def _at_least(bound: int) -> Check:
+    def check(value: float) -> str | None:
+        return None if value >= bound else f"must be >= {bound}, got {value!r}"
+
+    return check
+
+
+def _endpoint(value: str) -> str | None:
+    transport, sep, address = value.partition("://")
+    ok = sep and address and transport in {"tcp", "ipc", "inproc"}
+    return None if ok else f"must be a ZeroMQ endpoint like 'tcp://host:port', got {value!r}"
+
+
+def _setting(default: Any, doc: str, unit: str = "", check: Check | None = None) -> Any:
+    """Declare one setting: its default, what it means, its unit and its range check."""
+    return field(default=default, metadata={"doc": doc, "unit": unit, "check": check})
+
+
+class _FieldError(ConfigError):
+    """A validation error that knows which setting it is about, so the loader can say where it came from."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Checks types and ranges of every field on construction; subclasses add cross-field rules."""
+
+    SECTION: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            name = f"{self.SECTION}.{f.name}"
+            value = getattr(self, f.name)
+            if hints[f.name] is float and _is_int(value):
+                value = float(value)
+                object.__setattr__(self, f.name, value)
+            check: Check | None = f.metadata["check"]
+            problem = _type_problem(value, hints[f.name]) or (check(value) if check else None)
+            if problem:
+                raise _FieldError(name, problem)
+        self._check()
+
+    def _check(self) -> None:
+        """Rules that involve more than one field of the section."""
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig(_Section):
+    """The coordinator: control-plane endpoint and failure detection."""
+
+    SECTION: ClassVar[str] = "coordinator"
+    bind: str = _setting(
+        "tcp://127.0.0.1:5555",
+        "Control-plane endpoint the coordinator binds; clients and workers connect to it. Loopback by "
+        "default: jobs carry code, so any other address needs CurveZMQ keys.",
+        check=_endpoint,
+    )
+    heartbeat_interval: float = _setting(
+        0.5, "Time between heartbeats, sent both ways between coordinator and each worker.", "s", _positive
+    )
+    heartbeat_liveness: int = _setting(
+        6, "Heartbeats missed in a row before a peer is declared dead.", "beats", _at_least(1)
+    )
+    task_timeout: float = _setting(
+        10.0, "Time without a progress report before a running task is rescheduled.", "s", _positive
+    )
+    max_message_bytes: int = _setting(
+        16 * MiB, "Largest control-plane message accepted; larger ones are dropped.", "bytes", _at_least(KiB)
+    )
+
+    @property
+    def dead_after(self) -> float:
+        """Seconds of silence after which a peer is declared dead."""
+        return self.heartbeat_interval * self.heartbeat_liveness
+
+
+@dataclass(frozen=True)
+class WorkerConfig(_Section):
+    """A worker: where it finds the coordinator, where it keeps data, how much memory it may use."""
+
+    SECTION: ClassVar[str] = "worker"
+    coordinator: str = _setting(
+        "tcp://127.0.0.1:5555", "Coordinator endpoint to connect to.", check=_endpoint
+    )
+    work_dir: str = _setting(
+        "", "Directory for spill files and scratch data; empty means a fresh temporary directory."
+    )
+    data_bind: str = _setting(
+        "tcp://127.0.0.1:*",
+        "Data-plane endpoint for the peer-to-peer shuffle; port '*' picks a free port, which the worker "
+        "advertises when it registers.",
+        check=_endpoint,
+    )
+    memory_budget_mb: int = _setting(
+        256, "Shuffle buffer memory; past it, sorted runs are spilled to work_dir.", "MiB", _at_least(1)
+    )
+    max_message_bytes: int = _setting(
+        64 * MiB, "Largest data-plane frame accepted from a peer.", "bytes", _at_least(KiB)
+    )
+
+
+@dataclass(frozen=True)
+class ShuffleConfig(_Section):
+    """How map output travels to the owners of reduce partitions."""
+
+    SECTION: ClassVar[str] = "shuffle"
+    mode: ShuffleMode = _setting(
+        "push",
+        "push: mappers stream batches to partition owners while maps run; barrier: the shuffle starts "
+        "only when every map task has committed.",
+    )
+    batch_bytes: int = _setting(
+        1 * MiB,
+        "A partition's buffered map output is sent once it reaches this size.",
+        "bytes",
+        _at_least(KiB),
+    )
+    window_bytes: int = _setting(
+        8 * MiB,
+        "Unacknowledged bytes in flight from one sender to one receiver (credit window); at least "
+        "batch_bytes.",
+        "bytes",
+        _at_least(KiB),
+    )
+    compression: Compression = _setting("none", "Compression of shuffle batches on the wire.")
+
+    def _check(self) -> None:
+        if self.window_bytes < self.batch_bytes:
+            raise _FieldError(
+                "shuffle.window_bytes",
+                f"must be >= shuffle.batch_bytes ({self.batch_bytes}), got {self.window_bytes}",
+            )
+
+
+@dataclass(frozen=True)
+class JobConfig(_Section):
+    """Defaults for jobs submitted from the command line."""
+
+    SECTION: ClassVar[str] = "job"
+    split_size_mb: int = _setting(
+        64, "Input files larger than this are split into several map tasks.", "MiB", _at_least(1)
+    )
+    n_reduce: int = _setting(4, "Number of reduce partitions when a job does not say.", check=_at_least(1))
+
+
+@dataclass(frozen=True)
+class RetryPolicy(_Section):
+    """When a failed task is tried again, and when the job gives up on it."""
+
+    SECTION: ClassVar[str] = "retry"
+    max_attempts: int = _setting(
+        4, "Attempts of a task whose app code fails before the job fails.", check=_at_least(1)
+    )
+    base: float = _setting(
+        0.5, "Backoff after the first failure; it doubles with each further one.", "s", _positive
+    )
+    cap: float = _setting(10.0, "Longest backoff between attempts.", "s", _positive)
+    max_worker_losses: int = _setting(
+        8, "Times the workers running a task may die before the job fails.", check=_at_least(1)
+    )
+
+    def _check(self) -> None:
+        if self.cap < self.base:
+            raise _FieldError("retry.cap", f"must be >= retry.base ({self.base}), got {self.cap}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based): base * 2**(attempt-1), capped."""
+        if attempt < 1:
+            raise ValueError(f"attempt numbers start at 1, got {attempt}")
+        try:
+            return min(self.cap, math.ldexp(self.base, attempt - 1))
+        except OverflowError:
+            return self.cap
+
+
+@dataclass(frozen=True)
+class SpeculationConfig(_Section):
+    """Backup attempts for stragglers near the end of a phase; the first attempt to commit wins."""
+
+    SECTION: ClassVar[str] = "speculation"
+    enabled: bool = _setting(True, "Start backup attempts of slow tasks.")
+    slow_factor: float = _setting(
+        3.0,
+        "A task running longer than this times the median time of its phase's finished tasks may get a "
+        "backup.",
+        "x median",
+        _at_least(1),
+    )
+    min_elapsed: float = _setting(
+        2.0, "A task that has run less than this never gets a backup.", "s", _at_least(0)
+    )
+
+
+@dataclass(frozen=True)
+class ClusterConfig(_Section):
+    """A local cluster started by `zmr cluster up` or `zmr run`."""
+
+    SECTION: ClassVar[str] = "cluster"
+    workers: int = _setting(0, "Workers to start; 0 means one per CPU core.", check=_at_least(0))
+
+    def worker_count(self) -> int:
+        """The number of workers to start, with 0 resolved to the CPU count."""
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class LogConfig(_Section):
+    """Logging, set up by `zmr.log.configure_logging`."""
+
+    SECTION: ClassVar[str] = "log"
+    level: LogLevel = _setting("info", "Lowest level logged.")
+    format: LogFormat = _setting("console", "console for people, json (one object per line) for machines.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a zmr process is configured with; one field per TOML section."""
+
+    coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    speculation: SpeculationConfig = field(default_factory=SpeculationConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        for section, cls in _sections().items():
+            if not isinstance(getattr(self, section), cls):
+                raise ConfigError(
+                    f"Config.{section} must be a {cls.__name__}, got {getattr(self, section)!r}"
+                )
+        if self.shuffle.batch_bytes >= self.worker.max_message_bytes:
+            raise _FieldError(
+                "shuffle.batch_bytes",
+                f"must be < worker.max_message_bytes ({self.worker.max_message_bytes}) since a batch "
+                f"travels in one data-plane frame, got {self.shuffle.batch_bytes}",
+            )
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
+        """A new validated config with `"section.key"` values replaced; None values are skipped."""
+        layers = {s.name: (getattr(getattr(self, s.section), s.key), "") for s in settings()}
+        layers.update(_from_overrides(overrides))
+        return _build(layers)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value, described from its dataclass field."""
+
+    section: str
+    key: str
+    type: Any
+    default: Any
+    doc: str
+    unit: str
+
+    @property
+    def name(self) -> str:
+        """The dotted name used for flag overrides and in error messages, e.g. 'worker.work_dir'."""
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that sets it, e.g. 'ZMR_WORKER_WORK_DIR'."""
+        return f"ZMR_{self.section}_{self.key}".upper()
+
+
+def settings() -> tuple[Setting, ...]:
+    """Every setting, in declaration order, derived from the section dataclasses."""
+    return tuple(s for cls in _sections().values() for s in _section_settings(cls))
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config. Precedence: flags > environment > file > defaults.
+
+    `env` defaults to os.environ; `overrides` are flag values keyed 'section.key', None meaning "not given".
+    """
+    layers: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        layers.update(_from_file(Path(path)))
+    layers.update(_from_env(os.environ if env is None else env))
+    layers.update(_from_overrides(overrides or {}))
+    return _build(layers)
+
+
+def render_toml(config: Config | None = None) -> str:
+    """A TOML document of `config` (default: the defaults) documenting every key: meaning, unit, default."""
+    config = Config() if config is None else config
+    lines: list[str] = []
+    for section, cls in _sections().items():
+        lines += ["", f"# {_docstring(cls)}", f"[{section}]"]
+        for s in _section_settings(cls):
+            lines += textwrap.wrap(s.doc, 106, initial_indent="# ", subsequent_indent="# ")
+            lines.append(f"#   {_facts(s)}")
+            lines.append(f"{s.key} = {_toml_value(getattr(getattr(config, section), s.key))}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _facts(s: Setting) -> str:
+    facts = [f"unit: {s.unit}"] if s.unit else []
+    if get_origin(s.type) is Literal:
+        facts.append("one of: " + ", ".join(map(_toml_value, get_args(s.type))))
+    default = _toml_value(s.default)
+    if s.unit == "bytes" and s.default % KiB == 0:
+        default += f" ({s.default // MiB} MiB)" if s.default % MiB == 0 else f" ({s.default // KiB} KiB)"
+    facts += [f"default: {default}", f"env: {s.env_var}"]
+    return "; ".join(facts)
+
+
+# --- layers -------------------------------------------------------------------------------------------------
+
+
+def _from_file(path: Path) -> Iterator[tuple[str, tuple[Any, str]]]:
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}") from exc
+    known = {s.name: s for s in settings()}
+    for section, table in doc.items():
+        if section not in _sections():
+            raise ConfigError(f"unknown section [{section}] in {path}{_suggest(section, _sections())}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"'{section}' in {path} must be a [{section}] table, got {table!r}")
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            if name not in known:
+                raise ConfigError(f"unknown key '{name}' in {path}{_suggest(name, known)}")
+            yield name, (value, str(path))
+
+
+def _from_env(env: Mapping[str, str]) -> Iterator[tuple[str, tuple[Any, str]]]:
+    for s in settings():
+        if s.env_var in env:
+            yield s.name, (_parse_text(env[s.env_var], s, s.env_var), s.env_var)
+
+
+def _from_overrides(overrides: Mapping[str, Any]) -> Iterator[tuple[str, tuple[Any, str]]]:
+    known = {s.name: s for s in settings()}
+    for name, value in overrides.items():
+        if name not in known:
+            raise ConfigError(f"unknown setting '{name}'{_suggest(name, known)}")
+        if value is None:
+            continue
+        origin = f"flag {name}"
+        if isinstance(value, str):
+            value = _parse_text(value, known[name], origin)
+        yield name, (value, origin)
+
+
+def _build(layers: Mapping[str, tuple[Any, str]]) -> Config:
+    """Construct (and so validate) the config; a validation error names the layer the bad value came from."""
+    try:
+        sections: dict[str, Any] = {
+            section: cls(**{k: v for k, (v, _) in _in_section(layers, section)})
+            for section, cls in _sections().items()
+        }
+        return Config(**sections)
+    except _FieldError as exc:
+        origin = layers.get(exc.name, (None, ""))[1]
+        if not origin:
+            raise
+        raise ConfigError(f"{exc} (from {origin})") from None
+
+
+def _in_section(layers: Mapping[str, tuple[Any, str]], section: str) -> Iterator[tuple[str, tuple[Any, str]]]:
+    for name, entry in layers.items():
+        head, _, key = name.partition(".")
+        if head == section:
+            yield key, entry
+
+
+# --- types --------------------------------------------------------------------------------------------------
+
+
+def _parse_text(text: str, setting: Setting, origin: str) -> Any:
+    """Convert a string from the environment or a flag to the setting's type."""
+    t = setting.type
+    try:
+        if t is bool:
+            word = text.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ValueError(text)
+            return word in _TRUE
+        if t is int:
+            return int(text.strip())
+        if t is float:
+            return float(text.strip())
+    except ValueError:
+        raise ConfigError(f"{origin}={text!r}: expected {_describe(t)} for {setting.name}") from None
+    return text
+
+
+def _type_problem(value: Any, t: Any) -> str | None:
+    if get_origin(t) is Literal:
+        allowed = get_args(t)
+        return None if value in allowed else f"must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+    if t is float:
+        ok = isinstance(value, float) and math.isfinite(value)
+    elif t is int:
+        ok = _is_int(value)
+    else:
+        ok = isinstance(value, t)
+    return None if ok else f"must be {_describe(t)}, got {type(value).__name__} {value!r}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _describe(t: Any) -> str:
+    if get_origin(t) is Literal:
+        return "one of " + ", ".join(map(repr, get_args(t)))
+    names = {bool: "a boolean (true/false/1/0/yes/no)", int: "an integer", float: "a finite number"}
+    return names.get(t, "a string")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:_}"
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
+
+
+# --- reflection ---------------------------------------------------------------------------------------------
+
+
+def _sections() -> dict[str, type[_Section]]:
+    """Section name -> dataclass, in the order of `Config`'s fields."""
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _section_settings(cls: type[_Section]) -> Iterator[Setting]:
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        yield Setting(cls.SECTION, f.name, hints[f.name], f.default, f.metadata["doc"], f.metadata["unit"])
+
+
+def _docstring(cls: type) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+
+
+def _suggest(name: str, known: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
