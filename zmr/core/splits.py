@@ -1,0 +1,54 @@
+"""Split planning: cut input files into byte ranges that become map tasks. Pure; reads nothing.
+
+A split is only a byte range. Which lines it owns is decided when it is read (`zmr.inputs.read_split`):
+the lines that *start* inside the range, so every line belongs to exactly one split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from zmr.errors import JobSpecError
+
+
+class SizedFile(Protocol):
+    """What planning needs to know about an input file (`zmr.inputs.InputFile` fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Split:
+    """Bytes [start, end) of the file at `path`; `name` is the file's name as the user typed it."""
+
+    name: str
+    path: str
+    start: int
+    end: int
+
+
+def plan_splits(files: Iterable[SizedFile], split_size: int) -> list[Split]:
+    """Cut each file into ceil(size / split_size) consecutive ranges; an empty file still gives one."""
+    if split_size < 1:
+        raise JobSpecError(f"split size must be at least 1 byte, got {split_size}")
+    return [split for file in files for split in _file_splits(file, split_size)]
+
+
+def _file_splits(file: SizedFile, split_size: int) -> list[Split]:
+    if file.size < 0:
+        raise JobSpecError(f"input {file.name!r} has a negative size {file.size}")
+    if file.size == 0:
+        return [Split(file.name, file.path, 0, 0)]
+    return [
+        Split(file.name, file.path, start, min(start + split_size, file.size))
+        for start in range(0, file.size, split_size)
+    ]
