@@ -1,0 +1,124 @@
+"""Input files: expand what the user typed into readable files, and read one split's lines.
+
+Split planning itself is pure and lives in `zmr.core.splits`; it is re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from zmr.core.splits import Split, plan_splits
+from zmr.errors import JobSpecError
+
+__all__ = ["InputFile", "Split", "expand_inputs", "plan_splits", "read_split"]
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input file: `name` as the user typed it (map receives it), `path` absolute (workers open it)."""
+
+    name: str
+    path: str
+    size: int
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[InputFile]:
+    """Files as given, directories expanded recursively (sorted, hidden entries skipped).
+
+    Raises JobSpecError naming the path for: no inputs, a missing path, an unreadable file,
+    something that is neither a file nor a directory, or a directory holding no files.
+    """
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not inputs:
+        raise JobSpecError("no inputs given: pass at least one file or directory")
+    files: list[InputFile] = []
+    for typed in inputs:
+        files.extend(_expand_one(typed))
+    return files
+
+
+def _expand_one(typed: str) -> list[InputFile]:
+    if os.path.isdir(typed):
+        names = [os.path.join(typed, rel) for rel in _visible_files(typed)]
+        if not names:
+            raise JobSpecError(f"input directory {typed!r} holds no (non-hidden) files")
+        return [_input_file(name) for name in names]
+    if not os.path.exists(typed):
+        raise JobSpecError(f"input {typed!r} does not exist")
+    if not os.path.isfile(typed):
+        raise JobSpecError(f"input {typed!r} is neither a regular file nor a directory")
+    return [_input_file(typed)]
+
+
+def _visible_files(top: str) -> list[str]:
+    """Relative paths of the regular files under `top`, skipping names that start with '.'."""
+    found: list[tuple[str, ...]] = []
+
+    def fail(exc: OSError) -> None:
+        raise JobSpecError(f"cannot list input directory {exc.filename!r}: {exc.strerror}") from exc
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=fail):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = os.path.relpath(dirpath, top)
+        for name in filenames:
+            if not name.startswith(".") and os.path.isfile(os.path.join(dirpath, name)):
+                found.append(_parts(os.path.normpath(os.path.join(rel_dir, name))))
+    return [os.path.join(*parts) for parts in sorted(found)]
+
+
+def _parts(rel: str) -> tuple[str, ...]:
+    return tuple(rel.split(os.sep))
+
+
+def _input_file(name: str) -> InputFile:
+    """Check `name` can be opened for reading now, so a bad input fails the job before it is queued."""
+    try:
+        with open(name, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise JobSpecError(f"input {name!r} cannot be read: {exc.strerror or exc}") from exc
+    return InputFile(name=name, path=os.path.abspath(name), size=size)
+
+
+def read_split(path: str, start: int, end: int) -> tuple[str, int]:
+    """The lines that start in bytes [start, end) of `path`, and the 1-based line number of the first.
+
+    Hadoop's rule: a split not at offset 0 skips the partial line it starts inside (the previous split
+    owns it), and its last line is read to its end even past `end`. Splits are cut after a b"\\n", which
+    never occurs inside a UTF-8 sequence, so decoding splits separately equals decoding the whole file.
+    """
+    with open(path, "rb") as f:
+        first = 0 if start == 0 else _next_line_start(f, start - 1)
+        stop = _next_line_start(f, end - 1) if end > first else first
+        f.seek(first)
+        data = f.read(stop - first)
+        line = 1 + _count_newlines(f, first)
+    return data.decode("utf-8", errors="replace"), line
+
+
+def _next_line_start(f: BinaryIO, pos: int) -> int:
+    """The offset just past the first b"\\n" at or after `pos`, or the file's size if there is none."""
+    f.seek(pos)
+    while chunk := f.read(_CHUNK):
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return pos + found + 1
+        pos += len(chunk)
+    return pos
+
+
+def _count_newlines(f: BinaryIO, stop: int) -> int:
+    """How many b"\\n" occur in bytes [0, stop), read in chunks."""
+    f.seek(0)
+    count = 0
+    remaining = stop
+    while remaining > 0 and (chunk := f.read(min(_CHUNK, remaining))):
+        count += chunk.count(b"\n")
+        remaining -= len(chunk)
+    return count
