@@ -1,0 +1,275 @@
+"""Apps: load a user's map/reduce module, check it against the contract, and ship it to workers.
+
+The contract (any function may also declare a keyword parameter `args` to receive the job's arguments):
+
+    map(filename: str, contents: str) -> Iterable[tuple[str, str]]   # may declare `first_line`
+    reduce(key: str, values: Iterable[str]) -> str
+    combine(key: str, values: Iterable[str]) -> str                  # optional, map-side, associative
+    partition(key: str, n_reduce: int) -> int                        # optional, default stable hash
+
+An app is shipped by value (cloudpickle), so workers need no copy of its file. Only the app module
+itself travels by value; modules it imports must be importable on the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import secrets
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import cloudpickle  # type: ignore[import-untyped]
+
+from zmr.core.partition import partition_of
+from zmr.errors import AppError
+
+__all__ = ["App", "load_app", "ship_app", "unship_app"]
+
+MapFn = Callable[..., Iterable[tuple[str, str]]]
+FoldFn = Callable[..., str]
+PartitionFn = Callable[..., int]
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+@dataclass(frozen=True)
+class App:
+    """A checked app. Call it through these methods: they pass `args`/`first_line` only where declared."""
+
+    name: str
+    module: str
+    map_fn: MapFn
+    reduce_fn: FoldFn
+    combine_fn: FoldFn | None = None
+    partition_fn: PartitionFn | None = None
+    takes_args: frozenset[str] = frozenset()
+    map_takes_first_line: bool = False
+
+    @classmethod
+    def from_functions(
+        cls,
+        name: str,
+        map: MapFn,
+        reduce: FoldFn,
+        combine: FoldFn | None = None,
+        partition: PartitionFn | None = None,
+    ) -> App:
+        """Build an App from plain functions, working out once which accept `args` and `first_line`."""
+        fns = {"map": map, "reduce": reduce, "combine": combine, "partition": partition}
+        for role, fn in fns.items():
+            if not callable(fn) and (fn is not None or role in ("map", "reduce")):
+                raise AppError(f"app {name!r}: `{role}` must be a function, got {type(fn).__name__}")
+        return cls(
+            name=name,
+            module=getattr(map, "__module__", None) or "__main__",
+            map_fn=map,
+            reduce_fn=reduce,
+            combine_fn=combine,
+            partition_fn=partition,
+            takes_args=frozenset(
+                role for role, fn in fns.items() if fn is not None and _declares(fn, "args")
+            ),
+            map_takes_first_line=_declares(map, "first_line"),
+        )
+
+    @property
+    def has_combine(self) -> bool:
+        return self.combine_fn is not None
+
+    def map(
+        self, filename: str, contents: str, args: Sequence[str], first_line: int = 1
+    ) -> Iterator[tuple[str, str]]:
+        """The app's (key, value) pairs for one split, checked to be pairs of strings."""
+        kwargs: dict[str, Any] = {}
+        if "map" in self.takes_args:
+            kwargs["args"] = args
+        if self.map_takes_first_line:
+            kwargs["first_line"] = first_line
+        return _checked_pairs(self.name, self.map_fn(filename, contents, **kwargs))
+
+    def reduce(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
+        """The output value for `key`; it must be a str without a newline, as output is `key value` lines."""
+        if "reduce" in self.takes_args:
+            result = self.reduce_fn(key, values, args=args)
+        else:
+            result = self.reduce_fn(key, values)
+        _check_str(self.name, "reduce", key, result)
+        if "\n" in result or "\n" in key:
+            raise AppError(f"app {self.name!r}: output for key {key!r} contains a newline: {result!r}")
+        return result
+
+    def combine(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
+        """Fold some of `key`'s values map-side; only valid when `has_combine`."""
+        if self.combine_fn is None:
+            raise AppError(f"app {self.name!r} has no combine function")
+        if "combine" in self.takes_args:
+            result = self.combine_fn(key, values, args=args)
+        else:
+            result = self.combine_fn(key, values)
+        _check_str(self.name, "combine", key, result)
+        return result
+
+    def partition(self, key: str, n_reduce: int, args: Sequence[str] = ()) -> int:
+        """The reduce partition of `key`: the app's partition function if it has one, else the stable hash."""
+        if self.partition_fn is None:
+            return partition_of(key, n_reduce)
+        if "partition" in self.takes_args:
+            result = self.partition_fn(key, n_reduce, args=args)
+        else:
+            result = self.partition_fn(key, n_reduce)
+        if not isinstance(result, int) or isinstance(result, bool) or not 0 <= result < n_reduce:
+            raise AppError(
+                f"app {self.name!r}: partition({key!r}, {n_reduce}) returned {result!r}, "
+                f"expected an int in range(0, {n_reduce})"
+            )
+        return result
+
+
+def _declares(fn: Callable[..., object], param: str) -> bool:
+    """Whether `fn` has a parameter `param` that can be passed by keyword."""
+    try:
+        found = inspect.signature(fn).parameters.get(param)
+    except (TypeError, ValueError):
+        return False
+    return found is not None and found.kind in (found.POSITIONAL_OR_KEYWORD, found.KEYWORD_ONLY)
+
+
+def _checked_pairs(name: str, pairs: object) -> Iterator[tuple[str, str]]:
+    """Turn a broken map result into an AppError that says what was expected, not a crash far away."""
+    try:
+        iterator = iter(pairs)  # type: ignore[call-overload]
+    except TypeError:
+        raise AppError(
+            f"app {name!r}: map returned {pairs!r}, expected an iterable of (key, value) str pairs"
+        ) from None
+    for pair in iterator:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise AppError(f"app {name!r}: map yielded {pair!r}, expected a (key, value) tuple of str")
+        key, value = pair
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise AppError(f"app {name!r}: map yielded {pair!r}, expected key and value to be str")
+        yield key, value
+
+
+def _check_str(name: str, role: str, key: str, result: object) -> None:
+    if not isinstance(result, str):
+        raise AppError(f"app {name!r}: {role}({key!r}, ...) returned {result!r}, expected a str")
+
+
+def load_app(spec: str) -> App:
+    """Load and check the app named by `spec`: a path ending in .py, or an importable module name."""
+    module = _import_file(spec) if _is_path(spec) else _import_name(spec)
+    return _app_from_module(spec, module)
+
+
+def _is_path(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or os.sep in spec
+
+
+def _import_file(spec: str) -> ModuleType:
+    """Run the file as a module under a fresh unique name, kept in sys.modules so it can ship by value."""
+    if not os.path.isfile(spec):
+        raise AppError(f"app file {spec!r} does not exist (or is not a file)")
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(spec))[0])
+    name = f"_zmr_app_{stem}_{secrets.token_hex(6)}"
+    loader_spec = importlib.util.spec_from_file_location(name, os.path.abspath(spec))
+    if loader_spec is None or loader_spec.loader is None:
+        raise AppError(f"app file {spec!r} cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise _import_failure(spec, exc) from exc
+    return module
+
+
+def _import_name(spec: str) -> ModuleType:
+    """Import a module by name with the working directory first on sys.path, as `python -m` would."""
+    if not _MODULE_NAME.fullmatch(spec):
+        raise AppError(f"app {spec!r} is neither a path ending in .py nor a module name like apps.wc")
+    cwd = os.getcwd()
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (spec == exc.name or spec.startswith(exc.name + ".")):
+            raise AppError(f"app module {spec!r} not found (looked in {cwd} and on sys.path)") from exc
+        raise _import_failure(spec, exc) from exc
+    except (Exception, SystemExit) as exc:
+        raise _import_failure(spec, exc) from exc
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(cwd)
+
+
+def _import_failure(spec: str, exc: BaseException) -> AppError:
+    """An AppError carrying the app's traceback, without the import machinery's frames in front."""
+    tb = exc.__traceback__
+    while tb is not None and _is_loader_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return AppError(f"app {spec!r} failed to import:\n{text}")
+
+
+def _is_loader_frame(filename: str) -> bool:
+    return filename == __file__ or "importlib" in filename
+
+
+def _app_from_module(spec: str, module: ModuleType) -> App:
+    for required in ("map", "reduce"):
+        fn = getattr(module, required, None)
+        if fn is None or not callable(fn):
+            what = "is missing" if fn is None else f"is not a function ({type(fn).__name__})"
+            raise AppError(
+                f"app {spec!r}: `{required}` {what}; an app defines map(filename, contents) "
+                "-> iterable of (key, value) and reduce(key, values) -> str"
+            )
+    app = App.from_functions(
+        spec,
+        map=module.map,
+        reduce=module.reduce,
+        combine=getattr(module, "combine", None),
+        partition=getattr(module, "partition", None),
+    )
+    return dataclasses.replace(app, module=module.__name__)
+
+
+def ship_app(app_or_spec: App | str) -> bytes:
+    """Pickle the app by value, so a worker without the app's file (or module) can run it."""
+    app = load_app(app_or_spec) if isinstance(app_or_spec, str) else app_or_spec
+    module = sys.modules.get(app.module)
+    registered = cloudpickle.list_registry_pickle_by_value()
+    by_value = module is not None and app.module != "__main__" and app.module not in registered
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        blob: bytes = cloudpickle.dumps(app)
+        return blob
+    except Exception as exc:
+        raise AppError(f"app {app.name!r} cannot be shipped: {exc}") from exc
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def unship_app(blob: bytes) -> App:
+    """Rebuild an app from `ship_app`'s bytes; a broken blob is an AppError, never a crash."""
+    try:
+        app = cloudpickle.loads(blob)
+    except Exception as exc:
+        raise AppError(f"cannot unpack the shipped app: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(app, App):
+        raise AppError(f"shipped app unpacked to a {type(app).__name__}, not an App")
+    return app
