@@ -1,0 +1,442 @@
+"""Apps: loading errors a user can act on, args/first_line passing, contract checks, shipping by value."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from itertools import groupby
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cloudpickle  # type: ignore[import-untyped]
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zmr.apps import App, load_app, ship_app, unship_app
+from zmr.core.partition import partition_of
+from zmr.errors import AppError
+from zmr.seq import run_sequential
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _app_file(tmp_path: Path, source: str, name: str = "myapp.py") -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+MINIMAL = textwrap.dedent("""
+    def map(filename, contents):
+        for word in contents.split():
+            yield word, "1"
+
+    def reduce(key, values):
+        return str(sum(int(v) for v in values))
+""")
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def test_load_from_file_path(tmp_path: Path) -> None:
+    app = load_app(str(_app_file(tmp_path, MINIMAL)))
+    assert list(app.map("f", "a b a", [])) == [("a", "1"), ("b", "1"), ("a", "1")]
+    assert app.reduce("a", ["1", "1"], []) == "2"
+    assert not app.has_combine and app.module in sys.modules
+
+
+def test_load_by_module_name_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _app_file(tmp_path / "pkg_here", "", "__init__.py")
+    _app_file(tmp_path / "pkg_here", MINIMAL, "counting.py")
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    try:
+        app = load_app("pkg_here.counting")
+    finally:
+        sys.modules.pop("pkg_here.counting", None)
+        sys.modules.pop("pkg_here", None)
+    assert app.reduce("k", ["2", "3"], []) == "5"
+    assert sys.path == path_before
+
+
+def test_load_the_bundled_apps_by_name_and_by_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    assert load_app("apps.wc").has_combine
+    assert load_app("apps/grep.py").map_takes_first_line
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(AppError, match="does not exist"):
+        load_app(str(tmp_path / "nope.py"))
+
+
+def test_unknown_module_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AppError, match="'no_such_app_module' not found"):
+        load_app("no_such_app_module")
+
+
+def test_spec_that_is_neither_path_nor_module_name() -> None:
+    with pytest.raises(AppError, match="neither a path"):
+        load_app("not a module!")
+
+
+def test_import_error_carries_the_traceback(tmp_path: Path) -> None:
+    path = _app_file(tmp_path, "x = 1\n\ndef helper():\n    return 1 / 0\n\nhelper()\n", "broken.py")
+    with pytest.raises(AppError) as err:
+        load_app(str(path))
+    message = str(err.value)
+    assert "failed to import" in message and "Traceback" in message
+    assert "ZeroDivisionError" in message and 'broken.py", line 4, in helper' in message
+    assert not any(name.startswith("_zmr_app_broken_") for name in sys.modules)
+
+
+def test_a_missing_import_inside_the_app_is_an_import_error_not_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _app_file(tmp_path, "import surely_not_installed_xyz\n" + MINIMAL, "needs_dep.py")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AppError, match="(?s)failed to import.*surely_not_installed_xyz"):
+        load_app("needs_dep")
+
+
+def test_missing_reduce_is_reported(tmp_path: Path) -> None:
+    path = _app_file(tmp_path, "def map(filename, contents):\n    return []\n")
+    with pytest.raises(AppError, match="`reduce` is missing"):
+        load_app(str(path))
+
+
+def test_map_that_is_not_a_function_is_reported(tmp_path: Path) -> None:
+    path = _app_file(tmp_path, "map = 3\ndef reduce(key, values):\n    return ''\n")
+    with pytest.raises(AppError, match="`map` is not a function"):
+        load_app(str(path))
+
+
+def test_combine_that_is_not_a_function_is_reported(tmp_path: Path) -> None:
+    path = _app_file(tmp_path, MINIMAL + "\ncombine = 'sum'\n")
+    with pytest.raises(AppError, match="`combine` must be a function"):
+        load_app(str(path))
+
+
+# --- calling: args, first_line, contract checks --------------------------------------------------
+
+ARGS_APP = """
+    def map(filename, contents, *, args, first_line):
+        yield f"{filename}@{first_line}", "|".join(args)
+
+    def reduce(key, values, args=None):
+        return ",".join(values) + "/" + "|".join(args)
+
+    def combine(key, values, args):
+        return "+".join(values) + "/" + args[0]
+
+    def partition(key, n_reduce):
+        return len(key) % n_reduce
+"""
+
+
+def test_args_and_first_line_go_only_where_declared(tmp_path: Path) -> None:
+    app = load_app(str(_app_file(tmp_path, ARGS_APP)))
+    assert app.takes_args == {"map", "reduce", "combine"} and app.map_takes_first_line
+    assert list(app.map("f.txt", "x", ["p", "q"], first_line=41)) == [("f.txt@41", "p|q")]
+    assert app.reduce("k", ["a", "b"], ["z"]) == "a,b/z"
+    assert app.combine("k", ["a", "b"], ["z"]) == "a+b/z"
+    assert app.partition("abcd", 3) == 1
+
+
+def test_functions_without_args_are_called_without_them() -> None:
+    app = App.from_functions("plain", map=lambda f, c: [(f, c)], reduce=lambda k, vs: "".join(vs))
+    assert app.takes_args == frozenset() and not app.map_takes_first_line
+    assert list(app.map("f", "c", ["ignored"], first_line=9)) == [("f", "c")]
+    star = App.from_functions("star", map=lambda f, c, *args: [(f, c)], reduce=lambda k, vs, *args: "")
+    assert star.takes_args == frozenset()  # `*args` is positional, not the `args` keyword
+    assert star.reduce("k", [], ["ignored"]) == ""
+
+
+def test_default_partition_is_the_stable_hash() -> None:
+    app = App.from_functions("p", map=lambda f, c: [], reduce=lambda k, vs: "")
+    assert [app.partition(k, 7) for k in ["a", "b", "zz"]] == [partition_of(k, 7) for k in ["a", "b", "zz"]]
+
+
+@pytest.mark.parametrize("bad", [5, -1, "0", 1.0, True, None])
+def test_custom_partition_out_of_range_or_not_int_is_an_app_error(bad: Any) -> None:
+    app = App.from_functions("p", map=lambda f, c: [], reduce=lambda k, vs: "", partition=lambda k, n: bad)
+    with pytest.raises(AppError, match="expected an int in range"):
+        app.partition("key", 5)
+
+
+def test_map_and_reduce_are_required_when_building_from_functions() -> None:
+    with pytest.raises(AppError, match="`reduce` must be a function, got NoneType"):
+        App.from_functions("p", map=lambda f, c: [], reduce=None)  # type: ignore[arg-type]
+
+
+def test_combine_without_a_combiner_is_an_app_error() -> None:
+    app = App.from_functions("p", map=lambda f, c: [], reduce=lambda k, vs: "")
+    with pytest.raises(AppError, match="no combine"):
+        app.combine("k", ["v"], [])
+
+
+@pytest.mark.parametrize("result", [None, 3, [("k",)], [("k", 1)], [["k", "v"]]])
+def test_map_results_that_are_not_str_pairs_are_app_errors(result: Any) -> None:
+    app = App.from_functions("bad", map=lambda f, c: result, reduce=lambda k, vs: "")
+    with pytest.raises(AppError, match="map (returned|yielded)"):
+        list(app.map("f", "c", []))
+
+
+@pytest.mark.parametrize(("key", "result"), [("k", 3), ("k", "two\nlines"), ("k\nk", "v")])
+def test_reduce_results_that_break_the_output_format_are_app_errors(key: str, result: Any) -> None:
+    app = App.from_functions("bad", map=lambda f, c: [], reduce=lambda k, vs: result)
+    with pytest.raises(AppError, match="reduce|newline"):
+        app.reduce(key, ["v"], [])
+
+
+# --- shipping ------------------------------------------------------------------------------------
+
+SHIPPED = """
+    import re
+    from collections import Counter
+
+    _WORD = re.compile(r"[a-z]+")
+    SUFFIX = "!"
+
+    def _normalise(word):
+        return word.lower() + SUFFIX
+
+    def map(filename, contents, args):
+        for word, n in Counter(_WORD.findall(contents.lower())).items():
+            yield _normalise(word) + args[0], str(n)
+
+    def reduce(key, values):
+        return str(sum(map_int(values)))
+
+    def map_int(values):
+        return (int(v) for v in values)
+"""
+
+RUN_SHIPPED = """
+import json, sys
+from zmr.apps import unship_app
+app = unship_app(sys.stdin.buffer.read())
+pairs = list(app.map("doc", "b a B", ["?"]))
+print(json.dumps({
+    "pairs": pairs,
+    "reduced": app.reduce("b!?", ["1", "2"], []),
+    "modules": sorted(m for m in sys.modules if m.startswith(("apps", "_zmr_app"))),
+}))
+"""
+
+
+def _run_elsewhere(blob: bytes, cwd: Path) -> dict[str, object]:
+    cwd.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_SHIPPED], input=blob, cwd=cwd, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_shipped_file_app_runs_in_a_fresh_process_after_the_file_is_gone(tmp_path: Path) -> None:
+    path = _app_file(tmp_path / "src", SHIPPED)
+    registry_before = cloudpickle.list_registry_pickle_by_value()
+    blob = ship_app(str(path))
+    path.unlink()
+    assert cloudpickle.list_registry_pickle_by_value() == registry_before
+    result = _run_elsewhere(blob, tmp_path / "elsewhere")
+    assert result["pairs"] == [["b!?", "2"], ["a!?", "1"]]
+    assert result["reduced"] == "3"
+    assert result["modules"] == []
+
+
+def test_shipped_module_app_needs_no_copy_of_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    blob = ship_app(load_app("apps.wc"))
+    code = (
+        "import sys, json; from zmr.apps import unship_app; app = unship_app(sys.stdin.buffer.read());"
+        "print(json.dumps([list(app.map('d', 'to be or not to be', [])), app.combine('be', ['2', '3'], []),"
+        "'apps' in sys.modules]))"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=blob, cwd=tmp_path / "elsewhere", capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    pairs, combined, imported_apps = json.loads(done.stdout)
+    assert sorted(map(tuple, pairs)) == [("be", "2"), ("not", "1"), ("or", "1"), ("to", "2")]
+    assert combined == "5" and imported_apps is False
+
+
+def test_broken_blob_is_an_app_error() -> None:
+    with pytest.raises(AppError, match="cannot unpack"):
+        unship_app(b"not a pickle at all")
+    with pytest.raises(AppError, match="not an App"):
+        unship_app(pickle.dumps({"map": None}))
+
+
+def test_unshipped_app_keeps_its_flags(tmp_path: Path) -> None:
+    app = unship_app(ship_app(str(_app_file(tmp_path, ARGS_APP))))
+    assert app.takes_args == {"map", "reduce", "combine"} and app.map_takes_first_line
+    assert app.partition("abcd", 3) == 1
+
+
+# --- the bundled apps ----------------------------------------------------------------------------
+
+GUTENBERG = REPO / ".." / "shared" / "data" / "gutenberg"
+needs_gutenberg = pytest.mark.skipif(
+    not GUTENBERG.is_dir(), reason=f"sample corpus not found at {GUTENBERG.resolve()} (shared data absent)"
+)
+SPLIT = 64 * 1024  # several splits per book, so split boundaries and first_line are exercised
+TRICKY = "aZé\u0301ß²³½Ⅻ一٣9_ﬁǅ\u02b0\u0300 \n\t-'’Ⅸⅸ𝔘𝟘\u2028"
+
+
+def _isalpha_runs(text: str) -> list[str]:
+    """The word rule, written the slow obvious way: maximal runs of str.isalpha characters."""
+    return ["".join(chars) for is_alpha, chars in groupby(text, str.isalpha) if is_alpha]
+
+
+@functools.cache
+def _app(name: str) -> App:
+    return load_app(str(REPO / "apps" / f"{name}.py"))
+
+
+def _module(name: str) -> ModuleType:
+    return sys.modules[_app(name).module]
+
+
+def _output(path: Path) -> dict[str, str]:
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines.pop() == "", "output must end with a newline"
+    keys = [line.split(" ", 1)[0] for line in lines]
+    assert keys == sorted(keys)
+    return dict(line.split(" ", 1) for line in lines)
+
+
+@pytest.fixture(scope="module")
+def books() -> dict[str, str]:
+    """Each book's text, keyed by the name the job gives it (the typed directory joined with the file)."""
+    return {
+        os.path.join(str(GUTENBERG), path.name): path.read_bytes().decode("utf-8", errors="replace")
+        for path in sorted(GUTENBERG.iterdir())
+    }
+
+
+@pytest.fixture(scope="module")
+def book_words(books: dict[str, str]) -> dict[str, list[str]]:
+    return {name: _isalpha_runs(text) for name, text in books.items()}
+
+
+@pytest.fixture(scope="module")
+def every_code_point() -> tuple[str, list[str]]:
+    everything = "".join(map(chr, range(0x110000)))
+    return everything, _isalpha_runs(everything)
+
+
+@pytest.mark.parametrize("app", ["wc", "indexer", "invert"])
+def test_word_rule_matches_isalpha_on_every_code_point(
+    app: str, every_code_point: tuple[str, list[str]]
+) -> None:
+    words = _module(app).words
+    everything, expected = every_code_point
+    assert words(everything) == expected
+    assert words(" ".join(everything)) == [c for c in everything if c.isalpha()]
+
+
+@given(text=st.text(alphabet=st.characters() | st.sampled_from(TRICKY)))
+def test_word_rule_matches_isalpha_on_random_text(text: str) -> None:
+    expected = _isalpha_runs(text)
+    assert all(_module(app).words(text) == expected for app in ["wc", "indexer", "invert"])
+
+
+@given(
+    docs=st.lists(st.tuples(st.sampled_from(["x", "y", "z"]), st.text(alphabet="ab²é \n")), max_size=6),
+    data=st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_combining_any_runs_of_values_does_not_change_the_result(
+    docs: list[tuple[str, str]], data: Any
+) -> None:
+    for name in ["wc", "indexer", "invert"]:
+        app = _app(name)
+        groups: dict[str, list[str]] = {}
+        for filename, text in docs:
+            for key, value in app.map(filename, text, []):
+                groups.setdefault(key, []).append(value)
+        for key, values in groups.items():
+            cuts = sorted(data.draw(st.sets(st.integers(0, len(values)))))
+            runs = [values[a:b] for a, b in zip([0, *cuts], [*cuts, len(values)], strict=True) if b > a]
+            combined = [app.combine(key, run, []) for run in runs]
+            twice = [app.combine(key, combined, [])] if combined else []
+            assert app.reduce(key, combined, []) == app.reduce(key, values, []) == app.reduce(key, twice, [])
+
+
+@needs_gutenberg
+def test_wc_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -> None:
+    out = run_sequential(_app("wc"), [str(GUTENBERG)], str(tmp_path), split_size=SPLIT)
+    expected = Counter(word for words in book_words.values() for word in words)
+    assert _output(out) == {word: str(count) for word, count in expected.items()}
+
+
+@needs_gutenberg
+def test_indexer_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -> None:
+    out = run_sequential(_app("indexer"), [str(GUTENBERG)], str(tmp_path), split_size=SPLIT)
+    files: dict[str, set[str]] = {}
+    for name, words in book_words.items():
+        for word in words:
+            files.setdefault(word, set()).add(name)
+    assert _output(out) == {w: f"{len(names)} {','.join(sorted(names))}" for w, names in files.items()}
+
+
+@needs_gutenberg
+def test_invert_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -> None:
+    out = run_sequential(_app("invert"), [str(GUTENBERG)], str(tmp_path), split_size=SPLIT)
+    per_word: dict[str, Counter[str]] = {}
+    for name, words in book_words.items():
+        for word in words:
+            per_word.setdefault(word, Counter())[name] += 1
+    expected = {
+        word: ",".join(f"{n}:{c}" for n, c in sorted(counts.items(), key=lambda nc: (-nc[1], nc[0]))[:3])
+        for word, counts in per_word.items()
+    }
+    output = _output(out)
+    assert output == expected
+    assert any(value.count(",") == 2 for value in output.values())
+
+
+@needs_gutenberg
+def test_grep_on_gutenberg(tmp_path: Path, books: dict[str, str]) -> None:
+    pattern = r"\b(Watson|Huck)\b"
+    out = run_sequential(_app("grep"), [str(GUTENBERG)], str(tmp_path), args=[pattern], split_size=SPLIT)
+    expected = {
+        f"{name}:{number}": line
+        for name, text in books.items()
+        for number, line in enumerate(text.split("\n"), start=1)
+        if re.search(pattern, line)
+    }
+    assert len(expected) > 100
+    assert _output(out) == expected
+
+
+def test_grep_edges(tmp_path: Path) -> None:
+    grep = _app("grep")
+    assert list(grep.map("f", "a\r\nb\n", [""], first_line=10)) == [("f:10", "a"), ("f:11", "b")]
+    assert list(grep.map("f", "x\nlast", ["t$"], first_line=1)) == [("f:2", "last")]
+    assert list(grep.map("f", "", [""], first_line=3)) == []
+    with pytest.raises(ValueError, match="needs a regular expression"):
+        list(grep.map("f", "x", []))
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        list(grep.map("f", "x", ["("]))
