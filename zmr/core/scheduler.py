@@ -135,7 +135,9 @@ class Scheduler:
     # ------------------------------------------------------------ clients
 
     def _on_submit(self, peer: bytes, spec: m.JobSpec) -> None:
-        problem = _spec_problem(spec)
+        problem = _spec_problem(spec) or (
+            f"output directory {spec.output_dir} is in use by a running job"
+            if self.output_dir_busy(spec.output_dir) else "")
         if problem:
             self._send(peer, m.ErrorReply(message=problem))
             return
@@ -200,7 +202,7 @@ class Scheduler:
         if task.state is TaskState.DONE:
             return  # another attempt committed first; this one's output never counts
         task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt, worker.id
-        task.finished, task.records_out = self._now, msg.records_out
+        task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
         job.maps_done += 1
         self._cancel_other_attempts(job, task)
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
@@ -567,6 +569,10 @@ class Scheduler:
         worker.current = None
 
     # ------------------------------------------------------------ views
+
+    def output_dir_busy(self, output_dir: str) -> bool:
+        """Does a job that has not ended write to `output_dir`?"""
+        return any(j.spec.output_dir == output_dir and not j.state.ended for j in self.jobs.values())
 
     def status(self, job_id: str | None) -> m.StatusReply | m.ErrorReply:
         if job_id is not None and job_id not in self.jobs:

@@ -58,6 +58,7 @@ class Task:
     started: float | None = None
     finished: float | None = None
     records_out: int = 0
+    bytes_out: int = 0
 
     @property
     def label(self) -> str:
@@ -85,7 +86,8 @@ class Job:
 
     @property
     def bytes_shuffled(self) -> int:
-        return sum(s.bytes_in for s in self.partition_stats.values())
+        """Shuffle bytes of the committed map attempts (what reducers read, whether pushed or pulled)."""
+        return sum(t.bytes_out for t in self.maps if t.state is TaskState.DONE)
 
     @property
     def records_out(self) -> int:

@@ -1,0 +1,5 @@
+"""`python -m zmr ...` is the `zmr` command."""
+
+from zmr.cli import main
+
+main()

@@ -1,0 +1,294 @@
+"""Command line: `zmr` (run, submit, status, cancel, seq, cluster up), `zmr-coord` and `zmr-worker`.
+
+Every command builds one Config from --config, ZMR_* environment and its flags (flags win), and turns
+zmr's own errors into a one-line message and a non-zero exit code instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from zmr.client import Client, build_spec
+from zmr.config import Config, load_config
+from zmr.errors import JobFailed, ZmrError
+from zmr.log import configure_logging
+from zmr.progress import ProgressLine, format_status, format_summary
+from zmr.runtime.local import LocalCluster
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ------------------------------------------------------------------ argument helpers
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file (see configs/local.toml)")
+    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="override one config key, e.g. --set shuffle.batch_bytes=262144 (repeatable)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
+    p.add_argument("--log-format", choices=["console", "json"], help="log format")
+
+
+def _job_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app", required=True, help="app module: a file path (apps/wc.py) or a module name (apps.wc)")
+    p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR", help="input files or directories")
+    p.add_argument("--output", required=True, metavar="OUTDIR", help="output directory (mr-out-<r> files)")
+    p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
+
+
+def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
+    _job_flags(p)
+    p.add_argument("--n-reduce", type=int, metavar="R", help="number of reduce partitions (default: job.n_reduce)")
+    p.add_argument("--split-size-mb", type=int, metavar="MB", help="split input files larger than this")
+    p.add_argument("--overwrite", action="store_true", help="replace output already in OUTDIR")
+
+
+def _set_overrides(ns: argparse.Namespace) -> dict[str, str]:
+    """The --set SECTION.KEY=VALUE flags, also handed on to the processes a launcher starts."""
+    overrides = {}
+    for item in ns.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ZmrError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _load(ns: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    overrides = {"log.level": ns.log_level, "log.format": ns.log_format, **_set_overrides(ns), **(extra or {})}
+    config = load_config(ns.config, overrides=overrides)
+    configure_logging(config.log.level, config.log.format)
+    return config
+
+
+def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
+    return str(ns.coordinator or config.worker.coordinator)
+
+
+# ------------------------------------------------------------------ zmr run / submit / status / cancel / seq
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce,
+                        "cluster.workers": ns.workers})
+    spec = build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg,
+                      config.job.split_size_mb << 20, ns.overwrite)
+    started = time.monotonic()
+    cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns))
+    try:
+        with cluster, Client(cluster.address) as client:
+            job_id = client.submit_spec(spec)
+            progress = ProgressLine(sys.stderr)
+            try:
+                info = client.wait(job_id, on_progress=progress.update)
+            finally:
+                progress.close()
+        print(format_summary(info, time.monotonic() - started))
+        cluster.cleanup()
+        return EXIT_OK
+    except JobFailed as exc:
+        print(f"zmr: job failed: {exc.reason}", file=sys.stderr)
+        print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_submit(ns: argparse.Namespace) -> int:
+    config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce})
+    spec = build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg,
+                      config.job.split_size_mb << 20, ns.overwrite)
+    with Client(_coordinator_address(ns, config)) as client:
+        job_id = client.submit_spec(spec)
+        print(job_id)
+        if not ns.wait:
+            return EXIT_OK
+        started = time.monotonic()
+        progress = ProgressLine(sys.stderr)
+        try:
+            info = client.wait(job_id, on_progress=progress.update)
+        finally:
+            progress.close()
+    print(format_summary(info, time.monotonic() - started))
+    return EXIT_OK
+
+
+def cmd_status(ns: argparse.Namespace) -> int:
+    config = _load(ns)
+    with Client(_coordinator_address(ns, config)) as client:
+        print(format_status(client.status(ns.job_id), detail=ns.job_id is not None))
+    return EXIT_OK
+
+
+def cmd_cancel(ns: argparse.Namespace) -> int:
+    config = _load(ns)
+    with Client(_coordinator_address(ns, config)) as client:
+        info = client.cancel(ns.job_id)
+    print(f"{info.job_id} {info.state}")
+    return EXIT_OK
+
+
+def cmd_seq(ns: argparse.Namespace) -> int:
+    from zmr.seq import run_sequential
+
+    config = _load(ns, {"job.split_size_mb": ns.split_size_mb})
+    path = run_sequential(ns.app, ns.input, ns.output, ns.arg, config.job.split_size_mb << 20,
+                          overwrite=ns.overwrite)
+    print(path)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ cluster, coordinator, worker
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_cluster_up(ns: argparse.Namespace) -> int:
+    config = _load(ns, {"cluster.workers": ns.workers})
+    stopped = threading.Event()
+    _stop_on_signals(stopped.set)
+    with LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns),
+                      bind=config.coordinator.bind) as cluster:
+        print(f"zmr cluster: coordinator at {cluster.address}, {cluster.n_workers} workers "
+              f"(logs in {cluster.log_dir}); Ctrl-C stops it", flush=True)
+        while not stopped.wait(0.5):
+            for i, proc in enumerate(cluster.workers):
+                if proc.poll() is not None:
+                    print(f"zmr cluster: worker {i} exited with {proc.returncode}", file=sys.stderr)
+                    cluster.workers[i] = cluster.start_worker(i)
+            if cluster.coordinator is not None and cluster.coordinator.poll() is not None:
+                print("zmr cluster: the coordinator exited", file=sys.stderr)
+                return EXIT_FAILED
+    print("zmr cluster: stopped", flush=True)
+    return EXIT_OK
+
+
+def cmd_coord(ns: argparse.Namespace) -> int:
+    from zmr.runtime.coordinator import Coordinator
+
+    config = _load(ns, {"coordinator.bind": ns.bind})
+    coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
+    _stop_on_signals(coordinator.stop)
+    coordinator.run()
+    return EXIT_OK
+
+
+def cmd_worker(ns: argparse.Namespace) -> int:
+    from zmr.runtime.worker import Worker
+
+    config = _load(ns, {"worker.coordinator": ns.coordinator, "worker.work_dir": ns.work_dir})
+    worker = Worker(config, parent_pid=ns.exit_with_parent)
+    _stop_on_signals(worker.stop)
+    worker.run()
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parsers
+
+
+def _coord_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bind", help="control endpoint (default tcp://127.0.0.1:5555)")
+    p.add_argument("--endpoint-file", help=argparse.SUPPRESS)
+    p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
+    _config_flags(p)
+    p.set_defaults(func=cmd_coord)
+
+
+def _worker_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--coordinator", help="coordinator endpoint (default tcp://127.0.0.1:5555)")
+    p.add_argument("--work-dir", help="where intermediate files live (default: a fresh temporary directory)")
+    p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
+    _config_flags(p)
+    p.set_defaults(func=cmd_worker)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zmr", description="zmr: MapReduce for Python on ZeroMQ, "
+                                     "with a streaming peer-to-peer shuffle.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a job on an embedded local cluster (coordinator + workers on loopback)")
+    _cluster_job_flags(p)
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: number of cores)")
+    _config_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("submit", help="submit a job to a running cluster; prints its id")
+    _cluster_job_flags(p)
+    p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint (default worker.coordinator)")
+    p.add_argument("--wait", action="store_true", help="show progress and wait; exit non-zero if the job fails")
+    _config_flags(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="jobs and workers of a running cluster, or one job in detail")
+    p.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
+    _config_flags(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("cancel", help="cancel a job: stop its tasks and remove its partial output")
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
+    _config_flags(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("seq", help="the sequential reference: run the app in this process into OUTDIR/mr-out-0")
+    _job_flags(p)
+    p.add_argument("--split-size-mb", type=int, metavar="MB", help="split input files larger than this")
+    p.add_argument("--overwrite", action="store_true", help="replace output already in OUTDIR")
+    _config_flags(p)
+    p.set_defaults(func=cmd_seq)
+
+    p = sub.add_parser("cluster", help="run a local cluster from a config file")
+    cluster_sub = p.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    up = cluster_sub.add_parser("up", help="start the coordinator and cluster.workers workers in the foreground")
+    up.add_argument("config", metavar="CONFIG", help="TOML config file, e.g. configs/local.toml")
+    up.add_argument("--workers", type=int, metavar="N", help="override cluster.workers")
+    up.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
+    up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    up.add_argument("--log-format", choices=["console", "json"])
+    up.set_defaults(func=cmd_cluster_up)
+
+    _coord_parser(sub.add_parser("coord", help="run a coordinator (same as zmr-coord)"))
+    _worker_parser(sub.add_parser("worker", help="run a worker (same as zmr-worker)"))
+    return parser
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except KeyboardInterrupt:
+        print("zmr: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ZmrError as exc:
+        print(f"zmr: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(_run(build_parser(), argv))
+
+
+def coord_main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zmr-coord", description="The zmr coordinator.")
+    _coord_parser(parser)
+    sys.exit(_run(parser, argv))
+
+
+def worker_main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zmr-worker", description="A zmr worker.")
+    _worker_parser(parser)
+    sys.exit(_run(parser, argv))
+
+

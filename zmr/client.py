@@ -1,0 +1,130 @@
+"""The Python API to a running cluster: submit, status, wait, cancel.
+
+Requests go over one DEALER with a timeout; a request that times out closes the socket and opens a
+fresh one (the ZeroMQ guide's Lazy Pirate), so a late reply can never be mistaken for the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from zmr.apps import App, load_app, ship_app
+from zmr.core.splits import plan_splits
+from zmr.errors import ClusterError, JobFailed, ProtocolError
+from zmr.inputs import expand_inputs
+from zmr.protocol import messages as m
+from zmr.protocol.codec import encode, peer_decoder
+from zmr.runtime import transport
+
+DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
+_MAX_REPLY_BYTES = 256 << 20
+
+
+def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
+               split_size: int = 64 << 20, overwrite: bool = False) -> m.JobSpec:
+    """Check everything that can be checked here, so a bad job fails before it is queued."""
+    loaded = load_app(app) if isinstance(app, str) else app
+    files = expand_inputs(inputs)
+    splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end)
+              for s in plan_splits(files, split_size)]
+    return m.JobSpec(app_name=loaded.name, app_blob=ship_app(loaded), splits=splits,
+                     output_dir=os.path.abspath(output), n_reduce=n_reduce, args=list(args), overwrite=overwrite)
+
+
+class Client:
+    """A connection to a coordinator. Use as a context manager, or call `close()`."""
+
+    def __init__(self, coordinator: str = DEFAULT_COORDINATOR, timeout: float = 10.0) -> None:
+        self.coordinator = coordinator
+        self.timeout = timeout
+        self._ctx: zmq.Context[Any] = zmq.Context()
+        self._sock: zmq.Socket[Any] | None = None
+        self._decoder = peer_decoder(_MAX_REPLY_BYTES)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        self._ctx.term()
+
+    # ------------------------------------------------------------ API
+
+    def submit(self, app: App | str, inputs: Sequence[str], output: str, n_reduce: int = 4,
+               args: Sequence[str] = (), split_size: int = 64 << 20, overwrite: bool = False) -> str:
+        """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent."""
+        return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite))
+
+    def submit_spec(self, spec: m.JobSpec) -> str:
+        """Queue a job built by `build_spec`; returns its id."""
+        reply = self._request(m.SubmitJob(spec=spec))
+        if isinstance(reply, m.JobAccepted):
+            return reply.job_id
+        raise ClusterError(_error_text(reply))
+
+    def status(self, job_id: str | None = None) -> m.StatusReply:
+        reply = self._request(m.StatusRequest(job_id=job_id))
+        if isinstance(reply, m.StatusReply):
+            return reply
+        raise ClusterError(_error_text(reply))
+
+    def job(self, job_id: str) -> m.JobInfo:
+        return self.status(job_id).jobs[0]
+
+    def cancel(self, job_id: str) -> m.JobInfo:
+        reply = self._request(m.CancelJob(job_id=job_id))
+        if isinstance(reply, m.StatusReply) and reply.jobs:
+            return reply.jobs[0]
+        raise ClusterError(_error_text(reply))
+
+    def wait(self, job_id: str, poll: float = 0.2, timeout: float | None = None,
+             on_progress: Callable[[m.JobInfo], None] | None = None) -> m.JobInfo:
+        """Block until the job ends; returns its final state or raises JobFailed with the reason."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.job(job_id)
+            if on_progress is not None:
+                on_progress(info)
+            if info.state == "succeeded":
+                return info
+            if info.state in ("failed", "cancelled"):
+                raise JobFailed(job_id, info.error or info.state)
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClusterError(f"job {job_id} did not finish within {timeout} s")
+            time.sleep(poll)
+
+    # ------------------------------------------------------------ transport
+
+    def _request(self, msg: m.ClientToCoord) -> m.FromCoordinator:
+        if self._sock is None:
+            self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES)
+            self._sock.setsockopt(zmq.IMMEDIATE, 0)  # queue the request until the coordinator is there
+        self._sock.send_multipart(encode(msg))
+        deadline = time.monotonic() + self.timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self._sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                break
+            try:
+                reply, _ = transport.recv_dealer(self._sock, self._decoder)
+            except ProtocolError:
+                continue
+            if isinstance(reply, m.JobAccepted | m.ErrorReply | m.StatusReply):
+                return reply
+        self._sock.close(linger=0)
+        self._sock = None
+        raise ClusterError(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s")
+
+
+def _error_text(reply: m.FromCoordinator) -> str:
+    return reply.message if isinstance(reply, m.ErrorReply) else f"unexpected reply {type(reply).__name__}"

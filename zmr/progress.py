@@ -1,0 +1,109 @@
+"""What people see: the live progress line, the end-of-job summary and the status tables."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from zmr.protocol import messages as m
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def progress_text(info: m.JobInfo, width: int = 24) -> str:
+    total = info.maps_total + info.reduces_total
+    done = info.maps_done + info.reduces_done
+    filled = int(width * done / total) if total else width
+    bar = "#" * filled + "." * (width - filled)
+    return (f"[{bar}] {info.job_id} {info.state:<9} map {info.maps_done}/{info.maps_total}  "
+            f"reduce {info.reduces_done}/{info.reduces_total}  shuffled {human_bytes(info.bytes_shuffled)}")
+
+
+class ProgressLine:
+    """A line redrawn in place on a terminal; on a pipe or file, a new line at most every few seconds."""
+
+    def __init__(self, stream: TextIO, every: float = 5.0) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._every = every
+        self._last_text = ""
+        self._last_time = 0.0
+
+    def update(self, info: m.JobInfo) -> None:
+        text = progress_text(info)
+        if text == self._last_text:
+            return
+        now = time.monotonic()
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + text)
+        elif now - self._last_time >= self._every or info.state != "running":
+            self._stream.write(text + "\n")
+        else:
+            return
+        self._stream.flush()
+        self._last_text, self._last_time = text, now
+
+    def close(self) -> None:
+        if self._tty and self._last_text:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def format_summary(info: m.JobInfo, wall: float) -> str:
+    return (f"{info.job_id} {info.state} in {wall:.2f} s: {info.maps_total} map and {info.reduces_total} reduce "
+            f"tasks, {info.records_out} records out, {human_bytes(info.bytes_shuffled)} shuffled; "
+            f"output in {info.output_dir}")
+
+
+def _ago(now: float, t: float | None) -> str:
+    return "-" if t is None else f"{now - t:.1f}s ago"
+
+
+def _elapsed(info: m.JobInfo, now: float) -> str:
+    if info.started is None:
+        return "-"
+    return f"{(info.finished or now) - info.started:.1f}s"
+
+
+def format_status(reply: m.StatusReply, detail: bool) -> str:
+    lines = [f"{'JOB':<10} {'APP':<10} {'STATE':<10} {'MAPS':>11} {'REDUCES':>9} {'SHUFFLED':>10} {'ELAPSED':>8}"]
+    for job in reply.jobs:
+        lines.append(f"{job.job_id:<10} {job.app_name[:10]:<10} {job.state:<10} "
+                     f"{job.maps_done:>5}/{job.maps_total:<5} {job.reduces_done:>4}/{job.reduces_total:<4} "
+                     f"{human_bytes(job.bytes_shuffled):>10} {_elapsed(job, reply.now):>8}")
+    if detail:
+        for job in reply.jobs:
+            lines += _job_detail(job, reply.now)
+    else:
+        lines.append("")
+        lines.append(f"{'WORKER':<34} {'ADDRESS':<24} {'STATE':<6} {'HEARTBEAT':>10}  TASK")
+        for w in reply.workers:
+            lines.append(f"{w.worker_id:<34} {w.data_addr:<24} {w.state:<6} "
+                         f"{_ago(reply.now, w.last_heartbeat):>10}  {w.task}")
+    return "\n".join(lines)
+
+
+def _rel(job: m.JobInfo, t: float | None) -> str:
+    return "-" if t is None or job.started is None else f"{t - job.started:+.3f}s"
+
+
+def _job_detail(job: m.JobInfo, now: float) -> list[str]:
+    lines = ["", f"job {job.job_id}: {job.state}, output {job.output_dir}, {job.records_out} records out"]
+    if job.error:
+        lines += ["error:", *("  " + line for line in job.error.splitlines())]
+    lines += ["", "times are relative to the job's start", f"{'TASK':<12} {'STATE':<10} {'ATTEMPTS':>8} "
+              f"{'STARTED':>10} {'FINISHED':>10}  WORKER"]
+    for t in job.tasks:
+        lines.append(f"{t.kind + '-' + str(t.index):<12} {t.state:<10} {t.attempts:>8} {_rel(job, t.started):>10} "
+                     f"{_rel(job, t.finished):>10}  {t.worker}")
+    lines += ["", f"{'PARTITION':<10} {'BYTES IN':>10} {'BATCHES':>8} {'FIRST BATCH':>12} {'LAST BATCH':>12}  OWNER"]
+    for p in job.partitions:
+        lines.append(f"{p.partition:<10} {human_bytes(p.bytes_in):>10} {p.batches_in:>8} "
+                     f"{_rel(job, p.first_batch):>12} {_rel(job, p.last_batch):>12}  {p.owner}")
+    return lines

@@ -1,0 +1,126 @@
+"""The coordinator process: a thin shell around the pure Scheduler.
+
+It owns the ROUTER socket, the clock and the output directories: it turns frames into events, feeds
+them to the scheduler, and carries out the actions it returns. A peer that sends garbage is logged
+once and ignored; the coordinator never crashes on what a peer sends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from zmr.config import Config
+from zmr.core.scheduler import JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.state import JobState
+from zmr.errors import ProtocolError
+from zmr.log import get_logger
+from zmr.protocol import messages as m
+from zmr.protocol.codec import coordinator_decoder, encode
+from zmr.runtime import outputs, transport
+
+_MAX_REMEMBERED_BAD_PEERS = 10_000
+
+
+def scheduler_params(config: Config) -> SchedulerParams:
+    c, r, s = config.coordinator, config.retry, config.shuffle
+    return SchedulerParams(
+        python=f"{sys.version_info.major}.{sys.version_info.minor}",
+        heartbeat_interval=c.heartbeat_interval, heartbeat_liveness=c.heartbeat_liveness,
+        task_timeout=c.task_timeout, max_attempts=r.max_attempts, retry_base=r.base, retry_cap=r.cap,
+        max_worker_losses=r.max_worker_losses, push=s.mode == "push", batch_bytes=s.batch_bytes,
+        window_bytes=s.window_bytes)
+
+
+class Coordinator:
+    """Serves until `stop()` (or until its parent dies, when started by a launcher)."""
+
+    def __init__(self, config: Config, endpoint_file: str | None = None, parent_pid: int | None = None) -> None:
+        self.config = config
+        self.scheduler = Scheduler(scheduler_params(config))
+        self._endpoint_file = endpoint_file
+        self._parent_pid = parent_pid
+        self._stop = threading.Event()
+        self._log = get_logger(role="coordinator")
+        self._bad_peers: set[bytes] = set()
+        self._decoder = coordinator_decoder(config.coordinator.max_message_bytes)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        ctx: zmq.Context[Any] = zmq.Context()
+        sock = transport.router(ctx, self.config.coordinator.bind, self.config.coordinator.max_message_bytes)
+        try:
+            address = transport.bound_address(sock)
+            self._log.info("coordinator_started", bind=address, pid=os.getpid())
+            if self._endpoint_file:
+                outputs.write_atomically(Path(self._endpoint_file), address + "\n")
+            self._serve(sock)
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+            self._log.info("coordinator_stopped")
+
+    def _serve(self, sock: zmq.Socket[Any]) -> None:
+        interval = self.config.coordinator.heartbeat_interval
+        next_tick = time.monotonic() + interval
+        while not self._stop.is_set():
+            timeout = max(0.0, next_tick - time.monotonic())
+            if sock.poll(int(timeout * 1000) + 1, zmq.POLLIN):
+                self._drain(sock)
+            if time.monotonic() >= next_tick:
+                self._execute(sock, self.scheduler.handle(Tick(), time.time()))
+                next_tick = time.monotonic() + interval
+                if self._parent_pid is not None and os.getppid() != self._parent_pid:
+                    self._log.warning("parent_gone")
+                    return
+
+    def _drain(self, sock: zmq.Socket[Any]) -> None:
+        for _ in range(1000):  # then let the clock tick
+            if not sock.poll(0, zmq.POLLIN):
+                return
+            try:
+                peer, msg, _ = transport.recv_router(sock, self._decoder)
+            except ProtocolError as exc:
+                self._bad_message(getattr(exc, "peer", b""), str(exc))
+                continue
+            if isinstance(msg, m.SubmitJob) and not self.scheduler.output_dir_busy(msg.spec.output_dir):
+                problem = outputs.prepare_output_dir(msg.spec.output_dir, msg.spec.overwrite)
+                if problem:
+                    transport.send(sock, encode(m.ErrorReply(message=problem)), peer)
+                    continue
+            self._execute(sock, self.scheduler.handle(Received(peer, msg), time.time()))
+
+    def _execute(self, sock: zmq.Socket[Any], actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                if not transport.send(sock, encode(action.msg), action.peer):
+                    self._log.info("peer_unreachable", peer=action.peer.hex(), msg=type(action.msg).__name__)
+            elif isinstance(action, JobFinished):
+                self._finish_output(action)
+            elif isinstance(action, Log):
+                getattr(self._log, action.level)(action.event, **action.fields)
+
+    def _finish_output(self, action: JobFinished) -> None:
+        try:
+            if action.state is JobState.SUCCEEDED:
+                outputs.write_atomically(Path(action.output_dir) / "_SUCCESS", "")
+            else:
+                outputs.remove_job_output(action.output_dir, action.job_id, action.n_reduce)
+        except OSError as exc:
+            self._log.error("output_finish_failed", job=action.job_id, error=str(exc))
+
+    def _bad_message(self, peer: bytes, error: str) -> None:
+        if peer in self._bad_peers:
+            return
+        if len(self._bad_peers) >= _MAX_REMEMBERED_BAD_PEERS:
+            self._bad_peers.clear()
+        self._bad_peers.add(peer)
+        self._log.warning("bad_message", peer=peer.hex(), error=error)

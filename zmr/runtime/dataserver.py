@@ -1,0 +1,91 @@
+"""A worker's data socket: receives pushed batches as an owner and serves pulls of its kept map output.
+
+It runs in its own thread so an owner keeps receiving while its executor runs a map task. Whatever a
+peer sends, the thread logs it once per peer and keeps serving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from zmr.errors import ProtocolError
+from zmr.protocol.codec import data_decoder, encode
+from zmr.protocol.messages import Batch, BatchAck, PullEnd, PullRequest, StreamEnd
+from zmr.runtime import transport
+from zmr.runtime.stores import MapOutputStore, ReceiveStore
+
+
+class DataServer(threading.Thread):
+    """Owns the worker's data ROUTER socket; nothing else touches it."""
+
+    def __init__(self, ctx: zmq.Context[Any], bind: str, max_bytes: int, received: ReceiveStore,
+                 kept: MapOutputStore, log: Any) -> None:
+        super().__init__(name="zmr-data", daemon=True)
+        self._sock = transport.router(ctx, bind, max_bytes)
+        self._sock.setsockopt(zmq.SNDTIMEO, 10_000)
+        self.address = transport.bound_address(self._sock)
+        self._decoder = data_decoder(max_bytes)
+        self._received = received
+        self._kept = kept
+        self._log = log
+        self._stop = threading.Event()
+        self._bad_peers: set[bytes] = set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._sock.poll(100, zmq.POLLIN):
+                    self._serve_ready()
+        finally:
+            self._sock.close(linger=0)
+
+    def _serve_ready(self) -> None:
+        while self._sock.poll(0, zmq.POLLIN):
+            try:
+                peer, msg, payload = transport.recv_router(self._sock, self._decoder, copy=False)
+            except ProtocolError as exc:
+                self._bad_message(getattr(exc, "peer", b""), exc)
+                continue
+            try:
+                self._handle(peer, msg, payload)
+            except OSError as exc:
+                self._log.error("data_store_failed", error=str(exc))
+
+    def _handle(self, peer: bytes, msg: Any, payload: Any) -> None:
+        if isinstance(msg, Batch):
+            self._received.add_batch(msg.job_id, msg.map_task, msg.attempt, msg.partition, msg.seq,
+                                     payload, time.time())
+            ack = BatchAck(job_id=msg.job_id, map_task=msg.map_task, attempt=msg.attempt,
+                           partition=msg.partition, seq=msg.seq, nbytes=len(payload))
+            transport.send(self._sock, encode(ack), peer)
+        elif isinstance(msg, StreamEnd):
+            self._received.add_end(msg.job_id, msg.map_task, msg.attempt, msg.counts)
+        elif isinstance(msg, PullRequest):
+            self._serve_pull(peer, msg)
+        else:
+            self._bad_message(peer, ProtocolError(f"unexpected {type(msg).__name__} on the data socket"))
+
+    def _serve_pull(self, peer: bytes, req: PullRequest) -> None:
+        batches = self._kept.batches(req.job_id, req.map_task, req.attempt, req.partition)
+        for seq, payload in enumerate(batches or []):
+            header = Batch(job_id=req.job_id, map_task=req.map_task, attempt=req.attempt,
+                           partition=req.partition, seq=seq, n_records=0)
+            try:
+                self._sock.send_multipart([peer, *encode(header, payload)])
+            except zmq.ZMQError:
+                return  # the puller is gone or stuck; it times out and reports missing data
+        end = PullEnd(job_id=req.job_id, map_task=req.map_task, attempt=req.attempt, partition=req.partition,
+                      n_batches=len(batches or []), found=batches is not None)
+        transport.send(self._sock, encode(end), peer)
+
+    def _bad_message(self, peer: bytes, exc: ProtocolError) -> None:
+        if peer not in self._bad_peers:
+            self._bad_peers.add(peer)
+            self._log.warning("bad_data_message", peer=peer.hex(), error=str(exc))

@@ -1,0 +1,314 @@
+"""A worker's compute slot: runs one map or reduce task at a time, in its own thread.
+
+The control thread hands it assignments through `inbox`; it answers with protocol messages through
+`outbox` (the control thread forwards them to the coordinator). App code runs here, so anything the
+app raises becomes a TaskFailed report with its traceback, never a crashed worker.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from zmr.apps import App, unship_app
+from zmr.core.batches import PartitionBuffers, Records, decode_batch, encode_batch, merge_runs
+from zmr.errors import AppError, ProtocolError
+from zmr.inputs import read_split
+from zmr.protocol import messages as m
+from zmr.protocol.codec import data_decoder, encode
+from zmr.runtime import transport
+from zmr.runtime.pusher import Pusher
+from zmr.runtime.stores import MapOutputStore, ReceiveStore
+
+
+class Cancelled(Exception):
+    """The coordinator cancelled the running attempt."""
+
+
+class MissingData(Exception):
+    def __init__(self, maps: list[int]) -> None:
+        super().__init__(f"map output unavailable for map tasks {maps[:10]}")
+        self.maps = maps
+
+
+@dataclass
+class JobContext:
+    """What a worker knows of a job, from JobSetup and OwnersUpdate."""
+
+    setup: m.JobSetup
+    owners: list[str]
+    owners_epoch: int
+    app: App | None = None
+    app_error: str = ""
+
+    def load_app(self) -> App:
+        if self.app is None and not self.app_error:
+            try:
+                self.app = unship_app(self.setup.app_blob)
+            except AppError as exc:
+                self.app_error = str(exc)
+        if self.app is None:
+            raise AppError(self.app_error)
+        return self.app
+
+
+def output_name(partition: int) -> str:
+    return f"mr-out-{partition}"
+
+
+def temp_output_name(partition: int, job_id: str, attempt: int) -> str:
+    """Hidden and job-specific, so it never matches `mr-out-*` and never collides."""
+    return f".mr-out-{partition}.{job_id}.a{attempt}.tmp"
+
+
+class Executor(threading.Thread):
+    """Runs tasks; owns the pusher's sockets and the pulling sockets."""
+
+    def __init__(self, ctx: zmq.Context[Any], worker_id: str, jobs: dict[str, JobContext],
+                 received: ReceiveStore, kept: MapOutputStore, send: Callable[[Any], None],
+                 memory_budget: int, max_message_bytes: int, pull_timeout: float, commit_timeout: float,
+                 log: Any) -> None:
+        super().__init__(name="zmr-executor", daemon=True)
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.current: tuple[str, str, int, int] | None = None
+        self.progress = 0
+        self._ctx = ctx
+        self._worker_id = worker_id
+        self._jobs = jobs
+        self._received = received
+        self._kept = kept
+        self._send = send
+        self._memory_budget = memory_budget
+        self._max_bytes = max_message_bytes
+        self._pull_timeout = pull_timeout
+        self._commit_timeout = commit_timeout
+        self._log = log
+        self._cancel = threading.Event()
+        self._pusher = Pusher(ctx, 8 << 20, max_message_bytes, ack_timeout=pull_timeout)
+
+    # ------------------------------------------------------------ control-thread side
+
+    def cancel(self, job_id: str, kind: str, task: int, attempt: int) -> None:
+        if self.current == (job_id, kind, task, attempt):
+            self._cancel.set()
+            self.inbox.put(None)  # wakes a reduce waiting for its commit decision
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    # ------------------------------------------------------------ thread
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.inbox.get()
+                if item == "stop":
+                    return
+                if isinstance(item, m.AssignMap | m.AssignReduce):
+                    self._run_task(item)
+        finally:
+            self._pusher.close()
+
+    def _run_task(self, assign: m.AssignMap | m.AssignReduce) -> None:
+        kind = "map" if isinstance(assign, m.AssignMap) else "reduce"
+        self.current = (assign.job_id, kind, assign.task, assign.attempt)
+        self._cancel.clear()
+        self.progress += 1
+        log = self._log.bind(job=assign.job_id, task=f"{kind}-{assign.task}", attempt=assign.attempt)
+        log.debug("task_started")
+        try:
+            if isinstance(assign, m.AssignMap):
+                self._run_map(assign)
+            else:
+                self._run_reduce(assign, log)
+            log.debug("task_finished")
+        except Cancelled:
+            log.info("task_cancelled")
+        except MissingData as exc:
+            self._fail(assign, "missing_data", str(exc), "", exc.maps)
+        except AppError as exc:
+            self._fail(assign, "app", str(exc), "")
+        except OSError as exc:
+            self._fail(assign, "io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        except Exception as exc:  # the app's own error, whatever it is
+            self._fail(assign, "app", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        finally:
+            self.current = None
+            self._send(m.TaskRequest(worker_id=self._worker_id))
+
+    def _fail(self, assign: m.AssignMap | m.AssignReduce, kind: m.FailureKind, error: str, tb: str,
+              missing: list[int] | None = None) -> None:
+        self._log.warning("task_failed", job=assign.job_id, task=assign.task, attempt=assign.attempt,
+                          kind=kind, error=error)
+        self._send(m.TaskFailed(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
+                                attempt=assign.attempt, kind=kind, error=error, traceback=tb,
+                                missing_maps=missing or []))
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+
+    def _context(self, job_id: str) -> JobContext:
+        ctx = self._jobs.get(job_id)
+        if ctx is None:
+            raise Cancelled()  # the job ended before its task started
+        return ctx
+
+    # ------------------------------------------------------------ map
+
+    def _run_map(self, assign: m.AssignMap) -> None:
+        job = self._context(assign.job_id)
+        app = job.load_app()
+        setup = job.setup
+        args = setup.args
+        combine = (lambda k, vs: app.combine(k, vs, args)) if app.has_combine else None
+        buffers = PartitionBuffers(setup.n_reduce, setup.batch_bytes, max(self._memory_budget // 4,
+                                   setup.batch_bytes), lambda k, n: app.partition(k, n, args), combine)
+        self._pusher.start_task(setup.window_bytes)
+        contents, first_line = read_split(assign.split.path, assign.split.start, assign.split.end)
+        records = bytes_out = 0
+        for key, value in app.map(assign.split.name, contents, args, first_line=first_line):
+            records += 1
+            for partition, run in buffers.add(key, value):
+                bytes_out += self._emit(assign, job, partition, run)
+            if records & 1023 == 0:
+                self.progress += 1
+                self._check_cancel()
+        del contents
+        for partition, run in buffers.drain():
+            bytes_out += self._emit(assign, job, partition, run)
+        self._check_cancel()
+        if setup.push:
+            self._end_streams(assign, job)
+        self._send(m.MapDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
+                             attempt=assign.attempt, records_out=records, bytes_out=bytes_out))
+
+    def _emit(self, assign: m.AssignMap, job: JobContext, partition: int, run: Records) -> int:
+        """Keep the run in the map's own copy and push it to the partition's owner."""
+        payload = encode_batch(run)
+        seq = self._kept.append(assign.job_id, assign.task, assign.attempt, partition, payload)
+        if job.setup.push:
+            header = m.Batch(job_id=assign.job_id, map_task=assign.task, attempt=assign.attempt,
+                             partition=partition, seq=seq, n_records=len(run))
+            self._pusher.push(job.owners[partition], header, payload)
+        self.progress += 1
+        self._check_cancel()
+        return len(payload)
+
+    def _end_streams(self, assign: m.AssignMap, job: JobContext) -> None:
+        """Tell each owner how many batches this attempt sent it, then wait for its acks."""
+        counts = self._kept.counts(assign.job_id, assign.task, assign.attempt)
+        by_owner: dict[str, dict[int, int]] = {}
+        for partition, addr in enumerate(job.owners):
+            mine = by_owner.setdefault(addr, {})
+            if counts.get(partition):
+                mine[partition] = counts[partition]
+        for addr, owned in by_owner.items():
+            self._pusher.end(addr, m.StreamEnd(job_id=assign.job_id, map_task=assign.task,
+                                               attempt=assign.attempt, counts=owned))
+        self._pusher.drain()
+
+    # ------------------------------------------------------------ reduce
+
+    def _run_reduce(self, assign: m.AssignReduce, log: Any) -> None:
+        job = self._context(assign.job_id)
+        app = job.load_app()
+        self._gather(assign)
+        out_dir = Path(assign.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / temp_output_name(assign.task, assign.job_id, assign.attempt)
+        try:
+            records = self._write_reduce(assign, app, job.setup.args, tmp)
+            self._send(m.ReduceDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
+                                    attempt=assign.attempt, records_out=records))
+            if not self._await_commit(assign):
+                log.info("commit_refused")
+                return
+            os.replace(tmp, out_dir / output_name(assign.task))
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._send(m.ReduceCommitted(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
+                                     attempt=assign.attempt))
+
+    def _write_reduce(self, assign: m.AssignReduce, app: App, args: list[str], tmp: Path) -> int:
+        records = 0
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
+            for key, values in merge_runs(self._runs(assign)):
+                value = app.reduce(key, values, args)
+                out.write(f"{key} {value}\n")
+                records += 1
+                if records & 1023 == 0:
+                    self.progress += 1
+                    self._check_cancel()
+            out.flush()
+            os.fsync(out.fileno())
+        return records
+
+    def _runs(self, assign: m.AssignReduce) -> list[Iterator[tuple[str, list[str]]]]:
+        runs = []
+        for src in assign.sources:
+            for segment in self._received.segments(assign.job_id, assign.task, src.task, src.attempt):
+                runs.append(iter(decode_batch(self._received.read(assign.job_id, assign.task, segment))))
+        return runs
+
+    def _await_commit(self, assign: m.AssignReduce) -> bool:
+        """Only the attempt the coordinator accepts renames its output; no answer means no commit."""
+        deadline = time.monotonic() + self._commit_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = self.inbox.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self._check_cancel()
+            if isinstance(item, m.CommitDecision) and (item.job_id, item.task, item.attempt) == (
+                    assign.job_id, assign.task, assign.attempt):
+                return item.ok
+        return False
+
+    def _gather(self, assign: m.AssignReduce) -> None:
+        """Make sure every committed map's output for this partition is here; pull what is not."""
+        missing = []
+        for src in assign.sources:
+            self._check_cancel()
+            if self._received.complete(assign.job_id, assign.task, src.task, src.attempt):
+                continue
+            if not src.addr or not self._pull(assign, src):
+                missing.append(src.task)
+        if missing:
+            raise MissingData(missing)
+
+    def _pull(self, assign: m.AssignReduce, src: m.MapSource) -> bool:
+        job_id, partition = assign.job_id, assign.task
+        self._received.forget(job_id, partition, src.task, src.attempt)
+        sock = transport.dealer(self._ctx, src.addr, self._max_bytes)
+        decoder = data_decoder(self._max_bytes)
+        try:
+            transport.send(sock, encode(m.PullRequest(job_id=job_id, map_task=src.task, attempt=src.attempt,
+                                                      partition=partition)))
+            while sock.poll(int(self._pull_timeout * 1000), zmq.POLLIN):
+                try:
+                    msg, payload = transport.recv_dealer(sock, decoder, copy=False)
+                except ProtocolError:
+                    return False
+                if isinstance(msg, m.Batch) and (msg.job_id, msg.map_task, msg.attempt, msg.partition) == (
+                        job_id, src.task, src.attempt, partition):
+                    self._received.add_batch(job_id, src.task, src.attempt, partition, msg.seq, payload,
+                                             time.time())
+                elif isinstance(msg, m.PullEnd):
+                    if not msg.found:
+                        return False
+                    self._received.set_pulled(job_id, src.task, src.attempt, partition, msg.n_batches)
+                    return self._received.complete(job_id, partition, src.task, src.attempt)
+            return False
+        finally:
+            sock.close(linger=0)

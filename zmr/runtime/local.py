@@ -1,0 +1,110 @@
+"""An embedded cluster on this machine: one coordinator and N worker processes on loopback.
+
+Children run in their own session so a Ctrl-C reaches only the launcher, which then stops them all;
+each child also exits by itself if the launcher dies, so no process is ever left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from zmr.errors import ClusterError
+
+
+def override_flags(overrides: Mapping[str, Any]) -> list[str]:
+    """`--set section.key=value` flags that carry config overrides to a child process."""
+    flags: list[str] = []
+    for key, value in overrides.items():
+        if value is not None:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += ["--set", f"{key}={text}"]
+    return flags
+
+
+class LocalCluster:
+    """Start with `with LocalCluster(2) as cluster:`; `cluster.address` is the coordinator's endpoint."""
+
+    def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
+                 bind: str = "tcp://127.0.0.1:*", log_dir: str | None = None) -> None:
+        if workers < 1:
+            raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
+        self.n_workers = workers
+        self._config_args = (["--config", config_path] if config_path else []) + override_flags(overrides or {})
+        self._bind = bind
+        self._scratch = Path(tempfile.mkdtemp(prefix="zmr-local-"))
+        self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.address = ""
+        self.coordinator: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        try:
+            endpoint_file = self._scratch / "coordinator.endpoint"
+            self.coordinator = self._spawn("coordinator", ["coord", "--bind", self._bind,
+                                                           "--endpoint-file", str(endpoint_file)])
+            self.address = self._await_endpoint(endpoint_file)
+            self.workers = [self.start_worker(i) for i in range(self.n_workers)]
+        except BaseException:
+            self.stop()
+            raise
+        return self.address
+
+    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        """Start worker number `index` (also used to replace a dead one: it gets a new identity)."""
+        return self._spawn(f"worker-{index}", ["worker", "--coordinator", self.address,
+                                               "--work-dir", str(self._scratch / f"worker-{index}")])
+
+    def stop(self, grace: float = 5.0) -> None:
+        procs = [p for p in [*self.workers, self.coordinator] if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for work_dir in self._scratch.glob("worker-*"):
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        """Remove the logs too (call after `stop()` once they are no longer wanted)."""
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "zmr", *args, "--exit-with-parent", str(os.getpid()), *self._config_args]
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it from here
+        try:
+            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        finally:
+            log.close()
+
+    def _await_endpoint(self, endpoint_file: Path, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if endpoint_file.exists():
+                return endpoint_file.read_text().strip()
+            if self.coordinator is not None and self.coordinator.poll() is not None:
+                raise ClusterError(f"the coordinator exited at start; see {self.log_dir / 'coordinator.log'}")
+            time.sleep(0.02)
+        raise ClusterError(f"the coordinator did not start within {timeout} s")

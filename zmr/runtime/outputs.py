@@ -1,0 +1,46 @@
+"""Job output directories: checked before a job is queued, `_SUCCESS` on success, cleaned on failure."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a hidden temporary name, then rename into place: readers see all or nothing."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def existing_output(folder: Path) -> list[Path]:
+    return sorted(folder.glob("mr-out-*")) + ([folder / "_SUCCESS"] if (folder / "_SUCCESS").exists() else [])
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
+    """Create the output directory; '' if the job may write there, else why not."""
+    folder = Path(output_dir)
+    try:
+        if folder.exists() and not folder.is_dir():
+            return f"output path {output_dir} exists and is not a directory"
+        folder.mkdir(parents=True, exist_ok=True)
+        old = existing_output(folder)
+        if old and not overwrite:
+            return (f"output directory {output_dir} already holds output ({old[0].name}, ...); "
+                    "choose another directory or pass --overwrite")
+        for path in old:
+            path.unlink()
+    except OSError as exc:
+        return f"cannot use output directory {output_dir}: {exc}"
+    return ""
+
+
+def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
+    """A failed or cancelled job leaves nothing behind: no mr-out-*, no temporary files of its attempts."""
+    folder = Path(output_dir)
+    for r in range(n_reduce):
+        (folder / f"mr-out-{r}").unlink(missing_ok=True)
+    for tmp in folder.glob(f".mr-out-*.{job_id}.a*.tmp"):
+        tmp.unlink(missing_ok=True)
+    (folder / "_SUCCESS").unlink(missing_ok=True)

@@ -1,0 +1,116 @@
+"""The map side of the streaming shuffle: push batches to partition owners within byte credit.
+
+Each owner grants `window_bytes` of credit to this sender; a batch spends its size and the owner's
+ack returns it. A sender never queues more than that to one peer, so no socket queue grows without
+bound. An owner that stays silent past `ack_timeout` is given up for this task: the data is in the
+mapper's kept copy, and the reducer pulls it back (push first, pull as the fallback).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from zmr.errors import ProtocolError
+from zmr.protocol.codec import data_decoder, encode
+from zmr.protocol.messages import Batch, BatchAck, StreamEnd
+from zmr.runtime import transport
+
+AckKey = tuple[str, int, int, int, int]  # (job, map task, attempt, partition, seq)
+
+
+@dataclass
+class _Peer:
+    sock: zmq.Socket[Any]
+    unacked: dict[AckKey, int] = field(default_factory=dict)
+    failed: bool = False
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.unacked.values())
+
+
+class Pusher:
+    """One DEALER per owner address, reused across tasks; owned by the executor thread only."""
+
+    def __init__(self, ctx: zmq.Context[Any], window_bytes: int, max_bytes: int, ack_timeout: float) -> None:
+        self._ctx = ctx
+        self._window = window_bytes
+        self._max_bytes = max_bytes
+        self._ack_timeout = ack_timeout
+        self._decoder = data_decoder(max_bytes)
+        self._peers: dict[str, _Peer] = {}
+
+    def start_task(self, window_bytes: int) -> None:
+        """A new map attempt: every owner gets a fresh chance."""
+        self._window = window_bytes
+        for peer in self._peers.values():
+            peer.failed = False
+            peer.unacked.clear()
+
+    def push(self, addr: str, header: Batch, payload: bytes) -> bool:
+        """Send one batch to `addr` once credit allows; False if that owner is given up."""
+        peer = self._peer(addr)
+        if peer is None:
+            return False
+        deadline = time.monotonic() + self._ack_timeout
+        while peer.unacked and peer.in_flight + len(payload) > self._window:
+            if not self._await_acks(peer, deadline):
+                peer.failed = True
+                return False
+        if not self._send(peer, encode(header, payload), deadline):
+            return False
+        key = (header.job_id, header.map_task, header.attempt, header.partition, header.seq)
+        peer.unacked[key] = len(payload)
+        return True
+
+    def end(self, addr: str, msg: StreamEnd) -> None:
+        peer = self._peer(addr)
+        if peer is not None:
+            self._send(peer, encode(msg), time.monotonic() + self._ack_timeout)
+
+    def drain(self) -> None:
+        """Wait until every live owner acked what it was sent (or is given up)."""
+        deadline = time.monotonic() + self._ack_timeout
+        for peer in self._peers.values():
+            while peer.unacked and not peer.failed:
+                if not self._await_acks(peer, deadline):
+                    peer.failed = True
+
+    def close(self) -> None:
+        for peer in self._peers.values():
+            peer.sock.close(linger=0)
+        self._peers.clear()
+
+    def _peer(self, addr: str) -> _Peer | None:
+        if not addr:
+            return None
+        peer = self._peers.get(addr)
+        if peer is None:
+            peer = self._peers[addr] = _Peer(transport.dealer(self._ctx, addr, self._max_bytes))
+        return None if peer.failed else peer
+
+    def _send(self, peer: _Peer, frames: list[Any], deadline: float) -> bool:
+        while not transport.send(peer.sock, frames):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not peer.sock.poll(int(remaining * 1000), zmq.POLLOUT):
+                peer.failed = True
+                return False
+        return True
+
+    def _await_acks(self, peer: _Peer, deadline: float) -> bool:
+        """Take whatever acks arrive before `deadline`; False if none came."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not peer.sock.poll(int(remaining * 1000), zmq.POLLIN):
+            return False
+        while peer.sock.poll(0, zmq.POLLIN):
+            try:
+                msg, _ = transport.recv_dealer(peer.sock, self._decoder)
+            except ProtocolError:
+                continue
+            if isinstance(msg, BatchAck):
+                peer.unacked.pop((msg.job_id, msg.map_task, msg.attempt, msg.partition, msg.seq), None)
+        return True

@@ -1,0 +1,216 @@
+"""A worker's intermediate data on disk: what it received as an owner, and the map output it keeps.
+
+Both are append-only files with an in-memory index, shared between the data thread (which receives
+pushes and serves pulls) and the executor thread (which writes map output and reads reduce input),
+so every index access holds the store's lock. Everything of a job lives under `root/<job>/` and is
+removed in one go when the job ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zmr.protocol.messages import PartitionStat
+
+Segment = tuple[int, int]  # (offset, length) in a file
+
+
+def _safe_name(job_id: str) -> str:
+    """A job id as a single path component; ids come from the network, so never trust them as paths."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)[:64] or "_"
+
+
+def _append(path: Path, payload: bytes | memoryview) -> int:
+    with open(path, "ab") as f:
+        offset = f.tell()
+        f.write(payload)
+    return offset
+
+
+def _read(path: Path, segment: Segment) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(segment[0])
+        return f.read(segment[1])
+
+
+@dataclass
+class _Partition:
+    path: Path
+    received: dict[tuple[int, int], dict[int, Segment]] = field(default_factory=dict)  # (map, attempt) -> seq
+    bytes_in: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+
+@dataclass
+class _JobReceipts:
+    folder: Path
+    parts: dict[int, _Partition] = field(default_factory=dict)
+    ends: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)   # (map, attempt) -> counts
+    pulled: dict[tuple[int, int, int], int] = field(default_factory=dict)      # (map, attempt, p) -> count
+
+    def partition(self, p: int) -> _Partition:
+        part = self.parts.get(p)
+        if part is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            part = self.parts[p] = _Partition(self.folder / f"p{p}.data")
+        return part
+
+
+class ReceiveStore:
+    """Batches pushed (or pulled) to this worker, per (job, partition, map task, attempt)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _JobReceipts] = {}
+        self._ended_jobs: set[str] = set()
+
+    def add_batch(self, job_id: str, map_task: int, attempt: int, partition: int, seq: int,
+                  payload: bytes | memoryview, now: float) -> bool:
+        """Store a batch once; False if the job is over or the batch is a duplicate."""
+        with self._lock:
+            job = self._job(job_id)
+            if job is None:
+                return False
+            part = job.partition(partition)
+            seqs = part.received.setdefault((map_task, attempt), {})
+            if seq in seqs:
+                return False
+            seqs[seq] = (_append(part.path, payload), len(payload))
+            part.bytes_in += len(payload)
+            part.first = part.first or now
+            part.last = now
+            return True
+
+    def add_end(self, job_id: str, map_task: int, attempt: int, counts: dict[int, int]) -> None:
+        """A map attempt's end-of-stream: batch counts for the partitions it sent here (others: none)."""
+        with self._lock:
+            job = self._job(job_id)
+            if job is not None:
+                job.ends[(map_task, attempt)] = dict(counts)
+
+    def set_pulled(self, job_id: str, map_task: int, attempt: int, partition: int, count: int) -> None:
+        """A pull says how many batches one partition of a map attempt has."""
+        with self._lock:
+            job = self._job(job_id)
+            if job is not None:
+                job.pulled[(map_task, attempt, partition)] = count
+
+    def complete(self, job_id: str, partition: int, map_task: int, attempt: int) -> bool:
+        """Has every batch of this map attempt for this partition arrived?"""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return False
+            expected = job.pulled.get((map_task, attempt, partition))
+            if expected is None:
+                counts = job.ends.get((map_task, attempt))
+                if counts is None:
+                    return False
+                expected = counts.get(partition, 0)
+            part = job.parts.get(partition)
+            have = len(part.received.get((map_task, attempt), {})) if part else 0
+            return have == expected
+
+    def segments(self, job_id: str, partition: int, map_task: int, attempt: int) -> list[Segment]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            part = job.parts.get(partition) if job else None
+            seqs = part.received.get((map_task, attempt), {}) if part else {}
+            return [seqs[s] for s in sorted(seqs)]
+
+    def read(self, job_id: str, partition: int, segment: Segment) -> bytes:
+        with self._lock:
+            path = self._jobs[job_id].parts[partition].path
+        return _read(path, segment)
+
+    def forget(self, job_id: str, partition: int, map_task: int, attempt: int) -> None:
+        """Drop a partial stream before pulling it whole again."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                if partition in job.parts:
+                    job.parts[partition].received.pop((map_task, attempt), None)
+                job.pulled.pop((map_task, attempt, partition), None)
+
+    def stats(self) -> list[PartitionStat]:
+        with self._lock:
+            return [PartitionStat(job_id=job_id, partition=p, bytes_in=part.bytes_in,
+                                  batches_in=sum(len(s) for s in part.received.values()),
+                                  first_batch=part.first, last_batch=part.last)
+                    for job_id, job in self._jobs.items() for p, part in job.parts.items()]
+
+    def drop_job(self, job_id: str) -> None:
+        with self._lock:
+            self._ended_jobs.add(job_id)
+            self._jobs.pop(job_id, None)
+        shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)
+
+    def _job(self, job_id: str) -> _JobReceipts | None:
+        """The job's receipts, created on first use; None once the job has ended here."""
+        if job_id in self._ended_jobs:
+            return None
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = self._jobs[job_id] = _JobReceipts(self._root / _safe_name(job_id) / "recv")
+        return job
+
+
+@dataclass
+class _MapOutput:
+    path: Path
+    index: dict[int, list[tuple[Segment, int]]] = field(default_factory=dict)  # partition -> (segment, seq)
+
+
+class MapOutputStore:
+    """The mapper's own copy of every batch it pushed, so a new owner can pull it back."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._outputs: dict[tuple[str, int, int], _MapOutput] = {}
+
+    def append(self, job_id: str, map_task: int, attempt: int, partition: int, payload: bytes) -> int:
+        """Keep a batch; returns its sequence number within (map attempt, partition)."""
+        with self._lock:
+            out = self._outputs.get((job_id, map_task, attempt))
+            if out is None:
+                folder = self._root / _safe_name(job_id) / "maps"
+                folder.mkdir(parents=True, exist_ok=True)
+                out = _MapOutput(folder / f"m{map_task}-a{attempt}.data")
+                self._outputs[(job_id, map_task, attempt)] = out
+            runs = out.index.setdefault(partition, [])
+            seq = len(runs)
+            runs.append(((_append(out.path, payload), len(payload)), seq))
+            return seq
+
+    def counts(self, job_id: str, map_task: int, attempt: int) -> dict[int, int]:
+        with self._lock:
+            out = self._outputs.get((job_id, map_task, attempt))
+            return {p: len(runs) for p, runs in out.index.items()} if out else {}
+
+    def batches(self, job_id: str, map_task: int, attempt: int, partition: int) -> list[bytes] | None:
+        """All kept batches of one partition in order, or None if this attempt is not held here."""
+        with self._lock:
+            out = self._outputs.get((job_id, map_task, attempt))
+            if out is None:
+                return None
+            segments = [seg for seg, _ in out.index.get(partition, [])]
+            path = out.path
+        return [_read(path, seg) for seg in segments]
+
+    def discard(self, job_id: str, map_task: int, attempt: int) -> None:
+        with self._lock:
+            out = self._outputs.pop((job_id, map_task, attempt), None)
+        if out is not None:
+            out.path.unlink(missing_ok=True)
+
+    def drop_job(self, job_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._outputs if k[0] == job_id]:
+                del self._outputs[key]
+        shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)

@@ -1,0 +1,215 @@
+"""The worker process: a control loop talking to the coordinator, around an executor and a data server.
+
+Three threads, each owning its own sockets: this control loop (the coordinator DEALER, heartbeats,
+reconnects), the executor (runs one task at a time, pushes and pulls shuffle data) and the data server
+(receives batches as an owner, serves pulls). A worker that loses the coordinator keeps reconnecting
+with backoff and registers again; a coordinator that does not know it says so, and it registers again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from zmr.config import Config
+from zmr.errors import ProtocolError
+from zmr.log import get_logger
+from zmr.protocol import messages as m
+from zmr.protocol.codec import encode, peer_decoder
+from zmr.runtime import transport
+from zmr.runtime.dataserver import DataServer
+from zmr.runtime.executor import Executor, JobContext
+from zmr.runtime.stores import MapOutputStore, ReceiveStore
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def new_worker_id() -> str:
+    """A fresh identity for every process life: nothing from an old life is trusted."""
+    return f"w-{socket.gethostname()[:16]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Worker:
+    """One worker process's control loop. `run()` returns when `stop()` is called or the parent dies."""
+
+    def __init__(self, config: Config, parent_pid: int | None = None) -> None:
+        self.config = config
+        self.worker_id = new_worker_id()
+        self._parent_pid = parent_pid
+        self._log = get_logger(worker=self.worker_id)
+        self._stop = threading.Event()
+        self._own_dir = not config.worker.work_dir
+        base = Path(config.worker.work_dir or tempfile.mkdtemp(prefix="zmr-worker-"))
+        self.work_dir = base if self._own_dir else base / self.worker_id
+        self._jobs: dict[str, JobContext] = {}
+        self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
+        self._heartbeat_interval = config.coordinator.heartbeat_interval
+        self._decoder = peer_decoder(config.coordinator.max_message_bytes)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        ctx: zmq.Context[Any] = zmq.Context()
+        ctx.setsockopt(zmq.LINGER, 0)
+        received = ReceiveStore(self.work_dir / "jobs")
+        kept = MapOutputStore(self.work_dir / "jobs")
+        wcfg = self.config.worker
+        data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log)
+        self.data_addr = data.address
+        wake_rx = ctx.socket(zmq.PAIR)
+        wake_rx.bind(f"inproc://wake-{self.worker_id}")
+        wake_tx = ctx.socket(zmq.PAIR)
+        wake_tx.connect(f"inproc://wake-{self.worker_id}")
+
+        def send_from_executor(msg: m.WorkerToCoord) -> None:
+            """Called on the executor thread only, which therefore owns `wake_tx`."""
+            self._outbound.put(msg)
+            try:
+                wake_tx.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # wake-ups are already pending; the queue holds the message
+
+        budget = wcfg.memory_budget_mb << 20
+        timeout = self.config.coordinator.heartbeat_interval * self.config.coordinator.heartbeat_liveness
+        self._executor = Executor(ctx, self.worker_id, self._jobs, received, kept, send_from_executor, budget,
+                                  wcfg.max_message_bytes, pull_timeout=max(5.0, timeout),
+                                  commit_timeout=max(10.0, 2 * timeout), log=self._log)
+        self._received, self._kept = received, kept
+        data.start()
+        self._executor.start()
+        self._log.info("worker_started", data_addr=self.data_addr, work_dir=str(self.work_dir),
+                       coordinator=wcfg.coordinator)
+        try:
+            self._loop(ctx, wake_rx)
+        finally:
+            self._executor.inbox.put("stop")
+            data.stop()
+            self._executor.join(timeout=2)
+            data.join(timeout=2)
+            wake_rx.close()
+            wake_tx.close()
+            if not self._executor.is_alive():  # a task stuck in app code keeps its sockets open
+                ctx.term()
+            self._cleanup()
+            self._log.info("worker_stopped")
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ control loop
+
+    def _loop(self, ctx: zmq.Context[Any], wake: zmq.Socket[Any]) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            sock = transport.dealer(ctx, self.config.worker.coordinator, self.config.coordinator.max_message_bytes)
+            try:
+                if self._session(sock, wake):
+                    backoff = 0.1
+            finally:
+                sock.close(linger=0)
+            if not self._stop.is_set():
+                self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
+        """One connection's life; returns whether the coordinator ever answered."""
+        self._register(sock)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        liveness_timeout = self._heartbeat_interval * self.config.coordinator.heartbeat_liveness
+        heard = time.monotonic()
+        answered = False
+        next_beat = time.monotonic()
+        while not self._stop.is_set():
+            if self._parent_gone():
+                self._stop.set()
+                break
+            events = dict(poller.poll(100))
+            if wake in events:
+                while wake.poll(0):
+                    wake.recv()
+                self._flush_outbound(sock)
+            if sock in events:
+                heard, answered = time.monotonic(), True
+                self._drain_coordinator(sock)
+            now = time.monotonic()
+            if now >= next_beat:
+                self._heartbeat(sock)
+                next_beat = now + self._heartbeat_interval
+            if now - heard > max(liveness_timeout, self._heartbeat_interval * 2):
+                return answered
+        return answered
+
+    def _parent_gone(self) -> bool:
+        return self._parent_pid is not None and os.getppid() != self._parent_pid
+
+    def _register(self, sock: zmq.Socket[Any]) -> None:
+        msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
+                         host=socket.gethostname())
+        transport.send(sock, encode(msg))
+
+    def _flush_outbound(self, sock: zmq.Socket[Any]) -> None:
+        while True:
+            try:
+                msg = self._outbound.get_nowait()
+            except queue.Empty:
+                return
+            transport.send(sock, encode(msg))
+
+    def _heartbeat(self, sock: zmq.Socket[Any]) -> None:
+        current = self._executor.current
+        task = f"{current[0]}/{current[1]}-{current[2]}.{current[3]}" if current else ""
+        beat = m.Heartbeat(worker_id=self.worker_id, task=task, progress=self._executor.progress,
+                           partitions=self._received.stats())
+        transport.send(sock, encode(beat))
+
+    def _drain_coordinator(self, sock: zmq.Socket[Any]) -> None:
+        while sock.poll(0, zmq.POLLIN):
+            try:
+                msg, _ = transport.recv_dealer(sock, self._decoder)
+            except ProtocolError as exc:
+                self._log.warning("bad_coordinator_message", error=str(exc))
+                continue
+            self._handle(sock, msg)
+
+    def _handle(self, sock: zmq.Socket[Any], msg: Any) -> None:
+        if isinstance(msg, m.Welcome):
+            self._heartbeat_interval = msg.heartbeat_interval
+            self._log.info("registered")
+            if not self._executor.busy:
+                transport.send(sock, encode(m.TaskRequest(worker_id=self.worker_id)))
+        elif isinstance(msg, m.RegisterAgain):
+            self._register(sock)
+        elif isinstance(msg, m.Reject):
+            self._log.error("rejected", reason=msg.reason)
+            self._stop.set()
+        elif isinstance(msg, m.JobSetup):
+            self._jobs[msg.job_id] = JobContext(msg, list(msg.owners), msg.owners_epoch)
+        elif isinstance(msg, m.OwnersUpdate):
+            job = self._jobs.get(msg.job_id)
+            if job is not None and msg.owners_epoch > job.owners_epoch:
+                job.owners, job.owners_epoch = list(msg.owners), msg.owners_epoch
+        elif isinstance(msg, m.AssignMap | m.AssignReduce | m.CommitDecision):
+            self._executor.inbox.put(msg)
+        elif isinstance(msg, m.CancelTask):
+            self._executor.cancel(msg.job_id, msg.kind, msg.task, msg.attempt)
+        elif isinstance(msg, m.JobEnded):
+            self._jobs.pop(msg.job_id, None)
+            self._received.drop_job(msg.job_id)
+            self._kept.drop_job(msg.job_id)
+        # Ping needs nothing beyond having been heard
