@@ -90,7 +90,6 @@ def cmd_run(ns: argparse.Namespace) -> int:
             finally:
                 progress.close()
         print(format_summary(info, time.monotonic() - started))
-        cluster.cleanup()
         return EXIT_OK
     except JobFailed as exc:
         print(f"zmr: job failed: {exc.reason}", file=sys.stderr)

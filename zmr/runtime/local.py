@@ -42,6 +42,7 @@ class LocalCluster:
         self._config_args = (["--config", config_path] if config_path else []) + override_flags(overrides or {})
         self._bind = bind
         self._scratch = Path(tempfile.mkdtemp(prefix="zmr-local-"))
+        self._keep_logs = log_dir is not None
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.address = ""
@@ -52,8 +53,12 @@ class LocalCluster:
         self.start()
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Stop every process; the logs are kept only when the block failed (or `log_dir` was given)."""
         self.stop()
+        if exc_type is None and not self._keep_logs:
+            self.cleanup()
 
     def start(self) -> str:
         try:
