@@ -67,6 +67,7 @@ class LocalCluster:
                                                            "--endpoint-file", str(endpoint_file)])
             self.address = self._await_endpoint(endpoint_file)
             self.workers = [self.start_worker(i) for i in range(self.n_workers)]
+            self._await_workers()
         except BaseException:
             self.stop()
             raise
@@ -103,6 +104,22 @@ class LocalCluster:
             return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         finally:
             log.close()
+
+    def _await_workers(self, timeout: float = 30.0) -> None:
+        """Return once every worker has registered, so a job's partitions are spread over all of them."""
+        from zmr.client import Client
+
+        deadline = time.monotonic() + timeout
+        with Client(self.address, timeout=timeout) as client:
+            while time.monotonic() < deadline:
+                alive = sum(w.state != "dead" for w in client.status().workers)
+                if alive >= self.n_workers:
+                    return
+                dead = [i for i, proc in enumerate(self.workers) if proc.poll() is not None]
+                if dead:
+                    raise ClusterError(f"worker {dead[0]} exited at start; see {self.log_dir / f'worker-{dead[0]}.log'}")
+                time.sleep(0.02)
+        raise ClusterError(f"only {alive} of {self.n_workers} workers registered within {timeout} s")
 
     def _await_endpoint(self, endpoint_file: Path, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
