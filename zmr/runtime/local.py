@@ -117,7 +117,8 @@ class LocalCluster:
                     return
                 dead = [i for i, proc in enumerate(self.workers) if proc.poll() is not None]
                 if dead:
-                    raise ClusterError(f"worker {dead[0]} exited at start; see {self.log_dir / f'worker-{dead[0]}.log'}")
+                    log = self.log_dir / f"worker-{dead[0]}.log"
+                    raise ClusterError(f"worker {dead[0]} exited at start; see {log}")
                 time.sleep(0.02)
         raise ClusterError(f"only {alive} of {self.n_workers} workers registered within {timeout} s")
 
