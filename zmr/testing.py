@@ -1,0 +1,681 @@
+"""Test doubles that ship with zmr: a fake clock, a simulated cluster around the pure scheduler, and the
+scheduler's invariants.
+
+- `FakeClock`: time that moves only when a test says so.
+- `SimCluster`: drives a `Scheduler` the way the coordinator shell does, playing idealised workers and
+  clients by peer id. Messages are delivered at once and in order. A worker reacts to control messages by
+  itself (welcome, job set-up, owner moves, cancels, commit decisions) but runs its task only when the test
+  says `finish`, `fail` or `kill`. Map output is modelled, not computed: a finished map "pushes" to the
+  owners it knows of and keeps its own copy; a reduce needs every source it is given, pushed to it or
+  pulled from a live mapper, or it reports `missing_data`, as the real executor does. While it runs, the
+  simulation audits what the scheduler says: no second commit of a task, no assignment during a backoff,
+  reduces only on their partition's owner and only from committed map output.
+- `check_invariants(scheduler)`: the consistency rules of the scheduler's state, run after every step.
+
+Nothing here touches a socket, a file or the wall clock, and no step scans every task (only
+`check_invariants` walks everything, and `check=False` turns it off), so this driver can grow into the
+at-scale simulator of design.md section 2b.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from zmr.core.scheduler import Action, Event, JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, Worker
+from zmr.protocol import messages as m
+
+__all__ = ["FakeClock", "InvariantViolation", "SimCluster", "SimStuck", "SimWorker", "check_invariants"]
+
+PYTHON = "3.11"
+Assignment = m.AssignMap | m.AssignReduce
+
+
+class InvariantViolation(AssertionError):
+    """The scheduler broke one of its rules (see `check_invariants` and `SimCluster`)."""
+
+
+class SimStuck(AssertionError):
+    """`SimCluster.run` did not see every job end within its step budget."""
+
+
+class FakeClock:
+    """A clock for tests: `now` moves only by `advance`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, dt: float) -> float:
+        if dt < 0:
+            raise ValueError(f"time cannot go back (advance by {dt})")
+        self.now += dt
+        return self.now
+
+
+# ---------------------------------------------------------------- the simulated cluster
+
+
+@dataclass
+class SimWorker:
+    """One worker process as the simulation plays it."""
+
+    id: str
+    peer: bytes
+    addr: str
+    up: bool = True               # the process runs (kill is for good: a restart is a new incarnation)
+    connected: bool = True        # its control messages get through (False: a network partition)
+    stuck: bool = False           # it beats, but its task makes no progress
+    hold_commit: bool = False     # after a granted commit, wait for `SimCluster.commit` before renaming
+    progress: int = 0
+    task: Assignment | None = None
+    awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
+    granted: bool | None = None   # the CommitDecision for the current reduce, once it came
+    owners: dict[str, list[str]] = field(default_factory=dict)   # job -> owner address per partition
+    epochs: dict[str, int] = field(default_factory=dict)
+    kept: set[tuple[str, int, int]] = field(default_factory=set)   # (job, map, attempt) output kept here
+    inbox: deque[m.FromCoordinator] = field(default_factory=lambda: deque(maxlen=1000))
+    reports: deque[m.WorkerToCoord] = field(default_factory=lambda: deque(maxlen=1000))
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and self.connected and not self.stuck
+
+    def runs(self, job_id: str, kind: str, index: int, attempt: int) -> bool:
+        task = self.task
+        return (task is not None and (task.job_id, task.task, task.attempt) == (job_id, index, attempt)
+                and _kind(task) == kind)
+
+
+class SimCluster:
+    """A scheduler with simulated workers and clients; every step is checked when `check` is on."""
+
+    def __init__(self, params: SchedulerParams | None = None, *, clock: FakeClock | None = None,
+                 check: bool = True) -> None:
+        self.params = params or SchedulerParams(python=PYTHON)
+        self.clock = clock or FakeClock()
+        self.scheduler = Scheduler(self.params)
+        self.check = check
+        self.workers: dict[str, SimWorker] = {}                  # latest incarnation per worker id
+        self.clients: dict[bytes, list[m.FromCoordinator]] = {}
+        self.finished: dict[str, JobState] = {}                  # JobFinished actions seen
+        self.renamed: dict[tuple[str, int], list[int]] = {}     # (job, partition) -> attempts renamed
+        self._by_peer: dict[bytes, SimWorker] = {}
+        self._by_addr: dict[str, SimWorker] = {}
+        self._busy: dict[str, None] = {}                          # ordered set: workers holding a task
+        self._incarnations = itertools.count(1)
+        self._outputs = itertools.count(1)
+        self._pushes: dict[tuple[str, int, int], list[str]] = {}  # map attempt -> owners it pushed to
+        self._assigned: dict[tuple[str, str, int, int], str] = {}  # attempt -> worker it was sent to
+        self._committed_maps: set[tuple[str, int, int]] = set()
+        self._committed_reduces: set[tuple[str, int]] = set()
+        self._grants: dict[tuple[str, int], int] = {}            # (job, partition) -> last granted attempt
+        self._lost: set[tuple[str, str, int]] = set()            # (job, task label, attempt) given up
+
+    # ------------------------------------------------------------ views
+
+    @property
+    def liveness_timeout(self) -> float:
+        return self.params.heartbeat_interval * self.params.heartbeat_liveness
+
+    def job(self, job_id: str) -> Job:
+        return self.scheduler.jobs[job_id]
+
+    def task(self, job_id: str, kind: str, index: int) -> Task:
+        return (self.job(job_id).maps if kind == MAP else self.job(job_id).reduces)[index]
+
+    def worker_state(self, worker_id: str) -> Worker:
+        return self.scheduler.workers[worker_id]
+
+    def assignment(self, worker_id: str) -> Assignment | None:
+        return self.workers[worker_id].task
+
+    def busy(self) -> list[str]:
+        """Workers holding a task, oldest assignment first."""
+        return list(self._busy)
+
+    def received(self, worker_id: str) -> list[m.FromCoordinator]:
+        return list(self.workers[worker_id].inbox)
+
+    # ------------------------------------------------------------ clients
+
+    def client_send(self, msg: m.ClientToCoord, client: bytes = b"client") -> list[m.FromCoordinator]:
+        """Send as a client; returns the replies it got."""
+        inbox = self.clients.setdefault(client, [])
+        start = len(inbox)
+        self._pump(Received(client, msg))
+        return inbox[start:]
+
+    def spec(self, n_splits: int = 4, n_reduce: int = 2, output_dir: str | None = None) -> m.JobSpec:
+        splits = [m.InputSplit(f"in-{i}", f"/in/{i}", 0, 100) for i in range(n_splits)]
+        return m.JobSpec(app_name="sim", app_blob=b"x", splits=splits, n_reduce=n_reduce,
+                         output_dir=output_dir or f"/out/{next(self._outputs)}")
+
+    def submit(self, n_splits: int = 4, n_reduce: int = 2, *, client: bytes = b"client") -> str:
+        """Submit a job; returns its id (a refusal raises)."""
+        replies = self.client_send(m.SubmitJob(spec=self.spec(n_splits, n_reduce)), client)
+        accepted = [r for r in replies if isinstance(r, m.JobAccepted)]
+        if not accepted:
+            raise AssertionError(f"job refused: {replies}")
+        return accepted[0].job_id
+
+    # ------------------------------------------------------------ workers
+
+    def add_worker(self, worker_id: str | None = None, *, python: str | None = None) -> str:
+        """Start a worker (a new incarnation if the id was used before) and register it."""
+        n = next(self._incarnations)
+        wid = worker_id or f"w{n}"
+        old = self.workers.get(wid)
+        if old is not None and old.up:
+            raise ValueError(f"worker {wid} is already up")
+        worker = SimWorker(wid, f"peer-{wid}-{n}".encode(), f"tcp://{wid}.sim:{7000 + n}")
+        self.workers[wid] = self._by_peer[worker.peer] = self._by_addr[worker.addr] = worker
+        self._say(worker, [_register(worker, python or self.params.python)])
+        return wid
+
+    def finish(self, worker_id: str, *, commit: bool = True) -> list[Action]:
+        """The worker completes its task. A reduce with `commit=False` stops after the commit is granted."""
+        worker = self._holding(worker_id)
+        task = worker.task
+        if isinstance(task, m.AssignMap):
+            return self._say(worker, self._finish_map(worker, task))
+        assert task is not None
+        if worker.granted:
+            return self._say(worker, self._rename(worker, task))
+        if worker.awaiting:   # no decision came: the executor's commit wait times out, nothing is renamed
+            self._drop_task(worker)
+            return self._say(worker, [m.TaskRequest(worker_id=worker.id)])
+        worker.hold_commit = not commit
+        return self._say(worker, self._finish_reduce(worker, task))
+
+    def commit(self, worker_id: str) -> list[Action]:
+        """A reduce that holds a granted commit renames its output and reports it."""
+        worker = self._holding(worker_id)
+        if not (isinstance(worker.task, m.AssignReduce) and worker.granted):
+            raise ValueError(f"worker {worker_id} holds no granted commit")
+        return self._say(worker, self._rename(worker, worker.task))
+
+    def fail(self, worker_id: str, *, kind: m.FailureKind = "app", error: str = "ValueError: boom",
+             traceback: str = "Traceback (most recent call last):\nValueError: boom",
+             missing: list[int] | None = None) -> list[Action]:
+        """The worker's task fails (the app raised, or `missing_data` with the maps it could not get)."""
+        worker = self._holding(worker_id)
+        task = worker.task
+        assert task is not None
+        self._drop_task(worker)
+        failed = m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+                              kind=kind, error=error, traceback=traceback, missing_maps=missing or [])
+        return self._say(worker, [failed, m.TaskRequest(worker_id=worker.id)])
+
+    def kill(self, worker_id: str) -> None:
+        """The process dies: it says nothing more and its data is gone. The scheduler notices by liveness."""
+        worker = self.workers[worker_id]
+        worker.up = False
+        worker.task = None
+        worker.kept.clear()
+        self._busy.pop(worker_id, None)
+
+    def isolate(self, worker_id: str, isolated: bool = True) -> None:
+        """Cut (or restore) the worker's control connection; its data plane keeps working."""
+        self.workers[worker_id].connected = not isolated
+
+    def hang(self, worker_id: str, stuck: bool = True) -> None:
+        """The worker keeps beating, but its task makes no progress (or progresses again)."""
+        self.workers[worker_id].stuck = stuck
+
+    def heartbeat(self, worker_id: str) -> list[Action]:
+        worker = self.workers[worker_id]
+        if worker.task is not None and not worker.stuck:
+            worker.progress += 1
+        task = worker.task
+        label = f"{task.job_id}/{_kind(task)}-{task.task}.{task.attempt}" if task else ""
+        return self._say(worker, [m.Heartbeat(worker_id=worker.id, task=label, progress=worker.progress)])
+
+    def send(self, worker_id: str, msg: m.ToCoordinator) -> list[Action]:
+        """Inject a raw message from the worker's peer, whatever state the worker is in."""
+        return self._pump(Received(self.workers[worker_id].peer, msg))
+
+    # ------------------------------------------------------------ time
+
+    def tick(self) -> list[Action]:
+        return self._pump(Tick())
+
+    def advance(self, dt: float) -> list[Action]:
+        """Let `dt` seconds pass a heartbeat interval at a time: every reachable worker beats, then a Tick."""
+        out: list[Action] = []
+        remaining = dt
+        while remaining > 1e-9:
+            step = min(self.params.heartbeat_interval, remaining)
+            self.clock.advance(step)
+            remaining -= step
+            for worker in list(self.workers.values()):
+                if worker.up and worker.connected:
+                    out += self.heartbeat(worker.id)
+            out += self.tick()
+        return out
+
+    def settle(self) -> None:
+        """Healthy workers finish (and commit) whatever they hold, until none holds anything."""
+        while self._step():
+            pass
+
+    def run(self, max_steps: int = 100_000) -> None:
+        """Play on, letting time pass when nobody can work, until every job has ended."""
+        for _ in range(max_steps):
+            if self._step():
+                continue
+            if all(job.state.ended for job in self.scheduler.jobs.values()):
+                return
+            self.advance(self.params.heartbeat_interval)
+        states = {j.id: j.state.value for j in self.scheduler.jobs.values()}
+        raise SimStuck(f"jobs did not end within {max_steps} steps: {states}")
+
+    def _step(self) -> bool:
+        for worker_id in self._busy:
+            worker = self.workers[worker_id]
+            if worker.healthy:
+                self.finish(worker_id)
+                return True
+        return False
+
+    # ------------------------------------------------------------ what a worker does
+
+    def _holding(self, worker_id: str) -> SimWorker:
+        worker = self.workers[worker_id]
+        if not worker.up or worker.task is None:
+            raise ValueError(f"worker {worker_id} holds no task")
+        return worker
+
+    def _finish_map(self, worker: SimWorker, task: m.AssignMap) -> list[m.WorkerToCoord]:
+        worker.kept.add((task.job_id, task.task, task.attempt))
+        self._pushes[(task.job_id, task.task, task.attempt)] = worker.owners.get(task.job_id, [])
+        self._drop_task(worker)
+        return [m.MapDone(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+                          records_out=10, bytes_out=100),
+                m.TaskRequest(worker_id=worker.id)]
+
+    def _finish_reduce(self, worker: SimWorker, task: m.AssignReduce) -> list[m.WorkerToCoord]:
+        missing = [s.task for s in task.sources if not self._has_input(worker, task, s)]
+        if missing:
+            self._drop_task(worker)
+            return [m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+                                 kind="missing_data", error=f"no output of maps {missing}", missing_maps=missing),
+                    m.TaskRequest(worker_id=worker.id)]
+        worker.awaiting = True
+        return [m.ReduceDone(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+                             records_out=len(task.sources))]
+
+    def _has_input(self, worker: SimWorker, task: m.AssignReduce, source: m.MapSource) -> bool:
+        """Pushed to this incarnation when the map finished, or still kept by a live mapper at `source.addr`."""
+        pushed_to = self._pushes.get((task.job_id, source.task, source.attempt), [])
+        if task.task < len(pushed_to) and pushed_to[task.task] == worker.addr:
+            return True
+        mapper = self._by_addr.get(source.addr)
+        return mapper is not None and mapper.up and (task.job_id, source.task, source.attempt) in mapper.kept
+
+    def _rename(self, worker: SimWorker, task: m.AssignReduce) -> list[m.WorkerToCoord]:
+        self.renamed.setdefault((task.job_id, task.task), []).append(task.attempt)
+        self._drop_task(worker)
+        return [m.ReduceCommitted(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt),
+                m.TaskRequest(worker_id=worker.id)]
+
+    def _drop_task(self, worker: SimWorker) -> None:
+        worker.task, worker.awaiting, worker.granted = None, False, None
+        self._busy.pop(worker.id, None)
+
+    def _react(self, worker: SimWorker, msg: m.FromCoordinator) -> list[m.WorkerToCoord]:
+        """What the worker does on a message from the coordinator (the real worker's `_handle`)."""
+        if isinstance(msg, m.Welcome):
+            return [] if worker.task else [m.TaskRequest(worker_id=worker.id)]
+        if isinstance(msg, m.RegisterAgain):
+            return [_register(worker, self.params.python)]
+        if isinstance(msg, m.Reject):
+            self.kill(worker.id)
+        elif isinstance(msg, m.JobSetup | m.OwnersUpdate):
+            if msg.owners_epoch >= worker.epochs.get(msg.job_id, -1):
+                worker.owners[msg.job_id], worker.epochs[msg.job_id] = msg.owners, msg.owners_epoch
+        elif isinstance(msg, m.AssignMap | m.AssignReduce):
+            worker.task, worker.awaiting, worker.granted = msg, False, None
+            self._busy[worker.id] = None
+        elif isinstance(msg, m.CommitDecision):
+            return self._on_decision(worker, msg)
+        elif isinstance(msg, m.CancelTask):
+            if worker.runs(msg.job_id, msg.kind, msg.task, msg.attempt):
+                self._drop_task(worker)
+                return [m.TaskRequest(worker_id=worker.id)]
+        elif isinstance(msg, m.JobEnded):
+            worker.owners.pop(msg.job_id, None)
+            worker.kept = {k for k in worker.kept if k[0] != msg.job_id}
+        return []
+
+    def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[m.WorkerToCoord]:
+        task = worker.task
+        if not isinstance(task, m.AssignReduce) or not worker.runs(msg.job_id, REDUCE, msg.task, msg.attempt):
+            return []
+        if worker.granted is not None:
+            return []   # the executor acts on the first decision only
+        worker.granted = msg.ok
+        if not msg.ok:
+            self._drop_task(worker)
+            return [m.TaskRequest(worker_id=worker.id)]
+        return [] if worker.hold_commit else self._rename(worker, task)
+
+    # ------------------------------------------------------------ delivery
+
+    def _say(self, worker: SimWorker, msgs: list[m.WorkerToCoord]) -> list[Action]:
+        out: list[Action] = []
+        for msg in msgs:
+            if worker.up and worker.connected:
+                worker.reports.append(msg)
+                out += self._pump(Received(worker.peer, msg))
+        return out
+
+    def _pump(self, first: Event) -> list[Action]:
+        """Handle an event and, in order, everything the peers say in reply."""
+        out: list[Action] = []
+        queue: deque[Event] = deque([first])
+        while queue:
+            actions = self._handle(queue.popleft())
+            out += actions
+            for action in actions:
+                if isinstance(action, Send):
+                    queue.extend(self._deliver(action.peer, action.msg))
+                elif isinstance(action, JobFinished):
+                    self.finished[action.job_id] = action.state
+        return out
+
+    def _deliver(self, peer: bytes, msg: m.FromCoordinator) -> list[Received]:
+        worker = self._by_peer.get(peer)
+        if worker is None:
+            self.clients.setdefault(peer, []).append(msg)
+            return []
+        if not (worker.up and worker.connected):
+            return []
+        worker.inbox.append(msg)
+        replies = self._react(worker, msg)
+        worker.reports.extend(replies)
+        return [Received(worker.peer, r) for r in replies if worker.up]
+
+    def _handle(self, event: Event) -> list[Action]:
+        before = self._map_state(event)
+        actions = self.scheduler.handle(event, self.clock.now)
+        if self.check:
+            self._audit(event, before, actions)
+            check_invariants(self.scheduler)
+        return actions
+
+    # ------------------------------------------------------------ auditing what the scheduler says
+
+    def _map_state(self, event: Event) -> TaskState | None:
+        if not (isinstance(event, Received) and isinstance(event.msg, m.MapDone)):
+            return None
+        job = self.scheduler.jobs.get(event.msg.job_id)
+        task = job.task(MAP, event.msg.task) if job else None
+        return task.state if task else None
+
+    def _audit(self, event: Event, map_before: TaskState | None, actions: list[Action]) -> None:
+        problems: list[str] = []
+        for action in actions:
+            if isinstance(action, Log):
+                problems += self._audit_log(event, map_before, action)
+            elif isinstance(action, Send):
+                problems += self._audit_send(action)
+        if problems:
+            raise InvariantViolation(f"after {event}:\n  " + "\n  ".join(problems))
+
+    def _audit_log(self, event: Event, map_before: TaskState | None, log: Log) -> list[str]:
+        f = log.fields
+        if log.event in ("attempt_lost", "task_failed"):   # the scheduler gave the attempt up
+            self._lost.add((f["job"], f["task"], f["attempt"]))
+        elif log.event == "map_committed":
+            index = int(f["task"].split("-")[1])
+            self._committed_maps.add((f["job"], index, f["attempt"]))
+            if map_before is TaskState.DONE:
+                return [f"{f['job']}/{f['task']} committed again while it was done"]
+            if self._assigned.get((f["job"], MAP, index, f["attempt"])) != f["worker"]:
+                return [f"{f['job']}/{f['task']} attempt {f['attempt']} committed for {f['worker']}, "
+                        "which was never given it"]
+        elif log.event == "reduce_committed":
+            key = (f["job"], int(f["task"].split("-")[1]))
+            if key in self._committed_reduces:
+                return [f"{f['job']}/{f['task']} committed twice"]
+            self._committed_reduces.add(key)
+            if self._grants.get(key) != f["attempt"]:
+                return [f"{f['job']}/{f['task']} attempt {f['attempt']} committed without a granted commit"]
+        return []
+
+    def _audit_send(self, send: Send) -> list[str]:
+        msg, worker = send.msg, self._by_peer.get(send.peer)
+        if worker is None:
+            return []
+        if isinstance(msg, m.AssignMap | m.AssignReduce):
+            return self._audit_assign(worker, msg)
+        if isinstance(msg, m.CommitDecision) and msg.ok:
+            key = (msg.job_id, msg.task)
+            previous = self._grants.get(key)
+            self._grants[key] = msg.attempt
+            if key in self._committed_reduces:
+                return [f"{msg.job_id}/reduce-{msg.task} granted a commit after it committed"]
+            if previous not in (None, msg.attempt) and (msg.job_id, f"reduce-{msg.task}", previous) not in self._lost:
+                return [f"{msg.job_id}/reduce-{msg.task}: attempt {msg.attempt} granted a commit while attempt "
+                        f"{previous} still holds one"]
+        return []
+
+    def _audit_assign(self, worker: SimWorker, msg: Assignment) -> list[str]:
+        kind = _kind(msg)
+        key = (msg.job_id, kind, msg.task, msg.attempt)
+        problems = []
+        if key in self._assigned:
+            problems.append(f"attempt {key} assigned twice")
+        self._assigned[key] = worker.id
+        job = self.scheduler.jobs[msg.job_id]
+        task = job.task(kind, msg.task)
+        if task is not None and task.not_before > self.clock.now:
+            problems.append(f"{key} assigned during its backoff (until {task.not_before}, now {self.clock.now})")
+        if isinstance(msg, m.AssignReduce):
+            if job.owners[msg.task] != worker.id:
+                problems.append(f"{key} assigned to {worker.id}, the owner is {job.owners[msg.task]}")
+            if [s.task for s in msg.sources] != list(range(len(job.maps))):
+                problems.append(f"{key} sources do not name every map once: {msg.sources}")
+            stale = [s for s in msg.sources if (msg.job_id, s.task, s.attempt) not in self._committed_maps]
+            if stale:
+                problems.append(f"{key} reads map output that was never committed: {stale}")
+        return problems
+
+
+def _kind(task: Assignment) -> str:
+    return MAP if isinstance(task, m.AssignMap) else REDUCE
+
+
+def _register(worker: SimWorker, python: str) -> m.Register:
+    return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim")
+
+
+# ---------------------------------------------------------------- invariants
+
+
+def check_invariants(scheduler: Scheduler) -> None:
+    """Raise InvariantViolation listing every rule the scheduler's state breaks.
+
+    Tasks (per job):
+    - maps_done / reduces_done equal the number of DONE maps / reduces.
+    - A DONE task has a committed attempt (1 <= committed <= attempts_made) and nothing running; a DONE
+      map names the worker that reported it (and holds its output); a DONE reduce committed the attempt
+      that was granted the rename. A task that is not DONE has no committed attempt.
+    - In a running job: RUNNING and COMMITTING tasks have a running attempt, READY and WAITING ones none;
+      a COMMITTING task's grantee is running; a grant (`committing`) outlives no state but COMMITTING/DONE.
+    - Every running attempt is in the hands of a worker marked alive whose `current` names exactly that
+      attempt. (A worker that stopped beating stays alive until the liveness check reaps it, and reaping
+      takes its attempt back at once, so a running attempt never sits on a dead worker.)
+
+    Reduces and maps: a reduce becomes READY only once every map of its job is committed. When committed
+    map output is lost (its worker died, or a reducer reported it missing), READY reduces go back to
+    WAITING, but a reduce already RUNNING or COMMITTING keeps going: it may already hold all its input, and
+    if not it reports missing_data. So the invariant is "READY implies maps_done == maps total", and
+    conversely "every map committed implies no reduce WAITING".
+
+    Queues (liveness): a READY task is in a ready queue or in the backoff heap; no worker is idle while a
+    ready map or one of its own ready reduces could run now; every live worker has a liveness deadline.
+
+    Workers: idle workers are alive and run nothing; dead workers run nothing; the owner of every
+    partition exists, and while any worker is alive, every partition not yet reduced has a live owner.
+
+    Jobs: a queued job has no owners and nothing started; an ended job runs nothing; a succeeded job has
+    every reduce DONE.
+    """
+    problems = _worker_problems(scheduler)
+    for job in scheduler.jobs.values():
+        problems += _job_problems(scheduler, job)
+    if problems:
+        raise InvariantViolation("scheduler invariants broken:\n  " + "\n  ".join(problems))
+
+
+def _worker_problems(s: Scheduler) -> list[str]:
+    problems = []
+    beating = {worker_id for _, worker_id in s._liveness}
+    for worker_id in s._idle:
+        worker = s.workers.get(worker_id)
+        if worker is None or not worker.alive or worker.current is not None:
+            problems.append(f"idle worker {worker_id} is unknown, dead or busy")
+    for worker in s.workers.values():
+        if not worker.alive and worker.current is not None:
+            problems.append(f"dead worker {worker.id} still runs {worker.current}")
+        if worker.alive and worker.id not in beating:
+            problems.append(f"live worker {worker.id} has no liveness deadline: it could never be reaped")
+        if worker.current is not None:
+            problems += _current_problems(s, worker, worker.current)
+    return problems
+
+
+def _current_problems(s: Scheduler, worker: Worker, current: tuple[str, str, int, int]) -> list[str]:
+    job_id, kind, index, number = current
+    job = s.jobs.get(job_id)
+    if job is None:
+        return [f"worker {worker.id} runs an attempt of unknown job {job_id}"]
+    if job.state is not JobState.RUNNING:
+        return []   # the job ended and cancelled it; the worker says so when it asks for a new task
+    task = job.task(kind, index)
+    attempt = task.running.get(number) if task else None
+    if attempt is None or attempt.worker != worker.id:
+        return [f"worker {worker.id} runs {current}, which the task does not list as its attempt"]
+    return []
+
+
+def _job_problems(s: Scheduler, job: Job) -> list[str]:
+    problems = []
+    tasks = job.maps + job.reduces
+    if job.maps_done != sum(t.state is TaskState.DONE for t in job.maps):
+        problems.append(f"{job.id}: maps_done={job.maps_done} but {_count(job.maps)} maps are done")
+    if job.reduces_done != sum(t.state is TaskState.DONE for t in job.reduces):
+        problems.append(f"{job.id}: reduces_done={job.reduces_done} but {_count(job.reduces)} reduces are done")
+    for task in tasks:
+        problems += [f"{job.id}/{task.label}: {p}" for p in _task_problems(s, job, task)]
+    if job.state is JobState.QUEUED and (job.owners or any(t.attempts_made for t in tasks)):
+        problems.append(f"{job.id}: queued, yet it has owners or started tasks")
+    if job.state.ended and any(t.running for t in tasks):
+        problems.append(f"{job.id}: {job.state.value}, yet attempts still run")
+    if job.state is JobState.SUCCEEDED and job.reduces_done != len(job.reduces):
+        problems.append(f"{job.id}: succeeded with {job.reduces_done}/{len(job.reduces)} reduces done")
+    if job.state is JobState.RUNNING:
+        problems += _running_job_problems(s, job)
+    return problems
+
+
+def _count(tasks: list[Task]) -> int:
+    return sum(t.state is TaskState.DONE for t in tasks)
+
+
+def _task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
+    problems = []
+    if task.kind == MAP and task.state in (TaskState.WAITING, TaskState.COMMITTING):
+        problems.append(f"a map cannot be {task.state.value}")
+    if task.state is TaskState.DONE:
+        if task.committed is None or not 1 <= task.committed <= task.attempts_made:
+            problems.append(f"done, but its committed attempt is {task.committed}")
+        if task.running:
+            problems.append(f"done, but attempts {sorted(task.running)} still run")
+        if task.kind == MAP and task.committed_worker not in s.workers:
+            problems.append(f"done on unknown worker {task.committed_worker}")
+        if task.kind == REDUCE and task.committing != task.committed:
+            problems.append(f"committed attempt {task.committed} was not the one granted ({task.committing})")
+    elif task.committed is not None or task.committed_worker is not None:
+        problems.append(f"{task.state.value}, yet it names committed attempt {task.committed}")
+    if any(not 1 <= n <= task.attempts_made for n in task.running):
+        problems.append(f"running attempts {sorted(task.running)} beyond the {task.attempts_made} made")
+    if job.state is JobState.RUNNING:
+        problems += _live_task_problems(s, job, task)
+    return problems
+
+
+def _live_task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
+    problems = []
+    if task.state in (TaskState.RUNNING, TaskState.COMMITTING) and not task.running:
+        problems.append(f"{task.state.value} with no running attempt: nothing will ever finish it")
+    if task.state in (TaskState.READY, TaskState.WAITING) and task.running:
+        problems.append(f"{task.state.value}, yet attempts {sorted(task.running)} run")
+    if task.state is TaskState.COMMITTING and task.committing not in task.running:
+        problems.append(f"committing attempt {task.committing} is not running")
+    if task.committing is not None and task.state not in (TaskState.COMMITTING, TaskState.DONE):
+        problems.append(f"{task.state.value}, yet attempt {task.committing} still holds the commit")
+    for number, attempt in task.running.items():
+        worker = s.workers.get(attempt.worker)
+        if worker is None or not worker.alive:
+            problems.append(f"attempt {number} runs on unknown or dead worker {attempt.worker}")
+        elif worker.current != (job.id, task.kind, task.index, number):
+            problems.append(f"attempt {number} runs on {worker.id}, whose current task is {worker.current}")
+    return problems
+
+
+def _running_job_problems(s: Scheduler, job: Job) -> list[str]:
+    problems = []
+    all_maps_done = job.maps_done == len(job.maps)
+    for reduce in job.reduces:
+        if reduce.state is TaskState.READY and not all_maps_done:
+            problems.append(f"{job.id}/{reduce.label}: ready with {job.maps_done}/{len(job.maps)} maps committed")
+        if reduce.state is TaskState.WAITING and all_maps_done:
+            problems.append(f"{job.id}/{reduce.label}: waiting although every map is committed")
+    problems += _owner_problems(s, job)
+    problems += _queue_problems(s, job)
+    return problems
+
+
+def _owner_problems(s: Scheduler, job: Job) -> list[str]:
+    if len(job.owners) != len(job.reduces):
+        return [f"{job.id}: {len(job.owners)} owners for {len(job.reduces)} partitions"]
+    problems = [f"{job.id}: partition {p} owned by unknown worker {owner}"
+                for p, owner in enumerate(job.owners) if owner not in s.workers]
+    if any(w.alive for w in s.workers.values()):
+        problems += [f"{job.id}: partition {p} is owned by dead worker {owner}"
+                     for p, owner in enumerate(job.owners)
+                     if owner in s.workers and not s.workers[owner].alive
+                     and job.reduces[p].state is not TaskState.DONE]
+    return problems
+
+
+def _queue_problems(s: Scheduler, job: Job) -> list[str]:
+    problems = []
+    now = s._now
+    backoff = {(kind, index) for _, job_id, kind, index in s._backoff if job_id == job.id}
+    queued_maps = set(job.ready_maps)
+    for task in job.maps:
+        if task.state is TaskState.READY and task.index not in queued_maps and (MAP, task.index) not in backoff:
+            problems.append(f"{job.id}/{task.label}: ready but in no queue")
+    for p, task in enumerate(job.reduces):
+        queued = (job.id, p) in s._ready_reduces.get(job.owners[p], {})
+        if task.state is TaskState.READY and not queued and (REDUCE, p) not in backoff:
+            problems.append(f"{job.id}/{task.label}: ready but in no queue")
+    if not s._idle:
+        return problems
+    for index in queued_maps:
+        task = job.maps[index]
+        if task.state is TaskState.READY and not task.running and task.not_before <= now:
+            problems.append(f"{job.id}/{task.label}: ready to run now, yet workers {list(s._idle)} idle")
+    for worker_id in s._idle:
+        for job_id, p in s._ready_reduces.get(worker_id, {}):
+            if job_id == job.id and job.reduces[p].state is TaskState.READY:
+                problems.append(f"{job.id}/reduce-{p}: ready on its idle owner {worker_id}, yet not running")
+    return problems
