@@ -218,7 +218,9 @@ class Scheduler:
             return
         job, task = found
         ok = task.state is TaskState.RUNNING and task.committing is None
-        if ok:
+        if task.committing == msg.attempt:   # a duplicate report: the grant stands (refusing it would wedge it)
+            ok = True
+        elif ok:
             task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
         self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
         if not ok:
