@@ -232,7 +232,8 @@ class Scheduler:
             return
         job, task = found
         self._finish_attempt(worker, task, msg.attempt)
-        if task.committing != msg.attempt:
+        if task.committing != msg.attempt:   # never granted: it does not count, and the task must run again
+            self._requeue(job, task)
             return
         task.state, task.committed, task.finished = TaskState.DONE, msg.attempt, self._now
         job.reduces_done += 1
