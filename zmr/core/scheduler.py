@@ -419,7 +419,11 @@ class Scheduler:
     def _retry_later(self, job: Job, task: Task, delay: float) -> None:
         if task.running:
             return
-        task.state, task.not_before = TaskState.READY, self._now + delay
+        task.not_before = self._now + delay
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
+            task.state = TaskState.WAITING   # some map output was lost meanwhile: wait for it again
+            return
+        task.state = TaskState.READY
         heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
 
     def _unready_reduce(self, job: Job, task: Task) -> None:
