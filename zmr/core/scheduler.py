@@ -399,7 +399,10 @@ class Scheduler:
 
     def _make_ready(self, job: Job, task: Task) -> None:
         task.state = TaskState.READY
-        self._enqueue(job, task)
+        if task.not_before > self._now:   # still backing off after a failure: the tick enqueues it
+            heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
+        else:
+            self._enqueue(job, task)
 
     def _enqueue(self, job: Job, task: Task) -> None:
         if task.kind == MAP:
