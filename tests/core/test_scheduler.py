@@ -1,0 +1,650 @@
+"""The scheduler state machine, one fault case at a time: exact messages and states, invariants every step.
+
+Most cases drive the scheduler through `zmr.testing.SimCluster`, which checks `check_invariants` and its
+commit audit after every event it hands the scheduler; a few talk to a bare `Scheduler` to pin down the
+exact actions of a single event.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import pytest
+
+from zmr.core.scheduler import Action, JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.state import MAP, REDUCE, JobState, TaskState
+from zmr.protocol import messages as m
+from zmr.testing import SimCluster, check_invariants
+
+T = TypeVar("T")
+
+
+def sent(actions: list[Action], kind: type[T], peer: bytes | None = None) -> list[T]:
+    """The messages of type `kind` among `actions` (to `peer`, if given)."""
+    return [a.msg for a in actions
+            if isinstance(a, Send) and isinstance(a.msg, kind) and (peer is None or a.peer == peer)]
+
+
+def logged(actions: list[Action], event: str) -> list[Log]:
+    return [a for a in actions if isinstance(a, Log) and a.event == event]
+
+
+def sim_with(*workers: str, **params: float) -> SimCluster:
+    sim = SimCluster(SchedulerParams(python="3.11", **params))  # type: ignore[arg-type]
+    for worker in workers:
+        sim.add_worker(worker)
+    return sim
+
+
+def peer(sim: SimCluster, worker: str) -> bytes:
+    return sim.workers[worker].peer
+
+
+def addr(sim: SimCluster, worker: str) -> str:
+    return sim.workers[worker].addr
+
+
+def register(peer: bytes, worker_id: str, python: str = "3.11") -> Received:
+    return Received(peer, m.Register(worker_id=worker_id, data_addr=f"tcp://{worker_id}:9", python=python,
+                                     pid=7, host="h"))
+
+
+# ---------------------------------------------------------------- registration
+
+
+def test_a_worker_registers_and_is_welcomed() -> None:
+    s = Scheduler(SchedulerParams(python="3.11", heartbeat_interval=0.25))
+    actions = s.handle(register(b"p1", "w1"), 5.0)
+    check_invariants(s)
+    assert [a for a in actions if isinstance(a, Send)] == [
+        Send(b"p1", m.Welcome(worker_id="w1", heartbeat_interval=0.25))]
+    worker = s.workers["w1"]
+    assert (worker.alive, worker.peer, worker.data_addr, worker.last_seen, worker.current) == (
+        True, b"p1", "tcp://w1:9", 5.0, None)
+    assert s.status(None).workers == [m.WorkerInfo(worker_id="w1", data_addr="tcp://w1:9", state="idle",
+                                                   last_heartbeat=5.0, task="")]
+
+
+def test_a_worker_on_another_python_is_rejected() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    actions = s.handle(register(b"p1", "w1", python="3.12"), 5.0)
+    check_invariants(s)
+    assert [a for a in actions if isinstance(a, Send)] == [
+        Send(b"p1", m.Reject(reason="worker runs Python 3.12, the cluster needs 3.11"))]
+    assert s.workers == {}
+
+
+@pytest.mark.parametrize("msg", [
+    m.Heartbeat(worker_id="ghost"),
+    m.TaskRequest(worker_id="ghost"),
+    m.MapDone(worker_id="ghost", job_id="job-0001", task=0, attempt=1, records_out=1, bytes_out=1),
+    m.TaskFailed(worker_id="ghost", job_id="job-0001", task=0, attempt=1, kind="app", error="x"),
+])
+def test_an_unknown_worker_is_told_to_register_again(msg: m.WorkerToCoord) -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    actions = s.handle(Received(b"p9", msg), 1.0)
+    check_invariants(s)
+    assert [a for a in actions if isinstance(a, Send)] == [Send(b"p9", m.RegisterAgain())]
+    assert s.workers == {}
+
+
+def test_a_worker_speaking_from_another_peer_is_told_to_register_again() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    s.handle(register(b"p1", "w1"), 1.0)
+    actions = s.handle(Received(b"p2", m.Heartbeat(worker_id="w1")), 1.0)
+    assert [a for a in actions if isinstance(a, Send)] == [Send(b"p2", m.RegisterAgain())]
+    assert s.workers["w1"].alive
+
+
+def test_a_reaped_worker_that_comes_back_registers_again_and_gets_work() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=3, n_reduce=1)
+    sim.isolate("w1")
+    sim.advance(sim.liveness_timeout)
+    assert not sim.worker_state("w1").alive
+    sim.isolate("w1", False)
+    actions = sim.heartbeat("w1")
+    assert sent(actions, m.RegisterAgain) == [m.RegisterAgain()]
+    assert sent(actions, m.Welcome, peer(sim, "w1")) == [m.Welcome(worker_id="w1", heartbeat_interval=0.5)]
+    assert sim.worker_state("w1").alive
+    sim.finish("w1")                                    # the old attempt's report is stale by now
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+# ---------------------------------------------------------------- submitting
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"n_reduce": 0}, "n_reduce must be at least 1, got 0"),
+    ({"splits": []}, "the job has no input"),
+    ({"output_dir": ""}, "the job has no output directory"),
+    ({"app_blob": b""}, "the job has no app"),
+])
+def test_an_invalid_job_is_refused_and_the_queue_untouched(change: dict[str, object], message: str) -> None:
+    sim = sim_with("w1")
+    good = sim.spec(n_splits=2, n_reduce=1)
+    fields = {f: getattr(good, f) for f in good.__struct_fields__} | change
+    replies = sim.client_send(m.SubmitJob(spec=m.JobSpec(**fields)))  # type: ignore[arg-type]
+    assert replies == [m.ErrorReply(message=message)]
+    assert sim.scheduler.jobs == {}
+    assert sim.assignment("w1") is None
+
+
+def test_a_job_writing_where_a_running_job_writes_is_refused() -> None:
+    sim = sim_with("w1")
+    spec = sim.spec(output_dir="/out/shared")
+    assert sim.client_send(m.SubmitJob(spec=spec)) == [m.JobAccepted(job_id="job-0001")]
+    replies = sim.client_send(m.SubmitJob(spec=spec))
+    assert replies == [m.ErrorReply(message="output directory /out/shared is in use by a running job")]
+    assert list(sim.scheduler.jobs) == ["job-0001"]
+    sim.run()
+    assert sim.client_send(m.SubmitJob(spec=spec)) == [m.JobAccepted(job_id="job-0002")]
+
+
+def test_a_job_is_queued_until_a_worker_joins() -> None:
+    sim = SimCluster()
+    job = sim.submit(n_splits=2, n_reduce=3)
+    assert sim.job(job).state is JobState.QUEUED
+    assert sim.job(job).owners == []
+    sim.advance(5.0)
+    assert sim.job(job).state is JobState.QUEUED
+    sim.add_worker("w1")
+    assert sim.job(job).state is JobState.RUNNING
+    assert sim.job(job).started == sim.clock.now
+    assert sim.job(job).owners == ["w1", "w1", "w1"]
+    setup, assign = sim.received("w1")[-2:]
+    assert setup == m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=3, owners=[addr(sim, "w1")] * 3,
+                               owners_epoch=0, push=True, batch_bytes=1 << 20, window_bytes=8 << 20)
+    assert assign == m.AssignMap(job_id=job, task=0, attempt=1, split=m.InputSplit("in-0", "/in/0", 0, 100))
+
+
+# ---------------------------------------------------------------- a healthy run
+
+
+def test_map_tasks_spread_over_two_workers_at_once() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=4, n_reduce=2)
+    assert [(a.task, a.attempt) for a in [sim.assignment("w1"), sim.assignment("w2")] if a] == [(0, 1), (1, 1)]
+    assert [t.state for t in sim.job(job).maps] == [TaskState.RUNNING] * 2 + [TaskState.READY] * 2
+    assert sim.job(job).owners == ["w1", "w2"]
+
+
+def test_reduces_go_to_their_owners_only_after_every_map_commits() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=3, n_reduce=2)
+    sim.finish("w1")                                       # map 0; w1 takes map 2
+    sim.finish("w2")                                       # map 1; nothing left for w2
+    assert sim.assignment("w2") is None
+    assert [t.state for t in sim.job(job).reduces] == [TaskState.WAITING] * 2
+    actions = sim.finish("w1")                             # map 2, the last one
+    r0, r1 = sent(actions, m.AssignReduce, peer(sim, "w1")), sent(actions, m.AssignReduce, peer(sim, "w2"))
+    sources = [m.MapSource(0, 1, addr(sim, "w1")), m.MapSource(1, 1, addr(sim, "w2")),
+               m.MapSource(2, 1, addr(sim, "w1"))]
+    assert r0 == [m.AssignReduce(job_id=job, task=0, attempt=1, output_dir=sim.job(job).spec.output_dir,
+                                 sources=sources)]
+    assert r1 == [m.AssignReduce(job_id=job, task=1, attempt=1, output_dir=sim.job(job).spec.output_dir,
+                                 sources=sources)]
+
+
+def test_a_healthy_run_does_each_task_exactly_once() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=7, n_reduce=4)
+    sim.run()
+    state = sim.job(job)
+    assert state.state is JobState.SUCCEEDED
+    assert [t.attempts_made for t in state.maps + state.reduces] == [1] * 11
+    assert (state.maps_done, state.reduces_done) == (7, 4)
+    assert sim.renamed == {(job, r): [1] for r in range(4)}
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    for worker in sim.workers.values():
+        assert not [msg for msg in worker.inbox if isinstance(msg, m.CancelTask)]
+        assert [msg for msg in worker.inbox if isinstance(msg, m.JobEnded)] == [m.JobEnded(job_id=job)]
+    assert state.bytes_shuffled == 7 * 100
+    assert state.records_out == 4 * 7
+
+
+def test_the_last_commit_ends_the_job_with_job_finished() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    sim.finish("w1", commit=False)
+    actions = sim.commit("w1")
+    spec = sim.job(job).spec
+    assert [a for a in actions if isinstance(a, JobFinished)] == [
+        JobFinished(job, JobState.SUCCEEDED, spec.output_dir, 1)]
+    assert sent(actions, m.JobEnded) == [m.JobEnded(job_id=job)]
+    assert sim.job(job).finished == sim.clock.now
+
+
+# ---------------------------------------------------------------- stale and foreign reports
+
+
+def test_a_stale_map_done_from_an_old_attempt_is_ignored() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.send("w1", m.TaskRequest(worker_id="w1"))          # the worker gave attempt 1 up; attempt 2 follows
+    assert sim.assignment("w1") == m.AssignMap(job_id=job, task=0, attempt=2, split=sim.job(job).spec.splits[0])
+    actions = sim.send("w1", m.MapDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=5,
+                                       bytes_out=5))
+    assert [a for a in actions if isinstance(a, Send)] == []
+    assert [log.fields["attempt"] for log in logged(actions, "stale_report")] == [1]
+    task = sim.task(job, MAP, 0)
+    assert (task.state, list(task.running), task.committed) == (TaskState.RUNNING, [2], None)
+    sim.finish("w1")
+    assert (task.state, task.committed) == (TaskState.DONE, 2)
+
+
+def test_a_report_from_a_worker_that_does_not_run_the_attempt_is_ignored() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    for msg in [m.MapDone(worker_id="w2", job_id=job, task=0, attempt=1, records_out=1, bytes_out=1),
+                m.TaskFailed(worker_id="w2", job_id=job, task=0, attempt=1, kind="app", error="x")]:
+        actions = sim.send("w2", msg)
+        assert [a for a in actions if isinstance(a, Send)] == []
+        assert logged(actions, "stale_report")
+    assert sim.task(job, MAP, 0).running.keys() == {1}
+    assert sim.task(job, MAP, 0).running[1].worker == "w1"
+    assert sim.worker_state("w2").current == (job, MAP, 1, 1)
+
+
+def test_duplicate_reports_change_nothing() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    done = sim.workers["w1"].reports[-2]
+    assert isinstance(done, m.MapDone)
+    actions = sim.send("w1", done)
+    assert [a for a in actions if isinstance(a, Send)] == []
+    assert sim.job(job).maps_done == 1
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+# ---------------------------------------------------------------- losing workers
+
+
+def test_worker_death_mid_map_reruns_the_task_elsewhere() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=1)           # partition 0 is w1's
+    sim.kill("w2")                                      # dies running map 1
+    sim.finish("w1")
+    sim.finish("w3")
+    assert sim.task(job, MAP, 1).state is TaskState.RUNNING
+    actions = sim.advance(sim.liveness_timeout)
+    assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == ["w2"]
+    assert [(log.fields["task"], log.fields["attempt"]) for log in logged(actions, "attempt_lost")] == [
+        ("map-1", 1)]
+    assert sent(actions, m.OwnersUpdate) == []          # w2 owned no partition
+    map1 = sim.task(job, MAP, 1)
+    assert (map1.state, map1.worker_losses, map1.app_failures) == (TaskState.RUNNING, 1, 0)
+    assert [(w, a.task, a.attempt) for w in ("w1", "w3") if (a := sim.assignment(w))] == [("w1", 1, 2)]
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sim.task(job, MAP, 1).committed == 2
+
+
+def test_owner_death_moves_partitions_and_reruns_maps_committed_on_it() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=3)           # owners w1, w2, w3; maps 0, 1, 2 on w1, w2, w3
+    sim.finish("w1")
+    sim.finish("w2")
+    sim.kill("w1")
+    actions = sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert state.owners == ["w2", "w2", "w3"]
+    update = m.OwnersUpdate(job_id=job, owners=[addr(sim, "w2"), addr(sim, "w2"), addr(sim, "w3")],
+                            owners_epoch=1)
+    assert sent(actions, m.OwnersUpdate, peer(sim, "w2")) == [update]
+    assert sent(actions, m.OwnersUpdate, peer(sim, "w3")) == [update]
+    assert sent(actions, m.OwnersUpdate, peer(sim, "w1")) == []
+    map0 = sim.task(job, MAP, 0)
+    assert (map0.state, map0.committed, state.maps_done) == (TaskState.RUNNING, None, 1)
+    assert sim.assignment("w2") == m.AssignMap(job_id=job, task=0, attempt=2, split=state.spec.splits[0])
+    assert sim.task(job, MAP, 1).committed_worker == "w2"
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in state.maps] == [2, 1, 1]
+    assert [t.attempts_made for t in state.reduces] == [1, 1, 1]
+
+
+def test_owner_death_during_reduce_keeps_running_reduces_and_holds_back_the_rest() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=3)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # map i on worker i+1, then reduce i there
+    assert [sim.task(job, REDUCE, r).state for r in range(3)] == [TaskState.RUNNING] * 3
+    sim.kill("w1")
+    sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert state.maps_done == 2                         # map 0's output lived on w1
+    assert [t.state for t in state.reduces] == [TaskState.WAITING, TaskState.RUNNING, TaskState.RUNNING]
+    assert state.owners[0] == "w2"
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in state.maps] == [2, 1, 1]
+    assert [t.attempts_made for t in state.reduces] == [2, 1, 1]
+    assert sim.renamed == {(job, 0): [2], (job, 1): [1], (job, 2): [1]}
+
+
+def test_with_every_worker_gone_the_job_waits_for_a_new_one() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=2, n_reduce=2)
+    sim.finish("w1")
+    sim.kill("w1")
+    sim.advance(sim.liveness_timeout)
+    assert sim.job(job).state is JobState.RUNNING
+    assert sim.job(job).owners == ["w1", "w1"]           # nobody to move them to
+    sim.add_worker("w2")
+    assert sim.job(job).owners == ["w2", "w2"]
+    map0 = sim.task(job, MAP, 0)
+    assert (map0.state, map0.committed, sim.job(job).maps_done) == (TaskState.READY, None, 0)  # died with w1
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+def test_a_live_worker_registering_again_loses_its_task() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    actions = sim.send("w2", m.Register(worker_id="w2", data_addr=addr(sim, "w2"), python="3.11", pid=2,
+                                        host="h"))
+    assert [log.fields["why"] for log in logged(actions, "worker_lost")] == ["registered again"]
+    assert sim.task(job, MAP, 1).worker_losses == 1
+    assert sim.worker_state("w2").alive
+
+
+# ---------------------------------------------------------------- failing tasks
+
+
+def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another_job_succeeds() -> None:
+    sim = sim_with("w1", "w2", "w3", max_attempts=3, retry_base=1.0)
+    bad = sim.submit(n_splits=1, n_reduce=1)
+    good = sim.submit(n_splits=1, n_reduce=1)
+    assert [sim.assignment(w) for w in ("w1", "w2", "w3")] == [
+        m.AssignMap(job_id=bad, task=0, attempt=1, split=sim.job(bad).spec.splits[0]),
+        m.AssignMap(job_id=good, task=0, attempt=1, split=sim.job(good).spec.splits[0]),
+        None]
+    task = sim.task(bad, MAP, 0)
+    holder = "w1"
+    for attempt, backoff in [(1, 1.0), (2, 2.0)]:
+        sim.fail(holder, error=f"ValueError: boom {attempt}")
+        assert (task.state, task.app_failures, task.not_before) == (TaskState.READY, attempt,
+                                                                      sim.clock.now + backoff)
+        sim.advance(backoff - 0.5)
+        assert task.attempts_made == attempt            # two workers idle, yet it waits out its backoff
+        sim.advance(0.5)
+        assert task.attempts_made == attempt + 1
+        holder = next(w for w in ("w1", "w3") if sim.assignment(w))
+    actions = sim.fail(holder, error="ValueError: boom 3", traceback="Traceback (most recent call last):\n"
+                       "  File \"app.py\", line 3, in map\nValueError: boom 3")
+    state = sim.job(bad)
+    assert state.state is JobState.FAILED
+    assert state.error == ("map-0 failed 3 times; last error: ValueError: boom 3\n"
+                           "Traceback (most recent call last):\n  File \"app.py\", line 3, in map\n"
+                           "ValueError: boom 3")
+    assert [a for a in actions if isinstance(a, JobFinished)] == [
+        JobFinished(bad, JobState.FAILED, state.spec.output_dir, 1)]
+    assert sent(actions, m.JobEnded) == [m.JobEnded(job_id=bad)] * 2     # to the two workers set up for it
+    assert sim.job(good).state is JobState.RUNNING
+    sim.run()
+    assert sim.finished == {bad: JobState.FAILED, good: JobState.SUCCEEDED}
+
+
+def test_a_failed_job_cancels_its_other_running_tasks() -> None:
+    sim = sim_with("w1", "w2", max_attempts=1)
+    job = sim.submit(n_splits=2, n_reduce=1)
+    actions = sim.fail("w1")
+    assert sent(actions, m.CancelTask, peer(sim, "w2")) == [m.CancelTask(job_id=job, task=1, attempt=1,
+                                                                         kind=MAP)]
+    assert sim.job(job).state is JobState.FAILED
+    assert sim.busy() == []
+
+
+def test_missing_data_reruns_the_listed_maps_then_the_reduce() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=3, n_reduce=1)
+    sim.finish("w1")
+    sim.finish("w2")
+    sim.finish("w1")                                    # map 2: every map is in, reduce 0 goes to w1
+    assert isinstance(sim.assignment("w1"), m.AssignReduce)
+    sim.fail("w1", kind="missing_data", error="no output of maps [0, 2]", missing=[0, 2])
+    state = sim.job(job)
+    reduce = state.reduces[0]
+    assert (reduce.state, reduce.worker_losses, reduce.app_failures) == (TaskState.WAITING, 1, 0)
+    assert state.maps_done == 1
+    assert [(t.state, t.committed) for t in state.maps] == [
+        (TaskState.RUNNING, None), (TaskState.DONE, 1), (TaskState.RUNNING, None)]
+    sim.settle()
+    assert state.state is JobState.SUCCEEDED
+    assign = [msg for msg in sim.received("w1") if isinstance(msg, m.AssignReduce)][-1]
+    assert [(s.task, s.attempt) for s in assign.sources] == [(0, 2), (1, 1), (2, 2)]
+
+
+def test_a_reduce_that_loses_its_input_too_often_fails_the_job() -> None:
+    sim = sim_with("w1", max_worker_losses=1)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    sim.fail("w1", kind="missing_data", missing=[0])
+    sim.finish("w1")
+    sim.fail("w1", kind="missing_data", missing=[0])
+    assert sim.job(job).state is JobState.FAILED
+    assert sim.job(job).error == "reduce-0 lost its input too many times"
+
+
+# ---------------------------------------------------------------- committing reduce output
+
+
+def test_only_the_current_reduce_attempt_is_granted_the_commit() -> None:
+    sim = sim_with("w1", task_timeout=4.0)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    sim.hang("w1")
+    sim.advance(4.0)                                    # attempt 1 made no progress: given up
+    sim.hang("w1", False)
+    assert sim.assignment("w1") == m.AssignReduce(job_id=job, task=0, attempt=2,
+                                                  output_dir=sim.job(job).spec.output_dir,
+                                                  sources=[m.MapSource(0, 1, addr(sim, "w1"))])
+    late = sim.send("w1", m.ReduceDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=1))
+    assert sent(late, m.CommitDecision) == []
+    sim.finish("w1")
+    decisions = [msg for msg in sim.received("w1") if isinstance(msg, m.CommitDecision)]
+    assert decisions == [m.CommitDecision(job_id=job, task=0, attempt=2, ok=True)]
+    assert sim.renamed == {(job, 0): [2]}
+
+
+def test_a_duplicate_reduce_done_keeps_the_commit_granted() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    first = sim.finish("w1", commit=False)
+    assert sent(first, m.CommitDecision) == [m.CommitDecision(job_id=job, task=0, attempt=1, ok=True)]
+    again = sim.send("w1", m.ReduceDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=1))
+    assert sent(again, m.CommitDecision) == [m.CommitDecision(job_id=job, task=0, attempt=1, ok=True)]
+    assert sim.task(job, REDUCE, 0).state is TaskState.COMMITTING
+    sim.commit("w1")
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+def test_a_reduce_that_fails_after_its_commit_was_granted_can_commit_on_retry() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    sim.finish("w1", commit=False)
+    sim.fail("w1", kind="io", error="OSError: disk full")     # the rename failed
+    reduce = sim.task(job, REDUCE, 0)
+    assert (reduce.state, reduce.committing, reduce.app_failures) == (TaskState.READY, None, 1)
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sim.renamed == {(job, 0): [2]}
+
+
+def test_a_reduce_committed_without_a_grant_does_not_count() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    actions = sim.send("w1", m.ReduceCommitted(worker_id="w1", job_id=job, task=0, attempt=1))
+    assert not logged(actions, "reduce_committed")
+    reduce = sim.task(job, REDUCE, 0)
+    assert (reduce.state, reduce.committed) != (TaskState.DONE, 1)
+    sim.send("w1", m.TaskRequest(worker_id="w1"))
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert reduce.committed == reduce.committing != 1
+
+
+def test_the_grantee_dying_before_it_reports_lets_another_attempt_commit() -> None:
+    """The scheduler cannot know whether a dead grantee renamed; a new attempt renames the same output."""
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    sim.finish("w1")
+    sim.finish("w2")
+    sim.finish("w1", commit=False)
+    sim.kill("w1")
+    sim.advance(sim.liveness_timeout)
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sim.task(job, REDUCE, 0).committed == 2
+    assert sim.renamed == {(job, 0): [2]}
+
+
+def test_a_reduce_retried_after_an_app_failure_waits_for_lost_map_output() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=2)           # owners w1, w2
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # map i on worker i+1; reduces on w1, w2
+    sim.kill("w2")
+    sim.advance(sim.liveness_timeout)                   # map 1's output is gone with w2
+    assert sim.job(job).maps_done == 2
+    sim.fail("w1")                                      # reduce 0 raised: it must wait for map 1 again
+    assert sim.task(job, REDUCE, 0).state is TaskState.WAITING
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+def test_a_reduce_backing_off_is_not_started_early_when_its_maps_come_back() -> None:
+    sim = sim_with("w1", "w2", "w3", retry_base=10.0)
+    job = sim.submit(n_splits=3, n_reduce=2)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)
+    sim.fail("w1")                                      # reduce 0 backs off for 10 s
+    retry_at = sim.clock.now + 10.0
+    sim.kill("w2")
+    sim.advance(sim.liveness_timeout)                   # map 1 is lost; it runs again on an idle worker
+    sim.settle()
+    assert sim.job(job).maps_done == 3
+    reduce = sim.task(job, REDUCE, 0)
+    assert (reduce.state, reduce.attempts_made) == (TaskState.READY, 1)
+    assert reduce.not_before == retry_at
+    sim.advance(retry_at - sim.clock.now - 0.5)
+    assert reduce.attempts_made == 1
+    sim.advance(0.5)
+    assert reduce.attempts_made == 2
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+# ---------------------------------------------------------------- timeouts, cancelling, status
+
+
+def test_a_task_without_progress_is_cancelled_and_run_again() -> None:
+    sim = sim_with("w1", "w2", task_timeout=5.0)
+    job = sim.submit(n_splits=2, n_reduce=1)
+    sim.hang("w1")                                      # map 0: beats, no progress
+    sim.finish("w2")                                    # map 1; w2 is idle now
+    actions = sim.advance(4.5)
+    assert sent(actions, m.CancelTask) == []
+    actions = sim.advance(0.5)
+    assert sent(actions, m.CancelTask, peer(sim, "w1")) == [m.CancelTask(job_id=job, task=0, attempt=1,
+                                                                         kind=MAP)]
+    assert [log.fields["why"] for log in logged(actions, "attempt_lost")] == [
+        "no progress within the task timeout"]
+    map0 = sim.task(job, MAP, 0)
+    assert (map0.worker_losses, list(map0.running)) == (1, [2])
+    assert sim.assignment("w2") == m.AssignMap(job_id=job, task=0, attempt=2, split=sim.job(job).spec.splits[0])
+
+
+def test_a_slow_task_that_progresses_is_left_alone() -> None:
+    sim = sim_with("w1", task_timeout=2.0)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    actions = sim.advance(10.0)                         # beats with progress all along
+    assert sent(actions, m.CancelTask) == []
+    assert sim.task(job, MAP, 0).attempts_made == 1
+    assert len(sent(actions, m.Ping, peer(sim, "w1"))) == 20
+
+
+def test_cancelling_a_running_job() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=3, n_reduce=2)
+    sim.finish("w1")
+    replies = sim.client_send(m.CancelJob(job_id=job))
+    assert len(replies) == 1 and isinstance(replies[0], m.StatusReply)
+    assert [(j.job_id, j.state, j.error) for j in replies[0].jobs] == [(job, "cancelled", "cancelled by a client")]
+    assert sim.finished == {job: JobState.CANCELLED}
+    cancels = [msg for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.CancelTask)]
+    assert cancels == [m.CancelTask(job_id=job, task=2, attempt=1, kind=MAP),
+                       m.CancelTask(job_id=job, task=1, attempt=1, kind=MAP)]
+    assert sim.busy() == []
+    assert sim.client_send(m.CancelJob(job_id=job))[0].jobs[0].state == "cancelled"  # type: ignore[union-attr]
+    assert sim.finished == {job: JobState.CANCELLED}
+
+
+def test_cancelling_a_queued_job_and_an_unknown_one() -> None:
+    sim = SimCluster()
+    job = sim.submit()
+    sim.client_send(m.CancelJob(job_id=job))
+    assert sim.job(job).state is JobState.CANCELLED
+    assert sim.client_send(m.CancelJob(job_id="job-9999")) == [m.ErrorReply(message="no job job-9999")]
+    sim.add_worker("w1")
+    assert sim.assignment("w1") is None
+
+
+def test_status_reports_jobs_tasks_and_workers() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    start = sim.clock.now
+    sim.advance(1.0)
+    sim.finish("w1")
+    sim.kill("w2")
+    sim.advance(sim.liveness_timeout)
+    [reply] = sim.client_send(m.StatusRequest(job_id=job))
+    assert isinstance(reply, m.StatusReply)
+    assert reply.now == sim.clock.now
+    [info] = reply.jobs
+    assert (info.job_id, info.app_name, info.state, info.submitted, info.started, info.finished) == (
+        job, "sim", "running", start, start, None)
+    assert (info.maps_done, info.maps_total, info.reduces_done, info.reduces_total) == (1, 2, 0, 1)
+    assert (info.bytes_shuffled, info.records_out, info.error) == (100, 0, "")
+    assert info.output_dir == sim.job(job).spec.output_dir
+    assert info.tasks == [
+        m.TaskInfo(kind=MAP, index=0, state="done", attempts=1, worker="w1", started=start, finished=start + 1.0),
+        m.TaskInfo(kind=MAP, index=1, state="running", attempts=2, worker="w1", started=start, finished=None),
+        m.TaskInfo(kind=REDUCE, index=0, state="waiting", attempts=0, worker="", started=None, finished=None)]
+    assert [(w.worker_id, w.state, w.task) for w in reply.workers] == [
+        ("w1", "busy", f"{job}/map-1"), ("w2", "dead", "")]
+    [summary] = sim.client_send(m.StatusRequest())
+    assert isinstance(summary, m.StatusReply)
+    assert [(j.job_id, j.tasks, j.partitions) for j in summary.jobs] == [(job, [], [])]
+    assert sim.client_send(m.StatusRequest(job_id="job-9999")) == [m.ErrorReply(message="no job job-9999")]
+
+
+def test_heartbeat_partition_stats_show_in_status() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=2)
+    stat = m.PartitionStat(job_id=job, partition=1, bytes_in=300, batches_in=3, first_batch=1.0, last_batch=2.0)
+    junk = m.PartitionStat(job_id=job, partition=7, bytes_in=1, batches_in=1, first_batch=1.0, last_batch=1.0)
+    sim.send("w1", m.Heartbeat(worker_id="w1", partitions=[stat, junk]))
+    [reply] = sim.client_send(m.StatusRequest(job_id=job))
+    assert isinstance(reply, m.StatusReply)
+    assert reply.jobs[0].partitions == [m.PartitionInfo(partition=1, owner="w1", bytes_in=300, batches_in=3,
+                                                        first_batch=1.0, last_batch=2.0)]
+
+
+def test_a_tick_pings_live_workers_only() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    s.handle(register(b"p1", "w1"), 0.0)
+    s.handle(register(b"p2", "w2"), 0.0)
+    s.handle(Received(b"p2", m.Heartbeat(worker_id="w2")), 2.9)
+    actions = s.handle(Tick(), 3.0)
+    check_invariants(s)
+    assert [a for a in actions if isinstance(a, Send)] == [Send(b"p2", m.Ping())]
+    assert [w.alive for w in s.workers.values()] == [False, True]
