@@ -61,7 +61,8 @@ def _set_overrides(ns: argparse.Namespace) -> dict[str, str]:
 
 
 def _load(ns: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    overrides = {"log.level": ns.log_level, "log.format": ns.log_format, **_set_overrides(ns), **(extra or {})}
+    flags = {"log.level": ns.log_level, "log.format": ns.log_format, **(extra or {})}
+    overrides = {**_set_overrides(ns), **{k: v for k, v in flags.items() if v is not None}}
     config = load_config(ns.config, overrides=overrides)
     configure_logging(config.log.level, config.log.format)
     return config

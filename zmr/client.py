@@ -33,7 +33,8 @@ def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int
     files = expand_inputs(inputs)
     splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end)
               for s in plan_splits(files, split_size)]
-    return m.JobSpec(app_name=loaded.name, app_blob=ship_app(loaded), splits=splits,
+    name = _display_name(app if isinstance(app, str) else loaded.name)
+    return m.JobSpec(app_name=name, app_blob=ship_app(loaded), splits=splits,
                      output_dir=os.path.abspath(output), n_reduce=n_reduce, args=list(args), overwrite=overwrite)
 
 
@@ -108,8 +109,8 @@ class Client:
 
     def _request(self, msg: m.ClientToCoord) -> m.FromCoordinator:
         if self._sock is None:
-            self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES)
-            self._sock.setsockopt(zmq.IMMEDIATE, 0)  # queue the request until the coordinator is there
+            # queue the request until the coordinator is there
+            self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES, immediate=False)
         self._sock.send_multipart(encode(msg))
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
@@ -124,6 +125,11 @@ class Client:
         self._sock.close(linger=0)
         self._sock = None
         raise ClusterError(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s")
+
+
+def _display_name(spec: str) -> str:
+    """`apps/wc.py` -> `wc`; a module name stays as it is."""
+    return os.path.splitext(os.path.basename(spec))[0] if spec.endswith(".py") else spec
 
 
 def _error_text(reply: m.FromCoordinator) -> str:

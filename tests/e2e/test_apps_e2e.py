@@ -72,8 +72,6 @@ def test_split_files_give_the_same_output(app: str, split_flags: list[str], env:
         assert got == independent_word_count([big_input])
 
 
-@pytest.mark.xfail(strict=True, reason="zmr/cli.py _load: flag values that were not given (None) are merged "
-                   "after the --set overrides and replace them, so --set job.split_size_mb is ignored by zmr run")
 def test_split_size_set_as_a_config_override(big_input: Path, tmp_path: Path, run_zmr,
                                              seq_oracle: SeqOracle) -> None:
     out = tmp_path / "out"

@@ -281,10 +281,6 @@ def test_worker_started_before_its_coordinator_joins_and_runs_a_job(gutenberg: P
     assert mentioning(str(worker_tmp)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="zmr/runtime/dataserver.py DataServer.__init__ sets self._stop = "
-                   "threading.Event(), shadowing threading.Thread._stop; Worker.run's data.join() (worker.py) "
-                   "then raises TypeError: 'Event' object is not callable, so the rest of its finally block "
-                   "(ctx.term, removing the work dir) never runs and the worker exits 1 with a traceback")
 def test_worker_stops_cleanly_on_sigterm_and_removes_its_work_dir(zmr_cli: ZmrLauncher) -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"
     coord, _ = zmr_cli.spawn("coord", "--bind", address, *FAST_FLAGS)

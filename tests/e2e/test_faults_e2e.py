@@ -32,14 +32,6 @@ from .conftest import (
 
 pytestmark = pytest.mark.e2e
 
-OWNER_LOSS_BUG = (
-    "zmr/runtime/stores.py ReceiveStore.complete() takes a partition missing from a map attempt's StreamEnd as "
-    "'0 batches expected' (counts.get(partition, 0)), but executor._end_streams sends each owner counts only for "
-    "the partitions it owned then, and only non-zero ones; a partition moved off a dead owner to a worker that "
-    "already holds those StreamEnds is therefore 'complete' with no data, it is never pulled, and the job "
-    "succeeds with that map output silently missing")
-
-
 def _pid_of(worker_id: str) -> int:
     """Worker ids are `w-<host>-<pid>-<random>`."""
     return int(worker_id.rsplit("-", 2)[1])
@@ -107,7 +99,6 @@ def test_mapper_killed_mid_job_the_job_still_completes(gutenberg: Path, tmp_path
     _check_complete(client, job, out, 2, victim, seq_oracle, gutenberg, gutenberg_word_count)
 
 
-@pytest.mark.xfail(strict=True, reason=OWNER_LOSS_BUG)
 def test_partition_owner_killed_after_maps_committed_the_job_still_completes(
         gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, gutenberg_word_count: list[str]) -> None:
     """Kill one of 3 workers that owns partitions and has committed a map, once other workers committed some."""
@@ -140,7 +131,6 @@ def _kill_a_running_reducer(c: Cluster, gutenberg: Path, tmp_path: Path) -> tupl
     return job, victim, out
 
 
-@pytest.mark.xfail(strict=True, reason=OWNER_LOSS_BUG)
 def test_reducer_killed_mid_reduce_the_job_still_completes(gutenberg: Path, tmp_path: Path, cluster,
                                                            seq_oracle: SeqOracle, gutenberg_word_count: list[str]
                                                            ) -> None:
@@ -150,9 +140,6 @@ def test_reducer_killed_mid_reduce_the_job_still_completes(gutenberg: Path, tmp_
     _check_complete(c.client, job, out, 6, victim, seq_oracle, gutenberg, gutenberg_word_count)
 
 
-@pytest.mark.xfail(strict=True, reason="zmr/runtime/coordinator.py _finish_output removes the job's hidden "
-                   "temporary outputs (.mr-out-<r>.<job>.a<n>.tmp) only when a job fails or is cancelled; the "
-                   "temporary file of a reduce attempt whose worker was killed stays in OUTDIR after success")
 def test_a_killed_reducer_leaves_no_temporary_file_in_the_output(gutenberg: Path, tmp_path: Path, cluster) -> None:
     c: Cluster = cluster(3)
     job, _, out = _kill_a_running_reducer(c, gutenberg, tmp_path)
@@ -161,11 +148,6 @@ def test_a_killed_reducer_leaves_no_temporary_file_in_the_output(gutenberg: Path
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="zmr/runtime/executor.py Executor._pull sends its PullRequest with "
-                   "transport.send (NOBLOCK) on a DEALER it has just connected with IMMEDIATE=1, so the send "
-                   "fails with EAGAIN before the TCP connection is up and the unchecked result drops the "
-                   "request; the reducer then waits pull_timeout (>= 5 s) and reports missing_data, and the "
-                   "maps run again: the pull fallback (and shuffle.mode=barrier) almost never works")
 def test_barrier_mode_reducers_pull_map_output_without_retries(gutenberg: Path, tmp_path: Path, cluster,
                                                                seq_oracle: SeqOracle) -> None:
     """With shuffle.mode=barrier every reducer pulls every map's output from the mappers' kept copies."""

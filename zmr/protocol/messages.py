@@ -295,7 +295,10 @@ class Batch(_Msg, frozen=True):
 
 
 class StreamEnd(_Msg, frozen=True):
-    """A map attempt is done: how many batches it sent to each partition this receiver owns."""
+    """A map attempt is done: how many batches (zero included) it made for each partition the receiver owns.
+
+    A partition not listed was not this receiver's when the map ended; its reducer pulls it instead.
+    """
 
     job_id: str
     map_task: int

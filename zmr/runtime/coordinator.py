@@ -111,6 +111,7 @@ class Coordinator:
     def _finish_output(self, action: JobFinished) -> None:
         try:
             if action.state is JobState.SUCCEEDED:
+                outputs.remove_temporaries(action.output_dir, action.job_id)
                 outputs.write_atomically(Path(action.output_dir) / "_SUCCESS", "")
             else:
                 outputs.remove_job_output(action.output_dir, action.job_id, action.n_reduce)

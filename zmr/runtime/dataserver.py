@@ -32,15 +32,15 @@ class DataServer(threading.Thread):
         self._received = received
         self._kept = kept
         self._log = log
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._bad_peers: set[bytes] = set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 if self._sock.poll(100, zmq.POLLIN):
                     self._serve_ready()
         finally:

@@ -208,15 +208,14 @@ class Executor(threading.Thread):
     def _end_streams(self, assign: m.AssignMap, job: JobContext) -> None:
         """Tell each owner how many batches this attempt sent it, then wait for its acks."""
         counts = self._kept.counts(assign.job_id, assign.task, assign.attempt)
+        owners = list(job.owners)
         by_owner: dict[str, dict[int, int]] = {}
-        for partition, addr in enumerate(job.owners):
-            mine = by_owner.setdefault(addr, {})
-            if counts.get(partition):
-                mine[partition] = counts[partition]
+        for partition, addr in enumerate(owners):
+            by_owner.setdefault(addr, {})[partition] = counts.get(partition, 0)
         for addr, owned in by_owner.items():
             self._pusher.end(addr, m.StreamEnd(job_id=assign.job_id, map_task=assign.task,
                                                attempt=assign.attempt, counts=owned))
-        self._pusher.drain()
+        self._pusher.drain(set(job.owners))
 
     # ------------------------------------------------------------ reduce
 
@@ -290,7 +289,7 @@ class Executor(threading.Thread):
     def _pull(self, assign: m.AssignReduce, src: m.MapSource) -> bool:
         job_id, partition = assign.job_id, assign.task
         self._received.forget(job_id, partition, src.task, src.attempt)
-        sock = transport.dealer(self._ctx, src.addr, self._max_bytes)
+        sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False)
         decoder = data_decoder(self._max_bytes)
         try:
             transport.send(sock, encode(m.PullRequest(job_id=job_id, map_task=src.task, attempt=src.attempt,

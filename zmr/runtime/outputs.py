@@ -36,11 +36,16 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
     return ""
 
 
+def remove_temporaries(output_dir: str, job_id: str) -> None:
+    """Temporary files of the job's attempts that never committed (a reducer killed mid-write)."""
+    for tmp in Path(output_dir).glob(f".mr-out-*.{job_id}.a*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
     """A failed or cancelled job leaves nothing behind: no mr-out-*, no temporary files of its attempts."""
     folder = Path(output_dir)
     for r in range(n_reduce):
         (folder / f"mr-out-{r}").unlink(missing_ok=True)
-    for tmp in folder.glob(f".mr-out-*.{job_id}.a*.tmp"):
-        tmp.unlink(missing_ok=True)
+    remove_temporaries(output_dir, job_id)
     (folder / "_SUCCESS").unlink(missing_ok=True)

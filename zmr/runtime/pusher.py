@@ -72,11 +72,11 @@ class Pusher:
         if peer is not None:
             self._send(peer, encode(msg), time.monotonic() + self._ack_timeout)
 
-    def drain(self) -> None:
-        """Wait until every live owner acked what it was sent (or is given up)."""
+    def drain(self, owners: set[str]) -> None:
+        """Wait until every current owner acked what it was sent (or is given up); others are not waited for."""
         deadline = time.monotonic() + self._ack_timeout
-        for peer in self._peers.values():
-            while peer.unacked and not peer.failed:
+        for addr, peer in self._peers.items():
+            while addr in owners and peer.unacked and not peer.failed:
                 if not self._await_acks(peer, deadline):
                     peer.failed = True
 

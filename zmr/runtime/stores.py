@@ -87,7 +87,7 @@ class ReceiveStore:
             return True
 
     def add_end(self, job_id: str, map_task: int, attempt: int, counts: dict[int, int]) -> None:
-        """A map attempt's end-of-stream: batch counts for the partitions it sent here (others: none)."""
+        """A map attempt's end-of-stream: batch counts (zeros too) for the partitions this worker owned."""
         with self._lock:
             job = self._job(job_id)
             if job is not None:
@@ -108,10 +108,10 @@ class ReceiveStore:
                 return False
             expected = job.pulled.get((map_task, attempt, partition))
             if expected is None:
-                counts = job.ends.get((map_task, attempt))
-                if counts is None:
-                    return False
-                expected = counts.get(partition, 0)
+                counts = job.ends.get((map_task, attempt), {})
+                if partition not in counts:
+                    return False  # this worker did not own the partition when the map ended: pull it
+                expected = counts[partition]
             part = job.parts.get(partition)
             have = len(part.received.get((map_task, attempt), {})) if part else 0
             return have == expected

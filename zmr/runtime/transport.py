@@ -27,18 +27,21 @@ def router(ctx: zmq.Context[Any], bind: str, max_bytes: int) -> zmq.Socket[Any]:
     return sock
 
 
-def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, identity: bytes | None = None) -> zmq.Socket[Any]:
-    """A DEALER connected to `connect`, with reconnect backoff and no lingering on close."""
+def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool = True) -> zmq.Socket[Any]:
+    """A DEALER connected to `connect`, with reconnect backoff and no lingering on close.
+
+    `immediate` (the default) drops sends while there is no connection instead of queueing them; a socket
+    that must queue its first request until the peer is up passes False. Options are set before
+    `connect()`: changing IMMEDIATE on a connected socket trips an assertion inside libzmq.
+    """
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.IMMEDIATE, int(immediate))
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
     sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
     sock.setsockopt(zmq.SNDHWM, 10000)
     sock.setsockopt(zmq.RCVHWM, 10000)
-    if identity is not None:
-        sock.setsockopt(zmq.IDENTITY, identity)
     sock.connect(connect)
     return sock
 

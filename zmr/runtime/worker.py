@@ -54,6 +54,8 @@ class Worker:
         self.work_dir = base if self._own_dir else base / self.worker_id
         self._jobs: dict[str, JobContext] = {}
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
+        self._unsent: m.WorkerToCoord | None = None
+        self._registered = False
         self._heartbeat_interval = config.coordinator.heartbeat_interval
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
 
@@ -127,6 +129,8 @@ class Worker:
 
     def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
+        self._registered = False
+        sock.poll(1000, zmq.POLLOUT)  # IMMEDIATE: a send before the connection is up would be dropped
         self._register(sock)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -143,13 +147,16 @@ class Worker:
             if wake in events:
                 while wake.poll(0):
                     wake.recv()
-                self._flush_outbound(sock)
+            self._flush_outbound(sock)
             if sock in events:
                 heard, answered = time.monotonic(), True
                 self._drain_coordinator(sock)
             now = time.monotonic()
             if now >= next_beat:
-                self._heartbeat(sock)
+                if self._registered:
+                    self._heartbeat(sock)
+                else:
+                    self._register(sock)
                 next_beat = now + self._heartbeat_interval
             if now - heard > max(liveness_timeout, self._heartbeat_interval * 2):
                 return answered
@@ -164,12 +171,16 @@ class Worker:
         transport.send(sock, encode(msg))
 
     def _flush_outbound(self, sock: zmq.Socket[Any]) -> None:
+        """Forward the executor's reports; one that cannot go now waits for the next try, in order."""
         while True:
-            try:
-                msg = self._outbound.get_nowait()
-            except queue.Empty:
+            if self._unsent is None:
+                try:
+                    self._unsent = self._outbound.get_nowait()
+                except queue.Empty:
+                    return
+            if not transport.send(sock, encode(self._unsent)):
                 return
-            transport.send(sock, encode(msg))
+            self._unsent = None
 
     def _heartbeat(self, sock: zmq.Socket[Any]) -> None:
         current = self._executor.current
@@ -189,11 +200,13 @@ class Worker:
 
     def _handle(self, sock: zmq.Socket[Any], msg: Any) -> None:
         if isinstance(msg, m.Welcome):
+            self._registered = True
             self._heartbeat_interval = msg.heartbeat_interval
             self._log.info("registered")
             if not self._executor.busy:
                 transport.send(sock, encode(m.TaskRequest(worker_id=self.worker_id)))
         elif isinstance(msg, m.RegisterAgain):
+            self._registered = False
             self._register(sock)
         elif isinstance(msg, m.Reject):
             self._log.error("rejected", reason=msg.reason)
