@@ -14,6 +14,8 @@ import zmq
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import Decoder, encode
 
+_ZERO_COPY_BYTES = 65536
+
 
 def router(ctx: zmq.Context[Any], bind: str, max_bytes: int) -> zmq.Socket[Any]:
     """A ROUTER bound to `bind` that refuses frames over `max_bytes` and reports unroutable peers."""
@@ -54,9 +56,10 @@ def bound_address(sock: zmq.Socket[Any]) -> str:
 
 def send(sock: zmq.Socket[Any], frames: Sequence[Any], peer: bytes | None = None) -> bool:
     """Send without blocking; False if the peer is unknown, gone or full (the caller re-plans)."""
+    big = any(len(f) > _ZERO_COPY_BYTES for f in frames)  # zero-copy pays only for large buffers
     try:
         sock.send_multipart([peer, *frames] if peer is not None else list(frames), flags=zmq.NOBLOCK,
-                            copy=False)
+                            copy=not big)
     except (zmq.Again, zmq.error.ZMQError):
         return False
     return True
@@ -69,7 +72,7 @@ def send_msg(sock: zmq.Socket[Any], msg: Any, payload: bytes | None = None, peer
 def _frames(sock: zmq.Socket[Any], copy: bool) -> list[Any]:
     """Receive a message; large frames stay zero-copy (worth it only above ~64 KiB)."""
     frames: list[Any] = sock.recv_multipart(flags=zmq.NOBLOCK, copy=copy)
-    return frames if copy else [f.buffer if len(f) > 65536 else f.bytes for f in frames]
+    return frames if copy else [f.buffer if len(f) > _ZERO_COPY_BYTES else f.bytes for f in frames]
 
 
 def recv_router(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True) -> tuple[bytes, Any, Any]:
