@@ -106,9 +106,6 @@ def test_status_shows_jobs_workers_and_per_task_and_partition_times(gutenberg: P
     assert unknown.returncode != 0 and "no job job-9999" in unknown.stderr, str(unknown)
 
 
-@pytest.mark.xfail(strict=True, reason="zmr/core/scheduler.py: _on_reduce_committed never sets "
-                   "task.committed_worker and _finish_attempt empties task.running, so _job_info reports "
-                   "worker='' for every finished reduce task")
 def test_status_names_the_worker_of_every_finished_task(gutenberg: Path, tmp_path: Path, cluster) -> None:
     c: Cluster = cluster(2)
     assert c.client is not None
@@ -119,10 +116,6 @@ def test_status_names_the_worker_of_every_finished_task(gutenberg: Path, tmp_pat
         (t.kind, t.index): True for t in c.client.job(job).tasks}
 
 
-@pytest.mark.xfail(strict=True, reason="partition stats reach the coordinator only in worker heartbeats "
-                   "(zmr/runtime/worker.py _heartbeat, zmr/core/scheduler.py _on_heartbeat), and a worker drops "
-                   "a job's receipts on JobEnded, so batches that arrived after the owner's last heartbeat are "
-                   "never reported: `zmr status JOB` keeps stale BATCHES/LAST BATCH (or no row) for good")
 def test_partition_stats_are_final_once_the_job_has_ended(gutenberg: Path, tmp_path: Path, cluster) -> None:
     """Heartbeats every 3 s and a sub-second job: whatever a final status shows must be the whole story."""
     c: Cluster = cluster(2, coordinator__heartbeat_interval="3")

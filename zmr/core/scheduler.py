@@ -168,6 +168,8 @@ class Scheduler:
         old = self.workers.get(msg.worker_id)
         if old is not None and old.alive:
             self._lose_worker(old, "registered again")
+        for job in self.jobs.values():   # a new life: it gets every job's setup afresh
+            job.set_up_on.discard(msg.worker_id)
         worker = Worker(msg.worker_id, peer, msg.data_addr, self._now)
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
@@ -181,7 +183,9 @@ class Scheduler:
     def _on_heartbeat(self, worker: Worker, msg: m.Heartbeat) -> None:
         for stat in msg.partitions:
             job = self.jobs.get(stat.job_id)
-            if job is not None and 0 <= stat.partition < len(job.reduces):
+            if (job is not None and 0 <= stat.partition < len(job.reduces) and job.owners
+                    and job.owners[stat.partition] == worker.id
+                    and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
                 job.partition_stats[stat.partition] = stat
         attempt = self._current_attempt(worker)
         if attempt is not None and msg.progress != attempt.progress:
@@ -222,6 +226,8 @@ class Scheduler:
             ok = True
         elif ok:
             task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
+            if msg.received is not None and msg.received.partition == task.index:
+                job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
         self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
         if not ok:
             self._finish_attempt(worker, task, msg.attempt)
@@ -236,6 +242,7 @@ class Scheduler:
             self._requeue(job, task)
             return
         task.state, task.committed, task.finished = TaskState.DONE, msg.attempt, self._now
+        task.committed_worker = worker.id
         job.reduces_done += 1
         self._cancel_other_attempts(job, task)
         self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,

@@ -167,13 +167,17 @@ class MapDone(_Msg, frozen=True):
 
 
 class ReduceDone(_Msg, frozen=True):
-    """Output is written under a temporary name; the worker asks before renaming it into place."""
+    """Output is written under a temporary name; the worker asks before renaming it into place.
+
+    `received` is what the reducer got for its partition, final (heartbeats carry it only now and then).
+    """
 
     worker_id: str
     job_id: str
     task: int
     attempt: int
     records_out: int
+    received: PartitionStat | None = None
 
 
 class ReduceCommitted(_Msg, frozen=True):

@@ -229,7 +229,8 @@ class Executor(threading.Thread):
         try:
             records = self._write_reduce(assign, app, job.setup.args, tmp)
             self._send(m.ReduceDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                                    attempt=assign.attempt, records_out=records))
+                                    attempt=assign.attempt, records_out=records,
+                                    received=self._received.stat(assign.job_id, assign.task)))
             if not self._await_commit(assign):
                 log.info("commit_refused")
                 return

@@ -60,6 +60,12 @@ class _JobReceipts:
         return part
 
 
+def _stat(job_id: str, partition: int, part: _Partition) -> PartitionStat:
+    return PartitionStat(job_id=job_id, partition=partition, bytes_in=part.bytes_in,
+                         batches_in=sum(len(s) for s in part.received.values()),
+                         first_batch=part.first, last_batch=part.last)
+
+
 class ReceiveStore:
     """Batches pushed (or pulled) to this worker, per (job, partition, map task, attempt)."""
 
@@ -138,11 +144,16 @@ class ReceiveStore:
                 job.pulled.pop((map_task, attempt, partition), None)
 
     def stats(self) -> list[PartitionStat]:
+        """What arrived so far for every partition held here (for heartbeats)."""
         with self._lock:
-            return [PartitionStat(job_id=job_id, partition=p, bytes_in=part.bytes_in,
-                                  batches_in=sum(len(s) for s in part.received.values()),
-                                  first_batch=part.first, last_batch=part.last)
-                    for job_id, job in self._jobs.items() for p, part in job.parts.items()]
+            return [_stat(job_id, p, part) for job_id, job in self._jobs.items() for p, part in job.parts.items()]
+
+    def stat(self, job_id: str, partition: int) -> PartitionStat:
+        """What arrived for one partition (pushed or pulled)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            part = job.parts.get(partition) if job else None
+            return _stat(job_id, partition, part or _Partition(Path()))
 
     def drop_job(self, job_id: str) -> None:
         with self._lock:
