@@ -320,7 +320,7 @@ def job_modes(ctx: Context) -> JobReport:
     title = (f"modes: sort of {ds.size_bytes / 1e6:.0f} MB, R={ctx.ns.sort_reduce}, push vs barrier shuffle, "
              f"worker.memory_budget_mb={ctx.ns.budget_mb}")
     headers = ["mode", "job wall s", "total s", "map phase s", "after last map s", "shuffled MB",
-               "bytes at owner by last map commit", "worker peak RSS", "output"]
+               "bytes at owner by last map commit", "worker peak RSS", "other load", "output"]
     return JobReport("modes", title, headers, table, rows, targets, notes, {"input": str(ds.path)})
 
 
@@ -344,13 +344,14 @@ def _modes_row(mode: str, items: list[tuple[Measurement, dict[str, Any] | None, 
            "fraction_before_last_map_commit": _median(results, "fraction", "estimate"),
            "fraction_lower": _median(results, "fraction", "lower"),
            "fraction_upper": _median(results, "fraction", "upper"), "fraction_is_estimate": True,
-           "runs": results, "peak_rss_by_process": outcome.peaks(), "output": outcome.check(reference)}
+           "runs": results, "peak_rss_by_process": outcome.peaks(), "output": outcome.check(reference),
+           "other_load_cores": [round(m.other_load, 2) for m in outcome.runs]}
     shuffled = row["bytes_shuffled"]
     line = [mode, _f(row["job_wall"], 2), _f(row["total_wall"], 2), _f(row["map_phase"], 2),
             _f(row["after_last_map"], 2), _f(shuffled / 1e6 if shuffled else None, 0),
             f"{_pct(row['fraction_before_last_map_commit'])} est. [{_pct(row['fraction_lower'])}, "
             f"{_pct(row['fraction_upper'])}]",
-            " ".join(_mib(v) for _, v in sorted(workers.items())), row["output"]]
+            " ".join(_mib(v) for _, v in sorted(workers.items())), _f(outcome.other_load, 1), row["output"]]
     return row, line
 
 
@@ -381,15 +382,16 @@ def job_tiny(ctx: Context) -> JobReport:
     row = {"files": ctx.ns.tiny_files, "job_wall": job_wall, "tasks_per_s": rate,
            "startup": _median(results, "startup_wall"), "submit": _median(results, "submit_wall"),
            "total_wall": _median(results, "total_wall"), "coordinator_wall": _median(results, "coordinator_wall"),
-           "runs": results, "peak_rss_by_process": outcome.peaks(), "output": outcome.check(None)}
+           "runs": results, "peak_rss_by_process": outcome.peaks(), "output": outcome.check(None),
+           "other_load_cores": [round(m.other_load, 2) for m in outcome.runs]}
     top = max(outcome.peaks().items(), key=lambda kv: kv[1], default=("", 0))
     table = [[str(ctx.ns.tiny_files), _f(job_wall, 2), _f(rate, 0), _f(row["startup"], 2), _f(row["submit"], 2),
-              _f(row["total_wall"], 2), f"{_mib(top[1])} {top[0]}", row["output"]]]
+              _f(row["total_wall"], 2), f"{_mib(top[1])} {top[0]}", _f(outcome.other_load, 1), row["output"]]]
     targets = [Target(">= 1000 tasks/s", f"{_f(rate, 0)} tasks/s", _status(None if rate is None else rate >= 1000))]
     notes = ["tasks/s = files / job wall (submit, including building the job spec, to success; cluster "
              "start-up excluded); total includes start-up and shutdown"]
     headers = ["map tasks", "job wall s", "tasks/s", "start-up s", "submit s", "total s", "peak RSS max/process",
-               "output"]
+               "other load", "output"]
     return JobReport("tiny", f"tiny: {ctx.ns.tiny_files} empty files through apps/identity.py, R={n_reduce}",
                      headers, table, [row], targets, notes)
 
