@@ -9,7 +9,7 @@ scheduler's invariants.
   owners it knows of and keeps its own copy; a reduce needs every source it is given, pushed to it or
   pulled from a live mapper, or it reports `missing_data`, as the real executor does. While it runs, the
   simulation audits what the scheduler says: no second commit of a task, no assignment during a backoff,
-  reduces only on their partition's owner and only from committed map output.
+  reduces only on their partition's owner (backups aside) and only from committed map output.
 - `check_invariants(scheduler)`: the consistency rules of the scheduler's state, run after every step.
 
 Nothing here touches a socket, a file or the wall clock, and no step scans every task (only
@@ -220,8 +220,16 @@ class SimCluster:
         self._busy.pop(worker_id, None)
 
     def isolate(self, worker_id: str, isolated: bool = True) -> None:
-        """Cut (or restore) the worker's control connection; its data plane keeps working."""
-        self.workers[worker_id].connected = not isolated
+        """Cut the worker's control connection (messages both ways are lost), or restore it.
+
+        A restored connection is a new one, so the coordinator sees a new routing id (as with a DEALER
+        that reconnects without a fixed identity). The data plane keeps working throughout.
+        """
+        worker = self.workers[worker_id]
+        if not isolated and not worker.connected:
+            worker.peer = f"{worker.peer.decode()}+".encode()
+            self._by_peer[worker.peer] = worker
+        worker.connected = not isolated
 
     def hang(self, worker_id: str, stuck: bool = True) -> None:
         """The worker keeps beating, but its task makes no progress (or progresses again)."""
@@ -393,8 +401,8 @@ class SimCluster:
         if worker is None:
             self.clients.setdefault(peer, []).append(msg)
             return []
-        if not (worker.up and worker.connected):
-            return []
+        if not (worker.up and worker.connected and worker.peer == peer):
+            return []   # dead, cut off, or sent over a connection that is gone
         worker.inbox.append(msg)
         replies = self._react(worker, msg)
         worker.reports.extend(replies)
@@ -477,7 +485,8 @@ class SimCluster:
         if task is not None and task.not_before > self.clock.now:
             problems.append(f"{key} assigned during its backoff (until {task.not_before}, now {self.clock.now})")
         if isinstance(msg, m.AssignReduce):
-            if job.owners[msg.task] != worker.id:
+            backup = task is not None and len(task.running) > 1   # a backup may run anywhere: it pulls
+            if job.owners[msg.task] != worker.id and not backup:
                 problems.append(f"{key} assigned to {worker.id}, the owner is {job.owners[msg.task]}")
             if [s.task for s in msg.sources] != list(range(len(job.maps))):
                 problems.append(f"{key} sources do not name every map once: {msg.sources}")
@@ -510,7 +519,9 @@ def check_invariants(scheduler: Scheduler) -> None:
       a COMMITTING task's grantee is running; a grant (`committing`) outlives no state but COMMITTING/DONE.
     - Every running attempt is in the hands of a worker marked alive whose `current` names exactly that
       attempt. (A worker that stopped beating stays alive until the liveness check reaps it, and reaping
-      takes its attempt back at once, so a running attempt never sits on a dead worker.)
+      takes its attempt back at once, so a running attempt never sits on a dead worker.) The converse is
+      looser: a worker's `current` may name an attempt that no longer runs, because it was cancelled (its
+      job ended, or another attempt committed first) and the worker has not asked for new work yet.
 
     Reduces and maps: a reduce becomes READY only once every map of its job is committed. When committed
     map output is lost (its worker died, or a reducer reported it missing), READY reduces go back to
@@ -556,13 +567,13 @@ def _current_problems(s: Scheduler, worker: Worker, current: tuple[str, str, int
     job = s.jobs.get(job_id)
     if job is None:
         return [f"worker {worker.id} runs an attempt of unknown job {job_id}"]
-    if job.state is not JobState.RUNNING:
-        return []   # the job ended and cancelled it; the worker says so when it asks for a new task
     task = job.task(kind, index)
-    attempt = task.running.get(number) if task else None
-    if attempt is None or attempt.worker != worker.id:
-        return [f"worker {worker.id} runs {current}, which the task does not list as its attempt"]
-    return []
+    if task is None or not 1 <= number <= task.attempts_made:
+        return [f"worker {worker.id} runs {current}, an attempt that was never made"]
+    attempt = task.running.get(number)
+    if attempt is not None and attempt.worker != worker.id:
+        return [f"worker {worker.id} runs {current}, which belongs to {attempt.worker}"]
+    return []   # not running any more: cancelled (job ended, or a backup lost); its next TaskRequest says so
 
 
 def _job_problems(s: Scheduler, job: Job) -> list[str]:

@@ -30,6 +30,8 @@ def logged(actions: list[Action], event: str) -> list[Log]:
 
 
 def sim_with(*workers: str, **params: float) -> SimCluster:
+    """A simulated cluster; backup attempts are off unless a test turns them on (they are tested below)."""
+    params.setdefault("speculation", False)
     sim = SimCluster(SchedulerParams(python="3.11", **params))  # type: ignore[arg-type]
     for worker in workers:
         sim.add_worker(worker)

@@ -7,6 +7,7 @@ a fast deterministic unit test and a simulator can drive it at scale. The shell 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 from collections.abc import Callable
@@ -75,6 +76,9 @@ class SchedulerParams:
     batch_bytes: int = 1 << 20
     window_bytes: int = 8 << 20
     first_job_number: int = 1
+    speculation: bool = True       # backup attempts for stragglers near the end of a phase
+    slow_factor: float = 3.0       # ... running this many times longer than the phase's median task
+    min_elapsed: float = 2.0       # ... and at least this many seconds
 
     def retry_delay(self, failures: int) -> float:
         return float(min(self.retry_cap, self.retry_base * 2 ** max(0, failures - 1)))
@@ -202,6 +206,7 @@ class Scheduler:
         if found is None:
             return
         job, task = found
+        self._record_duration(job, task, msg.attempt)
         self._finish_attempt(worker, task, msg.attempt)
         if task.state is TaskState.DONE:
             return  # another attempt committed first; this one's output never counts
@@ -225,6 +230,7 @@ class Scheduler:
         if task.committing == msg.attempt:   # a duplicate report: the grant stands (refusing it would wedge it)
             ok = True
         elif ok:
+            self._record_duration(job, task, msg.attempt)
             task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
             if msg.received is not None and msg.received.partition == task.index:
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
@@ -306,6 +312,8 @@ class Scheduler:
         for worker in self.workers.values():
             if worker.alive:
                 self._send(worker.peer, m.Ping())
+        self._dispatch()
+        self._speculate()
 
     def _expire_workers(self) -> None:
         timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
@@ -495,6 +503,50 @@ class Scheduler:
                                  output_dir=job.spec.output_dir, sources=self._sources(job))
         self._send(worker.peer, msg)
         self._log("task_assigned", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
+
+    # ------------------------------------------------------------ stragglers
+
+    def _record_duration(self, job: Job, task: Task, number: int) -> None:
+        attempt = task.running.get(number)
+        if attempt is not None:
+            bisect.insort(job.durations.setdefault(task.kind, []), self._now - attempt.started)
+
+    def _speculate(self) -> None:
+        """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
+
+        Runs on ticks only. Conservative on purpose: a backup needs an idle worker (so no task is waiting
+        for one), at least one finished task to compare with, and `slow_factor` times its median.
+        """
+        if not self.params.speculation or not self._idle:
+            return
+        for worker in list(self.workers.values()):
+            if not self._idle:
+                return
+            found = self._straggler(worker)
+            if found is None:
+                continue
+            backup = next((w for w in self._idle if w != worker.id), None)
+            if backup is not None:
+                job, task = found
+                self._log("backup_attempt", "info", job=job.id, task=task.label, slow_worker=worker.id,
+                          worker=backup)
+                self._assign(self.workers[backup], job, task)
+
+    def _straggler(self, worker: Worker) -> tuple[Job, Task] | None:
+        if not worker.alive or worker.current is None:
+            return None
+        job_id, kind, index, number = worker.current
+        job = self.jobs.get(job_id)
+        task = job.task(kind, index) if job else None
+        attempt = task.running.get(number) if task else None
+        if job is None or task is None or attempt is None or len(task.running) != 1:
+            return None
+        durations = job.durations.get(kind)
+        if task.state is not TaskState.RUNNING or not durations:
+            return None
+        median = durations[len(durations) // 2]
+        slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
+        return (job, task) if slow else None
 
     # ------------------------------------------------------------ jobs
 

@@ -83,6 +83,7 @@ class Job:
     finished: float | None = None
     error: str = ""
     partition_stats: dict[int, PartitionStat] = field(default_factory=dict)
+    durations: dict[str, list[float]] = field(default_factory=dict)   # kind -> sorted committed durations
 
     @property
     def bytes_shuffled(self) -> int:

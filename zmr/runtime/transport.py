@@ -7,7 +7,7 @@ unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -26,7 +26,7 @@ def router(ctx: zmq.Context[Any], bind: str, max_bytes: int) -> zmq.Socket[Any]:
     sock.setsockopt(zmq.SNDHWM, 10000)
     sock.setsockopt(zmq.RCVHWM, 10000)
     sock.bind(bind)
-    return sock
+    return cast("zmq.Socket[Any]", sock)
 
 
 def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool = True) -> zmq.Socket[Any]:
@@ -45,7 +45,7 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
     sock.setsockopt(zmq.SNDHWM, 10000)
     sock.setsockopt(zmq.RCVHWM, 10000)
     sock.connect(connect)
-    return sock
+    return cast("zmq.Socket[Any]", sock)
 
 
 def bound_address(sock: zmq.Socket[Any]) -> str:
