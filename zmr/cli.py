@@ -81,9 +81,10 @@ def cmd_run(ns: argparse.Namespace) -> int:
     spec = build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg,
                       config.job.split_size_mb << 20, ns.overwrite)
     started = time.monotonic()
-    cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns))
+    keys = config.security.keys_dir
+    cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns), keys_dir=keys)
     try:
-        with cluster, Client(cluster.address) as client:
+        with cluster, Client(cluster.address, keys_dir=keys) as client:
             job_id = client.submit_spec(spec)
             progress = ProgressLine(sys.stderr)
             try:
@@ -102,7 +103,7 @@ def cmd_submit(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce})
     spec = build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg,
                       config.job.split_size_mb << 20, ns.overwrite)
-    with Client(_coordinator_address(ns, config)) as client:
+    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
         job_id = client.submit_spec(spec)
         print(job_id)
         if not ns.wait:
@@ -119,14 +120,14 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 
 def cmd_status(ns: argparse.Namespace) -> int:
     config = _load(ns)
-    with Client(_coordinator_address(ns, config)) as client:
+    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
         print(format_status(client.status(ns.job_id), detail=ns.job_id is not None))
     return EXIT_OK
 
 
 def cmd_cancel(ns: argparse.Namespace) -> int:
     config = _load(ns)
-    with Client(_coordinator_address(ns, config)) as client:
+    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
         info = client.cancel(ns.job_id)
     print(f"{info.job_id} {info.state}")
     return EXIT_OK
@@ -154,11 +155,12 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 
 def cmd_cluster_up(ns: argparse.Namespace) -> int:
-    config = _load(ns, {"cluster.workers": ns.workers})
+    config = _load(ns, {"cluster.workers": ns.workers, "security.insecure": ns.insecure or None})
     stopped = threading.Event()
     _stop_on_signals(stopped.set)
-    with LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns),
-                      bind=config.coordinator.bind) as cluster:
+    overrides = {**_set_overrides(ns), **({"security.insecure": "true"} if ns.insecure else {})}
+    with LocalCluster(config.cluster.worker_count(), ns.config, overrides, bind=config.coordinator.bind,
+                      keys_dir=config.security.keys_dir) as cluster:
         print(f"zmr cluster: coordinator at {cluster.address}, {cluster.n_workers} workers "
               f"(logs in {cluster.log_dir}); Ctrl-C stops it", flush=True)
         while not stopped.wait(0.5):
@@ -176,7 +178,7 @@ def cmd_cluster_up(ns: argparse.Namespace) -> int:
 def cmd_coord(ns: argparse.Namespace) -> int:
     from zmr.runtime.coordinator import Coordinator
 
-    config = _load(ns, {"coordinator.bind": ns.bind})
+    config = _load(ns, {"coordinator.bind": ns.bind, "security.insecure": ns.insecure or None})
     coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
     _stop_on_signals(coordinator.stop)
     coordinator.run()
@@ -186,7 +188,9 @@ def cmd_coord(ns: argparse.Namespace) -> int:
 def cmd_worker(ns: argparse.Namespace) -> int:
     from zmr.runtime.worker import Worker
 
-    config = _load(ns, {"worker.coordinator": ns.coordinator, "worker.work_dir": ns.work_dir})
+    config = _load(ns, {"worker.coordinator": ns.coordinator, "worker.work_dir": ns.work_dir,
+                        "worker.data_bind": ns.data_bind,
+                        "security.insecure": ns.insecure or None})
     worker = Worker(config, parent_pid=ns.exit_with_parent)
     _stop_on_signals(worker.stop)
     worker.run()
@@ -196,9 +200,24 @@ def cmd_worker(ns: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parsers
 
 
+def _insecure_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true",
+                   help="allow binding a non-loopback address without CURVE keys (anyone who reaches it can run code)")
+
+
+def cmd_keys_init(ns: argparse.Namespace) -> int:
+    from zmr.runtime.security import init_keys
+
+    for path in init_keys(ns.dir):
+        print(path)
+    print(f"set security.keys_dir = \"{ns.dir}\" on the coordinator, the workers and the clients")
+    return EXIT_OK
+
+
 def _coord_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind", help="control endpoint (default tcp://127.0.0.1:5555)")
     p.add_argument("--endpoint-file", help=argparse.SUPPRESS)
+    _insecure_flag(p)
     p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
     _config_flags(p)
     p.set_defaults(func=cmd_coord)
@@ -207,6 +226,8 @@ def _coord_parser(p: argparse.ArgumentParser) -> None:
 def _worker_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coordinator", help="coordinator endpoint (default tcp://127.0.0.1:5555)")
     p.add_argument("--work-dir", help="where intermediate files live (default: a fresh temporary directory)")
+    p.add_argument("--data-bind", help="data socket endpoint (default tcp://127.0.0.1:*)")
+    _insecure_flag(p)
     p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
     _config_flags(p)
     p.set_defaults(func=cmd_worker)
@@ -257,7 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
     up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     up.add_argument("--log-format", choices=["console", "json"])
+    _insecure_flag(up)
     up.set_defaults(func=cmd_cluster_up)
+
+    p = sub.add_parser("keys", help="CurveZMQ keys for a cluster that binds beyond loopback")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    init = keys_sub.add_parser("init", help="create coordinator, client and worker key pairs in DIR")
+    init.add_argument("dir", metavar="DIR")
+    init.set_defaults(func=cmd_keys_init)
 
     _coord_parser(sub.add_parser("coord", help="run a coordinator (same as zmr-coord)"))
     _worker_parser(sub.add_parser("worker", help="run a worker (same as zmr-worker)"))

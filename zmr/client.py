@@ -21,6 +21,7 @@ from zmr.inputs import expand_inputs
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
 from zmr.runtime import transport
+from zmr.runtime.security import Keyring
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 _MAX_REPLY_BYTES = 256 << 20
@@ -41,9 +42,14 @@ def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int
 class Client:
     """A connection to a coordinator. Use as a context manager, or call `close()`."""
 
-    def __init__(self, coordinator: str = DEFAULT_COORDINATOR, timeout: float = 10.0) -> None:
+    def __init__(self, coordinator: str = DEFAULT_COORDINATOR, timeout: float = 10.0, keys_dir: str = "") -> None:
+        """`keys_dir`: the cluster's key directory when it runs with CURVE (the client key pair is used)."""
         self.coordinator = coordinator
         self.timeout = timeout
+        self._curve = None
+        if keys_dir:
+            keyring = Keyring.load(keys_dir)
+            self._curve = keyring.client_of("client", keyring.coordinator_public)
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._sock: zmq.Socket[Any] | None = None
         self._decoder = peer_decoder(_MAX_REPLY_BYTES)
@@ -110,7 +116,8 @@ class Client:
     def _request(self, msg: m.ClientToCoord) -> m.FromCoordinator:
         if self._sock is None:
             # queue the request until the coordinator is there
-            self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES, immediate=False)
+            self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES, immediate=False,
+                                          curve=self._curve)
         self._sock.send_multipart(encode(msg))
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:

@@ -263,6 +263,19 @@ class LogConfig(_Section):
 
 
 @dataclass(frozen=True)
+class SecurityConfig(_Section):
+    """Who may talk to the cluster: CurveZMQ keys, and the loopback-only default."""
+
+    SECTION: ClassVar[str] = "security"
+    keys_dir: str = _setting(
+        "", "Directory made by `zmr keys init`; when set, every socket encrypts and accepts only listed keys."
+    )
+    insecure: bool = _setting(
+        False, "Allow binding a non-loopback address without keys: anyone who reaches it can run code."
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a zmr process is configured with; one field per TOML section."""
 
@@ -274,6 +287,7 @@ class Config:
     speculation: SpeculationConfig = field(default_factory=SpeculationConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         for section, cls in _sections().items():

@@ -12,20 +12,25 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import zmq
 
 from zmr.config import Config
 from zmr.core.scheduler import JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import JobState
-from zmr.errors import ProtocolError
+from zmr.errors import ClusterError, ProtocolError
 from zmr.log import get_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import coordinator_decoder, encode
-from zmr.runtime import outputs, transport
+from zmr.runtime import outputs, security, transport
+from zmr.runtime.security import Keyring, RoleAuthenticator
 
 _MAX_REMEMBERED_BAD_PEERS = 10_000
+_ROLE_OF: dict[type, str] = {   # with CURVE on, the only role allowed to send each message
+    **{t: security.CLIENT for t in get_args(m.ClientToCoord)},
+    **{t: security.WORKER for t in get_args(m.WorkerToCoord)},
+}
 
 
 def scheduler_params(config: Config) -> SchedulerParams:
@@ -57,7 +62,21 @@ class Coordinator:
 
     def run(self) -> None:
         ctx: zmq.Context[Any] = zmq.Context()
-        sock = transport.router(ctx, self.config.coordinator.bind, self.config.coordinator.max_message_bytes)
+        cfg, sec = self.config.coordinator, self.config.security
+        security.check_bind(cfg.bind, bool(sec.keys_dir), sec.insecure, self._log)
+        self._auth: RoleAuthenticator | None = None
+        curve = None
+        if sec.keys_dir:
+            keyring = Keyring.load(sec.keys_dir)
+            curve = keyring.server("coordinator")
+            self._auth = RoleAuthenticator(ctx, keyring.roles, {security.CLIENT, security.WORKER}, self._log)
+            self._auth.start()   # before bind: a handshake without a ZAP handler would admit any key
+        try:
+            sock = transport.router(ctx, cfg.bind, cfg.max_message_bytes, curve)
+        except zmq.ZMQError as exc:
+            self._stop_auth()
+            ctx.term()
+            raise ClusterError(f"cannot bind {cfg.bind}: {exc}") from exc
         try:
             address = transport.bound_address(sock)
             self._log.info("coordinator_started", bind=address, pid=os.getpid())
@@ -66,8 +85,13 @@ class Coordinator:
             self._serve(sock)
         finally:
             sock.close(linger=0)
+            self._stop_auth()
             ctx.term()
             self._log.info("coordinator_stopped")
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
 
     def _serve(self, sock: zmq.Socket[Any]) -> None:
         interval = self.config.coordinator.heartbeat_interval
@@ -82,13 +106,20 @@ class Coordinator:
                 if self._parent_pid is not None and os.getppid() != self._parent_pid:
                     self._log.warning("parent_gone")
                     return
+                if self._auth is not None and not self._auth.is_alive():
+                    raise ClusterError("the CURVE authenticator died: refusing to serve unauthenticated peers")
 
     def _drain(self, sock: zmq.Socket[Any]) -> None:
         for _ in range(1000):  # then let the clock tick
             if not sock.poll(0, zmq.POLLIN):
                 return
             try:
-                peer, msg, _ = transport.recv_router(sock, self._decoder)
+                if self._auth is None:
+                    peer, msg, _ = transport.recv_router(sock, self._decoder)
+                else:
+                    peer, role, msg, _ = transport.recv_router_role(sock, self._decoder)
+                    if role != _ROLE_OF.get(type(msg)):
+                        raise ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
             except ProtocolError as exc:
                 self._bad_message(getattr(exc, "peer", b""), str(exc))
                 continue

@@ -16,6 +16,7 @@ from zmr.errors import ProtocolError
 from zmr.protocol.codec import data_decoder, encode
 from zmr.protocol.messages import Batch, BatchAck, PullEnd, PullRequest, StreamEnd
 from zmr.runtime import transport
+from zmr.runtime.security import WORKER, Curve
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 
@@ -23,9 +24,10 @@ class DataServer(threading.Thread):
     """Owns the worker's data ROUTER socket; nothing else touches it."""
 
     def __init__(self, ctx: zmq.Context[Any], bind: str, max_bytes: int, received: ReceiveStore,
-                 kept: MapOutputStore, log: Any) -> None:
+                 kept: MapOutputStore, log: Any, curve: Curve | None = None, check_role: bool = False) -> None:
         super().__init__(name="zmr-data", daemon=True)
-        self._sock = transport.router(ctx, bind, max_bytes)
+        self._sock = transport.router(ctx, bind, max_bytes, curve)
+        self._check_role = check_role
         self._sock.setsockopt(zmq.SNDTIMEO, 10_000)
         self.address = transport.bound_address(self._sock)
         self._decoder = data_decoder(max_bytes)
@@ -49,7 +51,12 @@ class DataServer(threading.Thread):
     def _serve_ready(self) -> None:
         while self._sock.poll(0, zmq.POLLIN):
             try:
-                peer, msg, payload = transport.recv_router(self._sock, self._decoder, copy=False)
+                if self._check_role:   # fail closed: only peers the ZAP handler named workers
+                    peer, role, msg, payload = transport.recv_router_role(self._sock, self._decoder)
+                    if role != WORKER:
+                        raise ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
+                else:
+                    peer, msg, payload = transport.recv_router(self._sock, self._decoder, copy=False)
             except ProtocolError as exc:
                 self._bad_message(getattr(exc, "peer", b""), exc)
                 continue

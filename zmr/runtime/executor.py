@@ -27,6 +27,7 @@ from zmr.protocol import messages as m
 from zmr.protocol.codec import data_decoder, encode
 from zmr.runtime import transport
 from zmr.runtime.pusher import Pusher
+from zmr.runtime.security import Curve
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 
@@ -76,7 +77,7 @@ class Executor(threading.Thread):
     def __init__(self, ctx: zmq.Context[Any], worker_id: str, jobs: dict[str, JobContext],
                  received: ReceiveStore, kept: MapOutputStore, send: Callable[[Any], None],
                  memory_budget: int, max_message_bytes: int, pull_timeout: float, commit_timeout: float,
-                 log: Any) -> None:
+                 log: Any, peer_curve: Curve | None = None) -> None:
         super().__init__(name="zmr-executor", daemon=True)
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.current: tuple[str, str, int, int] | None = None
@@ -93,7 +94,8 @@ class Executor(threading.Thread):
         self._commit_timeout = commit_timeout
         self._log = log
         self._cancel = threading.Event()
-        self._pusher = Pusher(ctx, 8 << 20, max_message_bytes, ack_timeout=pull_timeout)
+        self._peer_curve = peer_curve
+        self._pusher = Pusher(ctx, 8 << 20, max_message_bytes, ack_timeout=pull_timeout, curve=peer_curve)
 
     # ------------------------------------------------------------ control-thread side
 
@@ -290,7 +292,7 @@ class Executor(threading.Thread):
     def _pull(self, assign: m.AssignReduce, src: m.MapSource) -> bool:
         job_id, partition = assign.job_id, assign.task
         self._received.forget(job_id, partition, src.task, src.attempt)
-        sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False)
+        sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False, curve=self._peer_curve)
         decoder = data_decoder(self._max_bytes)
         try:
             transport.send(sock, encode(m.PullRequest(job_id=job_id, map_task=src.task, attempt=src.attempt,

@@ -35,7 +35,8 @@ class LocalCluster:
     """Start with `with LocalCluster(2) as cluster:`; `cluster.address` is the coordinator's endpoint."""
 
     def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
-                 bind: str = "tcp://127.0.0.1:*", log_dir: str | None = None) -> None:
+                 bind: str = "tcp://127.0.0.1:*", log_dir: str | None = None, keys_dir: str = "") -> None:
+        """`keys_dir` lets the launcher itself talk to a cluster that runs with CURVE keys."""
         if workers < 1:
             raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
         self.n_workers = workers
@@ -46,6 +47,7 @@ class LocalCluster:
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.address = ""
+        self._keys_dir = keys_dir
         self.coordinator: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -110,7 +112,7 @@ class LocalCluster:
         from zmr.client import Client
 
         deadline = time.monotonic() + timeout
-        with Client(self.address, timeout=timeout) as client:
+        with Client(self.address, timeout=timeout, keys_dir=self._keys_dir) as client:
             while time.monotonic() < deadline:
                 alive = sum(w.state != "dead" for w in client.status().workers)
                 if alive >= self.n_workers:

@@ -18,6 +18,7 @@ from zmr.errors import ProtocolError
 from zmr.protocol.codec import data_decoder, encode
 from zmr.protocol.messages import Batch, BatchAck, StreamEnd
 from zmr.runtime import transport
+from zmr.runtime.security import Curve
 
 AckKey = tuple[str, int, int, int, int]  # (job, map task, attempt, partition, seq)
 
@@ -36,8 +37,10 @@ class _Peer:
 class Pusher:
     """One DEALER per owner address, reused across tasks; owned by the executor thread only."""
 
-    def __init__(self, ctx: zmq.Context[Any], window_bytes: int, max_bytes: int, ack_timeout: float) -> None:
+    def __init__(self, ctx: zmq.Context[Any], window_bytes: int, max_bytes: int, ack_timeout: float,
+                 curve: Curve | None = None) -> None:
         self._ctx = ctx
+        self._curve = curve
         self._window = window_bytes
         self._max_bytes = max_bytes
         self._ack_timeout = ack_timeout
@@ -90,7 +93,7 @@ class Pusher:
             return None
         peer = self._peers.get(addr)
         if peer is None:
-            peer = self._peers[addr] = _Peer(transport.dealer(self._ctx, addr, self._max_bytes))
+            peer = self._peers[addr] = _Peer(transport.dealer(self._ctx, addr, self._max_bytes, curve=self._curve))
         return None if peer.failed else peer
 
     def _send(self, peer: _Peer, frames: list[Any], deadline: float) -> bool:

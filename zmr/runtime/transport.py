@@ -13,13 +13,16 @@ import zmq
 
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import Decoder, encode
+from zmr.runtime.security import Curve
 
 _ZERO_COPY_BYTES = 65536
 
 
-def router(ctx: zmq.Context[Any], bind: str, max_bytes: int) -> zmq.Socket[Any]:
+def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None = None) -> zmq.Socket[Any]:
     """A ROUTER bound to `bind` that refuses frames over `max_bytes` and reports unroutable peers."""
     sock = ctx.socket(zmq.ROUTER)
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
@@ -29,7 +32,8 @@ def router(ctx: zmq.Context[Any], bind: str, max_bytes: int) -> zmq.Socket[Any]:
     return cast("zmq.Socket[Any]", sock)
 
 
-def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool = True) -> zmq.Socket[Any]:
+def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool = True,
+           curve: Curve | None = None) -> zmq.Socket[Any]:
     """A DEALER connected to `connect`, with reconnect backoff and no lingering on close.
 
     `immediate` (the default) drops sends while there is no connection instead of queueing them; a socket
@@ -37,6 +41,8 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
     `connect()`: changing IMMEDIATE on a connected socket trips an assertion inside libzmq.
     """
     sock = ctx.socket(zmq.DEALER)
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, int(immediate))
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -85,6 +91,22 @@ def recv_router(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True)
         exc.peer = peer  # type: ignore[attr-defined]
         raise
     return peer, msg, payload
+
+
+def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[bytes, str, Any, Any]:
+    """Like `recv_router`, plus the role the ZAP handler gave the sender ('' if none: fail closed)."""
+    frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+    peer = frames[0].bytes
+    try:
+        role = str(frames[-1].get("User-Id") or "")
+    except zmq.ZMQError:
+        role = ""
+    try:
+        msg, payload = decoder.decode([f.buffer if len(f) > _ZERO_COPY_BYTES else f.bytes for f in frames[1:]])
+    except ProtocolError as exc:
+        exc.peer = peer  # type: ignore[attr-defined]
+        raise
+    return peer, role, msg, payload
 
 
 def recv_dealer(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True) -> tuple[Any, Any]:

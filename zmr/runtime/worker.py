@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,23 @@ from zmr.errors import ProtocolError
 from zmr.log import get_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
-from zmr.runtime import transport
+from zmr.runtime import security, transport
 from zmr.runtime.dataserver import DataServer
 from zmr.runtime.executor import Executor, JobContext
+from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@dataclass(frozen=True)
+class _Curves:
+    """CURVE settings of a worker's sockets; all None when security is off."""
+
+    data: Curve | None = None
+    coordinator: Curve | None = None
+    peers: Curve | None = None
+    auth: RoleAuthenticator | None = None
 
 
 def new_worker_id() -> str:
@@ -68,8 +80,11 @@ class Worker:
         ctx.setsockopt(zmq.LINGER, 0)
         received = ReceiveStore(self.work_dir / "jobs")
         kept = MapOutputStore(self.work_dir / "jobs")
-        wcfg = self.config.worker
-        data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log)
+        wcfg, sec = self.config.worker, self.config.security
+        security.check_bind(wcfg.data_bind, bool(sec.keys_dir), sec.insecure, self._log)
+        self._curves = self._start_security(ctx)
+        data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log,
+                          curve=self._curves.data, check_role=self._curves.auth is not None)
         self.data_addr = data.address
         wake_rx = ctx.socket(zmq.PAIR)
         wake_rx.bind(f"inproc://wake-{self.worker_id}")
@@ -88,7 +103,8 @@ class Worker:
         timeout = self.config.coordinator.heartbeat_interval * self.config.coordinator.heartbeat_liveness
         self._executor = Executor(ctx, self.worker_id, self._jobs, received, kept, send_from_executor, budget,
                                   wcfg.max_message_bytes, pull_timeout=max(5.0, timeout),
-                                  commit_timeout=max(10.0, 2 * timeout), log=self._log)
+                                  commit_timeout=max(10.0, 2 * timeout), log=self._log,
+                                  peer_curve=self._curves.peers)
         self._received, self._kept = received, kept
         data.start()
         self._executor.start()
@@ -103,10 +119,23 @@ class Worker:
             data.join(timeout=2)
             wake_rx.close()
             wake_tx.close()
+            if self._curves.auth is not None:
+                self._curves.auth.stop()
             if not self._executor.is_alive():  # a task stuck in app code keeps its sockets open
                 ctx.term()
             self._cleanup()
             self._log.info("worker_stopped")
+
+    def _start_security(self, ctx: zmq.Context[Any]) -> _Curves:
+        """With keys: a ZAP handler admitting worker keys only, started before the data socket binds."""
+        if not self.config.security.keys_dir:
+            return _Curves()
+        keyring = Keyring.load(self.config.security.keys_dir)
+        auth = RoleAuthenticator(ctx, keyring.roles, {security.WORKER}, self._log)
+        auth.start()
+        return _Curves(data=keyring.server("worker"),
+                       coordinator=keyring.client_of("worker", keyring.coordinator_public),
+                       peers=keyring.client_of("worker", keyring.worker_server_key()), auth=auth)
 
     def _cleanup(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -116,7 +145,8 @@ class Worker:
     def _loop(self, ctx: zmq.Context[Any], wake: zmq.Socket[Any]) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            sock = transport.dealer(ctx, self.config.worker.coordinator, self.config.coordinator.max_message_bytes)
+            sock = transport.dealer(ctx, self.config.worker.coordinator, self.config.coordinator.max_message_bytes,
+                                    curve=self._curves.coordinator)
             try:
                 if self._session(sock, wake):
                     backoff = 0.1
