@@ -193,6 +193,8 @@ def cmd_worker(ns: argparse.Namespace) -> int:
                         "security.insecure": ns.insecure or None})
     worker = Worker(config, parent_pid=ns.exit_with_parent)
     _stop_on_signals(worker.stop)
+    # Past a file-size limit, a write must fail the task with EFBIG, not kill the worker.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     worker.run()
     return EXIT_OK
 

@@ -16,7 +16,7 @@ import zmq
 
 from zmr.apps import App, load_app, ship_app
 from zmr.core.splits import plan_splits
-from zmr.errors import ClusterError, JobFailed, ProtocolError
+from zmr.errors import ClusterError, JobFailed, JobSpecError, ProtocolError
 from zmr.inputs import expand_inputs
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
@@ -30,6 +30,8 @@ _MAX_REPLY_BYTES = 256 << 20
 def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = 64 << 20, overwrite: bool = False) -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued."""
+    if n_reduce < 1:
+        raise JobSpecError(f"n_reduce must be at least 1, got {n_reduce}")
     loaded = load_app(app) if isinstance(app, str) else app
     files = expand_inputs(inputs)
     splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end)
