@@ -264,7 +264,7 @@ class Scheduler:
         job, task = found
         self._finish_attempt(worker, task, msg.attempt)
         if task.committing == msg.attempt:   # it failed after its commit was granted (e.g. the rename)
-            task.committing = None
+            task.committing, task.state = None, TaskState.RUNNING   # a backup, if any, may commit now
         self._log("task_failed", "warning", job=job.id, task=task.label, attempt=msg.attempt,
                   worker=worker.id, kind=msg.kind, error=msg.error)
         if msg.kind == "missing_data":

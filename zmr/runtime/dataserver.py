@@ -29,7 +29,7 @@ class DataServer(threading.Thread):
         self._sock = transport.router(ctx, bind, max_bytes, curve)
         self._check_role = check_role
         self._sock.setsockopt(zmq.SNDTIMEO, 10_000)
-        self.address = transport.bound_address(self._sock)
+        self.address = transport.advertised_address(self._sock)
         self._decoder = data_decoder(max_bytes)
         self._received = received
         self._kept = kept

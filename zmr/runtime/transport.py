@@ -6,6 +6,7 @@ unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs,
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -58,6 +59,16 @@ def bound_address(sock: zmq.Socket[Any]) -> str:
     """The concrete endpoint a socket bound to (a `*` port resolved)."""
     endpoint = sock.getsockopt(zmq.LAST_ENDPOINT)
     return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+
+
+def advertised_address(sock: zmq.Socket[Any]) -> str:
+    """The endpoint peers should connect to: a wildcard bind is advertised under this host's name."""
+    endpoint = bound_address(sock)
+    transport, _, rest = endpoint.partition("://")
+    host, _, port = rest.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "*"):
+        return f"{transport}://{socket.gethostname()}:{port}"
+    return endpoint
 
 
 def send(sock: zmq.Socket[Any], frames: Sequence[Any], peer: bytes | None = None) -> bool:
