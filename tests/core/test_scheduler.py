@@ -650,3 +650,19 @@ def test_a_tick_pings_live_workers_only() -> None:
     check_invariants(s)
     assert [a for a in actions if isinstance(a, Send)] == [Send(b"p2", m.Ping())]
     assert [w.alive for w in s.workers.values()] == [False, True]
+
+
+def test_a_grantee_that_fails_while_its_backup_runs_leaves_the_backup_to_commit() -> None:
+    sim = sim_with("w1", "w2", speculation=True)
+    job = sim.submit(n_splits=1, n_reduce=2)           # owners w1, w2
+    sim.finish("w1")                                    # the map; reduce 0 on w1, reduce 1 on w2
+    sim.finish("w1")                                    # reduce 0 commits at once: the median is 0 s
+    sim.advance(2.0)                                    # reduce 1 is a straggler: a backup on idle w1
+    reduce = sim.task(job, REDUCE, 1)
+    assert sorted(reduce.running) == [1, 2]
+    sim.finish("w2", commit=False)                      # attempt 1 is granted the commit ...
+    sim.fail("w2", kind="io", error="OSError: disk full")   # ... and its rename fails
+    assert (reduce.state, reduce.committing, sorted(reduce.running)) == (TaskState.RUNNING, None, [2])
+    sim.finish("w1")                                    # the backup commits
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sim.renamed[(job, 1)] == [2]
