@@ -1,13 +1,16 @@
 """Partition batches: the map side's per-partition buffers, the wire encoding, and the reduce-side merge.
 
-A batch is a sorted run: `[(key, [value, ...]), ...]` with keys ascending and unique, msgpack-encoded.
-Because every batch is sorted, a reducer k-way merges runs and streams each key's values into `reduce`.
+A batch is a sorted run: `[(key, [value, ...]), ...]` with keys ascending and unique. On the wire and
+on disk it is a sequence of chunks, each a 4-byte little-endian length and a msgpack array of at most
+`CHUNK_RECORDS` records, so a reader holds one small chunk per run in memory however large the run.
+Because every run is sorted, a reducer k-way merges runs and streams each key's values into `reduce`.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 
@@ -16,21 +19,59 @@ import msgspec
 from zmr.errors import ProtocolError
 
 Records = list[tuple[str, list[str]]]
+Record = tuple[str, list[str]]
+CHUNK_RECORDS = 256
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[tuple[str, list[str]]])
+_LENGTH = struct.Struct("<I")
 _RECORD_OVERHEAD = 4  # rough msgpack framing per key or value
 
 
+def encode_chunk(records: Records) -> bytes:
+    """One length-prefixed chunk."""
+    body = _ENCODER.encode(records)
+    return _LENGTH.pack(len(body)) + body
+
+
 def encode_batch(records: Records) -> bytes:
-    return _ENCODER.encode(records)
+    return b"".join(encode_chunk(records[i:i + CHUNK_RECORDS]) for i in range(0, len(records), CHUNK_RECORDS))
+
+
+def decode_chunk(body: bytes | memoryview) -> Records:
+    """Parse one chunk body; garbage raises ProtocolError, never anything else."""
+    try:
+        return _DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"malformed batch: {exc}") from exc
+
+
+def chunk_length(header: bytes | memoryview, remaining: int) -> int:
+    """The body length a chunk header announces, checked against what is left of the run."""
+    if len(header) < _LENGTH.size:
+        raise ProtocolError("truncated batch chunk header")
+    (length,) = _LENGTH.unpack(header[:_LENGTH.size])
+    if length > remaining - _LENGTH.size:
+        raise ProtocolError(f"batch chunk of {length} bytes overruns its run")
+    return int(length)
+
+
+def iter_batch(payload: bytes | memoryview) -> Iterator[Record]:
+    """The records of an in-memory batch, one chunk decoded at a time."""
+    view = memoryview(payload)
+    pos = 0
+    while pos < len(view):
+        length = chunk_length(view[pos:pos + _LENGTH.size], len(view) - pos)
+        start = pos + _LENGTH.size
+        yield from decode_chunk(view[start:start + length])
+        pos = start + length
 
 
 def decode_batch(payload: bytes | memoryview) -> Records:
-    """Parse a peer's batch; garbage raises ProtocolError, never anything else."""
-    try:
-        return _DECODER.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProtocolError(f"malformed batch: {exc}") from exc
+    """Every record of a batch; garbage raises ProtocolError, never anything else."""
+    return list(iter_batch(payload))
+
+
+HEADER_BYTES = _LENGTH.size
 
 
 class PartitionBuffers:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,14 @@ from typing import Any
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import PartitionBuffers, Records, decode_batch, encode_batch, merge_runs
+from zmr.core.batches import PartitionBuffers, Records, encode_batch
 from zmr.errors import AppError, ProtocolError
 from zmr.inputs import read_split
 from zmr.protocol import messages as m
 from zmr.protocol.codec import data_decoder, encode
 from zmr.runtime import transport
 from zmr.runtime.pusher import Pusher
+from zmr.runtime.runs import Run, merged
 from zmr.runtime.security import Curve
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
@@ -89,6 +91,7 @@ class Executor(threading.Thread):
         self._kept = kept
         self._send = send
         self._memory_budget = memory_budget
+        self._fan_in = max(16, min(512, memory_budget >> 20))   # runs merged at once: ~1 MiB of chunks each
         self._max_bytes = max_message_bytes
         self._pull_timeout = pull_timeout
         self._commit_timeout = commit_timeout
@@ -244,24 +247,28 @@ class Executor(threading.Thread):
 
     def _write_reduce(self, assign: m.AssignReduce, app: App, args: list[str], tmp: Path) -> int:
         records = 0
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
-            for key, values in merge_runs(self._runs(assign)):
-                value = app.reduce(key, values, args)
-                out.write(f"{key} {value}\n")
-                records += 1
-                if records & 1023 == 0:
-                    self.progress += 1
-                    self._check_cancel()
-            out.flush()
-            os.fsync(out.fileno())
+        scratch = self._received.scratch(assign.job_id, assign.task, assign.attempt)
+        try:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
+                for key, values in merged(self._runs(assign), self._fan_in, scratch):
+                    value = app.reduce(key, values, args)
+                    out.write(f"{key} {value}\n")
+                    records += 1
+                    if records & 1023 == 0:
+                        self.progress += 1
+                        self._check_cancel()
+                out.flush()
+                os.fsync(out.fileno())
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return records
 
-    def _runs(self, assign: m.AssignReduce) -> list[Iterator[tuple[str, list[str]]]]:
-        runs = []
-        for src in assign.sources:
-            for segment in self._received.segments(assign.job_id, assign.task, src.task, src.attempt):
-                runs.append(iter(decode_batch(self._received.read(assign.job_id, assign.task, segment))))
-        return runs
+    def _runs(self, assign: m.AssignReduce) -> list[Run]:
+        """Every batch of the committed map attempts, as runs in this partition's file."""
+        path = str(self._received.path(assign.job_id, assign.task))
+        return [(path, offset, length)
+                for src in assign.sources
+                for offset, length in self._received.segments(assign.job_id, assign.task, src.task, src.attempt)]
 
     def _await_commit(self, assign: m.AssignReduce) -> bool:
         """Only the attempt the coordinator accepts renames its output; no answer means no commit."""

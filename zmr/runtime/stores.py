@@ -129,10 +129,19 @@ class ReceiveStore:
             seqs = part.received.get((map_task, attempt), {}) if part else {}
             return [seqs[s] for s in sorted(seqs)]
 
-    def read(self, job_id: str, partition: int, segment: Segment) -> bytes:
+    def path(self, job_id: str, partition: int) -> Path:
+        """The file holding a partition's batches (created empty if nothing arrived)."""
         with self._lock:
-            path = self._jobs[job_id].parts[partition].path
-        return _read(path, segment)
+            job = self._job(job_id)
+            if job is None:
+                raise OSError(f"job {job_id} has ended on this worker")
+            part = job.partition(partition)
+            part.path.touch()
+            return part.path
+
+    def scratch(self, job_id: str, partition: int, attempt: int) -> Path:
+        """Where a reduce attempt may spill merged runs; removed with the job at the latest."""
+        return self._root / _safe_name(job_id) / "merge" / f"p{partition}-a{attempt}"
 
     def forget(self, job_id: str, partition: int, map_task: int, attempt: int) -> None:
         """Drop a partial stream before pulling it whole again."""
