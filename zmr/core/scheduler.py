@@ -544,6 +544,8 @@ class Scheduler:
         durations = job.durations.get(kind)
         if task.state is not TaskState.RUNNING or not durations:
             return None
+        if kind == REDUCE and job.maps_done < len(job.maps):
+            return None   # some map output was lost since it started: a backup could not read it
         median = durations[len(durations) // 2]
         slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
         return (job, task) if slow else None
