@@ -666,3 +666,18 @@ def test_a_grantee_that_fails_while_its_backup_runs_leaves_the_backup_to_commit(
     sim.finish("w1")                                    # the backup commits
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert sim.renamed[(job, 1)] == [2]
+
+
+def test_a_reduce_running_ahead_of_lost_map_output_gets_no_backup() -> None:
+    sim = sim_with("w1", "w2", "w3", speculation=True)
+    job = sim.submit(n_splits=3, n_reduce=3)           # owners w1, w2, w3
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # map i on worker i+1; then reduce i there
+    sim.finish("w1")                                    # reduce 0 commits at once: the median is 0 s
+    sim.advance(1.0)
+    sim.fail("w3", kind="missing_data", missing=[0])    # map 0 runs again on w1; w3 is idle
+    assert sim.job(job).maps_done == 2
+    sim.advance(1.0)                                    # reduce 1 is slow, but a backup could not read map 0
+    assert sorted(sim.task(job, REDUCE, 1).running) == [1]
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
