@@ -1,0 +1,237 @@
+"""Partition batches: map-side buffers, the chunked wire encoding, and the reduce-side k-way merge."""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zmr.core.batches import (
+    CHUNK_RECORDS,
+    PartitionBuffers,
+    Records,
+    chunk_length,
+    decode_batch,
+    decode_chunk,
+    encode_batch,
+    encode_chunk,
+    iter_batch,
+    merge_runs,
+)
+from zmr.core.partition import partition_of
+from zmr.errors import ProtocolError
+
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
+KEYS = st.text(alphabet="abcdefgh", min_size=1, max_size=4)
+RECORDS = st.lists(st.tuples(KEYS, st.text(alphabet="0123456789xyz", max_size=6)), max_size=300)
+
+
+def add_sum(_key: str, values: list[str]) -> str:
+    """An associative combiner over integers written as text."""
+    return str(sum(int(v) for v in values))
+
+
+def feed(buffers: PartitionBuffers, records: list[tuple[str, str]],
+         partition: Callable[[str, int], int], n: int, batch_bytes: int, max_bytes: int,
+         ) -> list[tuple[int, Records]]:
+    """Add every record, checking after each add that buffered data stays within both bounds."""
+    pending = [0] * n            # raw bytes (key + value) added to a partition since its last run came out
+    out: list[tuple[int, Records]] = []
+    for key, value in records:
+        pending[partition(key, n)] += len(key) + len(value)
+        for p, run in buffers.add(key, value):
+            out.append((p, run))
+            pending[p] = 0
+        assert max(pending) < batch_bytes
+        assert sum(pending) <= max_bytes
+    out += buffers.drain()
+    assert buffers.drain() == []
+    return out
+
+
+def check_run(p: int, run: Records, partition: Callable[[str, int], int], n: int) -> None:
+    keys = [k for k, _ in run]
+    assert run, "no empty runs"
+    assert keys == sorted(set(keys)), "keys ascending and unique"
+    assert all(partition(k, n) == p for k in keys), "every key in its own partition"
+
+
+@SETTINGS
+@given(records=RECORDS, n=st.integers(1, 5), batch_bytes=st.integers(1, 200), cap=st.integers(1, 400))
+def test_buffers_give_sorted_runs_within_bounds_and_lose_nothing(records: list[tuple[str, str]], n: int,
+                                                                 batch_bytes: int, cap: int) -> None:
+    out = feed(PartitionBuffers(n, batch_bytes, cap, partition_of, None), records, partition_of, n,
+               batch_bytes, cap)
+    values: dict[str, list[str]] = defaultdict(list)
+    for p, run in out:
+        check_run(p, run, partition_of, n)
+        for key, vs in run:
+            values[key] += vs
+    assert Counter((k, v) for k, vs in values.items() for v in vs) == Counter(records)
+    expected: dict[str, list[str]] = defaultdict(list)
+    for key, value in records:
+        expected[key].append(value)
+    assert values == expected, "a key's values come out in the order they went in"
+
+
+@SETTINGS
+@given(records=st.lists(st.tuples(KEYS, st.integers(-50, 50).map(str)), max_size=300),
+       n=st.integers(1, 4), batch_bytes=st.integers(1, 200), cap=st.integers(1, 400))
+def test_buffers_combine_within_each_run(records: list[tuple[str, str]], n: int, batch_bytes: int,
+                                         cap: int) -> None:
+    out = feed(PartitionBuffers(n, batch_bytes, cap, partition_of, add_sum), records, partition_of, n,
+               batch_bytes, cap)
+    totals: Counter[str] = Counter()
+    for p, run in out:
+        check_run(p, run, partition_of, n)
+        assert all(len(vs) == 1 for _, vs in run), "one combined value per key and run"
+        for key, [value] in run:
+            totals[key] += int(value)
+    expected: Counter[str] = Counter()
+    for key, value in records:
+        expected[key] += int(value)
+    assert {k: v for k, v in totals.items()} == {k: v for k, v in expected.items()}
+    assert sum(len(run) for _, run in out) <= len(records)
+
+
+def test_a_full_partition_comes_out_at_once() -> None:
+    buffers = PartitionBuffers(1, batch_bytes=30, max_bytes=1000, partition=lambda k, n: 0, combine=None)
+    assert buffers.add("b", "1" * 10) == []                 # 1 + 10 + 8 bytes of framing = 19
+    assert buffers.add("a", "2" * 10) == [(0, [("a", ["2" * 10]), ("b", ["1" * 10])])]
+    assert buffers.drain() == []
+
+
+def test_over_the_cap_the_largest_partition_comes_out() -> None:
+    buffers = PartitionBuffers(3, batch_bytes=100, max_bytes=50, partition=lambda k, n: int(k[0]),
+                               combine=None)
+    assert buffers.add("0", "x" * 5) == []
+    assert buffers.add("1", "x" * 20) == []
+    assert buffers.add("2", "x" * 10) == [(1, [("1", ["x" * 20])])]   # 14 + 29 + 19 > 50
+    assert buffers.drain() == [(0, [("0", ["x" * 5])]), (2, [("2", ["x" * 10])])]
+
+
+def test_a_single_value_is_not_combined() -> None:
+    calls: list[str] = []
+
+    def combine(key: str, values: list[str]) -> str:
+        calls.append(key)
+        return ",".join(values)
+
+    buffers = PartitionBuffers(1, 1000, 1000, lambda k, n: 0, combine)
+    for key, value in [("a", "1"), ("b", "2"), ("a", "3")]:
+        buffers.add(key, value)
+    assert buffers.drain() == [(0, [("a", ["1,3"]), ("b", ["2"])])]
+    assert calls == ["a"]
+
+
+# ---------------------------------------------------------------- merging runs
+
+RUN = st.lists(st.tuples(KEYS, st.lists(st.text(alphabet="uvw", max_size=2), min_size=1, max_size=3)),
+               max_size=20).map(lambda records: sorted(dict(records).items()))
+
+
+@SETTINGS
+@given(runs=st.lists(RUN, max_size=6))
+def test_merge_runs_groups_like_a_dict(runs: list[Records]) -> None:
+    expected: dict[str, list[str]] = defaultdict(list)
+    for run in runs:
+        for key, values in run:
+            expected[key] += values
+    merged = [(key, list(values)) for key, values in merge_runs(iter(r) for r in runs)]
+    assert [k for k, _ in merged] == sorted(expected)
+    assert {k: sorted(vs) for k, vs in merged} == {k: sorted(vs) for k, vs in expected.items()}
+    assert [key for key, _ in merge_runs(runs)] == sorted(expected), "every key, even if values are skipped"
+
+
+@settings(SETTINGS, max_examples=30)
+@given(runs=st.lists(st.lists(st.tuples(KEYS, st.lists(st.text(max_size=2), min_size=1, max_size=2)),
+                              max_size=2 * CHUNK_RECORDS + 5).map(lambda rs: sorted(dict(rs).items())),
+                     max_size=3))
+def test_merge_over_encoded_runs(runs: list[Records]) -> None:
+    direct = [(k, list(vs)) for k, vs in merge_runs(runs)]
+    streamed = [(k, list(vs)) for k, vs in merge_runs(iter_batch(encode_batch(run)) for run in runs)]
+    assert streamed == direct
+
+
+# ---------------------------------------------------------------- the wire encoding
+
+RECORD_LISTS = st.lists(st.tuples(st.text(max_size=8), st.lists(st.text(max_size=8), max_size=3)),
+                        max_size=3 * CHUNK_RECORDS)
+
+
+@SETTINGS
+@given(records=RECORD_LISTS)
+def test_encode_decode_round_trip(records: Records) -> None:
+    payload = encode_batch(records)
+    assert decode_batch(payload) == records
+    assert decode_batch(memoryview(payload)) == records
+    assert list(iter_batch(payload)) == records
+
+
+def test_a_batch_is_length_prefixed_chunks_of_at_most_chunk_records() -> None:
+    records = [(f"k{i:04d}", [str(i)]) for i in range(CHUNK_RECORDS + 1)]
+    payload = encode_batch(records)
+    first = encode_chunk(records[:CHUNK_RECORDS])
+    assert payload == first + encode_chunk(records[CHUNK_RECORDS:])
+    (length,) = struct.unpack("<I", first[:4])
+    assert length == len(first) - 4
+    assert decode_chunk(first[4:]) == records[:CHUNK_RECORDS]
+    assert encode_batch([]) == b"" and decode_batch(b"") == []
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x01",                                        # a truncated length
+    b"\x05\x00\x00\x00abc",                         # a chunk longer than the run
+    b"\x00\x00\x00\x00",                            # an empty chunk body
+    b"\x01\x00\x00\x00\xc1",                        # not msgpack
+    struct.pack("<I", 3) + msgspec.msgpack.encode({"a": 1}),           # not an array
+    encode_chunk([]) + b"\x02\x00\x00\x00\x91\x01",                    # a record that is not a pair
+    struct.pack("<I", 6) + msgspec.msgpack.encode([["k", "v"]]),       # values not a list
+    struct.pack("<I", 4) + b"\x91\x92\xa1k",                           # truncated inside a record
+])
+def test_decode_batch_rejects_garbage(payload: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_batch(payload)
+
+
+def test_chunk_length_checks_the_header_against_the_run() -> None:
+    assert chunk_length(struct.pack("<I", 10), 14) == 10
+    with pytest.raises(ProtocolError):
+        chunk_length(struct.pack("<I", 11), 14)
+    with pytest.raises(ProtocolError):
+        chunk_length(b"\x01\x00", 14)
+
+
+# Known bug, not fixed here: msgspec raises UnicodeDecodeError (not DecodeError) on a string that is not
+# UTF-8, and decode_chunk lets it through. Strict: once decode_chunk catches it, these xfails fail loudly.
+INVALID_UTF8 = pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
+                                 reason="decode_chunk lets msgspec's UnicodeDecodeError through")
+
+
+@INVALID_UTF8
+def test_decode_batch_rejects_a_string_that_is_not_utf8() -> None:
+    body = msgspec.msgpack.encode([["k", ["v"]]]).replace(b"\xa1k", b"\xa1\x80")
+    with pytest.raises(ProtocolError):
+        decode_batch(struct.pack("<I", len(body)) + body)
+
+
+@INVALID_UTF8
+@settings(SETTINGS, max_examples=200)
+@given(payload=st.one_of(
+    st.binary(max_size=64),
+    st.binary(max_size=60).map(lambda b: struct.pack("<I", len(b)) + b),
+    RECORD_LISTS.map(encode_batch).flatmap(lambda p: st.tuples(st.just(p), st.integers(0, max(0, len(p) - 1)),
+                                                                   st.integers(0, 255))).map(
+        lambda t: t[0][:t[1]] + bytes([t[2]]) + t[0][t[1] + 1:]),
+))
+def test_decode_batch_on_garbage_raises_only_protocol_error(payload: bytes) -> None:
+    try:
+        records = decode_batch(payload)
+    except ProtocolError:
+        return
+    assert all(isinstance(k, str) and all(isinstance(v, str) for v in vs) for k, vs in records)
