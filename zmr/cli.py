@@ -19,6 +19,7 @@ from zmr.config import Config, load_config
 from zmr.errors import JobFailed, ZmrError
 from zmr.log import configure_logging
 from zmr.progress import ProgressLine, format_status, format_summary
+from zmr.protocol.messages import JobInfo, JobSpec
 from zmr.runtime.local import LocalCluster
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -75,22 +76,30 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
 # ------------------------------------------------------------------ zmr run / submit / status / cancel / seq
 
 
+def _job_spec(ns: argparse.Namespace, config: Config) -> JobSpec:
+    """The job the flags describe, checked before anything starts or is sent."""
+    return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
+                      ns.overwrite)
+
+
+def _wait_with_progress(client: Client, job_id: str) -> JobInfo:
+    progress = ProgressLine(sys.stderr)
+    try:
+        return client.wait(job_id, on_progress=progress.update)
+    finally:
+        progress.close()
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce,
                         "cluster.workers": ns.workers})
-    spec = build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg,
-                      config.job.split_size_mb << 20, ns.overwrite)
+    spec = _job_spec(ns, config)
     started = time.monotonic()
     keys = config.security.keys_dir
     cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns), keys_dir=keys)
     try:
         with cluster, Client(cluster.address, keys_dir=keys) as client:
-            job_id = client.submit_spec(spec)
-            progress = ProgressLine(sys.stderr)
-            try:
-                info = client.wait(job_id, on_progress=progress.update)
-            finally:
-                progress.close()
+            info = _wait_with_progress(client, client.submit_spec(spec))
         print(format_summary(info, time.monotonic() - started))
         return EXIT_OK
     except JobFailed as exc:
@@ -101,19 +110,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def cmd_submit(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce})
-    spec = build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg,
-                      config.job.split_size_mb << 20, ns.overwrite)
+    spec = _job_spec(ns, config)
     with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
         job_id = client.submit_spec(spec)
-        print(job_id)
+        print(job_id, flush=True)
         if not ns.wait:
             return EXIT_OK
         started = time.monotonic()
-        progress = ProgressLine(sys.stderr)
-        try:
-            info = client.wait(job_id, on_progress=progress.update)
-        finally:
-            progress.close()
+        info = _wait_with_progress(client, job_id)
     print(format_summary(info, time.monotonic() - started))
     return EXIT_OK
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 import zmq
 
 from zmr.errors import ProtocolError
-from zmr.protocol.codec import Decoder, encode
+from zmr.protocol.codec import Decoder
 from zmr.runtime.security import Curve
 
 _ZERO_COPY_BYTES = 65536
@@ -80,10 +80,6 @@ def send(sock: zmq.Socket[Any], frames: Sequence[Any], peer: bytes | None = None
     except (zmq.Again, zmq.error.ZMQError):
         return False
     return True
-
-
-def send_msg(sock: zmq.Socket[Any], msg: Any, payload: bytes | None = None, peer: bytes | None = None) -> bool:
-    return send(sock, encode(msg, payload), peer)
 
 
 def _frames(sock: zmq.Socket[Any], copy: bool) -> list[Any]:
