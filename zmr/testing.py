@@ -584,7 +584,9 @@ def _job_problems(s: Scheduler, job: Job) -> list[str]:
     if job.reduces_done != sum(t.state is TaskState.DONE for t in job.reduces):
         problems.append(f"{job.id}: reduces_done={job.reduces_done} but {_count(job.reduces)} reduces are done")
     for task in tasks:
-        problems += [f"{job.id}/{task.label}: {p}" for p in _task_problems(s, job, task)]
+        found = _task_problems(s, job, task)
+        if found:
+            problems += [f"{job.id}/{task.label}: {p}" for p in found]
     if job.state is JobState.QUEUED and (job.owners or any(t.attempts_made for t in tasks)):
         problems.append(f"{job.id}: queued, yet it has owners or started tasks")
     if job.state.ended and any(t.running for t in tasks):
@@ -601,7 +603,7 @@ def _count(tasks: list[Task]) -> int:
 
 
 def _task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
-    problems = []
+    problems: list[str] = []
     if task.kind == MAP and task.state in (TaskState.WAITING, TaskState.COMMITTING):
         problems.append(f"a map cannot be {task.state.value}")
     if task.state is TaskState.DONE:
@@ -615,7 +617,7 @@ def _task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
             problems.append(f"committed attempt {task.committed} was not the one granted ({task.committing})")
     elif task.committed is not None or task.committed_worker is not None:
         problems.append(f"{task.state.value}, yet it names committed attempt {task.committed}")
-    if any(not 1 <= n <= task.attempts_made for n in task.running):
+    if task.running and not 1 <= min(task.running) <= max(task.running) <= task.attempts_made:
         problems.append(f"running attempts {sorted(task.running)} beyond the {task.attempts_made} made")
     if job.state is JobState.RUNNING:
         problems += _live_task_problems(s, job, task)
