@@ -244,8 +244,9 @@ class ClusterMachine(RuleBasedStateMachine):
                 assert reduce.committed in self.sim.renamed[(job.id, reduce.index)]
 
 
-# Derandomized, so every run plays the same examples. To hunt for new bugs, drop `derandomize` and raise
-# `max_examples`: random runs of 200 examples found most of the scheduler bugs fixed so far in most runs.
+# Derandomized, so every run plays the same examples; these catch five of the six scheduler bugs fixed so
+# far when the fix is reverted (the sixth, a backup of a reduce ahead of lost map output, has a unit test).
+# To hunt for new bugs, drop `derandomize` and raise `max_examples`.
 TestScheduler = ClusterMachine.TestCase
-TestScheduler.settings = settings(max_examples=200, stateful_step_count=60, deadline=None, derandomize=True,
+TestScheduler.settings = settings(max_examples=150, stateful_step_count=60, deadline=None, derandomize=True,
                                   database=None, suppress_health_check=[HealthCheck.too_slow])
