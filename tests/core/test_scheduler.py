@@ -94,6 +94,7 @@ def test_a_worker_speaking_from_another_peer_is_told_to_register_again() -> None
     s = Scheduler(SchedulerParams(python="3.11"))
     s.handle(register(b"p1", "w1"), 1.0)
     actions = s.handle(Received(b"p2", m.Heartbeat(worker_id="w1")), 1.0)
+    check_invariants(s)
     assert [a for a in actions if isinstance(a, Send)] == [Send(b"p2", m.RegisterAgain())]
     assert s.workers["w1"].alive
 
