@@ -207,20 +207,14 @@ def test_chunk_length_checks_the_header_against_the_run() -> None:
         chunk_length(b"\x01\x00", 14)
 
 
-# Known bug, not fixed here: msgspec raises UnicodeDecodeError (not DecodeError) on a string that is not
-# UTF-8, and decode_chunk lets it through. Strict: once decode_chunk catches it, these xfails fail loudly.
-INVALID_UTF8 = pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                                 reason="decode_chunk lets msgspec's UnicodeDecodeError through")
 
 
-@INVALID_UTF8
 def test_decode_batch_rejects_a_string_that_is_not_utf8() -> None:
     body = msgspec.msgpack.encode([["k", ["v"]]]).replace(b"\xa1k", b"\xa1\x80")
     with pytest.raises(ProtocolError):
         decode_batch(struct.pack("<I", len(body)) + body)
 
 
-@INVALID_UTF8
 @settings(SETTINGS, max_examples=200)
 @given(payload=st.one_of(
     st.binary(max_size=64),

@@ -8,7 +8,7 @@ from typing import Any, get_args
 import msgspec
 import msgspec.inspect as mi
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zmr.errors import ProtocolError
@@ -174,14 +174,8 @@ def test_a_protocol_error_is_a_zmr_error_and_chains_the_cause() -> None:
     assert isinstance(caught.value.__cause__, msgspec.DecodeError)
 
 
-# Known bug, not fixed here: msgspec raises UnicodeDecodeError (not DecodeError) on a string that is not
-# UTF-8, and Decoder.decode lets it through, so one bad frame from any peer crashes the process that reads
-# it. Strict: once the decoder catches it, these xfails fail loudly and the markers must go.
-INVALID_UTF8 = pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                                 reason="Decoder.decode lets msgspec's UnicodeDecodeError through")
 
 
-@INVALID_UTF8
 def test_a_string_that_is_not_utf8_raises_protocol_error() -> None:
     frames = [VERSION_FRAME, GOOD[1].replace(b"\xa2w1", b"\xa2\x80w")]
     with pytest.raises(ProtocolError):
@@ -223,8 +217,7 @@ def test_random_msgpack_bodies(tag: str, fields: list[Any], payload: bytes | Non
         decode_or_protocol_error(decoder, frames)
 
 
-@INVALID_UTF8
-@settings(SETTINGS, max_examples=200, phases=[Phase.generate])   # no shrinking while it is an xfail
+@settings(SETTINGS, max_examples=200)
 @given(data=st.data(), which=st.sampled_from(ALL))
 def test_mutated_valid_messages(data: st.DataObject, which: tuple[str, type]) -> None:
     frames = frames_of(data.draw(messages(which[1])))

@@ -41,7 +41,7 @@ def decode_chunk(body: bytes | memoryview) -> Records:
     """Parse one chunk body; garbage raises ProtocolError, never anything else."""
     try:
         return _DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"malformed batch: {exc}") from exc
 
 

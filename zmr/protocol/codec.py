@@ -52,7 +52,7 @@ class Decoder(Generic[T]):
             raise ProtocolError(f"unknown protocol version frame {bytes(frames[0])[:16]!r}")
         try:
             msg = self._decoder.decode(frames[1])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"malformed message: {exc}") from exc
         payload = frames[2] if len(frames) == 3 else None
         if (payload is None) != (not isinstance(msg, Batch)):
