@@ -186,7 +186,10 @@ def label_of(cmdline: Sequence[str], is_root: bool) -> str:
         return "mp-tracker"
     if "multiprocessing" in text or "forkserver" in text:
         return "mp-child"
-    return "main" if is_root else "child"
+    if is_root:
+        return "main"
+    module = cmdline[cmdline.index("-m") + 1] if "-m" in cmdline[:-1] else ""
+    return f"child:{module or os.path.basename(cmdline[0]) if cmdline else '?'}"
 
 
 Proc = tuple[int, int, list[str], float]  # pid, rss bytes, cmdline, CPU seconds (user + system)
