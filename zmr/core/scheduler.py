@@ -33,7 +33,20 @@ class Tick:
     """Time passed: check liveness, timeouts and backoffs, ping workers."""
 
 
-Event = Received | Tick
+@dataclass(frozen=True)
+class ConnectionsAlive:
+    """These peers' connections still pass libzmq's own heartbeats.
+
+    libzmq answers ZMTP pings from its I/O thread, so a worker whose app holds the GIL in one long C
+    call (a regex over a whole split) still proves its process alive this way, while it cannot send a
+    heartbeat of its own. A dead or stopped process fails these pings and its connection is dropped.
+    Whether its task makes progress is judged separately (`task_timeout`).
+    """
+
+    peers: frozenset[bytes]
+
+
+Event = Received | Tick | ConnectionsAlive
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,11 @@ class Scheduler:
         self._out = []
         if isinstance(event, Tick):
             self._on_tick()
+        elif isinstance(event, ConnectionsAlive):
+            for peer in event.peers:
+                worker = self.workers.get(self._by_peer.get(peer, ""))
+                if worker is not None and worker.alive and worker.peer == peer:
+                    worker.last_seen = now
         else:
             self._on_message(event.peer, event.msg)
         self._dispatch()

@@ -17,7 +17,7 @@ from typing import Any, get_args
 import zmq
 
 from zmr.config import Config
-from zmr.core.scheduler import JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import ConnectionsAlive, JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import JobState
 from zmr.errors import ClusterError, ProtocolError
 from zmr.log import get_logger
@@ -72,7 +72,8 @@ class Coordinator:
             self._auth = RoleAuthenticator(ctx, keyring.roles, {security.CLIENT, security.WORKER}, self._log)
             self._auth.start()   # before bind: a handshake without a ZAP handler would admit any key
         try:
-            sock = transport.router(ctx, cfg.bind, cfg.max_message_bytes, curve)
+            sock = transport.router(ctx, cfg.bind, cfg.max_message_bytes, curve,
+                                    heartbeat=(cfg.heartbeat_interval, cfg.dead_after / 2))
         except zmq.ZMQError as exc:
             self._stop_auth()
             ctx.term()
@@ -131,14 +132,20 @@ class Coordinator:
             self._execute(sock, self.scheduler.handle(Received(peer, msg), time.time()))
 
     def _execute(self, sock: zmq.Socket[Any], actions: list[Any]) -> None:
+        pinged: set[bytes] = set()
         for action in actions:
             if isinstance(action, Send):
-                if not transport.send(sock, encode(action.msg), action.peer):
+                if transport.send(sock, encode(action.msg), action.peer):
+                    if isinstance(action.msg, m.Ping):
+                        pinged.add(action.peer)
+                else:
                     self._log.info("peer_unreachable", peer=action.peer.hex(), msg=type(action.msg).__name__)
             elif isinstance(action, JobFinished):
                 self._finish_output(action)
             elif isinstance(action, Log):
                 getattr(self._log, action.level)(action.event, **action.fields)
+        if pinged:   # a ping queued to a live connection: that worker's process is alive
+            self._execute(sock, self.scheduler.handle(ConnectionsAlive(frozenset(pinged)), time.time()))
 
     def _finish_output(self, action: JobFinished) -> None:
         try:

@@ -19,11 +19,21 @@ from zmr.runtime.security import Curve
 _ZERO_COPY_BYTES = 65536
 
 
-def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None = None) -> zmq.Socket[Any]:
-    """A ROUTER bound to `bind` that refuses frames over `max_bytes` and reports unroutable peers."""
+def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None = None,
+           heartbeat: tuple[float, float] | None = None) -> zmq.Socket[Any]:
+    """A ROUTER bound to `bind` that refuses frames over `max_bytes` and reports unroutable peers.
+
+    `heartbeat` = (interval, timeout) in seconds turns on ZMTP heartbeats: libzmq pings every peer and
+    drops a connection whose peer does not answer in time, so sends to it then fail as unroutable.
+    """
     sock = ctx.socket(zmq.ROUTER)
     if curve is not None:
         curve.apply(sock)
+    if heartbeat is not None:
+        interval_ms, timeout_ms = int(heartbeat[0] * 1000), int(heartbeat[1] * 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, timeout_ms)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)

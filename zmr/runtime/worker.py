@@ -189,6 +189,8 @@ class Worker:
                     self._register(sock)
                 next_beat = now + self._heartbeat_interval
             if now - heard > max(liveness_timeout, self._heartbeat_interval * 2):
+                if sock.poll(0, zmq.POLLIN):
+                    continue   # this thread was starved (an app held the GIL): what arrived meanwhile counts
                 return answered
         return answered
 
