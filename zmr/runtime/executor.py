@@ -220,7 +220,7 @@ class Executor(threading.Thread):
         for addr, owned in by_owner.items():
             self._pusher.end(addr, m.StreamEnd(job_id=assign.job_id, map_task=assign.task,
                                                attempt=assign.attempt, counts=owned))
-        self._pusher.drain(set(job.owners))
+        self._pusher.drain(lambda: job.owners, self._cancel.is_set)
 
     # ------------------------------------------------------------ reduce
 

@@ -9,6 +9,7 @@ mapper's kept copy, and the reducer pulls it back (push first, pull as the fallb
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from zmr.runtime import transport
 from zmr.runtime.security import Curve
 
 AckKey = tuple[str, int, int, int, int]  # (job, map task, attempt, partition, seq)
+_DRAIN_SLICE = 0.2   # seconds between looks at the owner table while waiting for acks
 
 
 @dataclass
@@ -75,13 +77,23 @@ class Pusher:
         if peer is not None:
             self._send(peer, encode(msg), time.monotonic() + self._ack_timeout)
 
-    def drain(self, owners: set[str]) -> None:
-        """Wait until every current owner acked what it was sent (or is given up); others are not waited for."""
+    def drain(self, owners: Callable[[], list[str]], cancelled: Callable[[], bool]) -> None:
+        """Wait until every current owner acked what it was sent (or is given up).
+
+        `owners` is read again every slice: an owner the coordinator has replaced (it died) is no longer
+        waited for, and neither is anything once the attempt is cancelled.
+        """
         deadline = time.monotonic() + self._ack_timeout
-        for addr, peer in self._peers.items():
-            while addr in owners and peer.unacked and not peer.failed:
-                if not self._await_acks(peer, deadline):
+        while not cancelled():
+            current = set(owners())
+            waiting = [p for a, p in self._peers.items() if a in current and p.unacked and not p.failed]
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                for peer in waiting:
                     peer.failed = True
+                return
+            self._await_acks(waiting[0], min(deadline, time.monotonic() + _DRAIN_SLICE))
 
     def close(self) -> None:
         for peer in self._peers.values():

@@ -164,6 +164,10 @@ class ReceiveStore:
             part = job.parts.get(partition) if job else None
             return _stat(job_id, partition, part or _Partition(Path()))
 
+    def job_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._jobs)
+
     def drop_job(self, job_id: str) -> None:
         with self._lock:
             self._ended_jobs.add(job_id)
@@ -223,11 +227,9 @@ class MapOutputStore:
             path = out.path
         return [_read(path, seg) for seg in segments]
 
-    def discard(self, job_id: str, map_task: int, attempt: int) -> None:
+    def job_ids(self) -> set[str]:
         with self._lock:
-            out = self._outputs.pop((job_id, map_task, attempt), None)
-        if out is not None:
-            out.path.unlink(missing_ok=True)
+            return {job_id for job_id, _, _ in self._outputs}
 
     def drop_job(self, job_id: str) -> None:
         with self._lock:

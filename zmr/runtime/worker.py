@@ -67,6 +67,7 @@ class Worker:
         self._jobs: dict[str, JobContext] = {}
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
         self._unsent: m.WorkerToCoord | None = None
+        self._sessions = 0
         self._registered = False
         self._heartbeat_interval = config.coordinator.heartbeat_interval
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
@@ -159,6 +160,9 @@ class Worker:
 
     def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
+        if self._sessions:
+            self._forget_jobs()   # registering again is a new life: the coordinator wrote off the old one
+        self._sessions += 1
         self._registered = False
         sock.poll(1000, zmq.POLLOUT)  # IMMEDIATE: a send before the connection is up would be dropped
         self._register(sock)
@@ -193,6 +197,15 @@ class Worker:
                     continue   # this thread was starved (an app held the GIL): what arrived meanwhile counts
                 return answered
         return answered
+
+    def _drop_job(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+        self._received.drop_job(job_id)
+        self._kept.drop_job(job_id)
+
+    def _forget_jobs(self) -> None:
+        for job_id in set(self._jobs) | self._received.job_ids() | self._kept.job_ids():
+            self._drop_job(job_id)
 
     def _parent_gone(self) -> bool:
         return self._parent_pid is not None and os.getppid() != self._parent_pid
@@ -239,6 +252,7 @@ class Worker:
                 transport.send(sock, encode(m.TaskRequest(worker_id=self.worker_id)))
         elif isinstance(msg, m.RegisterAgain):
             self._registered = False
+            self._forget_jobs()   # the coordinator wrote this worker off: its old life's data counts for nothing
             self._register(sock)
         elif isinstance(msg, m.Reject):
             self._log.error("rejected", reason=msg.reason)
@@ -254,7 +268,5 @@ class Worker:
         elif isinstance(msg, m.CancelTask):
             self._executor.cancel(msg.job_id, msg.kind, msg.task, msg.attempt)
         elif isinstance(msg, m.JobEnded):
-            self._jobs.pop(msg.job_id, None)
-            self._received.drop_job(msg.job_id)
-            self._kept.drop_job(msg.job_id)
+            self._drop_job(msg.job_id)
         # Ping needs nothing beyond having been heard
