@@ -27,6 +27,7 @@ import pytest
 
 from zmr.client import Client
 from zmr.core.partition import partition_of
+from zmr.protocol import messages as m
 from zmr.runtime.local import LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ GUTENBERG = REPO.parent / "shared" / "data" / "gutenberg"
 APPS = REPO / "apps"
 TEST_APPS = Path(__file__).resolve().parent / "apps"
 PROBE_APP = TEST_APPS / "probe.py"
+CRASH_APP = TEST_APPS / "crash.py"
 PROBE_PREFIX = "~probe:"
 
 FAST = {"coordinator.heartbeat_interval": "0.1"}   # quicker liveness, ticks and shutdown
@@ -143,8 +145,20 @@ def probe_counts(lines: Sequence[str]) -> dict[int, int]:
     for line in lines:
         if line.startswith(PROBE_PREFIX):
             key, value = line.split(" ", 1)
-            found[int(key[len(PROBE_PREFIX):])] = int(value)
+            found[int(key[len(PROBE_PREFIX):])] = int(value.split("@")[0])   # `count@pid` with tag=1
     return found
+
+
+def await_hold(markers: Path, partition: int, timeout: float = 60) -> dict[str, Any]:
+    """The probe app's `held-<partition>` record, once the reduce of that partition holds (option hold)."""
+    path = markers / f"held-{partition}"
+    found: dict[str, Any] = wait_until(lambda: path.exists() and json.loads(path.read_text()), timeout,
+                                       what=f"the reduce of partition {partition} to hold")
+    return found
+
+
+def release_hold(markers: Path, partition: int) -> None:
+    (markers / f"release-{partition}").touch()
 
 
 def probe_args(markers: Path | None = None, **options: Any) -> list[str]:
@@ -457,3 +471,120 @@ class Watcher(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=5)
+
+
+# ------------------------------------------------------------------ known engine bugs
+
+
+class KnownBug(AssertionError):
+    """The check that shows a known engine bug. Mark its test `xfail(strict=True, raises=KnownBug)`, so
+    that only this check failing counts as the expected failure; any other failure (the scenario was not
+    reached) still fails the test."""
+
+
+def check_known_bug(condition: object, message: str) -> None:
+    if not condition:
+        raise KnownBug(message)
+
+
+# ------------------------------------------------------------------ killing workers
+
+
+def worker_pid(worker_id: str) -> int:
+    """Worker ids are `w-<host>-<pid>-<random>`."""
+    return int(worker_id.rsplit("-", 2)[1])
+
+
+def worker_id_of(client: Client, pid: int) -> str:
+    return next(w.worker_id for w in client.status().workers if worker_pid(w.worker_id) == pid)
+
+
+def _victim_view(info: m.JobInfo, worker_id: str) -> list[tuple[str, int, str]]:
+    return sorted((t.kind, t.index, t.state) for t in info.tasks if t.worker == worker_id)
+
+
+def freeze_and_kill(c: Cluster, worker_id: str, job: str, settle: float = 0.2) -> m.JobInfo:
+    """SIGSTOP the worker, wait until what it reported before has landed, record the job, then SIGKILL it.
+
+    The record is the job as the coordinator saw it when the worker stopped: which tasks it was running
+    and which map output it had committed. Use a heartbeat liveness long enough (a few seconds) that the
+    coordinator does not declare the frozen worker dead before the record is taken.
+    """
+    assert c.client is not None
+    client = c.client
+    pid = worker_pid(worker_id)
+    assert pid in {p.pid for p in c.local.workers}, f"{worker_id} is not one of the cluster's workers"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(settle)
+        before = client.job(job)
+        while True:   # until two looks in a row agree on the frozen worker's tasks
+            time.sleep(settle)
+            now = client.job(job)
+            if _victim_view(now, worker_id) == _victim_view(before, worker_id):
+                break
+            before = now
+        assert worker_id in {w.worker_id for w in client.status().workers if w.state != "dead"}, \
+            "the frozen worker was declared dead before its last reports were recorded: raise the liveness"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    return now
+
+
+def necessary_reruns(before: m.JobInfo, victim: str) -> set[tuple[str, int]]:
+    """The tasks that must run again after `victim` dies, given the job just before it died.
+
+    Its running task; and, if it owned a partition whose reduce had not committed (so that partition moves
+    and its new owner needs every map's output), the maps it had committed: their kept output died with it.
+    Map output it only pushed to surviving owners is never made again, nor is any committed reduce.
+    """
+    assert len(before.partitions) == before.reduces_total, "partition owners are not all known yet"
+    states = {(t.kind, t.index): t.state for t in before.tasks}
+    running = {(t.kind, t.index) for t in before.tasks if t.worker == victim and t.state in ("running", "committing")}
+    owns_open = any(p.owner == victim and states[("reduce", p.partition)] != "done" for p in before.partitions)
+    kept = {(t.kind, t.index) for t in before.tasks if t.kind == "map" and t.worker == victim and t.state == "done"}
+    return running | (kept if owns_open else set())
+
+
+def assert_attempts(info: m.JobInfo, reruns: set[tuple[str, int]]) -> None:
+    """Every task in `reruns` ran exactly twice, every other task exactly once."""
+    wrong = {f"{t.kind}-{t.index}": t.attempts for t in info.tasks
+             if t.attempts != (2 if (t.kind, t.index) in reruns else 1)}
+    assert not wrong, (f"attempts beyond what the failure made necessary: {wrong}; "
+                       f"expected two attempts for {sorted(reruns)} and one for every other task")
+
+
+class Supervisor(threading.Thread):
+    """Restarts every worker of a cluster that exits (as `zmr cluster up` does), until stopped.
+
+    Use as a context manager around the job, so it is stopped before the cluster is.
+    """
+
+    def __init__(self, c: Cluster, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.cluster = c
+        self.interval = interval
+        self.exits: list[tuple[int, int, int | None]] = []   # (worker index, pid, exit code)
+        self._halt = threading.Event()
+
+    @property
+    def restarts(self) -> int:
+        return len(self.exits)
+
+    def run(self) -> None:
+        local = self.cluster.local
+        while not self._halt.is_set():
+            for i, proc in enumerate(list(local.workers)):
+                if proc.poll() is not None and not self._halt.is_set():
+                    self.exits.append((i, proc.pid, proc.returncode))
+                    local.workers[i] = local.start_worker(i)
+                    self.cluster.track()
+            self._halt.wait(self.interval)
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self.join(timeout=10)

@@ -2,13 +2,12 @@
 
 The probe app (tests/e2e/apps/probe.py) makes the check sharp: every map emits one `~probe:<r>` record
 per partition, so each partition's probe value must equal the number of map tasks, whoever ran them and
-however the partitions moved.
+however the partitions moved. Each victim is frozen and its job recorded just before the kill, so the
+tests also check that no task ran more often than the loss made necessary (see test_kill_points_e2e.py).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,19 +21,23 @@ from .conftest import (
     PROBE_APP,
     Cluster,
     SeqOracle,
+    assert_attempts,
+    freeze_and_kill,
+    necessary_reruns,
     probe_args,
     probe_counts,
     read_markers,
     read_output,
     wait_until,
     without_probes,
+    worker_id_of,
 )
 
 pytestmark = pytest.mark.e2e
 
-def _pid_of(worker_id: str) -> int:
-    """Worker ids are `w-<host>-<pid>-<random>`."""
-    return int(worker_id.rsplit("-", 2)[1])
+# No backup attempts (they would add attempts of their own); a frozen worker is declared dead only after
+# 2 s, long after `freeze_and_kill` has recorded what it did (see test_kill_points_e2e.py).
+KILL_SETTINGS = {"speculation__enabled": "false", "coordinator__heartbeat_liveness": "20"}
 
 
 def _submit(c: Cluster, gutenberg: Path, out: Path, markers: Path, n_reduce: int, **options: object) -> str:
@@ -43,17 +46,16 @@ def _submit(c: Cluster, gutenberg: Path, out: Path, markers: Path, n_reduce: int
                            args=probe_args(markers, probe_r=n_reduce, **options), split_size=150_000)
 
 
-def _kill_when(c: Cluster, choose: Callable[[], str]) -> str:
-    """Wait until `choose` names a worker, then SIGKILL it; returns its id."""
+def _kill_when(c: Cluster, job: str, choose: Callable[[], str]) -> tuple[str, m.JobInfo]:
+    """Wait until `choose` names a worker, then freeze, record and SIGKILL it (`freeze_and_kill`); returns
+    its id and the job as it was when the worker stopped."""
     worker_id = wait_until(choose, 60, interval=0.01, what="the moment to kill a worker")
-    pid = _pid_of(worker_id)
-    assert pid in {p.pid for p in c.local.workers}
-    os.kill(pid, signal.SIGKILL)
-    return worker_id
+    return worker_id, freeze_and_kill(c, worker_id, job)
 
 
-def _check_complete(client: Client, job: str, out: Path, n_reduce: int, victim: str, seq_oracle: SeqOracle,
-                    gutenberg: Path, word_count: list[str]) -> list[str]:
+def _check_complete(client: Client, job: str, out: Path, n_reduce: int, victim: str, before: m.JobInfo,
+                    seq_oracle: SeqOracle, gutenberg: Path, word_count: list[str]) -> list[str]:
+    """The reference output, each map counted once per partition, and no attempt beyond the necessary."""
     final = client.wait(job, timeout=120)
     lines = read_output(out, n_reduce, ignore_hidden=True)
     # every map's output was counted exactly once in every partition, whoever made or moved it
@@ -61,6 +63,7 @@ def _check_complete(client: Client, job: str, out: Path, n_reduce: int, victim: 
     assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg]) == word_count
     states = {w.worker_id: w.state for w in client.status().workers}
     assert states[victim] == "dead" and sum(s != "dead" for s in states.values()) == 2, states
+    assert_attempts(client.job(job), necessary_reruns(before, victim))
     return lines
 
 
@@ -83,8 +86,11 @@ def _map_phase(client: Client, job: str, n_reduce: int, want: Callable[[m.JobInf
 def test_mapper_killed_mid_job_the_job_still_completes(gutenberg: Path, tmp_path: Path, cluster,
                                                        seq_oracle: SeqOracle, gutenberg_word_count: list[str]
                                                        ) -> None:
-    """The victim owns no partition (R=2 on 3 workers), has committed maps and is running another one."""
-    c: Cluster = cluster(3)
+    """The victim owns no partition (R=2 on 3 workers), has committed maps and is running another one.
+
+    Its committed maps' output already reached the (surviving) owners: only its running map runs again.
+    """
+    c: Cluster = cluster(3, **KILL_SETTINGS)
     assert c.client is not None
     client = c.client
     markers, out = tmp_path / "markers", tmp_path / "out"
@@ -95,14 +101,18 @@ def test_mapper_killed_mid_job_the_job_still_completes(gutenberg: Path, tmp_path
         running = [t for t in info.tasks if t.kind == "map" and t.state == "running" and t.worker == worker]
         return worker not in owners and bool(running)
 
-    victim = _kill_when(c, _map_phase(client, job, 2, mapper_only))
-    _check_complete(client, job, out, 2, victim, seq_oracle, gutenberg, gutenberg_word_count)
+    victim, before = _kill_when(c, job, _map_phase(client, job, 2, mapper_only))
+    _check_complete(client, job, out, 2, victim, before, seq_oracle, gutenberg, gutenberg_word_count)
+    assert len(necessary_reruns(before, victim)) == 1
 
 
 def test_partition_owner_killed_after_maps_committed_the_job_still_completes(
         gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, gutenberg_word_count: list[str]) -> None:
-    """Kill one of 3 workers that owns partitions and has committed a map, once other workers committed some."""
-    c: Cluster = cluster(3)
+    """Kill one of 3 workers that owns partitions and has committed a map, once other workers committed some.
+
+    Its partitions move, so the maps it committed run again (their kept copies died with it); no other.
+    """
+    c: Cluster = cluster(3, **KILL_SETTINGS)
     assert c.client is not None
     client = c.client
     markers, out = tmp_path / "markers", tmp_path / "out"
@@ -113,36 +123,39 @@ def test_partition_owner_killed_after_maps_committed_the_job_still_completes(
         committers = {t.worker for t in info.tasks if t.kind == "map" and t.state == "done"}
         return worker in owners and len(committers) >= 2
 
-    victim = _kill_when(c, _map_phase(client, job, 6, owner_among_others))
-    _check_complete(client, job, out, 6, victim, seq_oracle, gutenberg, gutenberg_word_count)
+    victim, before = _kill_when(c, job, _map_phase(client, job, 6, owner_among_others))
+    _check_complete(client, job, out, 6, victim, before, seq_oracle, gutenberg, gutenberg_word_count)
+    assert any(kind == "map" for kind, _ in necessary_reruns(before, victim))
 
 
-def _kill_a_running_reducer(c: Cluster, gutenberg: Path, tmp_path: Path) -> tuple[str, str, Path]:
+def _kill_a_running_reducer(c: Cluster, gutenberg: Path, tmp_path: Path) -> tuple[str, str, Path, m.JobInfo]:
     """Slow reduces (the probe key sleeps); SIGKILL the worker of the first reduce the app sees running."""
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = _submit(c, gutenberg, out, markers, 6, reduce_sleep=0.8)
+    job = _submit(c, gutenberg, out, markers, 6, reduce_sleep=1.5)
     pid = wait_until(lambda: next((r["pid"] for r in read_markers(markers) if r["kind"] == "reduce"), None), 60,
                      interval=0.01, what="a reduce to run")
     assert c.client is not None
-    victim = next(w.worker_id for w in c.client.status().workers if _pid_of(w.worker_id) == pid)
+    victim = worker_id_of(c.client, pid)
     assert c.client.job(job).state == "running"
-    os.kill(pid, signal.SIGKILL)
-    return job, victim, out
+    before = freeze_and_kill(c, victim, job)
+    assert any(t.kind == "reduce" and t.state == "running" and t.worker == victim for t in before.tasks)
+    return job, victim, out, before
 
 
 def test_reducer_killed_mid_reduce_the_job_still_completes(gutenberg: Path, tmp_path: Path, cluster,
                                                            seq_oracle: SeqOracle, gutenberg_word_count: list[str]
                                                            ) -> None:
-    c: Cluster = cluster(3)
-    job, victim, out = _kill_a_running_reducer(c, gutenberg, tmp_path)
+    """Its reduce runs again elsewhere, and so do the maps it committed (its partitions move); no other task."""
+    c: Cluster = cluster(3, **KILL_SETTINGS)
+    job, victim, out, before = _kill_a_running_reducer(c, gutenberg, tmp_path)
     assert c.client is not None
-    _check_complete(c.client, job, out, 6, victim, seq_oracle, gutenberg, gutenberg_word_count)
+    _check_complete(c.client, job, out, 6, victim, before, seq_oracle, gutenberg, gutenberg_word_count)
 
 
 def test_a_killed_reducer_leaves_no_temporary_file_in_the_output(gutenberg: Path, tmp_path: Path, cluster) -> None:
-    c: Cluster = cluster(3)
-    job, _, out = _kill_a_running_reducer(c, gutenberg, tmp_path)
+    c: Cluster = cluster(3, **KILL_SETTINGS)
+    job, _, out, _ = _kill_a_running_reducer(c, gutenberg, tmp_path)
     assert c.client is not None
     c.client.wait(job, timeout=120)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

@@ -3,10 +3,21 @@
 Job arguments are `key=value` strings:
   markers=DIR      write one JSON marker file per map attempt and per probed reduce into DIR
   map_sleep=S      sleep S seconds at the start of every map
+  slow_once=T:S    the first map attempt of a file whose name contains T sleeps S seconds (instead of
+                   map_sleep); later attempts of that file do not (needs `markers`)
+  slow_pid=P:S     the first map attempt that runs in process P sleeps S seconds (instead of map_sleep);
+                   no other does (needs `markers`)
   reduce_sleep=S   sleep S seconds in the reduce of every probe key
   probe_r=R        every map also emits the key `~probe:<r>` with value "1" for r in range(R); the
                    partition function sends `~probe:<r>` to partition r, so with R == n_reduce each reduce
                    task sees exactly one probe key, and its output value is the number of committed maps
+  hold=R[,R...]    the first reduce of `~probe:<R>`, for each R listed, blocks after writing the marker
+                   file `held-<R>` (no .json) with its pid, until a file `release-<R>` appears in the
+                   markers folder (at most 120 s); later attempts do not block. '~' sorts after ASCII
+                   letters, so the probe key is the last key of its partition but for non-ASCII words:
+                   the reduce has written (nearly) every other line of its temporary output file by then
+                   (needs `markers`)
+  tag=1            a probe key's output value is `<count>@<pid>`: which process wrote that mr-out file
 
 The word count part is the same as apps/wc.py (maximal runs of `str.isalpha` characters, case kept), so
 without probe keys the output equals `zmr seq --app apps/wc.py`. Self-contained apart from zmr itself, which
@@ -50,13 +61,46 @@ def _mark(folder: str | None, name: str, record: dict[str, object]) -> None:
     os.replace(tmp, os.path.join(folder, name))
 
 
+def _first(folder: str | None, name: str) -> bool:
+    """True for exactly one caller over the whole job: whoever creates the file first."""
+    if not folder:
+        return False
+    try:
+        os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _map_sleep(filename: str, opts: dict[str, str]) -> float:
+    if "slow_once" in opts:
+        text, seconds = opts["slow_once"].rsplit(":", 1)
+        if text in filename and _first(opts.get("markers"), "slowed"):
+            return float(seconds)
+    if "slow_pid" in opts:
+        pid, seconds = opts["slow_pid"].split(":", 1)
+        if int(pid) == os.getpid() and _first(opts.get("markers"), "slowed"):
+            return float(seconds)
+    return float(opts.get("map_sleep", 0))
+
+
+def _hold(folder: str, partition: int) -> None:
+    tmp = os.path.join(folder, f".held-{partition}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"partition": partition, "pid": os.getpid(), "time": time.time()}, f)
+    os.replace(tmp, os.path.join(folder, f"held-{partition}"))
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(folder, f"release-{partition}")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def map(filename: str, contents: str, args: Sequence[str] = (), first_line: int = 1) -> Iterator[tuple[str, str]]:
     opts = _options(args)
     name = f"map-{os.getpid()}-{secrets.token_hex(6)}.json"
     record: dict[str, object] = {"kind": "map", "file": filename, "first_line": first_line, "pid": os.getpid(),
                                  "start": time.time(), "end": None}
     _mark(opts.get("markers"), name, record)
-    time.sleep(float(opts.get("map_sleep", 0)))
+    time.sleep(_map_sleep(filename, opts))
     for word, count in Counter(words(contents)).items():
         yield word, str(count)
     for r in range(int(opts.get("probe_r", 0))):
@@ -78,6 +122,11 @@ def reduce(key: str, values: Iterable[str], args: Sequence[str] = ()) -> str:
                                      "start": time.time(), "end": None}
         _mark(opts.get("markers"), name, record)
         time.sleep(float(opts.get("reduce_sleep", 0)))
+        folder, partition = opts.get("markers"), key[len(PROBE):]
+        if folder and partition in opts.get("hold", "").split(",") and _first(folder, f"holding-{partition}"):
+            _hold(folder, int(partition))
+        if opts.get("tag") == "1":
+            total = f"{total}@{os.getpid()}"
         record["end"] = time.time()
         _mark(opts.get("markers"), name, record)
     return total
