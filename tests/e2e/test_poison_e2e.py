@@ -1,0 +1,76 @@
+"""A poison record: one key whose reduce always raises. Its job fails, cleanly; the cluster goes on.
+
+The poison app (tests/e2e/apps/poison.py) raises in the reduce of one key and leaves a marker file each
+time that reduce is reached, so the number of attempts is counted by the app itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zmr.core.partition import partition_of
+from zmr.errors import JobFailed
+
+from .conftest import APPS, TEST_APPS, Cluster, SeqOracle, Watcher, read_output
+
+pytestmark = pytest.mark.e2e
+
+POISON_APP = TEST_APPS / "poison.py"
+MAX_ATTEMPTS = 3
+POISON_R = 4
+
+
+def test_a_poisoned_reduce_fails_its_job_alone_with_the_traceback_and_no_output(
+        gutenberg: Path, tmp_path: Path, cluster, run_zmr, seq_oracle: SeqOracle) -> None:
+    c: Cluster = cluster(2, retry__max_attempts=str(MAX_ATTEMPTS), retry__base="0.2", retry__cap="1")
+    assert c.client is not None
+    client = c.client
+    markers, out = tmp_path / "markers", tmp_path / "poisoned"
+    markers.mkdir()
+    watcher = Watcher(c.processes(), out)
+    watcher.start()
+    try:
+        poisoned = client.submit(str(POISON_APP), [str(gutenberg)], str(out), n_reduce=POISON_R,
+                                 args=[f"markers={markers}", "key=Holmes"])
+        alongside = client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "alongside"), n_reduce=3)
+        with pytest.raises(JobFailed) as failed:
+            client.wait(poisoned, timeout=60)
+    finally:
+        watcher.stop()
+
+    # the reason names the task and carries the app's exception and traceback, into the app's own code
+    partition = partition_of("Holmes", POISON_R)
+    reason = failed.value.reason
+    assert failed.value.job_id == poisoned
+    assert f"reduce-{partition} failed {MAX_ATTEMPTS} times" in reason, reason
+    assert "PoisonError: zmr-e2e-poison on key 'Holmes'" in reason, reason
+    assert "Traceback (most recent call last)" in reason and "poison.py" in reason, reason
+    assert "_swallow_poison" in reason, reason
+
+    # the failing reduce ran exactly max_attempts times, counted by the app and by the coordinator
+    assert len(list(markers.glob("poison-*.json"))) == MAX_ATTEMPTS
+    info = client.job(poisoned)
+    assert info.state == "failed"
+    assert [t.attempts for t in info.tasks if (t.kind, t.index) == ("reduce", partition)] == [MAX_ATTEMPTS]
+
+    # the partial output it had committed is gone: no mr-out-*, no _SUCCESS, no temporary file
+    assert {n for n in watcher.names if n.startswith("mr-out-")}, "no partition committed before the failure"
+    assert sorted(p.name for p in out.iterdir()) == []
+
+    # zmr status shows the error
+    status = run_zmr("status", poisoned, "--coordinator", c.address)
+    assert status.returncode == 0, str(status)
+    assert f"job {poisoned}: failed" in status.stdout, status.stdout
+    assert "error:" in status.stdout and "PoisonError: zmr-e2e-poison on key 'Holmes'" in status.stdout, \
+        status.stdout
+    assert "Traceback (most recent call last)" in status.stdout, status.stdout
+
+    # the job that ran alongside it, and one submitted after it, succeed on the same cluster
+    client.wait(alongside, timeout=60)
+    assert read_output(tmp_path / "alongside", 3) == seq_oracle(APPS / "wc.py", [gutenberg])
+    after = client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "after"), n_reduce=2)
+    client.wait(after, timeout=60)
+    assert read_output(tmp_path / "after", 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert sorted(p.name for p in out.iterdir()) == [], "the failed job's output came back"
