@@ -17,9 +17,10 @@ from typing import Any
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.errors import JobFailed, ZmrError
-from zmr.log import configure_logging
+from zmr.log import configure_logging, get_logger
 from zmr.progress import ProgressLine, format_status, format_summary
 from zmr.protocol.messages import JobInfo, JobSpec
+from zmr.runtime import security
 from zmr.runtime.local import LocalCluster
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -160,6 +161,8 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 def cmd_cluster_up(ns: argparse.Namespace) -> int:
     config = _load(ns, {"cluster.workers": ns.workers, "security.insecure": ns.insecure or None})
+    security.check_bind(config.coordinator.bind, bool(config.security.keys_dir), config.security.insecure,
+                        get_logger(role="cluster"))
     stopped = threading.Event()
     _stop_on_signals(stopped.set)
     overrides = {**_set_overrides(ns), **({"security.insecure": "true"} if ns.insecure else {})}

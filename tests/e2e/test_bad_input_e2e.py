@@ -172,11 +172,19 @@ def _attack_with_misuse(c: Cluster, siege: Siege, job: str) -> None:
         for _ in range(3):
             impostor.send_msg(m.TaskFailed(worker_id=victim.worker, job_id=job, task=victim.index,
                                            attempt=victim.attempts, kind="app", error="forged by an impostor"))
-        siege.impostor_received = impostor.replies(1.0)
+        deadline = time.monotonic() + 10
+        while len(siege.impostor_received) < 3 and time.monotonic() < deadline:
+            siege.impostor_received += impostor.replies(0.5)
     # a worker the coordinator never met
     with Peer(c.address, b"stranger") as stranger:
         stranger.send_msg(m.Heartbeat(worker_id="w-never-registered"))
         siege.stranger_received = stranger.replies(5.0, until=m.RegisterAgain)
+
+
+def _pulled(peer: Peer) -> bool:
+    """Does the data socket still answer this peer? (Its answer also proves the garbage before it arrived.)"""
+    peer.send_msg(m.PullRequest(job_id="job-9999", map_task=0, attempt=1, partition=0))
+    return any(isinstance(r, m.PullEnd) for r in peer.replies(10, until=m.PullEnd))
 
 
 def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
@@ -191,9 +199,11 @@ def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
         with Peer(addr, (tag + name).encode()) as peer:
             for _ in range(REPEAT):
                 peer.send(frames)
-            time.sleep(0.01)
+            siege.served_after_garbage[tag + name] = _pulled(peer)
     with Peer(addr, (tag + "oversize").encode()) as peer:
         peer.send([VERSION_FRAME, b"\x00" * (DATA_LIMIT + 1)])
+        time.sleep(0.3)
+        siege.served_after_garbage[tag + "oversize"] = _pulled(peer)
     kinds = _flood_kinds()
     with Peer(addr, (tag + "flood").encode()) as peer:
         for i in range(FLOOD):
@@ -325,9 +335,17 @@ def test_an_impostor_and_an_unknown_worker_are_told_to_register(siege: Siege) ->
 
 @pytest.mark.parametrize("index", [0, 1])
 @pytest.mark.parametrize("name", [*_garbage(DATA_LIMIT), "batch-ack", "pull-end", "flood"])
-def test_each_garbage_peer_of_a_data_socket_is_logged_once(siege: Siege, index: int, name: str) -> None:
+def test_each_garbage_peer_of_a_data_socket_is_logged_once_and_still_served(siege: Siege, index: int,
+                                                                          name: str) -> None:
     lines = siege.bad(f"w{index}-{name}", "bad_data_message", siege.worker_logs[index])
     assert len(lines) == 1, lines
+    if name != "flood":
+        assert siege.served_after_garbage[f"w{index}-{name}"], f"{name} got no pull answer after its garbage"
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_an_oversized_batch_costs_only_its_connection(siege: Siege, index: int) -> None:
+    assert siege.served_after_garbage[f"w{index}-oversize"]
 
 
 @pytest.mark.parametrize("index", [0, 1])

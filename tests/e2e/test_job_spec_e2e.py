@@ -98,11 +98,6 @@ def test_the_coordinator_refuses_output_in_the_way_and_the_queue_is_untouched(
     assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [gutenberg])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/runtime/coordinator.py _drain calls outputs.prepare_output_dir(spec.output_dir, spec.overwrite) "
-    "before the scheduler validates the spec (scheduler._spec_problem, in _on_submit): with overwrite set, "
-    "a spec that is then refused (n_reduce < 1, no input, no app) has already deleted the directory's "
-    "mr-out-* and _SUCCESS. Fix: check the spec (e.g. expose _spec_problem) before touching the output"))
 @pytest.mark.parametrize("flaw", ["n_reduce=0", "no splits", "no app"])
 def test_a_refused_spec_never_touches_the_output_directory(flaw: str, gutenberg: Path, tmp_path: Path,
                                                            cluster) -> None:

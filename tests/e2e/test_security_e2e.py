@@ -205,11 +205,6 @@ def test_keys_in_the_wrong_role_are_dropped(secure: SecureCluster, keys: Path, g
     assert any("from a peer in role 'client'" in r.get("error", "") for r in dropped), dropped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/runtime/coordinator.py _drain: the role check raises ProtocolError after "
-    "recv_router_role returned, so the exception carries no .peer; _bad_message then files every "
-    "wrong-role peer under b'' (logged as peer=''), and since b'' is remembered after the first one, "
-    "every later wrong-role peer is never logged at all"))
 def test_each_peer_in_a_wrong_role_is_logged_once_under_its_own_identity(secure: SecureCluster, keys: Path) -> None:
     peers = [Peer(secure.address, f"wrong-role-{i}".encode(), curve=_curve(keys, name))
              for i, name in enumerate(["client", "worker", "client"])]
@@ -393,12 +388,6 @@ def test_cluster_up_on_a_reachable_address_needs_keys_or_insecure(tmp_path: Path
     assert result.leftovers == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/cli.py cmd_cluster_up starts LocalCluster without checking the bind first; the coordinator "
-    "child refuses it (security.check_bind) and exits, and the launcher only reports 'the coordinator "
-    "exited at start; see <log>': the reason (CURVE keys or --insecure) is only in the child's log. "
-    "Fix: call security.check_bind(config.coordinator.bind, bool(keys_dir), insecure, log) in "
-    "cmd_cluster_up before starting anything"))
 def test_cluster_up_refusing_a_reachable_address_says_why(tmp_path: Path, zmr_cli) -> None:
     proc, tmpdir = _cluster_up(zmr_cli, f"tcp://0.0.0.0:{_free_port()}")
     refused = zmr_cli.finish(proc, tmpdir, timeout=60)
@@ -429,11 +418,6 @@ def test_keys_init_makes_owner_only_secrets_and_never_overwrites(tmp_path: Path,
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/runtime/security.py init_keys: the only guard is `(folder / 'coordinator.key_secret').exists()`; "
-    "the key directory of a client or worker host has no coordinator secret (only coordinator.key and its "
-    "own pair), so zmq.auth.create_certificates overwrites its client.key_secret or worker.key_secret and "
-    "coordinator.key without a word"))
 @pytest.mark.parametrize("role", ["client", "worker"])
 def test_keys_init_never_overwrites_the_keys_of_a_client_or_worker_host(role: str, keys: Path, tmp_path: Path,
                                                                          run_zmr) -> None:

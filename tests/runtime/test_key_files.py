@@ -46,11 +46,6 @@ def test_a_missing_secret_is_a_clear_config_error(tmp_path: Path) -> None:
         Keyring.load(str(folder)).pair("client")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/runtime/security.py init_keys: zmq.auth.create_certificates writes each *.key_secret with the "
-    "process umask (0644 under the usual 022) and only afterwards os.chmod(secret_file, 0o600) runs: until "
-    "then, and for good if init is interrupted in between, the secret key is readable by every local user. "
-    "Fix: create the files under os.umask(0o077) (or in a directory made 0700 first)"))
 def test_a_secret_key_is_never_readable_by_others_not_even_briefly(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     exposed: dict[str, str] = {}

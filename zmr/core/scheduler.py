@@ -157,7 +157,7 @@ class Scheduler:
     # ------------------------------------------------------------ clients
 
     def _on_submit(self, peer: bytes, spec: m.JobSpec) -> None:
-        problem = _spec_problem(spec) or (
+        problem = spec_problem(spec) or (
             f"output directory {spec.output_dir} is in use by a running job"
             if self.output_dir_busy(spec.output_dir) else "")
         if problem:
@@ -706,7 +706,7 @@ class Scheduler:
         self._out.append(Log(event, level, fields))
 
 
-def _spec_problem(spec: m.JobSpec) -> str:
+def spec_problem(spec: m.JobSpec) -> str:
     """Why a job spec cannot be queued, or '' if it can."""
     if spec.n_reduce < 1:
         return f"n_reduce must be at least 1, got {spec.n_reduce}"

@@ -17,7 +17,17 @@ from typing import Any, get_args
 import zmq
 
 from zmr.config import Config
-from zmr.core.scheduler import ConnectionsAlive, JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import (
+    ConnectionsAlive,
+    JobFinished,
+    Log,
+    Received,
+    Scheduler,
+    SchedulerParams,
+    Send,
+    Tick,
+    spec_problem,
+)
 from zmr.core.state import JobState
 from zmr.errors import ClusterError, ProtocolError
 from zmr.log import get_logger
@@ -120,11 +130,14 @@ class Coordinator:
                 else:
                     peer, role, msg, _ = transport.recv_router_role(sock, self._decoder)
                     if role != _ROLE_OF.get(type(msg)):
-                        raise ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
+                        wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
+                        wrong.peer = peer  # type: ignore[attr-defined]
+                        raise wrong
             except ProtocolError as exc:
                 self._bad_message(getattr(exc, "peer", b""), str(exc))
                 continue
-            if isinstance(msg, m.SubmitJob) and not self.scheduler.output_dir_busy(msg.spec.output_dir):
+            if (isinstance(msg, m.SubmitJob) and not spec_problem(msg.spec)
+                    and not self.scheduler.output_dir_busy(msg.spec.output_dir)):
                 problem = outputs.prepare_output_dir(msg.spec.output_dir, msg.spec.overwrite)
                 if problem:
                     transport.send(sock, encode(m.ErrorReply(message=problem)), peer)

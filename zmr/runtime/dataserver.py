@@ -54,7 +54,9 @@ class DataServer(threading.Thread):
                 if self._check_role:   # fail closed: only peers the ZAP handler named workers
                     peer, role, msg, payload = transport.recv_router_role(self._sock, self._decoder)
                     if role != WORKER:
-                        raise ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
+                        wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
+                        wrong.peer = peer  # type: ignore[attr-defined]
+                        raise wrong
                 else:
                     peer, msg, payload = transport.recv_router(self._sock, self._decoder, copy=False)
             except ProtocolError as exc:

@@ -101,17 +101,23 @@ def _read_pair(path: Path) -> tuple[bytes, bytes | None]:
 def init_keys(keys_dir: str) -> list[Path]:
     """Create the coordinator, client and worker key pairs; secret files are readable by the owner only."""
     folder = Path(keys_dir)
-    if (folder / "coordinator.key_secret").exists():
-        raise ConfigError(f"{folder} already holds keys; remove it first to make new ones")
+    existing = sorted(folder.glob("*.key")) + sorted(folder.glob("*.key_secret"))
+    if existing:
+        raise ConfigError(f"{folder} already holds keys ({existing[0].name}); remove them first to make new ones")
     for sub in ("clients", "workers"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     made = []
-    for name in ("coordinator", CLIENT, WORKER):
-        public_file, secret_file = zmq.auth.create_certificates(str(folder), name)
-        os.chmod(secret_file, 0o600)
-        made += [Path(public_file), Path(secret_file)]
-        if name != "coordinator":
-            shutil.copy(public_file, folder / f"{name}s" / f"{name}.key")
+    old_umask = os.umask(0o077)   # secret files are never readable by others, not even for a moment
+    try:
+        for name in ("coordinator", CLIENT, WORKER):
+            public_file, secret_file = zmq.auth.create_certificates(str(folder), name)
+            os.chmod(public_file, 0o644)
+            made += [Path(public_file), Path(secret_file)]
+            if name != "coordinator":
+                shutil.copy(public_file, folder / f"{name}s" / f"{name}.key")
+                os.chmod(folder / f"{name}s" / f"{name}.key", 0o644)
+    finally:
+        os.umask(old_umask)
     return made
 
 
