@@ -108,7 +108,8 @@ def test_a_worker_frozen_mid_map_is_replaced_and_does_no_harm_when_it_wakes(
     try:
         info = client.wait(job, timeout=60)
         took = time.monotonic() - frozen_at
-        assert {w.worker_id: w.state for w in client.status().workers}[victim] == "dead"
+        wait_until(lambda: {w.worker_id: w.state for w in client.status().workers}[victim] == "dead", 30,
+                   what=f"{victim} to be declared dead")
         detail = client.job(job)
         assert not [t for t in detail.tasks if t.worker == victim], "a task of the frozen worker counted"
         _check_probe_output(out, info, gutenberg, seq_oracle)
