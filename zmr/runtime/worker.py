@@ -172,7 +172,7 @@ class Worker:
         liveness_timeout = self._heartbeat_interval * self.config.coordinator.heartbeat_liveness
         heard = time.monotonic()
         answered = False
-        next_beat = time.monotonic()
+        next_beat = time.monotonic() + self._heartbeat_interval   # Register went out just above
         while not self._stop.is_set():
             if self._parent_gone():
                 self._stop.set()
@@ -245,6 +245,8 @@ class Worker:
 
     def _handle(self, sock: zmq.Socket[Any], msg: Any) -> None:
         if isinstance(msg, m.Welcome):
+            if self._registered:
+                return   # a duplicate: one Welcome per registration asks for one task
             self._registered = True
             self._heartbeat_interval = msg.heartbeat_interval
             self._log.info("registered")
