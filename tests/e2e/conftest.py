@@ -35,6 +35,9 @@ GUTENBERG = REPO.parent / "shared" / "data" / "gutenberg"
 APPS = REPO / "apps"
 TEST_APPS = Path(__file__).resolve().parent / "apps"
 PROBE_APP = TEST_APPS / "probe.py"
+# Kill tests: no backup attempts (they would add attempts of their own); a frozen worker is declared dead
+# only long after `freeze_and_kill` has recorded what it did.
+KILL_SETTINGS = {"speculation__enabled": "false", "coordinator__heartbeat_liveness": "20"}
 CRASH_APP = TEST_APPS / "crash.py"
 PROBE_PREFIX = "~probe:"
 

@@ -18,6 +18,7 @@ from zmr.protocol import messages as m
 
 from .conftest import (
     APPS,
+    KILL_SETTINGS,
     PROBE_APP,
     Cluster,
     SeqOracle,
@@ -35,9 +36,6 @@ from .conftest import (
 
 pytestmark = pytest.mark.e2e
 
-# No backup attempts (they would add attempts of their own); a frozen worker is declared dead only after
-# 2 s, long after `freeze_and_kill` has recorded what it did (see test_kill_points_e2e.py).
-KILL_SETTINGS = {"speculation__enabled": "false", "coordinator__heartbeat_liveness": "20"}
 
 
 def _submit(c: Cluster, gutenberg: Path, out: Path, markers: Path, n_reduce: int, **options: object) -> str:

@@ -26,6 +26,7 @@ from zmr.protocol import messages as m
 
 from .conftest import (
     APPS,
+    KILL_SETTINGS,
     PROBE_APP,
     Cluster,
     SeqOracle,
@@ -46,15 +47,12 @@ from .conftest import (
 
 pytestmark = pytest.mark.e2e
 
-# No backup attempts (they would add attempts of their own); a frozen worker is declared dead only after
-# 2 s, long after `freeze_and_kill` has recorded what it did.
-SETTINGS = {"speculation__enabled": "false", "coordinator__heartbeat_liveness": "20"}
 ONE_MAP_PER_BOOK = 1 << 30
 
 
 def _start(cluster, gutenberg: Path, tmp_path: Path, n_reduce: int, **options: object
            ) -> tuple[Cluster, str, Path, Path]:
-    c: Cluster = cluster(3, **SETTINGS)
+    c: Cluster = cluster(3, **KILL_SETTINGS)
     assert c.client is not None
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
