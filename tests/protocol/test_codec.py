@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from zmr.errors import ProtocolError
 from zmr.protocol import messages as m
 from zmr.protocol.codec import VERSION_FRAME, Decoder, coordinator_decoder, data_decoder, encode, peer_decoder
+from zmr.protocol.messages import PROTOCOL_VERSION
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 LIMIT = 1 << 20
@@ -37,6 +38,8 @@ def values_of(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.one_of([values_of(u) for u in t.types])
     if isinstance(t, mi.LiteralType):
         return st.sampled_from(t.values)
+    if isinstance(t, mi.TupleType):
+        return st.tuples(*[values_of(item) for item in t.item_types])
     simple: dict[type, st.SearchStrategy[Any]] = {
         mi.IntType: st.integers(-(2**63), 2**64 - 1), mi.FloatType: st.floats(allow_nan=False),
         mi.StrType: st.text(max_size=12), mi.BytesType: st.binary(max_size=12), mi.BoolType: st.booleans(),
@@ -132,7 +135,7 @@ BATCH = m.Batch(job_id="j", map_task=0, attempt=1, partition=0, seq=0, n_records
     pytest.param(coordinator_decoder(LIMIT), [], id="no frames"),
     pytest.param(coordinator_decoder(LIMIT), GOOD[:1], id="one frame"),
     pytest.param(coordinator_decoder(LIMIT), [*GOOD, b"", b""], id="four frames"),
-    pytest.param(coordinator_decoder(LIMIT), [b"ZMR\x02", GOOD[1]], id="another version"),
+    pytest.param(coordinator_decoder(LIMIT), [b"ZMR" + bytes([PROTOCOL_VERSION + 1]), GOOD[1]], id="another version"),
     pytest.param(coordinator_decoder(LIMIT), [b"ZMQ\x01", GOOD[1]], id="another protocol"),
     pytest.param(coordinator_decoder(LIMIT), [b"", GOOD[1]], id="empty version frame"),
     pytest.param(coordinator_decoder(8), GOOD, id="oversized"),

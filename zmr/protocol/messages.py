@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
@@ -87,6 +87,16 @@ class PartitionInfo(msgspec.Struct, frozen=True, array_like=True):
     last_batch: float | None
 
 
+class TimelinePoint(msgspec.Struct, frozen=True, array_like=True):
+    """One sample of a job's life: live leases and progress at wall-clock time `t`."""
+
+    t: float
+    leases: int
+    maps_done: int
+    reduces_done: int
+    bytes_shuffled: int
+
+
 class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     job_id: str
     app_name: str
@@ -104,6 +114,8 @@ class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     error: str = ""
     tasks: list[TaskInfo] = []
     partitions: list[PartitionInfo] = []
+    leases: int = 0
+    timeline: list[TimelinePoint] = []
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -112,6 +124,7 @@ class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
     state: str
     last_heartbeat: float
     task: str
+    leases: int = 0
 
 
 class StatusReply(_Msg, frozen=True):
@@ -123,12 +136,31 @@ class StatusReply(_Msg, frozen=True):
 # ---------------------------------------------------------------- worker -> coordinator
 
 
+class Holding(msgspec.Struct, frozen=True, array_like=True):
+    """What a worker still holds of one job: kept map output and partitions it received batches for."""
+
+    job_id: str
+    maps: list[tuple[int, int]] = []       # (map task, attempt) whose kept output is here
+    partitions: list[int] = []
+
+
+class RunningAttempt(msgspec.Struct, frozen=True, array_like=True):
+    job_id: str
+    kind: str
+    task: int
+    attempt: int
+
+
 class Register(_Msg, frozen=True):
+    """Joins the cluster, or comes back to a restarted coordinator with what survived."""
+
     worker_id: str
     data_addr: str
     python: str
     pid: int
     host: str
+    holdings: list[Holding] = []
+    running: RunningAttempt | None = None
 
 
 class PartitionStat(msgspec.Struct, frozen=True, array_like=True):
@@ -142,6 +174,13 @@ class PartitionStat(msgspec.Struct, frozen=True, array_like=True):
     last_batch: float
 
 
+class LeaseStat(msgspec.Struct, frozen=True, array_like=True):
+    """How many leased resources (received partitions, kept partitions of map output) a job holds here."""
+
+    job_id: str
+    leases: int
+
+
 class Heartbeat(_Msg, frozen=True):
     """Liveness plus progress: libzmq answers pings by itself, so only this proves the worker works."""
 
@@ -149,6 +188,7 @@ class Heartbeat(_Msg, frozen=True):
     task: str = ""
     progress: int = 0
     partitions: list[PartitionStat] = []
+    leases: list[LeaseStat] = []
 
 
 class TaskRequest(_Msg, frozen=True):
@@ -218,7 +258,10 @@ class RegisterAgain(_Msg, frozen=True):
 
 
 class Ping(_Msg, frozen=True):
-    pass
+    """Proves the coordinator alive and renews the leases of `jobs` on this worker for `lease_ttl` s."""
+
+    jobs: list[str] = []
+    lease_ttl: float = 0.0
 
 
 class JobSetup(_Msg, frozen=True):
@@ -233,6 +276,7 @@ class JobSetup(_Msg, frozen=True):
     push: bool
     batch_bytes: int
     window_bytes: int
+    lease_ttl: float = 30.0
 
 
 class OwnersUpdate(_Msg, frozen=True):
@@ -279,9 +323,16 @@ class CancelTask(_Msg, frozen=True):
 
 
 class JobEnded(_Msg, frozen=True):
-    """The job is over: the worker drops everything it holds for it."""
+    """The job is over (or not this worker's any more): it drops everything it holds for it."""
 
     job_id: str
+
+
+class ReleasePartitions(_Msg, frozen=True):
+    """These partitions are committed: their received batches and kept map output are garbage now."""
+
+    job_id: str
+    partitions: list[int]
 
 
 # ---------------------------------------------------------------- worker <-> worker (data plane)
@@ -347,7 +398,7 @@ ToCoordinator = ClientToCoord | WorkerToCoord
 CoordToClient = JobAccepted | ErrorReply | StatusReply
 CoordToWorker = (
     Welcome | Reject | RegisterAgain | Ping | JobSetup | OwnersUpdate | AssignMap | AssignReduce
-    | CommitDecision | CancelTask | JobEnded
+    | CommitDecision | CancelTask | JobEnded | ReleasePartitions
 )
 FromCoordinator = CoordToClient | CoordToWorker
 DataMessage = Batch | StreamEnd | BatchAck | PullRequest | PullEnd
