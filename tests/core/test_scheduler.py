@@ -346,14 +346,37 @@ def test_with_every_worker_gone_the_job_waits_for_a_new_one() -> None:
     assert sim.finished == {job: JobState.SUCCEEDED}
 
 
-def test_a_live_worker_registering_again_loses_its_task() -> None:
+def test_a_live_worker_registering_again_without_its_task_loses_only_the_task() -> None:
     sim = sim_with("w1", "w2")
     job = sim.submit(n_splits=2, n_reduce=1)
     actions = sim.send("w2", m.Register(worker_id="w2", data_addr=addr(sim, "w2"), python="3.11", pid=2,
                                         host="h"))
-    assert [log.fields["why"] for log in logged(actions, "worker_lost")] == ["registered again"]
+    assert logged(actions, "worker_lost") == []
+    assert [log.fields["why"] for log in logged(actions, "attempt_lost")] == ["the worker no longer runs it"]
     assert sim.task(job, MAP, 1).worker_losses == 1
     assert sim.worker_state("w2").alive
+
+
+def test_a_live_worker_registering_again_with_its_task_keeps_it() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    running = m.RunningAttempt(job_id=job, kind=MAP, task=1, attempt=1)
+    actions = sim.send("w2", m.Register(worker_id="w2", data_addr=addr(sim, "w2"), python="3.11", pid=2,
+                                        host="h", running=running))
+    assert logged(actions, "attempt_lost") == [] and logged(actions, "worker_lost") == []
+    assert sim.task(job, MAP, 1).running.keys() == {1}
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+def test_a_new_life_of_a_worker_drops_what_its_old_life_held() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    holding = m.Holding(job_id=job, maps=[(1, 1)], partitions=[0])
+    actions = sim.send("w2", m.Register(worker_id="w2", data_addr="tcp://127.0.0.1:1", python="3.11", pid=9,
+                                        host="h", holdings=[holding]))
+    assert [log.fields["why"] for log in logged(actions, "worker_lost")] == ["registered again"]
+    assert m.JobEnded(job_id=job) in [a.msg for a in actions if isinstance(a, Send)]
 
 
 # ---------------------------------------------------------------- failing tasks
@@ -649,7 +672,7 @@ def test_a_tick_pings_live_workers_only() -> None:
     s.handle(Received(b"p2", m.Heartbeat(worker_id="w2")), 2.9)
     actions = s.handle(Tick(), 3.0)
     check_invariants(s)
-    assert [a for a in actions if isinstance(a, Send)] == [Send(b"p2", m.Ping())]
+    assert [a for a in actions if isinstance(a, Send)] == [Send(b"p2", m.Ping(jobs=[], lease_ttl=30.0))]
     assert [w.alive for w in s.workers.values()] == [False, True]
 
 

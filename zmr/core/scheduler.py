@@ -10,11 +10,14 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from zmr.core.state import MAP, REDUCE, Attempt, Job, JobState, Task, TaskState, Worker
+from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 
 # ---------------------------------------------------------------- events and actions
@@ -72,7 +75,14 @@ class Log:
     fields: dict[str, Any]
 
 
-Action = Send | JobFinished | Log
+@dataclass(frozen=True)
+class Journal:
+    """A state change to make durable before any Send of the same batch of actions goes out."""
+
+    record: j.Record
+
+
+Action = Send | JobFinished | Log | Journal
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,9 @@ class SchedulerParams:
     speculation: bool = True       # backup attempts for stragglers near the end of a phase
     slow_factor: float = 3.0       # ... running this many times longer than the phase's median task
     min_elapsed: float = 2.0       # ... and at least this many seconds
+    lease_ttl: float = 30.0        # a worker drops a job's data if its leases are not renewed within this
+    recovery_grace: float = 10.0   # after a restart, how long workers named in the journal have to come back
+    timeline_points: int = 2000    # samples kept per job (older ones are thinned)
 
     def retry_delay(self, failures: int) -> float:
         return float(min(self.retry_cap, self.retry_base * 2 ** max(0, failures - 1)))
@@ -109,7 +122,9 @@ class Scheduler:
         self._ready_reduces: dict[str, dict[tuple[str, int], None]] = {}   # owner -> (job, partition)
         self._backoff: list[tuple[float, str, str, int]] = []               # (not_before, job, kind, index)
         self._liveness: list[tuple[float, str]] = []                        # (deadline, worker)
-        self._job_numbers = itertools.count(params.first_job_number)
+        self._next_job = params.first_job_number
+        self.archived: dict[str, m.JobInfo] = {}    # ended jobs recovered from a compacted journal
+        self._draining: list[Job] = []               # ended jobs whose workers still report leases
         self._out: list[Action] = []
         self._now = 0.0
 
@@ -154,6 +169,143 @@ class Scheduler:
             return None
         return worker
 
+    # ------------------------------------------------------------ durability
+
+    def recover(self, records: Iterable[j.Record], now: float) -> list[Action]:
+        """Rebuild the state a journal describes; call once, before the first event.
+
+        Queued and ended jobs come back as they were. A running job keeps its committed tasks, its
+        partition owners and its attempt numbers; what was running is ready again. Every worker the
+        journal names as holding something is awaited for `recovery_grace`: if it registers again it
+        keeps what it still holds, otherwise it is lost like any other worker and its work is redone.
+        """
+        self._now, self._out = now, []
+        addrs: dict[str, str] = {}
+        for record in records:
+            self._apply(record, addrs)
+        timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
+        for job in self._running_jobs():
+            awaited = set(job.owners)
+            for task in job.maps:
+                if task.state is TaskState.DONE:
+                    awaited.add(task.committed_worker or "")
+                else:
+                    task.state = TaskState.READY
+                    job.ready_maps.append(task.index)
+            for task in job.reduces:
+                if task.state is TaskState.COMMITTING:
+                    awaited.add(task.granted_worker or "")
+                elif task.state is not TaskState.DONE:
+                    task.state = TaskState.WAITING
+                    if job.maps_done == len(job.maps):
+                        self._make_ready(job, task)
+            for worker_id in sorted(awaited - {""} - set(self.workers)):
+                worker = Worker(worker_id, b"", addrs.get(worker_id, ""),
+                                last_seen=now + self.params.recovery_grace - timeout)
+                self.workers[worker_id] = worker
+                self._push_liveness(worker)
+        self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self._next_job,
+                  running=len(self._running_jobs()), awaited_workers=len(self.workers))
+        return self._out
+
+    def _apply(self, rec: j.Record, addrs: dict[str, str]) -> None:
+        if isinstance(rec, j.Header):
+            self._next_job = max(self._next_job, rec.next_job)
+        elif isinstance(rec, j.WorkerJoined):
+            addrs[rec.worker_id] = rec.data_addr
+        elif isinstance(rec, j.JobSubmitted):
+            self._new_job(rec.job_id, rec.number, rec.spec, rec.submitted)
+        elif isinstance(rec, j.EndedJob):
+            self.archived[rec.info.job_id] = rec.info
+            self._next_job = max(self._next_job, rec.number + 1)
+        else:
+            job = self.jobs.get(rec.job_id)
+            if job is not None:
+                self._apply_to_job(job, rec)
+
+    def _apply_to_job(self, job: Job, rec: j.Record) -> None:
+        if isinstance(rec, j.JobStarted):
+            job.state, job.started, job.owners = JobState.RUNNING, rec.started, list(rec.owners)
+        elif isinstance(rec, j.OwnersMoved):
+            job.owners, job.owners_epoch = list(rec.owners), rec.epoch
+        elif isinstance(rec, j.JobEnded):
+            job.state, job.error, job.finished = JobState(rec.state), rec.error, rec.finished
+        elif isinstance(rec, j.TaskAssigned | j.MapCommitted | j.MapUncommitted | j.CommitGranted
+                        | j.CommitRevoked | j.ReduceCommitted):
+            kind = rec.kind if isinstance(rec, j.TaskAssigned) else (
+                MAP if isinstance(rec, j.MapCommitted | j.MapUncommitted) else REDUCE)
+            task = job.task(kind, rec.task)
+            if task is not None:
+                self._apply_to_task(job, task, rec)
+
+    @staticmethod
+    def _apply_to_task(job: Job, task: Task, rec: j.Record) -> None:
+        if isinstance(rec, j.TaskAssigned):
+            task.attempts_made = max(task.attempts_made, rec.attempt)
+        elif isinstance(rec, j.MapCommitted) and task.state is not TaskState.DONE:
+            task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
+            task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
+            job.maps_done += 1
+        elif isinstance(rec, j.MapUncommitted) and task.state is TaskState.DONE:
+            task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
+            job.maps_done -= 1
+        elif isinstance(rec, j.CommitGranted) and task.state is not TaskState.DONE:
+            task.state, task.committing, task.granted_worker = TaskState.COMMITTING, rec.attempt, rec.worker_id
+        elif isinstance(rec, j.CommitRevoked) and task.state is TaskState.COMMITTING:
+            task.state, task.committing, task.granted_worker = TaskState.WAITING, None, None
+        elif isinstance(rec, j.ReduceCommitted) and task.state is not TaskState.DONE:
+            task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
+            task.committing, task.records_out, task.finished = rec.attempt, rec.records_out, rec.finished
+            job.reduces_done += 1
+
+    def snapshot(self) -> list[j.Record]:
+        """The journal's records rewritten as few as possible; ended jobs keep only their final status."""
+        out: list[j.Record] = [j.Header(version=j.JOURNAL_VERSION, next_job=self._next_job)]
+        live = [job for job in self.jobs.values() if not job.state.ended]
+        named = {w for job in live for w in job.owners} | {
+            w for job in live for t in itertools.chain(job.maps, job.reduces)
+            for w in (t.committed_worker, t.granted_worker) if w}
+        out += [j.WorkerJoined(worker_id=w.id, data_addr=w.data_addr) for w in self.workers.values()
+                if w.id in named]
+        out += [j.EndedJob(number=_job_number(info.job_id), info=info) for info in self.archived.values()]
+        for job in self.jobs.values():
+            if job.state.ended:
+                out.append(j.EndedJob(number=job.number, info=self._job_info(job, detail=True)))
+            else:
+                out += self._job_records(job)
+        return out
+
+    def _job_records(self, job: Job) -> list[j.Record]:
+        out: list[j.Record] = [j.JobSubmitted(job_id=job.id, number=job.number, spec=job.spec,
+                                              submitted=job.submitted)]
+        if job.state is JobState.QUEUED:
+            return out
+        out.append(j.JobStarted(job_id=job.id, started=job.started or job.submitted, owners=list(job.owners)))
+        out.append(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
+        for task in itertools.chain(job.maps, job.reduces):
+            if task.attempts_made:
+                worker = task.committed_worker or ""
+                out.append(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index,
+                                          attempt=task.attempts_made, worker_id=worker))
+            if task.state is TaskState.DONE and task.kind == MAP:
+                out.append(j.MapCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
+                                          worker_id=task.committed_worker or "", records_out=task.records_out,
+                                          bytes_out=task.bytes_out, finished=task.finished or 0.0))
+            elif task.state is TaskState.DONE:
+                out.append(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
+                                             worker_id=task.committed_worker or "",
+                                             records_out=task.records_out, finished=task.finished or 0.0))
+            elif task.committing is not None:
+                out.append(j.CommitGranted(job_id=job.id, task=task.index, attempt=task.committing,
+                                           worker_id=task.granted_worker or ""))
+        return out
+
+    def archive_ended(self) -> None:
+        """Keep only the final status of ended jobs whose leases are gone (frees their app and inputs)."""
+        for job in [job for job in self.jobs.values() if job.state.ended and job not in self._draining]:
+            self.archived[job.id] = self._job_info(job, detail=True)
+            del self.jobs[job.id]
+
     # ------------------------------------------------------------ clients
 
     def _on_submit(self, peer: bytes, spec: m.JobSpec) -> None:
@@ -163,15 +315,25 @@ class Scheduler:
         if problem:
             self._send(peer, m.ErrorReply(message=problem))
             return
-        job = Job(id=f"job-{next(self._job_numbers):04d}", spec=spec, submitted=self._now)
-        job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(spec.splits))]
-        job.reduces = [Task(REDUCE, r, TaskState.WAITING) for r in range(spec.n_reduce)]
-        self.jobs[job.id] = job
+        number = self._next_job
+        job = self._new_job(f"job-{number:04d}", number, spec, self._now)
+        self._journal(j.JobSubmitted(job_id=job.id, number=number, spec=spec, submitted=self._now))
         self._send(peer, m.JobAccepted(job_id=job.id))
         self._log("job_submitted", "info", job=job.id, maps=len(job.maps), reduces=spec.n_reduce)
         self._start_queued_jobs()
 
+    def _new_job(self, job_id: str, number: int, spec: m.JobSpec, submitted: float) -> Job:
+        self._next_job = max(self._next_job, number + 1)
+        job = Job(id=job_id, spec=spec, submitted=submitted, number=number)
+        job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(spec.splits))]
+        job.reduces = [Task(REDUCE, r, TaskState.WAITING) for r in range(spec.n_reduce)]
+        self.jobs[job.id] = job
+        return job
+
     def _on_cancel(self, peer: bytes, job_id: str) -> None:
+        if job_id in self.archived:
+            self._send(peer, self.status(job_id))
+            return
         job = self.jobs.get(job_id)
         if job is None:
             self._send(peer, m.ErrorReply(message=f"no job {job_id}"))
@@ -188,19 +350,91 @@ class Scheduler:
                                       f"the cluster needs {self.params.python}"))
             return
         old = self.workers.get(msg.worker_id)
+        if old is not None and old.alive and old.data_addr == msg.data_addr:
+            self._readopt(old, peer, msg)
+            return
         if old is not None and old.alive:
             self._lose_worker(old, "registered again")
         for job in self.jobs.values():   # a new life: it gets every job's setup afresh
             job.set_up_on.discard(msg.worker_id)
+        for holding in msg.holdings:    # and nothing it held before counts
+            self._send(peer, m.JobEnded(job_id=holding.job_id))
+        if msg.running is not None:
+            r = msg.running
+            self._send(peer, m.CancelTask(job_id=r.job_id, task=r.task, attempt=r.attempt, kind=r.kind))
         worker = Worker(msg.worker_id, peer, msg.data_addr, self._now)
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
         self._push_liveness(worker)
+        self._journal(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr))
         self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
         self._log("worker_joined", "info", worker=worker.id, addr=msg.data_addr, pid=msg.pid, host=msg.host)
         self._start_queued_jobs()
         for job in self._running_jobs():
             self._replan(job)
+            self._set_up_owners(job)
+
+    def _readopt(self, worker: Worker, peer: bytes, msg: m.Register) -> None:
+        """A live worker registers again: after a coordinator restart, or over a new connection.
+
+        It is the same process with the same data, so whatever it still holds is reused: committed map
+        output it kept, partitions it received, even the task it is running. Committed work it no longer
+        holds is made again; jobs this coordinator does not run any more are dropped on the worker.
+        """
+        if worker.peer != peer:
+            self._by_peer.pop(worker.peer, None)
+            worker.peer = peer
+            self._by_peer[peer] = worker.id
+        worker.last_seen = self._now
+        held = {h.job_id: h for h in msg.holdings}
+        for holding in msg.holdings:
+            job = self.jobs.get(holding.job_id)
+            if job is None or job.state is not JobState.RUNNING:
+                self._send(peer, m.JobEnded(job_id=holding.job_id))
+        for job in self._running_jobs():
+            kept = set(map(tuple, held[job.id].maps)) if job.id in held else set()
+            for task in job.maps:
+                if (task.state is TaskState.DONE and task.committed_worker == worker.id
+                        and (task.index, task.committed) not in kept):
+                    self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
+                    self._uncommit_map(job, task)
+            if job.id in held or worker.id in job.owners:
+                self._set_up(job, worker)
+        self._readopt_running(worker, msg.running)
+        self._drop_orphan_grants(worker)
+        self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
+        self._log("worker_back", "info", worker=worker.id, jobs=len(held), pid=msg.pid)
+        self._start_queued_jobs()
+
+    def _readopt_running(self, worker: Worker, running: m.RunningAttempt | None) -> None:
+        """Keep the attempt the worker says it runs if it may still count; cancel it otherwise."""
+        mine = (running.job_id, running.kind, running.task, running.attempt) if running else None
+        if worker.current is not None and worker.current != mine:
+            self._abandon_current(worker, "the worker no longer runs it")
+        if running is None or worker.current == mine:
+            return
+        job = self.jobs.get(running.job_id)
+        task = job.task(running.kind, running.task) if job else None
+        usable = (job is not None and task is not None and job.state is JobState.RUNNING
+                  and task.state in (TaskState.READY, TaskState.RUNNING, TaskState.COMMITTING)
+                  and running.attempt <= task.attempts_made and running.attempt not in task.running
+                  and (task.committing is None or task.committing == running.attempt))
+        if not usable or job is None or task is None:
+            self._send(worker.peer, m.CancelTask(job_id=running.job_id, task=running.task,
+                                                 attempt=running.attempt, kind=running.kind))
+            return
+        self._idle.pop(worker.id, None)
+        task.running[running.attempt] = Attempt(worker.id, self._now, self._now)
+        task.started = task.started or self._now
+        worker.current = mine
+        if task.committing == running.attempt:   # it was granted the rename: say so again
+            task.state = TaskState.COMMITTING
+            self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=running.attempt,
+                                                     ok=True))
+        else:
+            task.state = TaskState.RUNNING
+        self._log("attempt_readopted", "info", job=job.id, task=task.label, attempt=running.attempt,
+                  worker=worker.id)
 
     def _on_heartbeat(self, worker: Worker, msg: m.Heartbeat) -> None:
         for stat in msg.partitions:
@@ -209,6 +443,7 @@ class Scheduler:
                     and job.owners[stat.partition] == worker.id
                     and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
                 job.partition_stats[stat.partition] = stat
+        worker.leases = {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0}
         attempt = self._current_attempt(worker)
         if attempt is not None and msg.progress != attempt.progress:
             attempt.progress = msg.progress
@@ -231,9 +466,12 @@ class Scheduler:
         task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt, worker.id
         task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
         job.maps_done += 1
+        self._journal(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
+                                     records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
         self._cancel_other_attempts(job, task)
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
                   worker=worker.id)
+        self._sample(job)
         if job.maps_done == len(job.maps):
             for reduce in job.reduces:
                 if reduce.state is TaskState.WAITING:
@@ -250,6 +488,9 @@ class Scheduler:
         elif ok:
             self._record_duration(job, task, msg.attempt)
             task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
+            task.granted_worker = worker.id
+            self._journal(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt,
+                                          worker_id=worker.id))
             if msg.received is not None and msg.received.partition == task.index:
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
         self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
@@ -268,9 +509,16 @@ class Scheduler:
         task.state, task.committed, task.finished = TaskState.DONE, msg.attempt, self._now
         task.committed_worker = worker.id
         job.reduces_done += 1
+        self._journal(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
+                                        records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
+        release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
+        for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
+            if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
+                self._send(self.workers[worker_id].peer, release)
         self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
                   worker=worker.id)
+        self._sample(job)
         if job.reduces_done == len(job.reduces):
             self._end_job(job, JobState.SUCCEEDED, "")
 
@@ -282,7 +530,7 @@ class Scheduler:
         job, task = found
         self._finish_attempt(worker, task, msg.attempt)
         if task.committing == msg.attempt:   # it failed after its commit was granted (e.g. the rename)
-            task.committing, task.state = None, TaskState.RUNNING   # a backup, if any, may commit now
+            self._revoke_grant(job, task)   # a backup, if any, may commit now
         self._log("task_failed", "warning", job=job.id, task=task.label, attempt=msg.attempt,
                   worker=worker.id, kind=msg.kind, error=msg.error)
         if msg.kind == "missing_data":
@@ -327,9 +575,17 @@ class Scheduler:
             task = job.task(kind, index) if job else None
             if job and task and job.state is JobState.RUNNING and task.state is TaskState.READY:
                 self._enqueue(job, task)
+        renew: dict[str, list[str]] = {}
+        for job in self._running_jobs():
+            for worker_id in job.set_up_on:
+                renew.setdefault(worker_id, []).append(job.id)
+            self._sample(job)
+        for job in self._draining:
+            self._sample(job)
         for worker in self.workers.values():
-            if worker.alive:
-                self._send(worker.peer, m.Ping())
+            if worker.alive and worker.peer:
+                self._send(worker.peer, m.Ping(jobs=sorted(renew.get(worker.id, [])),
+                                               lease_ttl=self.params.lease_ttl))
         self._dispatch()
         self._speculate()
 
@@ -366,6 +622,7 @@ class Scheduler:
         self._log("worker_lost", "warning", worker=worker.id, why=why)
         if worker.current is not None:
             self._abandon_current(worker, f"worker lost: {why}")
+        self._drop_orphan_grants(worker)
         for job in self._running_jobs():
             self._replan(job)
 
@@ -379,8 +636,7 @@ class Scheduler:
             return
         del task.running[number]
         if task.committing == number:
-            task.committing = None
-            task.state = TaskState.RUNNING
+            self._revoke_grant(job, task)
         self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
                   why=why)
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
@@ -390,6 +646,22 @@ class Scheduler:
             self._end_job(job, JobState.FAILED, f"{task.label} lost its worker {task.worker_losses} times")
             return
         self._requeue(job, task)
+
+    def _drop_orphan_grants(self, worker: Worker) -> None:
+        """A reduce granted to this worker before a restart, which it no longer runs, must run again.
+
+        Its output may already be in place; running again replaces it atomically with the same records.
+        """
+        for job in self._running_jobs():
+            for task in job.reduces:
+                if (task.state is TaskState.COMMITTING and task.granted_worker == worker.id
+                        and task.committing not in task.running):
+                    self._revoke_grant(job, task)
+                    self._requeue(job, task)
+
+    def _revoke_grant(self, job: Job, task: Task) -> None:
+        task.committing, task.granted_worker, task.state = None, None, TaskState.RUNNING
+        self._journal(j.CommitRevoked(job_id=job.id, task=task.index))
 
     def _replan(self, job: Job) -> None:
         """Move partitions off dead owners; map output the new owners cannot pull is made again."""
@@ -411,11 +683,13 @@ class Scheduler:
         if not moved:
             return
         job.owners_epoch += 1
+        self._journal(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
         update = m.OwnersUpdate(job_id=job.id, owners=self._owner_addrs(job), owners_epoch=job.owners_epoch)
         for worker_id in job.set_up_on:
             worker = self.workers[worker_id]
             if worker.alive:
                 self._send(worker.peer, update)
+        self._set_up_owners(job)
         for task in job.maps:
             if task.state is TaskState.DONE and task.committed_worker not in load:
                 self._uncommit_map(job, task)
@@ -423,6 +697,7 @@ class Scheduler:
     def _uncommit_map(self, job: Job, task: Task) -> None:
         task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
         job.maps_done -= 1
+        self._journal(j.MapUncommitted(job_id=job.id, task=task.index))
         for reduce in job.reduces:
             if reduce.state is TaskState.READY:
                 self._unready_reduce(job, reduce)
@@ -496,9 +771,9 @@ class Scheduler:
         while queue:
             job_id, partition = next(iter(queue))
             del queue[(job_id, partition)]
-            job = self.jobs[job_id]
-            task = job.reduces[partition]
-            if job.state is JobState.RUNNING and task.state is TaskState.READY and not task.running:
+            job = self.jobs.get(job_id)
+            task = job.reduces[partition] if job else None
+            if job and task and job.state is JobState.RUNNING and task.state is TaskState.READY and not task.running:
                 self._assign(worker, job, task)
                 return
 
@@ -510,9 +785,9 @@ class Scheduler:
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
         worker.current = (job.id, task.kind, task.index, number)
-        if worker.id not in job.set_up_on:
-            job.set_up_on.add(worker.id)
-            self._send(worker.peer, self._job_setup(job))
+        self._journal(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
+                                     worker_id=worker.id))
+        self._set_up(job, worker)
         if task.kind == MAP:
             msg: m.FromCoordinator = m.AssignMap(job_id=job.id, task=task.index, attempt=number,
                                                  split=job.spec.splits[task.index])
@@ -574,21 +849,38 @@ class Scheduler:
         return [j for j in self.jobs.values() if j.state is JobState.RUNNING]
 
     def _start_queued_jobs(self) -> None:
-        alive = sorted(w.id for w in self.workers.values() if w.alive)
+        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer)
         if not alive:
             return
         for job in self.jobs.values():
             if job.state is JobState.QUEUED:
                 job.state, job.started = JobState.RUNNING, self._now
                 job.owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
+                self._journal(j.JobStarted(job_id=job.id, started=self._now, owners=list(job.owners)))
                 job.ready_maps.extend(range(len(job.maps)))
                 self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
+                self._set_up_owners(job)
+                self._sample(job)
                 if not job.maps:
                     for reduce in job.reduces:
                         self._make_ready(job, reduce)
 
+    def _set_up(self, job: Job, worker: Worker) -> None:
+        """Send the job (and so a lease on its data) to a worker once per worker life."""
+        if worker.id not in job.set_up_on and worker.alive and worker.peer:
+            job.set_up_on.add(worker.id)
+            self._send(worker.peer, self._job_setup(job))
+
+    def _set_up_owners(self, job: Job) -> None:
+        """Owners get the job before any mapper pushes to them, so they only ever store leased data."""
+        for owner in sorted(set(job.owners)):
+            worker = self.workers.get(owner)
+            if worker is not None:
+                self._set_up(job, worker)
+
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
         job.state, job.error, job.finished = state, error, self._now
+        self._journal(j.JobEnded(job_id=job.id, state=state.value, error=error, finished=self._now))
         for task in itertools.chain(job.maps, job.reduces):
             for number, attempt in list(task.running.items()):
                 worker = self.workers.get(attempt.worker)
@@ -602,6 +894,7 @@ class Scheduler:
             if worker.alive:
                 self._send(worker.peer, m.JobEnded(job_id=job.id))
         self._out.append(JobFinished(job.id, state, job.spec.output_dir, job.spec.n_reduce))
+        self._draining.append(job)
         level = "info" if state is JobState.SUCCEEDED else "error"
         self._log("job_" + state.value, level, job=job.id, error=error.splitlines()[0] if error else "")
 
@@ -618,10 +911,11 @@ class Scheduler:
         return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
                           n_reduce=job.spec.n_reduce, owners=self._owner_addrs(job),
                           owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
-                          window_bytes=p.window_bytes)
+                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl)
 
     def _owner_addrs(self, job: Job) -> list[str]:
-        return [self.workers[w].data_addr if self.workers[w].alive else "" for w in job.owners]
+        return [self.workers[w].data_addr if w in self.workers and self.workers[w].alive else ""
+                for w in job.owners]
 
     def _sources(self, job: Job) -> list[m.MapSource]:
         sources = []
@@ -648,9 +942,9 @@ class Scheduler:
             self._log("stale_report", "info", worker=worker.id, job=job_id, task=f"{kind}-{index}",
                       attempt=number)
             return None
-        job = self.jobs[job_id]
-        task = job.task(kind, index)
-        if task is None or number not in task.running or job.state is not JobState.RUNNING:
+        job = self.jobs.get(job_id)
+        task = job.task(kind, index) if job else None
+        if job is None or task is None or number not in task.running or job.state is not JobState.RUNNING:
             worker.current = None
             return None
         return job, task
@@ -666,20 +960,45 @@ class Scheduler:
         return any(j.spec.output_dir == output_dir and not j.state.ended for j in self.jobs.values())
 
     def status(self, job_id: str | None) -> m.StatusReply | m.ErrorReply:
-        if job_id is not None and job_id not in self.jobs:
+        if job_id is not None and job_id not in self.jobs and job_id not in self.archived:
             return m.ErrorReply(message=f"no job {job_id}")
-        jobs = [self._job_info(j, detail=job_id is not None) for j in self.jobs.values()
-                if job_id is None or j.id == job_id]
+        if job_id is not None:
+            jobs = [self.archived[job_id] if job_id in self.archived else self._job_info(self.jobs[job_id], True)]
+        else:
+            brief = [msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[])
+                     for info in self.archived.values()]
+            jobs = brief + [self._job_info(job, detail=False) for job in self.jobs.values()]
         workers = [m.WorkerInfo(worker_id=w.id, data_addr=w.data_addr, state=self._worker_state(w),
                                 last_heartbeat=w.last_seen,
-                                task=f"{w.current[0]}/{w.current[1]}-{w.current[2]}" if w.current else "")
+                                task=f"{w.current[0]}/{w.current[1]}-{w.current[2]}" if w.current else "",
+                                leases=sum(w.leases.values()) if w.alive else 0)
                    for w in self.workers.values()]
         return m.StatusReply(now=self._now, jobs=jobs, workers=workers)
 
     def _worker_state(self, worker: Worker) -> str:
         if not worker.alive:
             return "dead"
+        if not worker.peer:
+            return "awaited"   # named in the journal, not back since the coordinator restarted
         return "busy" if worker.current else "idle"
+
+    def job_leases(self, job: Job) -> int:
+        """Leased resources the job's live workers last reported holding."""
+        return sum(w.leases.get(job.id, 0) for w in self.workers.values() if w.alive)
+
+    def _sample(self, job: Job) -> None:
+        """Add a timeline point if anything changed; an ended job is followed until its leases are gone."""
+        point = m.TimelinePoint(t=self._now, leases=self.job_leases(job), maps_done=job.maps_done,
+                                reduces_done=job.reduces_done, bytes_shuffled=job.bytes_shuffled)
+        last = job.timeline[-1] if job.timeline else None
+        if last is None or (last.leases, last.maps_done, last.reduces_done, last.bytes_shuffled) != (
+                point.leases, point.maps_done, point.reduces_done, point.bytes_shuffled):
+            job.timeline.append(point)
+            if len(job.timeline) > self.params.timeline_points:   # keep the ends, thin the middle
+                job.timeline[1:-1] = job.timeline[1:-1:2]
+        if job.state.ended and (point.leases == 0 or self._now > (job.finished or 0) + self.params.lease_ttl):
+            if job in self._draining:
+                self._draining.remove(job)
 
     def _job_info(self, job: Job, detail: bool) -> m.JobInfo:
         tasks = [m.TaskInfo(kind=t.kind, index=t.index, state=t.state.value, attempts=t.attempts_made,
@@ -695,15 +1014,24 @@ class Scheduler:
                          maps_done=job.maps_done, maps_total=len(job.maps), reduces_done=job.reduces_done,
                          reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
                          records_out=job.records_out, output_dir=job.spec.output_dir, error=job.error,
-                         tasks=tasks, partitions=parts)
+                         tasks=tasks, partitions=parts, leases=self.job_leases(job),
+                         timeline=list(job.timeline) if detail else [])
 
     # ------------------------------------------------------------ output helpers
 
     def _send(self, peer: bytes, msg: m.FromCoordinator) -> None:
         self._out.append(Send(peer, msg))
 
+    def _journal(self, record: j.Record) -> None:
+        self._out.append(Journal(record))
+
     def _log(self, event: str, level: str, **fields: Any) -> None:
         self._out.append(Log(event, level, fields))
+
+
+def _job_number(job_id: str) -> int:
+    digits = job_id.rpartition("-")[2]
+    return int(digits) if digits.isdigit() else 0
 
 
 def spec_problem(spec: m.JobSpec) -> str:

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from zmr.protocol.messages import JobSpec, PartitionStat
+from zmr.protocol.messages import JobSpec, PartitionStat, TimelinePoint
 
 
 class TaskState(StrEnum):
@@ -52,6 +52,7 @@ class Task:
     committed: int | None = None          # the attempt whose output counts
     committed_worker: str | None = None   # where a committed map's output lives
     committing: int | None = None         # a reduce attempt granted the rename
+    granted_worker: str | None = None     # ... and the worker running it
     app_failures: int = 0
     worker_losses: int = 0
     not_before: float = 0.0
@@ -84,6 +85,8 @@ class Job:
     error: str = ""
     partition_stats: dict[int, PartitionStat] = field(default_factory=dict)
     durations: dict[str, list[float]] = field(default_factory=dict)   # kind -> sorted committed durations
+    number: int = 0
+    timeline: list[TimelinePoint] = field(default_factory=list)
 
     @property
     def bytes_shuffled(self) -> int:
@@ -107,3 +110,4 @@ class Worker:
     last_seen: float
     alive: bool = True
     current: tuple[str, str, int, int] | None = None   # (job, kind, index, attempt)
+    leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
