@@ -1,4 +1,4 @@
-"""Command line: `zmr` (run, submit, status, cancel, seq, cluster up), `zmr-coord` and `zmr-worker`.
+"""Command line: `zmr` (run, submit, status, report, cancel, seq, cluster up), `zmr-coord` and `zmr-worker`.
 
 Every command builds one Config from --config, ZMR_* environment and its flags (flags win), and turns
 zmr's own errors into a one-line message and a non-zero exit code instead of a traceback.
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from zmr import report
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.errors import JobFailed, ZmrError
@@ -74,7 +75,7 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
     return str(ns.coordinator or config.worker.coordinator)
 
 
-# ------------------------------------------------------------------ zmr run / submit / status / cancel / seq
+# ------------------------------------------------------------------ zmr run / submit / status / report / cancel / seq
 
 
 def _job_spec(ns: argparse.Namespace, config: Config) -> JobSpec:
@@ -128,6 +129,29 @@ def cmd_status(ns: argparse.Namespace) -> int:
     with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
         print(format_status(client.status(ns.job_id), detail=ns.job_id is not None))
     return EXIT_OK
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    if ns.plot:
+        try:
+            report.check_plotting()
+        except report.PlotUnavailable as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+    config = _load(ns)
+    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
+        info = client.job(ns.job_id)
+    if ns.plot:
+        print(report.plot_timeline(info, ns.plot))
+    else:
+        print(report.format_timeline(info))
+    return EXIT_OK
+
+
+def _plot_file(value: str) -> str:
+    if not value.lower().endswith(report.PLOT_SUFFIXES):
+        raise argparse.ArgumentTypeError(f"must end in .png or .svg: {value!r}")
+    return value
 
 
 def cmd_cancel(ns: argparse.Namespace) -> int:
@@ -185,7 +209,8 @@ def cmd_cluster_up(ns: argparse.Namespace) -> int:
 def cmd_coord(ns: argparse.Namespace) -> int:
     from zmr.runtime.coordinator import Coordinator
 
-    config = _load(ns, {"coordinator.bind": ns.bind, "security.insecure": ns.insecure or None})
+    config = _load(ns, {"coordinator.bind": ns.bind, "coordinator.state_dir": ns.state_dir,
+                        "security.insecure": ns.insecure or None})
     coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
     _stop_on_signals(coordinator.stop)
     coordinator.run()
@@ -225,6 +250,8 @@ def cmd_keys_init(ns: argparse.Namespace) -> int:
 
 def _coord_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind", help="control endpoint (default tcp://127.0.0.1:5555)")
+    p.add_argument("--state-dir", help="journal directory: a coordinator restarted with the same one recovers "
+                   "every job (default: none, state is in memory only)")
     p.add_argument("--endpoint-file", help=argparse.SUPPRESS)
     _insecure_flag(p)
     p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
@@ -265,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
     _config_flags(p)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="one job's timeline of live leases and progress, as a table or a plot")
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--plot", metavar="FILE", type=_plot_file, help="draw it to FILE (.png or .svg; needs matplotlib)")
+    p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
+    _config_flags(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("cancel", help="cancel a job: stop its tasks and remove its partial output")
     p.add_argument("job_id", metavar="JOB_ID")

@@ -16,7 +16,7 @@ import zmq
 
 from zmr.apps import App, load_app, ship_app
 from zmr.core.splits import plan_splits
-from zmr.errors import ClusterError, JobFailed, JobSpecError, ProtocolError
+from zmr.errors import ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError
 from zmr.inputs import expand_inputs
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
@@ -98,11 +98,25 @@ class Client:
         raise ClusterError(_error_text(reply))
 
     def wait(self, job_id: str, poll: float = 0.2, timeout: float | None = None,
-             on_progress: Callable[[m.JobInfo], None] | None = None) -> m.JobInfo:
-        """Block until the job ends; returns its final state or raises JobFailed with the reason."""
+             on_progress: Callable[[m.JobInfo], None] | None = None, patience: float = 120.0) -> m.JobInfo:
+        """Block until the job ends; returns its final state or raises JobFailed with the reason.
+
+        Rides through a coordinator restart: unanswered status requests are retried until the
+        coordinator has been silent for `patience` seconds (a restarted one recovers the job from its journal).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        silent_since: float | None = None
         while True:
-            info = self.job(job_id)
+            try:
+                info = self.job(job_id)
+                silent_since = None
+            except NoAnswer:
+                now = time.monotonic()
+                silent_since = silent_since or now
+                if now - silent_since > patience or (deadline is not None and now > deadline):
+                    raise
+                time.sleep(poll)
+                continue
             if on_progress is not None:
                 on_progress(info)
             if info.state == "succeeded":
@@ -133,7 +147,7 @@ class Client:
                 return reply
         self._sock.close(linger=0)
         self._sock = None
-        raise ClusterError(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s")
+        raise NoAnswer(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s")
 
 
 def _display_name(spec: str) -> str:

@@ -117,6 +117,23 @@ class CoordinatorConfig(_Section):
     max_message_bytes: int = _setting(
         16 * MiB, "Largest control-plane message accepted; larger ones are dropped.", "bytes", _at_least(KiB)
     )
+    state_dir: str = _setting(
+        "",
+        "Directory of the coordinator's journal. A coordinator restarted with the same directory recovers "
+        "every job; empty keeps state in memory only (a restart forgets all jobs).",
+    )
+    lease_ttl: float = _setting(
+        30.0,
+        "Lifetime of a job's leases on a worker unless the coordinator renews them (it does, every "
+        "heartbeat). A worker that stops hearing renewals deletes the job's intermediate data after this.",
+        "s", _positive,
+    )
+    recovery_grace: float = _setting(
+        10.0,
+        "After a restart, how long the coordinator waits for a worker named in its journal to come back "
+        "before its work is redone elsewhere.",
+        "s", _positive,
+    )
 
     @property
     def dead_after(self) -> float:

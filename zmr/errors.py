@@ -7,6 +7,7 @@
      +-- ProtocolError      a peer sent a malformed, oversized or wrong-version message
      +-- JobFailed          a job ended in failure; carries the reason (and the app's traceback)
      +-- ClusterError       the cluster could not be reached or started
+          +-- NoAnswer          the coordinator did not answer in time (it may be restarting)
 
 Local errors (you misused the API) and remote errors (a peer sent garbage) are kept apart: a
 ProtocolError is never fatal to a process, the peer's message is dropped.
@@ -46,3 +47,7 @@ class JobFailed(ZmrError):
 
 class ClusterError(ZmrError):
     """The cluster could not be reached or started."""
+
+
+class NoAnswer(ClusterError):
+    """The coordinator did not answer within the timeout; a waiting client tries again."""

@@ -355,10 +355,5 @@ def test_a_data_socket_answers_well_formed_messages_about_unknown_jobs(siege: Si
                                     found=False), replies
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/runtime/dataserver.py _handle stores every Batch it decodes (ReceiveStore.add_batch -> _job creates "
-    "receipts and <work_dir>/jobs/<job>/recv/p<r>.data for any job id) and acks it; only JobEnded drops a "
-    "job's receipts, and no JobEnded ever comes for a job the coordinator never ran, so batches for unknown "
-    "jobs stay on the worker's disk until it exits: any peer of a data socket can fill the disk"))
 def test_batches_for_a_job_that_never_existed_are_not_kept(siege: Siege) -> None:
     assert siege.leftovers_of_unknown_job == []

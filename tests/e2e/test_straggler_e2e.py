@@ -273,12 +273,6 @@ def _break_connection(pid: int, port: int) -> None:
         pytest.skip(f"ss -K cannot abort connections here (needs root and INET_DIAG_DESTROY): {killed.stderr}")
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "a worker whose control connection breaks is lost: its DEALER reconnects at once, the coordinator's "
-    "ROUTER gives the new connection a new routing id, Scheduler._known_worker answers the worker's next "
-    "message with RegisterAgain (peer mismatch), and Scheduler._on_register treats the Register of a live "
-    "worker id as a new life (_lose_worker 'registered again'): its running task is abandoned and, as it "
-    "owned partitions, every map it committed runs again, although the process never stopped"))
 def test_a_worker_whose_connection_breaks_and_comes_back_loses_nothing(
         gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Abort one worker's TCP connection to the coordinator mid-map (libzmq reconnects by itself)."""

@@ -20,6 +20,7 @@ from zmr.config import Config
 from zmr.core.scheduler import (
     ConnectionsAlive,
     JobFinished,
+    Journal,
     Log,
     Received,
     Scheduler,
@@ -34,6 +35,7 @@ from zmr.log import get_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import coordinator_decoder, encode
 from zmr.runtime import outputs, security, transport
+from zmr.runtime.journal import JournalFile
 from zmr.runtime.security import Keyring, RoleAuthenticator
 
 _MAX_REMEMBERED_BAD_PEERS = 10_000
@@ -51,7 +53,8 @@ def scheduler_params(config: Config) -> SchedulerParams:
         task_timeout=c.task_timeout, max_attempts=r.max_attempts, retry_base=r.base, retry_cap=r.cap,
         max_worker_losses=r.max_worker_losses, push=s.mode == "push", batch_bytes=s.batch_bytes,
         window_bytes=s.window_bytes, speculation=config.speculation.enabled,
-        slow_factor=config.speculation.slow_factor, min_elapsed=config.speculation.min_elapsed)
+        slow_factor=config.speculation.slow_factor, min_elapsed=config.speculation.min_elapsed,
+        lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace)
 
 
 class Coordinator:
@@ -66,14 +69,35 @@ class Coordinator:
         self._log = get_logger(role="coordinator")
         self._bad_peers: set[bytes] = set()
         self._decoder = coordinator_decoder(config.coordinator.max_message_bytes)
+        self._journal: JournalFile | None = None
 
     def stop(self) -> None:
         self._stop.set()
 
     def run(self) -> None:
-        ctx: zmq.Context[Any] = zmq.Context()
         cfg, sec = self.config.coordinator, self.config.security
         security.check_bind(cfg.bind, bool(sec.keys_dir), sec.insecure, self._log)
+        if cfg.state_dir:
+            self._recover(cfg.state_dir)
+        else:
+            self._log.info("journal_off", hint="set coordinator.state_dir (--state-dir) to survive restarts")
+        try:
+            self._run()
+        finally:
+            if self._journal is not None:
+                self._journal.close()
+
+    def _recover(self, state_dir: str) -> None:
+        """Replay the journal, then rewrite it as a snapshot (which also drops a torn tail)."""
+        self._journal = JournalFile(state_dir, self._log)
+        records = self._journal.open()
+        self._execute(None, self.scheduler.recover(records, time.time()))
+        self.scheduler.archive_ended()
+        self._journal.rewrite(self.scheduler.snapshot())
+
+    def _run(self) -> None:
+        cfg, sec = self.config.coordinator, self.config.security
+        ctx: zmq.Context[Any] = zmq.Context()
         self._auth: RoleAuthenticator | None = None
         curve = None
         if sec.keys_dir:
@@ -144,10 +168,11 @@ class Coordinator:
                     continue
             self._execute(sock, self.scheduler.handle(Received(peer, msg), time.time()))
 
-    def _execute(self, sock: zmq.Socket[Any], actions: list[Any]) -> None:
+    def _execute(self, sock: zmq.Socket[Any] | None, actions: list[Any]) -> None:
+        self._write_journal(actions)
         pinged: set[bytes] = set()
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, Send) and sock is not None:
                 if transport.send(sock, encode(action.msg), action.peer):
                     if isinstance(action.msg, m.Ping):
                         pinged.add(action.peer)
@@ -157,8 +182,25 @@ class Coordinator:
                 self._finish_output(action)
             elif isinstance(action, Log):
                 getattr(self._log, action.level)(action.event, **action.fields)
-        if pinged:   # a ping queued to a live connection: that worker's process is alive
+        if pinged and sock is not None:   # a ping queued to a live connection: that worker's process is alive
             self._execute(sock, self.scheduler.handle(ConnectionsAlive(frozenset(pinged)), time.time()))
+
+    def _write_journal(self, actions: list[Any]) -> None:
+        """Make this batch's state changes durable before any of its messages goes out."""
+        if self._journal is None:
+            return
+        records = [a.record for a in actions if isinstance(a, Journal)]
+        if not records:
+            return
+        try:
+            self._journal.append(records)
+            if self._journal.wants_compaction():
+                self.scheduler.archive_ended()
+                self._journal.rewrite(self.scheduler.snapshot())
+                self._log.info("journal_compacted", jobs=len(self.scheduler.jobs),
+                               archived=len(self.scheduler.archived))
+        except OSError as exc:   # acting on state that is not durable would break the restart guarantee
+            raise ClusterError(f"cannot write the journal in {self._journal.dir}: {exc}") from exc
 
     def _finish_output(self, action: JobFinished) -> None:
         try:

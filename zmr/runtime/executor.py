@@ -173,6 +173,7 @@ class Executor(threading.Thread):
 
     def _run_map(self, assign: m.AssignMap) -> None:
         job = self._context(assign.job_id)
+        self._kept.begin(assign.job_id, assign.task, assign.attempt)
         app = job.load_app()
         setup = job.setup
         args = setup.args
@@ -202,7 +203,7 @@ class Executor(threading.Thread):
         """Keep the run in the map's own copy and push it to the partition's owner."""
         payload = encode_batch(run)
         seq = self._kept.append(assign.job_id, assign.task, assign.attempt, partition, payload)
-        if job.setup.push:
+        if seq is not None and job.setup.push:
             header = m.Batch(job_id=assign.job_id, map_task=assign.task, attempt=assign.attempt,
                              partition=partition, seq=seq, n_records=len(run))
             self._pusher.push(job.owners[partition], header, payload)

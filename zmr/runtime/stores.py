@@ -2,8 +2,12 @@
 
 Both are append-only files with an in-memory index, shared between the data thread (which receives
 pushes and serves pulls) and the executor thread (which writes map output and reads reduce input),
-so every index access holds the store's lock. Everything of a job lives under `root/<job>/` and is
-removed in one go when the job ends.
+so every index access holds the store's lock.
+
+Data exists only under a lease. A job's data can be stored only once the job is opened (its lease
+granted); each partition is one file per store, which is one lease, deleted as soon as that
+partition's reduce commits; everything of a job lives under `root/<job>/` and goes in one go when
+the job ends or its lease expires.
 """
 
 from __future__ import annotations
@@ -51,10 +55,13 @@ class _JobReceipts:
     parts: dict[int, _Partition] = field(default_factory=dict)
     ends: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)   # (map, attempt) -> counts
     pulled: dict[tuple[int, int, int], int] = field(default_factory=dict)      # (map, attempt, p) -> count
+    released: set[int] = field(default_factory=set)
 
     def partition(self, p: int) -> _Partition:
         part = self.parts.get(p)
         if part is None:
+            if p in self.released:
+                raise OSError(f"partition {p} is committed and released")
             self.folder.mkdir(parents=True, exist_ok=True)
             part = self.parts[p] = _Partition(self.folder / f"p{p}.data")
         return part
@@ -73,14 +80,19 @@ class ReceiveStore:
         self._root = root
         self._lock = threading.Lock()
         self._jobs: dict[str, _JobReceipts] = {}
-        self._ended_jobs: set[str] = set()
+
+    def open_job(self, job_id: str) -> None:
+        """From now on, batches of this job are stored here (until it is dropped)."""
+        with self._lock:
+            if job_id not in self._jobs:
+                self._jobs[job_id] = _JobReceipts(self._root / _safe_name(job_id) / "recv")
 
     def add_batch(self, job_id: str, map_task: int, attempt: int, partition: int, seq: int,
                   payload: bytes | memoryview, now: float) -> bool:
-        """Store a batch once; False if the job is over or the batch is a duplicate."""
+        """Store a batch once; False if the job is not open here or the batch is a duplicate."""
         with self._lock:
             job = self._job(job_id)
-            if job is None:
+            if job is None or partition in job.released:
                 return False
             part = job.partition(partition)
             seqs = part.received.setdefault((map_task, attempt), {})
@@ -168,71 +180,146 @@ class ReceiveStore:
         with self._lock:
             return set(self._jobs)
 
+    def partitions(self, job_id: str) -> list[int]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return sorted(job.parts) if job else []
+
+    def lease_counts(self) -> dict[str, int]:
+        """Partition files held per job: one lease each."""
+        with self._lock:
+            return {job_id: len(job.parts) for job_id, job in self._jobs.items() if job.parts}
+
+    def drop_partition(self, job_id: str, partition: int) -> None:
+        """The partition is committed: its batches are garbage. Batches arriving later are refused."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return
+            job.released.add(partition)
+            part = job.parts.pop(partition, None)
+            for key in [k for k in job.pulled if k[2] == partition]:
+                del job.pulled[key]
+        if part is not None:
+            part.path.unlink(missing_ok=True)
+
     def drop_job(self, job_id: str) -> None:
         with self._lock:
-            self._ended_jobs.add(job_id)
             self._jobs.pop(job_id, None)
         shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)
 
     def _job(self, job_id: str) -> _JobReceipts | None:
-        """The job's receipts, created on first use; None once the job has ended here."""
-        if job_id in self._ended_jobs:
-            return None
-        job = self._jobs.get(job_id)
-        if job is None:
-            job = self._jobs[job_id] = _JobReceipts(self._root / _safe_name(job_id) / "recv")
-        return job
+        """The job's receipts; None unless the job is open here."""
+        return self._jobs.get(job_id)
 
 
 @dataclass
-class _MapOutput:
+class _KeptPartition:
     path: Path
-    index: dict[int, list[tuple[Segment, int]]] = field(default_factory=dict)  # partition -> (segment, seq)
+    index: dict[tuple[int, int], list[Segment]] = field(default_factory=dict)   # (map, attempt) -> batches
+
+
+@dataclass
+class _KeptJob:
+    folder: Path
+    attempts: set[tuple[int, int]] = field(default_factory=set)     # (map, attempt) run here
+    parts: dict[int, _KeptPartition] = field(default_factory=dict)
+    released: set[int] = field(default_factory=set)
 
 
 class MapOutputStore:
-    """The mapper's own copy of every batch it pushed, so a new owner can pull it back."""
+    """The mapper's own copy of every batch it pushed, so a new owner can pull it back.
+
+    One file per (job, partition) holds that partition's batches of every map attempt run here, so a
+    committed partition's copies are deleted in one unlink.
+    """
 
     def __init__(self, root: Path) -> None:
         self._root = root
         self._lock = threading.Lock()
-        self._outputs: dict[tuple[str, int, int], _MapOutput] = {}
+        self._jobs: dict[str, _KeptJob] = {}
 
-    def append(self, job_id: str, map_task: int, attempt: int, partition: int, payload: bytes) -> int:
-        """Keep a batch; returns its sequence number within (map attempt, partition)."""
+    def open_job(self, job_id: str) -> None:
         with self._lock:
-            out = self._outputs.get((job_id, map_task, attempt))
-            if out is None:
-                folder = self._root / _safe_name(job_id) / "maps"
-                folder.mkdir(parents=True, exist_ok=True)
-                out = _MapOutput(folder / f"m{map_task}-a{attempt}.data")
-                self._outputs[(job_id, map_task, attempt)] = out
-            runs = out.index.setdefault(partition, [])
-            seq = len(runs)
-            runs.append(((_append(out.path, payload), len(payload)), seq))
-            return seq
+            if job_id not in self._jobs:
+                self._jobs[job_id] = _KeptJob(self._root / _safe_name(job_id) / "maps")
+
+    def begin(self, job_id: str, map_task: int, attempt: int) -> None:
+        """A map attempt starts here; it is held (possibly empty) from now on."""
+        with self._lock:
+            self._open(job_id).attempts.add((map_task, attempt))
+
+    def append(self, job_id: str, map_task: int, attempt: int, partition: int, payload: bytes) -> int | None:
+        """Keep a batch; returns its sequence number within (map attempt, partition).
+
+        None: that partition is committed already, so nobody will ever read the batch (a map that runs
+        again after losing its output still makes it, for the partitions not yet reduced).
+        """
+        with self._lock:
+            job = self._open(job_id)
+            part = job.parts.get(partition)
+            if part is None:
+                if partition in job.released:
+                    return None
+                job.folder.mkdir(parents=True, exist_ok=True)
+                part = job.parts[partition] = _KeptPartition(job.folder / f"p{partition}.data")
+            job.attempts.add((map_task, attempt))
+            runs = part.index.setdefault((map_task, attempt), [])
+            runs.append((_append(part.path, payload), len(payload)))
+            return len(runs) - 1
 
     def counts(self, job_id: str, map_task: int, attempt: int) -> dict[int, int]:
         with self._lock:
-            out = self._outputs.get((job_id, map_task, attempt))
-            return {p: len(runs) for p, runs in out.index.items()} if out else {}
+            job = self._jobs.get(job_id)
+            if job is None:
+                return {}
+            return {p: len(part.index[(map_task, attempt)]) for p, part in job.parts.items()
+                    if (map_task, attempt) in part.index}
 
     def batches(self, job_id: str, map_task: int, attempt: int, partition: int) -> list[bytes] | None:
         """All kept batches of one partition in order, or None if this attempt is not held here."""
         with self._lock:
-            out = self._outputs.get((job_id, map_task, attempt))
-            if out is None:
+            job = self._jobs.get(job_id)
+            if job is None or (map_task, attempt) not in job.attempts or partition in job.released:
                 return None
-            segments = [seg for seg, _ in out.index.get(partition, [])]
-            path = out.path
+            part = job.parts.get(partition)
+            if part is None:
+                return []
+            segments = list(part.index.get((map_task, attempt), []))
+            path = part.path
         return [_read(path, seg) for seg in segments]
+
+    def attempts(self, job_id: str) -> list[tuple[int, int]]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return sorted(job.attempts) if job else []
 
     def job_ids(self) -> set[str]:
         with self._lock:
-            return {job_id for job_id, _, _ in self._outputs}
+            return set(self._jobs)
+
+    def lease_counts(self) -> dict[str, int]:
+        """Partition files of kept map output per job: one lease each."""
+        with self._lock:
+            return {job_id: len(job.parts) for job_id, job in self._jobs.items() if job.parts}
+
+    def drop_partition(self, job_id: str, partition: int) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return
+            job.released.add(partition)
+            part = job.parts.pop(partition, None)
+        if part is not None:
+            part.path.unlink(missing_ok=True)
 
     def drop_job(self, job_id: str) -> None:
         with self._lock:
-            for key in [k for k in self._outputs if k[0] == job_id]:
-                del self._outputs[key]
+            self._jobs.pop(job_id, None)
         shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)
+
+    def _open(self, job_id: str) -> _KeptJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise OSError(f"job {job_id} holds no lease on this worker")
+        return job

@@ -1,9 +1,10 @@
 """The worker process: a control loop talking to the coordinator, around an executor and a data server.
 
 Three threads, each owning its own sockets: this control loop (the coordinator DEALER, heartbeats,
-reconnects), the executor (runs one task at a time, pushes and pulls shuffle data) and the data server
-(receives batches as an owner, serves pulls). A worker that loses the coordinator keeps reconnecting
-with backoff and registers again; a coordinator that does not know it says so, and it registers again.
+reconnects, leases), the executor (runs one task at a time, pushes and pulls shuffle data) and the data
+server (receives batches as an owner, serves pulls). A worker that loses the coordinator keeps
+reconnecting with backoff and registers again, saying what it still holds; the coordinator decides
+what of it counts. A job's data lives only while the coordinator renews the job's lease.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ class Worker:
         base = Path(config.worker.work_dir or tempfile.mkdtemp(prefix="zmr-worker-"))
         self.work_dir = base if self._own_dir else base / self.worker_id
         self._jobs: dict[str, JobContext] = {}
+        self._lease_expiry: dict[str, float] = {}   # job -> monotonic time its data must be gone by
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
         self._unsent: m.WorkerToCoord | None = None
-        self._sessions = 0
         self._registered = False
         self._heartbeat_interval = config.coordinator.heartbeat_interval
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
@@ -160,9 +161,6 @@ class Worker:
 
     def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
-        if self._sessions:
-            self._forget_jobs()   # registering again is a new life: the coordinator wrote off the old one
-        self._sessions += 1
         self._registered = False
         sock.poll(1000, zmq.POLLOUT)  # IMMEDIATE: a send before the connection is up would be dropped
         self._register(sock)
@@ -182,6 +180,7 @@ class Worker:
                 while wake.poll(0):
                     wake.recv()
             self._flush_outbound(sock)
+            self._expire_leases()
             if sock in events:
                 heard, answered = time.monotonic(), True
                 self._drain_coordinator(sock)
@@ -200,19 +199,35 @@ class Worker:
 
     def _drop_job(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
+        self._lease_expiry.pop(job_id, None)
+        current = self._executor.current
+        if current is not None and current[0] == job_id:
+            self._executor.cancel(*current)
         self._received.drop_job(job_id)
         self._kept.drop_job(job_id)
 
-    def _forget_jobs(self) -> None:
-        for job_id in set(self._jobs) | self._received.job_ids() | self._kept.job_ids():
+    def _held_jobs(self) -> set[str]:
+        return set(self._jobs) | self._received.job_ids() | self._kept.job_ids()
+
+    def _expire_leases(self) -> None:
+        """No renewal within the TTL (the coordinator is gone, or forgot the job): delete the job's data."""
+        now = time.monotonic()
+        for job_id in [j for j, expiry in self._lease_expiry.items() if expiry <= now]:
+            self._log.warning("lease_expired", job=job_id)
             self._drop_job(job_id)
 
     def _parent_gone(self) -> bool:
         return self._parent_pid is not None and os.getppid() != self._parent_pid
 
     def _register(self, sock: zmq.Socket[Any]) -> None:
+        holdings = [m.Holding(job_id=job_id, maps=self._kept.attempts(job_id),
+                              partitions=self._received.partitions(job_id))
+                    for job_id in sorted(self._held_jobs())]
+        current = self._executor.current
+        running = m.RunningAttempt(job_id=current[0], kind=current[1], task=current[2],
+                                   attempt=current[3]) if current else None
         msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
-                         host=socket.gethostname())
+                         host=socket.gethostname(), holdings=holdings, running=running)
         transport.send(sock, encode(msg))
 
     def _flush_outbound(self, sock: zmq.Socket[Any]) -> None:
@@ -230,8 +245,12 @@ class Worker:
     def _heartbeat(self, sock: zmq.Socket[Any]) -> None:
         current = self._executor.current
         task = f"{current[0]}/{current[1]}-{current[2]}.{current[3]}" if current else ""
+        leases = self._received.lease_counts()
+        for job_id, n in self._kept.lease_counts().items():
+            leases[job_id] = leases.get(job_id, 0) + n
         beat = m.Heartbeat(worker_id=self.worker_id, task=task, progress=self._executor.progress,
-                           partitions=self._received.stats())
+                           partitions=self._received.stats(),
+                           leases=[m.LeaseStat(job_id=j, leases=n) for j, n in sorted(leases.items())])
         transport.send(sock, encode(beat))
 
     def _drain_coordinator(self, sock: zmq.Socket[Any]) -> None:
@@ -253,14 +272,25 @@ class Worker:
             if not self._executor.busy:
                 transport.send(sock, encode(m.TaskRequest(worker_id=self.worker_id)))
         elif isinstance(msg, m.RegisterAgain):
-            self._registered = False
-            self._forget_jobs()   # the coordinator wrote this worker off: its old life's data counts for nothing
+            self._registered = False   # e.g. a restarted coordinator: it hears what is held and decides
             self._register(sock)
         elif isinstance(msg, m.Reject):
             self._log.error("rejected", reason=msg.reason)
             self._stop.set()
-        elif isinstance(msg, m.JobSetup):
+        elif isinstance(msg, m.JobSetup):   # grants the job's lease: its data may exist here from now on
             self._jobs[msg.job_id] = JobContext(msg, list(msg.owners), msg.owners_epoch)
+            self._lease_expiry[msg.job_id] = time.monotonic() + msg.lease_ttl
+            self._received.open_job(msg.job_id)
+            self._kept.open_job(msg.job_id)
+        elif isinstance(msg, m.Ping):
+            renewed = time.monotonic() + msg.lease_ttl
+            for job_id in msg.jobs:
+                if job_id in self._lease_expiry:
+                    self._lease_expiry[job_id] = renewed
+        elif isinstance(msg, m.ReleasePartitions):
+            for partition in msg.partitions:
+                self._received.drop_partition(msg.job_id, partition)
+                self._kept.drop_partition(msg.job_id, partition)
         elif isinstance(msg, m.OwnersUpdate):
             job = self._jobs.get(msg.job_id)
             if job is not None and msg.owners_epoch > job.owners_epoch:
@@ -271,4 +301,3 @@ class Worker:
             self._executor.cancel(msg.job_id, msg.kind, msg.task, msg.attempt)
         elif isinstance(msg, m.JobEnded):
             self._drop_job(msg.job_id)
-        # Ping needs nothing beyond having been heard
