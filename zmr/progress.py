@@ -72,20 +72,24 @@ def _elapsed(info: m.JobInfo, now: float) -> str:
 
 
 def format_status(reply: m.StatusReply, detail: bool) -> str:
-    lines = [f"{'JOB':<10} {'APP':<10} {'STATE':<10} {'MAPS':>11} {'REDUCES':>9} {'SHUFFLED':>10} {'ELAPSED':>8}"]
+    lines = [f"{'JOB':<10} {'APP':<10} {'STATE':<10} {'MAPS':>11} {'REDUCES':>9} {'SHUFFLED':>10} {'ELAPSED':>8} "
+             f"{'LEASES':>6}"]
     for job in reply.jobs:
         lines.append(f"{job.job_id:<10} {job.app_name[:10]:<10} {job.state:<10} "
                      f"{job.maps_done:>5}/{job.maps_total:<5} {job.reduces_done:>4}/{job.reduces_total:<4} "
-                     f"{human_bytes(job.bytes_shuffled):>10} {_elapsed(job, reply.now):>8}")
+                     f"{human_bytes(job.bytes_shuffled):>10} {_elapsed(job, reply.now):>8} {job.leases:>6}")
     if detail:
         for job in reply.jobs:
             lines += _job_detail(job, reply.now)
     else:
+        # TASK stays right after HEARTBEAT, where readers of this table find it; padded so LEASES can follow
+        task_width = max([len("TASK"), *(len(w.task) for w in reply.workers)])
         lines.append("")
-        lines.append(f"{'WORKER':<34} {'ADDRESS':<24} {'STATE':<6} {'HEARTBEAT':>10}  TASK")
+        lines.append(f"{'WORKER':<34} {'ADDRESS':<24} {'STATE':<6} {'HEARTBEAT':>10}  {'TASK':<{task_width}} "
+                     f"{'LEASES':>6}")
         for w in reply.workers:
             lines.append(f"{w.worker_id:<34} {w.data_addr:<24} {w.state:<6} "
-                         f"{_ago(reply.now, w.last_heartbeat):>10}  {w.task}")
+                         f"{_ago(reply.now, w.last_heartbeat):>10}  {w.task:<{task_width}} {w.leases:>6}")
     return "\n".join(lines)
 
 
@@ -94,7 +98,8 @@ def _rel(job: m.JobInfo, t: float | None) -> str:
 
 
 def _job_detail(job: m.JobInfo, now: float) -> list[str]:
-    lines = ["", f"job {job.job_id}: {job.state}, output {job.output_dir}, {job.records_out} records out"]
+    lines = ["", f"job {job.job_id}: {job.state}, output {job.output_dir}, {job.records_out} records out, "
+             f"{job.leases} live leases"]
     if job.error:
         lines += ["error:", *("  " + line for line in job.error.splitlines())]
     lines += ["", "times are relative to the job's start", f"{'TASK':<12} {'STATE':<10} {'ATTEMPTS':>8} "
