@@ -23,8 +23,20 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-from zmr.core.scheduler import Action, Event, JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import (
+    Action,
+    Event,
+    JobFinished,
+    Journal,
+    Log,
+    Received,
+    Scheduler,
+    SchedulerParams,
+    Send,
+    Tick,
+)
 from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, Worker
+from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
 
 __all__ = ["FakeClock", "InvariantViolation", "SimCluster", "SimStuck", "SimWorker", "check_invariants"]
@@ -115,6 +127,8 @@ class SimCluster:
         self._committed_reduces: set[tuple[str, int]] = set()
         self._grants: dict[tuple[str, int], int] = {}            # (job, partition) -> last granted attempt
         self._lost: set[tuple[str, str, int]] = set()            # (job, task label, attempt) given up
+        self.journal: list[jr.Record] = []                        # what the coordinator made durable
+        self.restarts = 0
 
     # ------------------------------------------------------------ views
 
@@ -247,6 +261,27 @@ class SimCluster:
         """Inject a raw message from the worker's peer, whatever state the worker is in."""
         return self._pump(Received(self.workers[worker_id].peer, msg))
 
+    def restart_coordinator(self) -> list[Action]:
+        """The coordinator is killed and starts again from its journal, as `zmr-coord --state-dir` does.
+
+        Whatever it had not journaled is gone; every live worker's connection breaks, and the worker
+        registers again (over a new connection) saying what it holds and runs.
+        """
+        self.restarts += 1
+        self.scheduler = Scheduler(self.params)
+        actions = self.scheduler.recover(list(self.journal), self.clock.now)
+        self.scheduler.archive_ended()
+        self.journal = self.scheduler.snapshot()
+        if self.check:
+            check_invariants(self.scheduler)
+        for worker in self.workers.values():
+            if worker.up:
+                worker.peer = f"{worker.peer.decode()}/r{self.restarts}".encode()
+                self._by_peer[worker.peer] = worker
+                if worker.connected:
+                    actions += self._say(worker, [_register(worker, self.params.python)])
+        return actions
+
     # ------------------------------------------------------------ time
 
     def tick(self) -> list[Action]:
@@ -338,7 +373,11 @@ class SimCluster:
     def _react(self, worker: SimWorker, msg: m.FromCoordinator) -> list[m.WorkerToCoord]:
         """What the worker does on a message from the coordinator (the real worker's `_handle`)."""
         if isinstance(msg, m.Welcome):
-            return [] if worker.task else [m.TaskRequest(worker_id=worker.id)]
+            task = worker.task
+            if isinstance(task, m.AssignReduce) and worker.awaiting and worker.granted is None:
+                return [m.ReduceDone(worker_id=worker.id, job_id=task.job_id, task=task.task,   # may be lost
+                                     attempt=task.attempt, records_out=len(task.sources))]
+            return [] if task else [m.TaskRequest(worker_id=worker.id)]
         if isinstance(msg, m.RegisterAgain):
             return [_register(worker, self.params.python)]
         if isinstance(msg, m.Reject):
@@ -411,6 +450,7 @@ class SimCluster:
     def _handle(self, event: Event) -> list[Action]:
         before = self._map_state(event)
         actions = self.scheduler.handle(event, self.clock.now)
+        self.journal += [a.record for a in actions if isinstance(a, Journal)]
         if self.check:
             self._audit(event, before, actions)
             check_invariants(self.scheduler)
@@ -501,7 +541,14 @@ def _kind(task: Assignment) -> str:
 
 
 def _register(worker: SimWorker, python: str) -> m.Register:
-    return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim")
+    jobs = sorted({job for job, _, _ in worker.kept} | set(worker.owners))
+    holdings = [m.Holding(job_id=job, maps=sorted((t, a) for j, t, a in worker.kept if j == job))
+                for job in jobs]
+    task = worker.task
+    running = m.RunningAttempt(job_id=task.job_id, kind=_kind(task), task=task.task,
+                               attempt=task.attempt) if task else None
+    return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim",
+                      holdings=holdings, running=running)
 
 
 # ---------------------------------------------------------------- invariants
@@ -626,11 +673,13 @@ def _task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
 
 def _live_task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
     problems = []
-    if task.state in (TaskState.RUNNING, TaskState.COMMITTING) and not task.running:
+    granted_to = s.workers.get(task.granted_worker or "")
+    awaited = granted_to is not None and granted_to.alive and not granted_to.peer   # back, or lost, in time
+    if task.state in (TaskState.RUNNING, TaskState.COMMITTING) and not task.running and not awaited:
         problems.append(f"{task.state.value} with no running attempt: nothing will ever finish it")
     if task.state in (TaskState.READY, TaskState.WAITING) and task.running:
         problems.append(f"{task.state.value}, yet attempts {sorted(task.running)} run")
-    if task.state is TaskState.COMMITTING and task.committing not in task.running:
+    if task.state is TaskState.COMMITTING and task.committing not in task.running and not awaited:
         problems.append(f"committing attempt {task.committing} is not running")
     if task.committing is not None and task.state not in (TaskState.COMMITTING, TaskState.DONE):
         problems.append(f"{task.state.value}, yet attempt {task.committing} still holds the commit")

@@ -656,6 +656,8 @@ class Scheduler:
             for task in job.reduces:
                 if (task.state is TaskState.COMMITTING and task.granted_worker == worker.id
                         and task.committing not in task.running):
+                    self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=task.committing,
+                              worker=worker.id, why="granted before a restart, not running any more")
                     self._revoke_grant(job, task)
                     self._requeue(job, task)
 
@@ -773,7 +775,8 @@ class Scheduler:
             del queue[(job_id, partition)]
             job = self.jobs.get(job_id)
             task = job.reduces[partition] if job else None
-            if job and task and job.state is JobState.RUNNING and task.state is TaskState.READY and not task.running:
+            if (job and task and job.state is JobState.RUNNING and task.state is TaskState.READY
+                    and not task.running and task.not_before <= self._now):
                 self._assign(worker, job, task)
                 return
 

@@ -84,6 +84,7 @@ class Executor(threading.Thread):
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.current: tuple[str, str, int, int] | None = None
         self.progress = 0
+        self.awaiting_commit: m.ReduceDone | None = None   # a finished reduce waiting for its CommitDecision
         self._ctx = ctx
         self._worker_id = worker_id
         self._jobs = jobs
@@ -234,10 +235,16 @@ class Executor(threading.Thread):
         tmp = out_dir / temp_output_name(assign.task, assign.job_id, assign.attempt)
         try:
             records = self._write_reduce(assign, app, job.setup.args, tmp)
-            self._send(m.ReduceDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                                    attempt=assign.attempt, records_out=records,
-                                    received=self._received.stat(assign.job_id, assign.task)))
-            if not self._await_commit(assign):
+            done = m.ReduceDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
+                                attempt=assign.attempt, records_out=records,
+                                received=self._received.stat(assign.job_id, assign.task))
+            self.awaiting_commit = done
+            self._send(done)
+            try:
+                granted = self._await_commit(assign)
+            finally:
+                self.awaiting_commit = None
+            if not granted:
                 log.info("commit_refused")
                 return
             os.replace(tmp, out_dir / output_name(assign.task))

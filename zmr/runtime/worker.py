@@ -70,6 +70,7 @@ class Worker:
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
         self._unsent: m.WorkerToCoord | None = None
         self._registered = False
+        self._registered_at = 0.0
         self._heartbeat_interval = config.coordinator.heartbeat_interval
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
 
@@ -229,6 +230,7 @@ class Worker:
         msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
                          host=socket.gethostname(), holdings=holdings, running=running)
         transport.send(sock, encode(msg))
+        self._registered_at = time.monotonic()
 
     def _flush_outbound(self, sock: zmq.Socket[Any]) -> None:
         """Forward the executor's reports; one that cannot go now waits for the next try, in order."""
@@ -269,11 +271,15 @@ class Worker:
             self._registered = True
             self._heartbeat_interval = msg.heartbeat_interval
             self._log.info("registered")
-            if not self._executor.busy:
+            pending = self._executor.awaiting_commit
+            if pending is not None:   # its ReduceDone may have gone to a coordinator that died: ask again
+                transport.send(sock, encode(pending))
+            elif not self._executor.busy:
                 transport.send(sock, encode(m.TaskRequest(worker_id=self.worker_id)))
         elif isinstance(msg, m.RegisterAgain):
             self._registered = False   # e.g. a restarted coordinator: it hears what is held and decides
-            self._register(sock)
+            if time.monotonic() - self._registered_at >= self._heartbeat_interval:
+                self._register(sock)   # (once per interval: every message queued meanwhile is answered so)
         elif isinstance(msg, m.Reject):
             self._log.error("rejected", reason=msg.reason)
             self._stop.set()

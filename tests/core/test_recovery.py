@@ -1,0 +1,206 @@
+"""Coordinator restarts and leases, on the pure scheduler: journal, recover, re-adopt, release."""
+
+from __future__ import annotations
+
+from zmr.core.scheduler import Scheduler, SchedulerParams, Send
+from zmr.core.state import MAP, REDUCE, JobState, TaskState
+from zmr.protocol import journal as jr
+from zmr.protocol import messages as m
+from zmr.testing import SimCluster, check_invariants
+
+
+def sim_with(*workers: str, **params: float) -> SimCluster:
+    params.setdefault("speculation", False)
+    sim = SimCluster(SchedulerParams(python="3.11", **params))  # type: ignore[arg-type]
+    for worker in workers:
+        sim.add_worker(worker)
+    return sim
+
+
+def finish_maps(sim: SimCluster, n: int) -> list[tuple[int, int, str]]:
+    """Let `n` busy workers finish their map; returns (map, attempt, worker) of each."""
+    done = []
+    for worker in sim.busy()[:n]:
+        task = sim.assignment(worker)
+        assert isinstance(task, m.AssignMap)
+        sim.finish(worker)
+        done.append((task.task, task.attempt, worker))
+    return done
+
+
+def test_committed_maps_survive_a_restart_and_are_not_run_again() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=6, n_reduce=2)
+    done = finish_maps(sim, 2)
+    sim.restart_coordinator()
+    recovered = sim.job(job)
+    assert recovered.state is JobState.RUNNING
+    for index, attempt, worker in done:
+        task = recovered.maps[index]
+        assert (task.state, task.committed, task.committed_worker) == (TaskState.DONE, attempt, worker)
+    sim.run()
+    assert sim.finished[job] is JobState.SUCCEEDED
+    for index, attempt, _ in done:
+        assert sim.task(job, MAP, index).committed == attempt
+        assert not any(k[:3] == (job, MAP, index) and k[3] != attempt for k in sim._assigned), "re-run"
+
+
+def test_a_running_attempt_is_readopted_and_its_report_counts() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    running = sim.assignment("w1")
+    assert isinstance(running, m.AssignMap)
+    sim.restart_coordinator()
+    assert sim.task(job, MAP, running.task).running.keys() == {running.attempt}
+    sim.finish("w1")
+    assert sim.task(job, MAP, running.task).committed == running.attempt
+
+
+def test_attempt_numbers_are_never_reused_across_restarts() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.kill("w1")          # attempt 1 dies with its worker, unreported
+    sim.restart_coordinator()
+    sim.add_worker("w2")
+    sim.advance(sim.params.recovery_grace + sim.liveness_timeout)
+    sim.run()
+    assert sim.finished[job] is JobState.SUCCEEDED
+    assert sim.task(job, MAP, 0).committed == 2
+
+
+def test_a_worker_that_does_not_come_back_has_its_maps_redone_after_the_grace() -> None:
+    sim = sim_with("w1", "w2", recovery_grace=4.0)
+    job = sim.submit(n_splits=2, n_reduce=2)
+    done = finish_maps(sim, 2)
+    sim.kill("w1")
+    sim.restart_coordinator()
+    assert sim.worker_state("w1").alive and sim.worker_state("w1").peer == b""   # awaited
+    sim.advance(3.0)
+    assert sim.worker_state("w1").alive
+    sim.advance(1.5)
+    assert not sim.worker_state("w1").alive
+    sim.run()
+    assert sim.finished[job] is JobState.SUCCEEDED
+    lost = [index for index, _, worker in done if worker == "w1"]
+    assert lost and all(sim.task(job, MAP, i).committed_worker == "w2" for i in lost)
+
+
+def test_a_worker_back_without_a_committed_output_has_that_map_run_again() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    done = finish_maps(sim, 2)
+    for worker in ("w1", "w2"):
+        sim.workers[worker].kept.clear()    # e.g. its disk was wiped
+    sim.restart_coordinator()
+    assert sim.job(job).maps_done == 0
+    sim.run()
+    assert sim.finished[job] is JobState.SUCCEEDED
+    assert all(sim.task(job, MAP, i).committed != a for i, a, _ in done)
+
+
+def test_queued_and_ended_jobs_survive_and_job_ids_are_not_reused() -> None:
+    sim = sim_with("w1")
+    first = sim.submit(n_splits=1, n_reduce=1)
+    sim.run()
+    sim.kill("w1")
+    sim.advance(sim.liveness_timeout + 1)
+    queued = sim.submit(n_splits=1, n_reduce=1)
+    assert sim.job(queued).state is JobState.QUEUED       # no worker alive
+    sim.restart_coordinator()
+    sim.restart_coordinator()   # twice: the second one reads the snapshot the first wrote
+    status = sim.scheduler.status(first)
+    assert isinstance(status, m.StatusReply) and status.jobs[0].state == "succeeded"
+    newer = sim.submit(n_splits=1, n_reduce=1)
+    assert newer not in (first, queued) and newer > queued
+    sim.add_worker("w2")
+    sim.run()
+    assert sim.finished[queued] is JobState.SUCCEEDED and sim.finished[newer] is JobState.SUCCEEDED
+
+
+def test_a_granted_commit_is_confirmed_again_to_its_worker_after_a_restart() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")                      # the map
+    sim.finish("w1", commit=False)        # the reduce: granted, not renamed yet
+    assert sim.task(job, REDUCE, 0).state is TaskState.COMMITTING
+    actions = sim.restart_coordinator()
+    decisions = [a.msg for a in actions if isinstance(a, Send) and isinstance(a.msg, m.CommitDecision)]
+    assert [d.ok for d in decisions] == [True]
+    sim.commit("w1")
+    assert sim.finished[job] is JobState.SUCCEEDED
+    assert sim.renamed[(job, 0)] == [1]
+
+
+def test_the_journal_snapshot_recovers_the_same_status() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=4, n_reduce=2)
+    finish_maps(sim, 2)
+    before = sim.scheduler.status(job)
+    again = Scheduler(sim.params)
+    again.recover(sim.scheduler.snapshot(), sim.clock.now)
+    check_invariants(again)
+    after = again.status(job)
+    assert isinstance(before, m.StatusReply) and isinstance(after, m.StatusReply)
+    fields = ("state", "maps_done", "maps_total", "reduces_total", "bytes_shuffled")
+    assert [getattr(before.jobs[0], f) for f in fields] == [getattr(after.jobs[0], f) for f in fields]
+
+
+def test_records_for_unknown_jobs_or_tasks_are_ignored() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    s.recover([jr.MapCommitted(job_id="job-0009", task=0, attempt=1, worker_id="w", records_out=0, bytes_out=0,
+                               finished=0.0),
+               jr.Header(version=jr.JOURNAL_VERSION, next_job=12)], 0.0)
+    check_invariants(s)
+    assert s.jobs == {}
+    assert s._next_job == 12
+
+
+# ---------------------------------------------------------------- leases
+
+
+def test_a_committed_partition_is_released_on_every_worker_of_the_job() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=2)
+    sim.settle()
+    released = [(w, msg) for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]
+    # the first reduce to commit is released on both workers; the last one ends the job (JobEnded drops all)
+    assert len(released) == 2 and {w for w, _ in released} == {"w1", "w2"}
+    assert released[0][1] == released[1][1] and len(released[0][1].partitions) == 1
+    assert sim.finished[job] is JobState.SUCCEEDED
+
+
+def test_pings_renew_leases_of_the_running_jobs_set_up_on_each_worker_only() -> None:
+    sim = sim_with("w1", "w2", lease_ttl=7.0)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    actions = sim.tick()
+    pings = {a.peer: a.msg for a in actions if isinstance(a, Send) and isinstance(a.msg, m.Ping)}
+    owner = sim.job(job).owners[0]
+    for worker in ("w1", "w2"):
+        ping = pings[sim.workers[worker].peer]
+        assert ping.lease_ttl == 7.0
+        assert (job in ping.jobs) == (worker in sim.job(job).set_up_on)
+    assert job in pings[sim.workers[owner].peer].jobs    # owners are set up at the job's start
+    sim.run()
+    actions = sim.tick()
+    assert all(not a.msg.jobs for a in actions if isinstance(a, Send) and isinstance(a.msg, m.Ping))
+
+
+def test_the_timeline_follows_reported_leases_until_they_are_gone() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    beat = m.Heartbeat(worker_id="w1", leases=[m.LeaseStat(job_id=job, leases=3)])
+    sim.send("w1", beat)
+    sim.tick()
+    assert sim.job(job).timeline[-1].leases == 3
+    sim.run()
+    assert sim.job(job).state is JobState.SUCCEEDED
+    sim.send("w1", beat)      # the worker has not dropped the job yet
+    sim.tick()
+    assert sim.job(job).timeline[-1].leases == 3
+    sim.send("w1", m.Heartbeat(worker_id="w1"))
+    sim.tick()
+    timeline = sim.job(job).timeline
+    assert timeline[-1].leases == 0 and timeline[-1].reduces_done == 1
+    assert max(p.leases for p in timeline) == 3
+    status = sim.scheduler.status(job)
+    assert isinstance(status, m.StatusReply) and status.jobs[0].timeline == timeline
