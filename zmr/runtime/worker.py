@@ -29,7 +29,7 @@ from zmr.errors import ProtocolError
 from zmr.log import get_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
-from zmr.runtime import security, transport
+from zmr.runtime import scratch, security, transport
 from zmr.runtime.dataserver import DataServer
 from zmr.runtime.executor import Executor, JobContext
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
@@ -78,7 +78,11 @@ class Worker:
         self._stop.set()
 
     def run(self) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        scratch.claim(self.work_dir)
+        if self._own_dir:
+            scratch.reap_orphans(self.work_dir.parent, "zmr-worker-*", self.work_dir, self._log)
+        else:
+            scratch.reap_orphans(self.work_dir.parent, "w-*", self.work_dir, self._log)
         ctx: zmq.Context[Any] = zmq.Context()
         ctx.setsockopt(zmq.LINGER, 0)
         received = ReceiveStore(self.work_dir / "jobs")
