@@ -200,8 +200,13 @@ def cmd_cluster_up(ns: argparse.Namespace) -> int:
                     print(f"zmr cluster: worker {i} exited with {proc.returncode}", file=sys.stderr)
                     cluster.workers[i] = cluster.start_worker(i)
             if cluster.coordinator is not None and cluster.coordinator.poll() is not None:
-                print("zmr cluster: the coordinator exited", file=sys.stderr)
-                return EXIT_FAILED
+                code = cluster.coordinator.returncode
+                if not config.coordinator.state_dir or config.coordinator.bind.endswith(":*"):
+                    print(f"zmr cluster: the coordinator exited with {code}", file=sys.stderr)
+                    return EXIT_FAILED
+                print(f"zmr cluster: the coordinator exited with {code}; restarting it from "
+                      f"{config.coordinator.state_dir}", file=sys.stderr)
+                cluster.start_coordinator()
     print("zmr cluster: stopped", flush=True)
     return EXIT_OK
 

@@ -64,16 +64,21 @@ class LocalCluster:
 
     def start(self) -> str:
         try:
-            endpoint_file = self._scratch / "coordinator.endpoint"
-            self.coordinator = self._spawn("coordinator", ["coord", "--bind", self._bind,
-                                                           "--endpoint-file", str(endpoint_file)])
-            self.address = self._await_endpoint(endpoint_file)
+            self.address = self.start_coordinator()
             self.workers = [self.start_worker(i) for i in range(self.n_workers)]
             self._await_workers()
         except BaseException:
             self.stop()
             raise
         return self.address
+
+    def start_coordinator(self) -> str:
+        """Start (or restart) the coordinator; returns the address it bound."""
+        endpoint_file = self._scratch / "coordinator.endpoint"
+        endpoint_file.unlink(missing_ok=True)
+        self.coordinator = self._spawn("coordinator", ["coord", "--bind", self._bind,
+                                                       "--endpoint-file", str(endpoint_file)])
+        return self._await_endpoint(endpoint_file)
 
     def start_worker(self, index: int) -> subprocess.Popen[bytes]:
         """Start worker number `index` (also used to replace a dead one: it gets a new identity)."""
