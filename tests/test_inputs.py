@@ -152,3 +152,41 @@ def test_splits_concatenate_to_the_file_with_true_line_numbers(
         if text:
             assert first_line == lines_before + 1
         lines_before += text.count("\n")
+
+
+# --- read_chunks: bounded pieces for map ---------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.text(alphabet="ab é\t€", max_size=30), max_size=12), trailing=st.booleans(),
+       split_size=st.integers(1, 60), chunk=st.integers(1, 40))
+def test_chunks_add_up_to_the_split_and_carry_true_line_numbers(
+        lines: list[str], trailing: bool, split_size: int, chunk: int) -> None:
+    data = ("\n".join(lines) + ("\n" if trailing and lines else "")).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp) / "f", data)
+        for split in plan_splits(expand_inputs([str(path)]), split_size):
+            text, first = read_split(split.path, split.start, split.end)
+            pieces = list(inputs.read_chunks(split.path, split.start, split.end, chunk))
+            assert "".join(p for p, _ in pieces) == text          # nothing lost, nothing doubled, no U+FFFD
+            assert pieces[0][1] == first
+            seen = first
+            for piece, number in pieces:
+                assert number == seen
+                seen += piece.count("\n")
+
+
+def test_a_line_far_longer_than_a_chunk_is_cut_between_words(tmp_path: Path) -> None:
+    words = [f"w{i}" for i in range(5000)]
+    path = _write(tmp_path / "f", " ".join(words) + "\nlast line\n")
+    pieces = list(inputs.read_chunks(str(path), 0, path.stat().st_size, 1000))
+    assert len(pieces) > 20 and all(len(p.encode()) <= 1000 for p, _ in pieces)
+    assert [w for p, _ in pieces for w in p.split()] == words + ["last", "line"]
+    assert pieces[0][1] == 1 and pieces[-1][1] == 1 + sum(p.count("\n") for p, _ in pieces[:-1])
+
+
+def test_a_run_without_whitespace_is_cut_between_utf8_sequences(tmp_path: Path) -> None:
+    text = "€" * 1000   # 3 bytes each
+    path = _write(tmp_path / "f", text)
+    pieces = list(inputs.read_chunks(str(path), 0, path.stat().st_size, 100))
+    assert "".join(p for p, _ in pieces) == text

@@ -6,16 +6,18 @@ Split planning itself is pure and lives in `zmr.core.splits`; it is re-exported 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from zmr.core.splits import Split, plan_splits
 from zmr.errors import JobSpecError
 
-__all__ = ["InputFile", "Split", "expand_inputs", "plan_splits", "read_split"]
+__all__ = ["MAP_CHUNK_BYTES", "InputFile", "Split", "expand_inputs", "plan_splits", "read_chunks", "read_split"]
 
 _CHUNK = 1 << 20
+MAP_CHUNK_BYTES = 16 << 20   # the most text one map call gets: memory stays bounded whatever the lines
+_WHITESPACE = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,54 @@ def read_split(path: str, start: int, end: int) -> tuple[str, int]:
         data = f.read(stop - first)
         line = 1 + _count_newlines(f, first)
     return data.decode("utf-8", errors="replace"), line
+
+
+def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BYTES) -> Iterator[tuple[str, int]]:
+    """The split's text (as `read_split` reads it) in pieces of at most about `chunk_bytes`, with line numbers.
+
+    Pieces end at a line end. A line longer than `chunk_bytes` is cut at its last whitespace within the
+    limit (or, for a run without any, before a UTF-8 sequence), so words stay whole and memory stays
+    bounded; the pieces of one line share its line number.
+    """
+    with open(path, "rb") as f:
+        first = 0 if start == 0 else _next_line_start(f, start - 1)
+        stop = _next_line_start(f, end - 1) if end > first else first
+        line = 1 + _count_newlines(f, first)
+        f.seek(first)
+        pos, carry = first, b""
+        if first == stop:
+            yield "", line   # map still sees the (empty) split, as with `read_split`
+        while pos < stop or carry:
+            want = min(max(chunk_bytes - len(carry), 1), stop - pos)
+            data = carry + f.read(want)
+            pos += want
+            cut = len(data) if pos >= stop else _cut(data)
+            piece, carry = data[:cut], data[cut:]
+            if not piece:
+                continue   # one UTF-8 sequence longer than the chunk: read on
+            yield piece.decode("utf-8", errors="replace"), line
+            line += piece.count(b"\n")
+
+
+def _cut(data: bytes) -> int:
+    """Where to end a piece of `data` when more follows: after a line end, else after whitespace."""
+    cut = data.rfind(b"\n") + 1
+    if cut:
+        return cut
+    cut = max(data.rfind(w) for w in _WHITESPACE) + 1
+    if cut:
+        return cut
+    return _utf8_end(data)
+
+
+def _utf8_end(data: bytes) -> int:
+    """The length of `data` without a UTF-8 sequence that is cut off at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:   # ASCII or a lead byte: the last sequence starts here
+            need = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if need > back else len(data)
+    return len(data)   # not UTF-8 anyway: cut anywhere
 
 
 def _next_line_start(f: BinaryIO, pos: int) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zmr.apps import App, load_app
 from zmr.errors import JobSpecError
-from zmr.inputs import expand_inputs, plan_splits, read_split
+from zmr.inputs import expand_inputs, plan_splits, read_chunks
 
 __all__ = ["DEFAULT_SPLIT_SIZE", "run_sequential"]
 
@@ -36,9 +36,9 @@ def run_sequential(
     job_args = list(args)
     groups: dict[str, list[str]] = {}
     for split in splits:
-        contents, first_line = read_split(split.path, split.start, split.end)
-        for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
-            groups.setdefault(key, []).append(value)
+        for contents, first_line in read_chunks(split.path, split.start, split.end):
+            for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
+                groups.setdefault(key, []).append(value)
     lines = (f"{key} {the_app.reduce(key, groups[key], job_args)}\n" for key in sorted(groups))
     return _write_atomically(out_dir / "mr-out-0", lines)
 

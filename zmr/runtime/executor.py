@@ -23,7 +23,7 @@ import zmq
 from zmr.apps import App, unship_app
 from zmr.core.batches import PartitionBuffers, Records, encode_batch
 from zmr.errors import AppError, ProtocolError
-from zmr.inputs import read_split
+from zmr.inputs import read_chunks
 from zmr.protocol import messages as m
 from zmr.protocol.codec import data_decoder, encode
 from zmr.runtime import transport
@@ -182,16 +182,17 @@ class Executor(threading.Thread):
         buffers = PartitionBuffers(setup.n_reduce, setup.batch_bytes, max(self._memory_budget // 4,
                                    setup.batch_bytes), lambda k, n: app.partition(k, n, args), combine)
         self._pusher.start_task(setup.window_bytes)
-        contents, first_line = read_split(assign.split.path, assign.split.start, assign.split.end)
         records = bytes_out = 0
-        for key, value in app.map(assign.split.name, contents, args, first_line=first_line):
-            records += 1
-            for partition, run in buffers.add(key, value):
-                bytes_out += self._emit(assign, job, partition, run)
-            if records & 1023 == 0:
-                self.progress += 1
-                self._check_cancel()
-        del contents
+        for contents, first_line in read_chunks(assign.split.path, assign.split.start, assign.split.end):
+            for key, value in app.map(assign.split.name, contents, args, first_line=first_line):
+                records += 1
+                for partition, run in buffers.add(key, value):
+                    bytes_out += self._emit(assign, job, partition, run)
+                if records & 1023 == 0:
+                    self.progress += 1
+                    self._check_cancel()
+            del contents
+            self.progress += 1
         for partition, run in buffers.drain():
             bytes_out += self._emit(assign, job, partition, run)
         self._check_cancel()
