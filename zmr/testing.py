@@ -202,7 +202,7 @@ class SimCluster:
             return self._say(worker, self._rename(worker, task))
         if worker.awaiting:   # no decision came: the executor's commit wait times out, nothing is renamed
             self._drop_task(worker)
-            return self._say(worker, [m.TaskRequest(worker_id=worker.id)])
+            return self._say(worker, [_request(worker, task)])
         worker.hold_commit = not commit
         return self._say(worker, self._finish_reduce(worker, task))
 
@@ -223,7 +223,7 @@ class SimCluster:
         self._drop_task(worker)
         failed = m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
                               kind=kind, error=error, traceback=traceback, missing_maps=missing or [])
-        return self._say(worker, [failed, m.TaskRequest(worker_id=worker.id)])
+        return self._say(worker, [failed, _request(worker, task)])
 
     def kill(self, worker_id: str) -> None:
         """The process dies: it says nothing more and its data is gone. The scheduler notices by liveness."""
@@ -339,7 +339,7 @@ class SimCluster:
         self._drop_task(worker)
         return [m.MapDone(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
                           records_out=10, bytes_out=100),
-                m.TaskRequest(worker_id=worker.id)]
+                _request(worker, task)]
 
     def _finish_reduce(self, worker: SimWorker, task: m.AssignReduce) -> list[m.WorkerToCoord]:
         missing = [s.task for s in task.sources if not self._has_input(worker, task, s)]
@@ -347,7 +347,7 @@ class SimCluster:
             self._drop_task(worker)
             return [m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
                                  kind="missing_data", error=f"no output of maps {missing}", missing_maps=missing),
-                    m.TaskRequest(worker_id=worker.id)]
+                    _request(worker, task)]
         worker.awaiting = True
         return [m.ReduceDone(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
                              records_out=len(task.sources))]
@@ -364,7 +364,7 @@ class SimCluster:
         self.renamed.setdefault((task.job_id, task.task), []).append(task.attempt)
         self._drop_task(worker)
         return [m.ReduceCommitted(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt),
-                m.TaskRequest(worker_id=worker.id)]
+                _request(worker, task)]
 
     def _drop_task(self, worker: SimWorker) -> None:
         worker.task, worker.awaiting, worker.granted = None, False, None
@@ -392,8 +392,10 @@ class SimCluster:
             return self._on_decision(worker, msg)
         elif isinstance(msg, m.CancelTask):
             if worker.runs(msg.job_id, msg.kind, msg.task, msg.attempt):
+                cancelled = worker.task
+                assert cancelled is not None
                 self._drop_task(worker)
-                return [m.TaskRequest(worker_id=worker.id)]
+                return [_request(worker, cancelled)]
         elif isinstance(msg, m.JobEnded):
             worker.owners.pop(msg.job_id, None)
             worker.kept = {k for k in worker.kept if k[0] != msg.job_id}
@@ -408,7 +410,7 @@ class SimCluster:
         worker.granted = msg.ok
         if not msg.ok:
             self._drop_task(worker)
-            return [m.TaskRequest(worker_id=worker.id)]
+            return [_request(worker, task)]
         return [] if worker.hold_commit else self._rename(worker, task)
 
     # ------------------------------------------------------------ delivery
@@ -540,13 +542,21 @@ def _kind(task: Assignment) -> str:
     return MAP if isinstance(task, m.AssignMap) else REDUCE
 
 
+def _running(task: Assignment) -> m.RunningAttempt:
+    return m.RunningAttempt(job_id=task.job_id, kind=_kind(task), task=task.task, attempt=task.attempt)
+
+
+def _request(worker: SimWorker, finished: Assignment) -> m.TaskRequest:
+    """What the executor sends once it is done with an attempt, whatever the outcome."""
+    return m.TaskRequest(worker_id=worker.id, finished=_running(finished))
+
+
 def _register(worker: SimWorker, python: str) -> m.Register:
     jobs = sorted({job for job, _, _ in worker.kept} | set(worker.owners))
     holdings = [m.Holding(job_id=job, maps=sorted((t, a) for j, t, a in worker.kept if j == job))
                 for job in jobs]
     task = worker.task
-    running = m.RunningAttempt(job_id=task.job_id, kind=_kind(task), task=task.task,
-                               attempt=task.attempt) if task else None
+    running = _running(task) if task else None
     return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim",
                       holdings=holdings, running=running)
 

@@ -123,16 +123,6 @@ def test_a_worker_that_does_its_work_completes_a_job(coordinator: tuple[str, Cli
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "mr-out-0", "mr-out-1"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zmr/core/scheduler.py _on_task_request abandons the worker's current assignment whenever a TaskRequest "
-    "arrives while it has one ('worker asked for a new task'), but a TaskRequest does not say which "
-    "assignment the worker has finished: one request too many (the worker registered twice and got two "
-    "Welcomes, each answered with a TaskRequest in worker.py _handle) makes the scheduler one assignment "
-    "ahead of the worker for good. Every later assignment is abandoned by the TaskRequest that follows the "
-    "previous task, every report is stale, and the job fails with 'map-N lost its worker 9 times'. Fix: "
-    "let TaskRequest carry the attempt the worker just finished (or none) and abandon only an assignment "
-    "the worker says it is not running; and send Register once per session (worker.py _session sends it "
-    "before its loop and again in the loop's first turn when Welcome takes over 100 ms)"))
 def test_one_task_request_too_many_does_not_cut_a_worker_off_from_work(coordinator: tuple[str, Client],
                                                                        tmp_path: Path) -> None:
     info, out = _run(*coordinator, tmp_path, task_requests=2)

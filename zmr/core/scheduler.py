@@ -450,8 +450,14 @@ class Scheduler:
             attempt.last_progress = self._now
 
     def _on_task_request(self, worker: Worker, msg: m.TaskRequest) -> None:
+        """Idle now, unless the request crossed an assignment on the wire (it names an earlier attempt, or
+        none at all): then the worker is about to get that assignment, and the request is stale."""
         if worker.current is not None:
-            self._abandon_current(worker, "worker asked for a new task")
+            f = msg.finished
+            if f is None or (f.job_id, f.kind, f.task, f.attempt) != worker.current:
+                self._log("stale_task_request", "debug", worker=worker.id)
+                return
+            self._abandon_current(worker, "the worker ended it without a report that counts")
         self._idle[worker.id] = None
 
     def _on_map_done(self, worker: Worker, msg: m.MapDone) -> None:

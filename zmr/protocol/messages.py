@@ -192,9 +192,14 @@ class Heartbeat(_Msg, frozen=True):
 
 
 class TaskRequest(_Msg, frozen=True):
-    """The worker's slot is free."""
+    """The worker's slot is free; `finished` names the attempt it just ended (none: it was idle already).
+
+    Naming it lets the coordinator tell a request that follows the current assignment from one that
+    crossed it on the wire.
+    """
 
     worker_id: str
+    finished: RunningAttempt | None = None
 
 
 class MapDone(_Msg, frozen=True):

@@ -150,7 +150,8 @@ class Executor(threading.Thread):
             self._fail(assign, "app", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
             self.current = None
-            self._send(m.TaskRequest(worker_id=self._worker_id))
+            finished = m.RunningAttempt(job_id=assign.job_id, kind=kind, task=assign.task, attempt=assign.attempt)
+            self._send(m.TaskRequest(worker_id=self._worker_id, finished=finished))
 
     def _fail(self, assign: m.AssignMap | m.AssignReduce, kind: m.FailureKind, error: str, tb: str,
               missing: list[int] | None = None) -> None:
