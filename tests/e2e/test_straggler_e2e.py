@@ -286,12 +286,6 @@ def test_a_worker_whose_connection_breaks_and_comes_back_loses_nothing(
     _check_nothing_lost(c, job, out, workers, gutenberg, seq_oracle)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "a map pushing to a frozen owner waits the pusher's whole ack timeout (max(5 s, liveness)) even after "
-    "the coordinator declared that owner dead and sent OwnersUpdate: Pusher.push -> Pusher._send "
-    "(runtime/pusher.py) polls POLLOUT until that deadline in one wait, never re-reading the owner table or "
-    "the cancel flag (a DEALER opened after the owner froze never completes its handshake, so with "
-    "IMMEDIATE every send is refused); only Pusher.drain re-reads them since 14ecb5f"))
 def test_maps_stop_waiting_for_an_owner_once_it_is_declared_dead(gutenberg: Path, tmp_path: Path, cluster) -> None:
     """Freeze one of three workers while all three run their first map; it is declared dead after 2 s.
 

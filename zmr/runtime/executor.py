@@ -7,6 +7,7 @@ app raises becomes a TaskFailed report with its traceback, never a crashed worke
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import shutil
@@ -209,7 +210,9 @@ class Executor(threading.Thread):
         if seq is not None and job.setup.push:
             header = m.Batch(job_id=assign.job_id, map_task=assign.task, attempt=assign.attempt,
                              partition=partition, seq=seq, n_records=len(run))
-            self._pusher.push(job.owners[partition], header, payload)
+            addr = job.owners[partition]
+            self._pusher.push(addr, header, payload,
+                              give_up=lambda: self._cancel.is_set() or job.owners[partition] != addr)
         self.progress += 1
         self._check_cancel()
         return len(payload)
@@ -223,8 +226,13 @@ class Executor(threading.Thread):
             by_owner.setdefault(addr, {})[partition] = counts.get(partition, 0)
         for addr, owned in by_owner.items():
             self._pusher.end(addr, m.StreamEnd(job_id=assign.job_id, map_task=assign.task,
-                                               attempt=assign.attempt, counts=owned))
+                                               attempt=assign.attempt, counts=owned),
+                             give_up=functools.partial(self._owner_gone, job, addr))
         self._pusher.drain(lambda: job.owners, self._cancel.is_set)
+
+    def _owner_gone(self, job: JobContext, addr: str) -> bool:
+        """Stop waiting on a peer that owns nothing any more, or once the attempt is cancelled."""
+        return self._cancel.is_set() or addr not in job.owners
 
     # ------------------------------------------------------------ reduce
 

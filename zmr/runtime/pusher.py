@@ -56,26 +56,34 @@ class Pusher:
             peer.failed = False
             peer.unacked.clear()
 
-    def push(self, addr: str, header: Batch, payload: bytes) -> bool:
-        """Send one batch to `addr` once credit allows; False if that owner is given up."""
+    def push(self, addr: str, header: Batch, payload: bytes,
+             give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Send one batch to `addr` once credit allows; False if that owner is given up.
+
+        `give_up` is asked every slice while waiting: the owner was replaced (it was declared dead) or the
+        attempt was cancelled, so waiting on is pointless; the reducer pulls the batch from the kept copy.
+        """
         peer = self._peer(addr)
         if peer is None:
             return False
         deadline = time.monotonic() + self._ack_timeout
         while peer.unacked and peer.in_flight + len(payload) > self._window:
-            if not self._await_acks(peer, deadline):
-                peer.failed = True
+            if give_up():
                 return False
-        if not self._send(peer, encode(header, payload), deadline):
+            if not self._await_acks(peer, min(deadline, time.monotonic() + _DRAIN_SLICE)):
+                if time.monotonic() >= deadline:
+                    peer.failed = True
+                    return False
+        if not self._send(peer, encode(header, payload), deadline, give_up):
             return False
         key = (header.job_id, header.map_task, header.attempt, header.partition, header.seq)
         peer.unacked[key] = len(payload)
         return True
 
-    def end(self, addr: str, msg: StreamEnd) -> None:
+    def end(self, addr: str, msg: StreamEnd, give_up: Callable[[], bool] = lambda: False) -> None:
         peer = self._peer(addr)
         if peer is not None:
-            self._send(peer, encode(msg), time.monotonic() + self._ack_timeout)
+            self._send(peer, encode(msg), time.monotonic() + self._ack_timeout, give_up)
 
     def drain(self, owners: Callable[[], list[str]], cancelled: Callable[[], bool]) -> None:
         """Wait until every current owner acked what it was sent (or is given up).
@@ -108,12 +116,16 @@ class Pusher:
             peer = self._peers[addr] = _Peer(transport.dealer(self._ctx, addr, self._max_bytes, curve=self._curve))
         return None if peer.failed else peer
 
-    def _send(self, peer: _Peer, frames: list[Any], deadline: float) -> bool:
+    def _send(self, peer: _Peer, frames: list[Any], deadline: float,
+              give_up: Callable[[], bool] = lambda: False) -> bool:
         while not transport.send(peer.sock, frames):
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not peer.sock.poll(int(remaining * 1000), zmq.POLLOUT):
+            if remaining <= 0:
                 peer.failed = True
                 return False
+            if give_up():
+                return False
+            peer.sock.poll(int(min(remaining, _DRAIN_SLICE) * 1000) + 1, zmq.POLLOUT)
         return True
 
     def _await_acks(self, peer: _Peer, deadline: float) -> bool:
