@@ -718,3 +718,27 @@ def test_a_reduce_running_ahead_of_lost_map_output_gets_no_backup() -> None:
     assert sorted(sim.task(job, REDUCE, 1).running) == [1]
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+def test_an_idle_worker_takes_over_a_ready_partition_whose_owner_is_busy_for_long() -> None:
+    sim = sim_with("w1", "w2", min_elapsed=2.0)
+    a = sim.submit(n_splits=2, n_reduce=2)
+    b = sim.submit(n_splits=1, n_reduce=1)
+    assert sim.job(a).owners == ["w1", "w2"]
+    sim.finish("w2")                                   # a/map-1; then it takes b/map-0 and gets stuck in it
+    assert sim.assignment("w2") == m.AssignMap(job_id=b, task=0, attempt=1, split=sim.job(b).spec.splits[0])
+    sim.hang("w2")
+    sim.finish("w1")                                   # a/map-0: a's reduces are ready; w1 runs its own
+    sim.finish("w1")
+    assert sim.assignment("w1") is None
+    actions = sim.advance(1.0)
+    assert logged(actions, "partition_moved") == []    # a short wait is cheaper than pulling everything
+    actions = sim.advance(1.5)
+    assert [(log.fields["partition"], log.fields["worker"]) for log in logged(actions, "partition_moved")] == [
+        (1, "w1")]
+    assert sim.job(a).owners == ["w1", "w1"]
+    assigned = sim.assignment("w1")
+    assert isinstance(assigned, m.AssignReduce) and (assigned.job_id, assigned.task) == (a, 1)
+    assert [u.owners_epoch for u in sim.received("w2") if isinstance(u, m.OwnersUpdate)] == [1]
+    sim.finish("w1")
+    assert sim.finished.get(a) is JobState.SUCCEEDED

@@ -426,7 +426,7 @@ class Scheduler:
         self._idle.pop(worker.id, None)
         task.running[running.attempt] = Attempt(worker.id, self._now, self._now)
         task.started = task.started or self._now
-        worker.current = mine
+        worker.current, worker.busy_since = mine, self._now
         if task.committing == running.attempt:   # it was granted the rename: say so again
             task.state = TaskState.COMMITTING
             self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=running.attempt,
@@ -680,27 +680,32 @@ class Scheduler:
         for owner in job.owners:
             if owner in load:
                 load[owner] += 1
-        moved = False
+        moves: dict[int, str] = {}
         for p, owner in enumerate(job.owners):
             if owner not in load and job.reduces[p].state is not TaskState.DONE:
                 new = min(load, key=lambda w: (load[w], w))
                 load[new] += 1
-                job.owners[p] = new
-                moved = True
-                self._move_ready_reduce(job, p, owner, new)
-        if not moved:
+                moves[p] = new
+        if not moves:
             return
+        self._move_partitions(job, moves)
+        for task in job.maps:
+            if task.state is TaskState.DONE and task.committed_worker not in load:
+                self._uncommit_map(job, task)
+
+    def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
+        """New owners for some partitions: journaled, announced to the job's workers, set up on the new ones."""
+        for p, new in moves.items():
+            self._move_ready_reduce(job, p, job.owners[p], new)
+            job.owners[p] = new
         job.owners_epoch += 1
         self._journal(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
         update = m.OwnersUpdate(job_id=job.id, owners=self._owner_addrs(job), owners_epoch=job.owners_epoch)
         for worker_id in job.set_up_on:
             worker = self.workers[worker_id]
-            if worker.alive:
+            if worker.alive and worker.peer:
                 self._send(worker.peer, update)
         self._set_up_owners(job)
-        for task in job.maps:
-            if task.state is TaskState.DONE and task.committed_worker not in load:
-                self._uncommit_map(job, task)
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
         task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
@@ -762,9 +767,40 @@ class Scheduler:
         while self._idle:
             found = self._next_map()
             if found is None:
-                return
+                break
             worker_id = next(iter(self._idle))
             self._assign(self.workers[worker_id], found[0], found[1])
+        for worker_id in list(self._idle):
+            if not self._steal_reduce(self.workers[worker_id]):
+                return
+
+    def _steal_reduce(self, thief: Worker) -> bool:
+        """An idle worker takes over a ready partition whose owner has been busy for `min_elapsed`.
+
+        A reduce runs on its partition's owner, which holds the pushed batches. If that owner is stuck
+        in a long task (a straggling map that lost to its backup may still be in app code), the job
+        should not wait for it: the partition moves to the idle worker, which pulls its input from the
+        mappers' kept copies.
+        """
+        for owner_id, queue in self._ready_reduces.items():
+            owner = self.workers.get(owner_id)
+            if owner_id == thief.id or not queue or owner is None or not owner.alive or owner.current is None:
+                continue   # (a cancelled attempt keeps its worker busy until the worker says it stopped)
+            if self._now - owner.busy_since < self.params.min_elapsed:
+                continue
+            for job_id, partition in list(queue):
+                job = self.jobs.get(job_id)
+                task = job.reduces[partition] if job else None
+                if (job is None or task is None or job.state is not JobState.RUNNING
+                        or task.state is not TaskState.READY or task.running or task.not_before > self._now):
+                    del queue[(job_id, partition)]
+                    continue
+                self._log("partition_moved", "info", job=job.id, partition=partition, old=owner_id,
+                          worker=thief.id, why="its owner is busy")
+                self._move_partitions(job, {partition: thief.id})
+                self._assign_reduce(thief)
+                return True
+        return False
 
     def _next_map(self) -> tuple[Job, Task] | None:
         for job in self._running_jobs():
@@ -793,7 +829,7 @@ class Scheduler:
         task.running[number] = Attempt(worker.id, self._now, self._now)
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
-        worker.current = (job.id, task.kind, task.index, number)
+        worker.current, worker.busy_since = (job.id, task.kind, task.index, number), self._now
         self._journal(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
                                      worker_id=worker.id))
         self._set_up(job, worker)

@@ -110,4 +110,5 @@ class Worker:
     last_seen: float
     alive: bool = True
     current: tuple[str, str, int, int] | None = None   # (job, kind, index, attempt)
+    busy_since: float = 0.0                             # when `current` was assigned
     leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
