@@ -23,7 +23,6 @@ from .conftest import (
     APPS,
     PROBE_APP,
     Cluster,
-    KnownBug,
     SeqOracle,
     Watcher,
     await_hold,
