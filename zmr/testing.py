@@ -557,8 +557,9 @@ def _register(worker: SimWorker, python: str) -> m.Register:
                 for job in jobs]
     task = worker.task
     running = _running(task) if task else None
+    recent = [r for r in worker.reports if isinstance(r, m.MapDone)][-8:]
     return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim",
-                      holdings=holdings, running=running)
+                      holdings=holdings, running=running, finished_maps=recent)
 
 
 # ---------------------------------------------------------------- invariants

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from zmr.core.scheduler import Scheduler, SchedulerParams, Send
+from zmr.core.scheduler import Action, Log, Scheduler, SchedulerParams, Send
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
 from zmr.testing import SimCluster, check_invariants
+
+
+def logged(actions: list[Action], event: str) -> list[Log]:
+    return [a for a in actions if isinstance(a, Log) and a.event == event]
 
 
 def sim_with(*workers: str, **params: float) -> SimCluster:
@@ -204,3 +208,41 @@ def test_the_timeline_follows_reported_leases_until_they_are_gone() -> None:
     assert max(p.leases for p in timeline) == 3
     status = sim.scheduler.status(job)
     assert isinstance(status, m.StatusReply) and status.jobs[0].timeline == timeline
+
+
+def test_a_map_finished_while_the_coordinator_was_down_counts_when_its_worker_comes_back() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    task = sim.assignment("w1")
+    assert isinstance(task, m.AssignMap)
+    sim.isolate("w1")
+    sim.finish("w1")                      # its MapDone goes nowhere: the coordinator is down
+    sim.restart_coordinator()
+    sim.isolate("w1", False)
+    done = m.MapDone(worker_id="w1", job_id=job, task=task.task, attempt=task.attempt, records_out=10,
+                     bytes_out=100)
+    register = m.Register(worker_id="w1", data_addr=sim.workers["w1"].addr, python="3.11", pid=1, host="sim",
+                          holdings=[m.Holding(job_id=job, maps=[(task.task, task.attempt)])],
+                          finished_maps=[done])
+    actions = sim.send("w1", register)
+    assert [log.fields["task"] for log in logged(actions, "map_readopted")] == [f"map-{task.task}"]
+    assert sim.task(job, MAP, task.task).committed == task.attempt
+    sim.run()
+    assert sim.finished[job] is JobState.SUCCEEDED
+    assert sim.task(job, MAP, task.task).committed == task.attempt
+
+
+def test_a_finished_map_whose_output_is_gone_is_not_readopted() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    task = sim.assignment("w1")
+    assert isinstance(task, m.AssignMap)
+    sim.isolate("w1")
+    sim.finish("w1")
+    sim.restart_coordinator()
+    sim.isolate("w1", False)
+    done = m.MapDone(worker_id="w1", job_id=job, task=task.task, attempt=task.attempt, records_out=1, bytes_out=1)
+    actions = sim.send("w1", m.Register(worker_id="w1", data_addr=sim.workers["w1"].addr, python="3.11", pid=1,
+                                        host="sim", finished_maps=[done]))
+    assert logged(actions, "map_readopted") == []
+    assert sim.task(job, MAP, task.task).state is not TaskState.DONE

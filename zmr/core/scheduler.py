@@ -402,9 +402,24 @@ class Scheduler:
                 self._set_up(job, worker)
         self._readopt_running(worker, msg.running)
         self._drop_orphan_grants(worker)
+        for report in msg.finished_maps:
+            self._readopt_finished_map(worker, report, held)
         self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
         self._log("worker_back", "info", worker=worker.id, jobs=len(held), pid=msg.pid)
         self._start_queued_jobs()
+
+    def _readopt_finished_map(self, worker: Worker, report: m.MapDone, held: dict[str, m.Holding]) -> None:
+        """A map the worker finished while this coordinator was away still counts if its output is there."""
+        job = self.jobs.get(report.job_id)
+        task = job.task(MAP, report.task) if job else None
+        holding = held.get(report.job_id)
+        if (job is None or task is None or holding is None or job.state is not JobState.RUNNING
+                or task.state is TaskState.DONE or report.attempt in task.running
+                or not 1 <= report.attempt <= task.attempts_made
+                or (report.task, report.attempt) not in set(map(tuple, holding.maps))):
+            return
+        self._log("map_readopted", "info", job=job.id, task=task.label, attempt=report.attempt, worker=worker.id)
+        self._commit_map(job, task, worker, report)
 
     def _readopt_running(self, worker: Worker, running: m.RunningAttempt | None) -> None:
         """Keep the attempt the worker says it runs if it may still count; cancel it otherwise."""
@@ -469,6 +484,9 @@ class Scheduler:
         self._finish_attempt(worker, task, msg.attempt)
         if task.state is TaskState.DONE:
             return  # another attempt committed first; this one's output never counts
+        self._commit_map(job, task, worker, msg)
+
+    def _commit_map(self, job: Job, task: Task, worker: Worker, msg: m.MapDone) -> None:
         task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt, worker.id
         task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
         job.maps_done += 1

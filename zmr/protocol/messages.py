@@ -161,6 +161,7 @@ class Register(_Msg, frozen=True):
     host: str
     holdings: list[Holding] = []
     running: RunningAttempt | None = None
+    finished_maps: list[MapDone] = []     # recent map reports, which a restarted coordinator may have missed
 
 
 class PartitionStat(msgspec.Struct, frozen=True, array_like=True):

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Worker:
         self._lease_expiry: dict[str, float] = {}   # job -> monotonic time its data must be gone by
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
         self._unsent: m.WorkerToCoord | None = None
+        self._recent_maps: deque[m.MapDone] = deque(maxlen=32)   # offered again when registering
         self._registered = False
         self._registered_at = 0.0
         self._heartbeat_interval = config.coordinator.heartbeat_interval
@@ -100,6 +102,8 @@ class Worker:
 
         def send_from_executor(msg: m.WorkerToCoord) -> None:
             """Called on the executor thread only, which therefore owns `wake_tx`."""
+            if isinstance(msg, m.MapDone):
+                self._recent_maps.append(msg)
             self._outbound.put(msg)
             try:
                 wake_tx.send(b"", zmq.NOBLOCK)
@@ -232,7 +236,8 @@ class Worker:
         running = m.RunningAttempt(job_id=current[0], kind=current[1], task=current[2],
                                    attempt=current[3]) if current else None
         msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
-                         host=socket.gethostname(), holdings=holdings, running=running)
+                         host=socket.gethostname(), holdings=holdings, running=running,
+                         finished_maps=list(self._recent_maps))
         transport.send(sock, encode(msg))
         self._registered_at = time.monotonic()
 
