@@ -6,7 +6,16 @@ The public API is what `__all__` lists; everything else may change without notic
 from zmr.apps import App, load_app
 from zmr.client import Client
 from zmr.config import Config, load_config
-from zmr.errors import AppError, ClusterError, ConfigError, JobFailed, JobSpecError, ProtocolError, ZmrError
+from zmr.errors import (
+    AppError,
+    ClusterError,
+    ConfigError,
+    JobFailed,
+    JobSpecError,
+    NoAnswer,
+    ProtocolError,
+    ZmrError,
+)
 from zmr.runtime.local import LocalCluster
 from zmr.seq import run_sequential
 
@@ -22,6 +31,7 @@ __all__ = [
     "JobFailed",
     "JobSpecError",
     "LocalCluster",
+    "NoAnswer",
     "ProtocolError",
     "ZmrError",
     "__version__",
