@@ -604,7 +604,7 @@ class Scheduler:
             for worker_id in job.set_up_on:
                 renew.setdefault(worker_id, []).append(job.id)
             self._sample(job)
-        for job in self._draining:
+        for job in list(self._draining):   # sampling may end a job's draining
             self._sample(job)
         for worker in self.workers.values():
             if worker.alive and worker.peer:

@@ -165,13 +165,20 @@ class Worker:
                 sock.close(linger=0)
             if not self._stop.is_set():
                 self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
-                self._stop.wait(backoff)
+                resume = time.monotonic() + backoff
+                while not self._stop.wait(min(0.1, max(0.0, resume - time.monotonic()))):
+                    self._expire_leases()   # a lease runs out on time, connected or not
+                    if time.monotonic() >= resume:
+                        break
                 backoff = min(backoff * 2, 5.0)
 
     def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
         self._registered = False
-        sock.poll(1000, zmq.POLLOUT)  # IMMEDIATE: a send before the connection is up would be dropped
+        for _ in range(10):   # IMMEDIATE: a send before the connection is up would be dropped
+            self._expire_leases()
+            if sock.poll(100, zmq.POLLOUT):
+                break
         self._register(sock)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
