@@ -4,7 +4,7 @@ import zmr
 
 EXPECTED = {
     "App", "AppError", "Client", "ClusterError", "Config", "ConfigError", "JobFailed", "JobSpecError",
-    "LocalCluster", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config", "run_sequential",
+    "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config", "run_sequential",
 }
 
 

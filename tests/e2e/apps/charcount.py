@@ -1,7 +1,8 @@
 """Test app: counts what each map task was given, to check how input bytes become text.
 
 Keys: `chars` (characters of the split's text), `fffd` (U+FFFD replacement characters in it), `newlines`,
-`splits` (map tasks), `empty_splits` (map tasks given no text at all). Values are summed by the reduce, so
+`splits` (map calls: one per split, or one per piece of at most 16 MiB of a longer split),
+`empty_splits` (map calls given no text at all). Values are summed by the reduce, so
 the output describes the whole input as the maps saw it: with splits that own whole lines and UTF-8
 decoding with replacement, `chars` and `fffd` equal those of each file decoded whole.
 """
