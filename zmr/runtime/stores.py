@@ -52,6 +52,7 @@ class _Partition:
 @dataclass
 class _JobReceipts:
     folder: Path
+    n_partitions: int
     parts: dict[int, _Partition] = field(default_factory=dict)
     ends: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)   # (map, attempt) -> counts
     pulled: dict[tuple[int, int, int], int] = field(default_factory=dict)      # (map, attempt, p) -> count
@@ -81,18 +82,18 @@ class ReceiveStore:
         self._lock = threading.Lock()
         self._jobs: dict[str, _JobReceipts] = {}
 
-    def open_job(self, job_id: str) -> None:
-        """From now on, batches of this job are stored here (until it is dropped)."""
+    def open_job(self, job_id: str, n_partitions: int) -> None:
+        """From now on, batches of this job's partitions are stored here (until it is dropped)."""
         with self._lock:
             if job_id not in self._jobs:
-                self._jobs[job_id] = _JobReceipts(self._root / _safe_name(job_id) / "recv")
+                self._jobs[job_id] = _JobReceipts(self._root / _safe_name(job_id) / "recv", n_partitions)
 
     def add_batch(self, job_id: str, map_task: int, attempt: int, partition: int, seq: int,
                   payload: bytes | memoryview, now: float) -> bool:
         """Store a batch once; False if the job is not open here or the batch is a duplicate."""
         with self._lock:
             job = self._job(job_id)
-            if job is None or partition in job.released:
+            if job is None or partition in job.released or not 0 <= partition < job.n_partitions:
                 return False
             part = job.partition(partition)
             seqs = part.received.setdefault((map_task, attempt), {})

@@ -302,7 +302,7 @@ class Worker:
         elif isinstance(msg, m.JobSetup):   # grants the job's lease: its data may exist here from now on
             self._jobs[msg.job_id] = JobContext(msg, list(msg.owners), msg.owners_epoch)
             self._lease_expiry[msg.job_id] = time.monotonic() + msg.lease_ttl
-            self._received.open_job(msg.job_id)
+            self._received.open_job(msg.job_id, msg.n_reduce)
             self._kept.open_job(msg.job_id)
         elif isinstance(msg, m.Ping):
             renewed = time.monotonic() + msg.lease_ttl
