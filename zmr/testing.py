@@ -433,8 +433,10 @@ class SimCluster:
             for action in actions:
                 if isinstance(action, Send):
                     queue.extend(self._deliver(action.peer, action.msg))
-                elif isinstance(action, JobFinished):
+                elif isinstance(action, JobFinished):   # the shell finishes the output, then journals that
                     self.finished[action.job_id] = action.state
+                    self.journal += [a.record for a in self.scheduler.output_finished(action.job_id)
+                                     if isinstance(a, Journal)]
         return out
 
     def _deliver(self, peer: bytes, msg: m.FromCoordinator) -> list[Received]:
@@ -669,7 +671,7 @@ def _task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
             problems.append(f"done, but its committed attempt is {task.committed}")
         if task.running:
             problems.append(f"done, but attempts {sorted(task.running)} still run")
-        if task.kind == MAP and task.committed_worker not in s.workers:
+        if task.kind == MAP and task.committed_worker not in s.workers and not job.state.ended:
             problems.append(f"done on unknown worker {task.committed_worker}")
         if task.kind == REDUCE and task.committing != task.committed:
             problems.append(f"committed attempt {task.committed} was not the one granted ({task.committing})")

@@ -246,3 +246,44 @@ def test_a_finished_map_whose_output_is_gone_is_not_readopted() -> None:
                                         host="sim", finished_maps=[done]))
     assert logged(actions, "map_readopted") == []
     assert sim.task(job, MAP, task.task).state is not TaskState.DONE
+
+
+def test_an_ended_job_whose_output_step_was_cut_short_finishes_it_after_a_restart() -> None:
+    from zmr.core.scheduler import JobFinished
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.run()
+    done = [r for r in sim.journal if isinstance(r, jr.OutputFinished)]
+    assert [r.job_id for r in done] == [job]
+    cut_short = [r for r in sim.journal if not isinstance(r, jr.OutputFinished)]   # killed before it
+    again = Scheduler(sim.params)
+    finished = [a for a in again.recover(cut_short, sim.clock.now) if isinstance(a, JobFinished)]
+    assert [(f.job_id, f.state) for f in finished] == [(job, JobState.SUCCEEDED)]
+    again = Scheduler(sim.params)
+    assert not [a for a in again.recover(list(sim.journal), sim.clock.now) if isinstance(a, JobFinished)]
+
+
+def test_a_grant_journaled_before_a_restart_keeps_the_records_count() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1")
+    sim.finish("w1", commit=False)
+    sim.restart_coordinator()
+    sim.commit("w1")
+    assert sim.finished[job] is JobState.SUCCEEDED
+    assert sim.task(job, REDUCE, 0).records_out == 1
+
+
+def test_workers_idle_at_a_compaction_are_still_known_after_a_later_restart() -> None:
+    sim = sim_with("w1", "w2")
+    first = sim.submit(n_splits=1, n_reduce=1)
+    sim.run()
+    assert sim.finished[first] is JobState.SUCCEEDED
+    sim.scheduler.archive_ended()
+    sim.journal = sim.scheduler.snapshot()          # compacted while no job ran
+    job = sim.submit(n_splits=3, n_reduce=1)
+    done = finish_maps(sim, 2)
+    actions = sim.restart_coordinator()
+    assert not logged(actions, "worker_lost")
+    for index, attempt, worker in done:
+        assert (sim.task(job, MAP, index).committed, sim.task(job, MAP, index).committed_worker) == (attempt, worker)

@@ -204,6 +204,9 @@ class Scheduler:
                                 last_seen=now + self.params.recovery_grace - timeout)
                 self.workers[worker_id] = worker
                 self._push_liveness(worker)
+        for job in self.jobs.values():   # it ended, but the crash came before its output was finished
+            if job.state.ended and not job.output_done:
+                self._out.append(JobFinished(job.id, job.state, job.spec.output_dir, job.spec.n_reduce))
         self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self._next_job,
                   running=len(self._running_jobs()), awaited_workers=len(self.workers))
         return self._out
@@ -230,6 +233,8 @@ class Scheduler:
             job.owners, job.owners_epoch = list(rec.owners), rec.epoch
         elif isinstance(rec, j.JobEnded):
             job.state, job.error, job.finished = JobState(rec.state), rec.error, rec.finished
+        elif isinstance(rec, j.OutputFinished):
+            job.output_done = True
         elif isinstance(rec, j.TaskAssigned | j.MapCommitted | j.MapUncommitted | j.CommitGranted
                         | j.CommitRevoked | j.ReduceCommitted):
             kind = rec.kind if isinstance(rec, j.TaskAssigned) else (
@@ -246,11 +251,14 @@ class Scheduler:
             task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
             task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
             job.maps_done += 1
+            job.bytes_committed += rec.bytes_out
         elif isinstance(rec, j.MapUncommitted) and task.state is TaskState.DONE:
             task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
             job.maps_done -= 1
+            job.bytes_committed -= task.bytes_out
         elif isinstance(rec, j.CommitGranted) and task.state is not TaskState.DONE:
             task.state, task.committing, task.granted_worker = TaskState.COMMITTING, rec.attempt, rec.worker_id
+            task.records_out = rec.records_out
         elif isinstance(rec, j.CommitRevoked) and task.state is TaskState.COMMITTING:
             task.state, task.committing, task.granted_worker = TaskState.WAITING, None, None
         elif isinstance(rec, j.ReduceCommitted) and task.state is not TaskState.DONE:
@@ -266,14 +274,25 @@ class Scheduler:
             w for job in live for t in itertools.chain(job.maps, job.reduces)
             for w in (t.committed_worker, t.granted_worker) if w}
         out += [j.WorkerJoined(worker_id=w.id, data_addr=w.data_addr) for w in self.workers.values()
-                if w.id in named]
+                if (w.id in named or w.alive) and w.data_addr]
         out += [j.EndedJob(number=_job_number(info.job_id), info=info) for info in self.archived.values()]
         for job in self.jobs.values():
-            if job.state.ended:
+            if job.state.ended and job.output_done:
                 out.append(j.EndedJob(number=job.number, info=self._job_info(job, detail=True)))
+            elif job.state.ended:
+                out += [*self._job_records(job), j.JobEnded(job_id=job.id, state=job.state.value, error=job.error,
+                                                            finished=job.finished or 0.0)]
             else:
                 out += self._job_records(job)
         return out
+
+    def output_finished(self, job_id: str) -> list[Action]:
+        """The shell carried out a JobFinished: journal it, so a restart does not do it again."""
+        job = self.jobs.get(job_id)
+        if job is None or job.output_done:
+            return []
+        job.output_done = True
+        return [Journal(j.OutputFinished(job_id=job_id))]
 
     def _job_records(self, job: Job) -> list[j.Record]:
         out: list[j.Record] = [j.JobSubmitted(job_id=job.id, number=job.number, spec=job.spec,
@@ -297,12 +316,15 @@ class Scheduler:
                                              records_out=task.records_out, finished=task.finished or 0.0))
             elif task.committing is not None:
                 out.append(j.CommitGranted(job_id=job.id, task=task.index, attempt=task.committing,
-                                           worker_id=task.granted_worker or ""))
+                                           worker_id=task.granted_worker or "", records_out=task.records_out))
         return out
 
     def archive_ended(self) -> None:
         """Keep only the final status of ended jobs whose leases are gone (frees their app and inputs)."""
-        for job in [job for job in self.jobs.values() if job.state.ended and job not in self._draining]:
+        referenced = {w.current[0] for w in self.workers.values() if w.current is not None}
+        for job in [job for job in self.jobs.values()
+                    if job.state.ended and job.output_done and job not in self._draining
+                    and job.id not in referenced]:
             self.archived[job.id] = self._job_info(job, detail=True)
             del self.jobs[job.id]
 
@@ -350,6 +372,9 @@ class Scheduler:
                                       f"the cluster needs {self.params.python}"))
             return
         old = self.workers.get(msg.worker_id)
+        if old is not None and old.alive and not old.peer and not old.data_addr:
+            old.data_addr = msg.data_addr   # awaited since a restart, its address not in the journal
+            self._journal(j.WorkerJoined(worker_id=old.id, data_addr=old.data_addr))
         if old is not None and old.alive and old.data_addr == msg.data_addr:
             self._readopt(old, peer, msg)
             return
@@ -398,6 +423,8 @@ class Scheduler:
                         and (task.index, task.committed) not in kept):
                     self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
                     self._uncommit_map(job, task)
+            if job.id not in held:
+                job.set_up_on.discard(worker.id)   # it lost the job (its lease ran out): set it up again
             if job.id in held or worker.id in job.owners:
                 self._set_up(job, worker)
         self._readopt_running(worker, msg.running)
@@ -430,7 +457,8 @@ class Scheduler:
             return
         job = self.jobs.get(running.job_id)
         task = job.task(running.kind, running.task) if job else None
-        usable = (job is not None and task is not None and job.state is JobState.RUNNING
+        usable = (running.kind in (MAP, REDUCE) and running.attempt >= 1
+                  and job is not None and task is not None and job.state is JobState.RUNNING
                   and task.state in (TaskState.READY, TaskState.RUNNING, TaskState.COMMITTING)
                   and running.attempt <= task.attempts_made and running.attempt not in task.running
                   and (task.committing is None or task.committing == running.attempt))
@@ -473,6 +501,9 @@ class Scheduler:
                 self._log("stale_task_request", "debug", worker=worker.id)
                 return
             self._abandon_current(worker, "the worker ended it without a report that counts")
+            job = self.jobs.get(f.job_id)
+            if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
+                job.set_up_on.discard(worker.id)
         self._idle[worker.id] = None
 
     def _on_map_done(self, worker: Worker, msg: m.MapDone) -> None:
@@ -490,6 +521,7 @@ class Scheduler:
         task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt, worker.id
         task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
         job.maps_done += 1
+        job.bytes_committed += msg.bytes_out
         self._journal(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
                                      records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
         self._cancel_other_attempts(job, task)
@@ -514,7 +546,7 @@ class Scheduler:
             task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
             task.granted_worker = worker.id
             self._journal(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt,
-                                          worker_id=worker.id))
+                                          worker_id=worker.id, records_out=msg.records_out))
             if msg.received is not None and msg.received.partition == task.index:
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
         self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
@@ -728,6 +760,7 @@ class Scheduler:
     def _uncommit_map(self, job: Job, task: Task) -> None:
         task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
         job.maps_done -= 1
+        job.bytes_committed -= task.bytes_out
         self._journal(j.MapUncommitted(job_id=job.id, task=task.index))
         for reduce in job.reduces:
             if reduce.state is TaskState.READY:
@@ -802,9 +835,9 @@ class Scheduler:
         """
         for owner_id, queue in self._ready_reduces.items():
             owner = self.workers.get(owner_id)
-            if owner_id == thief.id or not queue or owner is None or not owner.alive or owner.current is None:
-                continue   # (a cancelled attempt keeps its worker busy until the worker says it stopped)
-            if self._now - owner.busy_since < self.params.min_elapsed:
+            if owner_id == thief.id or not queue or owner is None or not owner.alive or owner_id in self._idle:
+                continue   # busy: it runs a task, or one it was told to give up that it has not left yet
+            if not owner.peer or not owner.busy_since or self._now - owner.busy_since < self.params.min_elapsed:
                 continue
             for job_id, partition in list(queue):
                 job = self.jobs.get(job_id)
@@ -974,7 +1007,8 @@ class Scheduler:
         return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
                           n_reduce=job.spec.n_reduce, owners=self._owner_addrs(job),
                           owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
-                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl)
+                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
+                          released=[t.index for t in job.reduces if t.state is TaskState.DONE])
 
     def _owner_addrs(self, job: Job) -> list[str]:
         return [self.workers[w].data_addr if w in self.workers and self.workers[w].alive else ""

@@ -86,12 +86,15 @@ class Job:
     partition_stats: dict[int, PartitionStat] = field(default_factory=dict)
     durations: dict[str, list[float]] = field(default_factory=dict)   # kind -> sorted committed durations
     number: int = 0
+    output_done: bool = False   # its JobFinished was carried out (and journaled as such)
     timeline: list[TimelinePoint] = field(default_factory=list)
+
+    bytes_committed: int = 0   # kept up to date on every map commit and uncommit: no O(maps) sums per event
 
     @property
     def bytes_shuffled(self) -> int:
         """Shuffle bytes of the committed map attempts (what reducers read, whether pushed or pulled)."""
-        return sum(t.bytes_out for t in self.maps if t.state is TaskState.DONE)
+        return self.bytes_committed
 
     @property
     def records_out(self) -> int:

@@ -87,6 +87,7 @@ class CommitGranted(_Rec, frozen=True):
     task: int
     attempt: int
     worker_id: str
+    records_out: int = 0
 
 
 class CommitRevoked(_Rec, frozen=True):
@@ -112,6 +113,12 @@ class JobEnded(_Rec, frozen=True):
     finished: float
 
 
+class OutputFinished(_Rec, frozen=True):
+    """The ended job's output step is done (`_SUCCESS` written, or partial output removed)."""
+
+    job_id: str
+
+
 class EndedJob(_Rec, frozen=True):
     """A compacted ended job: its final status is all that is kept (not its app or inputs)."""
 
@@ -121,7 +128,7 @@ class EndedJob(_Rec, frozen=True):
 
 Record = (
     Header | WorkerJoined | JobSubmitted | JobStarted | OwnersMoved | TaskAssigned | MapCommitted
-    | MapUncommitted | CommitGranted | CommitRevoked | ReduceCommitted | JobEnded | EndedJob
+    | MapUncommitted | CommitGranted | CommitRevoked | ReduceCommitted | JobEnded | OutputFinished | EndedJob
 )
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -283,6 +283,7 @@ class JobSetup(_Msg, frozen=True):
     batch_bytes: int
     window_bytes: int
     lease_ttl: float = 30.0
+    released: list[int] = []    # partitions already committed: nothing of them is kept
 
 
 class OwnersUpdate(_Msg, frozen=True):

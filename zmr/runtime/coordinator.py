@@ -211,6 +211,8 @@ class Coordinator:
                 outputs.remove_job_output(action.output_dir, action.job_id, action.n_reduce)
         except OSError as exc:
             self._log.error("output_finish_failed", job=action.job_id, error=str(exc))
+            return
+        self._write_journal(self.scheduler.output_finished(action.job_id))
 
     def _bad_message(self, peer: bytes, error: str) -> None:
         if peer in self._bad_peers:

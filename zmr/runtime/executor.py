@@ -146,7 +146,10 @@ class Executor(threading.Thread):
         except AppError as exc:
             self._fail(assign, "app", str(exc), "")
         except OSError as exc:
-            self._fail(assign, "io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            if assign.job_id not in self._jobs or self._cancel.is_set():
+                log.info("task_dropped", why=str(exc))   # its job (or attempt) ended here meanwhile
+            else:
+                self._fail(assign, "io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         except Exception as exc:  # the app's own error, whatever it is
             self._fail(assign, "app", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:

@@ -196,10 +196,10 @@ class Worker:
                 while wake.poll(0):
                     wake.recv()
             self._flush_outbound(sock)
-            self._expire_leases()
             if sock in events:
                 heard, answered = time.monotonic(), True
                 self._drain_coordinator(sock)
+            self._expire_leases()   # after reading what arrived: a renewal may be waiting there
             now = time.monotonic()
             if now >= next_beat:
                 if self._registered:
@@ -300,10 +300,17 @@ class Worker:
             self._log.error("rejected", reason=msg.reason)
             self._stop.set()
         elif isinstance(msg, m.JobSetup):   # grants the job's lease: its data may exist here from now on
-            self._jobs[msg.job_id] = JobContext(msg, list(msg.owners), msg.owners_epoch)
+            known = self._jobs.get(msg.job_id)
+            if known is None:
+                self._jobs[msg.job_id] = JobContext(msg, list(msg.owners), msg.owners_epoch)
+            elif msg.owners_epoch > known.owners_epoch:   # in place: a running map holds this context
+                known.owners, known.owners_epoch = list(msg.owners), msg.owners_epoch
             self._lease_expiry[msg.job_id] = time.monotonic() + msg.lease_ttl
             self._received.open_job(msg.job_id, msg.n_reduce)
             self._kept.open_job(msg.job_id)
+            for partition in msg.released:
+                self._received.drop_partition(msg.job_id, partition)
+                self._kept.drop_partition(msg.job_id, partition)
         elif isinstance(msg, m.Ping):
             renewed = time.monotonic() + msg.lease_ttl
             for job_id in msg.jobs:
