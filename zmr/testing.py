@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from zmr.core.scheduler import (
     Action,
@@ -565,6 +566,20 @@ def _register(worker: SimWorker, python: str) -> m.Register:
 
 
 # ---------------------------------------------------------------- invariants
+
+
+def sim_with(*workers: str, **params: Any) -> SimCluster:
+    """A simulated cluster of these workers; `params` override SchedulerParams (backups off unless given)."""
+    params.setdefault("speculation", False)
+    sim = SimCluster(SchedulerParams(python=params.pop("python", PYTHON), **params))
+    for worker in workers:
+        sim.add_worker(worker)
+    return sim
+
+
+def logged(actions: list[Action], event: str) -> list[Log]:
+    """The Log actions of `event` among `actions`."""
+    return [a for a in actions if isinstance(a, Log) and a.event == event]
 
 
 def check_invariants(scheduler: Scheduler) -> None:

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from zmr.core.scheduler import Action, Log, Scheduler, SchedulerParams, Send
+from zmr.core.scheduler import Scheduler, SchedulerParams, Send
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
-from zmr.testing import SimCluster, check_invariants
-
-
-def logged(actions: list[Action], event: str) -> list[Log]:
-    return [a for a in actions if isinstance(a, Log) and a.event == event]
-
-
-def sim_with(*workers: str, **params: float) -> SimCluster:
-    params.setdefault("speculation", False)
-    sim = SimCluster(SchedulerParams(python="3.11", **params))  # type: ignore[arg-type]
-    for worker in workers:
-        sim.add_worker(worker)
-    return sim
+from zmr.testing import SimCluster, check_invariants, logged, sim_with
 
 
 def finish_maps(sim: SimCluster, n: int) -> list[tuple[int, int, str]]:

@@ -11,10 +11,10 @@ from typing import TypeVar
 
 import pytest
 
-from zmr.core.scheduler import Action, JobFinished, Log, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import Action, JobFinished, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import messages as m
-from zmr.testing import SimCluster, check_invariants
+from zmr.testing import SimCluster, check_invariants, logged, sim_with
 
 T = TypeVar("T")
 
@@ -23,19 +23,6 @@ def sent(actions: list[Action], kind: type[T], peer: bytes | None = None) -> lis
     """The messages of type `kind` among `actions` (to `peer`, if given)."""
     return [a.msg for a in actions
             if isinstance(a, Send) and isinstance(a.msg, kind) and (peer is None or a.peer == peer)]
-
-
-def logged(actions: list[Action], event: str) -> list[Log]:
-    return [a for a in actions if isinstance(a, Log) and a.event == event]
-
-
-def sim_with(*workers: str, **params: float) -> SimCluster:
-    """A simulated cluster; backup attempts are off unless a test turns them on (they are tested below)."""
-    params.setdefault("speculation", False)
-    sim = SimCluster(SchedulerParams(python="3.11", **params))  # type: ignore[arg-type]
-    for worker in workers:
-        sim.add_worker(worker)
-    return sim
 
 
 def peer(sim: SimCluster, worker: str) -> bytes:

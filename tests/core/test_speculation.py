@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from zmr.core.scheduler import SchedulerParams
+from zmr import testing
 from zmr.core.state import MAP, JobState
 from zmr.protocol import messages as m
 from zmr.testing import SimCluster
 
 
 def sim_with(*workers: str, **params: float) -> SimCluster:
-    sim = SimCluster(SchedulerParams(python="3.11", **params))  # type: ignore[arg-type]
-    for worker in workers:
-        sim.add_worker(worker)
-    return sim
+    """Backup attempts on, as they are what this file tests."""
+    return testing.sim_with(*workers, **{"speculation": True, **params})
 
 
 def held_map(sim: SimCluster, worker: str) -> int:
