@@ -16,6 +16,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
 from zmr.protocol.messages import PartitionStat
 
@@ -74,13 +75,54 @@ def _stat(job_id: str, partition: int, part: _Partition) -> PartitionStat:
                          first_batch=part.first, last_batch=part.last)
 
 
-class ReceiveStore:
-    """Batches pushed (or pulled) to this worker, per (job, partition, map task, attempt)."""
+class _JobFiles(Protocol):
+    parts: Any       # partition -> a record with the `path` of its file
+    released: set[int]
+
+
+J = TypeVar("J", bound=_JobFiles)
+
+
+class _LeasedFiles(Generic[J]):
+    """What both stores share: a lock, the open jobs, and the lease bookkeeping of their partition files."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
         self._lock = threading.Lock()
-        self._jobs: dict[str, _JobReceipts] = {}
+        self._jobs: dict[str, J] = {}
+
+    def job_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._jobs)
+
+    def lease_counts(self) -> dict[str, int]:
+        """Partition files held per job: one lease each."""
+        with self._lock:
+            return {job_id: len(job.parts) for job_id, job in self._jobs.items() if job.parts}
+
+    def drop_partition(self, job_id: str, partition: int) -> None:
+        """The partition is committed: its file is garbage, and later data for it is refused."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return
+            job.released.add(partition)
+            part = job.parts.pop(partition, None)
+            self._forget_partition(job, partition)
+        if part is not None:
+            part.path.unlink(missing_ok=True)
+
+    def drop_job(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)
+
+    def _forget_partition(self, job: J, partition: int) -> None:
+        """Called under the lock when a partition is released: drop any other state of it."""
+
+
+class ReceiveStore(_LeasedFiles[_JobReceipts]):
+    """Batches pushed (or pulled) to this worker, per (job, partition, map task, attempt)."""
 
     def open_job(self, job_id: str, n_partitions: int) -> None:
         """From now on, batches of this job's partitions are stored here (until it is dropped)."""
@@ -177,37 +219,14 @@ class ReceiveStore:
             part = job.parts.get(partition) if job else None
             return _stat(job_id, partition, part or _Partition(Path()))
 
-    def job_ids(self) -> set[str]:
-        with self._lock:
-            return set(self._jobs)
-
     def partitions(self, job_id: str) -> list[int]:
         with self._lock:
             job = self._jobs.get(job_id)
             return sorted(job.parts) if job else []
 
-    def lease_counts(self) -> dict[str, int]:
-        """Partition files held per job: one lease each."""
-        with self._lock:
-            return {job_id: len(job.parts) for job_id, job in self._jobs.items() if job.parts}
-
-    def drop_partition(self, job_id: str, partition: int) -> None:
-        """The partition is committed: its batches are garbage. Batches arriving later are refused."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                return
-            job.released.add(partition)
-            part = job.parts.pop(partition, None)
-            for key in [k for k in job.pulled if k[2] == partition]:
-                del job.pulled[key]
-        if part is not None:
-            part.path.unlink(missing_ok=True)
-
-    def drop_job(self, job_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(job_id, None)
-        shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)
+    def _forget_partition(self, job: _JobReceipts, partition: int) -> None:
+        for key in [k for k in job.pulled if k[2] == partition]:
+            del job.pulled[key]
 
     def _job(self, job_id: str) -> _JobReceipts | None:
         """The job's receipts; None unless the job is open here."""
@@ -228,17 +247,12 @@ class _KeptJob:
     released: set[int] = field(default_factory=set)
 
 
-class MapOutputStore:
+class MapOutputStore(_LeasedFiles[_KeptJob]):
     """The mapper's own copy of every batch it pushed, so a new owner can pull it back.
 
     One file per (job, partition) holds that partition's batches of every map attempt run here, so a
     committed partition's copies are deleted in one unlink.
     """
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-        self._lock = threading.Lock()
-        self._jobs: dict[str, _KeptJob] = {}
 
     def open_job(self, job_id: str) -> None:
         with self._lock:
@@ -294,30 +308,6 @@ class MapOutputStore:
         with self._lock:
             job = self._jobs.get(job_id)
             return sorted(job.attempts) if job else []
-
-    def job_ids(self) -> set[str]:
-        with self._lock:
-            return set(self._jobs)
-
-    def lease_counts(self) -> dict[str, int]:
-        """Partition files of kept map output per job: one lease each."""
-        with self._lock:
-            return {job_id: len(job.parts) for job_id, job in self._jobs.items() if job.parts}
-
-    def drop_partition(self, job_id: str, partition: int) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                return
-            job.released.add(partition)
-            part = job.parts.pop(partition, None)
-        if part is not None:
-            part.path.unlink(missing_ok=True)
-
-    def drop_job(self, job_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(job_id, None)
-        shutil.rmtree(self._root / _safe_name(job_id), ignore_errors=True)
 
     def _open(self, job_id: str) -> _KeptJob:
         job = self._jobs.get(job_id)
