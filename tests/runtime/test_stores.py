@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,30 @@ def test_kept_map_output_is_deleted_per_partition_and_refused_once_released(tmp_
     assert kept.lease_counts() == {"job-1": 1}
     kept.drop_job("job-1")
     assert files(tmp_path) == []
+
+
+def test_a_reducer_waits_for_streams_still_arriving_but_not_for_silence(tmp_path: Path) -> None:
+    store = ReceiveStore(tmp_path)
+    store.open_job("job-1", n_partitions=1)
+    store.add_batch("job-1", 0, 1, 0, 0, b"a", 1.0)
+    store.add_end("job-1", 0, 1, {0: 1})                                 # map 0: complete
+
+    def late_stream() -> None:                                           # map 1: lands in pieces, 0.1 s apart
+        for seq in range(3):
+            time.sleep(0.1)
+            store.add_batch("job-1", 1, 1, 0, seq, b"b", 1.0)
+        time.sleep(0.1)
+        store.add_end("job-1", 1, 1, {0: 3})
+
+    sender = threading.Thread(target=late_stream)
+    started = time.monotonic()
+    sender.start()
+    store.await_streams("job-1", 0, [(0, 1), (1, 1)], settle=0.5, limit=5.0)
+    waited = time.monotonic() - started
+    sender.join()
+    assert store.complete("job-1", 0, 1, 1) and 0.35 <= waited < 2.0, "returned as soon as the stream was whole"
+
+    started = time.monotonic()   # map 2 never sends anything: give up after `settle`, and pull it
+    store.await_streams("job-1", 0, [(0, 1), (2, 1)], settle=0.2, limit=5.0)
+    assert 0.15 <= time.monotonic() - started < 1.0
+    assert not store.complete("job-1", 0, 2, 1)

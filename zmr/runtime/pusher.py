@@ -4,6 +4,10 @@ Each owner grants `window_bytes` of credit to this sender; a batch spends its si
 ack returns it. A sender never queues more than that to one peer, so no socket queue grows without
 bound. An owner that stays silent past `ack_timeout` is given up for this task: the data is in the
 mapper's kept copy, and the reducer pulls it back (push first, pull as the fallback).
+
+A map task never waits for its last acks: once its batches are handed to the sockets it is done, and
+the credit they hold comes back while the next task runs. An owner busy in a long C call (a regex
+over megabytes holds the GIL) acks late, and waiting for it would idle the mapper's core.
 """
 
 from __future__ import annotations
@@ -22,18 +26,26 @@ from zmr.runtime import transport
 from zmr.runtime.security import Curve
 
 AckKey = tuple[str, int, int, int, int]  # (job, map task, attempt, partition, seq)
-_DRAIN_SLICE = 0.2   # seconds between looks at the owner table while waiting for acks
+_WAIT_SLICE = 0.2   # seconds between looks at `give_up` while waiting for credit
 
 
 @dataclass
 class _Peer:
     sock: zmq.Socket[Any]
     unacked: dict[AckKey, int] = field(default_factory=dict)
+    in_flight: int = 0   # bytes of `unacked`
     failed: bool = False
 
-    @property
-    def in_flight(self) -> int:
-        return sum(self.unacked.values())
+    def sent(self, key: AckKey, size: int) -> None:
+        self.unacked[key] = size
+        self.in_flight += size
+
+    def acked(self, key: AckKey) -> None:
+        self.in_flight -= self.unacked.pop(key, 0)
+
+    def forget(self) -> None:
+        self.unacked.clear()
+        self.in_flight = 0
 
 
 class Pusher:
@@ -50,11 +62,13 @@ class Pusher:
         self._peers: dict[str, _Peer] = {}
 
     def start_task(self, window_bytes: int) -> None:
-        """A new map attempt: every owner gets a fresh chance."""
+        """A new map attempt: owners given up get a fresh chance; batches still unacked keep their credit."""
         self._window = window_bytes
         for peer in self._peers.values():
-            peer.failed = False
-            peer.unacked.clear()
+            if peer.failed:
+                peer.failed = False
+                peer.forget()
+            self._take_acks(peer)
 
     def push(self, addr: str, header: Batch, payload: bytes,
              give_up: Callable[[], bool] = lambda: False) -> bool:
@@ -67,41 +81,24 @@ class Pusher:
         if peer is None:
             return False
         deadline = time.monotonic() + self._ack_timeout
+        if peer.in_flight + len(payload) > self._window:
+            self._take_acks(peer)
         while peer.unacked and peer.in_flight + len(payload) > self._window:
             if give_up():
                 return False
-            if not self._await_acks(peer, min(deadline, time.monotonic() + _DRAIN_SLICE)):
+            if not self._await_acks(peer, min(deadline, time.monotonic() + _WAIT_SLICE)):
                 if time.monotonic() >= deadline:
                     peer.failed = True
                     return False
         if not self._send(peer, encode(header, payload), deadline, give_up):
             return False
-        key = (header.job_id, header.map_task, header.attempt, header.partition, header.seq)
-        peer.unacked[key] = len(payload)
+        peer.sent((header.job_id, header.map_task, header.attempt, header.partition, header.seq), len(payload))
         return True
 
     def end(self, addr: str, msg: StreamEnd, give_up: Callable[[], bool] = lambda: False) -> None:
         peer = self._peer(addr)
         if peer is not None:
             self._send(peer, encode(msg), time.monotonic() + self._ack_timeout, give_up)
-
-    def drain(self, owners: Callable[[], list[str]], cancelled: Callable[[], bool]) -> None:
-        """Wait until every current owner acked what it was sent (or is given up).
-
-        `owners` is read again every slice: an owner the coordinator has replaced (it died) is no longer
-        waited for, and neither is anything once the attempt is cancelled.
-        """
-        deadline = time.monotonic() + self._ack_timeout
-        while not cancelled():
-            current = set(owners())
-            waiting = [p for a, p in self._peers.items() if a in current and p.unacked and not p.failed]
-            if not waiting:
-                return
-            if time.monotonic() >= deadline:
-                for peer in waiting:
-                    peer.failed = True
-                return
-            self._await_acks(waiting[0], min(deadline, time.monotonic() + _DRAIN_SLICE))
 
     def close(self) -> None:
         for peer in self._peers.values():
@@ -125,7 +122,7 @@ class Pusher:
                 return False
             if give_up():
                 return False
-            peer.sock.poll(int(min(remaining, _DRAIN_SLICE) * 1000) + 1, zmq.POLLOUT)
+            peer.sock.poll(int(min(remaining, _WAIT_SLICE) * 1000) + 1, zmq.POLLOUT)
         return True
 
     def _await_acks(self, peer: _Peer, deadline: float) -> bool:
@@ -133,11 +130,15 @@ class Pusher:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not peer.sock.poll(int(remaining * 1000), zmq.POLLIN):
             return False
+        self._take_acks(peer)
+        return True
+
+    def _take_acks(self, peer: _Peer) -> None:
+        """Return the credit of every ack already here, without waiting (acks must not pile up unread)."""
         while peer.sock.poll(0, zmq.POLLIN):
             try:
                 msg, _ = transport.recv_dealer(peer.sock, self._decoder)
             except ProtocolError:
                 continue
             if isinstance(msg, BatchAck):
-                peer.unacked.pop((msg.job_id, msg.map_task, msg.attempt, msg.partition, msg.seq), None)
-        return True
+                peer.acked((msg.job_id, msg.map_task, msg.attempt, msg.partition, msg.seq))

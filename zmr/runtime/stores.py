@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -124,6 +125,34 @@ class _LeasedFiles(Generic[J]):
 class ReceiveStore(_LeasedFiles[_JobReceipts]):
     """Batches pushed (or pulled) to this worker, per (job, partition, map task, attempt)."""
 
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._arrived = threading.Condition(self._lock)
+        self._arrivals = 0   # batches and stream ends stored so far, of any job
+
+    def await_streams(self, job_id: str, partition: int, sources: list[tuple[int, int]],
+                      settle: float, limit: float) -> None:
+        """Wait while the pushed streams of `sources` (map task, attempt) are still coming in.
+
+        Returns once all are complete, once nothing arrived for `settle` s, or after `limit` s: a map
+        reports done as soon as its batches are on the wire, so the last ones may land just after.
+        """
+        deadline = time.monotonic() + limit
+        with self._arrived:
+            while not all(self._complete(job_id, partition, task, attempt) for task, attempt in sources):
+                seen = self._arrivals
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._arrived.wait(min(settle, remaining))
+                if self._arrivals == seen:
+                    return
+
+    def _arrival(self) -> None:
+        """Called under the lock whenever a batch or a stream end is stored."""
+        self._arrivals += 1
+        self._arrived.notify_all()
+
     def open_job(self, job_id: str, n_partitions: int) -> None:
         """From now on, batches of this job's partitions are stored here (until it is dropped)."""
         with self._lock:
@@ -145,6 +174,7 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
             part.bytes_in += len(payload)
             part.first = part.first or now
             part.last = now
+            self._arrival()
             return True
 
     def add_end(self, job_id: str, map_task: int, attempt: int, counts: dict[int, int]) -> None:
@@ -153,6 +183,7 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
             job = self._job(job_id)
             if job is not None:
                 job.ends[(map_task, attempt)] = dict(counts)
+                self._arrival()
 
     def set_pulled(self, job_id: str, map_task: int, attempt: int, partition: int, count: int) -> None:
         """A pull says how many batches one partition of a map attempt has."""
@@ -164,18 +195,21 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
     def complete(self, job_id: str, partition: int, map_task: int, attempt: int) -> bool:
         """Has every batch of this map attempt for this partition arrived?"""
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                return False
-            expected = job.pulled.get((map_task, attempt, partition))
-            if expected is None:
-                counts = job.ends.get((map_task, attempt), {})
-                if partition not in counts:
-                    return False  # this worker did not own the partition when the map ended: pull it
-                expected = counts[partition]
-            part = job.parts.get(partition)
-            have = len(part.received.get((map_task, attempt), {})) if part else 0
-            return have == expected
+            return self._complete(job_id, partition, map_task, attempt)
+
+    def _complete(self, job_id: str, partition: int, map_task: int, attempt: int) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        expected = job.pulled.get((map_task, attempt, partition))
+        if expected is None:
+            counts = job.ends.get((map_task, attempt), {})
+            if partition not in counts:
+                return False  # this worker did not own the partition when the map ended: pull it
+            expected = counts[partition]
+        part = job.parts.get(partition)
+        have = len(part.received.get((map_task, attempt), {})) if part else 0
+        return have == expected
 
     def segments(self, job_id: str, partition: int, map_task: int, attempt: int) -> list[Segment]:
         with self._lock:
