@@ -43,7 +43,7 @@ def test_defaults() -> None:
     assert config.worker.memory_budget_mb == 256
     assert config.worker.max_message_bytes == 64 * MiB
     assert config.shuffle == ShuffleConfig("push", MiB, 8 * MiB, "none")
-    assert (config.job.split_size_mb, config.job.n_reduce) == (64, 4)
+    assert (config.job.split_size_mb, config.job.n_reduce) == (16, 4)
     assert config.retry == RetryPolicy(4, 0.5, 10.0, 8)
     assert config.speculation.enabled is True
     assert (config.speculation.slow_factor, config.speculation.min_elapsed) == (3.0, 2.0)

@@ -112,8 +112,10 @@ def test_split_starting_mid_line_leaves_that_line_to_the_previous_split(tmp_path
 
 def test_last_line_without_newline_and_empty_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "f", b"one\ntwo")
-    assert _read_all(path, 4) == [("one\n", 1), ("two", 2)]
-    assert _read_all(path, 5) == [("one\ntwo", 1), ("", 2)]  # "two" starts at byte 4, in split one
+    assert _read_all(path, 4) == [("one\n", 1), ("two", 2)]   # splits [0, 3) and [3, 7)
+    longer = _write(tmp_path / "g", b"one\ntwo-three")
+    # splits [0, 6) and [6, 13): "two-three" starts at byte 4, in split one, so split two owns nothing
+    assert _read_all(longer, 7) == [("one\ntwo-three", 1), ("", 2)]
     empty = _write(tmp_path / "e", b"")
     assert _read_all(empty, 5) == [("", 1)]
 

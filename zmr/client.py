@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 
 from zmr.apps import App, load_app, ship_app
-from zmr.core.splits import plan_splits
+from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
 from zmr.errors import ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError
 from zmr.inputs import expand_inputs
 from zmr.protocol import messages as m
@@ -28,7 +28,7 @@ _MAX_REPLY_BYTES = 256 << 20
 
 
 def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
-               split_size: int = 64 << 20, overwrite: bool = False) -> m.JobSpec:
+               split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued."""
     if n_reduce < 1:
         raise JobSpecError(f"n_reduce must be at least 1, got {n_reduce}")
@@ -71,7 +71,7 @@ class Client:
     # ------------------------------------------------------------ API
 
     def submit(self, app: App | str, inputs: Sequence[str], output: str, n_reduce: int = 4,
-               args: Sequence[str] = (), split_size: int = 64 << 20, overwrite: bool = False) -> str:
+               args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite))
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
+from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import ConfigError
 
 KiB = 1024
@@ -205,7 +206,8 @@ class JobConfig(_Section):
 
     SECTION: ClassVar[str] = "job"
     split_size_mb: int = _setting(
-        64, "Input files larger than this are split into several map tasks.", "MiB", _at_least(1)
+        DEFAULT_SPLIT_SIZE >> 20,
+        "Input files larger than this are cut into equal map tasks no larger than it.", "MiB", _at_least(1)
     )
     n_reduce: int = _setting(4, "Number of reduce partitions when a job does not say.", check=_at_least(1))
 

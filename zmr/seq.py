@@ -12,12 +12,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from zmr.apps import App, load_app
+from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
 from zmr.inputs import expand_inputs, plan_splits, read_chunks
 
 __all__ = ["DEFAULT_SPLIT_SIZE", "run_sequential"]
-
-DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
 
 
 def run_sequential(

@@ -31,11 +31,11 @@ def test_empty_file_still_gives_one_empty_split() -> None:
     assert plan_splits([File("e", "/e", 0)], 64) == [Split("e", "/e", 0, 0)]
 
 
-def test_large_file_is_cut_into_ceil_size_over_split_size() -> None:
+def test_large_file_is_cut_into_ceil_size_over_split_size_equal_ranges() -> None:
     assert plan_splits([File("b", "/b", 25)], 10) == [
-        Split("b", "/b", 0, 10),
-        Split("b", "/b", 10, 20),
-        Split("b", "/b", 20, 25),
+        Split("b", "/b", 0, 8),
+        Split("b", "/b", 8, 16),
+        Split("b", "/b", 16, 25),
     ]
 
 
@@ -63,6 +63,8 @@ def test_splits_tile_each_file_in_order(sizes: list[int], split_size: int) -> No
         assert mine[0].start == 0 and mine[-1].end == file.size
         assert all(a.end == b.start for a, b in zip(mine, mine[1:], strict=False))
         assert all(0 < s.end - s.start <= split_size for s in mine) or file.size == 0
+        lengths = [s.end - s.start for s in mine]
+        assert max(lengths) - min(lengths) <= 1   # equal ranges, not full ones and a remainder
     assert [s.name for s in planned] == sorted((s.name for s in planned), key=lambda n: int(n[1:]))
 
 

@@ -36,8 +36,17 @@ class Split:
     end: int
 
 
+DEFAULT_SPLIT_SIZE = 16 << 20
+"""16 MiB: one map call per split (a map reads at most that much at once), and enough tasks that no
+worker idles at the end of the map phase while another finishes a long one."""
+
+
 def plan_splits(files: Iterable[SizedFile], split_size: int) -> list[Split]:
-    """Cut each file into ceil(size / split_size) consecutive ranges; an empty file still gives one."""
+    """Cut each file into ceil(size / split_size) consecutive ranges of equal size (within a byte).
+
+    Equal ranges, not full ones and a remainder: a 25 MB file at 16 MiB gives two 12.5 MB tasks, not
+    a 16 and a 9, so tasks take the same time and the phase ends evenly. An empty file still gives one.
+    """
     if split_size < 1:
         raise JobSpecError(f"split size must be at least 1 byte, got {split_size}")
     return [split for file in files for split in _file_splits(file, split_size)]
@@ -48,7 +57,6 @@ def _file_splits(file: SizedFile, split_size: int) -> list[Split]:
         raise JobSpecError(f"input {file.name!r} has a negative size {file.size}")
     if file.size == 0:
         return [Split(file.name, file.path, 0, 0)]
-    return [
-        Split(file.name, file.path, start, min(start + split_size, file.size))
-        for start in range(0, file.size, split_size)
-    ]
+    n = -(-file.size // split_size)
+    bounds = [file.size * i // n for i in range(n + 1)]
+    return [Split(file.name, file.path, start, end) for start, end in zip(bounds, bounds[1:], strict=False)]
