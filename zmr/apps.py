@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -90,23 +91,49 @@ class App:
         self, filename: str, contents: str, args: Sequence[str], first_line: int = 1
     ) -> Iterator[tuple[str, str]]:
         """The app's (key, value) pairs for one split, checked to be pairs of strings."""
+        return _checked_pairs(self, self.map_iter(filename, contents, args, first_line))
+
+    def map_iter(self, filename: str, contents: str, args: Sequence[str], first_line: int = 1) -> Iterator[Any]:
+        """What `map` yields, not yet checked: a hot loop checks each item itself (see `check_pair`)."""
         kwargs: dict[str, Any] = {}
         if "map" in self.takes_args:
             kwargs["args"] = args
         if self.map_takes_first_line:
             kwargs["first_line"] = first_line
-        return _checked_pairs(self.name, self.map_fn(filename, contents, **kwargs))
+        pairs = self.map_fn(filename, contents, **kwargs)
+        try:
+            return iter(pairs)
+        except TypeError:
+            raise AppError(
+                f"app {self.name!r}: map returned {pairs!r}, expected an iterable of (key, value) str pairs"
+            ) from None
+
+    def check_pair(self, pair: object) -> tuple[str, str]:
+        """`pair` if map may yield it (a tuple of two str), else an AppError that says what was expected."""
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a (key, value) tuple of str")
+        key, value = pair
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected key and value to be str")
+        return key, value
 
     def reduce(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
         """The output value for `key`; it must be a str without a newline, as output is `key value` lines."""
-        if "reduce" in self.takes_args:
-            result = self.reduce_fn(key, values, args=args)
-        else:
-            result = self.reduce_fn(key, values)
-        _check_str(self.name, "reduce", key, result)
-        if "\n" in result or "\n" in key:
-            raise AppError(f"app {self.name!r}: output for key {key!r} contains a newline: {result!r}")
-        return result
+        return self.reducer(args)(key, values)
+
+    def reducer(self, args: Sequence[str]) -> Callable[[str, Iterable[str]], str]:
+        """`reduce` with `args` bound once, for the reducer's per-key loop."""
+        fn = functools.partial(self.reduce_fn, args=args) if "reduce" in self.takes_args else self.reduce_fn
+
+        def reduce(key: str, values: Iterable[str]) -> str:
+            result = fn(key, values)
+            if type(result) is not str:
+                _check_str(self.name, "reduce", key, result)
+            if "\n" in result or "\n" in key:
+                raise AppError(f"app {self.name!r}: output for key {key!r} contains a newline: {result!r}")
+            return result
+
+        return reduce
 
     def combine(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
         """Fold some of `key`'s values map-side; only valid when `has_combine`."""
@@ -121,18 +148,30 @@ class App:
 
     def partition(self, key: str, n_reduce: int, args: Sequence[str] = ()) -> int:
         """The reduce partition of `key`: the app's partition function if it has one, else the stable hash."""
+        bound = self.partitioner(args)
+        return partition_of(key, n_reduce) if bound is None else bound(key, n_reduce)
+
+    def partitioner(self, args: Sequence[str]) -> Callable[[str, int], int] | None:
+        """The app's `partition` with `args` bound once and its result checked, for the map side's hot
+        loop; None when the app has none (the loop computes the default, `partition_of`, inline)."""
         if self.partition_fn is None:
-            return partition_of(key, n_reduce)
-        if "partition" in self.takes_args:
-            result = self.partition_fn(key, n_reduce, args=args)
-        else:
-            result = self.partition_fn(key, n_reduce)
+            return None
+        fn = functools.partial(self.partition_fn, args=args) if "partition" in self.takes_args else self.partition_fn
+
+        def partition(key: str, n_reduce: int) -> int:
+            result = fn(key, n_reduce)
+            if type(result) is not int or not 0 <= result < n_reduce:
+                self._check_partition(key, n_reduce, result)
+            return result  # type: ignore[no-any-return]
+
+        return partition
+
+    def _check_partition(self, key: str, n_reduce: int, result: object) -> None:
         if not isinstance(result, int) or isinstance(result, bool) or not 0 <= result < n_reduce:
             raise AppError(
                 f"app {self.name!r}: partition({key!r}, {n_reduce}) returned {result!r}, "
                 f"expected an int in range(0, {n_reduce})"
             )
-        return result
 
 
 def _declares(fn: Callable[..., object], param: str) -> bool:
@@ -144,21 +183,10 @@ def _declares(fn: Callable[..., object], param: str) -> bool:
     return found is not None and found.kind in (found.POSITIONAL_OR_KEYWORD, found.KEYWORD_ONLY)
 
 
-def _checked_pairs(name: str, pairs: object) -> Iterator[tuple[str, str]]:
+def _checked_pairs(app: App, pairs: Iterator[Any]) -> Iterator[tuple[str, str]]:
     """Turn a broken map result into an AppError that says what was expected, not a crash far away."""
-    try:
-        iterator = iter(pairs)  # type: ignore[call-overload]
-    except TypeError:
-        raise AppError(
-            f"app {name!r}: map returned {pairs!r}, expected an iterable of (key, value) str pairs"
-        ) from None
-    for pair in iterator:
-        if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise AppError(f"app {name!r}: map yielded {pair!r}, expected a (key, value) tuple of str")
-        key, value = pair
-        if not (isinstance(key, str) and isinstance(value, str)):
-            raise AppError(f"app {name!r}: map yielded {pair!r}, expected key and value to be str")
-        yield key, value
+    for pair in pairs:
+        yield app.check_pair(pair)
 
 
 def _check_str(name: str, role: str, key: str, result: object) -> None:
@@ -256,12 +284,31 @@ def ship_app(app_or_spec: App | str) -> bytes:
         cloudpickle.register_pickle_by_value(module)
     try:
         blob: bytes = cloudpickle.dumps(app)
-        return blob
     except Exception as exc:
         raise AppError(f"app {app.name!r} cannot be shipped: {exc}") from exc
     finally:
         if by_value:
             cloudpickle.unregister_pickle_by_value(module)
+    if by_value:
+        _check_unpacks_alone(app, blob)
+    return blob
+
+
+def _check_unpacks_alone(app: App, blob: bytes) -> None:
+    """Fail at submit, not on every worker, when the blob still needs the app's module.
+
+    Some objects are pickled by reference even when their module is shipped by value, for example a
+    function wrapped in `functools.lru_cache`; a worker has no such module to find them in.
+    """
+    module = sys.modules.pop(app.module)
+    try:
+        cloudpickle.loads(blob)
+    except Exception as exc:
+        raise AppError(f"app {app.name!r} cannot be shipped: a worker could not unpack it ({type(exc).__name__}: "
+                       f"{exc}); objects such as functools.lru_cache wrappers travel by reference, so "
+                       "define them inside a function or use a plain dict") from exc
+    finally:
+        sys.modules[app.module] = module
 
 
 def unship_app(blob: bytes) -> App:

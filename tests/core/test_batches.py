@@ -129,6 +129,44 @@ def test_a_single_value_is_not_combined() -> None:
     assert calls == ["a"]
 
 
+@SETTINGS
+@given(records=RECORDS, n=st.integers(1, 5), batch_bytes=st.integers(1, 200), cap=st.integers(1, 400),
+       tick=st.integers(1, 50))
+def test_add_all_with_the_inline_partitioner_matches_add_one_by_one(
+        records: list[tuple[str, str]], n: int, batch_bytes: int, cap: int, tick: int) -> None:
+    combine = (lambda _key, values: "+".join(values)) if cap % 2 else None
+    one_by_one = PartitionBuffers(n, batch_bytes, cap, partition_of, combine)
+    expected = [due for key, value in records for due in one_by_one.add(key, value)] + one_by_one.drain()
+    bulk = PartitionBuffers(n, batch_bytes, cap, None, combine)
+    yielded = list(bulk.add_all(records, tick_every=tick))
+    assert [due for due in yielded if due is not None] + bulk.drain() == expected
+    assert yielded.count(None) == len(records) // tick, "a tick after every `tick` pairs"
+    assert bulk.records == len(records)
+
+
+class Word(str):
+    """A str subclass: not the fast path's exact type, but a valid key."""
+
+
+def test_add_all_sends_anything_but_a_str_pair_to_check() -> None:
+    seen: list[object] = []
+
+    def check(pair: object) -> tuple[str, str]:
+        seen.append(pair)
+        if isinstance(pair, list):
+            raise ValueError(f"not a tuple: {pair!r}")
+        return pair  # type: ignore[return-value]
+
+    buffers = PartitionBuffers(1, 1000, 1000, None, None)
+    assert list(buffers.add_all([("a", "1"), (Word("b"), "2")], check)) == []
+    assert seen == [("b", "2")]
+    with pytest.raises(ValueError, match="not a tuple"):
+        list(buffers.add_all([["c", "3"]], check))
+    with pytest.raises(TypeError, match="expected a"):
+        list(buffers.add_all(["ab"]))
+    assert buffers.drain() == [(0, [("a", ["1"]), ("b", ["2"])])]
+
+
 # ---------------------------------------------------------------- merging runs
 
 RUN = st.lists(st.tuples(KEYS, st.lists(st.text(alphabet="uvw", max_size=2), min_size=1, max_size=3)),

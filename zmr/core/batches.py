@@ -8,13 +8,15 @@ Because every run is sorted, a reducer k-way merges runs and streams each key's 
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import itertools
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
+from typing import Any
 
 import msgspec
+from xxhash import xxh3_64_intdigest
 
 from zmr.errors import ProtocolError
 
@@ -25,6 +27,7 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[tuple[str, list[str]]])
 _LENGTH = struct.Struct("<I")
 _RECORD_OVERHEAD = 4  # rough msgpack framing per key or value
+_FIRST = itemgetter(0)
 
 
 def encode_chunk(records: Records) -> bytes:
@@ -82,8 +85,9 @@ class PartitionBuffers:
     """
 
     def __init__(self, n_reduce: int, batch_bytes: int, max_bytes: int,
-                 partition: Callable[[str, int], int],
+                 partition: Callable[[str, int], int] | None,
                  combine: Callable[[str, list[str]], str] | None) -> None:
+        """`partition` None is the default partitioner, `partition_of`, computed inline."""
         self._n = n_reduce
         self._batch_bytes = batch_bytes
         self._max_bytes = max_bytes
@@ -92,25 +96,51 @@ class PartitionBuffers:
         self._buffers: list[dict[str, list[str]]] = [{} for _ in range(n_reduce)]
         self._sizes = [0] * n_reduce
         self._total = 0
+        self.records = 0   # pairs added so far
 
     def add(self, key: str, value: str) -> list[tuple[int, Records]]:
         """Buffer one record; returns the runs that became due (usually none)."""
-        p = self._partition(key, self._n)
-        values = self._buffers[p].get(key)
-        if values is None:
-            self._buffers[p][key] = [value]
-            size = len(key) + len(value) + 2 * _RECORD_OVERHEAD
-        else:
-            values.append(value)
-            size = len(value) + _RECORD_OVERHEAD
-        self._sizes[p] += size
-        self._total += size
-        if self._sizes[p] >= self._batch_bytes:
-            return [(p, self._take(p))]
-        if self._total > self._max_bytes:
-            largest = max(range(self._n), key=self._sizes.__getitem__)
-            return [(largest, self._take(largest))]
-        return []
+        return [due for due in self.add_all([(key, value)]) if due is not None]
+
+    def add_all(self, pairs: Iterable[Any], check: Callable[[Any], tuple[str, str]] | None = None,
+                tick_every: int = 4096) -> Iterator[tuple[int, Records] | None]:
+        """Buffer every pair; yields each run as it becomes due, and None after every `tick_every` pairs.
+
+        This is the map side's hot loop, so it is one flat loop with the default partitioner inlined.
+        Anything but a tuple of two str goes to `check`, which raises or returns the pair to use.
+        """
+        n, buffers, sizes = self._n, self._buffers, self._sizes
+        partition, batch_bytes, max_bytes = self._partition, self._batch_bytes, self._max_bytes
+        hash64 = xxh3_64_intdigest
+        count = 0
+        for pair in pairs:
+            if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+                if check is None:
+                    raise TypeError(f"expected a (str, str) tuple, got {pair!r}")
+                pair = check(pair)
+            key, value = pair
+            p = hash64(key.encode("utf-8", "surrogatepass")) % n if partition is None else partition(key, n)
+            buffer = buffers[p]
+            values = buffer.get(key)
+            if values is None:
+                buffer[key] = [value]
+                size = len(key) + len(value) + 2 * _RECORD_OVERHEAD
+            else:
+                values.append(value)
+                size = len(value) + _RECORD_OVERHEAD
+            sizes[p] += size
+            self._total += size
+            if sizes[p] >= batch_bytes:
+                yield p, self._take(p)
+            elif self._total > max_bytes:
+                largest = max(range(n), key=sizes.__getitem__)
+                yield largest, self._take(largest)
+            count += 1
+            if count == tick_every:
+                self.records += count
+                count = 0
+                yield None
+        self.records += count
 
     def drain(self) -> list[tuple[int, Records]]:
         """Every non-empty partition's run, for the end of the map task."""
@@ -121,13 +151,79 @@ class PartitionBuffers:
         self._total -= self._sizes[p]
         self._sizes[p] = 0
         combine = self._combine
+        ordered = sorted(buffer.items(), key=_FIRST)   # by key alone: list.sort's fast path for str keys
         if combine is None:
-            return sorted(buffer.items())
-        return [(k, [combine(k, vs)] if len(vs) > 1 else vs) for k, vs in sorted(buffer.items())]
+            return ordered
+        return [(k, [combine(k, vs)] if len(vs) > 1 else vs) for k, vs in ordered]
 
 
-def merge_runs(runs: Iterable[Iterable[tuple[str, list[str]]]]) -> Iterator[tuple[str, Iterator[str]]]:
+def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[tuple[str, Iterator[str]]]:
     """K-way merge of sorted runs: each key once, in order, with an iterator over all its values."""
-    merged = heapq.merge(*runs, key=itemgetter(0))
-    for key, group in itertools.groupby(merged, key=itemgetter(0)):
-        yield key, itertools.chain.from_iterable(values for _, values in group)
+    return merge_chunked(_chunks(run) for run in runs)
+
+
+def merge_chunked(runs: Iterable[Iterable[Records]]) -> Iterator[tuple[str, Iterator[str]]]:
+    """`merge_runs` over runs given as chunks (lists of records), with the per-record work done in C.
+
+    Each round takes the smallest last key among the chunks at hand as a bound: every record up to it
+    is here (keys rise within a run, so nothing at or below the bound can follow in any run). Those
+    records are cut out with bisect and put in order by one stable `list.sort`, which merges the
+    presorted pieces natively; a key's values keep the order of the runs, as with a heap merge.
+    Memory: one chunk per run, as with a heap merge.
+    """
+    sources = [iter(run) for run in runs]
+    heads: list[Records] = []
+    starts: list[int] = []
+    live: list[Iterator[Records]] = []
+    for source in sources:
+        chunk = _next_chunk(source)
+        if chunk:
+            heads.append(chunk)
+            starts.append(0)
+            live.append(source)
+    while heads:
+        bound = min(head[-1][0] for head in heads)
+        taken: Records = []
+        for i, head in enumerate(heads):
+            start = starts[i]
+            if head[-1][0] <= bound:
+                end = len(head)
+            else:
+                end = bisect.bisect_right(head, bound, lo=start, key=_FIRST)
+            taken += head[start:end]
+            starts[i] = end
+        taken.sort(key=_FIRST)
+        n = len(taken)
+        j = 0
+        while j < n:   # each key once, its values in run order (inline: this is the reducer's hot loop)
+            key, values = taken[j]
+            j += 1
+            if j < n and taken[j][0] == key:
+                group = [values]
+                while j < n and taken[j][0] == key:
+                    group.append(taken[j][1])
+                    j += 1
+                yield key, itertools.chain.from_iterable(group)
+            else:
+                yield key, iter(values)
+        for i in reversed(range(len(heads))):
+            if starts[i] == len(heads[i]):   # used up: its next chunk, or the run is done
+                chunk = _next_chunk(live[i])
+                if chunk:
+                    heads[i], starts[i] = chunk, 0
+                else:
+                    del heads[i], starts[i], live[i]
+
+
+def _next_chunk(source: Iterator[Records]) -> Records:
+    """The run's next non-empty chunk, or [] once it is done."""
+    for chunk in source:
+        if chunk:
+            return chunk
+    return []
+
+
+def _chunks(records: Iterable[Record]) -> Iterator[Records]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, CHUNK_RECORDS)):
+        yield chunk

@@ -33,6 +33,11 @@ from zmr.runtime.runs import Run, merged
 from zmr.runtime.security import Curve
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
+# A reduce first lets pushed streams that are still on the wire land: it waits while batches keep
+# arriving (each within _STREAM_SETTLE s of the last), at most _STREAM_WAIT_LIMIT s, then pulls the rest.
+_STREAM_SETTLE = 0.25
+_STREAM_WAIT_LIMIT = 2.0
+
 
 class Cancelled(Exception):
     """The coordinator cancelled the running attempt."""
@@ -133,12 +138,14 @@ class Executor(threading.Thread):
         self.progress += 1
         log = self._log.bind(job=assign.job_id, task=f"{kind}-{assign.task}", attempt=assign.attempt)
         log.debug("task_started")
+        wall, cpu = time.monotonic(), time.thread_time()
         try:
             if isinstance(assign, m.AssignMap):
                 self._run_map(assign)
             else:
                 self._run_reduce(assign, log)
-            log.debug("task_finished")
+            log.debug("task_finished", wall_s=round(time.monotonic() - wall, 3),
+                      cpu_s=round(time.thread_time() - cpu, 3))
         except Cancelled:
             log.info("task_cancelled")
         except MissingData as exc:
@@ -185,18 +192,18 @@ class Executor(threading.Thread):
         args = setup.args
         combine = (lambda k, vs: app.combine(k, vs, args)) if app.has_combine else None
         buffers = PartitionBuffers(setup.n_reduce, setup.batch_bytes, max(self._memory_budget // 4,
-                                   setup.batch_bytes), lambda k, n: app.partition(k, n, args), combine)
+                                   setup.batch_bytes), app.partitioner(args), combine)
         self._pusher.start_task(setup.window_bytes)
-        records = bytes_out = 0
+        bytes_out = 0
         for contents, first_line in read_chunks(assign.split.path, assign.split.start, assign.split.end):
-            for key, value in app.map(assign.split.name, contents, args, first_line=first_line):
-                records += 1
-                for partition, run in buffers.add(key, value):
-                    bytes_out += self._emit(assign, job, partition, run)
-                if records & 1023 == 0:
+            pairs = app.map_iter(assign.split.name, contents, args, first_line=first_line)
+            for due in buffers.add_all(pairs, app.check_pair):
+                if due is None:   # a tick, every few thousand pairs
                     self.progress += 1
                     self._check_cancel()
-            del contents
+                else:
+                    bytes_out += self._emit(assign, job, *due)
+            del contents, pairs
             self.progress += 1
         for partition, run in buffers.drain():
             bytes_out += self._emit(assign, job, partition, run)
@@ -204,7 +211,7 @@ class Executor(threading.Thread):
         if setup.push:
             self._end_streams(assign, job)
         self._send(m.MapDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                             attempt=assign.attempt, records_out=records, bytes_out=bytes_out))
+                             attempt=assign.attempt, records_out=buffers.records, bytes_out=bytes_out))
 
     def _emit(self, assign: m.AssignMap, job: JobContext, partition: int, run: Records) -> int:
         """Keep the run in the map's own copy and push it to the partition's owner."""
@@ -221,7 +228,7 @@ class Executor(threading.Thread):
         return len(payload)
 
     def _end_streams(self, assign: m.AssignMap, job: JobContext) -> None:
-        """Tell each owner how many batches this attempt sent it, then wait for its acks."""
+        """Tell each owner how many batches this attempt sent it (their acks come back during later tasks)."""
         counts = self._kept.counts(assign.job_id, assign.task, assign.attempt)
         owners = list(job.owners)
         by_owner: dict[str, dict[int, int]] = {}
@@ -231,7 +238,6 @@ class Executor(threading.Thread):
             self._pusher.end(addr, m.StreamEnd(job_id=assign.job_id, map_task=assign.task,
                                                attempt=assign.attempt, counts=owned),
                              give_up=functools.partial(self._owner_gone, job, addr))
-        self._pusher.drain(lambda: job.owners, self._cancel.is_set)
 
     def _owner_gone(self, job: JobContext, addr: str) -> bool:
         """Stop waiting on a peer that owns nothing any more, or once the attempt is cancelled."""
@@ -242,6 +248,10 @@ class Executor(threading.Thread):
     def _run_reduce(self, assign: m.AssignReduce, log: Any) -> None:
         job = self._context(assign.job_id)
         app = job.load_app()
+        if job.setup.push:
+            self._received.await_streams(assign.job_id, assign.task,
+                                         [(src.task, src.attempt) for src in assign.sources if src.addr],
+                                         settle=_STREAM_SETTLE, limit=_STREAM_WAIT_LIMIT)
         self._gather(assign)
         out_dir = Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,12 +280,12 @@ class Executor(threading.Thread):
         records = 0
         scratch = self._received.scratch(assign.job_id, assign.task, assign.attempt)
         try:
+            reduce = app.reducer(args)
             with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
                 for key, values in merged(self._runs(assign), self._fan_in, scratch):
-                    value = app.reduce(key, values, args)
-                    out.write(f"{key} {value}\n")
+                    out.write(f"{key} {reduce(key, values)}\n")
                     records += 1
-                    if records & 1023 == 0:
+                    if records & 4095 == 0:
                         self.progress += 1
                         self._check_cancel()
                 out.flush()

@@ -12,23 +12,50 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from zmr.core.batches import CHUNK_RECORDS, HEADER_BYTES, Record, chunk_length, decode_chunk, encode_chunk, merge_runs
+from zmr.core.batches import (
+    CHUNK_RECORDS,
+    HEADER_BYTES,
+    Record,
+    Records,
+    chunk_length,
+    decode_chunk,
+    encode_chunk,
+    merge_chunked,
+)
 
 Run = tuple[str, int, int]   # (path, offset, length)
+MERGE_READ_BYTES = 256 << 10   # read per run at a time while merging: ~1 MiB decoded, as `fan_in` assumes
 
 
 def read_run(run: Run) -> Iterator[Record]:
     """Stream a run's records, one chunk at a time."""
+    for chunk in read_chunks(run):
+        yield from chunk
+
+
+def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Records]:
+    """Stream a run's records in lists of whole chunks, of at least `min_bytes` encoded (but the last).
+
+    A merge takes its bounds from the ends of these lists, so longer lists mean fewer rounds.
+    """
     path, offset, length = run
     fd = os.open(path, os.O_RDONLY)
     try:
         end = offset + length
+        records: Records = []
+        read = 0
         while offset < end:
             length_left = end - offset
             size = chunk_length(os.pread(fd, HEADER_BYTES, offset), length_left)
             body = os.pread(fd, size, offset + HEADER_BYTES)
             offset += HEADER_BYTES + size
-            yield from decode_chunk(body)
+            records += decode_chunk(body)
+            read += size
+            if read >= min_bytes:
+                yield records
+                records, read = [], 0
+        if records:
+            yield records
     finally:
         os.close(fd)
 
@@ -59,7 +86,7 @@ def merged(runs: list[Run], fan_in: int, scratch: Path) -> Iterator[tuple[str, I
     while len(runs) > fan_in:
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"merge-{level}.run"
-        runs = [write_run(path, _grouped(merge_runs(read_run(r) for r in runs[i:i + fan_in])))
+        runs = [write_run(path, _grouped(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])))
                 for i in range(0, len(runs), fan_in)]
         level += 1
-    return merge_runs(read_run(r) for r in runs)
+    return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs)
