@@ -28,9 +28,20 @@ def _rank(ch: str) -> int:
 
 def partition(key: str, n_reduce: int) -> int:
     """Range partitioner: equal slices of the two-character key prefix space, in key order."""
-    padded = (key + "  ")[:2]
-    prefix = _rank(padded[0]) * _SPAN + _rank(padded[1])
-    return prefix * n_reduce // _PREFIX_SPACE
+    prefix = key[:2]
+    found = _SLICES.get((prefix, n_reduce))
+    if found is None:
+        found = _SLICES[(prefix, n_reduce)] = _slice_of(prefix, n_reduce)
+    return found
+
+
+_SLICES: dict[tuple[str, int], int] = {}   # (prefix, n_reduce) -> slice: `partition` runs for every record
+
+
+def _slice_of(prefix: str, n_reduce: int) -> int:
+    padded = (prefix + "  ")[:2]
+    rank = _rank(padded[0]) * _SPAN + _rank(padded[1])
+    return rank * n_reduce // _PREFIX_SPACE
 
 
 def reduce(key: str, values: Iterable[str]) -> str:

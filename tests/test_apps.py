@@ -281,6 +281,33 @@ def test_shipped_module_app_needs_no_copy_of_the_module(
     assert combined == "5" and imported_apps is False
 
 
+CACHED_APP = """
+import functools
+
+@functools.lru_cache(maxsize=None)
+def shout(word):
+    return word.upper()
+
+def map(filename, contents):
+    for word in contents.split():
+        yield shout(word), "1"
+
+def reduce(key, values):
+    return str(sum(1 for _ in values))
+"""
+
+
+def test_an_app_a_worker_could_not_unpack_is_refused_at_ship_time(tmp_path: Path) -> None:
+    """An lru_cache wrapper is pickled by reference to the app's module, which no worker has."""
+    with pytest.raises(AppError, match="cannot be shipped: a worker could not unpack it"):
+        ship_app(str(_app_file(tmp_path, CACHED_APP)))
+
+
+@pytest.mark.parametrize("name", ["wc", "sort", "grep", "indexer", "invert", "identity", "bench_wc"])
+def test_every_bundled_app_ships(name: str) -> None:
+    assert unship_app(ship_app(str(REPO / "apps" / f"{name}.py"))).name
+
+
 def test_broken_blob_is_an_app_error() -> None:
     with pytest.raises(AppError, match="cannot unpack"):
         unship_app(b"not a pickle at all")
