@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +32,30 @@ def override_flags(overrides: Mapping[str, Any]) -> list[str]:
     return flags
 
 
+_ANY_LOOPBACK_PORT = "tcp://127.0.0.1:*"
+_PORT_TRIES = 3
+
+
+def _free_loopback_port() -> int:
+    """A loopback TCP port that is free now (the kernel's pick); the coordinator binds it next."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class LocalCluster:
     """Start with `with LocalCluster(2) as cluster:`; `cluster.address` is the coordinator's endpoint."""
 
     def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
-                 bind: str = "tcp://127.0.0.1:*", log_dir: str | None = None, keys_dir: str = "") -> None:
-        """`keys_dir` lets the launcher itself talk to a cluster that runs with CURVE keys."""
+                 bind: str | None = None, log_dir: str | None = None, keys_dir: str = "") -> None:
+        """`bind` None: a free loopback port, picked here. `keys_dir` lets the launcher itself talk to a
+        cluster that runs with CURVE keys."""
         if workers < 1:
             raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
         self.n_workers = workers
         self._config_args = (["--config", config_path] if config_path else []) + override_flags(overrides or {})
-        self._bind = bind
         self._scratch = Path(tempfile.mkdtemp(prefix="zmr-local-"))
+        self._bind = bind
         self._keep_logs = log_dir is not None
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -63,22 +76,49 @@ class LocalCluster:
             self.cleanup()
 
     def start(self) -> str:
-        try:
-            self.address = self.start_coordinator()
-            self.workers = [self.start_worker(i) for i in range(self.n_workers)]
-            self._await_workers()
-        except BaseException:
-            self.stop()
-            raise
-        return self.address
+        """Start every process and return once all workers have registered.
 
-    def start_coordinator(self) -> str:
+        The coordinator's address is known before it binds (a free port picked here, or a fixed one), so
+        the workers start alongside it rather than after it: they connect once it is up, and the cluster
+        is ready about one interpreter start-up sooner. Should another process take a picked port first,
+        it is tried again on another one.
+        """
+        for tries_left in reversed(range(_PORT_TRIES)):
+            bind = self._bind or f"tcp://127.0.0.1:{_free_loopback_port()}"
+            try:
+                if bind.endswith(":*"):
+                    self.address = self.start_coordinator(bind)
+                    self.workers = [self.start_worker(i) for i in range(self.n_workers)]
+                else:
+                    endpoint_file = self._spawn_coordinator(bind)
+                    self.address = bind
+                    self.workers = [self.start_worker(i) for i in range(self.n_workers)]
+                    self.address = self._await_endpoint(endpoint_file)
+                self._await_workers()
+                self._bind = bind   # a restarted coordinator binds the same address, so workers find it
+                return self.address
+            except ClusterError:
+                self.stop()
+                if self._bind or not tries_left or not self._coordinator_exited():
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def start_coordinator(self, bind: str | None = None) -> str:
         """Start (or restart) the coordinator; returns the address it bound."""
+        return self._await_endpoint(self._spawn_coordinator(bind or self._bind or _ANY_LOOPBACK_PORT))
+
+    def _spawn_coordinator(self, bind: str) -> Path:
         endpoint_file = self._scratch / "coordinator.endpoint"
         endpoint_file.unlink(missing_ok=True)
-        self.coordinator = self._spawn("coordinator", ["coord", "--bind", self._bind,
+        self.coordinator = self._spawn("coordinator", ["coord", "--bind", bind,
                                                        "--endpoint-file", str(endpoint_file)])
-        return self._await_endpoint(endpoint_file)
+        return endpoint_file
+
+    def _coordinator_exited(self) -> bool:
+        return self.coordinator is not None and self.coordinator.poll() is not None
 
     def start_worker(self, index: int) -> subprocess.Popen[bytes]:
         """Start worker number `index` (also used to replace a dead one: it gets a new identity)."""
