@@ -176,6 +176,8 @@ def test_chunks_add_up_to_the_split_and_carry_true_line_numbers(
             for piece, number in pieces:
                 assert number == seen
                 seen += piece.count("\n")
+            uncounted = list(inputs.read_chunks(split.path, split.start, split.end, chunk, count_lines=False))
+            assert uncounted == [(piece, 0) for piece, _ in pieces], "the same pieces, line numbers left at 0"
 
 
 def test_a_line_far_longer_than_a_chunk_is_cut_between_words(tmp_path: Path) -> None:

@@ -104,17 +104,19 @@ def read_split(path: str, start: int, end: int) -> tuple[str, int]:
     return data.decode("utf-8", errors="replace"), line
 
 
-def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BYTES) -> Iterator[tuple[str, int]]:
+def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BYTES,
+                count_lines: bool = True) -> Iterator[tuple[str, int]]:
     """The split's text (as `read_split` reads it) in pieces of at most about `chunk_bytes`, with line numbers.
 
     Pieces end at a line end. A line longer than `chunk_bytes` is cut at its last whitespace within the
     limit (or, for a run without any, before a UTF-8 sequence), so words stay whole and memory stays
-    bounded; the pieces of one line share its line number.
+    bounded; the pieces of one line share its line number. Without `count_lines` every line number is 0:
+    counting means reading the file up to the split, which only apps that take `first_line` need.
     """
     with open(path, "rb") as f:
         first = 0 if start == 0 else _next_line_start(f, start - 1)
         stop = _next_line_start(f, end - 1) if end > first else first
-        line = 1 + _count_newlines(f, first)
+        line = 1 + _count_newlines(f, first) if count_lines else 0
         f.seek(first)
         pos, carry = first, b""
         if first == stop:
@@ -124,11 +126,14 @@ def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BY
             data = carry + f.read(want)
             pos += want
             cut = len(data) if pos >= stop else _cut(data)
-            piece, carry = data[:cut], data[cut:]
+            piece, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])   # no needless copy
             if not piece:
                 continue   # one UTF-8 sequence longer than the chunk: read on
-            yield piece.decode("utf-8", errors="replace"), line
-            line += piece.count(b"\n")
+            text = piece.decode("utf-8", errors="replace")
+            newlines = piece.count(b"\n") if count_lines else 0
+            del data, piece   # the bytes go before map runs on the text
+            yield text, line
+            line += newlines
 
 
 def _cut(data: bytes) -> int:

@@ -195,7 +195,8 @@ class Executor(threading.Thread):
                                    setup.batch_bytes), app.partitioner(args), combine)
         self._pusher.start_task(setup.window_bytes)
         bytes_out = 0
-        for contents, first_line in read_chunks(assign.split.path, assign.split.start, assign.split.end):
+        for contents, first_line in read_chunks(assign.split.path, assign.split.start, assign.split.end,
+                                                count_lines=app.map_takes_first_line):
             pairs = app.map_iter(assign.split.name, contents, args, first_line=first_line)
             for due in buffers.add_all(pairs, app.check_pair):
                 if due is None:   # a tick, every few thousand pairs
