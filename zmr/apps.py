@@ -137,41 +137,48 @@ class App:
 
     def combine(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
         """Fold some of `key`'s values map-side; only valid when `has_combine`."""
-        if self.combine_fn is None:
+        combine = self.combiner(args)
+        if combine is None:
             raise AppError(f"app {self.name!r} has no combine function")
-        if "combine" in self.takes_args:
-            result = self.combine_fn(key, values, args=args)
-        else:
-            result = self.combine_fn(key, values)
-        _check_str(self.name, "combine", key, result)
-        return result
+        return combine(key, values)
+
+    def combiner(self, args: Sequence[str]) -> Callable[[str, Iterable[str]], str] | None:
+        """`combine` with `args` bound once, for the map side's buffers; None when the app has none."""
+        if self.combine_fn is None:
+            return None
+        fn = functools.partial(self.combine_fn, args=args) if "combine" in self.takes_args else self.combine_fn
+
+        def combine(key: str, values: Iterable[str]) -> str:
+            result = fn(key, values)
+            if type(result) is not str:
+                _check_str(self.name, "combine", key, result)
+            return result
+
+        return combine
 
     def partition(self, key: str, n_reduce: int, args: Sequence[str] = ()) -> int:
         """The reduce partition of `key`: the app's partition function if it has one, else the stable hash."""
         bound = self.partitioner(args)
-        return partition_of(key, n_reduce) if bound is None else bound(key, n_reduce)
+        return partition_of(key, n_reduce) if bound is None else self.check_partition(key, n_reduce,
+                                                                                      bound(key, n_reduce))
 
-    def partitioner(self, args: Sequence[str]) -> Callable[[str, int], int] | None:
-        """The app's `partition` with `args` bound once and its result checked, for the map side's hot
-        loop; None when the app has none (the loop computes the default, `partition_of`, inline)."""
+    def partitioner(self, args: Sequence[str]) -> Callable[[str, int], Any] | None:
+        """The app's `partition` with `args` bound once, unchecked (see `check_partition`), for the map
+        side's hot loop; None when the app has none (the loop computes the default, `partition_of`)."""
         if self.partition_fn is None:
             return None
-        fn = functools.partial(self.partition_fn, args=args) if "partition" in self.takes_args else self.partition_fn
+        if "partition" in self.takes_args:
+            return functools.partial(self.partition_fn, args=args)
+        return self.partition_fn
 
-        def partition(key: str, n_reduce: int) -> int:
-            result = fn(key, n_reduce)
-            if type(result) is not int or not 0 <= result < n_reduce:
-                self._check_partition(key, n_reduce, result)
-            return result  # type: ignore[no-any-return]
-
-        return partition
-
-    def _check_partition(self, key: str, n_reduce: int, result: object) -> None:
+    def check_partition(self, key: str, n_reduce: int, result: object) -> int:
+        """`result` if `partition` may return it (an int in range), else an AppError that says so."""
         if not isinstance(result, int) or isinstance(result, bool) or not 0 <= result < n_reduce:
             raise AppError(
                 f"app {self.name!r}: partition({key!r}, {n_reduce}) returned {result!r}, "
                 f"expected an int in range(0, {n_reduce})"
             )
+        return result
 
 
 def _declares(fn: Callable[..., object], param: str) -> bool:

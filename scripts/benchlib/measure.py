@@ -151,7 +151,10 @@ class _Sampler(threading.Thread):
         for pid, rss, cmdline, cpu in tree:
             self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu)
             peak = self._into.procs.get(pid)
-            role = label_of(cmdline, pid == self._root)
+            if not cmdline and peak is not None:
+                role = peak.role   # an exiting process shows no command line: it keeps the role it had
+            else:
+                role = label_of(cmdline, pid == self._root)
             if peak is None:
                 peak = self._into.procs[pid] = ProcPeak(pid, self._unique(role), role=role)
             elif peak.role != role:  # a launcher script that exec'd the real program (Spark's java)

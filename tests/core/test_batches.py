@@ -267,3 +267,18 @@ def test_decode_batch_on_garbage_raises_only_protocol_error(payload: bytes) -> N
     except ProtocolError:
         return
     assert all(isinstance(k, str) and all(isinstance(v, str) for v in vs) for k, vs in records)
+
+
+def test_a_partition_out_of_range_goes_to_check_partition() -> None:
+    def check(key: str, n: int, p: object) -> int:
+        if p is True:
+            raise ValueError(f"{key}: a bool is not a partition")
+        return 0   # accepted, and replaced
+
+    buffers = PartitionBuffers(2, 1000, 1000, lambda k, n: {"a": 1, "b": 7, "c": True}[k], None, check)
+    assert list(buffers.add_all([("a", "1"), ("b", "2")])) == []
+    with pytest.raises(ValueError, match="a bool is not a partition"):
+        list(buffers.add_all([("c", "3")]))
+    assert buffers.drain() == [(0, [("b", ["2"])]), (1, [("a", ["1"])])]
+    with pytest.raises(ValueError, match="not an int in range"):
+        list(PartitionBuffers(2, 1000, 1000, lambda k, n: 2, None).add_all([("x", "1")]))

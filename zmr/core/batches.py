@@ -85,10 +85,13 @@ class PartitionBuffers:
     """
 
     def __init__(self, n_reduce: int, batch_bytes: int, max_bytes: int,
-                 partition: Callable[[str, int], int] | None,
-                 combine: Callable[[str, list[str]], str] | None) -> None:
-        """`partition` None is the default partitioner, `partition_of`, computed inline."""
+                 partition: Callable[[str, int], Any] | None,
+                 combine: Callable[[str, list[str]], str] | None,
+                 check_partition: Callable[[str, int, Any], int] | None = None) -> None:
+        """`partition` None is the default partitioner, `partition_of`, computed inline. Anything else it
+        returns than an int in range goes to `check_partition`, which raises or returns the one to use."""
         self._n = n_reduce
+        self._check_partition = check_partition or _partition_in_range
         self._batch_bytes = batch_bytes
         self._max_bytes = max_bytes
         self._partition = partition
@@ -111,6 +114,7 @@ class PartitionBuffers:
         """
         n, buffers, sizes = self._n, self._buffers, self._sizes
         partition, batch_bytes, max_bytes = self._partition, self._batch_bytes, self._max_bytes
+        check_partition = self._check_partition
         hash64 = xxh3_64_intdigest
         count = 0
         for pair in pairs:
@@ -119,7 +123,12 @@ class PartitionBuffers:
                     raise TypeError(f"expected a (str, str) tuple, got {pair!r}")
                 pair = check(pair)
             key, value = pair
-            p = hash64(key.encode("utf-8", "surrogatepass")) % n if partition is None else partition(key, n)
+            if partition is None:
+                p = hash64(key.encode("utf-8", "surrogatepass")) % n
+            else:
+                p = partition(key, n)
+                if type(p) is not int or not 0 <= p < n:
+                    p = check_partition(key, n, p)
             buffer = buffers[p]
             values = buffer.get(key)
             if values is None:
@@ -155,6 +164,12 @@ class PartitionBuffers:
         if combine is None:
             return ordered
         return [(k, [combine(k, vs)] if len(vs) > 1 else vs) for k, vs in ordered]
+
+
+def _partition_in_range(key: str, n: int, p: Any) -> int:
+    if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p < n:
+        raise ValueError(f"partition of {key!r} is {p!r}, not an int in range(0, {n})")
+    return p
 
 
 def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[tuple[str, Iterator[str]]]:

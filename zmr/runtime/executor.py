@@ -37,6 +37,7 @@ from zmr.runtime.stores import MapOutputStore, ReceiveStore
 # arriving (each within _STREAM_SETTLE s of the last), at most _STREAM_WAIT_LIMIT s, then pulls the rest.
 _STREAM_SETTLE = 0.25
 _STREAM_WAIT_LIMIT = 2.0
+_LINES_PER_WRITE = 4096
 
 
 class Cancelled(Exception):
@@ -190,9 +191,9 @@ class Executor(threading.Thread):
         app = job.load_app()
         setup = job.setup
         args = setup.args
-        combine = (lambda k, vs: app.combine(k, vs, args)) if app.has_combine else None
         buffers = PartitionBuffers(setup.n_reduce, setup.batch_bytes, max(self._memory_budget // 4,
-                                   setup.batch_bytes), app.partitioner(args), combine)
+                                   setup.batch_bytes), app.partitioner(args), app.combiner(args),
+                                   app.check_partition)
         self._pusher.start_task(setup.window_bytes)
         bytes_out = 0
         for contents, first_line in read_chunks(assign.split.path, assign.split.start, assign.split.end,
@@ -283,12 +284,17 @@ class Executor(threading.Thread):
         try:
             reduce = app.reducer(args)
             with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
+                lines: list[str] = []   # written a few thousand at a time: one write call per line costs more
                 for key, values in merged(self._runs(assign), self._fan_in, scratch):
-                    out.write(f"{key} {reduce(key, values)}\n")
-                    records += 1
-                    if records & 4095 == 0:
+                    lines.append(f"{key} {reduce(key, values)}\n")
+                    if len(lines) == _LINES_PER_WRITE:
+                        out.write("".join(lines))
+                        lines.clear()
+                        records += _LINES_PER_WRITE
                         self.progress += 1
                         self._check_cancel()
+                out.write("".join(lines))
+                records += len(lines)
                 out.flush()
                 os.fsync(out.fileno())
         finally:
