@@ -44,6 +44,19 @@ class Cancelled(Exception):
     """The coordinator cancelled the running attempt."""
 
 
+@dataclass(frozen=True)
+class Stalled:
+    """Put in the inbox when the worker stood still (frozen, or starved of CPU) while a reduce awaited
+    its commit decision: a grant read after that may be one the coordinator has given up on since,
+    having taken the worker for dead and committed another attempt, so it must not be acted on."""
+
+    seconds: float
+
+
+class _StaleGrant(Exception):
+    pass
+
+
 class MissingData(Exception):
     def __init__(self, maps: list[int]) -> None:
         super().__init__(f"map output unavailable for map tasks {maps[:10]}")
@@ -267,6 +280,9 @@ class Executor(threading.Thread):
             self._send(done)
             try:
                 granted = self._await_commit(assign)
+            except _StaleGrant as exc:
+                self._fail(assign, "internal", str(exc), "")   # the coordinator runs it again if still wanted
+                return
             finally:
                 self.awaiting_commit = None
             if not granted:
@@ -317,6 +333,9 @@ class Executor(threading.Thread):
             except queue.Empty:
                 break
             self._check_cancel()
+            if isinstance(item, Stalled):
+                raise _StaleGrant(f"the worker stood still for {item.seconds:.1f} s while this attempt awaited "
+                                  "its commit; a grant read now may be stale, so the attempt gives up")
             if isinstance(item, m.CommitDecision) and (item.job_id, item.task, item.attempt) == (
                     assign.job_id, assign.task, assign.attempt):
                 return item.ok

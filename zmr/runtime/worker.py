@@ -32,7 +32,7 @@ from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
 from zmr.runtime import scratch, security, transport
 from zmr.runtime.dataserver import DataServer
-from zmr.runtime.executor import Executor, JobContext
+from zmr.runtime.executor import Executor, JobContext, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
@@ -187,11 +187,18 @@ class Worker:
         heard = time.monotonic()
         answered = False
         next_beat = time.monotonic() + self._heartbeat_interval   # Register went out just above
+        last_turn = time.monotonic()
         while not self._stop.is_set():
             if self._parent_gone():
                 self._stop.set()
                 break
             events = dict(poller.poll(100))
+            turn = time.monotonic()
+            if turn - last_turn > liveness_timeout / 2 and self._executor.awaiting_commit is not None:
+                # fence before reading on: a grant in the socket may predate the coordinator's giving up on us
+                self._log.warning("stalled_awaiting_commit", seconds=round(turn - last_turn, 1))
+                self._executor.inbox.put(Stalled(turn - last_turn))
+            last_turn = turn
             if wake in events:
                 while wake.poll(0):
                     wake.recv()
