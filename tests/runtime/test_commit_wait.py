@@ -1,0 +1,51 @@
+"""A reduce awaiting its commit decision acts on a grant only if the worker did not stand still meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import zmq
+
+from zmr.protocol import messages as m
+from zmr.runtime.executor import Executor, Stalled, _StaleGrant
+from zmr.runtime.stores import MapOutputStore, ReceiveStore
+
+ASSIGN = m.AssignReduce(job_id="job-0001", task=0, attempt=2, output_dir="/unused", sources=[])
+
+
+@pytest.fixture()
+def executor(tmp_path: Path) -> Iterator[Executor]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    ex = Executor(ctx, "w-1", {}, ReceiveStore(tmp_path), MapOutputStore(tmp_path), lambda msg: None,
+                  memory_budget=64 << 20, max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0,
+                  log=structlog.get_logger())
+    yield ex
+    ex._pusher.close()
+    ctx.term()
+
+
+def _decision(ok: bool, attempt: int = 2) -> m.CommitDecision:
+    return m.CommitDecision(job_id="job-0001", task=0, attempt=attempt, ok=ok)
+
+
+def test_the_grant_for_this_attempt_is_taken_and_others_are_skipped(executor: Executor) -> None:
+    executor.inbox.put(_decision(True, attempt=1))   # another attempt's decision: not ours
+    executor.inbox.put(_decision(True))
+    assert executor._await_commit(ASSIGN) is True
+    executor.inbox.put(_decision(False))
+    assert executor._await_commit(ASSIGN) is False
+
+
+def test_no_answer_within_the_commit_timeout_means_no_commit(executor: Executor) -> None:
+    assert executor._await_commit(ASSIGN) is False
+
+
+def test_a_grant_read_after_the_worker_stood_still_is_not_acted_on(executor: Executor) -> None:
+    executor.inbox.put(Stalled(4.2))       # the worker loop fences before it forwards what the socket holds
+    executor.inbox.put(_decision(True))
+    with pytest.raises(_StaleGrant, match="stood still for 4.2 s"):
+        executor._await_commit(ASSIGN)
