@@ -55,7 +55,7 @@ def test_split_size_must_be_positive(size: int) -> None:
 )
 def test_splits_tile_each_file_in_order(sizes: list[int], split_size: int) -> None:
     files = [File(f"f{i}", f"/f{i}", size) for i, size in enumerate(sizes)]
-    planned = plan_splits(files, split_size)
+    planned = plan_splits(files, split_size, min_tail_piece=10_001)   # no file is big enough for a tail cut
     for file in files:
         mine = [s for s in planned if s.name == file.name]
         assert all(s.path == file.path for s in mine)
@@ -66,6 +66,42 @@ def test_splits_tile_each_file_in_order(sizes: list[int], split_size: int) -> No
         lengths = [s.end - s.start for s in mine]
         assert max(lengths) - min(lengths) <= 1   # equal ranges, not full ones and a remainder
     assert [s.name for s in planned] == sorted((s.name for s in planned), key=lambda n: int(n[1:]))
+
+
+def test_the_last_two_splits_are_cut_into_quarters() -> None:
+    planned = plan_splits([File("a", "/a", 60), File("b", "/b", 20)], 20, min_tail_piece=2)
+    assert planned == [
+        Split("a", "/a", 0, 20), Split("a", "/a", 20, 40),
+        Split("a", "/a", 40, 45), Split("a", "/a", 45, 50), Split("a", "/a", 50, 55), Split("a", "/a", 55, 60),
+        Split("b", "/b", 0, 5), Split("b", "/b", 5, 10), Split("b", "/b", 10, 15), Split("b", "/b", 15, 20),
+    ]
+
+
+def test_a_tail_split_is_not_cut_below_the_minimum_piece() -> None:
+    assert plan_splits([File("a", "/a", 5)], 64, min_tail_piece=2) == [Split("a", "/a", 0, 2), Split("a", "/a", 2, 5)]
+    assert plan_splits([File("a", "/a", 5)], 64, min_tail_piece=6) == [Split("a", "/a", 0, 5)]
+    assert plan_splits([File("e", "/e", 0)], 64, min_tail_piece=1) == [Split("e", "/e", 0, 0)]
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=5),
+    split_size=st.integers(min_value=1, max_value=3_000),
+    min_piece=st.integers(min_value=1, max_value=1_000),
+)
+def test_tail_pieces_still_tile_each_file_in_order(sizes: list[int], split_size: int, min_piece: int) -> None:
+    files = [File(f"f{i}", f"/f{i}", size) for i, size in enumerate(sizes)]
+    planned = plan_splits(files, split_size, min_tail_piece=min_piece)
+    whole = plan_splits(files, split_size, min_tail_piece=10_001)
+    assert planned[:max(0, len(whole) - splits.TAIL_SPLITS)] == whole[:max(0, len(whole) - splits.TAIL_SPLITS)]
+    for file in files:
+        mine = [s for s in planned if s.name == file.name]
+        assert mine[0].start == 0 and mine[-1].end == file.size
+        assert all(a.end == b.start for a, b in zip(mine, mine[1:], strict=False))
+    for cut in whole[max(0, len(whole) - splits.TAIL_SPLITS):]:
+        pieces = [s for s in planned if s.path == cut.path and cut.start <= s.start and s.end <= cut.end
+                  and s.end > s.start or s == cut]
+        assert pieces == [cut] or (2 <= len(pieces) <= splits.TAIL_PIECES
+                                   and all(p.end - p.start >= min_piece for p in pieces))
 
 
 def test_splits_module_does_no_io() -> None:

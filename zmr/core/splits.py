@@ -41,15 +41,37 @@ DEFAULT_SPLIT_SIZE = 16 << 20
 worker idles at the end of the map phase while another finishes a long one."""
 
 
-def plan_splits(files: Iterable[SizedFile], split_size: int) -> list[Split]:
-    """Cut each file into ceil(size / split_size) consecutive ranges of equal size (within a byte).
+TAIL_SPLITS = 2
+"""The last splits of a job, which are cut into `TAIL_PIECES` smaller ones each."""
+TAIL_PIECES = 4
+MIN_TAIL_PIECE = 1 << 20
+"""A tail split is cut only into pieces of at least this many bytes: below that, per-task costs dominate."""
+
+
+def plan_splits(files: Iterable[SizedFile], split_size: int, min_tail_piece: int = MIN_TAIL_PIECE) -> list[Split]:
+    """Cut each file into ceil(size / split_size) consecutive ranges of equal size (within a byte), then
+    cut the job's last `TAIL_SPLITS` splits into `TAIL_PIECES` pieces each.
 
     Equal ranges, not full ones and a remainder: a 25 MB file at 16 MiB gives two 12.5 MB tasks, not
-    a 16 and a 9, so tasks take the same time and the phase ends evenly. An empty file still gives one.
+    a 16 and a 9, so tasks take the same time. An empty file still gives one.
+
+    The smaller last tasks are for the end of the map phase. Maps go out in this order, and no reduce
+    can start before every map is done, so a worker that takes the last big split keeps the others
+    idle for as long as it runs. Small pieces at the end let the workers that finish first take the
+    rest, and every worker's last task ends at about the same time.
     """
     if split_size < 1:
         raise JobSpecError(f"split size must be at least 1 byte, got {split_size}")
-    return [split for file in files for split in _file_splits(file, split_size)]
+    splits = [split for file in files for split in _file_splits(file, split_size)]
+    cut = max(0, len(splits) - TAIL_SPLITS)
+    return splits[:cut] + [piece for split in splits[cut:] for piece in _pieces(split, min_tail_piece)]
+
+
+def _pieces(split: Split, min_piece: int) -> list[Split]:
+    n = max(1, min(TAIL_PIECES, (split.end - split.start) // max(1, min_piece)))
+    size = split.end - split.start
+    bounds = [split.start + size * i // n for i in range(n + 1)]
+    return [Split(split.name, split.path, start, end) for start, end in zip(bounds, bounds[1:], strict=False)]
 
 
 def _file_splits(file: SizedFile, split_size: int) -> list[Split]:
