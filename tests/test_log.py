@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from zmr.errors import ConfigError
-from zmr.log import configure_logging, get_logger
+from zmr.log import bound_logger, configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +79,18 @@ def test_logger_made_before_configuring_follows_the_new_config() -> None:
     log.info("after")
     (event,) = events(stream)
     assert (event["event"], event["job"]) == ("after", "j")
+
+
+def test_bound_logger_keeps_the_config_it_was_made_under() -> None:
+    stream, later = io.StringIO(), io.StringIO()
+    configure_logging("info", "json", stream)
+    log = bound_logger(worker="w1")
+    log.debug("filtered")
+    log.info("kept", n=2)
+    configure_logging("debug", "json", later)
+    log.info("still here")
+    assert [(e["event"], e["worker"]) for e in events(stream)] == [("kept", "w1"), ("still here", "w1")]
+    assert later.getvalue() == ""
 
 
 def test_console_has_no_colours_off_a_tty() -> None:

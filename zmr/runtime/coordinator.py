@@ -31,7 +31,7 @@ from zmr.core.scheduler import (
 )
 from zmr.core.state import JobState
 from zmr.errors import ClusterError, ProtocolError
-from zmr.log import get_logger
+from zmr.log import bound_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import coordinator_decoder, encode
 from zmr.runtime import outputs, security, transport
@@ -66,7 +66,7 @@ class Coordinator:
         self._endpoint_file = endpoint_file
         self._parent_pid = parent_pid
         self._stop = threading.Event()
-        self._log = get_logger(role="coordinator")
+        self._log = bound_logger(role="coordinator")
         self._bad_peers: set[bytes] = set()
         self._decoder = coordinator_decoder(config.coordinator.max_message_bytes)
         self._journal: JournalFile | None = None

@@ -27,7 +27,7 @@ import zmq
 
 from zmr.config import Config
 from zmr.errors import ProtocolError
-from zmr.log import get_logger
+from zmr.log import bound_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
 from zmr.runtime import scratch, security, transport
@@ -61,7 +61,7 @@ class Worker:
         self.config = config
         self.worker_id = new_worker_id()
         self._parent_pid = parent_pid
-        self._log = get_logger(worker=self.worker_id)
+        self._log = bound_logger(worker=self.worker_id)
         self._stop = threading.Event()
         self._own_dir = not config.worker.work_dir
         base = Path(config.worker.work_dir or tempfile.mkdtemp(prefix="zmr-worker-"))
