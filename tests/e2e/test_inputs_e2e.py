@@ -209,12 +209,13 @@ def test_one_50mb_line_gives_the_reference_output_in_bounded_memory(
     idle = max(peak_rss_kib([p.pid for p in c.local.workers]).values()) << 10
     # the engine alone: reading, splitting and decoding the line (charcount keeps no per-word data)
     counts, engine_peak = _peak_during(c, lambda: _charcount(c, [long_line], tmp_path / "chars", 8 << 20))
-    # 7 splits: the first owns the line and hands it to map in 50/16 -> 4 pieces; the other six own nothing
-    assert counts == {"chars": LONG_LINE, "fffd": 0, "newlines": 0, "splits": 4 + 6, "empty_splits": 6}
-    # word count: the first split owns the whole line, the other six own nothing
+    # 13 splits (7 of about 7 MiB, the last two cut in quarters): the first owns the line and hands it to
+    # map in 50/16 -> 4 pieces; the other twelve own nothing
+    assert counts == {"chars": LONG_LINE, "fffd": 0, "newlines": 0, "splits": 4 + 12, "empty_splits": 12}
+    # word count: the first split owns the whole line, the other twelve own nothing
     out = tmp_path / "out"
     info, wc_peak = _peak_during(c, lambda: _run(c, APPS / "wc.py", [long_line], out, 3, split_size=8 << 20))
-    assert info.maps_total == 7
+    assert info.maps_total == 13
     reference, seq_peak = _sequential_with_peak(APPS / "wc.py", [long_line], tmp_path / "seq")
     assert read_output(out, 3) == reference
     mib = 1 << 20
