@@ -207,7 +207,10 @@ class JobConfig(_Section):
     SECTION: ClassVar[str] = "job"
     split_size_mb: int = _setting(
         DEFAULT_SPLIT_SIZE >> 20,
-        "Input files larger than this are cut into equal map tasks no larger than it.", "MiB", _at_least(1)
+        "Input files larger than this are cut into equal map tasks no larger than it (the last two of a job "
+        "in quarters).",
+        "MiB",
+        _at_least(1),
     )
     n_reduce: int = _setting(4, "Number of reduce partitions when a job does not say.", check=_at_least(1))
 
