@@ -218,6 +218,7 @@ def cmd_coord(ns: argparse.Namespace) -> int:
                         "security.insecure": ns.insecure or None})
     coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
     _stop_on_signals(coordinator.stop)
+    coordinator.stop_flag.route_signals()
     coordinator.run()
     return EXIT_OK
 
@@ -232,6 +233,7 @@ def cmd_worker(ns: argparse.Namespace) -> int:
 
     worker = Worker(config, parent_pid=ns.exit_with_parent)
     _stop_on_signals(worker.stop)
+    worker.stop_flag.route_signals()
     # Past a file-size limit, a write must fail the task with EFBIG, not kill the worker.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     tune_for_data()

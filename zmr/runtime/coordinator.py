@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -37,6 +36,7 @@ from zmr.protocol.codec import coordinator_decoder, encode
 from zmr.runtime import outputs, security, transport
 from zmr.runtime.journal import JournalFile
 from zmr.runtime.security import Keyring, RoleAuthenticator
+from zmr.runtime.stopflag import StopFlag
 
 _MAX_REMEMBERED_BAD_PEERS = 10_000
 _ROLE_OF: dict[type, str] = {   # with CURVE on, the only role allowed to send each message
@@ -65,14 +65,14 @@ class Coordinator:
         self.scheduler = Scheduler(scheduler_params(config))
         self._endpoint_file = endpoint_file
         self._parent_pid = parent_pid
-        self._stop = threading.Event()
+        self.stop_flag = StopFlag()
         self._log = bound_logger(role="coordinator")
         self._bad_peers: set[bytes] = set()
         self._decoder = coordinator_decoder(config.coordinator.max_message_bytes)
         self._journal: JournalFile | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stop_flag.set()
 
     def run(self) -> None:
         cfg, sec = self.config.coordinator, self.config.security
@@ -131,9 +131,15 @@ class Coordinator:
     def _serve(self, sock: zmq.Socket[Any]) -> None:
         interval = self.config.coordinator.heartbeat_interval
         next_tick = time.monotonic() + interval
-        while not self._stop.is_set():
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self.stop_flag, zmq.POLLIN)
+        while not self.stop_flag.is_set():
             timeout = max(0.0, next_tick - time.monotonic())
-            if sock.poll(int(timeout * 1000) + 1, zmq.POLLIN):
+            events = dict(poller.poll(int(timeout * 1000) + 1))
+            if self.stop_flag in events:
+                self.stop_flag.clear_wakeups()
+            if sock in events:
                 self._drain(sock)
             if time.monotonic() >= next_tick:
                 self._execute(sock, self.scheduler.handle(Tick(), time.time()))

@@ -17,6 +17,7 @@ from zmr.protocol.codec import data_decoder, encode
 from zmr.protocol.messages import Batch, BatchAck, PullEnd, PullRequest, StreamEnd
 from zmr.runtime import transport
 from zmr.runtime.security import WORKER, Curve
+from zmr.runtime.stopflag import StopFlag
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 
@@ -34,7 +35,7 @@ class DataServer(threading.Thread):
         self._received = received
         self._kept = kept
         self._log = log
-        self._halt = threading.Event()
+        self._halt = StopFlag()
         self._bad_peers: set[bytes] = set()
 
     def stop(self) -> None:
@@ -42,8 +43,11 @@ class DataServer(threading.Thread):
 
     def run(self) -> None:
         try:
+            poller = zmq.Poller()
+            poller.register(self._sock, zmq.POLLIN)
+            poller.register(self._halt, zmq.POLLIN)
             while not self._halt.is_set():
-                if self._sock.poll(100, zmq.POLLIN):
+                if self._sock in dict(poller.poll(1000)):
                     self._serve_ready()
         finally:
             self._sock.close(linger=0)

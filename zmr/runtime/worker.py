@@ -16,7 +16,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from zmr.runtime import scratch, security, transport
 from zmr.runtime.dataserver import DataServer
 from zmr.runtime.executor import Executor, JobContext, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
+from zmr.runtime.stopflag import StopFlag
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -62,7 +62,7 @@ class Worker:
         self.worker_id = new_worker_id()
         self._parent_pid = parent_pid
         self._log = bound_logger(worker=self.worker_id)
-        self._stop = threading.Event()
+        self.stop_flag = StopFlag()
         self._own_dir = not config.worker.work_dir
         base = Path(config.worker.work_dir or tempfile.mkdtemp(prefix="zmr-worker-"))
         self.work_dir = base if self._own_dir else base / self.worker_id
@@ -77,7 +77,7 @@ class Worker:
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stop_flag.set()
 
     def run(self) -> None:
         scratch.claim(self.work_dir)
@@ -155,7 +155,7 @@ class Worker:
 
     def _loop(self, ctx: zmq.Context[Any], wake: zmq.Socket[Any]) -> None:
         backoff = 0.1
-        while not self._stop.is_set():
+        while not self.stop_flag.is_set():
             sock = transport.dealer(ctx, self.config.worker.coordinator, self.config.coordinator.max_message_bytes,
                                     curve=self._curves.coordinator)
             try:
@@ -163,10 +163,10 @@ class Worker:
                     backoff = 0.1
             finally:
                 sock.close(linger=0)
-            if not self._stop.is_set():
+            if not self.stop_flag.is_set():
                 self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
                 resume = time.monotonic() + backoff
-                while not self._stop.wait(min(0.1, max(0.0, resume - time.monotonic()))):
+                while not self.stop_flag.wait(min(0.1, max(0.0, resume - time.monotonic()))):
                     self._expire_leases()   # a lease runs out on time, connected or not
                     if time.monotonic() >= resume:
                         break
@@ -183,14 +183,15 @@ class Worker:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
+        poller.register(self.stop_flag, zmq.POLLIN)
         liveness_timeout = self._heartbeat_interval * self.config.coordinator.heartbeat_liveness
         heard = time.monotonic()
         answered = False
         next_beat = time.monotonic() + self._heartbeat_interval   # Register went out just above
         last_turn = time.monotonic()
-        while not self._stop.is_set():
+        while not self.stop_flag.is_set():
             if self._parent_gone():
-                self._stop.set()
+                self.stop_flag.set()
                 break
             events = dict(poller.poll(100))
             turn = time.monotonic()
@@ -199,6 +200,8 @@ class Worker:
                 self._log.warning("stalled_awaiting_commit", seconds=round(turn - last_turn, 1))
                 self._executor.inbox.put(Stalled(turn - last_turn))
             last_turn = turn
+            if self.stop_flag in events:
+                self.stop_flag.clear_wakeups()
             if wake in events:
                 while wake.poll(0):
                     wake.recv()
@@ -305,7 +308,7 @@ class Worker:
                 self._register(sock)   # (once per interval: every message queued meanwhile is answered so)
         elif isinstance(msg, m.Reject):
             self._log.error("rejected", reason=msg.reason)
-            self._stop.set()
+            self.stop_flag.set()
         elif isinstance(msg, m.JobSetup):   # grants the job's lease: its data may exist here from now on
             known = self._jobs.get(msg.job_id)
             if known is None:
