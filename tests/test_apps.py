@@ -467,3 +467,44 @@ def test_grep_edges(tmp_path: Path) -> None:
         list(grep.map("f", "x", []))
     with pytest.raises(ValueError, match="not a valid regular expression"):
         list(grep.map("f", "x", ["("]))
+
+
+RAISES_DEEP = """
+class Scorer:
+    @staticmethod
+    def score(key):
+        def inner():
+            raise ValueError("boom-" + key)
+        return inner()
+
+
+def map(filename, contents):
+    yield contents, "1"
+
+
+def reduce(key, values):
+    return Scorer.score(key)
+"""
+
+RUN_RAISING = """
+import sys, traceback
+from zmr.apps import unship_app
+app = unship_app(sys.stdin.buffer.read())
+try:
+    app.reduce("k", ["1"], [])
+except ValueError:
+    print(traceback.format_exc())
+"""
+
+
+def test_a_shipped_app_s_traceback_names_its_file(tmp_path: Path) -> None:
+    """Code shipped by value keeps its file name, down to nested functions and methods."""
+    path = _app_file(tmp_path / "src", RAISES_DEEP)
+    blob = ship_app(str(path))
+    done = subprocess.run([sys.executable, "-c", RUN_RAISING], input=blob, cwd=tmp_path, capture_output=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    frames = [line for line in done.stdout.decode().splitlines() if line.strip().startswith("File ")]
+    app_frames = [line for line in frames if str(path) in line]
+    assert [line.rsplit(" in ", 1)[1] for line in app_frames] == ["reduce", "score", "inner"], frames
+    assert "boom-k" in done.stdout.decode()

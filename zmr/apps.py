@@ -24,6 +24,7 @@ import re
 import secrets
 import sys
 import traceback
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -55,6 +56,7 @@ class App:
     partition_fn: PartitionFn | None = None
     takes_args: frozenset[str] = frozenset()
     map_takes_first_line: bool = False
+    source_file: str = ""   # the app module's file, when shipped by value: tracebacks name it
 
     @classmethod
     def from_functions(
@@ -289,6 +291,7 @@ def ship_app(app_or_spec: App | str) -> bytes:
     by_value = module is not None and app.module != "__main__" and app.module not in registered
     if by_value:
         cloudpickle.register_pickle_by_value(module)
+        app = dataclasses.replace(app, source_file=getattr(module, "__file__", None) or "")
     try:
         blob: bytes = cloudpickle.dumps(app)
     except Exception as exc:
@@ -326,4 +329,47 @@ def unship_app(blob: bytes) -> App:
         raise AppError(f"cannot unpack the shipped app: {type(exc).__name__}: {exc}") from exc
     if not isinstance(app, App):
         raise AppError(f"shipped app unpacked to a {type(app).__name__}, not an App")
+    if app.source_file:
+        _name_source_file(app)
     return app
+
+
+_SHIPPED_CODE = "<dynamic-code>"   # the file name cloudpickle (3.1.3 on) gives all code it ships by value
+
+
+def _name_source_file(app: App) -> None:
+    """Give the app's shipped code its file name back, so a traceback from the app points into its file."""
+
+    def code_of(code: types.CodeType) -> types.CodeType:
+        if code.co_filename != _SHIPPED_CODE:
+            return code
+        consts = tuple(code_of(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        return code.replace(co_filename=app.source_file, co_consts=consts)
+
+    seen: set[int] = set()
+    todo: list[Any] = [app.map_fn, app.reduce_fn, app.combine_fn, app.partition_fn]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, staticmethod | classmethod):
+            todo.append(obj.__func__)
+        elif isinstance(obj, functools.partial):
+            todo.append(obj.func)
+        elif isinstance(obj, types.FunctionType) and obj.__code__.co_filename == _SHIPPED_CODE:
+            obj.__code__ = code_of(obj.__code__)
+            todo.extend(obj.__globals__.values())
+            todo.extend(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell))
+        elif isinstance(obj, type) and obj.__module__ == app.module:
+            todo.extend(vars(obj).values())
+        elif isinstance(obj, property):
+            todo.extend((obj.fget, obj.fset, obj.fdel))
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
