@@ -101,14 +101,17 @@ class Client:
              on_progress: Callable[[m.JobInfo], None] | None = None, patience: float = 120.0) -> m.JobInfo:
         """Block until the job ends; returns its final state or raises JobFailed with the reason.
 
-        Rides through a coordinator restart: unanswered status requests are retried until the
-        coordinator has been silent for `patience` seconds (a restarted one recovers the job from its journal).
+        The end is heard as soon as the coordinator sees it; `on_progress` gets the running job's summary
+        about every `poll` seconds. Rides through a coordinator restart: unanswered requests are retried
+        until the coordinator has been silent for `patience` seconds (a restarted one recovers the job from
+        its journal).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         silent_since: float | None = None
+        hold = min(max(poll, 0.0), self.timeout / 2, m.MAX_WAIT_SECONDS)
         while True:
             try:
-                info = self.job(job_id)
+                info = self._wait_once(job_id, hold)
                 silent_since = None
             except NoAnswer:
                 now = time.monotonic()
@@ -120,12 +123,19 @@ class Client:
             if on_progress is not None:
                 on_progress(info)
             if info.state == "succeeded":
-                return info
+                return self.job(job_id)   # with its task list and timeline
             if info.state in ("failed", "cancelled"):
                 raise JobFailed(job_id, info.error or info.state)
             if deadline is not None and time.monotonic() > deadline:
                 raise ClusterError(f"job {job_id} did not finish within {timeout} s")
-            time.sleep(poll)
+
+    def _wait_once(self, job_id: str, hold: float) -> m.JobInfo:
+        """The job's summary once it has ended, or after about `hold` seconds: the coordinator holds the
+        answer, so the end is heard at once and a running job costs one request per `hold`."""
+        reply = self._request(m.WaitJob(job_id=job_id, timeout=hold))
+        if isinstance(reply, m.StatusReply) and reply.jobs:
+            return reply.jobs[0]
+        raise ClusterError(_error_text(reply))
 
     # ------------------------------------------------------------ transport
 

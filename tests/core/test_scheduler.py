@@ -653,6 +653,37 @@ def test_status_reports_jobs_tasks_and_workers() -> None:
     assert sim.client_send(m.StatusRequest(job_id="job-9999")) == [m.ErrorReply(message="no job job-9999")]
 
 
+def test_a_wait_is_held_until_the_job_ends_then_answered_with_its_summary() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    assert sim.client_send(m.WaitJob(job_id=job, timeout=30.0), client=b"waiter") == []
+    sim.finish("w1")
+    sim.finish("w1", commit=False)
+    assert sim.clients[b"waiter"] == []
+    sim.commit("w1")
+    [reply] = sim.clients[b"waiter"]
+    assert isinstance(reply, m.StatusReply)
+    assert [(j.job_id, j.state, j.maps_done, j.reduces_done, j.tasks) for j in reply.jobs] == [
+        (job, "succeeded", 1, 1, [])]
+    [again] = sim.client_send(m.WaitJob(job_id=job, timeout=30.0), client=b"late")
+    assert isinstance(again, m.StatusReply) and again.jobs[0].state == "succeeded", "an ended job: at once"
+
+
+def test_a_wait_on_a_running_job_is_answered_with_progress_when_its_time_is_up() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=2, n_reduce=1)
+    assert sim.client_send(m.WaitJob(job_id=job, timeout=1.0), client=b"waiter") == []
+    sim.advance(0.5)
+    assert sim.clients[b"waiter"] == []
+    sim.advance(0.5)
+    [reply] = sim.clients[b"waiter"]
+    assert isinstance(reply, m.StatusReply)
+    assert [(j.job_id, j.state) for j in reply.jobs] == [(job, "running")]
+    sim.advance(2.0)
+    assert len(sim.clients[b"waiter"]) == 1, "one answer per wait"
+    assert sim.client_send(m.WaitJob(job_id="job-9999", timeout=1.0)) == [m.ErrorReply(message="no job job-9999")]
+
+
 def test_heartbeat_partition_stats_show_in_status() -> None:
     sim = sim_with("w1")
     job = sim.submit(n_splits=1, n_reduce=2)

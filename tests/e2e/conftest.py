@@ -454,26 +454,31 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for proc in self.procs:
-                if proc.poll() is not None and all(pid != proc.pid for pid, _, _ in self.exits):
-                    self.exits.append((proc.pid, proc.returncode, time.time()))
-            try:
-                names = [p.name for p in self.outdir.iterdir()]
-            except FileNotFoundError:
-                names = []
-            for name in names:
-                self.names.add(name)
-                if re.fullmatch(r"mr-out-\d+", name):
-                    try:
-                        text = (self.outdir / name).read_text(encoding="utf-8")
-                    except FileNotFoundError:
-                        continue
-                    self.snapshots.setdefault(name, set()).add(text)
+            self._sample()
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
+        """Stop sampling, after one last sample: what the job left is always seen."""
         self._halt.set()
         self.join(timeout=5)
+        self._sample()
+
+    def _sample(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None and all(pid != proc.pid for pid, _, _ in self.exits):
+                self.exits.append((proc.pid, proc.returncode, time.time()))
+        try:
+            names = [p.name for p in self.outdir.iterdir()]
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            self.names.add(name)
+            if re.fullmatch(r"mr-out-\d+", name):
+                try:
+                    text = (self.outdir / name).read_text(encoding="utf-8")
+                except FileNotFoundError:
+                    continue
+                self.snapshots.setdefault(name, set()).add(text)
 
 
 # ------------------------------------------------------------------ known engine bugs

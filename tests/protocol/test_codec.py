@@ -40,6 +40,8 @@ def values_of(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.sampled_from(t.values)
     if isinstance(t, mi.TupleType):
         return st.tuples(*[values_of(item) for item in t.item_types])
+    if isinstance(t, mi.FloatType) and (t.ge is not None or t.le is not None):
+        return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False)
     simple: dict[type, st.SearchStrategy[Any]] = {
         mi.IntType: st.integers(-(2**63), 2**64 - 1), mi.FloatType: st.floats(allow_nan=False),
         mi.StrType: st.text(max_size=12), mi.BytesType: st.binary(max_size=12), mi.BoolType: st.booleans(),
@@ -232,3 +234,10 @@ def test_mutated_valid_messages(data: st.DataObject, which: tuple[str, type]) ->
     for candidate in ([frames[0], bytes(raw), *frames[2:]], [frames[0], bytes(raw[:cut]), *frames[2:]]):
         for _, decoder in DIRECTIONS.values():
             decode_or_protocol_error(decoder, candidate)
+
+
+@pytest.mark.parametrize("timeout", [-1.0, 60.5, float("nan"), float("inf")])
+def test_a_wait_held_out_of_bounds_is_rejected(timeout: float) -> None:
+    frames = [VERSION_FRAME, body("WaitJob", "job-0001", timeout)]
+    with pytest.raises(ProtocolError):
+        coordinator_decoder(LIMIT).decode(frames)

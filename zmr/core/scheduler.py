@@ -125,6 +125,7 @@ class Scheduler:
         self._next_job = params.first_job_number
         self.archived: dict[str, m.JobInfo] = {}    # ended jobs recovered from a compacted journal
         self._draining: list[Job] = []               # ended jobs whose workers still report leases
+        self._waiters: list[tuple[bytes, str, float]] = []   # WaitJob held: (client, job, answer by)
         self._out: list[Action] = []
         self._now = 0.0
 
@@ -143,6 +144,8 @@ class Scheduler:
         else:
             self._on_message(event.peer, event.msg)
         self._dispatch()
+        if self._waiters:
+            self._answer_waiters()
         return self._out
 
     def _on_message(self, peer: bytes, msg: m.ToCoordinator) -> None:
@@ -150,6 +153,8 @@ class Scheduler:
             self._on_submit(peer, msg.spec)
         elif isinstance(msg, m.StatusRequest):
             self._send(peer, self.status(msg.job_id))
+        elif isinstance(msg, m.WaitJob):
+            self._waiters.append((peer, msg.job_id, self._now + msg.timeout))
         elif isinstance(msg, m.CancelJob):
             self._on_cancel(peer, msg.job_id)
         elif isinstance(msg, m.Register):
@@ -1096,6 +1101,22 @@ class Scheduler:
         if job.state.ended and (point.leases == 0 or self._now > (job.finished or 0) + self.params.lease_ttl):
             if job in self._draining:
                 self._draining.remove(job)
+
+    def _answer_waiters(self) -> None:
+        """Answer each held WaitJob whose job has ended (or is unknown), or whose time is up."""
+        held = []
+        for peer, job_id, answer_by in self._waiters:
+            job = self.jobs.get(job_id)
+            if job is not None and not job.state.ended and self._now < answer_by:
+                held.append((peer, job_id, answer_by))
+            elif job is not None:
+                self._send(peer, m.StatusReply(now=self._now, jobs=[self._job_info(job, detail=False)], workers=[]))
+            elif job_id in self.archived:
+                brief = msgspec.structs.replace(self.archived[job_id], tasks=[], partitions=[], timeline=[])
+                self._send(peer, m.StatusReply(now=self._now, jobs=[brief], workers=[]))
+            else:
+                self._send(peer, m.ErrorReply(message=f"no job {job_id}"))
+        self._waiters = held
 
     def _job_info(self, job: Job, detail: bool) -> m.JobInfo:
         tasks = [m.TaskInfo(kind=t.kind, index=t.index, state=t.state.value, attempts=t.attempts_made,

@@ -7,11 +7,12 @@ Bulky bytes (partition batches) travel in a separate frame, never inside a recor
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 
 
 class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
@@ -51,6 +52,14 @@ class SubmitJob(_Msg, frozen=True):
 
 class StatusRequest(_Msg, frozen=True):
     job_id: str | None = None
+
+
+class WaitJob(_Msg, frozen=True):
+    """Answer (a StatusReply with the job's summary, no task list) once the job has ended, or after
+    `timeout` seconds with its progress: a waiting client hears the end at once without polling."""
+
+    job_id: str
+    timeout: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_WAIT_SECONDS)]
 
 
 class CancelJob(_Msg, frozen=True):
@@ -399,7 +408,7 @@ class PullEnd(_Msg, frozen=True):
     found: bool
 
 
-ClientToCoord = SubmitJob | StatusRequest | CancelJob
+ClientToCoord = SubmitJob | StatusRequest | WaitJob | CancelJob
 WorkerToCoord = Register | Heartbeat | TaskRequest | MapDone | ReduceDone | ReduceCommitted | TaskFailed
 ToCoordinator = ClientToCoord | WorkerToCoord
 CoordToClient = JobAccepted | ErrorReply | StatusReply
