@@ -1,10 +1,11 @@
-"""Partition batches: map-side buffers, the chunked wire encoding, and the reduce-side k-way merge."""
+"""Partition batches: map-side buffers, the chunked wire encoding of flat pairs, and the reduce-side k-way merge."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
 import pytest
@@ -13,14 +14,15 @@ from hypothesis import strategies as st
 
 from zmr.core.batches import (
     CHUNK_RECORDS,
+    Pairs,
     PartitionBuffers,
-    Records,
     chunk_length,
     decode_batch,
     decode_chunk,
     encode_batch,
     encode_chunk,
     iter_batch,
+    merge_chunked,
     merge_runs,
 )
 from zmr.core.partition import partition_of
@@ -38,10 +40,10 @@ def add_sum(_key: str, values: list[str]) -> str:
 
 def feed(buffers: PartitionBuffers, records: list[tuple[str, str]],
          partition: Callable[[str, int], int], n: int, batch_bytes: int, max_bytes: int,
-         ) -> list[tuple[int, Records]]:
+         ) -> list[tuple[int, Pairs]]:
     """Add every record, checking after each add that buffered data stays within both bounds."""
     pending = [0] * n            # raw bytes (key + value) added to a partition since its last run came out
-    out: list[tuple[int, Records]] = []
+    out: list[tuple[int, Pairs]] = []
     for key, value in records:
         pending[partition(key, n)] += len(key) + len(value)
         for p, run in buffers.add(key, value):
@@ -54,10 +56,12 @@ def feed(buffers: PartitionBuffers, records: list[tuple[str, str]],
     return out
 
 
-def check_run(p: int, run: Records, partition: Callable[[str, int], int], n: int) -> None:
+def check_run(p: int, run: Pairs, partition: Callable[[str, int], int], n: int, combined: bool = False) -> None:
     keys = [k for k, _ in run]
     assert run, "no empty runs"
-    assert keys == sorted(set(keys)), "keys ascending and unique"
+    assert keys == sorted(keys), "keys ascending"
+    if combined:
+        assert len(set(keys)) == len(keys), "one pair per key once combined"
     assert all(partition(k, n) == p for k in keys), "every key in its own partition"
 
 
@@ -70,8 +74,8 @@ def test_buffers_give_sorted_runs_within_bounds_and_lose_nothing(records: list[t
     values: dict[str, list[str]] = defaultdict(list)
     for p, run in out:
         check_run(p, run, partition_of, n)
-        for key, vs in run:
-            values[key] += vs
+        for key, value in run:
+            values[key].append(value)
     assert Counter((k, v) for k, vs in values.items() for v in vs) == Counter(records)
     expected: dict[str, list[str]] = defaultdict(list)
     for key, value in records:
@@ -88,9 +92,8 @@ def test_buffers_combine_within_each_run(records: list[tuple[str, str]], n: int,
                batch_bytes, cap)
     totals: Counter[str] = Counter()
     for p, run in out:
-        check_run(p, run, partition_of, n)
-        assert all(len(vs) == 1 for _, vs in run), "one combined value per key and run"
-        for key, [value] in run:
+        check_run(p, run, partition_of, n, combined=True)
+        for key, value in run:
             totals[key] += int(value)
     expected: Counter[str] = Counter()
     for key, value in records:
@@ -102,7 +105,7 @@ def test_buffers_combine_within_each_run(records: list[tuple[str, str]], n: int,
 def test_a_full_partition_comes_out_at_once() -> None:
     buffers = PartitionBuffers(1, batch_bytes=30, max_bytes=1000, partition=lambda k, n: 0, combine=None)
     assert buffers.add("b", "1" * 10) == []                 # 1 + 10 + 8 bytes of framing = 19
-    assert buffers.add("a", "2" * 10) == [(0, [("a", ["2" * 10]), ("b", ["1" * 10])])]
+    assert buffers.add("a", "2" * 10) == [(0, [("a", "2" * 10), ("b", "1" * 10)])]
     assert buffers.drain() == []
 
 
@@ -111,8 +114,8 @@ def test_over_the_cap_the_largest_partition_comes_out() -> None:
                                combine=None)
     assert buffers.add("0", "x" * 5) == []
     assert buffers.add("1", "x" * 20) == []
-    assert buffers.add("2", "x" * 10) == [(1, [("1", ["x" * 20])])]   # 14 + 29 + 19 > 50
-    assert buffers.drain() == [(0, [("0", ["x" * 5])]), (2, [("2", ["x" * 10])])]
+    assert buffers.add("2", "x" * 10) == [(1, [("1", "x" * 20)])]   # 14 + 29 + 19 > 50
+    assert buffers.drain() == [(0, [("0", "x" * 5)]), (2, [("2", "x" * 10)])]
 
 
 def test_a_single_value_is_not_combined() -> None:
@@ -125,23 +128,47 @@ def test_a_single_value_is_not_combined() -> None:
     buffers = PartitionBuffers(1, 1000, 1000, lambda k, n: 0, combine)
     for key, value in [("a", "1"), ("b", "2"), ("a", "3")]:
         buffers.add(key, value)
-    assert buffers.drain() == [(0, [("a", ["1,3"]), ("b", ["2"])])]
+    assert buffers.drain() == [(0, [("a", "1,3"), ("b", "2")])]
     assert calls == ["a"]
 
 
+def by_key(out: list[tuple[int, Pairs]]) -> dict[tuple[int, str], list[str]]:
+    """(partition, key) -> the key's values in the order the runs hold them."""
+    grouped: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for p, run in out:
+        for key, value in run:
+            grouped[(p, key)].append(value)
+    return grouped
+
+
 @SETTINGS
-@given(records=RECORDS, n=st.integers(1, 5), batch_bytes=st.integers(1, 200), cap=st.integers(1, 400),
-       tick=st.integers(1, 50))
-def test_add_all_with_the_inline_partitioner_matches_add_one_by_one(
-        records: list[tuple[str, str]], n: int, batch_bytes: int, cap: int, tick: int) -> None:
-    combine = (lambda _key, values: "+".join(values)) if cap % 2 else None
-    one_by_one = PartitionBuffers(n, batch_bytes, cap, partition_of, combine)
+@given(records=RECORDS, n=st.integers(1, 5), batch_bytes=st.integers(1, 4000), cap=st.integers(1, 8000))
+def test_add_all_in_blocks_matches_add_one_by_one(records: list[tuple[str, str]], n: int, batch_bytes: int,
+                                                  cap: int) -> None:
+    one_by_one = PartitionBuffers(n, batch_bytes, cap, partition_of, None)
     expected = [due for key, value in records for due in one_by_one.add(key, value)] + one_by_one.drain()
-    bulk = PartitionBuffers(n, batch_bytes, cap, None, combine)
-    yielded = list(bulk.add_all(records, tick_every=tick))
-    assert [due for due in yielded if due is not None] + bulk.drain() == expected
-    assert yielded.count(None) == len(records) // tick, "a tick after every `tick` pairs"
+    bulk = PartitionBuffers(n, batch_bytes, cap, None, None)
+    yielded = list(bulk.add_all(records))
+    got = [due for due in yielded if due is not None] + bulk.drain()
+    for p, run in got:
+        check_run(p, run, partition_of, n)
+    assert by_key(got) == by_key(expected), "same partitions, same values in the same order"
+    assert yielded.count(None) >= (1 if records else 0), "a tick after every block"
     assert bulk.records == len(records)
+
+
+@SETTINGS
+@given(words=st.lists(st.sampled_from(["a", "b", "tree", "\ud800", "\u00e9t\u00e9", "z" * 30]), max_size=3000),
+       n=st.integers(1, 6), batch_bytes=st.sampled_from([64, 1000, 1 << 20]))
+def test_blocks_partition_and_combine_like_the_reference(words: list[str], n: int, batch_bytes: int) -> None:
+    buffers = PartitionBuffers(n, batch_bytes, 4 * batch_bytes, None, add_sum)
+    out = [due for due in buffers.add_all((w, "1") for w in words) if due is not None] + buffers.drain()
+    totals: Counter[str] = Counter()
+    for p, run in out:
+        check_run(p, run, partition_of, n, combined=True)
+        for key, value in run:
+            totals[key] += int(value)
+    assert totals == Counter(words)
 
 
 class Word(str):
@@ -158,53 +185,80 @@ def test_add_all_sends_anything_but_a_str_pair_to_check() -> None:
         return pair  # type: ignore[return-value]
 
     buffers = PartitionBuffers(1, 1000, 1000, None, None)
-    assert list(buffers.add_all([("a", "1"), (Word("b"), "2")], check)) == []
+    assert list(buffers.add_all([("a", "1"), (Word("b"), "2")], check)) == [None], "no run due, one tick"
     assert seen == [("b", "2")]
     with pytest.raises(ValueError, match="not a tuple"):
         list(buffers.add_all([["c", "3"]], check))
     with pytest.raises(TypeError, match="expected a"):
         list(buffers.add_all(["ab"]))
-    assert buffers.drain() == [(0, [("a", ["1"]), ("b", ["2"])])]
+    assert buffers.drain() == [(0, [("a", "1"), ("b", "2")])]
 
 
 # ---------------------------------------------------------------- merging runs
 
-RUN = st.lists(st.tuples(KEYS, st.lists(st.text(alphabet="uvw", max_size=2), min_size=1, max_size=3)),
-               max_size=20).map(lambda records: sorted(dict(records).items()))
+RUN = st.lists(st.tuples(KEYS, st.text(alphabet="uvw", max_size=2)), max_size=20).map(
+    lambda pairs: sorted(pairs, key=lambda pair: pair[0]))
+
+
+def grouped(runs: list[Pairs]) -> dict[str, list[str]]:
+    expected: dict[str, list[str]] = defaultdict(list)
+    for run in runs:
+        for key, value in run:
+            expected[key].append(value)
+    return expected
 
 
 @SETTINGS
 @given(runs=st.lists(RUN, max_size=6))
-def test_merge_runs_groups_like_a_dict(runs: list[Records]) -> None:
-    expected: dict[str, list[str]] = defaultdict(list)
-    for run in runs:
-        for key, values in run:
-            expected[key] += values
+def test_merge_runs_groups_like_a_dict(runs: list[Pairs]) -> None:
+    expected = grouped(runs)
     merged = [(key, list(values)) for key, values in merge_runs(iter(r) for r in runs)]
     assert [k for k, _ in merged] == sorted(expected)
     assert {k: sorted(vs) for k, vs in merged} == {k: sorted(vs) for k, vs in expected.items()}
     assert [key for key, _ in merge_runs(runs)] == sorted(expected), "every key, even if values are skipped"
 
 
-@settings(SETTINGS, max_examples=30)
-@given(runs=st.lists(st.lists(st.tuples(KEYS, st.lists(st.text(max_size=2), min_size=1, max_size=2)),
-                              max_size=2 * CHUNK_RECORDS + 5).map(lambda rs: sorted(dict(rs).items())),
-                     max_size=3))
-def test_merge_over_encoded_runs(runs: list[Records]) -> None:
-    direct = [(k, list(vs)) for k, vs in merge_runs(runs)]
+@settings(SETTINGS, max_examples=40)
+@given(runs=st.lists(st.lists(st.tuples(st.sampled_from("abc"), st.text(max_size=2)), max_size=4 * CHUNK_RECORDS)
+                     .map(lambda pairs: sorted(pairs, key=lambda pair: pair[0])), max_size=4),
+       read=st.integers(0, 3 * CHUNK_RECORDS))
+def test_a_key_spanning_many_chunks_comes_out_once_with_every_value(runs: list[Pairs], read: int) -> None:
+    expected = grouped(runs)
     streamed = [(k, list(vs)) for k, vs in merge_runs(iter_batch(encode_batch(run)) for run in runs)]
-    assert streamed == direct
+    assert [k for k, _ in streamed] == sorted(expected)
+    assert {k: sorted(vs) for k, vs in streamed} == {k: sorted(vs) for k, vs in expected.items()}
+    partly = [(k, list(itertools.islice(vs, read))) for k, vs in merge_runs(iter_batch(encode_batch(r)) for r in runs)]
+    assert [(k, len(vs)) for k, vs in partly] == [(k, min(read, len(expected[k]))) for k in sorted(expected)], (
+        "a reduce that reads only some values leaves the rest behind, not in the next key")
+
+
+def test_a_huge_key_streams_a_chunk_at_a_time() -> None:
+    """One key over many chunks in two runs: its values come out before the later chunks are read."""
+    read: list[int] = []
+
+    def run(tag: str, n_chunks: int) -> Iterator[Pairs]:
+        for i in range(n_chunks):
+            read.append(i)
+            yield [("k", f"{tag}{i}.{j}") for j in range(CHUNK_RECORDS)]
+        yield [("z", tag)]
+
+    groups = merge_chunked([run("a", 50), run("b", 50)])
+    key, values = next(groups)
+    assert key == "k"
+    first = list(itertools.islice(values, 10))
+    assert len(first) == 10 and len(read) <= 4, "values flow before the key's later chunks are read"
+    assert sum(1 for _ in values) == 100 * CHUNK_RECORDS - 10
+    assert [(k, sorted(vs)) for k, vs in groups] == [("z", ["a", "b"])]
 
 
 # ---------------------------------------------------------------- the wire encoding
 
-RECORD_LISTS = st.lists(st.tuples(st.text(max_size=8), st.lists(st.text(max_size=8), max_size=3)),
-                        max_size=3 * CHUNK_RECORDS)
+RECORD_LISTS = st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3 * CHUNK_RECORDS)
 
 
 @SETTINGS
 @given(records=RECORD_LISTS)
-def test_encode_decode_round_trip(records: Records) -> None:
+def test_encode_decode_round_trip(records: Pairs) -> None:
     payload = encode_batch(records)
     assert decode_batch(payload) == records
     assert decode_batch(memoryview(payload)) == records
@@ -212,7 +266,7 @@ def test_encode_decode_round_trip(records: Records) -> None:
 
 
 def test_a_batch_is_length_prefixed_chunks_of_at_most_chunk_records() -> None:
-    records = [(f"k{i:04d}", [str(i)]) for i in range(CHUNK_RECORDS + 1)]
+    records = [(f"k{i:04d}", str(i)) for i in range(CHUNK_RECORDS + 1)]
     payload = encode_batch(records)
     first = encode_chunk(records[:CHUNK_RECORDS])
     assert payload == first + encode_chunk(records[CHUNK_RECORDS:])
@@ -229,7 +283,7 @@ def test_a_batch_is_length_prefixed_chunks_of_at_most_chunk_records() -> None:
     b"\x01\x00\x00\x00\xc1",                        # not msgpack
     struct.pack("<I", 3) + msgspec.msgpack.encode({"a": 1}),           # not an array
     encode_chunk([]) + b"\x02\x00\x00\x00\x91\x01",                    # a record that is not a pair
-    struct.pack("<I", 6) + msgspec.msgpack.encode([["k", "v"]]),       # values not a list
+    struct.pack("<I", 7) + msgspec.msgpack.encode([["k", ["v"]]]),     # a value that is not a str
     struct.pack("<I", 4) + b"\x91\x92\xa1k",                           # truncated inside a record
 ])
 def test_decode_batch_rejects_garbage(payload: bytes) -> None:
@@ -248,7 +302,7 @@ def test_chunk_length_checks_the_header_against_the_run() -> None:
 
 
 def test_decode_batch_rejects_a_string_that_is_not_utf8() -> None:
-    body = msgspec.msgpack.encode([["k", ["v"]]]).replace(b"\xa1k", b"\xa1\x80")
+    body = msgspec.msgpack.encode([["k", "v"]]).replace(b"\xa1k", b"\xa1\x80")
     with pytest.raises(ProtocolError):
         decode_batch(struct.pack("<I", len(body)) + body)
 
@@ -266,7 +320,7 @@ def test_decode_batch_on_garbage_raises_only_protocol_error(payload: bytes) -> N
         records = decode_batch(payload)
     except ProtocolError:
         return
-    assert all(isinstance(k, str) and all(isinstance(v, str) for v in vs) for k, vs in records)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in records)
 
 
 def test_a_partition_out_of_range_goes_to_check_partition() -> None:
@@ -276,9 +330,9 @@ def test_a_partition_out_of_range_goes_to_check_partition() -> None:
         return 0   # accepted, and replaced
 
     buffers = PartitionBuffers(2, 1000, 1000, lambda k, n: {"a": 1, "b": 7, "c": True}[k], None, check)
-    assert list(buffers.add_all([("a", "1"), ("b", "2")])) == []
+    assert list(buffers.add_all([("a", "1"), ("b", "2")])) == [None], "no run due, one tick"
     with pytest.raises(ValueError, match="a bool is not a partition"):
         list(buffers.add_all([("c", "3")]))
-    assert buffers.drain() == [(0, [("b", ["2"])]), (1, [("a", ["1"])])]
+    assert buffers.drain() == [(0, [("b", "2")]), (1, [("a", "1")])]
     with pytest.raises(ValueError, match="not an int in range"):
         list(PartitionBuffers(2, 1000, 1000, lambda k, n: 2, None).add_all([("x", "1")]))

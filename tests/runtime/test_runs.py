@@ -22,7 +22,7 @@ def _write_batches(path: Path, batches: list[dict[str, list[str]]]) -> list[tupl
     runs = []
     with open(path, "wb") as f:
         for batch in batches:
-            payload = encode_batch(sorted(batch.items()))
+            payload = encode_batch(sorted((key, value) for key, values in batch.items() for value in values))
             runs.append((str(path), f.tell(), len(payload)))
             f.write(payload)
     return runs
@@ -44,14 +44,14 @@ def test_bounded_merge_equals_grouping_in_memory(tmp_path_factory: pytest.TempPa
 
 
 def test_a_run_streams_many_chunks(tmp_path: Path) -> None:
-    records = [(f"k{i:06d}", [str(i)]) for i in range(CHUNK_RECORDS * 5 + 7)]
+    records = [(f"k{i:06d}", str(i)) for i in range(CHUNK_RECORDS * 5 + 7)]
     run = write_run(tmp_path / "r.run", records)
     assert list(read_run(run)) == records
 
 
 def test_a_truncated_run_is_a_protocol_error(tmp_path: Path) -> None:
     path = tmp_path / "p.data"
-    payload = encode_batch([("a", ["1"]), ("b", ["2"])])
+    payload = encode_batch([("a", "1"), ("b", "2")])
     path.write_bytes(payload)
     with pytest.raises(ProtocolError):
         list(read_run((str(path), 0, len(payload) - 2)))

@@ -1,16 +1,20 @@
 """Partition batches: the map side's per-partition buffers, the wire encoding, and the reduce-side merge.
 
-A batch is a sorted run: `[(key, [value, ...]), ...]` with keys ascending and unique. On the wire and
-on disk it is a sequence of chunks, each a 4-byte little-endian length and a msgpack array of at most
-`CHUNK_RECORDS` records, so a reader holds one small chunk per run in memory however large the run.
-Because every run is sorted, a reducer k-way merges runs and streams each key's values into `reduce`.
+A batch is a sorted run of (key, value) pairs: keys ascending, a key's pairs side by side (one pair per
+key once a combiner has run). On the wire and on disk it is a sequence of chunks, each a 4-byte
+little-endian length and a msgpack array of at most `CHUNK_RECORDS` [key, value] pairs, so a reader holds
+one small chunk per run in memory however large the run. Pairs stay flat, as map emitted them: no list
+per key to build on the map side or to decode on the reduce side. Because every run is sorted, a reducer
+k-way merges runs and streams each key's values into `reduce`, even a key whose pairs span many chunks.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import struct
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
@@ -20,27 +24,28 @@ from xxhash import xxh3_64_intdigest
 
 from zmr.errors import ProtocolError
 
-Records = list[tuple[str, list[str]]]
-Record = tuple[str, list[str]]
+Pair = tuple[str, str]
+Pairs = list[Pair]
 CHUNK_RECORDS = 256
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(list[tuple[str, list[str]]])
+_DECODER = msgspec.msgpack.Decoder(list[tuple[str, str]])
 _LENGTH = struct.Struct("<I")
-_RECORD_OVERHEAD = 4  # rough msgpack framing per key or value
+_PAIR_OVERHEAD = 8  # rough msgpack framing per pair
 _FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
-def encode_chunk(records: Records) -> bytes:
+def encode_chunk(pairs: Pairs) -> bytes:
     """One length-prefixed chunk."""
-    body = _ENCODER.encode(records)
+    body = _ENCODER.encode(pairs)
     return _LENGTH.pack(len(body)) + body
 
 
-def encode_batch(records: Records) -> bytes:
-    return b"".join(encode_chunk(records[i:i + CHUNK_RECORDS]) for i in range(0, len(records), CHUNK_RECORDS))
+def encode_batch(pairs: Pairs) -> bytes:
+    return b"".join(encode_chunk(pairs[i:i + CHUNK_RECORDS]) for i in range(0, len(pairs), CHUNK_RECORDS))
 
 
-def decode_chunk(body: bytes | memoryview) -> Records:
+def decode_chunk(body: bytes | memoryview) -> Pairs:
     """Parse one chunk body; garbage raises ProtocolError, never anything else."""
     try:
         return _DECODER.decode(body)
@@ -58,19 +63,25 @@ def chunk_length(header: bytes | memoryview, remaining: int) -> int:
     return int(length)
 
 
-def iter_batch(payload: bytes | memoryview) -> Iterator[Record]:
-    """The records of an in-memory batch, one chunk decoded at a time."""
+def iter_chunks(payload: bytes | memoryview) -> Iterator[Pairs]:
+    """The chunks of an in-memory batch, decoded one at a time."""
     view = memoryview(payload)
     pos = 0
     while pos < len(view):
         length = chunk_length(view[pos:pos + _LENGTH.size], len(view) - pos)
         start = pos + _LENGTH.size
-        yield from decode_chunk(view[start:start + length])
+        yield decode_chunk(view[start:start + length])
         pos = start + length
 
 
-def decode_batch(payload: bytes | memoryview) -> Records:
-    """Every record of a batch; garbage raises ProtocolError, never anything else."""
+def iter_batch(payload: bytes | memoryview) -> Iterator[Pair]:
+    """The pairs of an in-memory batch, one chunk decoded at a time."""
+    for chunk in iter_chunks(payload):
+        yield from chunk
+
+
+def decode_batch(payload: bytes | memoryview) -> Pairs:
+    """Every pair of a batch; garbage raises ProtocolError, never anything else."""
     return list(iter_batch(payload))
 
 
@@ -78,17 +89,22 @@ HEADER_BYTES = _LENGTH.size
 
 
 class PartitionBuffers:
-    """Map output grouped by partition; hands back a sorted, combined run when a partition fills.
+    """Map output by partition; hands back a sorted, combined run when a partition fills.
 
-    `batch_bytes` bounds one batch, `max_bytes` bounds everything buffered (the largest partition
-    is flushed first), so a mapper's memory stays bounded whatever the app emits.
+    `batch_bytes` bounds one batch, `max_bytes` bounds everything buffered (the largest partition is
+    flushed first), so a mapper's memory stays bounded whatever the app emits. Pairs are taken from
+    map a block at a time and checked, partitioned and filed by C-level passes over the block; a block
+    is sized from the pairs seen so far to about a quarter of the smaller bound, so a bound is overshot
+    by little.
     """
+
+    MAX_BLOCK = 8192
 
     def __init__(self, n_reduce: int, batch_bytes: int, max_bytes: int,
                  partition: Callable[[str, int], Any] | None,
                  combine: Callable[[str, list[str]], str] | None,
                  check_partition: Callable[[str, int, Any], int] | None = None) -> None:
-        """`partition` None is the default partitioner, `partition_of`, computed inline. Anything else it
+        """`partition` None is the default partitioner, `partition_of`, computed in bulk. Anything else it
         returns than an int in range goes to `check_partition`, which raises or returns the one to use."""
         self._n = n_reduce
         self._check_partition = check_partition or _partition_in_range
@@ -96,74 +112,121 @@ class PartitionBuffers:
         self._max_bytes = max_bytes
         self._partition = partition
         self._combine = combine
-        self._buffers: list[dict[str, list[str]]] = [{} for _ in range(n_reduce)]
+        self._pairs: list[Pairs] = [[] for _ in range(n_reduce)]
         self._sizes = [0] * n_reduce
         self._total = 0
+        self._block_bytes = max(1, min(batch_bytes, max_bytes) // 4)
+        self._block = self._block_for(16)
         self.records = 0   # pairs added so far
 
-    def add(self, key: str, value: str) -> list[tuple[int, Records]]:
-        """Buffer one record; returns the runs that became due (usually none)."""
+    def add(self, key: str, value: str) -> list[tuple[int, Pairs]]:
+        """Buffer one pair; returns the runs that became due (usually none)."""
         return [due for due in self.add_all([(key, value)]) if due is not None]
 
-    def add_all(self, pairs: Iterable[Any], check: Callable[[Any], tuple[str, str]] | None = None,
-                tick_every: int = 4096) -> Iterator[tuple[int, Records] | None]:
-        """Buffer every pair; yields each run as it becomes due, and None after every `tick_every` pairs.
+    def add_all(self, pairs: Iterable[Any], check: Callable[[Any], Pair] | None = None,
+                ) -> Iterator[tuple[int, Pairs] | None]:
+        """Buffer every pair; yields each run as it becomes due, and None after every block (a tick).
 
-        This is the map side's hot loop, so it is one flat loop with the default partitioner inlined.
         Anything but a tuple of two str goes to `check`, which raises or returns the pair to use.
         """
-        n, buffers, sizes = self._n, self._buffers, self._sizes
-        partition, batch_bytes, max_bytes = self._partition, self._batch_bytes, self._max_bytes
-        check_partition = self._check_partition
-        hash64 = xxh3_64_intdigest
-        count = 0
-        for pair in pairs:
-            if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
-                if check is None:
-                    raise TypeError(f"expected a (str, str) tuple, got {pair!r}")
-                pair = check(pair)
-            key, value = pair
-            if partition is None:
-                p = hash64(key.encode("utf-8", "surrogatepass")) % n
-            else:
-                p = partition(key, n)
-                if type(p) is not int or not 0 <= p < n:
-                    p = check_partition(key, n, p)
-            buffer = buffers[p]
-            values = buffer.get(key)
-            if values is None:
-                buffer[key] = [value]
-                size = len(key) + len(value) + 2 * _RECORD_OVERHEAD
-            else:
-                values.append(value)
-                size = len(value) + _RECORD_OVERHEAD
-            sizes[p] += size
-            self._total += size
-            if sizes[p] >= batch_bytes:
-                yield p, self._take(p)
-            elif self._total > max_bytes:
-                largest = max(range(n), key=sizes.__getitem__)
-                yield largest, self._take(largest)
-            count += 1
-            if count == tick_every:
-                self.records += count
-                count = 0
-                yield None
-        self.records += count
+        source = iter(pairs)
+        while block := list(itertools.islice(source, self._block)):
+            block = _checked(block, check)
+            added = self._file(block, self._partitions(block))
+            self.records += len(block)
+            self._block = self._block_for(added / len(block))
+            yield from self._due()
+            yield None
 
-    def drain(self) -> list[tuple[int, Records]]:
+    def drain(self) -> list[tuple[int, Pairs]]:
         """Every non-empty partition's run, for the end of the map task."""
-        return [(p, self._take(p)) for p in range(self._n) if self._buffers[p]]
+        return [(p, self._take(p)) for p in range(self._n) if self._pairs[p]]
 
-    def _take(self, p: int) -> Records:
-        buffer, self._buffers[p] = self._buffers[p], {}
+    def _block_for(self, pair_bytes: float) -> int:
+        return max(1, min(self.MAX_BLOCK, int(self._block_bytes / max(pair_bytes, 1.0))))
+
+    def _partitions(self, block: Pairs) -> list[int] | None:
+        """Each pair's partition; None when there is one partition and no app partitioner."""
+        n = self._n
+        if self._partition is None:
+            if n == 1:
+                return None
+            try:
+                return [h % n for h in map(xxh3_64_intdigest, map(str.encode, map(_FIRST, block)))]
+            except UnicodeEncodeError:   # a lone surrogate: encoded as `partition_of` does
+                return [xxh3_64_intdigest(key.encode("utf-8", "surrogatepass")) % n for key, _ in block]
+        keys = list(map(_FIRST, block))
+        parts = list(map(self._partition, keys, itertools.repeat(n, len(keys))))
+        if set(map(type, parts)) == {int} and min(parts) >= 0 and max(parts) < n:
+            return parts
+        check = self._check_partition
+        return [p if type(p) is int and 0 <= p < n else check(key, n, p) for key, p in zip(keys, parts, strict=True)]
+
+    def _file(self, block: Pairs, parts: list[int] | None) -> int:
+        """Append the block's pairs to their partitions; returns the bytes added."""
+        lists, sizes = self._pairs, self._sizes
+        if parts is None:
+            lists[0] += block
+            grown = [(0, block)]
+        else:
+            marks = [len(pairs) for pairs in lists]
+            appends = [pairs.append for pairs in lists]
+            for pair, p in zip(block, parts, strict=True):
+                appends[p](pair)
+            grown = [(p, lists[p][mark:]) for p, mark in enumerate(marks) if len(lists[p]) > mark]
+        added = 0
+        for p, new in grown:
+            size = (sum(map(len, map(_FIRST, new))) + sum(map(len, map(_SECOND, new)))
+                    + _PAIR_OVERHEAD * len(new))
+            sizes[p] += size
+            added += size
+        self._total += added
+        return added
+
+    def _due(self) -> Iterator[tuple[int, Pairs]]:
+        sizes = self._sizes
+        for p in range(self._n):
+            if sizes[p] >= self._batch_bytes:
+                yield p, self._take(p)
+        while self._total > self._max_bytes:
+            largest = max(range(self._n), key=sizes.__getitem__)
+            yield largest, self._take(largest)
+
+    def _take(self, p: int) -> Pairs:
+        pairs, self._pairs[p] = self._pairs[p], []
         self._total -= self._sizes[p]
         self._sizes[p] = 0
+        pairs.sort(key=_FIRST)   # stable, by key alone (list.sort's fast path for str keys)
         combine = self._combine
-        ordered = sorted(buffer.items(), key=_FIRST)   # by key alone: list.sort's fast path for str keys
-        if combine is None:
-            return ordered
-        return [(k, [combine(k, vs)] if len(vs) > 1 else vs) for k, vs in ordered]
+        if combine is not None and len(pairs) > 1:
+            keys = list(map(_FIRST, pairs))
+            if any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
+                return _combined(pairs, combine)
+        return pairs
+
+
+def _checked(block: list[Any], check: Callable[[Any], Pair] | None) -> Pairs:
+    """The block as (str, str) pairs: whole-block type tests, and `check` for whatever fails them."""
+    if (set(map(type, block)) == {tuple} and set(map(len, block)) == {2}
+            and set(map(type, map(_FIRST, block))) == {str} and set(map(type, map(_SECOND, block))) == {str}):
+        return block
+    return [pair if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
+            else _check_one(pair, check) for pair in block]
+
+
+def _check_one(pair: Any, check: Callable[[Any], Pair] | None) -> Pair:
+    if check is None:
+        raise TypeError(f"expected a (str, str) tuple, got {pair!r}")
+    return check(pair)
+
+
+def _combined(pairs: Pairs, combine: Callable[[str, list[str]], str]) -> Pairs:
+    """Sorted pairs with each key's values combined into one."""
+    out: Pairs = []
+    for key, group in itertools.groupby(pairs, _FIRST):
+        values = list(map(_SECOND, group))
+        out.append((key, values[0] if len(values) == 1 else combine(key, values)))
+    return out
 
 
 def _partition_in_range(key: str, n: int, p: Any) -> int:
@@ -172,65 +235,90 @@ def _partition_in_range(key: str, n: int, p: Any) -> int:
     return p
 
 
-def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[tuple[str, Iterator[str]]]:
+def merge_runs(runs: Iterable[Iterable[Pair]]) -> Iterator[tuple[str, Iterator[str]]]:
     """K-way merge of sorted runs: each key once, in order, with an iterator over all its values."""
     return merge_chunked(_chunks(run) for run in runs)
 
 
-def merge_chunked(runs: Iterable[Iterable[Records]]) -> Iterator[tuple[str, Iterator[str]]]:
-    """`merge_runs` over runs given as chunks (lists of records), with the per-record work done in C.
+def merge_chunked(runs: Iterable[Iterable[Pairs]]) -> Iterator[tuple[str, Iterator[str]]]:
+    """`merge_runs` over runs given as chunks (lists of pairs), with the per-pair work done in C.
 
-    Each round takes the smallest last key among the chunks at hand as a bound: every record up to it
-    is here (keys rise within a run, so nothing at or below the bound can follow in any run). Those
-    records are cut out with bisect and put in order by one stable `list.sort`, which merges the
-    presorted pieces natively; a key's values keep the order of the runs, as with a heap merge.
-    Memory: one chunk per run, as with a heap merge.
+    Each round takes the smallest last key among the chunks at hand as a bound: every pair below it is
+    here (keys rise within a run). Those pairs and the bound's are cut out with bisect and put in order
+    by one stable `list.sort`, which merges the presorted pieces natively. Only the bound key can go on
+    in a run's next chunk; its values iterator then reads on through those chunks, one at a time, so a
+    key with more values than fit in memory streams into `reduce` too. Memory: one chunk per run.
     """
-    sources = [iter(run) for run in runs]
-    heads: list[Records] = []
+    heads: list[Pairs] = []
     starts: list[int] = []
-    live: list[Iterator[Records]] = []
-    for source in sources:
+    live: list[Iterator[Pairs]] = []
+    for run in runs:
+        source = iter(run)
         chunk = _next_chunk(source)
         if chunk:
             heads.append(chunk)
             starts.append(0)
             live.append(source)
+
+    def move_on(i: int) -> bool:
+        """Run i's chunk is used up: load its next one (True), or drop the finished run (False)."""
+        chunk = _next_chunk(live[i])
+        if chunk:
+            heads[i], starts[i] = chunk, 0
+            return True
+        del heads[i], starts[i], live[i]
+        return False
+
+    def rest_of(key: str) -> Iterator[str]:
+        """`key`'s values in the chunks after this round's: only runs whose next pair has the key."""
+        i = 0
+        while i < len(heads):
+            head, start = heads[i], starts[i]
+            if head[start][0] != key:
+                i += 1
+                continue
+            end = bisect.bisect_right(head, key, lo=start, key=_FIRST)
+            starts[i] = end
+            yield from map(_SECOND, head[start:end])
+            if end < len(head):
+                i += 1
+            else:
+                move_on(i)   # look at run i again: its next chunk (or the run now at i) may go on with `key`
     while heads:
         bound = min(head[-1][0] for head in heads)
-        taken: Records = []
+        taken: Pairs = []
         for i, head in enumerate(heads):
             start = starts[i]
-            if head[-1][0] <= bound:
-                end = len(head)
-            else:
-                end = bisect.bisect_right(head, bound, lo=start, key=_FIRST)
+            end = len(head) if head[-1][0] <= bound else bisect.bisect_right(head, bound, lo=start, key=_FIRST)
             taken += head[start:end]
             starts[i] = end
+        for i in reversed(range(len(heads))):
+            if starts[i] == len(heads[i]):
+                move_on(i)
+        continues = any(head[start][0] == bound for head, start in zip(heads, starts, strict=True))
         taken.sort(key=_FIRST)
         n = len(taken)
         j = 0
         while j < n:   # each key once, its values in run order (inline: this is the reducer's hot loop)
-            key, values = taken[j]
+            key, value = taken[j]
             j += 1
             if j < n and taken[j][0] == key:
-                group = [values]
+                group = [value]
                 while j < n and taken[j][0] == key:
                     group.append(taken[j][1])
                     j += 1
-                yield key, itertools.chain.from_iterable(group)
+                values: Iterator[str] = iter(group)
             else:
-                yield key, iter(values)
-        for i in reversed(range(len(heads))):
-            if starts[i] == len(heads[i]):   # used up: its next chunk, or the run is done
-                chunk = _next_chunk(live[i])
-                if chunk:
-                    heads[i], starts[i] = chunk, 0
-                else:
-                    del heads[i], starts[i], live[i]
+                values = iter((value,))
+            if j == n and continues:   # the bound key, which goes on in the runs' next chunks
+                more = rest_of(key)
+                yield key, itertools.chain(values, more)
+                deque(more, maxlen=0)   # what reduce left unread
+            else:
+                yield key, values
 
 
-def _next_chunk(source: Iterator[Records]) -> Records:
+def _next_chunk(source: Iterator[Pairs]) -> Pairs:
     """The run's next non-empty chunk, or [] once it is done."""
     for chunk in source:
         if chunk:
@@ -238,7 +326,7 @@ def _next_chunk(source: Iterator[Records]) -> Records:
     return []
 
 
-def _chunks(records: Iterable[Record]) -> Iterator[Records]:
-    iterator = iter(records)
+def _chunks(pairs: Iterable[Pair]) -> Iterator[Pairs]:
+    iterator = iter(pairs)
     while chunk := list(itertools.islice(iterator, CHUNK_RECORDS)):
         yield chunk

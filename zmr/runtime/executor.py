@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import PartitionBuffers, Records, encode_batch
+from zmr.core.batches import Pairs, PartitionBuffers, encode_batch
 from zmr.errors import AppError, ProtocolError
 from zmr.inputs import read_chunks
 from zmr.protocol import messages as m
@@ -228,7 +228,7 @@ class Executor(threading.Thread):
         self._send(m.MapDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
                              attempt=assign.attempt, records_out=buffers.records, bytes_out=bytes_out))
 
-    def _emit(self, assign: m.AssignMap, job: JobContext, partition: int, run: Records) -> int:
+    def _emit(self, assign: m.AssignMap, job: JobContext, partition: int, run: Pairs) -> int:
         """Keep the run in the map's own copy and push it to the partition's owner."""
         payload = encode_batch(run)
         seq = self._kept.append(assign.job_id, assign.task, assign.attempt, partition, payload)

@@ -15,8 +15,8 @@ from pathlib import Path
 from zmr.core.batches import (
     CHUNK_RECORDS,
     HEADER_BYTES,
-    Record,
-    Records,
+    Pair,
+    Pairs,
     chunk_length,
     decode_chunk,
     encode_chunk,
@@ -27,14 +27,14 @@ Run = tuple[str, int, int]   # (path, offset, length)
 MERGE_READ_BYTES = 256 << 10   # read per run at a time while merging: ~1 MiB decoded, as `fan_in` assumes
 
 
-def read_run(run: Run) -> Iterator[Record]:
-    """Stream a run's records, one chunk at a time."""
+def read_run(run: Run) -> Iterator[Pair]:
+    """Stream a run's pairs, one chunk at a time."""
     for chunk in read_chunks(run):
         yield from chunk
 
 
-def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Records]:
-    """Stream a run's records in lists of whole chunks, of at least `min_bytes` encoded (but the last).
+def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
+    """Stream a run's pairs in lists of whole chunks, of at least `min_bytes` encoded (but the last).
 
     A merge takes its bounds from the ends of these lists, so longer lists mean fewer rounds.
     """
@@ -42,7 +42,7 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Records]:
     fd = os.open(path, os.O_RDONLY)
     try:
         end = offset + length
-        records: Records = []
+        records: Pairs = []
         read = 0
         while offset < end:
             length_left = end - offset
@@ -60,11 +60,11 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Records]:
         os.close(fd)
 
 
-def write_run(path: Path, records: Iterable[Record]) -> Run:
-    """Append records (already sorted) to `path` as one run."""
+def write_run(path: Path, records: Iterable[Pair]) -> Run:
+    """Append pairs (already sorted by key) to `path` as one run."""
     with open(path, "ab") as out:
         start = out.tell()
-        chunk: list[Record] = []
+        chunk: Pairs = []
         for record in records:
             chunk.append(record)
             if len(chunk) == CHUNK_RECORDS:
@@ -75,9 +75,11 @@ def write_run(path: Path, records: Iterable[Record]) -> Run:
         return str(path), start, out.tell() - start
 
 
-def _grouped(records: Iterator[tuple[str, Iterator[str]]]) -> Iterator[Record]:
-    for key, values in records:
-        yield key, list(values)
+def _flattened(groups: Iterator[tuple[str, Iterator[str]]]) -> Iterator[Pair]:
+    """A merge's output as pairs again, streamed: a key's values are never all in memory at once."""
+    for key, values in groups:
+        for value in values:
+            yield key, value
 
 
 def merged(runs: list[Run], fan_in: int, scratch: Path) -> Iterator[tuple[str, Iterator[str]]]:
@@ -86,7 +88,7 @@ def merged(runs: list[Run], fan_in: int, scratch: Path) -> Iterator[tuple[str, I
     while len(runs) > fan_in:
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"merge-{level}.run"
-        runs = [write_run(path, _grouped(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])))
+        runs = [write_run(path, _flattened(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])))
                 for i in range(0, len(runs), fan_in)]
         level += 1
     return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs)
