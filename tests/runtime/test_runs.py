@@ -55,3 +55,27 @@ def test_a_truncated_run_is_a_protocol_error(tmp_path: Path) -> None:
     path.write_bytes(payload)
     with pytest.raises(ProtocolError):
         list(read_run((str(path), 0, len(payload) - 2)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(runs=st.lists(st.lists(st.tuples(st.sampled_from("abc"), st.text(max_size=2)), max_size=3 * CHUNK_RECORDS)
+                     .map(lambda pairs: sorted(pairs, key=lambda pair: pair[0])), max_size=7),
+       fan_in=st.integers(min_value=2, max_value=3))
+def test_keys_spanning_chunks_survive_merges_on_disk(tmp_path_factory: pytest.TempPathFactory,
+                                                     runs: list[list[tuple[str, str]]], fan_in: int) -> None:
+    """Runs where one key fills many chunks, merged in levels through files: each key once, no value lost."""
+    folder = tmp_path_factory.mktemp("dups")
+    path = folder / "p0.data"
+    segments = []
+    with open(path, "wb") as f:
+        for run in runs:
+            payload = encode_batch(run)
+            segments.append((str(path), f.tell(), len(payload)))
+            f.write(payload)
+    expected: dict[str, list[str]] = defaultdict(list)
+    for run in runs:
+        for key, value in run:
+            expected[key].append(value)
+    got = [(key, list(values)) for key, values in merged(segments, fan_in, folder / "scratch")]
+    assert [k for k, _ in got] == sorted(expected)
+    assert {k: sorted(v) for k, v in got} == {k: sorted(v) for k, v in expected.items()}
