@@ -260,14 +260,13 @@ def merge_chunked(runs: Iterable[Iterable[Pairs]]) -> Iterator[tuple[str, Iterat
             starts.append(0)
             live.append(source)
 
-    def move_on(i: int) -> bool:
-        """Run i's chunk is used up: load its next one (True), or drop the finished run (False)."""
+    def move_on(i: int) -> None:
+        """Run i's chunk is used up: load its next one, or drop the finished run."""
         chunk = _next_chunk(live[i])
         if chunk:
             heads[i], starts[i] = chunk, 0
-            return True
-        del heads[i], starts[i], live[i]
-        return False
+        else:
+            del heads[i], starts[i], live[i]
 
     def rest_of(key: str) -> Iterator[str]:
         """`key`'s values in the chunks after this round's: only runs whose next pair has the key."""
