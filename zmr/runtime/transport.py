@@ -17,6 +17,8 @@ from zmr.protocol.codec import Decoder
 from zmr.runtime.security import Curve
 
 _ZERO_COPY_BYTES = 65536
+_RECONNECT_FIRST_MS = 10
+_RECONNECT_MAX_MS = 2000
 
 
 def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None = None,
@@ -56,8 +58,10 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
         curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, int(immediate))
-    sock.setsockopt(zmq.RECONNECT_IVL, 100)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    # doubling from 10 ms to 2 s: a worker that starts just before its coordinator binds (as a local
+    # cluster's do) connects 10 ms later, not a whole interval later; a peer that stays down costs little
+    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_FIRST_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
     sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
     sock.setsockopt(zmq.SNDHWM, 10000)
     sock.setsockopt(zmq.RCVHWM, 10000)
