@@ -296,20 +296,9 @@ def merge_chunked(runs: Iterable[Iterable[Pairs]]) -> Iterator[tuple[str, Iterat
                 move_on(i)
         continues = any(head[start][0] == bound for head, start in zip(heads, starts, strict=True))
         taken.sort(key=_FIRST)
-        n = len(taken)
-        j = 0
-        while j < n:   # each key once, its values in run order (inline: this is the reducer's hot loop)
-            key, value = taken[j]
-            j += 1
-            if j < n and taken[j][0] == key:
-                group = [value]
-                while j < n and taken[j][0] == key:
-                    group.append(taken[j][1])
-                    j += 1
-                values: Iterator[str] = iter(group)
-            else:
-                values = iter((value,))
-            if j == n and continues:   # the bound key, which goes on in the runs' next chunks
+        for key, group in itertools.groupby(taken, _FIRST):   # each key once, its values in run order
+            values = map(_SECOND, group)
+            if continues and key == bound:   # the last key, which goes on in the runs' next chunks
                 more = rest_of(key)
                 yield key, itertools.chain(values, more)
                 deque(more, maxlen=0)   # what reduce left unread
