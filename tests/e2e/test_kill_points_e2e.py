@@ -143,6 +143,9 @@ def test_e_reducer_killed_after_writing_its_output_before_the_commit(gutenberg: 
         victim = worker_id_of(c.client, held["pid"])
         names = {p.name for p in out.iterdir()}
         assert f".mr-out-0.{job}.a1.tmp" in names and "mr-out-0" not in names, names
+        # the maps can all end within one heartbeat: wait until every owner has reported its partition
+        client = c.client
+        wait_until(lambda: len(client.job(job).partitions) == 3, 30, what="every partition's owner to report")
         before = freeze_and_kill(c, victim, job)
         assert [(t.state, t.worker) for t in before.tasks if (t.kind, t.index) == ("reduce", 0)] == [
             ("running", victim)]
