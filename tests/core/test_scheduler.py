@@ -684,6 +684,18 @@ def test_a_wait_on_a_running_job_is_answered_with_progress_when_its_time_is_up()
     assert sim.client_send(m.WaitJob(job_id="job-9999", timeout=1.0)) == [m.ErrorReply(message="no job job-9999")]
 
 
+def test_a_client_holds_one_wait_per_job_however_many_it_sends() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    for timeout in (30.0, 20.0, 10.0):
+        assert sim.client_send(m.WaitJob(job_id=job, timeout=timeout), client=b"eager") == []
+    sim.advance(10.0)
+    [reply] = sim.clients[b"eager"]
+    assert isinstance(reply, m.StatusReply) and reply.jobs[0].state == "running", "the latest wait, answered once"
+    sim.advance(30.0)
+    assert len(sim.clients[b"eager"]) == 1
+
+
 def test_heartbeat_partition_stats_show_in_status() -> None:
     sim = sim_with("w1")
     job = sim.submit(n_splits=1, n_reduce=2)

@@ -125,7 +125,7 @@ class Scheduler:
         self._next_job = params.first_job_number
         self.archived: dict[str, m.JobInfo] = {}    # ended jobs recovered from a compacted journal
         self._draining: list[Job] = []               # ended jobs whose workers still report leases
-        self._waiters: list[tuple[bytes, str, float]] = []   # WaitJob held: (client, job, answer by)
+        self._waiters: dict[tuple[bytes, str], float] = {}   # WaitJob held: (client, job) -> answer by
         self._out: list[Action] = []
         self._now = 0.0
 
@@ -154,7 +154,8 @@ class Scheduler:
         elif isinstance(msg, m.StatusRequest):
             self._send(peer, self.status(msg.job_id))
         elif isinstance(msg, m.WaitJob):
-            self._waiters.append((peer, msg.job_id, self._now + msg.timeout))
+            # one held wait per client and job (a client waits for one answer at a time): a repeat replaces it
+            self._waiters[(peer, msg.job_id)] = self._now + msg.timeout
         elif isinstance(msg, m.CancelJob):
             self._on_cancel(peer, msg.job_id)
         elif isinstance(msg, m.Register):
@@ -1104,11 +1105,11 @@ class Scheduler:
 
     def _answer_waiters(self) -> None:
         """Answer each held WaitJob whose job has ended (or is unknown), or whose time is up."""
-        held = []
-        for peer, job_id, answer_by in self._waiters:
+        held = {}
+        for (peer, job_id), answer_by in self._waiters.items():
             job = self.jobs.get(job_id)
             if job is not None and not job.state.ended and self._now < answer_by:
-                held.append((peer, job_id, answer_by))
+                held[(peer, job_id)] = answer_by
             elif job is not None:
                 self._send(peer, m.StatusReply(now=self._now, jobs=[self._job_info(job, detail=False)], workers=[]))
             elif job_id in self.archived:
