@@ -137,7 +137,7 @@ class Coordinator:
         while not self.stop_flag.is_set():
             timeout = max(0.0, next_tick - time.monotonic())
             events = dict(poller.poll(int(timeout * 1000) + 1))
-            if self.stop_flag in events:
+            if self.stop_flag.fileno() in events:   # a poller names a plain fd by its number
                 self.stop_flag.clear_wakeups()
             if sock in events:
                 self._drain(sock)

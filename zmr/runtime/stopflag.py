@@ -35,7 +35,7 @@ class StopFlag:
         return self._event.wait(timeout)
 
     def fileno(self) -> int:
-        """The readable end, for `zmq.Poller.register(flag, zmq.POLLIN)`."""
+        """The readable end, for `zmq.Poller.register(flag, zmq.POLLIN)`; the poll reports it by this number."""
         return self._rx.fileno()
 
     def clear_wakeups(self) -> None:

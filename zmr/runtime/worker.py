@@ -200,7 +200,7 @@ class Worker:
                 self._log.warning("stalled_awaiting_commit", seconds=round(turn - last_turn, 1))
                 self._executor.inbox.put(Stalled(turn - last_turn))
             last_turn = turn
-            if self.stop_flag in events:
+            if self.stop_flag.fileno() in events:   # a poller names a plain fd by its number
                 self.stop_flag.clear_wakeups()
             if wake in events:
                 while wake.poll(0):
