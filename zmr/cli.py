@@ -23,6 +23,7 @@ from zmr.progress import ProgressLine, format_status, format_summary
 from zmr.protocol.messages import JobInfo, JobSpec
 from zmr.runtime import security
 from zmr.runtime.local import LocalCluster
+from zmr.runtime.stopflag import StopFlag
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -175,12 +176,15 @@ def cmd_seq(ns: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ cluster, coordinator, worker
 
 
-def _stop_on_signals(stop: Callable[[], None]) -> None:
+def _stop_on_signals(stop: Callable[[], None], flag: StopFlag | None = None) -> None:
+    """SIGTERM and SIGINT call `stop`; with `flag`, the signal also wakes the polls that watch it at once."""
     def handler(signum: int, frame: Any) -> None:
         stop()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    if flag is not None:
+        flag.route_signals()
 
 
 def cmd_cluster_up(ns: argparse.Namespace) -> int:
@@ -217,8 +221,7 @@ def cmd_coord(ns: argparse.Namespace) -> int:
     config = _load(ns, {"coordinator.bind": ns.bind, "coordinator.state_dir": ns.state_dir,
                         "security.insecure": ns.insecure or None})
     coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
-    _stop_on_signals(coordinator.stop)
-    coordinator.stop_flag.route_signals()
+    _stop_on_signals(coordinator.stop, coordinator.stop_flag)
     coordinator.run()
     return EXIT_OK
 
@@ -232,8 +235,7 @@ def cmd_worker(ns: argparse.Namespace) -> int:
     from zmr.runtime.gctune import tune_for_data
 
     worker = Worker(config, parent_pid=ns.exit_with_parent)
-    _stop_on_signals(worker.stop)
-    worker.stop_flag.route_signals()
+    _stop_on_signals(worker.stop, worker.stop_flag)
     # Past a file-size limit, a write must fail the task with EFBIG, not kill the worker.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     tune_for_data()

@@ -63,21 +63,15 @@ def chunk_length(header: bytes | memoryview, remaining: int) -> int:
     return int(length)
 
 
-def iter_chunks(payload: bytes | memoryview) -> Iterator[Pairs]:
-    """The chunks of an in-memory batch, decoded one at a time."""
+def iter_batch(payload: bytes | memoryview) -> Iterator[Pair]:
+    """The pairs of an in-memory batch, one chunk decoded at a time."""
     view = memoryview(payload)
     pos = 0
     while pos < len(view):
         length = chunk_length(view[pos:pos + _LENGTH.size], len(view) - pos)
         start = pos + _LENGTH.size
-        yield decode_chunk(view[start:start + length])
+        yield from decode_chunk(view[start:start + length])
         pos = start + length
-
-
-def iter_batch(payload: bytes | memoryview) -> Iterator[Pair]:
-    """The pairs of an in-memory batch, one chunk decoded at a time."""
-    for chunk in iter_chunks(payload):
-        yield from chunk
 
 
 def decode_batch(payload: bytes | memoryview) -> Pairs:
