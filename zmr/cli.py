@@ -99,7 +99,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     spec = _job_spec(ns, config)
     started = time.monotonic()
     keys = config.security.keys_dir
-    cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns), keys_dir=keys)
+    cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
     try:
         with cluster, Client(cluster.address, keys_dir=keys) as client:
             info = _wait_with_progress(client, client.submit_spec(spec))
@@ -359,8 +359,13 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return EXIT_FAILED
 
 
+def run_command(argv: Sequence[str] | None = None) -> int:
+    """What `zmr ARGV...` does, as an exit code (a forked cluster process runs its command this way)."""
+    return _run(build_parser(), argv)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    sys.exit(_run(build_parser(), argv))
+    sys.exit(run_command(argv))
 
 
 def coord_main(argv: Sequence[str] | None = None) -> None:

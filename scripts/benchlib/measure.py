@@ -246,10 +246,13 @@ def _tree_proc(root: int) -> list[Proc]:
     for pid in wanted:
         try:
             rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            cmdline = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+                       if a]
         except (OSError, IndexError, ValueError):
             continue
-        found.append((pid, rss, [a for a in cmdline if a], cpu.get(pid, 0.0)))
+        if len(cmdline) == 1 and " " in cmdline[0]:   # retitled (setproctitle): split as psutil does
+            cmdline = cmdline[0].split(" ")
+        found.append((pid, rss, cmdline, cpu.get(pid, 0.0)))
     return found
 
 

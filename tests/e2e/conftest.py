@@ -211,6 +211,13 @@ def _is_zmr(args: Sequence[str]) -> bool:
     return any(Path(a).name in _ENTRY_POINTS for a in args[:2])
 
 
+def _split_cmdline(raw: bytes) -> list[bytes]:
+    """A /proc cmdline's arguments; a retitled process (setproctitle, as forked cluster processes are)
+    has them in one space-separated string, which is split as psutil splits it."""
+    args = [a for a in raw.split(b"\0") if a]
+    return args[0].split(b" ") if len(args) == 1 and b" " in args[0] else args
+
+
 def zmr_processes() -> list[ProcInfo]:
     """Every live (non-zombie) zmr process on this machine, from /proc."""
     found = []
@@ -223,7 +230,7 @@ def zmr_processes() -> list[ProcInfo]:
         except OSError:
             continue
         state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
-        args = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+        args = tuple(a.decode(errors="replace") for a in _split_cmdline(raw))
         if state != "Z" and args and _is_zmr(args):
             found.append(ProcInfo(int(entry.name), args))
     return found

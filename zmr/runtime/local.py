@@ -1,7 +1,9 @@
 """An embedded cluster on this machine: one coordinator and N worker processes on loopback.
 
 Children run in their own session so a Ctrl-C reaches only the launcher, which then stops them all;
-each child also exits by itself if the launcher dies, so no process is ever left behind.
+each child also exits by itself if the launcher dies, so no process is ever left behind. With
+`fork=True` (what `zmr run` uses) children are forks of the launcher while it has a single thread,
+which saves each one an interpreter start-up (see `zmr.runtime.forked`); otherwise they are exec'd.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from types import TracebackType
 from typing import Any
 
 from zmr.errors import ClusterError
+from zmr.runtime.forked import ForkedProcess, can_fork, fork_command
+
+Child = subprocess.Popen[bytes] | ForkedProcess
 
 
 def override_flags(overrides: Mapping[str, Any]) -> list[str]:
@@ -43,13 +48,20 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _import_servers() -> None:
+    import zmr.runtime.coordinator
+    import zmr.runtime.worker  # noqa: F401
+
+
 class LocalCluster:
     """Start with `with LocalCluster(2) as cluster:`; `cluster.address` is the coordinator's endpoint."""
 
     def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
-                 bind: str | None = None, log_dir: str | None = None, keys_dir: str = "") -> None:
+                 bind: str | None = None, log_dir: str | None = None, keys_dir: str = "",
+                 fork: bool = False) -> None:
         """`bind` None: a free loopback port, picked here. `keys_dir` lets the launcher itself talk to a
-        cluster that runs with CURVE keys."""
+        cluster that runs with CURVE keys. `fork`: start children as forks of this process when it is
+        safe to (see the module docstring)."""
         if workers < 1:
             raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
         self.n_workers = workers
@@ -61,8 +73,9 @@ class LocalCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.address = ""
         self._keys_dir = keys_dir
-        self.coordinator: subprocess.Popen[bytes] | None = None
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self._fork = fork
+        self.coordinator: Child | None = None
+        self.workers: list[Child] = []
 
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -83,6 +96,8 @@ class LocalCluster:
         is ready about one interpreter start-up sooner. Should another process take a picked port first,
         it is tried again on another one.
         """
+        if self._fork:
+            _import_servers()   # once, here, so that no forked child imports them again
         for tries_left in reversed(range(_PORT_TRIES)):
             bind = self._bind or f"tcp://127.0.0.1:{_free_loopback_port()}"
             try:
@@ -120,7 +135,7 @@ class LocalCluster:
     def _coordinator_exited(self) -> bool:
         return self.coordinator is not None and self.coordinator.poll() is not None
 
-    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+    def start_worker(self, index: int) -> Child:
         """Start worker number `index` (also used to replace a dead one: it gets a new identity)."""
         return self._spawn(f"worker-{index}", ["worker", "--coordinator", self.address,
                                                "--work-dir", str(self._scratch / f"worker-{index}")])
@@ -144,8 +159,13 @@ class LocalCluster:
         """Remove the logs too (call after `stop()` once they are no longer wanted)."""
         shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "zmr", *args, "--exit-with-parent", str(os.getpid()), *self._config_args]
+    def _spawn(self, name: str, args: Sequence[str]) -> Child:
+        argv = [*args, "--exit-with-parent", str(os.getpid()), *self._config_args]
+        cmd = [sys.executable, "-m", "zmr", *argv]
+        if self._fork and can_fork():
+            from zmr.cli import run_command
+
+            return fork_command(run_command, argv, cmd, str(self.log_dir / f"{name}.log"))
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it from here
         try:
             return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
