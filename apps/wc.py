@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import groupby
 
 # Runs of word characters that are neither digits nor "_": letters, plus a few numeric symbols such as
@@ -28,17 +28,16 @@ def _alpha_runs(run: str) -> list[str]:
     return ["".join(chars) for is_alpha, chars in groupby(run, str.isalpha) if is_alpha]
 
 
-def map(filename: str, contents: str) -> Iterator[tuple[str, str]]:
+def map(filename: str, contents: str) -> Iterable[tuple[str, int]]:
     """One (word, count) per distinct word of this split: counted here, so far less goes to the shuffle."""
-    for word, count in Counter(words(contents)).items():
-        yield word, str(count)
+    return Counter(words(contents)).items()
 
 
-def combine(key: str, values: Iterable[str]) -> str:
+def combine(key: str, values: Iterable[int]) -> int:
     """Partial counts add up, in any grouping."""
-    return str(sum(int(value) for value in values))
+    return sum(values)
 
 
-def reduce(key: str, values: Iterable[str]) -> str:
+def reduce(key: str, values: Iterable[int]) -> int:
     """The word's total count."""
-    return str(sum(int(value) for value in values))
+    return sum(values)

@@ -189,18 +189,35 @@ def test_combine_without_a_combiner_is_an_app_error() -> None:
         app.combine("k", ["v"], [])
 
 
-@pytest.mark.parametrize("result", [None, 3, [("k",)], [("k", 1)], [["k", "v"]]])
-def test_map_results_that_are_not_str_pairs_are_app_errors(result: Any) -> None:
+@pytest.mark.parametrize("result", [None, 3, [("k",)], [("k", True)], [("k", None)], [("k", b"v")], [(1, "v")],
+                                    [("k", 2**64)], [("k", -2**63 - 1)], [["k", "v"]]])
+def test_map_results_that_are_not_pairs_of_key_and_value_are_app_errors(result: Any) -> None:
     app = App.from_functions("bad", map=lambda f, c: result, reduce=lambda k, vs: "")
     with pytest.raises(AppError, match="map (returned|yielded)"):
         list(app.map("f", "c", []))
 
 
-@pytest.mark.parametrize(("key", "result"), [("k", 3), ("k", "two\nlines"), ("k\nk", "v")])
+def test_values_may_be_str_int_or_float() -> None:
+    pairs = [("a", "x"), ("b", 1), ("c", 2.5), ("d", 2**64 - 1), ("e", -2**63)]
+    app = App.from_functions("nums", map=lambda f, c: pairs, reduce=lambda k, vs: sum(vs), combine=lambda k, vs: 0.5)
+    assert list(app.map("f", "c", [])) == pairs
+    assert app.reduce("k", iter([1, 2, 3]), []) == 6
+    assert app.combine("k", [1], []) == 0.5
+
+
+@pytest.mark.parametrize(("key", "result"), [("k", None), ("k", True), ("k", b"v"), ("k", [1]),
+                                             ("k", "two\nlines"), ("k\nk", "v"), ("k\nk", 3)])
 def test_reduce_results_that_break_the_output_format_are_app_errors(key: str, result: Any) -> None:
     app = App.from_functions("bad", map=lambda f, c: [], reduce=lambda k, vs: result)
     with pytest.raises(AppError, match="reduce|newline"):
         app.reduce(key, ["v"], [])
+
+
+@pytest.mark.parametrize("result", [None, True, b"v", 2**64, [1]])
+def test_combine_results_that_cannot_travel_are_app_errors(result: Any) -> None:
+    app = App.from_functions("bad", map=lambda f, c: [], reduce=lambda k, vs: "", combine=lambda k, vs: result)
+    with pytest.raises(AppError, match="combine"):
+        app.combine("k", ["v"], [])
 
 
 # --- shipping ------------------------------------------------------------------------------------
@@ -268,7 +285,7 @@ def test_shipped_module_app_needs_no_copy_of_the_module(
     blob = ship_app(load_app("apps.wc"))
     code = (
         "import sys, json; from zmr.apps import unship_app; app = unship_app(sys.stdin.buffer.read());"
-        "print(json.dumps([list(app.map('d', 'to be or not to be', [])), app.combine('be', ['2', '3'], []),"
+        "print(json.dumps([list(app.map('d', 'to be or not to be', [])), app.combine('be', [2, 3], []),"
         "'apps' in sys.modules]))"
     )
     (tmp_path / "elsewhere").mkdir()
@@ -277,8 +294,8 @@ def test_shipped_module_app_needs_no_copy_of_the_module(
     )
     assert done.returncode == 0, done.stderr.decode()
     pairs, combined, imported_apps = json.loads(done.stdout)
-    assert sorted(map(tuple, pairs)) == [("be", "2"), ("not", "1"), ("or", "1"), ("to", "2")]
-    assert combined == "5" and imported_apps is False
+    assert sorted(map(tuple, pairs)) == [("be", 2), ("not", 1), ("or", 1), ("to", 2)]
+    assert combined == 5 and imported_apps is False
 
 
 CACHED_APP = """

@@ -2,10 +2,13 @@
 
 The contract (any function may also declare a keyword parameter `args` to receive the job's arguments):
 
-    map(filename: str, contents: str) -> Iterable[tuple[str, str]]   # may declare `first_line`
-    reduce(key: str, values: Iterable[str]) -> str
-    combine(key: str, values: Iterable[str]) -> str                  # optional, map-side, associative
-    partition(key: str, n_reduce: int) -> int                        # optional, default stable hash
+    map(filename: str, contents: str) -> Iterable[tuple[str, Value]]   # may declare `first_line`
+    reduce(key: str, values: Iterable[Value]) -> Value
+    combine(key: str, values: Iterable[Value]) -> Value                # optional, map-side, associative
+    partition(key: str, n_reduce: int) -> int                          # optional, default stable hash
+
+A Value is a str, an int (64-bit: -2**63 .. 2**64-1; not a bool) or a float, so counts and sums travel as
+numbers, with no str() on the map side and int() per value on the reduce side. Keys are str.
 
 An app is shipped by value (cloudpickle), so workers need no copy of its file. Only the app module
 itself travels by value; modules it imports must be importable on the workers.
@@ -32,15 +35,17 @@ from typing import Any
 
 import cloudpickle  # type: ignore[import-untyped]
 
+from zmr.core.batches import Value, is_value
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
 
 __all__ = ["App", "load_app", "ship_app", "unship_app"]
 
-MapFn = Callable[..., Iterable[tuple[str, str]]]
-FoldFn = Callable[..., str]
+MapFn = Callable[..., Iterable[tuple[str, Value]]]
+FoldFn = Callable[..., Value]
 PartitionFn = Callable[..., int]
 
+_VALUE_KINDS = "a str, a float or an int in -2**63 .. 2**64-1 (not a bool)"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
@@ -91,8 +96,8 @@ class App:
 
     def map(
         self, filename: str, contents: str, args: Sequence[str], first_line: int = 1
-    ) -> Iterator[tuple[str, str]]:
-        """The app's (key, value) pairs for one split, checked to be pairs of strings."""
+    ) -> Iterator[tuple[str, Value]]:
+        """The app's (key, value) pairs for one split, each checked (see `check_pair`)."""
         return _checked_pairs(self, self.map_iter(filename, contents, args, first_line))
 
     def map_iter(self, filename: str, contents: str, args: Sequence[str], first_line: int = 1) -> Iterator[Any]:
@@ -107,53 +112,57 @@ class App:
             return iter(pairs)
         except TypeError:
             raise AppError(
-                f"app {self.name!r}: map returned {pairs!r}, expected an iterable of (key, value) str pairs"
+                f"app {self.name!r}: map returned {pairs!r}, expected an iterable of (key, value) pairs"
             ) from None
 
-    def check_pair(self, pair: object) -> tuple[str, str]:
-        """`pair` if map may yield it (a tuple of two str), else an AppError that says what was expected."""
+    def check_pair(self, pair: object) -> tuple[str, Value]:
+        """`pair` if map may yield it (a str key and a value), else an AppError that says what was expected."""
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a (key, value) tuple of str")
+            raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a (key, value) tuple")
         key, value = pair
-        if not (isinstance(key, str) and isinstance(value, str)):
-            raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected key and value to be str")
+        if type(key) is not str or not is_value(value):
+            raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a str key and a value that is "
+                           f"{_VALUE_KINDS}")
         return key, value
 
-    def reduce(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
-        """The output value for `key`; it must be a str without a newline, as output is `key value` lines."""
+    def reduce(self, key: str, values: Iterable[Value], args: Sequence[str]) -> Value:
+        """The output value for `key`: a number, or a str without a newline, as output is `key value` lines."""
         return self.reducer(args)(key, values)
 
-    def reducer(self, args: Sequence[str]) -> Callable[[str, Iterable[str]], str]:
+    def reducer(self, args: Sequence[str]) -> Callable[[str, Iterable[Value]], Value]:
         """`reduce` with `args` bound once, for the reducer's per-key loop."""
         fn = functools.partial(self.reduce_fn, args=args) if "reduce" in self.takes_args else self.reduce_fn
 
-        def reduce(key: str, values: Iterable[str]) -> str:
+        def reduce(key: str, values: Iterable[Value]) -> Value:
             result = fn(key, values)
-            if type(result) is not str:
-                _check_str(self.name, "reduce", key, result)
-            if "\n" in result or "\n" in key:
+            kind = type(result)
+            if kind is not str and kind is not int and kind is not float:
+                raise AppError(f"app {self.name!r}: reduce({key!r}, ...) returned {result!r}, expected a str, "
+                               "an int or a float")
+            if "\n" in key or (kind is str and "\n" in result):
                 raise AppError(f"app {self.name!r}: output for key {key!r} contains a newline: {result!r}")
             return result
 
         return reduce
 
-    def combine(self, key: str, values: Iterable[str], args: Sequence[str]) -> str:
+    def combine(self, key: str, values: Iterable[Value], args: Sequence[str]) -> Value:
         """Fold some of `key`'s values map-side; only valid when `has_combine`."""
         combine = self.combiner(args)
         if combine is None:
             raise AppError(f"app {self.name!r} has no combine function")
         return combine(key, values)
 
-    def combiner(self, args: Sequence[str]) -> Callable[[str, Iterable[str]], str] | None:
+    def combiner(self, args: Sequence[str]) -> Callable[[str, Iterable[Value]], Value] | None:
         """`combine` with `args` bound once, for the map side's buffers; None when the app has none."""
         if self.combine_fn is None:
             return None
         fn = functools.partial(self.combine_fn, args=args) if "combine" in self.takes_args else self.combine_fn
 
-        def combine(key: str, values: Iterable[str]) -> str:
+        def combine(key: str, values: Iterable[Value]) -> Value:
             result = fn(key, values)
-            if type(result) is not str:
-                _check_str(self.name, "combine", key, result)
+            if not is_value(result):
+                raise AppError(f"app {self.name!r}: combine({key!r}, ...) returned {result!r}, expected a value "
+                               f"that is {_VALUE_KINDS}")
             return result
 
         return combine
@@ -192,15 +201,10 @@ def _declares(fn: Callable[..., object], param: str) -> bool:
     return found is not None and found.kind in (found.POSITIONAL_OR_KEYWORD, found.KEYWORD_ONLY)
 
 
-def _checked_pairs(app: App, pairs: Iterator[Any]) -> Iterator[tuple[str, str]]:
+def _checked_pairs(app: App, pairs: Iterator[Any]) -> Iterator[tuple[str, Value]]:
     """Turn a broken map result into an AppError that says what was expected, not a crash far away."""
     for pair in pairs:
         yield app.check_pair(pair)
-
-
-def _check_str(name: str, role: str, key: str, result: object) -> None:
-    if not isinstance(result, str):
-        raise AppError(f"app {name!r}: {role}({key!r}, ...) returned {result!r}, expected a str")
 
 
 def load_app(spec: str) -> App:
@@ -271,7 +275,7 @@ def _app_from_module(spec: str, module: ModuleType) -> App:
             what = "is missing" if fn is None else f"is not a function ({type(fn).__name__})"
             raise AppError(
                 f"app {spec!r}: `{required}` {what}; an app defines map(filename, contents) "
-                "-> iterable of (key, value) and reduce(key, values) -> str"
+                "-> iterable of (key, value) and reduce(key, values) -> value"
             )
     app = App.from_functions(
         spec,

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from zmr.core.batches import (
     CHUNK_RECORDS,
+    INT_MAX,
+    INT_MIN,
     Pairs,
     PartitionBuffers,
     chunk_length,
@@ -194,6 +196,36 @@ def test_add_all_sends_anything_but_a_str_pair_to_check() -> None:
     assert buffers.drain() == [(0, [("a", "1"), ("b", "2")])]
 
 
+@pytest.mark.parametrize("values", [[1, 2, 3], [1.5, -2.0, 3], ["1", 2, 3.0], [INT_MIN, INT_MAX, 0]])
+def test_numbers_take_the_fast_path_and_combine(values: list[object]) -> None:
+    def check(pair: object) -> tuple[str, str]:
+        raise AssertionError(f"valid pair sent to check: {pair!r}")
+
+    buffers = PartitionBuffers(1, 1000, 1000, None, lambda key, vs: len(vs))
+    assert list(buffers.add_all([("k", v) for v in values] + [("j", 7)], check)) == [None]
+    assert buffers.drain() == [(0, [("j", 7), ("k", 3)])]
+
+
+@pytest.mark.parametrize("bad", [True, 2**64, INT_MIN - 1, None, b"1"])
+def test_a_value_msgpack_cannot_carry_goes_to_check(bad: object) -> None:
+    seen: list[object] = []
+
+    def check(pair: object) -> tuple[str, str]:
+        seen.append(pair)
+        raise ValueError("bad value")
+
+    buffers = PartitionBuffers(1, 1000, 1000, None, None)
+    with pytest.raises(ValueError, match="bad value"):
+        list(buffers.add_all([("a", 1), ("b", bad), ("c", "3")], check))
+    assert seen == [("b", bad)]
+
+
+def test_numbers_count_toward_the_batch_bound() -> None:
+    buffers = PartitionBuffers(1, 100, 10_000, None, None)
+    due = [run for run in buffers.add_all((f"k{i:03d}", i) for i in range(40)) if run]
+    assert due and all(len(run) < 40 for _, run in due), "a run falls due once numbers fill the batch"
+
+
 # ---------------------------------------------------------------- merging runs
 
 RUN = st.lists(st.tuples(KEYS, st.text(alphabet="uvw", max_size=2)), max_size=20).map(
@@ -253,7 +285,9 @@ def test_a_huge_key_streams_a_chunk_at_a_time() -> None:
 
 # ---------------------------------------------------------------- the wire encoding
 
-RECORD_LISTS = st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3 * CHUNK_RECORDS)
+VALUES = st.one_of(st.text(max_size=8), st.integers(min_value=INT_MIN, max_value=INT_MAX),
+                   st.floats(allow_nan=False))
+RECORD_LISTS = st.lists(st.tuples(st.text(max_size=8), VALUES), max_size=3 * CHUNK_RECORDS)
 
 
 @SETTINGS
@@ -263,6 +297,13 @@ def test_encode_decode_round_trip(records: Pairs) -> None:
     assert decode_batch(payload) == records
     assert decode_batch(memoryview(payload)) == records
     assert list(iter_batch(payload)) == records
+    assert [type(v) for _, v in decode_batch(payload)] == [type(v) for _, v in records], "a number stays a number"
+
+
+@pytest.mark.parametrize("value", [True, None, b"x", [1]])
+def test_decode_rejects_a_value_that_is_not_str_int_or_float(value: object) -> None:
+    with pytest.raises(ProtocolError, match="malformed batch"):
+        decode_chunk(msgspec.msgpack.encode([["k", value]]))
 
 
 def test_a_batch_is_length_prefixed_chunks_of_at_most_chunk_records() -> None:
@@ -320,7 +361,7 @@ def test_decode_batch_on_garbage_raises_only_protocol_error(payload: bytes) -> N
         records = decode_batch(payload)
     except ProtocolError:
         return
-    assert all(isinstance(k, str) and isinstance(v, str) for k, v in records)
+    assert all(type(k) is str and type(v) in (str, int, float) for k, v in records)
 
 
 def test_a_partition_out_of_range_goes_to_check_partition() -> None:

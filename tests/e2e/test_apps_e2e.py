@@ -52,6 +52,18 @@ def test_app_equals_sequential_reference(app: str, gutenberg: Path, tmp_path: Pa
         assert got == gutenberg_word_count
 
 
+def test_int_float_and_str_values_come_out_as_the_sequential_reference_has_them(
+        gutenberg: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
+    app, out = Path(__file__).parent / "apps" / "numbers.py", tmp_path / "out"
+    result = run_zmr("run", "--app", str(app), "--input", str(gutenberg), "--output", str(out), "--n-reduce", "3",
+                     "--workers", "2", "--split-size-mb", "1", *FAST_FLAGS)
+    assert result.returncode == 0, str(result)
+    got = read_output(out, 3)
+    assert got == seq_oracle(app, [gutenberg])
+    values = dict(line.split(" ", 1) for line in got)
+    assert values["n:T"].isdigit() and values["half:T"].endswith((".0", ".5")) and values["first:T"].startswith("T")
+
+
 @pytest.mark.parametrize(("app", "split_flags", "env"), [
     ("wc", ["--split-size-mb", "1"], {}),
     ("grep", ["--split-size-mb", "1"], {}),

@@ -1,6 +1,6 @@
 """Partition batches: the map side's per-partition buffers, the wire encoding, and the reduce-side merge.
 
-A batch is a sorted run of (key, value) pairs: keys ascending, a key's pairs side by side (one pair per
+A batch is a sorted run of (key, value) pairs, keys str and values str, int or float: keys ascending, a key's pairs side by side (one pair per
 key once a combiner has run). On the wire and on disk it is a sequence of chunks, each a 4-byte
 little-endian length and a msgpack array of at most `CHUNK_RECORDS` [key, value] pairs, so a reader holds
 one small chunk per run in memory however large the run. Pairs stay flat, as map emitted them: no list
@@ -24,11 +24,16 @@ from xxhash import xxh3_64_intdigest
 
 from zmr.errors import ProtocolError
 
-Pair = tuple[str, str]
+Value = str | int | float
+"""What a value may be: text, or a number the app adds up without converting it to text and back."""
+Pair = tuple[str, Value]
 Pairs = list[Pair]
 CHUNK_RECORDS = 256
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # the ints msgpack carries
+_VALUE_TYPES = frozenset({str, int, float})
+_NUMBER_BYTES = 9   # a number's msgpack size, at most
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(list[tuple[str, str]])
+_DECODER = msgspec.msgpack.Decoder(list[tuple[str, str | int | float]])
 _LENGTH = struct.Struct("<I")
 _PAIR_OVERHEAD = 8  # rough msgpack framing per pair
 _FIRST = itemgetter(0)
@@ -96,7 +101,7 @@ class PartitionBuffers:
 
     def __init__(self, n_reduce: int, batch_bytes: int, max_bytes: int,
                  partition: Callable[[str, int], Any] | None,
-                 combine: Callable[[str, list[str]], str] | None,
+                 combine: Callable[[str, list[Value]], Value] | None,
                  check_partition: Callable[[str, int, Any], int] | None = None) -> None:
         """`partition` None is the default partitioner, `partition_of`, computed in bulk. Anything else it
         returns than an int in range goes to `check_partition`, which raises or returns the one to use."""
@@ -125,8 +130,8 @@ class PartitionBuffers:
         """
         source = iter(pairs)
         while block := list(itertools.islice(source, self._block)):
-            block = _checked(block, check)
-            added = self._file(block, self._partitions(block))
+            block, text = _checked(block, check)
+            added = self._file(block, self._partitions(block), text)
             self.records += len(block)
             self._block = self._block_for(added / len(block))
             yield from self._due()
@@ -156,8 +161,9 @@ class PartitionBuffers:
         check = self._check_partition
         return [p if type(p) is int and 0 <= p < n else check(key, n, p) for key, p in zip(keys, parts, strict=True)]
 
-    def _file(self, block: Pairs, parts: list[int] | None) -> int:
-        """Append the block's pairs to their partitions; returns the bytes added."""
+    def _file(self, block: Pairs, parts: list[int] | None, text: bool | None) -> int:
+        """Append the block's pairs to their partitions; returns the bytes added. `text`: whether all
+        values are str (True), none is (False), or some are (None)."""
         lists, sizes = self._pairs, self._sizes
         if parts is None:
             lists[0] += block
@@ -170,8 +176,7 @@ class PartitionBuffers:
             grown = [(p, lists[p][mark:]) for p, mark in enumerate(marks) if len(lists[p]) > mark]
         added = 0
         for p, new in grown:
-            size = (sum(map(len, map(_FIRST, new))) + sum(map(len, map(_SECOND, new)))
-                    + _PAIR_OVERHEAD * len(new))
+            size = sum(map(len, map(_FIRST, new))) + _PAIR_OVERHEAD * len(new) + _values_bytes(new, text)
             sizes[p] += size
             added += size
         self._total += added
@@ -199,22 +204,51 @@ class PartitionBuffers:
         return pairs
 
 
-def _checked(block: list[Any], check: Callable[[Any], Pair] | None) -> Pairs:
-    """The block as (str, str) pairs: whole-block type tests, and `check` for whatever fails them."""
+def _checked(block: list[Any], check: Callable[[Any], Pair] | None) -> tuple[Pairs, bool | None]:
+    """The block as pairs, with whole-block type tests and `check` for whatever fails them, and whether
+    its values are all str (True), none is (False), or some are (None)."""
     if (set(map(type, block)) == {tuple} and set(map(len, block)) == {2}
-            and set(map(type, map(_FIRST, block))) == {str} and set(map(type, map(_SECOND, block))) == {str}):
-        return block
-    return [pair if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
-            else _check_one(pair, check) for pair in block]
+            and set(map(type, map(_FIRST, block))) == {str}):
+        kinds = set(map(type, map(_SECOND, block)))
+        if kinds == {str}:
+            return block, True
+        if kinds <= _VALUE_TYPES and (int not in kinds or _ints_fit(block, kinds)):
+            return block, None if str in kinds else False
+    block = [pair if is_pair(pair) else _check_one(pair, check) for pair in block]
+    kinds = set(map(type, map(_SECOND, block)))
+    return block, True if kinds == {str} else None if str in kinds else False
+
+
+def _ints_fit(block: Pairs, kinds: set[type]) -> bool:
+    values = list(map(_SECOND, block)) if kinds == {int} else [v for _, v in block if type(v) is int]
+    return INT_MIN <= min(values) and max(values) <= INT_MAX
+
+
+def is_value(value: Any) -> bool:
+    """Whether `value` may be a value: a str, a float, or an int that msgpack carries (not a bool)."""
+    kind = type(value)
+    return kind is str or kind is float or (kind is int and INT_MIN <= value <= INT_MAX)
+
+
+def is_pair(pair: Any) -> bool:
+    return type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and is_value(pair[1])
 
 
 def _check_one(pair: Any, check: Callable[[Any], Pair] | None) -> Pair:
     if check is None:
-        raise TypeError(f"expected a (str, str) tuple, got {pair!r}")
+        raise TypeError(f"expected a (str, str | int | float) tuple, got {pair!r}")
     return check(pair)
 
 
-def _combined(pairs: Pairs, combine: Callable[[str, list[str]], str]) -> Pairs:
+def _values_bytes(pairs: Pairs, text: bool | None) -> int:
+    if text:
+        return sum(map(len, map(_SECOND, pairs)))
+    if text is False:
+        return _NUMBER_BYTES * len(pairs)
+    return sum(len(v) if type(v) is str else _NUMBER_BYTES for _, v in pairs)
+
+
+def _combined(pairs: Pairs, combine: Callable[[str, list[Value]], Value]) -> Pairs:
     """Sorted pairs with each key's values combined into one."""
     out: Pairs = []
     for key, group in itertools.groupby(pairs, _FIRST):
@@ -229,12 +263,12 @@ def _partition_in_range(key: str, n: int, p: Any) -> int:
     return p
 
 
-def merge_runs(runs: Iterable[Iterable[Pair]]) -> Iterator[tuple[str, Iterator[str]]]:
+def merge_runs(runs: Iterable[Iterable[Pair]]) -> Iterator[tuple[str, Iterator[Value]]]:
     """K-way merge of sorted runs: each key once, in order, with an iterator over all its values."""
     return merge_chunked(_chunks(run) for run in runs)
 
 
-def merge_chunked(runs: Iterable[Iterable[Pairs]]) -> Iterator[tuple[str, Iterator[str]]]:
+def merge_chunked(runs: Iterable[Iterable[Pairs]]) -> Iterator[tuple[str, Iterator[Value]]]:
     """`merge_runs` over runs given as chunks (lists of pairs), with the per-pair work done in C.
 
     Each round takes the smallest last key among the chunks at hand as a bound: every pair below it is
@@ -262,7 +296,7 @@ def merge_chunked(runs: Iterable[Iterable[Pairs]]) -> Iterator[tuple[str, Iterat
         else:
             del heads[i], starts[i], live[i]
 
-    def rest_of(key: str) -> Iterator[str]:
+    def rest_of(key: str) -> Iterator[Value]:
         """`key`'s values in the chunks after this round's: only runs whose next pair has the key."""
         i = 0
         while i < len(heads):

@@ -17,6 +17,7 @@ from zmr.core.batches import (
     HEADER_BYTES,
     Pair,
     Pairs,
+    Value,
     chunk_length,
     decode_chunk,
     encode_chunk,
@@ -75,14 +76,14 @@ def write_run(path: Path, records: Iterable[Pair]) -> Run:
         return str(path), start, out.tell() - start
 
 
-def _flattened(groups: Iterator[tuple[str, Iterator[str]]]) -> Iterator[Pair]:
+def _flattened(groups: Iterator[tuple[str, Iterator[Value]]]) -> Iterator[Pair]:
     """A merge's output as pairs again, streamed: a key's values are never all in memory at once."""
     for key, values in groups:
         for value in values:
             yield key, value
 
 
-def merged(runs: list[Run], fan_in: int, scratch: Path) -> Iterator[tuple[str, Iterator[str]]]:
+def merged(runs: list[Run], fan_in: int, scratch: Path) -> Iterator[tuple[str, Iterator[Value]]]:
     """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open."""
     level = 0
     while len(runs) > fan_in:
