@@ -35,7 +35,7 @@ from typing import Any
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from zmr.core.batches import Value, is_value
+from zmr.core.batches import INT_MAX, INT_MIN, Value, is_value
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
 
@@ -120,7 +120,7 @@ class App:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a (key, value) tuple")
         key, value = pair
-        if type(key) is not str or not is_value(value):
+        if not isinstance(key, str) or not _is_value_like(value):
             raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a str key and a value that is "
                            f"{_VALUE_KINDS}")
         return key, value
@@ -139,7 +139,7 @@ class App:
             if kind is not str and kind is not int and kind is not float:
                 raise AppError(f"app {self.name!r}: reduce({key!r}, ...) returned {result!r}, expected a str, "
                                "an int or a float")
-            if "\n" in key or (kind is str and "\n" in result):
+            if "\n" in key or (isinstance(result, str) and "\n" in result):
                 raise AppError(f"app {self.name!r}: output for key {key!r} contains a newline: {result!r}")
             return result
 
@@ -190,6 +190,15 @@ class App:
                 f"expected an int in range(0, {n_reduce})"
             )
         return result
+
+
+def _is_value_like(value: object) -> bool:
+    """A value, or an instance of a subclass of str, int or float that msgpack carries as one."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return INT_MIN <= value <= INT_MAX
+    return isinstance(value, str | float)
 
 
 def _declares(fn: Callable[..., object], param: str) -> bool:

@@ -79,10 +79,10 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
 # ------------------------------------------------------------------ zmr run / submit / status / report / cancel / seq
 
 
-def _job_spec(ns: argparse.Namespace, config: Config) -> JobSpec:
+def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None) -> JobSpec:
     """The job the flags describe, checked before anything starts or is sent."""
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
-                      ns.overwrite)
+                      ns.overwrite, workers)
 
 
 def _wait_with_progress(client: Client, job_id: str) -> JobInfo:
@@ -96,10 +96,11 @@ def _wait_with_progress(client: Client, job_id: str) -> JobInfo:
 def cmd_run(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce,
                         "cluster.workers": ns.workers})
-    spec = _job_spec(ns, config)
+    workers = config.cluster.worker_count()
+    spec = _job_spec(ns, config, workers)
     started = time.monotonic()
     keys = config.security.keys_dir
-    cluster = LocalCluster(config.cluster.worker_count(), ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
+    cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
     try:
         with cluster, Client(cluster.address, keys_dir=keys) as client:
             info = _wait_with_progress(client, client.submit_spec(spec))

@@ -28,14 +28,16 @@ _MAX_REPLY_BYTES = 256 << 20
 
 
 def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
-               split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> m.JobSpec:
-    """Check everything that can be checked here, so a bad job fails before it is queued."""
+               split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
+               ) -> m.JobSpec:
+    """Check everything that can be checked here, so a bad job fails before it is queued. `workers`: how
+    many workers will run it, when known (see `plan_splits`)."""
     if n_reduce < 1:
         raise JobSpecError(f"n_reduce must be at least 1, got {n_reduce}")
     loaded = load_app(app) if isinstance(app, str) else app
     files = expand_inputs(inputs)
     splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end)
-              for s in plan_splits(files, split_size)]
+              for s in plan_splits(files, split_size, workers=workers)]
     name = _display_name(app if isinstance(app, str) else loaded.name)
     return m.JobSpec(app_name=name, app_blob=ship_app(loaded), splits=splits,
                      output_dir=os.path.abspath(output), n_reduce=n_reduce, args=list(args), overwrite=overwrite)

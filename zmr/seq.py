@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from zmr.apps import App, load_app
+from zmr.core.batches import Value
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
 from zmr.inputs import expand_inputs, plan_splits, read_chunks
@@ -33,7 +34,7 @@ def run_sequential(
     splits = plan_splits(expand_inputs(inputs), split_size)
     out_dir = _prepare_output(Path(output_dir), overwrite)
     job_args = list(args)
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[Value]] = {}
     for split in splits:
         for contents, first_line in read_chunks(split.path, split.start, split.end,
                                                 count_lines=the_app.map_takes_first_line):

@@ -13,6 +13,7 @@ means the figures were taken on a shared, loaded machine.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -177,8 +178,8 @@ def label_of(cmdline: Sequence[str], is_root: bool) -> str:
     if "-m zmr coord" in text or "zmr-coord" in text:
         return "zmr-coordinator"
     if "-m zmr worker" in text or "zmr-worker" in text:
-        work_dir = next((a for a in cmdline if "/worker-" in a), "")
-        return "zmr-worker-" + work_dir.rsplit("worker-", 1)[-1] if work_dir else "zmr-worker"
+        index = re.search(r"/worker-(\d+)", text)
+        return f"zmr-worker-{index.group(1)}" if index else "zmr-worker"
     if "org.apache.spark.launcher.Main" in text:
         return "spark-launcher"
     if cmdline and os.path.basename(cmdline[0]).startswith("java"):

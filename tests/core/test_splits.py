@@ -77,6 +77,23 @@ def test_the_last_two_splits_are_cut_into_quarters() -> None:
     ]
 
 
+def test_with_the_workers_known_a_tail_that_already_ends_together_is_left_whole() -> None:
+    files = [File(f"f{i}", f"/f{i}", 40) for i in range(4)]
+    whole = [Split(f"f{i}", f"/f{i}", start, start + 20) for i in range(4) for start in (0, 20)]
+    assert plan_splits(files, 20, min_tail_piece=2, workers=2) == whole, "8 equal splits, 2 workers: 4 each"
+    assert plan_splits(files, 20, min_tail_piece=2, workers=4) == whole
+    assert plan_splits(files, 20, min_tail_piece=2) == plan_splits(files, 20, min_tail_piece=2, workers=3), \
+        "8 splits on 3 workers: the last round would leave one idle, so the tail is cut as without workers"
+    assert len(plan_splits(files, 20, min_tail_piece=2, workers=3)) == 6 + 2 * splits.TAIL_PIECES
+    assert len(plan_splits(files, 20, min_tail_piece=2, workers=16)) == 6 + 2 * splits.TAIL_PIECES, \
+        "more workers than splits: pieces let more of them work"
+    odd = [File("a", "/a", 40), File("b", "/b", 20)]
+    assert len(plan_splits(odd, 20, min_tail_piece=2, workers=2)) == 1 + 2 * splits.TAIL_PIECES, \
+        "3 splits on 2 workers: the third would run alone"
+    mixed = [File("a", "/a", 40), File("b", "/b", 30)]
+    assert len(plan_splits(mixed, 20, min_tail_piece=2, workers=2)) == 4, "20+15 bytes each: they end together"
+
+
 def test_a_tail_split_is_not_cut_below_the_minimum_piece() -> None:
     assert plan_splits([File("a", "/a", 5)], 64, min_tail_piece=2) == [Split("a", "/a", 0, 2), Split("a", "/a", 2, 5)]
     assert plan_splits([File("a", "/a", 5)], 64, min_tail_piece=6) == [Split("a", "/a", 0, 5)]
@@ -113,4 +130,4 @@ def test_splits_module_does_no_io() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported <= {"__future__", "collections.abc", "dataclasses", "typing", "zmr.errors"}
+    assert imported <= {"__future__", "collections.abc", "dataclasses", "heapq", "typing", "zmr.errors"}

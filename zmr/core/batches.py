@@ -1,11 +1,12 @@
 """Partition batches: the map side's per-partition buffers, the wire encoding, and the reduce-side merge.
 
-A batch is a sorted run of (key, value) pairs, keys str and values str, int or float: keys ascending, a key's pairs side by side (one pair per
-key once a combiner has run). On the wire and on disk it is a sequence of chunks, each a 4-byte
-little-endian length and a msgpack array of at most `CHUNK_RECORDS` [key, value] pairs, so a reader holds
-one small chunk per run in memory however large the run. Pairs stay flat, as map emitted them: no list
-per key to build on the map side or to decode on the reduce side. Because every run is sorted, a reducer
-k-way merges runs and streams each key's values into `reduce`, even a key whose pairs span many chunks.
+A batch is a sorted run of (key, value) pairs (keys str; values str, int or float): keys ascending, a key's
+pairs side by side (one pair per key once a combiner has run). On the wire and on disk it is a sequence of
+chunks, each a 4-byte little-endian length and a msgpack array of at most `CHUNK_RECORDS` [key, value] pairs,
+so a reader holds one small chunk per run in memory however large the run. Pairs stay flat, as map emitted
+them: no list per key to build on the map side or to decode on the reduce side. Because every run is sorted, a
+reducer k-way merges runs and streams each key's values into `reduce`, even a key whose pairs span many
+chunks.
 """
 
 from __future__ import annotations
