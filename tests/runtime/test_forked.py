@@ -38,6 +38,9 @@ def test_forking_is_allowed_only_while_the_process_has_one_thread(tmp_path: Path
         t.start()
         out["with_thread"] = can_fork()
         stop.set(); t.join()
+        deadline = time.monotonic() + 5   # the OS thread ends a moment after join() returns
+        while not can_fork() and time.monotonic() < deadline:
+            time.sleep(0.001)
         out["alone_again"] = can_fork()
     """, tmp_path)
     assert out == {"alone": True, "with_thread": False, "alone_again": True}
@@ -61,6 +64,19 @@ def test_a_forked_command_runs_in_its_own_session_under_its_title_and_exits_with
     assert out["own_session"] and out["running"]
     assert out["code"] == 7
     assert out["log"] == "hello from child\n"
+
+
+def test_a_forked_child_keeps_no_descriptor_of_the_launcher_but_its_stdio(tmp_path: Path) -> None:
+    out = run_script("""
+        read_end, write_end = os.pipe()
+        def command(argv):
+            print(sorted(int(fd) for fd in os.listdir("/proc/self/fd")))
+            return 0
+        child = fork_command(command, [], ["zmr-test"], str(tmp / "c.log"))
+        out["code"] = child.wait(timeout=10)
+        out["fds"] = (tmp / "c.log").read_text().strip()
+    """, tmp_path)
+    assert out == {"code": 0, "fds": "[0, 1, 2, 3]"}, "fd 3 is the listing's own: the pipe's ends are closed"
 
 
 def test_a_forked_command_that_raises_exits_1_with_its_traceback_in_the_log(tmp_path: Path) -> None:

@@ -104,10 +104,12 @@ def fork_command(run: Callable[[Sequence[str]], int], argv: Sequence[str], title
 
 
 def _redirect(log_path: str) -> None:
+    """stdin from /dev/null, stdout and stderr to the log, and no other descriptor of the launcher's kept
+    open (as an exec'd child with close_fds would have it): a pipe the launcher writes to must see its
+    end when the launcher exits, not when the cluster does."""
     null = os.open(os.devnull, os.O_RDONLY)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.close(null)
-    os.close(log)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
