@@ -12,6 +12,7 @@ anything else that tells zmr's processes apart by their command line, sees no di
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -79,8 +80,10 @@ def fork_command(run: Callable[[Sequence[str]], int], argv: Sequence[str], title
     stderr appended to `log_path`, shown by `ps` as `title`; it exits with what `run` returns."""
     sys.stdout.flush()
     sys.stderr.flush()
+    gc.freeze()   # the child's collector then never walks (and so never copies) the launcher's objects
     pid = os.fork()
     if pid:
+        gc.unfreeze()
         return ForkedProcess(pid, title)
     code = 1
     try:

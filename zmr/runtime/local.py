@@ -48,6 +48,18 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _Backoff:
+    """Sleeps of 1 ms doubling to 20 ms: a start-up that takes tens of ms is seen within a ms or two,
+    and a slow one is not polled hard."""
+
+    def __init__(self) -> None:
+        self._delay = 0.001
+
+    def __call__(self) -> None:
+        time.sleep(self._delay)
+        self._delay = min(self._delay * 2, 0.02)
+
+
 def _import_servers() -> None:
     import zmr.runtime.coordinator
     import zmr.runtime.worker  # noqa: F401
@@ -177,6 +189,7 @@ class LocalCluster:
         from zmr.client import Client
 
         deadline = time.monotonic() + timeout
+        pause = _Backoff()
         with Client(self.address, timeout=timeout, keys_dir=self._keys_dir) as client:
             while time.monotonic() < deadline:
                 alive = sum(w.state != "dead" for w in client.status().workers)
@@ -186,15 +199,16 @@ class LocalCluster:
                 if dead:
                     log = self.log_dir / f"worker-{dead[0]}.log"
                     raise ClusterError(f"worker {dead[0]} exited at start; see {log}")
-                time.sleep(0.02)
+                pause()
         raise ClusterError(f"only {alive} of {self.n_workers} workers registered within {timeout} s")
 
     def _await_endpoint(self, endpoint_file: Path, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
+        pause = _Backoff()
         while time.monotonic() < deadline:
             if endpoint_file.exists():
                 return endpoint_file.read_text().strip()
             if self.coordinator is not None and self.coordinator.poll() is not None:
                 raise ClusterError(f"the coordinator exited at start; see {self.log_dir / 'coordinator.log'}")
-            time.sleep(0.02)
+            pause()
         raise ClusterError(f"the coordinator did not start within {timeout} s")
