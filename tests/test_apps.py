@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zmr.apps import App, load_app, ship_app, unship_app
+from zmr.core.batches import encode_batch
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
 from zmr.seq import run_sequential
@@ -205,6 +207,26 @@ def test_values_may_be_str_int_or_float() -> None:
     assert app.combine("k", [1], []) == 0.5
 
 
+def test_subclasses_of_str_int_and_float_become_the_exact_types_the_wire_carries() -> None:
+    class Word(str):
+        pass
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Ratio(float):
+        pass
+
+    app = App.from_functions("subs", map=lambda f, c: [(Word("k"), Word("v")), ("k", Level.HIGH), ("k", Ratio(0.5))],
+                             reduce=lambda k, vs: Level.HIGH, combine=lambda k, vs: Word("w"))
+    pairs = list(app.map("f", "c", []))
+    assert pairs == [("k", "v"), ("k", 3), ("k", 0.5)]
+    assert [(type(k), type(v)) for k, v in pairs] == [(str, str), (str, int), (str, float)]
+    assert type(app.combine("k", [], [])) is str
+    assert type(app.reduce("k", [], [])) is int
+    assert encode_batch(pairs), "msgspec encodes only the exact types"
+
+
 @pytest.mark.parametrize(("key", "result"), [("k", None), ("k", True), ("k", b"v"), ("k", [1]),
                                              ("k", "two\nlines"), ("k\nk", "v"), ("k\nk", 3)])
 def test_reduce_results_that_break_the_output_format_are_app_errors(key: str, result: Any) -> None:
@@ -299,6 +321,7 @@ def test_shipped_module_app_needs_no_copy_of_the_module(
 
 
 CACHED_APP = """
+import enum
 import functools
 
 @functools.lru_cache(maxsize=None)

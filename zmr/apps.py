@@ -120,10 +120,11 @@ class App:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a (key, value) tuple")
         key, value = pair
-        if not isinstance(key, str) or not _is_value_like(value):
+        exact = _as_value(value)
+        if not isinstance(key, str) or exact is None:
             raise AppError(f"app {self.name!r}: map yielded {pair!r}, expected a str key and a value that is "
                            f"{_VALUE_KINDS}")
-        return key, value
+        return str(key), exact
 
     def reduce(self, key: str, values: Iterable[Value], args: Sequence[str]) -> Value:
         """The output value for `key`: a number, or a str without a newline, as output is `key value` lines."""
@@ -137,8 +138,7 @@ class App:
             result = fn(key, values)
             kind = type(result)
             if kind is not str and kind is not int and kind is not float:
-                raise AppError(f"app {self.name!r}: reduce({key!r}, ...) returned {result!r}, expected a str, "
-                               "an int or a float")
+                result = _as_output(self.name, key, result)
             if "\n" in key or (isinstance(result, str) and "\n" in result):
                 raise AppError(f"app {self.name!r}: output for key {key!r} contains a newline: {result!r}")
             return result
@@ -160,10 +160,13 @@ class App:
 
         def combine(key: str, values: Iterable[Value]) -> Value:
             result = fn(key, values)
-            if not is_value(result):
+            if is_value(result):
+                return result
+            exact = _as_value(result)
+            if exact is None:
                 raise AppError(f"app {self.name!r}: combine({key!r}, ...) returned {result!r}, expected a value "
                                f"that is {_VALUE_KINDS}")
-            return result
+            return exact
 
         return combine
 
@@ -192,13 +195,26 @@ class App:
         return result
 
 
-def _is_value_like(value: object) -> bool:
-    """A value, or an instance of a subclass of str, int or float that msgpack carries as one."""
+def _as_value(value: object) -> Value | None:
+    """`value` as an exact str, int or float (subclasses, such as an IntEnum, converted: the wire encodes
+    only the exact types), or None when it cannot be one: a bool, an int beyond 64 bits, anything else."""
     if isinstance(value, bool):
-        return False
+        return None
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, int):
-        return INT_MIN <= value <= INT_MAX
-    return isinstance(value, str | float)
+        return int(value) if INT_MIN <= value <= INT_MAX else None
+    if isinstance(value, float):
+        return float(value)
+    return None
+
+
+def _as_output(name: str, key: str, result: object) -> Value:
+    """A reduce result of a subclass of str, int or float, as the exact type (it is only written out, so
+    any int will do); anything else is an AppError."""
+    if isinstance(result, bool) or not isinstance(result, str | int | float):
+        raise AppError(f"app {name!r}: reduce({key!r}, ...) returned {result!r}, expected a str, an int or a float")
+    return str(result) if isinstance(result, str) else int(result) if isinstance(result, int) else float(result)
 
 
 def _declares(fn: Callable[..., object], param: str) -> bool:

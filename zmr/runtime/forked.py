@@ -6,8 +6,9 @@ that has imported zmr already is ready at once. Forking is sound only while the 
 thread (a lock another thread held at the fork would stay locked in the child for good), so
 `can_fork` checks that at the moment of the fork, and the launcher execs otherwise.
 
-The child's command line reads as the exec'd command's would (`... -m zmr worker ...`), so `ps`, and
-anything else that tells zmr's processes apart by their command line, sees no difference.
+The child is retitled to the exec'd command's line (`... -m zmr worker ...`), which `ps`, `pgrep -f` and
+`top` show as usual; /proc/PID/cmdline holds it as one space-separated string, as for any retitled
+process (psutil reads it whole or split, depending on its version).
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ def fork_command(run: Callable[[Sequence[str]], int], argv: Sequence[str], title
     sys.stdout.flush()
     sys.stderr.flush()
     gc.freeze()   # the child's collector then never walks (and so never copies) the launcher's objects
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        gc.unfreeze()
+        raise
     if pid:
         gc.unfreeze()
         return ForkedProcess(pid, title)
