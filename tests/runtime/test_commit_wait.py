@@ -11,7 +11,7 @@ import structlog
 import zmq
 
 from zmr.protocol import messages as m
-from zmr.runtime.executor import Executor, Stalled, _StaleGrant
+from zmr.runtime.executor import Cancelled, Executor, Stalled, _StaleGrant
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 ASSIGN = m.AssignReduce(job_id="job-0001", task=0, attempt=2, output_dir="/unused", sources=[])
@@ -48,4 +48,12 @@ def test_a_grant_read_after_the_worker_stood_still_is_not_acted_on(executor: Exe
     executor.inbox.put(Stalled(4.2))       # the worker loop fences before it forwards what the socket holds
     executor.inbox.put(_decision(True))
     with pytest.raises(_StaleGrant, match="stood still for 4.2 s"):
+        executor._await_commit(ASSIGN)
+
+
+def test_a_stopping_worker_gives_up_a_reduce_awaiting_its_commit(executor: Executor) -> None:
+    """Stopping cancels the running task; a grant that arrives after the stop is not acted on."""
+    executor.stop()
+    executor.inbox.put(_decision(True))
+    with pytest.raises(Cancelled):
         executor._await_commit(ASSIGN)

@@ -118,6 +118,7 @@ class Executor(threading.Thread):
         self._commit_timeout = commit_timeout
         self._log = log
         self._cancel = threading.Event()
+        self._stopping = threading.Event()
         self._peer_curve = peer_curve
         self._pusher = Pusher(ctx, 8 << 20, max_message_bytes, ack_timeout=pull_timeout, curve=peer_curve)
 
@@ -128,6 +129,13 @@ class Executor(threading.Thread):
             self._cancel.set()
             self.inbox.put(None)  # wakes a reduce waiting for its commit decision
 
+    def stop(self) -> None:
+        """End the thread soon: the running task is cancelled at its next check (as the coordinator
+        cancels one), so a stopping worker exits once the app's current call returns, and no later task
+        starts."""
+        self._stopping.set()
+        self.inbox.put("stop")
+
     @property
     def busy(self) -> bool:
         return self.current is not None
@@ -136,7 +144,7 @@ class Executor(threading.Thread):
 
     def run(self) -> None:
         try:
-            while True:
+            while not self._stopping.is_set():   # also seen when a cancelled task took the "stop" item
                 item = self.inbox.get()
                 if item == "stop":
                     return
@@ -167,7 +175,7 @@ class Executor(threading.Thread):
         except AppError as exc:
             self._fail(assign, "app", str(exc), "")
         except OSError as exc:
-            if assign.job_id not in self._jobs or self._cancel.is_set():
+            if assign.job_id not in self._jobs or self._cancelled():
                 log.info("task_dropped", why=str(exc))   # its job (or attempt) ended here meanwhile
             else:
                 self._fail(assign, "io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -186,8 +194,11 @@ class Executor(threading.Thread):
                                 attempt=assign.attempt, kind=kind, error=error, traceback=tb,
                                 missing_maps=missing or []))
 
+    def _cancelled(self) -> bool:
+        return self._cancel.is_set() or self._stopping.is_set()
+
     def _check_cancel(self) -> None:
-        if self._cancel.is_set():
+        if self._cancelled():
             raise Cancelled()
 
     def _context(self, job_id: str) -> JobContext:
@@ -237,7 +248,7 @@ class Executor(threading.Thread):
                              partition=partition, seq=seq, n_records=len(run))
             addr = job.owners[partition]
             self._pusher.push(addr, header, payload,
-                              give_up=lambda: self._cancel.is_set() or job.owners[partition] != addr)
+                              give_up=lambda: self._cancelled() or job.owners[partition] != addr)
         self.progress += 1
         self._check_cancel()
         return len(payload)
@@ -256,7 +267,7 @@ class Executor(threading.Thread):
 
     def _owner_gone(self, job: JobContext, addr: str) -> bool:
         """Stop waiting on a peer that owns nothing any more, or once the attempt is cancelled."""
-        return self._cancel.is_set() or addr not in job.owners
+        return self._cancelled() or addr not in job.owners
 
     # ------------------------------------------------------------ reduce
 

@@ -124,7 +124,7 @@ class Worker:
         try:
             self._loop(ctx, wake_rx)
         finally:
-            self._executor.inbox.put("stop")
+            self._executor.stop()
             data.stop()
             self._executor.join(timeout=2)
             data.join(timeout=2)
