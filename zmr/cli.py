@@ -25,7 +25,15 @@ from zmr.runtime import security
 from zmr.runtime.local import LocalCluster
 from zmr.runtime.stopflag import StopFlag
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in `zmr run`: it unwinds the launcher as Ctrl-C does, so the cluster is stopped on the way."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 # ------------------------------------------------------------------ argument helpers
@@ -101,6 +109,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     started = time.monotonic()
     keys = config.security.keys_dir
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
+    on_term = _terminate_by_exception()
     try:
         with cluster, Client(cluster.address, keys_dir=keys) as client:
             info = _wait_with_progress(client, client.submit_spec(spec))
@@ -110,6 +119,25 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"zmr: job failed: {exc.reason}", file=sys.stderr)
         print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, f"; cluster stopped, its logs are in {cluster.log_dir}")
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _terminate_by_exception() -> Any:
+    """Make SIGTERM raise `Terminated` (from the main thread only: handlers can be set only there);
+    returns the handler to put back, or None when there is none to."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _interrupted(exc: KeyboardInterrupt, detail: str = "") -> int:
+    terminated = isinstance(exc, Terminated)
+    print(f"zmr: {'terminated' if terminated else 'interrupted'}{detail}", file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def cmd_submit(ns: argparse.Namespace) -> int:
@@ -352,9 +380,8 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     ns = parser.parse_args(argv)
     try:
         return int(ns.func(ns))
-    except KeyboardInterrupt:
-        print("zmr: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except ZmrError as exc:
         print(f"zmr: {exc}", file=sys.stderr)
         return EXIT_FAILED

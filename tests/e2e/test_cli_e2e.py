@@ -77,8 +77,10 @@ def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(gute
     assert (Path(found.group(1)) / "coordinator.log").is_file()
 
 
-def test_run_interrupted_with_sigint_exits_130_and_leaves_no_process(gutenberg: Path, tmp_path: Path,
-                                                                     zmr_cli: ZmrLauncher) -> None:
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_run_interrupted_or_terminated_stops_its_cluster_and_leaves_no_process(
+        gutenberg: Path, tmp_path: Path, zmr_cli: ZmrLauncher, sig: signal.Signals, code: int, word: str) -> None:
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
     args = _run(PROBE_APP, [gutenberg], out, 2, 2)
@@ -88,12 +90,16 @@ def test_run_interrupted_with_sigint_exits_130_and_leaves_no_process(gutenberg: 
     wait_until(lambda: read_markers(markers) or proc.poll() is not None, 30, what="the first map task to start")
     assert proc.poll() is None, "zmr run ended before it could be interrupted"
     assert children_of(proc.pid), "the cluster's processes should be running now"
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, sig)
     result = zmr_cli.finish(proc, tmpdir, timeout=30)
-    assert result.returncode == 130, str(result)
-    assert "interrupted" in result.stderr
+    assert result.returncode == code, str(result)
+    assert f"zmr: {word}; cluster stopped" in result.stderr, str(result)
     assert result.leftovers == []
     assert not any(out.glob("mr-out-*")) and not (out / "_SUCCESS").exists()
+    found = re.search(r"its logs are in (\S+)", result.stderr)
+    assert found, str(result)
+    worker_logs = "".join(p.read_text() for p in Path(found.group(1)).glob("worker-*.log"))
+    assert "task_cancelled" in worker_logs, "a stopping worker cancels the map it runs, not waits it out"
 
 
 # ------------------------------------------------------------------ bad input
