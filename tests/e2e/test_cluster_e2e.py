@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from zmr.errors import ClusterError, JobFailed
+from zmr.runtime.local import LocalCluster
 
 from .conftest import (
     APPS,
@@ -150,3 +153,24 @@ def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(gutenberg
     c.client.wait(job2, timeout=60)
     assert read_output(tmp_path / "out2", 2) == seq_oracle(APPS / "wc.py", [gutenberg])
     assert not any(out.glob("mr-out-*")), "the cancelled job wrote output after all"
+
+
+# ------------------------------------------------------------------ scratch
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_cluster_given_a_log_dir_leaves_its_logs_there_and_nothing_else(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         fails: bool) -> None:
+    scratch_base, logs = tmp_path / "tmp", tmp_path / "logs"
+    scratch_base.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_base))
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with LocalCluster(1, log_dir=str(logs)) as local:
+            assert list(scratch_base.iterdir()), "the cluster's scratch directory is in TMPDIR"
+            if fails:
+                raise RuntimeError("the block failed")
+    assert local.coordinator is not None and local.coordinator.poll() is not None
+    assert all(w.poll() is not None for w in local.workers)
+    assert list(scratch_base.iterdir()) == [], "scratch left behind"
+    assert sorted(p.name for p in logs.iterdir()) == ["coordinator.log", "worker-0.log"]

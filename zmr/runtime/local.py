@@ -95,9 +95,10 @@ class LocalCluster:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        """Stop every process; the logs are kept only when the block failed (or `log_dir` was given)."""
+        """Stop every process and remove the scratch directory, but for the logs in it when the block
+        failed (logs in a given `log_dir` are kept)."""
         self.stop()
-        if exc_type is None and not self._keep_logs:
+        if exc_type is None or self._keep_logs:
             self.cleanup()
 
     def start(self) -> str:
@@ -115,11 +116,11 @@ class LocalCluster:
             try:
                 if bind.endswith(":*"):
                     self.address = self.start_coordinator(bind)
-                    self.workers = [self.start_worker(i) for i in range(self.n_workers)]
+                    self._start_workers()
                 else:
                     endpoint_file = self._spawn_coordinator(bind)
                     self.address = bind
-                    self.workers = [self.start_worker(i) for i in range(self.n_workers)]
+                    self._start_workers()
                     self.address = self._await_endpoint(endpoint_file)
                 self._await_workers()
                 self._bind = bind   # a restarted coordinator binds the same address, so workers find it
@@ -132,6 +133,12 @@ class LocalCluster:
                 self.stop()
                 raise
         raise AssertionError("unreachable")
+
+    def _start_workers(self) -> None:
+        """One at a time into `workers`, so that `stop` finds every one started should a later one fail."""
+        self.workers = []
+        for i in range(self.n_workers):
+            self.workers.append(self.start_worker(i))
 
     def start_coordinator(self, bind: str | None = None) -> str:
         """Start (or restart) the coordinator; returns the address it bound."""
@@ -168,7 +175,8 @@ class LocalCluster:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     def cleanup(self) -> None:
-        """Remove the logs too (call after `stop()` once they are no longer wanted)."""
+        """Remove the scratch directory, with the logs unless they are in a given `log_dir` (call after
+        `stop()`)."""
         shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _spawn(self, name: str, args: Sequence[str]) -> Child:
