@@ -102,6 +102,26 @@ def test_run_interrupted_or_terminated_stops_its_cluster_and_leaves_no_process(
     assert "task_cancelled" in worker_logs, "a stopping worker cancels the map it runs, not waits it out"
 
 
+@pytest.mark.parametrize("role", ["coord", "worker"])
+def test_a_server_whose_address_is_taken_exits_at_once_with_a_clear_error(role: str,
+                                                                         zmr_cli: ZmrLauncher) -> None:
+    """Before, a coordinator whose bind failed hung in the context's term() with the failed socket open."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        args = (["coord", "--bind", address] if role == "coord" else
+                ["worker", "--coordinator", "tcp://127.0.0.1:9", "--data-bind", address])
+        proc, tmpdir = zmr_cli.spawn(*args)
+        result = zmr_cli.finish(proc, tmpdir, timeout=20)
+    assert result.returncode == 1, str(result)
+    assert f"zmr: cannot bind {'the data endpoint ' if role == 'worker' else ''}{address}" in result.stderr, \
+        str(result)
+    assert "Traceback" not in result.stderr
+    assert result.leftovers == []
+    assert list(tmpdir.iterdir()) == [], "a work directory was left behind"
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -29,19 +29,23 @@ def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None
     drops a connection whose peer does not answer in time, so sends to it then fail as unroutable.
     """
     sock = ctx.socket(zmq.ROUTER)
-    if curve is not None:
-        curve.apply(sock)
-    if heartbeat is not None:
-        interval_ms, timeout_ms = int(heartbeat[0] * 1000), int(heartbeat[1] * 1000)
-        sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TTL, timeout_ms)
-    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
-    sock.setsockopt(zmq.SNDHWM, 10000)
-    sock.setsockopt(zmq.RCVHWM, 10000)
-    sock.bind(bind)
+    try:
+        if curve is not None:
+            curve.apply(sock)
+        if heartbeat is not None:
+            interval_ms, timeout_ms = int(heartbeat[0] * 1000), int(heartbeat[1] * 1000)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TTL, timeout_ms)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        sock.setsockopt(zmq.SNDHWM, 10000)
+        sock.setsockopt(zmq.RCVHWM, 10000)
+        sock.bind(bind)
+    except BaseException:
+        sock.close()   # an open socket would keep the context's term() waiting for ever
+        raise
     return cast("zmq.Socket[Any]", sock)
 
 
@@ -54,18 +58,22 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
     `connect()`: changing IMMEDIATE on a connected socket trips an assertion inside libzmq.
     """
     sock = ctx.socket(zmq.DEALER)
-    if curve is not None:
-        curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IMMEDIATE, int(immediate))
-    # doubling from 10 ms to 2 s: a worker that starts just before its coordinator binds (as a local
-    # cluster's do) connects 10 ms later, not a whole interval later; a peer that stays down costs little
-    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_FIRST_MS)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
-    sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
-    sock.setsockopt(zmq.SNDHWM, 10000)
-    sock.setsockopt(zmq.RCVHWM, 10000)
-    sock.connect(connect)
+    try:
+        if curve is not None:
+            curve.apply(sock)
+        sock.setsockopt(zmq.IMMEDIATE, int(immediate))
+        # doubling from 10 ms to 2 s: a worker that starts just before its coordinator binds (as a local
+        # cluster's do) connects 10 ms later, not a whole interval later; a peer that stays down costs little
+        sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_FIRST_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        sock.setsockopt(zmq.SNDHWM, 10000)
+        sock.setsockopt(zmq.RCVHWM, 10000)
+        sock.connect(connect)
+    except BaseException:
+        sock.close()   # as in `router`
+        raise
     return cast("zmq.Socket[Any]", sock)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 
 from zmr.config import Config
-from zmr.errors import ProtocolError
+from zmr.errors import ClusterError, ProtocolError
 from zmr.log import bound_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
@@ -92,8 +92,15 @@ class Worker:
         wcfg, sec = self.config.worker, self.config.security
         security.check_bind(wcfg.data_bind, bool(sec.keys_dir), sec.insecure, self._log)
         self._curves = self._start_security(ctx)
-        data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log,
-                          curve=self._curves.data, check_role=self._curves.auth is not None)
+        try:
+            data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log,
+                              curve=self._curves.data, check_role=self._curves.auth is not None)
+        except zmq.ZMQError as exc:   # as the coordinator's bind: a clear error, and nothing left behind
+            if self._curves.auth is not None:
+                self._curves.auth.stop()
+            ctx.term()
+            self._cleanup()
+            raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
         self.data_addr = data.address
         wake_rx = ctx.socket(zmq.PAIR)
         wake_rx.bind(f"inproc://wake-{self.worker_id}")
