@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +176,47 @@ def test_a_cluster_given_a_log_dir_leaves_its_logs_there_and_nothing_else(tmp_pa
     assert all(w.poll() is not None for w in local.workers)
     assert list(scratch_base.iterdir()) == [], "scratch left behind"
     assert sorted(p.name for p in logs.iterdir()) == ["coordinator.log", "worker-0.log"]
+
+
+def test_a_worker_that_fails_to_start_does_not_leave_the_ones_before_it_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = []
+    real_start = LocalCluster.start_worker
+
+    def start_worker(self: LocalCluster, index: int) -> Any:
+        if index == 1:
+            raise ClusterError("worker 1 cannot start")
+        started.append(real_start(self, index))
+        return started[-1]
+
+    monkeypatch.setattr(LocalCluster, "start_worker", start_worker)
+    local = LocalCluster(2, log_dir=str(tmp_path / "logs"))
+    with pytest.raises(ClusterError, match="worker 1 cannot start"):
+        local.start()
+    assert len(started) == 1
+    assert started[0].poll() is not None, "worker 0 was left running"
+    assert local.coordinator is not None and local.coordinator.poll() is not None
+    local.cleanup()
+
+
+def test_a_picked_port_taken_by_another_process_is_tried_again_on_another(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import zmr.runtime.local as local_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = [taken.getsockname()[1]]
+    real_pick = local_module._free_loopback_port
+
+    def pick() -> int:
+        picks.append(real_pick())
+        return picks.pop(0)
+
+    monkeypatch.setattr(local_module, "_free_loopback_port", pick)
+    try:
+        with LocalCluster(1, log_dir=str(tmp_path / "logs")) as local:
+            assert local.address != f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+            assert [w.poll() for w in local.workers] == [None], "the cluster came up on the second port"
+    finally:
+        taken.close()

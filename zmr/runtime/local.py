@@ -126,8 +126,9 @@ class LocalCluster:
                 self._bind = bind   # a restarted coordinator binds the same address, so workers find it
                 return self.address
             except ClusterError:
+                port_taken = self._coordinator_exited()   # it quit by itself: asked before `stop` ends it
                 self.stop()
-                if self._bind or not tries_left or not self._coordinator_exited():
+                if self._bind or not tries_left or not port_taken:
                     raise
             except BaseException:
                 self.stop()
