@@ -57,3 +57,11 @@ def test_a_stopping_worker_gives_up_a_reduce_awaiting_its_commit(executor: Execu
     executor.inbox.put(_decision(True))
     with pytest.raises(Cancelled):
         executor._await_commit(ASSIGN)
+
+
+def test_the_thread_ends_on_stop_even_when_a_cancelled_task_took_the_stop_item(executor: Executor) -> None:
+    executor.stop()
+    assert executor.inbox.get_nowait() == "stop"   # as `_await_commit` of a task being cancelled takes it
+    executor.start()
+    executor.join(timeout=5)
+    assert not executor.is_alive()
