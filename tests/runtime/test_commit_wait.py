@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
-import structlog
-import zmq
 
 from zmr.protocol import messages as m
 from zmr.runtime.executor import Cancelled, Executor, Stalled, _StaleGrant
-from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
 ASSIGN = m.AssignReduce(job_id="job-0001", task=0, attempt=2, output_dir="/unused", sources=[])
-
-
-@pytest.fixture()
-def executor(tmp_path: Path) -> Iterator[Executor]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    ex = Executor(ctx, "w-1", {}, ReceiveStore(tmp_path), MapOutputStore(tmp_path), lambda msg: None,
-                  memory_budget=64 << 20, max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0,
-                  log=structlog.get_logger())
-    yield ex
-    ex._pusher.close()
-    ctx.term()
 
 
 def _decision(ok: bool, attempt: int = 2) -> m.CommitDecision:

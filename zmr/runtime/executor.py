@@ -38,6 +38,10 @@ from zmr.runtime.stores import MapOutputStore, ReceiveStore
 _STREAM_SETTLE = 0.25
 _STREAM_WAIT_LIMIT = 2.0
 _LINES_PER_WRITE = 4096
+# A map task's final runs are kept until the next map task has made its own (see `_run_map`), up to this
+# many pairs, or until the executor has idled this many seconds.
+_WARM_MAX_PAIRS = 1 << 18
+_WARM_IDLE = 1.0
 
 
 class Cancelled(Exception):
@@ -121,6 +125,7 @@ class Executor(threading.Thread):
         self._stopping = threading.Event()
         self._peer_curve = peer_curve
         self._pusher = Pusher(ctx, 8 << 20, max_message_bytes, ack_timeout=pull_timeout, curve=peer_curve)
+        self._warm: list[Pairs] = []
 
     # ------------------------------------------------------------ control-thread side
 
@@ -145,7 +150,11 @@ class Executor(threading.Thread):
     def run(self) -> None:
         try:
             while not self._stopping.is_set():   # also seen when a cancelled task took the "stop" item
-                item = self.inbox.get()
+                try:
+                    item = self.inbox.get(timeout=_WARM_IDLE)
+                except queue.Empty:
+                    self._warm = []   # idle: nothing to keep warm for
+                    item = self.inbox.get()
                 if item == "stop":
                     return
                 if isinstance(item, m.AssignMap | m.AssignReduce):
@@ -231,13 +240,26 @@ class Executor(threading.Thread):
                     bytes_out += self._emit(assign, job, *due)
             del contents, pairs
             self.progress += 1
-        for partition, run in buffers.drain():
+        tail = buffers.drain()
+        for partition, run in tail:
             bytes_out += self._emit(assign, job, partition, run)
+        self._keep_warm([run for _, run in tail])
         self._check_cancel()
         if setup.push:
             self._end_streams(assign, job)
         self._send(m.MapDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
                              attempt=assign.attempt, records_out=buffers.records, bytes_out=bytes_out))
+
+    def _keep_warm(self, runs: list[Pairs]) -> None:
+        """Hold this task's last runs, and let the previous task's go only now.
+
+        The pairs' keys lie scattered through the small-object arenas the map filled. Were they all freed
+        at the end of the task, those arenas would empty and go back to the OS, and the next map would
+        page-fault its way through fresh ones (on a word count: 5x the page faults, a tenth more CPU).
+        Held until the next map has made its own, they keep the arenas in use, and the next map reuses
+        their free space.
+        """
+        self._warm = runs if sum(map(len, runs)) <= _WARM_MAX_PAIRS else []
 
     def _emit(self, assign: m.AssignMap, job: JobContext, partition: int, run: Pairs) -> int:
         """Keep the run in the map's own copy and push it to the partition's owner."""

@@ -1,0 +1,28 @@
+"""An executor with real (unconnected) sockets and stores, not started: tests drive its methods or start it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import zmq
+
+from zmr.runtime.executor import Executor
+from zmr.runtime.stores import MapOutputStore, ReceiveStore
+
+
+@pytest.fixture()
+def executor(tmp_path: Path) -> Iterator[Executor]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    ex = Executor(ctx, "w-1", {}, ReceiveStore(tmp_path), MapOutputStore(tmp_path), lambda msg: None,
+                  memory_budget=64 << 20, max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0,
+                  log=structlog.get_logger())
+    yield ex
+    if ex.is_alive():
+        ex.stop()
+        ex.join(timeout=5)
+    ex._pusher.close()
+    ctx.term()
