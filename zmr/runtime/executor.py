@@ -38,8 +38,8 @@ from zmr.runtime.stores import MapOutputStore, ReceiveStore
 _STREAM_SETTLE = 0.25
 _STREAM_WAIT_LIMIT = 2.0
 _LINES_PER_WRITE = 4096
-# A map task's final runs are kept until the next map task has made its own (see `_run_map`), up to this
-# many pairs, or until the executor has idled this many seconds.
+# A map task's final runs are kept until the next map task has made its own (see `_keep_warm`), up to
+# this many pairs, or until a reduce starts or the executor has idled this many seconds.
 _WARM_MAX_PAIRS = 1 << 18
 _WARM_IDLE = 1.0
 
@@ -174,6 +174,7 @@ class Executor(threading.Thread):
             if isinstance(assign, m.AssignMap):
                 self._run_map(assign)
             else:
+                self._warm = []   # kept for the next map only: a reduce runs slower among them
                 self._run_reduce(assign, log)
             log.debug("task_finished", wall_s=round(time.monotonic() - wall, 3),
                       cpu_s=round(time.thread_time() - cpu, 3))
