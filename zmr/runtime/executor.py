@@ -40,7 +40,7 @@ _STREAM_WAIT_LIMIT = 2.0
 _LINES_PER_WRITE = 4096
 # A map task's final runs are kept until the next map task has made its own (see `_keep_warm`), up to
 # this many pairs, or until a reduce starts or the executor has idled this many seconds.
-_WARM_MAX_PAIRS = 1 << 18
+_WARM_MAX_PAIRS = 1 << 17   # ~20-40 MB of small objects at most
 _WARM_IDLE = 1.0
 
 
