@@ -6,8 +6,9 @@ unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs,
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import zmq
@@ -21,6 +22,16 @@ _RECONNECT_FIRST_MS = 10
 _RECONNECT_MAX_MS = 2000
 
 
+@contextlib.contextmanager
+def _closed_on_failure(sock: zmq.Socket[Any]) -> Iterator[None]:
+    """Close `sock` if setting it up fails: an open socket would keep the context's term() waiting for ever."""
+    try:
+        yield
+    except BaseException:
+        sock.close()
+        raise
+
+
 def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None = None,
            heartbeat: tuple[float, float] | None = None) -> zmq.Socket[Any]:
     """A ROUTER bound to `bind` that refuses frames over `max_bytes` and reports unroutable peers.
@@ -30,7 +41,7 @@ def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None
     """
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
-    try:
+    with _closed_on_failure(sock):
         if curve is not None:
             curve.apply(sock)
         if heartbeat is not None:
@@ -43,9 +54,6 @@ def router(ctx: zmq.Context[Any], bind: str, max_bytes: int, curve: Curve | None
         sock.setsockopt(zmq.SNDHWM, 10000)
         sock.setsockopt(zmq.RCVHWM, 10000)
         sock.bind(bind)
-    except BaseException:
-        sock.close()   # an open socket would keep the context's term() waiting for ever
-        raise
     return cast("zmq.Socket[Any]", sock)
 
 
@@ -59,7 +67,7 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
     """
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    try:
+    with _closed_on_failure(sock):
         if curve is not None:
             curve.apply(sock)
         sock.setsockopt(zmq.IMMEDIATE, int(immediate))
@@ -71,9 +79,6 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
         sock.setsockopt(zmq.SNDHWM, 10000)
         sock.setsockopt(zmq.RCVHWM, 10000)
         sock.connect(connect)
-    except BaseException:
-        sock.close()   # as in `router`
-        raise
     return cast("zmq.Socket[Any]", sock)
 
 
