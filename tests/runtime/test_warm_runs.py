@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from zmr.protocol import messages as m
 from zmr.runtime import executor as executor_module
 from zmr.runtime.executor import Executor
 
@@ -32,3 +33,9 @@ def test_runs_beyond_the_bound_are_not_held(executor: Executor, monkeypatch: pyt
     assert executor._warm == [[("a", 1), ("b", 2)], [("c", 3)]]
     executor._keep_warm([[("a", 1), ("b", 2)], [("c", 3), ("d", 4)]])
     assert executor._warm == []
+
+
+def test_a_reduce_gives_up_the_runs_before_it_runs(executor: Executor) -> None:
+    executor._keep_warm([[("a", 1)]])
+    executor._run_task(m.AssignReduce(job_id="job-0001", task=0, attempt=1, output_dir="/unused", sources=[]))
+    assert executor._warm == []   # its job is unknown here, so it ends at once: after giving them up
