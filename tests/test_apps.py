@@ -363,10 +363,6 @@ def test_unshipped_app_keeps_its_flags(tmp_path: Path) -> None:
 
 # --- the bundled apps ----------------------------------------------------------------------------
 
-GUTENBERG = REPO / ".." / "shared" / "data" / "gutenberg"
-needs_gutenberg = pytest.mark.skipif(
-    not GUTENBERG.is_dir(), reason=f"sample corpus not found at {GUTENBERG.resolve()} (shared data absent)"
-)
 SPLIT = 64 * 1024  # several splits per book, so split boundaries and first_line are exercised
 TRICKY = "aZé\u0301ß²³½Ⅻ一٣9_ﬁǅ\u02b0\u0300 \n\t-'’Ⅸⅸ𝔘𝟘\u2028"
 
@@ -394,11 +390,11 @@ def _output(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def books() -> dict[str, str]:
+def books(library: Path) -> dict[str, str]:
     """Each book's text, keyed by the name the job gives it (the typed directory joined with the file)."""
     return {
-        os.path.join(str(GUTENBERG), path.name): path.read_bytes().decode("utf-8", errors="replace")
-        for path in sorted(GUTENBERG.iterdir())
+        os.path.join(str(library), path.name): path.read_bytes().decode("utf-8", errors="replace")
+        for path in sorted(library.iterdir())
     }
 
 
@@ -451,16 +447,14 @@ def test_combining_any_runs_of_values_does_not_change_the_result(
             assert app.reduce(key, combined, []) == app.reduce(key, values, []) == app.reduce(key, twice, [])
 
 
-@needs_gutenberg
-def test_wc_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -> None:
-    out = run_sequential(_app("wc"), [str(GUTENBERG)], str(tmp_path), split_size=SPLIT)
+def test_wc_on_library(tmp_path: Path, library: Path, book_words: dict[str, list[str]]) -> None:
+    out = run_sequential(_app("wc"), [str(library)], str(tmp_path), split_size=SPLIT)
     expected = Counter(word for words in book_words.values() for word in words)
     assert _output(out) == {word: str(count) for word, count in expected.items()}
 
 
-@needs_gutenberg
-def test_indexer_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -> None:
-    out = run_sequential(_app("indexer"), [str(GUTENBERG)], str(tmp_path), split_size=SPLIT)
+def test_indexer_on_library(tmp_path: Path, library: Path, book_words: dict[str, list[str]]) -> None:
+    out = run_sequential(_app("indexer"), [str(library)], str(tmp_path), split_size=SPLIT)
     files: dict[str, set[str]] = {}
     for name, words in book_words.items():
         for word in words:
@@ -468,9 +462,8 @@ def test_indexer_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) 
     assert _output(out) == {w: f"{len(names)} {','.join(sorted(names))}" for w, names in files.items()}
 
 
-@needs_gutenberg
-def test_invert_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -> None:
-    out = run_sequential(_app("invert"), [str(GUTENBERG)], str(tmp_path), split_size=SPLIT)
+def test_invert_on_library(tmp_path: Path, library: Path, book_words: dict[str, list[str]]) -> None:
+    out = run_sequential(_app("invert"), [str(library)], str(tmp_path), split_size=SPLIT)
     per_word: dict[str, Counter[str]] = {}
     for name, words in book_words.items():
         for word in words:
@@ -484,10 +477,9 @@ def test_invert_on_gutenberg(tmp_path: Path, book_words: dict[str, list[str]]) -
     assert any(value.count(",") == 2 for value in output.values())
 
 
-@needs_gutenberg
-def test_grep_on_gutenberg(tmp_path: Path, books: dict[str, str]) -> None:
+def test_grep_on_library(tmp_path: Path, library: Path, books: dict[str, str]) -> None:
     pattern = r"\b(Watson|Huck)\b"
-    out = run_sequential(_app("grep"), [str(GUTENBERG)], str(tmp_path), args=[pattern], split_size=SPLIT)
+    out = run_sequential(_app("grep"), [str(library)], str(tmp_path), args=[pattern], split_size=SPLIT)
     expected = {
         f"{name}:{number}": line
         for name, text in books.items()

@@ -39,27 +39,27 @@ def _assert_ran(result: ZmrResult, maps: int, reduces: int) -> None:
 
 
 @pytest.mark.parametrize("app", ["wc", "indexer", "grep"])
-def test_app_equals_sequential_reference(app: str, gutenberg: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle,
-                                         gutenberg_word_count: list[str]) -> None:
+def test_app_equals_sequential_reference(app: str, library: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle,
+                                         library_word_count: list[str]) -> None:
     out = tmp_path / "out"
-    result = run_zmr(*_run_args(app, [gutenberg], out, 10, 3))
-    _assert_ran(result, maps=len(list(gutenberg.glob("*.txt"))), reduces=10)
+    result = run_zmr(*_run_args(app, [library], out, 10, 3))
+    _assert_ran(result, maps=len(list(library.glob("*.txt"))), reduces=10)
     got = read_output(out, 10)
     assert got, "the job wrote no output at all"
-    expected = seq_oracle(APPS / f"{app}.py", [gutenberg], APP_ARGS[app])
+    expected = seq_oracle(APPS / f"{app}.py", [library], APP_ARGS[app])
     assert got == expected
     if app == "wc":
-        assert got == gutenberg_word_count
+        assert got == library_word_count
 
 
 def test_int_float_and_str_values_come_out_as_the_sequential_reference_has_them(
-        gutenberg: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
     app, out = Path(__file__).parent / "apps" / "numbers.py", tmp_path / "out"
-    result = run_zmr("run", "--app", str(app), "--input", str(gutenberg), "--output", str(out), "--n-reduce", "3",
+    result = run_zmr("run", "--app", str(app), "--input", str(library), "--output", str(out), "--n-reduce", "3",
                      "--workers", "2", "--split-size-mb", "1", *FAST_FLAGS)
     assert result.returncode == 0, str(result)
     got = read_output(out, 3)
-    assert got == seq_oracle(app, [gutenberg])
+    assert got == seq_oracle(app, [library])
     values = dict(line.split(" ", 1) for line in got)
     assert values["n:T"].isdigit() and values["half:T"].endswith((".0", ".5")) and values["first:T"].startswith("T")
 
@@ -93,7 +93,7 @@ def test_split_size_set_as_a_config_override(big_input: Path, tmp_path: Path, ru
 
 
 def test_many_small_splits_through_the_api_and_no_temporary_name_is_ever_output(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, gutenberg_word_count: list[str]) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, library_word_count: list[str]) -> None:
     """Files cut into ~100 KB splits; while the job runs, nothing matching mr-out-* is partial or foreign."""
     c: Cluster = cluster(3)
     assert c.client is not None
@@ -101,13 +101,13 @@ def test_many_small_splits_through_the_api_and_no_temporary_name_is_ever_output(
     watcher = Watcher(c.processes(), out)
     watcher.start()
     try:
-        job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(out), n_reduce=7, split_size=100_000)
+        job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=7, split_size=100_000)
         info = c.client.wait(job, timeout=120)
     finally:
         watcher.stop()
     assert info.maps_total > 30
     got = read_output(out, 7)
-    assert got == seq_oracle(APPS / "wc.py", [gutenberg]) == gutenberg_word_count
+    assert got == seq_oracle(APPS / "wc.py", [library]) == library_word_count
     output_like = {n for n in watcher.names if n.startswith("mr-out-")}
     assert output_like <= {f"mr-out-{r}" for r in range(7)}, output_like
     for name, seen in watcher.snapshots.items():

@@ -217,7 +217,7 @@ def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def siege(gutenberg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Siege]:
+def siege(library: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Siege]:
     base = tmp_path_factory.mktemp("siege")
     gate, out = base / "gate", base / "out"
     c = Cluster(2, {**FAST, "log.format": "json", "coordinator.max_message_bytes": CONTROL_LIMIT,
@@ -228,7 +228,7 @@ def siege(gutenberg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         client = c.client
         assert client is not None
         workers = client.status().workers
-        job = client.submit(str(GATED_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE,
+        job = client.submit(str(GATED_APP), [str(library)], str(out), n_reduce=N_REDUCE,
                             args=[f"gate={gate}", "gate_timeout=45"], split_size=400_000)
         wait_until(lambda: sum(t.state == "running" for t in client.job(job).tasks) == 2, 30,
                    what="both workers to run a map")
@@ -267,10 +267,10 @@ def siege(gutenberg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def test_the_job_ran_through_the_siege_and_its_output_equals_the_reference(
-        siege: Siege, gutenberg: Path, seq_oracle: SeqOracle) -> None:
+        siege: Siege, library: Path, seq_oracle: SeqOracle) -> None:
     assert all(siege.running_during_siege), siege.running_during_siege
     assert siege.info.state == "succeeded" and siege.detail.error == ""
-    assert siege.lines == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert siege.lines == seq_oracle(APPS / "wc.py", [library])
     # no forged report counted: only the two real workers ran tasks, none of them failed
     assert {t.worker for t in siege.detail.tasks} <= set(siege.workers_before)
     assert not [r for r in siege.coordinator_log if r.get("event") == "task_failed"]

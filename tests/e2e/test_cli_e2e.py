@@ -48,20 +48,20 @@ def _no_cluster_was_started(tmpdir: Path) -> None:
 # ------------------------------------------------------------------ success, failure, Ctrl-C
 
 
-def test_run_success_leaves_no_process_and_no_scratch(gutenberg: Path, tmp_path: Path, run_zmr,
+def test_run_success_leaves_no_process_and_no_scratch(library: Path, tmp_path: Path, run_zmr,
                                                       seq_oracle: SeqOracle) -> None:
     out = tmp_path / "out"
-    result = run_zmr(*_run(APPS / "wc.py", [gutenberg], out))
+    result = run_zmr(*_run(APPS / "wc.py", [library], out))
     assert result.returncode == 0, str(result)
     assert result.leftovers == []
-    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
     assert list(result.tmpdir.iterdir()) == [], "zmr run left scratch files (work dirs or logs) after success"
 
 
-def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(gutenberg: Path, tmp_path: Path,
+def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(library: Path, tmp_path: Path,
                                                                             run_zmr) -> None:
     out = tmp_path / "out"
-    result = run_zmr(*_run(TEST_APPS / "fail_reduce.py", [gutenberg], out, 3, 2,
+    result = run_zmr(*_run(TEST_APPS / "fail_reduce.py", [library], out, 3, 2,
                            "--set", "retry.max_attempts=2", "--set", "retry.base=0.05"))
     assert result.returncode not in (0, 130), str(result)
     assert "job failed" in result.stderr, str(result)
@@ -80,10 +80,10 @@ def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(gute
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 143, "terminated")])
 def test_run_interrupted_or_terminated_stops_its_cluster_and_leaves_no_process(
-        gutenberg: Path, tmp_path: Path, zmr_cli: ZmrLauncher, sig: signal.Signals, code: int, word: str) -> None:
+        library: Path, tmp_path: Path, zmr_cli: ZmrLauncher, sig: signal.Signals, code: int, word: str) -> None:
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    args = _run(PROBE_APP, [gutenberg], out, 2, 2)
+    args = _run(PROBE_APP, [library], out, 2, 2)
     for arg in probe_args(markers, map_sleep=1.0):
         args += ["--arg", arg]
     proc, tmpdir = zmr_cli.spawn(*args, sigint_default=True)
@@ -138,11 +138,11 @@ BAD_APP_NO_REDUCE = textwrap.dedent("""
     ("app-raises-on-import", r"failed to import:(.|\n)*Traceback(.|\n)*bad_import\.py(.|\n)*zmr-e2e-import-boom"),
     ("app-without-reduce", r"`reduce` is missing"),
 ])
-def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, gutenberg: Path, tmp_path: Path,
+def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, library: Path, tmp_path: Path,
                                                       run_zmr) -> None:
-    app, inputs = APPS / "wc.py", [gutenberg]
+    app, inputs = APPS / "wc.py", [library]
     if case == "missing-input":
-        inputs = [gutenberg, tmp_path / "no-such-book.txt"]
+        inputs = [library, tmp_path / "no-such-book.txt"]
     elif case == "empty-input-dir":
         (tmp_path / "empty").mkdir()
         inputs = [tmp_path / "empty"]
@@ -163,8 +163,8 @@ def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, g
     assert not out.exists()
 
 
-def test_n_reduce_below_one_is_refused(gutenberg: Path, tmp_path: Path, run_zmr) -> None:
-    result = run_zmr(*_run(APPS / "wc.py", [gutenberg], tmp_path / "out", 0))
+def test_n_reduce_below_one_is_refused(library: Path, tmp_path: Path, run_zmr) -> None:
+    result = run_zmr(*_run(APPS / "wc.py", [library], tmp_path / "out", 0))
     assert result.returncode == 1, str(result)
     assert re.search(r"n_reduce must be (>= 1|at least 1)", result.stderr), str(result)
     assert result.leftovers == []
@@ -172,29 +172,29 @@ def test_n_reduce_below_one_is_refused(gutenberg: Path, tmp_path: Path, run_zmr)
     assert not (tmp_path / "out").exists()
 
 
-def test_existing_output_is_refused_unless_overwrite(gutenberg: Path, tmp_path: Path, run_zmr,
+def test_existing_output_is_refused_unless_overwrite(library: Path, tmp_path: Path, run_zmr,
                                                      seq_oracle: SeqOracle) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "mr-out-0").write_text("old 1\n")
     (out / "mr-out-99").write_text("stale 1\n")
-    refused = run_zmr(*_run(APPS / "wc.py", [gutenberg], out))
+    refused = run_zmr(*_run(APPS / "wc.py", [library], out))
     assert refused.returncode == 1, str(refused)
     assert "already holds output" in refused.stderr and "--overwrite" in refused.stderr, str(refused)
     assert refused.leftovers == []
     assert (out / "mr-out-0").read_text() == "old 1\n" and (out / "mr-out-99").read_text() == "stale 1\n"
 
-    done = run_zmr(*_run(APPS / "wc.py", [gutenberg], out, 3, 2, "--overwrite"))
+    done = run_zmr(*_run(APPS / "wc.py", [library], out, 3, 2, "--overwrite"))
     assert done.returncode == 0, str(done)
     assert done.leftovers == []
-    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [gutenberg])   # mr-out-99 is gone too
+    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])   # mr-out-99 is gone too
 
 
-def test_existing_success_marker_alone_is_refused(gutenberg: Path, tmp_path: Path, run_zmr) -> None:
+def test_existing_success_marker_alone_is_refused(library: Path, tmp_path: Path, run_zmr) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "_SUCCESS").write_text("")
-    refused = run_zmr(*_run(APPS / "wc.py", [gutenberg], out))
+    refused = run_zmr(*_run(APPS / "wc.py", [library], out))
     assert refused.returncode == 1, str(refused)
     assert "already holds output" in refused.stderr, str(refused)
     assert refused.leftovers == []
@@ -227,7 +227,7 @@ class _Lines(threading.Thread):
 
 
 def test_cluster_up_serves_jobs_restarts_a_dead_worker_and_stops_on_sigterm(
-        gutenberg: Path, tmp_path: Path, zmr_cli: ZmrLauncher, run_zmr, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, zmr_cli: ZmrLauncher, run_zmr, seq_oracle: SeqOracle) -> None:
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     proc, tmpdir = zmr_cli.spawn("cluster", "up", REPO / "configs" / "local.toml", "--workers", "2",
@@ -243,11 +243,11 @@ def test_cluster_up_serves_jobs_restarts_a_dead_worker_and_stops_on_sigterm(
         assert len(children_of(proc.pid)) == 3           # a coordinator and two workers
 
         out = tmp_path / "out"
-        submitted = run_zmr("submit", "--coordinator", address, "--app", APPS / "wc.py", "--input", gutenberg,
+        submitted = run_zmr("submit", "--coordinator", address, "--app", APPS / "wc.py", "--input", library,
                             "--output", out, "--n-reduce", "3", "--wait")
         assert submitted.returncode == 0, str(submitted)
         assert re.match(r"job-\d+\n", submitted.stdout), submitted.stdout
-        assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [gutenberg])
+        assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
 
         # a worker that dies is replaced
         worker = next(p for p in children_of(proc.pid) if " worker " in f" {p.cmdline} ")
@@ -289,7 +289,7 @@ def _stop(proc: subprocess.Popen[str], timeout: float = 15) -> int:
     return proc.wait(timeout=timeout)
 
 
-def test_worker_started_before_its_coordinator_joins_and_runs_a_job(gutenberg: Path, tmp_path: Path,
+def test_worker_started_before_its_coordinator_joins_and_runs_a_job(library: Path, tmp_path: Path,
                                                                    zmr_cli: ZmrLauncher, run_zmr,
                                                                    seq_oracle: SeqOracle) -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"
@@ -298,10 +298,10 @@ def test_worker_started_before_its_coordinator_joins_and_runs_a_job(gutenberg: P
     coord, _ = zmr_cli.spawn("coord", "--bind", address, *FAST_FLAGS)
     wait_until(lambda: _registered_workers(address) == 1, 30, what="the worker to register")
     out = tmp_path / "out"
-    done = run_zmr("submit", "--coordinator", address, "--app", APPS / "wc.py", "--input", gutenberg,
+    done = run_zmr("submit", "--coordinator", address, "--app", APPS / "wc.py", "--input", library,
                    "--output", out, "--n-reduce", "2", "--wait")
     assert done.returncode == 0, str(done)
-    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [library])
     _stop(worker)
     assert _stop(coord) == 0
     assert mentioning(str(worker_tmp)) == []

@@ -32,15 +32,15 @@ pytestmark = pytest.mark.e2e
 # ------------------------------------------------------------------ several jobs
 
 
-def test_several_jobs_submitted_at_once_all_complete_correctly(gutenberg: Path, big_input: Path, tmp_path: Path,
+def test_several_jobs_submitted_at_once_all_complete_correctly(library: Path, big_input: Path, tmp_path: Path,
                                                                cluster, seq_oracle: SeqOracle) -> None:
     c: Cluster = cluster(3)
     assert c.client is not None
     jobs = {  # name: (app, args, inputs, n_reduce, split_size)
-        "wc": ("wc", [], [gutenberg], 3, 64 << 20),
-        "indexer": ("indexer", [], [gutenberg], 7, 64 << 20),
+        "wc": ("wc", [], [library], 3, 64 << 20),
+        "indexer": ("indexer", [], [library], 7, 64 << 20),
         "grep": ("grep", [GREP_PATTERN], [big_input], 5, 500_000),
-        "invert": ("invert", [], [gutenberg], 2, 300_000),
+        "invert": ("invert", [], [library], 2, 300_000),
         "wc-one-reduce": ("wc", [], [big_input], 1, 400_000),
     }
     ids = {}
@@ -50,7 +50,7 @@ def test_several_jobs_submitted_at_once_all_complete_correctly(gutenberg: Path, 
     assert len(set(ids.values())) == len(jobs)
     # a second job may not write into the directory of one that is still running
     with pytest.raises(ClusterError, match="in use by a running job"):
-        c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "wc-one-reduce"), n_reduce=2)
+        c.client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "wc-one-reduce"), n_reduce=2)
     for job in ids.values():
         c.client.wait(job, timeout=120)
     for name, (app, args, inputs, n_reduce, _) in jobs.items():
@@ -62,13 +62,13 @@ def test_several_jobs_submitted_at_once_all_complete_correctly(gutenberg: Path, 
 # ------------------------------------------------------------------ zmr status and zmr cancel
 
 
-def test_status_shows_jobs_workers_and_per_task_and_partition_times(gutenberg: Path, tmp_path: Path, cluster,
+def test_status_shows_jobs_workers_and_per_task_and_partition_times(library: Path, tmp_path: Path, cluster,
                                                                     run_zmr) -> None:
     c: Cluster = cluster(2)
     assert c.client is not None
     markers = tmp_path / "markers"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(tmp_path / "out"), n_reduce=3,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(tmp_path / "out"), n_reduce=3,
                           args=probe_args(markers, map_sleep=0.3))
     wait_until(lambda: read_markers(markers), 30, what="a map task to start")
     running = run_zmr("status", "--coordinator", c.address)
@@ -111,34 +111,34 @@ def test_status_shows_jobs_workers_and_per_task_and_partition_times(gutenberg: P
     assert unknown.returncode != 0 and "no job job-9999" in unknown.stderr, str(unknown)
 
 
-def test_status_names_the_worker_of_every_finished_task(gutenberg: Path, tmp_path: Path, cluster) -> None:
+def test_status_names_the_worker_of_every_finished_task(library: Path, tmp_path: Path, cluster) -> None:
     c: Cluster = cluster(2)
     assert c.client is not None
-    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), n_reduce=3)
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), n_reduce=3)
     c.client.wait(job, timeout=60)
     workers = {w.worker_id for w in c.client.status().workers}
     assert {(t.kind, t.index): t.worker in workers for t in c.client.job(job).tasks} == {
         (t.kind, t.index): True for t in c.client.job(job).tasks}
 
 
-def test_partition_stats_are_final_once_the_job_has_ended(gutenberg: Path, tmp_path: Path, cluster) -> None:
+def test_partition_stats_are_final_once_the_job_has_ended(library: Path, tmp_path: Path, cluster) -> None:
     """Heartbeats every 3 s and a sub-second job: whatever a final status shows must be the whole story."""
     c: Cluster = cluster(2, coordinator__heartbeat_interval="3")
     assert c.client is not None
-    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), n_reduce=2)
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), n_reduce=2)
     c.client.wait(job, timeout=60)
     info = c.client.job(job)
     # each of the 8 maps sends its (small) output for a partition as one batch
     assert [(p.partition, p.batches_in) for p in info.partitions] == [(0, 8), (1, 8)]
 
 
-def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(gutenberg: Path, tmp_path: Path, cluster,
+def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(library: Path, tmp_path: Path, cluster,
                                                                        run_zmr, seq_oracle: SeqOracle) -> None:
     c: Cluster = cluster(2)
     assert c.client is not None
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=2,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=2,
                           args=probe_args(markers, map_sleep=1.0))
     wait_until(lambda: read_markers(markers), 30, what="a map task to start")
     cancelled = run_zmr("cancel", job, "--coordinator", c.address)
@@ -151,9 +151,9 @@ def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(gutenberg
     # the workers are free for the next job
     wait_until(lambda: all(w.state == "idle" for w in c.client.status().workers), 15,  # type: ignore[union-attr]
                what="the workers to drop the cancelled tasks")
-    job2 = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out2"), n_reduce=2)
+    job2 = c.client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out2"), n_reduce=2)
     c.client.wait(job2, timeout=60)
-    assert read_output(tmp_path / "out2", 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(tmp_path / "out2", 2) == seq_oracle(APPS / "wc.py", [library])
     assert not any(out.glob("mr-out-*")), "the cancelled job wrote output after all"
 
 

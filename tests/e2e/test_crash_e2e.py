@@ -33,7 +33,7 @@ def _events(markers: Path) -> dict[tuple[str, str], int]:
 
 
 def test_random_crashes_and_stalls_in_map_and_reduce_still_give_the_reference_output(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Each map call and reduce task crashes its worker with probability 1/8 and stalls it with 1/8.
 
     The first map and the first reduce crash and the next ones stall for sure (`force=crash,stall`), so
@@ -47,7 +47,7 @@ def test_random_crashes_and_stalls_in_map_and_reduce_still_give_the_reference_ou
     """
     c: Cluster = cluster(3, coordinator__heartbeat_interval="0.2", coordinator__task_timeout="3")
     assert c.client is not None
-    inputs = [str(gutenberg / book) for book in BOOKS]
+    inputs = [str(library / book) for book in BOOKS]
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
     args = [f"markers={markers}", "crash=1/8", "stall=1/8", "stall_s=5", "force=crash,stall"]
@@ -66,7 +66,7 @@ def test_random_crashes_and_stalls_in_map_and_reduce_still_give_the_reference_ou
 
 
 def test_a_map_that_kills_its_worker_one_time_in_three_still_completes(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Only one file's map crashes (its first attempt for sure, then one time in three), default limits.
 
     With the default `retry.max_worker_losses` (8), the job fails only if nine attempts in a row crash:
@@ -74,7 +74,7 @@ def test_a_map_that_kills_its_worker_one_time_in_three_still_completes(
     """
     c: Cluster = cluster(3, coordinator__heartbeat_interval="0.2", speculation__enabled="false")
     assert c.client is not None
-    inputs = [str(gutenberg / book) for book in BOOKS]
+    inputs = [str(library / book) for book in BOOKS]
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
     target = "frankenstein"

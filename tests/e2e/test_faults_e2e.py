@@ -38,9 +38,9 @@ pytestmark = pytest.mark.e2e
 
 
 
-def _submit(c: Cluster, gutenberg: Path, out: Path, markers: Path, n_reduce: int, **options: object) -> str:
+def _submit(c: Cluster, library: Path, out: Path, markers: Path, n_reduce: int, **options: object) -> str:
     assert c.client is not None
-    return c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=n_reduce,
+    return c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=n_reduce,
                            args=probe_args(markers, probe_r=n_reduce, **options), split_size=150_000)
 
 
@@ -52,13 +52,13 @@ def _kill_when(c: Cluster, job: str, choose: Callable[[], str]) -> tuple[str, m.
 
 
 def _check_complete(client: Client, job: str, out: Path, n_reduce: int, victim: str, before: m.JobInfo,
-                    seq_oracle: SeqOracle, gutenberg: Path, word_count: list[str]) -> list[str]:
+                    seq_oracle: SeqOracle, library: Path, word_count: list[str]) -> list[str]:
     """The reference output, each map counted once per partition, and no attempt beyond the necessary."""
     final = client.wait(job, timeout=120)
     lines = read_output(out, n_reduce, ignore_hidden=True)
     # every map's output was counted exactly once in every partition, whoever made or moved it
     assert probe_counts(lines) == {r: final.maps_total for r in range(n_reduce)}
-    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg]) == word_count
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library]) == word_count
     # the job may end before the coordinator notices the victim is gone; it must notice all the same
     wait_until(lambda: {w.worker_id: w.state for w in client.status().workers}[victim] == "dead", 30,
                what=f"{victim} to be declared dead")
@@ -84,8 +84,8 @@ def _map_phase(client: Client, job: str, n_reduce: int, want: Callable[[m.JobInf
     return choose
 
 
-def test_mapper_killed_mid_job_the_job_still_completes(gutenberg: Path, tmp_path: Path, cluster,
-                                                       seq_oracle: SeqOracle, gutenberg_word_count: list[str]
+def test_mapper_killed_mid_job_the_job_still_completes(library: Path, tmp_path: Path, cluster,
+                                                       seq_oracle: SeqOracle, library_word_count: list[str]
                                                        ) -> None:
     """The victim owns no partition (R=2 on 3 workers), has committed maps and is running another one.
 
@@ -96,19 +96,19 @@ def test_mapper_killed_mid_job_the_job_still_completes(gutenberg: Path, tmp_path
     client = c.client
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = _submit(c, gutenberg, out, markers, 2, map_sleep=0.1)
+    job = _submit(c, library, out, markers, 2, map_sleep=0.1)
 
     def mapper_only(info: m.JobInfo, owners: list[str], worker: str) -> bool:
         running = [t for t in info.tasks if t.kind == "map" and t.state == "running" and t.worker == worker]
         return worker not in owners and bool(running)
 
     victim, before = _kill_when(c, job, _map_phase(client, job, 2, mapper_only))
-    _check_complete(client, job, out, 2, victim, before, seq_oracle, gutenberg, gutenberg_word_count)
+    _check_complete(client, job, out, 2, victim, before, seq_oracle, library, library_word_count)
     assert len(necessary_reruns(before, victim)) == 1
 
 
 def test_partition_owner_killed_after_maps_committed_the_job_still_completes(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, gutenberg_word_count: list[str]) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, library_word_count: list[str]) -> None:
     """Kill one of 3 workers that owns partitions and has committed a map, once other workers committed some.
 
     Its partitions move, so the maps it committed run again (their kept copies died with it); no other.
@@ -118,22 +118,22 @@ def test_partition_owner_killed_after_maps_committed_the_job_still_completes(
     client = c.client
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = _submit(c, gutenberg, out, markers, 6, map_sleep=0.1)
+    job = _submit(c, library, out, markers, 6, map_sleep=0.1)
 
     def owner_among_others(info: m.JobInfo, owners: list[str], worker: str) -> bool:
         committers = {t.worker for t in info.tasks if t.kind == "map" and t.state == "done"}
         return worker in owners and len(committers) >= 2
 
     victim, before = _kill_when(c, job, _map_phase(client, job, 6, owner_among_others))
-    _check_complete(client, job, out, 6, victim, before, seq_oracle, gutenberg, gutenberg_word_count)
+    _check_complete(client, job, out, 6, victim, before, seq_oracle, library, library_word_count)
     assert any(kind == "map" for kind, _ in necessary_reruns(before, victim))
 
 
-def _kill_a_running_reducer(c: Cluster, gutenberg: Path, tmp_path: Path) -> tuple[str, str, Path, m.JobInfo]:
+def _kill_a_running_reducer(c: Cluster, library: Path, tmp_path: Path) -> tuple[str, str, Path, m.JobInfo]:
     """Slow reduces (the probe key sleeps); SIGKILL the worker of the first reduce the app sees running."""
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = _submit(c, gutenberg, out, markers, 6, reduce_sleep=1.5)
+    job = _submit(c, library, out, markers, 6, reduce_sleep=1.5)
     pid = wait_until(lambda: next((r["pid"] for r in read_markers(markers) if r["kind"] == "reduce"), None), 60,
                      interval=0.01, what="a reduce to run")
     assert c.client is not None
@@ -144,30 +144,30 @@ def _kill_a_running_reducer(c: Cluster, gutenberg: Path, tmp_path: Path) -> tupl
     return job, victim, out, before
 
 
-def test_reducer_killed_mid_reduce_the_job_still_completes(gutenberg: Path, tmp_path: Path, cluster,
-                                                           seq_oracle: SeqOracle, gutenberg_word_count: list[str]
+def test_reducer_killed_mid_reduce_the_job_still_completes(library: Path, tmp_path: Path, cluster,
+                                                           seq_oracle: SeqOracle, library_word_count: list[str]
                                                            ) -> None:
     """Its reduce runs again elsewhere, and so do the maps it committed (its partitions move); no other task."""
     c: Cluster = cluster(3, **KILL_SETTINGS)
-    job, victim, out, before = _kill_a_running_reducer(c, gutenberg, tmp_path)
+    job, victim, out, before = _kill_a_running_reducer(c, library, tmp_path)
     assert c.client is not None
-    _check_complete(c.client, job, out, 6, victim, before, seq_oracle, gutenberg, gutenberg_word_count)
+    _check_complete(c.client, job, out, 6, victim, before, seq_oracle, library, library_word_count)
 
 
-def test_a_killed_reducer_leaves_no_temporary_file_in_the_output(gutenberg: Path, tmp_path: Path, cluster) -> None:
+def test_a_killed_reducer_leaves_no_temporary_file_in_the_output(library: Path, tmp_path: Path, cluster) -> None:
     c: Cluster = cluster(3, **KILL_SETTINGS)
-    job, _, out, _ = _kill_a_running_reducer(c, gutenberg, tmp_path)
+    job, _, out, _ = _kill_a_running_reducer(c, library, tmp_path)
     assert c.client is not None
     c.client.wait(job, timeout=120)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
-def test_barrier_mode_reducers_pull_map_output_without_retries(gutenberg: Path, tmp_path: Path, cluster,
+def test_barrier_mode_reducers_pull_map_output_without_retries(library: Path, tmp_path: Path, cluster,
                                                                seq_oracle: SeqOracle) -> None:
     """With shuffle.mode=barrier every reducer pulls every map's output from the mappers' kept copies."""
     c: Cluster = cluster(2, shuffle__mode="barrier")
     assert c.client is not None
-    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), n_reduce=2)
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), n_reduce=2)
     c.client.wait(job, timeout=15)
-    assert read_output(tmp_path / "out", 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(tmp_path / "out", 2) == seq_oracle(APPS / "wc.py", [library])
     assert [t.attempts for t in c.client.job(job).tasks] == [1] * 10   # 8 maps, 2 reduces: no retries

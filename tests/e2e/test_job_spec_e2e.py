@@ -36,7 +36,7 @@ def _submit_args(inputs: list[Path], out: Path) -> list[str | Path]:
     ("fifo-among-books", r"input '.*fifo' is neither a regular file nor a directory"),
     ("dir-of-unreadables", r"input directory '.*unreadables' holds no \(non-hidden\) files"),
 ])
-def test_an_input_that_cannot_be_read_as_a_file_is_refused_clearly(case: str, message: str, gutenberg: Path,
+def test_an_input_that_cannot_be_read_as_a_file_is_refused_clearly(case: str, message: str, library: Path,
                                                                     tmp_path: Path, run_zmr) -> None:
     fifo, dangling, folder = tmp_path / "fifo", tmp_path / "dangling", tmp_path / "unreadables"
     os.mkfifo(fifo)   # opening it would block: it must be refused, never read
@@ -46,7 +46,7 @@ def test_an_input_that_cannot_be_read_as_a_file_is_refused_clearly(case: str, me
     (folder / "nowhere.txt").symlink_to(tmp_path / "gone.txt")
     (folder / ".hidden.txt").write_text("hidden words are skipped\n")
     (folder / "sub").mkdir()
-    inputs = {"fifo": [fifo], "broken-symlink": [dangling], "fifo-among-books": [gutenberg, fifo],
+    inputs = {"fifo": [fifo], "broken-symlink": [dangling], "fifo-among-books": [library, fifo],
               "dir-of-unreadables": [folder]}[case]
     out = tmp_path / "out"
     result = run_zmr(*_submit_args(inputs, out), timeout=30)
@@ -77,35 +77,35 @@ def _contents(out: Path) -> dict[str, str]:
 
 
 def test_the_coordinator_refuses_output_in_the_way_and_the_queue_is_untouched(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     c: Cluster = cluster(1)
     assert c.client is not None
     out, a_file = tmp_path / "out", tmp_path / "a-file"
     old = _old_output(out)
     a_file.write_text("not a directory\n")
     with pytest.raises(ClusterError, match=r"already holds output .*--overwrite"):
-        c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(out), n_reduce=2)
+        c.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=2)
     with pytest.raises(ClusterError, match="exists and is not a directory"):
-        c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(a_file), n_reduce=2)
+        c.client.submit(str(APPS / "wc.py"), [str(library)], str(a_file), n_reduce=2)
     assert _job_ids(c) == []
     assert _contents(out) == old and a_file.read_text() == "not a directory\n"
 
-    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(out), n_reduce=2, overwrite=True)
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=2, overwrite=True)
     c.client.wait(job, timeout=120)
     assert _job_ids(c) == [job]
     assert (out / "notes.txt").read_text() == "mine\n"   # only zmr's own files are replaced
     (out / "notes.txt").unlink()
-    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [library])
 
 
 @pytest.mark.parametrize("flaw", ["n_reduce=0", "no splits", "no app"])
-def test_a_refused_spec_never_touches_the_output_directory(flaw: str, gutenberg: Path, tmp_path: Path,
+def test_a_refused_spec_never_touches_the_output_directory(flaw: str, library: Path, tmp_path: Path,
                                                            cluster) -> None:
     c: Cluster = cluster(1)
     assert c.client is not None
     out = tmp_path / "out"
     old = _old_output(out)
-    spec = build_spec(str(APPS / "wc.py"), [str(gutenberg)], str(out), 2, overwrite=True)
+    spec = build_spec(str(APPS / "wc.py"), [str(library)], str(out), 2, overwrite=True)
     flaws: dict[str, dict[str, Any]] = {"n_reduce=0": {"n_reduce": 0}, "no splits": {"splits": []},
                                         "no app": {"app_blob": b""}}
     changes = flaws[flaw]

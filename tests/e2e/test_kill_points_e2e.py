@@ -50,26 +50,26 @@ pytestmark = pytest.mark.e2e
 ONE_MAP_PER_BOOK = 1 << 30
 
 
-def _start(cluster, gutenberg: Path, tmp_path: Path, n_reduce: int, **options: object
+def _start(cluster, library: Path, tmp_path: Path, n_reduce: int, **options: object
            ) -> tuple[Cluster, str, Path, Path]:
     c: Cluster = cluster(3, **KILL_SETTINGS)
     assert c.client is not None
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=n_reduce,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=n_reduce,
                           args=probe_args(markers, probe_r=n_reduce, **options), split_size=ONE_MAP_PER_BOOK)
     return c, job, markers, out
 
 
 def _check(c: Cluster, job: str, out: Path, n_reduce: int, before: m.JobInfo, victim: str,
-           gutenberg: Path, seq_oracle: SeqOracle) -> m.JobInfo:
+           library: Path, seq_oracle: SeqOracle) -> m.JobInfo:
     """The job completes with the reference output; only the necessary tasks ran again."""
     assert c.client is not None
     c.client.wait(job, timeout=120)
     final = c.client.job(job)
     lines = read_output(out, n_reduce)   # no temporary file left either
     assert probe_counts(lines) == {r: final.maps_total for r in range(n_reduce)}
-    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library])
     client = c.client
     # The job may finish before the coordinator notices an idle victim is gone; it must notice all the same.
     wait_until(lambda: {w.worker_id: w.state for w in client.status().workers}[victim] == "dead", 30,
@@ -79,9 +79,9 @@ def _check(c: Cluster, job: str, out: Path, n_reduce: int, before: m.JobInfo, vi
 
 
 def test_b_mapper_killed_after_its_maps_committed_while_reducers_work_nothing_runs_again(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """R=2 on 3 workers: the victim owns no partition, so every map it committed was pushed to live owners."""
-    c, job, _, out = _start(cluster, gutenberg, tmp_path, 2, map_sleep=0.2, reduce_sleep=1.5)
+    c, job, _, out = _start(cluster, library, tmp_path, 2, map_sleep=0.2, reduce_sleep=1.5)
     assert c.client is not None
     client = c.client
 
@@ -97,18 +97,18 @@ def test_b_mapper_killed_after_its_maps_committed_while_reducers_work_nothing_ru
     before = freeze_and_kill(c, victim, job)
     assert before.reduces_done < before.reduces_total and any(
         t.kind == "map" and t.worker == victim for t in before.tasks)
-    _check(c, job, out, 2, before, victim, gutenberg, seq_oracle)
+    _check(c, job, out, 2, before, victim, library, seq_oracle)
     assert necessary_reruns(before, victim) == set()
 
 
 def test_c_owner_killed_while_receiving_batches_only_its_running_map_runs_again(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """The victim runs a slow first map, so it has committed nothing while the others push it batches.
 
     Its partitions move; their new owners pull what the victim had received from the mappers' kept
     copies, so no map but the victim's own runs again.
     """
-    c, job, markers, out = _start(cluster, gutenberg, tmp_path, 6, map_sleep=0.3, slow_once="dorian:5")
+    c, job, markers, out = _start(cluster, library, tmp_path, 6, map_sleep=0.3, slow_once="dorian:5")
     assert c.client is not None
     client = c.client
     pid = wait_until(lambda: next((r["pid"] for r in read_markers(markers) if "dorian" in r.get("file", "")), None), 30,
@@ -126,15 +126,15 @@ def test_c_owner_killed_while_receiving_batches_only_its_running_map_runs_again(
     assert before.maps_done < before.maps_total
     assert not [t for t in before.tasks if t.worker == victim and t.state == "done"]
     assert necessary_reruns(before, victim) == {("map", 1)}   # pg-dorian_gray.txt, second in sorted order
-    _check(c, job, out, 6, before, victim, gutenberg, seq_oracle)
+    _check(c, job, out, 6, before, victim, library, seq_oracle)
 
 
-def test_e_reducer_killed_after_writing_its_output_before_the_commit(gutenberg: Path, tmp_path: Path, cluster,
+def test_e_reducer_killed_after_writing_its_output_before_the_commit(library: Path, tmp_path: Path, cluster,
                                                                      seq_oracle: SeqOracle) -> None:
     """The reduce of partition 0 blocks at its last key: its temporary file is in the output directory,
     mr-out-0 is not, and it has not reported ReduceDone. Kill its worker there: another attempt commits
     partition 0 once, the dead attempt's temporary file is removed, and mr-out-0 is never seen partial."""
-    c, job, markers, out = _start(cluster, gutenberg, tmp_path, 3, hold=0)
+    c, job, markers, out = _start(cluster, library, tmp_path, 3, hold=0)
     assert c.client is not None
     watcher = Watcher(c.processes(), out)
     watcher.start()
@@ -149,7 +149,7 @@ def test_e_reducer_killed_after_writing_its_output_before_the_commit(gutenberg: 
         before = freeze_and_kill(c, victim, job)
         assert [(t.state, t.worker) for t in before.tasks if (t.kind, t.index) == ("reduce", 0)] == [
             ("running", victim)]
-        final = _check(c, job, out, 3, before, victim, gutenberg, seq_oracle)
+        final = _check(c, job, out, 3, before, victim, library, seq_oracle)
     finally:
         release_hold(markers, 0)
         watcher.stop()

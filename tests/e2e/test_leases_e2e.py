@@ -162,14 +162,14 @@ def assert_timeline_ends_at_zero(c: Cluster, job: str) -> m.JobInfo:
     return info
 
 
-def hold_mid_map(c: Cluster, tmp_path: Path, gutenberg: Path, name: str = "held",
+def hold_mid_map(c: Cluster, tmp_path: Path, library: Path, name: str = "held",
                  sleep: float = 30) -> tuple[str, dict[str, Path]]:
     """A probe job whose one map of SLOW_BOOK sleeps `sleep` s while every other map commits; returns once
     every other map has committed and every worker holds files of the job."""
     assert c.client is not None
     markers = tmp_path / f"{name}-markers"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(tmp_path / f"{name}-out"), n_reduce=N_REDUCE,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(tmp_path / f"{name}-out"), n_reduce=N_REDUCE,
                           args=probe_args(markers, probe_r=N_REDUCE, slow_once=f"{SLOW_BOOK}:{sleep}"),
                           split_size=SPLIT)
     dirs = work_dirs(c)
@@ -190,12 +190,12 @@ def hold_mid_map(c: Cluster, tmp_path: Path, gutenberg: Path, name: str = "held"
 # ------------------------------------------------------------------ while a job runs
 
 
-def test_while_a_job_is_held_mid_map_every_lease_is_one_file_on_its_worker(gutenberg: Path, tmp_path: Path,
+def test_while_a_job_is_held_mid_map_every_lease_is_one_file_on_its_worker(library: Path, tmp_path: Path,
                                                                             cluster, run_zmr) -> None:
     c: Cluster = cluster(3, **HOLD)
     assert c.client is not None
     client = c.client
-    job, dirs = hold_mid_map(c, tmp_path, gutenberg)
+    job, dirs = hold_mid_map(c, tmp_path, library)
     files = lease_files(dirs)
     # every file is a partition file of this job, in recv/ or maps/
     for worker, names in files.items():
@@ -225,22 +225,22 @@ def test_while_a_job_is_held_mid_map_every_lease_is_one_file_on_its_worker(guten
 # ------------------------------------------------------------------ however a job ends, nothing is left
 
 
-def test_after_a_job_succeeds_no_file_and_no_lease_is_left(gutenberg: Path, tmp_path: Path, cluster, run_zmr,
+def test_after_a_job_succeeds_no_file_and_no_lease_is_left(library: Path, tmp_path: Path, cluster, run_zmr,
                                                            seq_oracle: SeqOracle) -> None:
     c: Cluster = cluster(3)
     assert c.client is not None
     dirs = work_dirs(c)
     out = tmp_path / "out"
-    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(out), n_reduce=N_REDUCE, split_size=SPLIT)
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=N_REDUCE, split_size=SPLIT)
     assert c.client.wait(job, timeout=60).state == "succeeded"
     await_clean(c, job, dirs)
     assert status_leases(run_zmr, c.address, job) == (0, {w: 0 for w in dirs})
     assert_timeline_ends_at_zero(c, job)
-    assert read_output(out, N_REDUCE) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, N_REDUCE) == seq_oracle(APPS / "wc.py", [library])
 
 
 @pytest.mark.parametrize("where", ["map", "reduce"])
-def test_after_a_job_fails_no_file_and_no_lease_is_left(where: str, gutenberg: Path, tmp_path: Path,
+def test_after_a_job_fails_no_file_and_no_lease_is_left(where: str, library: Path, tmp_path: Path,
                                                         cluster) -> None:
     """The map of one book raises (the other maps' output exists), or every reduce raises (all of it does)."""
     if where == "map":
@@ -251,7 +251,7 @@ def test_after_a_job_fails_no_file_and_no_lease_is_left(where: str, gutenberg: P
     c: Cluster = cluster(3, retry__base="0.2")
     assert c.client is not None
     dirs = work_dirs(c)
-    job = c.client.submit(str(app), [str(gutenberg)], str(tmp_path / "out"), n_reduce=N_REDUCE, split_size=SPLIT)
+    job = c.client.submit(str(app), [str(library)], str(tmp_path / "out"), n_reduce=N_REDUCE, split_size=SPLIT)
     with pytest.raises(JobFailed):
         c.client.wait(job, timeout=60)
     info = c.client.job(job)
@@ -260,12 +260,12 @@ def test_after_a_job_fails_no_file_and_no_lease_is_left(where: str, gutenberg: P
     assert_timeline_ends_at_zero(c, job)
 
 
-def test_after_a_job_is_cancelled_mid_map_no_file_and_no_lease_is_left(gutenberg: Path, tmp_path: Path,
+def test_after_a_job_is_cancelled_mid_map_no_file_and_no_lease_is_left(library: Path, tmp_path: Path,
                                                                        cluster, run_zmr) -> None:
     c: Cluster = cluster(3, **HOLD)
     assert c.client is not None
     client = c.client
-    job, dirs = hold_mid_map(c, tmp_path, gutenberg, sleep=8)
+    job, dirs = hold_mid_map(c, tmp_path, library, sleep=8)
     wait_until(lambda: client.job(job).leases > 0, SETTLE, what="the held job's leases to be counted")
     cancelled = run_zmr("cancel", job, "--coordinator", c.address)
     assert cancelled.returncode == 0, str(cancelled)
@@ -279,14 +279,14 @@ def test_after_a_job_is_cancelled_mid_map_no_file_and_no_lease_is_left(gutenberg
     assert not any(lease_files(dirs).values()), lease_files(dirs)
 
 
-def test_ending_one_job_drops_only_that_jobs_files_and_leases(gutenberg: Path, tmp_path: Path, cluster) -> None:
+def test_ending_one_job_drops_only_that_jobs_files_and_leases(library: Path, tmp_path: Path, cluster) -> None:
     """Two jobs held mid-map at once (each on its own sleeping worker): cancelling one (through the API)
     leaves every file and lease of the other as it was; cancelling that one too leaves nothing."""
     c: Cluster = cluster(3, **HOLD)
     assert c.client is not None
     client = c.client
-    first, dirs = hold_mid_map(c, tmp_path, gutenberg, "first")
-    second, _ = hold_mid_map(c, tmp_path, gutenberg, "second")
+    first, dirs = hold_mid_map(c, tmp_path, library, "first")
+    second, _ = hold_mid_map(c, tmp_path, library, "second")
     files = {job: lease_files(dirs, job) for job in (first, second)}
     assert all(files[first].values()) and all(files[second].values())
 
@@ -311,12 +311,12 @@ def test_ending_one_job_drops_only_that_jobs_files_and_leases(gutenberg: Path, t
 # ------------------------------------------------------------------ the coordinator dies for good
 
 
-def test_workers_drop_a_job_one_ttl_after_its_coordinator_was_killed_for_good(gutenberg: Path, tmp_path: Path,
+def test_workers_drop_a_job_one_ttl_after_its_coordinator_was_killed_for_good(library: Path, tmp_path: Path,
                                                                              cluster) -> None:
     ttl = 3.0
     c: Cluster = cluster(3, coordinator__lease_ttl=str(ttl), coordinator__heartbeat_interval="0.2", **HOLD)
     assert c.client is not None and c.local.coordinator is not None
-    job, dirs = hold_mid_map(c, tmp_path, gutenberg)
+    job, dirs = hold_mid_map(c, tmp_path, library)
     assert c.client.status(job).jobs[0].state == "running"
 
     os.kill(c.local.coordinator.pid, signal.SIGKILL)
@@ -348,7 +348,7 @@ def test_workers_drop_a_job_one_ttl_after_its_coordinator_was_killed_for_good(gu
 
 
 def test_lease_timeline_rises_during_map_peaks_and_falls_to_zero_as_reduces_commit(
-        gutenberg: Path, tmp_path: Path, cluster, run_zmr, gutenberg_word_count: list[str]) -> None:
+        library: Path, tmp_path: Path, cluster, run_zmr, library_word_count: list[str]) -> None:
     """A normal job: 14 maps on 3 workers, 4 partitions.
 
     The coordinator samples on its ticks (every heartbeat, 0.1 s) and on each commit, from the counts the
@@ -361,11 +361,11 @@ def test_lease_timeline_rises_during_map_peaks_and_falls_to_zero_as_reduces_comm
     assert c.client is not None
     client = c.client
     out = tmp_path / "out"
-    job = client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE, split_size=SPLIT,
+    job = client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=N_REDUCE, split_size=SPLIT,
                         args=probe_args(probe_r=N_REDUCE, map_sleep=0.2, reduce_sleep=0.5))
     client.wait(job, timeout=60)
     lines = read_output(out, N_REDUCE)
-    assert without_probes(lines) == gutenberg_word_count
+    assert without_probes(lines) == library_word_count
     # the timeline is followed after the job ended until its leases are gone
     info = assert_timeline_ends_at_zero(c, job)
     assert info.state == "succeeded" and info.leases == 0

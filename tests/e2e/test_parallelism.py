@@ -49,7 +49,7 @@ class ProbeRun:
 
 
 @pytest.fixture(scope="module")
-def probe_run(gutenberg: Path, tmp_path_factory: pytest.TempPathFactory) -> ProbeRun:
+def probe_run(library: Path, tmp_path_factory: pytest.TempPathFactory) -> ProbeRun:
     """One slow-ish probe job on 2 workers: ~16 map tasks of 0.25 s, 4 reduces of 0.6 s each."""
     base = tmp_path_factory.mktemp("parallel")
     markers, out = base / "markers", base / "out"
@@ -62,7 +62,7 @@ def probe_run(gutenberg: Path, tmp_path_factory: pytest.TempPathFactory) -> Prob
         watcher = Watcher(c.processes(), out)
         watcher.start()
         try:
-            job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE,
+            job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=N_REDUCE,
                                   args=probe_args(markers, map_sleep=0.25, reduce_sleep=0.6, probe_r=N_REDUCE),
                                   split_size=200_000)
             c.client.wait(job, timeout=120)
@@ -104,10 +104,10 @@ def test_each_task_runs_exactly_once_without_failures(probe_run: ProbeRun) -> No
     assert probe_counts(probe_run.lines) == {r: info.maps_total for r in range(N_REDUCE)}
 
 
-def test_output_equals_reference(probe_run: ProbeRun, gutenberg: Path, seq_oracle: SeqOracle,
-                                 gutenberg_word_count: list[str]) -> None:
+def test_output_equals_reference(probe_run: ProbeRun, library: Path, seq_oracle: SeqOracle,
+                                 library_word_count: list[str]) -> None:
     words = without_probes(probe_run.lines)
-    assert words == seq_oracle(APPS / "wc.py", [gutenberg]) == gutenberg_word_count
+    assert words == seq_oracle(APPS / "wc.py", [library]) == library_word_count
 
 
 def test_shuffle_overlaps_the_map_phase(probe_run: ProbeRun) -> None:
@@ -137,11 +137,11 @@ def test_no_process_exits_before_the_output_is_complete(probe_run: ProbeRun) -> 
     assert {n for n in probe_run.watcher.names if n.startswith("mr-out-")} == {f"mr-out-{r}" for r in range(N_REDUCE)}
 
 
-def test_zmr_run_spreads_reduces_over_its_workers(gutenberg: Path, tmp_path: Path, run_zmr) -> None:
+def test_zmr_run_spreads_reduces_over_its_workers(library: Path, tmp_path: Path, run_zmr) -> None:
     """`zmr run` submits right after starting its cluster: partitions must still go to every worker."""
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    args = ["run", "--app", str(PROBE_APP), "--input", str(gutenberg), "--output", str(out),
+    args = ["run", "--app", str(PROBE_APP), "--input", str(library), "--output", str(out),
             "--n-reduce", str(N_REDUCE), "--workers", "2", *FAST_FLAGS]
     for arg in probe_args(markers, reduce_sleep=0.3, probe_r=N_REDUCE):
         args += ["--arg", arg]

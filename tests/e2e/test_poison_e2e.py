@@ -23,7 +23,7 @@ POISON_R = 4
 
 
 def test_a_poisoned_reduce_fails_its_job_alone_with_the_traceback_and_no_output(
-        gutenberg: Path, tmp_path: Path, cluster, run_zmr, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, run_zmr, seq_oracle: SeqOracle) -> None:
     c: Cluster = cluster(2, retry__max_attempts=str(MAX_ATTEMPTS), retry__base="0.2", retry__cap="1")
     assert c.client is not None
     client = c.client
@@ -32,9 +32,9 @@ def test_a_poisoned_reduce_fails_its_job_alone_with_the_traceback_and_no_output(
     watcher = Watcher(c.processes(), out)
     watcher.start()
     try:
-        poisoned = client.submit(str(POISON_APP), [str(gutenberg)], str(out), n_reduce=POISON_R,
+        poisoned = client.submit(str(POISON_APP), [str(library)], str(out), n_reduce=POISON_R,
                                  args=[f"markers={markers}", "key=Holmes"])
-        alongside = client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "alongside"), n_reduce=3)
+        alongside = client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "alongside"), n_reduce=3)
         with pytest.raises(JobFailed) as failed:
             client.wait(poisoned, timeout=60)
     finally:
@@ -69,8 +69,8 @@ def test_a_poisoned_reduce_fails_its_job_alone_with_the_traceback_and_no_output(
 
     # the job that ran alongside it, and one submitted after it, succeed on the same cluster
     client.wait(alongside, timeout=60)
-    assert read_output(tmp_path / "alongside", 3) == seq_oracle(APPS / "wc.py", [gutenberg])
-    after = client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "after"), n_reduce=2)
+    assert read_output(tmp_path / "alongside", 3) == seq_oracle(APPS / "wc.py", [library])
+    after = client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "after"), n_reduce=2)
     client.wait(after, timeout=60)
-    assert read_output(tmp_path / "after", 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(tmp_path / "after", 2) == seq_oracle(APPS / "wc.py", [library])
     assert sorted(p.name for p in out.iterdir()) == [], "the failed job's output came back"

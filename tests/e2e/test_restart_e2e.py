@@ -199,7 +199,7 @@ def _journal_records(state_dir: Path) -> j.Parsed:
 
 
 def test_killed_in_the_map_phase_the_job_completes_and_committed_maps_are_not_run_again(
-        gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, restart_cluster: RestartCluster, seq_oracle: SeqOracle) -> None:
     c = restart_cluster
     c.start_coordinator()
     c.start_workers(3)
@@ -207,7 +207,7 @@ def test_killed_in_the_map_phase_the_job_completes_and_committed_maps_are_not_ru
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
     n_reduce = 3
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=n_reduce,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=n_reduce,
                           args=probe_args(markers, probe_r=n_reduce, map_sleep=0.3), split_size=150_000)
 
     def mid_map() -> m.JobInfo | None:
@@ -228,7 +228,7 @@ def test_killed_in_the_map_phase_the_job_completes_and_committed_maps_are_not_ru
     final = c.wait(job)
     lines = read_output(out, n_reduce)
     assert probe_counts(lines) == {r: final.maps_total for r in range(n_reduce)}   # each map counted once
-    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library])
     assert set(c.live_workers()) == workers, "a worker was lost"
     assert _reruns(committed, c.job(job), "map") == {}, "maps committed before the restart ran again"
     log = c.coordinator_log()
@@ -238,7 +238,7 @@ def test_killed_in_the_map_phase_the_job_completes_and_committed_maps_are_not_ru
 
 @pytest.mark.parametrize("release", ["after_restart", "during_outage"])
 def test_killed_in_the_reduce_phase_the_job_completes_and_committed_reduces_are_not_run_again(
-        release: str, gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster,
+        release: str, library: Path, tmp_path: Path, restart_cluster: RestartCluster,
         seq_oracle: SeqOracle) -> None:
     """All maps done, reduces 1 and 2 committed, the reduce of partition 0 held in the app (probe hold=0).
 
@@ -253,7 +253,7 @@ def test_killed_in_the_reduce_phase_the_job_completes_and_committed_reduces_are_
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
     n_reduce = 3
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=n_reduce,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=n_reduce,
                           args=probe_args(markers, probe_r=n_reduce, hold=0), split_size=ONE_MAP_PER_BOOK)
     try:
         await_hold(markers, 0)
@@ -274,7 +274,7 @@ def test_killed_in_the_reduce_phase_the_job_completes_and_committed_reduces_are_
     final = c.wait(job)
     lines = read_output(out, n_reduce)
     assert probe_counts(lines) == {r: final.maps_total for r in range(n_reduce)}
-    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library])
     after = c.job(job)
     assert set(c.live_workers()) == workers, "a worker was lost"
     assert _reruns(_tasks(before, "map"), after, "map") == {}, "maps ran again"
@@ -286,7 +286,7 @@ def test_killed_in_the_reduce_phase_the_job_completes_and_committed_reduces_are_
 
 
 def test_a_worker_that_finished_its_task_while_the_coordinator_was_down_works_on_after_the_restart(
-        gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, restart_cluster: RestartCluster, seq_oracle: SeqOracle) -> None:
     """One worker; its map ends while no coordinator runs, so its MapDone and the TaskRequest after it wait
     in its outbox. The new coordinator is started as soon as the worker gives up its connection, so it is
     up when the worker connects afresh and registers (with no running task), and then the outbox goes out.
@@ -301,7 +301,7 @@ def test_a_worker_that_finished_its_task_while_the_coordinator_was_down_works_on
     c.start_workers(1)
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=2,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=2,
                           args=probe_args(markers, probe_r=2, map_sleep=0.5), split_size=ONE_MAP_PER_BOOK)
     before = wait_until(lambda: (info := c.job(job)).maps_done >= 1 and _tasks(info, "map", "running") and info,
                         60, interval=0.02, what="a map to run after one committed")
@@ -315,7 +315,7 @@ def test_a_worker_that_finished_its_task_while_the_coordinator_was_down_works_on
     final = c.wait(job, timeout=60)
     lines = read_output(out, 2)
     assert probe_counts(lines) == {0: final.maps_total, 1: final.maps_total}
-    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library])
     assert _reruns(_tasks(before, "map", "done"), c.job(job), "map") == {}
     # at most one attempt wasted on the stale TaskRequest, not one per task from then on
     wasted = events(c.coordinator_log(), "attempt_lost")
@@ -323,13 +323,13 @@ def test_a_worker_that_finished_its_task_while_the_coordinator_was_down_works_on
 
 
 def test_a_client_waiting_with_submit_wait_rides_through_a_restart(
-        gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster, zmr_cli: ZmrLauncher,
+        library: Path, tmp_path: Path, restart_cluster: RestartCluster, zmr_cli: ZmrLauncher,
         seq_oracle: SeqOracle) -> None:
     c = restart_cluster
     c.start_coordinator()
     c.start_workers(2)
     out = tmp_path / "out"
-    proc, tmpdir = zmr_cli.spawn("submit", "--coordinator", c.address, "--app", PROBE_APP, "--input", gutenberg,
+    proc, tmpdir = zmr_cli.spawn("submit", "--coordinator", c.address, "--app", PROBE_APP, "--input", library,
                                  "--output", out, "--n-reduce", "2", "--arg", "map_sleep=0.2", "--wait")
     wait_until(lambda: (s := c.client.status()).jobs and s.jobs[0].maps_done >= 2, 60,
                what="the submitted job to commit maps")
@@ -340,18 +340,18 @@ def test_a_client_waiting_with_submit_wait_rides_through_a_restart(
     assert result.returncode == 0, f"{result}\n{c.logs_text()}"
     assert result.stdout.startswith("job-0001\n"), str(result)
     assert "job-0001 succeeded" in result.stdout, str(result)
-    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [library])
 
 
 # ------------------------------------------------------------------ queued and finished jobs
 
 
 def test_queued_jobs_survive_a_restart_run_afterwards_and_job_ids_are_not_reused(
-        gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster, run_zmr, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, restart_cluster: RestartCluster, run_zmr, seq_oracle: SeqOracle) -> None:
     """No worker at all: three jobs stay queued through the restart, then run once workers come."""
     c = restart_cluster
     c.start_coordinator()
-    book = gutenberg / SMALL_BOOK
+    book = library / SMALL_BOOK
     outs = [tmp_path / f"out{i}" for i in range(4)]
     ids = [c.client.submit(str(APPS / "wc.py"), [str(book)], str(out), n_reduce=2) for out in outs[:3]]
     assert ids == ["job-0001", "job-0002", "job-0003"]
@@ -375,14 +375,14 @@ def test_queued_jobs_survive_a_restart_run_afterwards_and_job_ids_are_not_reused
         assert read_output(out, 2) == reference, job_id
 
 
-def test_a_finished_jobs_status_survives_restarts(gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster,
+def test_a_finished_jobs_status_survives_restarts(library: Path, tmp_path: Path, restart_cluster: RestartCluster,
                                                   run_zmr, seq_oracle: SeqOracle) -> None:
     """Two restarts: the first replays the job's own records, the second the compacted snapshot the first
     wrote (an ended job is kept as its final status). The second takes its state dir from the environment."""
     c = restart_cluster
     c.start_coordinator()
     c.start_workers(1)
-    book = gutenberg / SMALL_BOOK
+    book = library / SMALL_BOOK
     out = tmp_path / "out"
     job = c.client.submit(str(APPS / "wc.py"), [str(book)], str(out), n_reduce=2)
     done = c.wait(job)
@@ -414,11 +414,11 @@ def test_a_finished_jobs_status_survives_restarts(gutenberg: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_damaged_last_journal_record_is_reported_and_the_intact_ones_recovered(
-        damage: str, gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster,
+        damage: str, library: Path, tmp_path: Path, restart_cluster: RestartCluster,
         seq_oracle: SeqOracle) -> None:
     c = restart_cluster
     c.start_coordinator()
-    book = gutenberg / SMALL_BOOK
+    book = library / SMALL_BOOK
     outs = [tmp_path / f"out{i}" for i in range(3)]
     ids = [c.client.submit(str(APPS / "wc.py"), [str(book)], str(out), n_reduce=2) for out in outs]
     c.kill_coordinator()
@@ -453,13 +453,13 @@ def test_a_damaged_last_journal_record_is_reported_and_the_intact_ones_recovered
     assert [(i.job_id, i.state) for i in c.client.status().jobs] == [(i, "succeeded") for i in ids[:2]]
 
 
-def test_two_coordinators_cannot_share_a_state_dir(gutenberg: Path, tmp_path: Path, restart_cluster: RestartCluster,
+def test_two_coordinators_cannot_share_a_state_dir(library: Path, tmp_path: Path, restart_cluster: RestartCluster,
                                                    run_zmr) -> None:
     """The second one (on another address, its state dir given as a config key) exits at once, saying why,
     and leaves the first one and its journal alone."""
     c = restart_cluster
     c.start_coordinator()
-    job = c.client.submit(str(APPS / "wc.py"), [str(gutenberg / SMALL_BOOK)], str(tmp_path / "out"), n_reduce=2)
+    job = c.client.submit(str(APPS / "wc.py"), [str(library / SMALL_BOOK)], str(tmp_path / "out"), n_reduce=2)
     journal = (c.state_dir / "journal").read_bytes()
     other = f"tcp://127.0.0.1:{_free_port()}"
     second = run_zmr("coord", "--bind", other, "--set", f"coordinator.state_dir={c.state_dir}", timeout=30)

@@ -138,13 +138,13 @@ def _tables(c: Cluster) -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def test_an_authorised_client_runs_a_job_equal_to_the_sequential_reference(
-        secure: SecureCluster, keys: Path, gutenberg: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
+        secure: SecureCluster, keys: Path, library: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
     """Through the CLI with `--set security.keys_dir`: the push shuffle between workers runs over CURVE too."""
     out = tmp_path / "out"
     done = run_zmr("submit", "--coordinator", secure.address, "--set", f"security.keys_dir={keys}",
-                   "--app", APPS / "wc.py", "--input", gutenberg, "--output", out, "--n-reduce", "3", "--wait")
+                   "--app", APPS / "wc.py", "--input", library, "--output", out, "--n-reduce", "3", "--wait")
     assert done.returncode == 0, str(done)
-    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
     info = secure.client.job(done.stdout.split()[0])   # type: ignore[union-attr]
     assert info.state == "succeeded" and info.bytes_shuffled > 0
     # the same through the environment variable
@@ -155,24 +155,24 @@ def test_an_authorised_client_runs_a_job_equal_to_the_sequential_reference(
 # ------------------------------------------------------------------ clients that must not get in
 
 
-def test_a_client_without_keys_gets_no_answer_at_all(secure: SecureCluster, gutenberg: Path,
+def test_a_client_without_keys_gets_no_answer_at_all(secure: SecureCluster, library: Path,
                                                       tmp_path: Path) -> None:
     before = _tables(secure)
     with Client(secure.address, timeout=SILENCE) as stranger:
         with pytest.raises(ClusterError, match="no answer"):
             stranger.status()
         with pytest.raises(ClusterError, match="no answer"):
-            stranger.submit(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), n_reduce=2)
+            stranger.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), n_reduce=2)
     assert _tables(secure) == before
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unlisted_key_pair_gets_no_answer_and_is_logged(secure: SecureCluster, gutenberg: Path,
+def test_an_unlisted_key_pair_gets_no_answer_and_is_logged(secure: SecureCluster, library: Path,
                                                            tmp_path: Path) -> None:
     public, secret = _unlisted_pair(tmp_path / "stranger", "stranger")
     server = _public(secure.keys_dir / "coordinator.key")
     before = _tables(secure)
-    spec = build_spec(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), 2)
+    spec = build_spec(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), 2)
     with Peer(secure.address, b"stranger", curve=(public, secret, server)) as peer:
         peer.send_msg(m.StatusRequest())
         peer.send_msg(m.SubmitJob(spec=spec))
@@ -183,7 +183,7 @@ def test_an_unlisted_key_pair_gets_no_answer_and_is_logged(secure: SecureCluster
     assert rejected, f"no curve_key_rejected for {public.decode()} in {secure.coordinator_log}"
 
 
-def test_keys_in_the_wrong_role_are_dropped(secure: SecureCluster, keys: Path, gutenberg: Path,
+def test_keys_in_the_wrong_role_are_dropped(secure: SecureCluster, keys: Path, library: Path,
                                             tmp_path: Path) -> None:
     """A listed client key cannot register as a worker; a listed worker key cannot submit or ask status."""
     before = _tables(secure)
@@ -193,7 +193,7 @@ def test_keys_in_the_wrong_role_are_dropped(secure: SecureCluster, keys: Path, g
         assert peer.replies(SILENCE) == []   # no Welcome, nor anything else
         peer.send_msg(m.StatusRequest())   # the same key in its own role is served
         assert any(isinstance(r, m.StatusReply) for r in peer.replies(10, until=m.StatusReply))
-    spec = build_spec(str(APPS / "wc.py"), [str(gutenberg)], str(tmp_path / "out"), 2)
+    spec = build_spec(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), 2)
     with Peer(secure.address, b"worker-as-client", curve=_curve(keys, "worker")) as peer:
         peer.send_msg(m.SubmitJob(spec=spec))
         peer.send_msg(m.StatusRequest())
@@ -228,7 +228,7 @@ def test_each_peer_in_a_wrong_role_is_logged_once_under_its_own_identity(secure:
 
 
 def test_a_worker_with_an_unlisted_key_cannot_join_and_the_job_completes_without_it(
-        secure: SecureCluster, keys: Path, gutenberg: Path, tmp_path: Path, seq_oracle: SeqOracle) -> None:
+        secure: SecureCluster, keys: Path, library: Path, tmp_path: Path, seq_oracle: SeqOracle) -> None:
     rogue_keys = tmp_path / "rogue-keys"
     shutil.copytree(keys, rogue_keys)
     public, _ = _unlisted_pair(tmp_path / "rogue-pair", "worker")
@@ -245,7 +245,7 @@ def test_a_worker_with_an_unlisted_key_cannot_join_and_the_job_completes_without
             f"the coordinator never saw the rogue worker's key; its log:\n{log.read_text()}")
         assert secure.client is not None
         out = tmp_path / "out"
-        job = secure.client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(out), n_reduce=3,
+        job = secure.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=3,
                                    split_size=400_000)
         info = secure.client.wait(job, timeout=120)
         detail = secure.client.job(job)
@@ -253,7 +253,7 @@ def test_a_worker_with_an_unlisted_key_cannot_join_and_the_job_completes_without
         assert rogue.poll() is None, "the rogue worker should still be knocking"
     finally:
         code = stop_process(rogue)
-    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
     assert info.maps_total > 2
     assert workers_after == workers_before
     assert {t.worker for t in detail.tasks} <= set(workers_before)

@@ -49,13 +49,13 @@ def _output(out: Path) -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(out.iterdir())}
 
 
-def _check_probe_output(out: Path, info: m.JobInfo, gutenberg: Path, seq_oracle: SeqOracle) -> None:
+def _check_probe_output(out: Path, info: m.JobInfo, library: Path, seq_oracle: SeqOracle) -> None:
     lines = read_output(out, N_REDUCE)   # exactly mr-out-* and _SUCCESS: no stray or temporary file
     assert probe_counts(lines) == {r: info.maps_total for r in range(N_REDUCE)}
-    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library])
 
 
-def _freeze_a_mapper(c: Cluster, gutenberg: Path, tmp_path: Path, holding: bool = False
+def _freeze_a_mapper(c: Cluster, library: Path, tmp_path: Path, holding: bool = False
                      ) -> tuple[str, str, Path, float]:
     """Start a probe job and SIGSTOP a worker running a map; returns job, victim, out and when.
 
@@ -65,7 +65,7 @@ def _freeze_a_mapper(c: Cluster, gutenberg: Path, tmp_path: Path, holding: bool 
     client = c.client
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE,
+    job = client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=N_REDUCE,
                         args=probe_args(markers, probe_r=N_REDUCE, map_sleep=0.5), split_size=ONE_MAP_PER_BOOK)
 
     def mapper() -> str:
@@ -99,11 +99,11 @@ def _await_stale_map(markers: Path, victim: str) -> None:
 
 
 def test_a_worker_frozen_mid_map_is_replaced_and_does_no_harm_when_it_wakes(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     c: Cluster = cluster(3)
     assert c.client is not None
     client = c.client
-    job, victim, out, frozen_at = _freeze_a_mapper(c, gutenberg, tmp_path)
+    job, victim, out, frozen_at = _freeze_a_mapper(c, library, tmp_path)
     try:
         info = client.wait(job, timeout=60)
         took = time.monotonic() - frozen_at
@@ -111,7 +111,7 @@ def test_a_worker_frozen_mid_map_is_replaced_and_does_no_harm_when_it_wakes(
                    what=f"{victim} to be declared dead")
         detail = client.job(job)
         assert not [t for t in detail.tasks if t.worker == victim], "a task of the frozen worker counted"
-        _check_probe_output(out, info, gutenberg, seq_oracle)
+        _check_probe_output(out, info, library, seq_oracle)
         before_thaw = _output(out)
     finally:
         _thaw(c, victim)
@@ -124,16 +124,16 @@ def test_a_worker_frozen_mid_map_is_replaced_and_does_no_harm_when_it_wakes(
 
     # the cluster, the thawed worker included, runs the next job correctly
     out2 = tmp_path / "out2"
-    job2 = client.submit(str(APPS / "wc.py"), [str(gutenberg)], str(out2), n_reduce=N_REDUCE,
+    job2 = client.submit(str(APPS / "wc.py"), [str(library)], str(out2), n_reduce=N_REDUCE,
                          split_size=ONE_MAP_PER_BOOK)
     client.wait(job2, timeout=60)
-    assert read_output(out2, N_REDUCE) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert read_output(out2, N_REDUCE) == seq_oracle(APPS / "wc.py", [library])
     assert victim in {t.worker for t in client.job(job2).tasks}, "the thawed worker took no part in the next job"
     assert _output(out) == before_thaw
 
 
 def test_a_reducer_frozen_before_its_commit_never_commits_when_it_wakes(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Freeze the worker of reduce 0 while its temporary output is written but not reported; another
     attempt commits mr-out-0. Thawed, the stale attempt finishes writing and asks to commit: it must be
     refused (or left unanswered), never rename over mr-out-0, and remove its temporary file."""
@@ -145,7 +145,7 @@ def test_a_reducer_frozen_before_its_commit_never_commits_when_it_wakes(
     watcher = Watcher(c.processes(), out)
     watcher.start()
     try:
-        job = client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE,
+        job = client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=N_REDUCE,
                             args=probe_args(markers, probe_r=N_REDUCE, hold=0), split_size=ONE_MAP_PER_BOOK)
         held = await_hold(markers, 0)
         victim = worker_id_of(client, held["pid"])
@@ -153,7 +153,7 @@ def test_a_reducer_frozen_before_its_commit_never_commits_when_it_wakes(
         release_hold(markers, 0)
         try:
             info = client.wait(job, timeout=60)
-            _check_probe_output(out, info, gutenberg, seq_oracle)
+            _check_probe_output(out, info, library, seq_oracle)
             final = _output(out)
             assert [t.attempts for t in client.job(job).tasks if (t.kind, t.index) == ("reduce", 0)] == [2]
         finally:
@@ -172,7 +172,7 @@ def _reduce(info: m.JobInfo, index: int) -> m.TaskInfo:
 
 
 def test_a_reducer_frozen_after_its_commit_was_granted_does_not_rename_when_it_wakes(
-        gutenberg: Path, tmp_path: Path, cluster) -> None:
+        library: Path, tmp_path: Path, cluster) -> None:
     """The zombie commit: the coordinator grants reduce 0's commit to a worker that is frozen before the
     grant reaches it, declares it dead, and commits another attempt of reduce 0. Thawed, the old
     attempt must not rename its file over the committed mr-out-0 (nothing fences a grant the worker
@@ -188,7 +188,7 @@ def test_a_reducer_frozen_after_its_commit_was_granted_does_not_rename_when_it_w
     client, coordinator = c.client, c.local.coordinator.pid
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE,
+    job = client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=N_REDUCE,
                         args=probe_args(markers, probe_r=N_REDUCE, hold="0,1", tag=1), split_size=ONE_MAP_PER_BOOK)
     zombie_pid = await_hold(markers, 0)["pid"]
     await_hold(markers, 1)
@@ -221,39 +221,39 @@ def test_a_reducer_frozen_after_its_commit_was_granted_does_not_rename_when_it_w
     assert final == committed, f"mr-out-0 was replaced after its commit: now {probe!r}; the zombie was pid {zombie_pid}"
 
 
-def _start_probe_maps(c: Cluster, gutenberg: Path, tmp_path: Path) -> tuple[str, Path]:
+def _start_probe_maps(c: Cluster, library: Path, tmp_path: Path) -> tuple[str, Path]:
     """A probe job whose maps take 0.3 s each; returns once every worker runs one."""
     assert c.client is not None
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=N_REDUCE,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=N_REDUCE,
                           args=probe_args(markers, probe_r=N_REDUCE, map_sleep=0.3), split_size=ONE_MAP_PER_BOOK)
     wait_until(lambda: len(read_markers(markers)) >= 3, 30, interval=0.01, what="every worker to run a map")
     return job, out
 
 
-def _check_nothing_lost(c: Cluster, job: str, out: Path, workers: set[str], gutenberg: Path,
+def _check_nothing_lost(c: Cluster, job: str, out: Path, workers: set[str], library: Path,
                         seq_oracle: SeqOracle) -> None:
     assert c.client is not None
     info = c.client.wait(job, timeout=60)
-    _check_probe_output(out, info, gutenberg, seq_oracle)
+    _check_probe_output(out, info, library, seq_oracle)
     assert {w.worker_id for w in c.client.status().workers} == workers
     attempts = {f"{t.kind}-{t.index}": t.attempts for t in c.client.job(job).tasks if t.attempts != 1}
     check_known_bug(not attempts, f"tasks ran more than once: {attempts}")
 
 
 def test_a_coordinator_paused_briefly_loses_no_worker_and_reruns_nothing(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Freeze the coordinator for 1 s in the middle of the map phase; peers are declared dead after 4 s of
     silence (and ZMTP heartbeats give a connection up after 2 s): nothing is lost, nothing runs twice."""
     c: Cluster = cluster(3, coordinator__heartbeat_liveness="40", speculation__enabled="false")
     assert c.client is not None and c.local.coordinator is not None
-    job, out = _start_probe_maps(c, gutenberg, tmp_path)
+    job, out = _start_probe_maps(c, library, tmp_path)
     workers = {w.worker_id for w in c.client.status().workers}
     os.kill(c.local.coordinator.pid, signal.SIGSTOP)
     time.sleep(1.0)
     os.kill(c.local.coordinator.pid, signal.SIGCONT)
-    _check_nothing_lost(c, job, out, workers, gutenberg, seq_oracle)
+    _check_nothing_lost(c, job, out, workers, library, seq_oracle)
 
 
 def _break_connection(pid: int, port: int) -> None:
@@ -273,19 +273,19 @@ def _break_connection(pid: int, port: int) -> None:
 
 
 def test_a_worker_whose_connection_breaks_and_comes_back_loses_nothing(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Abort one worker's TCP connection to the coordinator mid-map (libzmq reconnects by itself)."""
     if shutil.which("ss") is None:
         pytest.skip("needs ss (iproute2)")
     c: Cluster = cluster(3, speculation__enabled="false")
     assert c.client is not None
-    job, out = _start_probe_maps(c, gutenberg, tmp_path)
+    job, out = _start_probe_maps(c, library, tmp_path)
     workers = {w.worker_id for w in c.client.status().workers}
     _break_connection(c.local.workers[0].pid, int(c.address.rsplit(":", 1)[1]))
-    _check_nothing_lost(c, job, out, workers, gutenberg, seq_oracle)
+    _check_nothing_lost(c, job, out, workers, library, seq_oracle)
 
 
-def test_maps_stop_waiting_for_an_owner_once_it_is_declared_dead(gutenberg: Path, tmp_path: Path, cluster) -> None:
+def test_maps_stop_waiting_for_an_owner_once_it_is_declared_dead(library: Path, tmp_path: Path, cluster) -> None:
     """Freeze one of three workers while all three run their first map; it is declared dead after 2 s.
 
     The two other first maps push their output 0.3 s in, to the frozen owner too. Once it is declared
@@ -297,7 +297,7 @@ def test_maps_stop_waiting_for_an_owner_once_it_is_declared_dead(gutenberg: Path
     client = c.client
     markers = tmp_path / "markers"
     markers.mkdir()
-    job = client.submit(str(PROBE_APP), [str(gutenberg)], str(tmp_path / "out"), n_reduce=N_REDUCE,
+    job = client.submit(str(PROBE_APP), [str(library)], str(tmp_path / "out"), n_reduce=N_REDUCE,
                         args=probe_args(markers, probe_r=N_REDUCE, map_sleep=0.3), split_size=ONE_MAP_PER_BOOK)
     maps = wait_until(lambda: len(found := read_markers(markers)) >= 3 and found, 30, interval=0.01,
                       what="every worker to run a map")
@@ -312,7 +312,7 @@ def test_maps_stop_waiting_for_an_owner_once_it_is_declared_dead(gutenberg: Path
     finally:
         _thaw(c, victim)
     others = {r["file"] for r in first if r["pid"] != worker_pid(victim)}
-    books = sorted(p.name for p in gutenberg.iterdir() if not p.name.startswith("."))
+    books = sorted(p.name for p in library.iterdir() if not p.name.startswith("."))
     late = {t.index: round(t.finished - dead_at, 1) for t in client.job(job).tasks
             if t.kind == "map" and books[t.index] in {Path(f).name for f in others} and t.finished is not None
             and t.finished > dead_at + 1.5}
@@ -322,13 +322,13 @@ def test_maps_stop_waiting_for_an_owner_once_it_is_declared_dead(gutenberg: Path
 SLOW = 8.0   # seconds the straggler's first map sleeps; every other map takes 0.2 s
 
 
-def _run_with_a_slow_mapper(c: Cluster, gutenberg: Path, tmp_path: Path, n_reduce: int, slow: str
+def _run_with_a_slow_mapper(c: Cluster, library: Path, tmp_path: Path, n_reduce: int, slow: str
                             ) -> tuple[m.JobInfo, int]:
     """The first map that worker `slow` runs sleeps SLOW s; returns the finished job and that map's index."""
     assert c.client is not None
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = c.client.submit(str(PROBE_APP), [str(gutenberg)], str(out), n_reduce=n_reduce,
+    job = c.client.submit(str(PROBE_APP), [str(library)], str(out), n_reduce=n_reduce,
                           args=probe_args(markers, probe_r=n_reduce, map_sleep=0.2,
                                           slow_pid=f"{worker_pid(slow)}:{SLOW}"),
                           split_size=ONE_MAP_PER_BOOK)
@@ -338,7 +338,7 @@ def _run_with_a_slow_mapper(c: Cluster, gutenberg: Path, tmp_path: Path, n_reduc
     assert probe_counts(lines) == {r: info.maps_total for r in range(n_reduce)}
     slow_file = min((r for r in read_markers(markers) if r["kind"] == "map" and r["pid"] == worker_pid(slow)),
                     key=lambda r: r["start"])["file"]
-    books = sorted(p.name for p in gutenberg.iterdir() if not p.name.startswith("."))
+    books = sorted(p.name for p in library.iterdir() if not p.name.startswith("."))
     index = books.index(Path(slow_file).name)
     runs = [r["pid"] for r in read_markers(markers) if r["kind"] == "map" and r["file"] == slow_file]
     assert len(runs) == 2 and runs.count(worker_pid(slow)) == 1, f"attempts of {slow_file} ran in {runs}"
@@ -357,25 +357,25 @@ def _check_backup_won(c: Cluster, info: m.JobInfo, index: int, slow: str) -> Non
 
 
 def test_a_slow_map_on_a_live_worker_gets_a_backup_attempt_that_wins(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """R=2 on 3 workers and the straggler owns no partition: a backup of its map on another worker commits
     first, and the job ends long before the slow attempt would have."""
     c: Cluster = cluster(3, speculation__min_elapsed="1")
     assert c.client is not None
     slow = sorted(w.worker_id for w in c.client.status().workers)[-1]   # placed no partition with R=2
-    info, index = _run_with_a_slow_mapper(c, gutenberg, tmp_path, 2, slow)
+    info, index = _run_with_a_slow_mapper(c, library, tmp_path, 2, slow)
     assert slow not in {p.owner for p in info.partitions}, "the straggler owns a partition after all"
     _check_backup_won(c, info, index, slow)
-    assert without_probes(read_output(tmp_path / "out", 2)) == seq_oracle(APPS / "wc.py", [gutenberg])
+    assert without_probes(read_output(tmp_path / "out", 2)) == seq_oracle(APPS / "wc.py", [library])
 
 
 def test_a_slow_map_on_a_partition_owner_gets_a_backup_and_the_job_does_not_wait_for_it(
-        gutenberg: Path, tmp_path: Path, cluster) -> None:
+        library: Path, tmp_path: Path, cluster) -> None:
     """As above, but every worker owns a partition (R=3 on 3 workers), the straggler too."""
     c: Cluster = cluster(3, speculation__min_elapsed="1")
     assert c.client is not None
     slow = sorted(w.worker_id for w in c.client.status().workers)[0]
-    info, index = _run_with_a_slow_mapper(c, gutenberg, tmp_path, 3, slow)
+    info, index = _run_with_a_slow_mapper(c, library, tmp_path, 3, slow)
     # R=3 on 3 workers placed one partition on each at the start; the straggler's moved to an idle worker
     assert slow not in {p.owner for p in info.partitions} and len({p.owner for p in info.partitions}) == 2
     _check_backup_won(c, info, index, slow)
@@ -388,11 +388,11 @@ def _job_dir(c: Cluster, worker_id: str, job: str) -> Path:
 
 
 def test_a_thawed_worker_drops_the_files_of_a_job_that_ended_while_it_was_frozen(
-        gutenberg: Path, tmp_path: Path, cluster) -> None:
+        library: Path, tmp_path: Path, cluster) -> None:
     """README: a worker keeps a job's intermediate files only while the job runs."""
     c: Cluster = cluster(3)
     assert c.client is not None
-    job, victim, _, _ = _freeze_a_mapper(c, gutenberg, tmp_path, holding=True)
+    job, victim, _, _ = _freeze_a_mapper(c, library, tmp_path, holding=True)
     folder = _job_dir(c, victim, job)
     try:
         assert folder.is_dir(), f"the frozen worker holds nothing of {job} at {folder}"

@@ -17,12 +17,12 @@ GIL_HOG_APP = TEST_APPS / "gil_hog.py"
 
 
 def test_a_map_holding_the_gil_longer_than_the_liveness_does_not_kill_its_worker(
-        gutenberg: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
     """Each map holds the GIL 2 s in one C call, while liveness is 0.1 s * 6 beats: the worker's own
     heartbeats stop meanwhile. One lost worker more than allowed would fail the job at once."""
     c: Cluster = cluster(2, retry__max_worker_losses=1, coordinator__task_timeout=30)
     assert c.client is not None
-    book = gutenberg / "pg-metamorphosis.txt"
+    book = library / "pg-metamorphosis.txt"
     out = tmp_path / "out"
     job = c.client.submit(str(GIL_HOG_APP), [str(book)], str(out), n_reduce=2, args=["hold=2"])
     c.client.wait(job, timeout=60)

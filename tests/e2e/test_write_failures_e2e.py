@@ -82,9 +82,9 @@ def limited(tmp_path: Path) -> Iterator[LimitedCluster]:
 
 
 def test_output_past_the_file_size_limit_fails_the_job_cleanly_and_the_workers_live_on(
-        limited: LimitedCluster, gutenberg: Path, tmp_path: Path, seq_oracle: SeqOracle) -> None:
+        limited: LimitedCluster, library: Path, tmp_path: Path, seq_oracle: SeqOracle) -> None:
     out = tmp_path / "out"
-    job = limited.client.submit(str(FAT_OUTPUT_APP), [str(gutenberg)], str(out), n_reduce=2)
+    job = limited.client.submit(str(FAT_OUTPUT_APP), [str(library)], str(out), n_reduce=2)
     with pytest.raises(JobFailed) as failed:
         limited.client.wait(job, timeout=120)
     reason = failed.value.reason
@@ -97,7 +97,7 @@ def test_output_past_the_file_size_limit_fails_the_job_cleanly_and_the_workers_l
     assert len(failures) >= 2 and all(f["kind"] == "io" and "File too large" in f["error"] for f in failures)
     # SIGXFSZ did not kill anyone, and the same workers still run a job whose files fit
     assert all(limited.alive()), limited.alive()
-    book = gutenberg / "pg-metamorphosis.txt"
+    book = library / "pg-metamorphosis.txt"
     small = tmp_path / "small"
     second = limited.client.submit(str(APPS / "wc.py"), [str(book)], str(small), n_reduce=2)
     limited.client.wait(second, timeout=120)
