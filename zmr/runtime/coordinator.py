@@ -17,6 +17,7 @@ import zmq
 
 from zmr.config import Config
 from zmr.core.scheduler import (
+    Action,
     ConnectionsAlive,
     JobFinished,
     Journal,
@@ -58,7 +59,7 @@ def scheduler_params(config: Config) -> SchedulerParams:
         lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace)
 
 
-def recover(journal: JournalFile, scheduler: Scheduler, now: float, recover_damaged: bool) -> list[Any]:
+def recover(journal: JournalFile, scheduler: Scheduler, now: float, recover_damaged: bool) -> list[Action]:
     """Read the journal, check the replayed jobs' output directories for `_SUCCESS`, rebuild the state.
 
     Raises JournalDamaged (the file left as it is) for damage before the journal's end, unless
