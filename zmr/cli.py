@@ -248,6 +248,7 @@ def cmd_coord(ns: argparse.Namespace) -> int:
     from zmr.runtime.coordinator import Coordinator
 
     config = _load(ns, {"coordinator.bind": ns.bind, "coordinator.state_dir": ns.state_dir,
+                        "coordinator.recover_damaged_journal": ns.recover_damaged_journal or None,
                         "security.insecure": ns.insecure or None})
     coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
     _stop_on_signals(coordinator.stop, coordinator.stop_flag)
@@ -293,6 +294,9 @@ def _coord_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind", help="control endpoint (default tcp://127.0.0.1:5555)")
     p.add_argument("--state-dir", help="journal directory: a coordinator restarted with the same one recovers "
                    "every job (default: none, state is in memory only)")
+    p.add_argument("--recover-damaged-journal", action="store_true",
+                   help="start even if the journal is damaged before its end: keep the records before the damage, "
+                   "move the file aside as journal.damaged-<time> (default: refuse to start, leave the file alone)")
     p.add_argument("--endpoint-file", help=argparse.SUPPRESS)
     _insecure_flag(p)
     p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)

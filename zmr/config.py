@@ -123,6 +123,13 @@ class CoordinatorConfig(_Section):
         "Directory of the coordinator's journal. A coordinator restarted with the same directory recovers "
         "every job; empty keeps state in memory only (a restart forgets all jobs).",
     )
+    recover_damaged_journal: bool = _setting(
+        False,
+        "Start even if the journal in state_dir is damaged before its end (not just a torn last write): keep "
+        "the intact records before the damage and move the damaged file aside as journal.damaged-<time> in "
+        "state_dir. What was recorded after the damage is forgotten (a job whose _SUCCESS is in its output "
+        "directory is still never run again): turn this on for one start, after looking at the file.",
+    )
     lease_ttl: float = _setting(
         30.0,
         "Lifetime of a job's leases on a worker unless the coordinator renews them (it does, every "

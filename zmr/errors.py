@@ -8,6 +8,7 @@
      +-- JobFailed          a job ended in failure; carries the reason (and the app's traceback)
      +-- ClusterError       the cluster could not be reached or started
           +-- NoAnswer          the coordinator did not answer in time (it may be restarting)
+          +-- JournalDamaged    the coordinator's journal is damaged before its end; it will not guess
 
 Local errors (you misused the API) and remote errors (a peer sent garbage) are kept apart: a
 ProtocolError is never fatal to a process, the peer's message is dropped.
@@ -51,3 +52,19 @@ class ClusterError(ZmrError):
 
 class NoAnswer(ClusterError):
     """The coordinator did not answer within the timeout; a waiting client tries again."""
+
+
+class JournalDamaged(ClusterError):
+    """The journal holds a bad record with records after it, so it is not a torn last write.
+
+    Recovering would drop records that were written, and so re-run or forget work that was done: the
+    coordinator refuses to start, and leaves the file as it is, unless the operator says to go on.
+    """
+
+    def __init__(self, path: str, offset: int, problem: str) -> None:
+        super().__init__(f"the journal {path} is damaged at byte {offset} ({problem}), with records after "
+                         "the damage; it is left as it is. To start from the intact records before byte "
+                         f"{offset} (the file is kept aside), pass --recover-damaged-journal")
+        self.path = path
+        self.offset = offset
+        self.problem = problem

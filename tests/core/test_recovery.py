@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from zmr.core.scheduler import Scheduler, SchedulerParams, Send
+import pytest
+
+from zmr.core.scheduler import Action, JobFinished, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
+from zmr.protocol import success
+from zmr.protocol.success import SuccessMarker
 from zmr.testing import SimCluster, check_invariants, logged, sim_with
 
 
@@ -275,3 +279,102 @@ def test_workers_idle_at_a_compaction_are_still_known_after_a_later_restart() ->
     assert not logged(actions, "worker_lost")
     for index, attempt, worker in done:
         assert (sim.task(job, MAP, index).committed, sim.task(job, MAP, index).committed_worker) == (attempt, worker)
+
+
+# ------------------------------------------------------------------ committed output found on disk
+
+
+def _lost_its_end(sim: SimCluster) -> list[jr.Record]:
+    """The journal of a finished job cut before its first reduce commit: replay alone would run it again."""
+    cut = next(i for i, r in enumerate(sim.journal) if isinstance(r, jr.ReduceCommitted))
+    return sim.journal[:cut]
+
+
+def _recover_with(sim: SimCluster, records: list[jr.Record], found: dict[str, SuccessMarker | None]
+                  ) -> tuple[Scheduler, list[Action]]:
+    again = Scheduler(sim.params)
+    actions = again.recover(records, sim.clock.now, found)
+    check_invariants(again)
+    return again, actions
+
+
+def _assigned_after_a_worker_joins(scheduler: Scheduler) -> list[m.FromCoordinator]:
+    register = m.Register(worker_id="w9", data_addr="tcp://w9.sim:1", python=scheduler.params.python, pid=9,
+                          host="sim")
+    actions = scheduler.handle(Received(b"w9", register), 2000.0) + scheduler.handle(Tick(), 2001.0)
+    return [a.msg for a in actions if isinstance(a, Send) and isinstance(a.msg, m.AssignMap | m.AssignReduce)]
+
+
+def test_a_job_whose_success_marker_is_found_is_not_run_again_when_the_journal_lost_its_end() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=2, n_reduce=2)
+    sim.run()
+    marker = sim.scheduler.success_marker(job)
+    assert marker is not None
+    output_dir = sim.job(job).spec.output_dir
+    again, actions = _recover_with(sim, _lost_its_end(sim), {output_dir: marker})
+    assert not [a for a in actions if isinstance(a, JobFinished)], "its output would be written again"
+    assert job not in again.jobs and again.archived[job].state == "succeeded"
+    assert again.archived[job].finished == marker.finished
+    assert [f.fields["job"] for f in logged(actions, "job_found_committed")] == [job]
+    assert _assigned_after_a_worker_joins(again) == []
+    assert [r for r in again.snapshot() if isinstance(r, jr.EndedJob)][0].info.state == "succeeded"
+
+
+def test_without_a_success_marker_the_same_journal_runs_the_job_again() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=2, n_reduce=2)
+    sim.run()
+    again, _ = _recover_with(sim, _lost_its_end(sim), {})
+    assert again.jobs[job].state is JobState.RUNNING and again.jobs[job].reduces_done == 0   # to be run again
+
+
+@pytest.mark.parametrize("author", ["none", "same_id_other_job", "other_id"])
+def test_a_success_file_this_job_did_not_write_fails_it_and_leaves_the_output_alone(author: str) -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=2, n_reduce=2)
+    sim.run()
+    ours = sim.scheduler.success_marker(job)
+    assert ours is not None
+    found = {"none": None, "same_id_other_job": SuccessMarker(job_id=job, submitted=ours.submitted - 60,
+                                                              finished=ours.finished - 50),
+             "other_id": SuccessMarker(job_id="job-0042", submitted=1.0, finished=2.0)}[author]
+    output_dir = sim.job(job).spec.output_dir
+    again, actions = _recover_with(sim, _lost_its_end(sim), {output_dir: found})
+    assert not [a for a in actions if isinstance(a, JobFinished)], "its output would be removed"
+    info = again.archived[job]
+    assert info.state == "failed" and "not run again" in info.error and output_dir in info.error, info.error
+    assert logged(actions, "job_not_run_again")
+    assert _assigned_after_a_worker_joins(again) == []
+
+
+def test_a_queued_job_whose_directory_gained_a_success_file_is_not_run() -> None:
+    sim = sim_with()
+    job = sim.submit(n_splits=1, n_reduce=1)
+    again, actions = _recover_with(sim, list(sim.journal), {sim.job(job).spec.output_dir: None})
+    assert again.archived[job].state == "failed"
+    assert _assigned_after_a_worker_joins(again) == []
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_an_output_step_cut_short_is_not_redone_over_a_success_file(ours: bool) -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.run()
+    marker = sim.scheduler.success_marker(job) if ours else None
+    cut_short = [r for r in sim.journal if not isinstance(r, jr.OutputFinished)]
+    again, actions = _recover_with(sim, cut_short, {sim.job(job).spec.output_dir: marker})
+    assert not [a for a in actions if isinstance(a, JobFinished)]
+    assert again.archived[job].state == "succeeded"
+    assert logged(actions, "job_output_found_done" if ours else "job_output_left_alone")
+
+
+def test_a_success_marker_names_one_job_and_survives_its_file() -> None:
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.run()
+    marker = sim.scheduler.success_marker(job)
+    assert marker is not None and marker.job_id == job and marker.submitted == sim.job(job).submitted
+    assert success.decode(success.encode(marker).encode()) == marker
+    assert success.decode(b"") is None and success.decode(b"garbage") is None and success.decode(b"x" * 9000) is None
+    assert sim.scheduler.success_marker("job-9999") is None

@@ -3,8 +3,9 @@
 Workers keep running and reconnect by themselves; the restarted coordinator replays its journal, the
 workers register again and report what they hold. Committed work they still hold is reused, not run
 again; queued, running and finished jobs are all still there; job ids go on where they stopped; a client
-waiting for a job rides through the restart. A damaged last journal record is dropped with a
-`journal_damaged` warning, and a state directory serves one coordinator at a time.
+waiting for a job rides through the restart. A torn last journal record is dropped with a
+`journal_damaged` warning; a journal damaged before its end stops the coordinator, and is kept, unless
+the operator passes `--recover-damaged-journal`; a state directory serves one coordinator at a time.
 
 Every process here is started by hand (a coordinator at a fixed loopback port, so that the restarted one
 binds the same address) and stopped by the `restart_cluster` fixture, whatever the test did to it.
@@ -31,9 +32,11 @@ from zmr.protocol import messages as m
 from .conftest import (
     APPS,
     PROBE_APP,
+    REPO,
     SeqOracle,
     ZmrLauncher,
     await_hold,
+    clean_env,
     probe_args,
     probe_counts,
     read_markers,
@@ -96,10 +99,10 @@ class RestartCluster:
         """The log of the latest coordinator life."""
         return self.logs / f"coordinator-{len(self.coordinators) - 1}.log"
 
-    def start_coordinator(self, use_env: bool = False) -> subprocess.Popen[bytes]:
+    def start_coordinator(self, use_env: bool = False, *flags: str) -> subprocess.Popen[bytes]:
         """Start a coordinator life on the state directory (`--state-dir`, or ZMR_COORDINATOR_STATE_DIR)."""
         name = f"coordinator-{len(self.coordinators)}"
-        args = ["coord", "--bind", self.address]
+        args = ["coord", "--bind", self.address, *flags]
         env = {"ZMR_COORDINATOR_STATE_DIR": str(self.state_dir)} if use_env else None
         if not use_env:
             args += ["--state-dir", str(self.state_dir)]
@@ -451,6 +454,70 @@ def test_a_damaged_last_journal_record_is_reported_and_the_intact_ones_recovered
     c.restart_coordinator()
     assert not events(c.coordinator_log(), "journal_damaged"), "the journal is still damaged after a restart"
     assert [(i.job_id, i.state) for i in c.client.status().jobs] == [(i, "succeeded") for i in ids[:2]]
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    """name -> (inode, mtime in ns, bytes) of every file: rewritten output shows up in one of them."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def _zmr_coord(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the `zmr-coord` entry point to its end (it is expected to refuse to start)."""
+    env = {**clean_env(), "PYTHONPATH": str(REPO)}
+    return subprocess.run(zmr_command(*args, entry_point="zmr-coord"), cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_journal_damaged_before_its_end_stops_the_coordinator_and_is_kept(
+        tmp_path: Path, restart_cluster: RestartCluster) -> None:
+    """One byte changed in the record that started a finished job. `zmr-coord` exits 1 with a one-line
+    `zmr: ...` naming the file and the offset, leaving the file as it was; with --recover-damaged-journal
+    it starts from the records before the damage, keeps the file aside, and does not run the job again:
+    its `_SUCCESS` is found, so not one output file is rewritten."""
+    c = restart_cluster
+    c.start_coordinator()
+    c.start_workers(1)
+    book = tmp_path / "in" / "book.txt"
+    book.parent.mkdir()
+    book.write_text("the quick brown fox\njumps over the lazy dog\nthe end\n" * 50)
+    out = tmp_path / "out"
+    job = c.client.submit(str(APPS / "wc.py"), [str(book)], str(out), n_reduce=2)
+    assert c.wait(job).state == "succeeded"
+    c.kill_coordinator()
+    written = _files(out)
+    assert sorted(written) == ["_SUCCESS", "mr-out-0", "mr-out-1"], written
+
+    path = c.state_dir / "journal"
+    data = path.read_bytes()
+    records = _journal_records(c.state_dir).records
+    at = next(i for i, r in enumerate(records) if isinstance(r, j.JobStarted))
+    offset = sum(len(j.frame(r)) for r in records[:at])
+    damaged = bytearray(data)
+    damaged[offset + 12] ^= 0x55
+    path.write_bytes(bytes(damaged))
+
+    refused = _zmr_coord("--bind", f"tcp://127.0.0.1:{_free_port()}", "--state-dir", c.state_dir)
+    assert refused.returncode == 1, refused
+    assert "Traceback" not in refused.stderr, refused.stderr
+    [message] = [line for line in refused.stderr.splitlines() if line.startswith("zmr: ")]
+    assert f"the journal {path} is damaged at byte {offset}" in message, refused.stderr
+    assert "--recover-damaged-journal" in message
+    assert path.read_bytes() == bytes(damaged), "the refused journal was changed"
+    assert sorted(p.name for p in c.state_dir.iterdir()) == ["journal", "lock"]
+
+    c.start_coordinator(False, "--recover-damaged-journal")
+    [event] = events(c.coordinator_log(), "journal_damaged")
+    assert (event["level"], event["offset"], event["kept_records"], event["torn"]) == ("warning", offset, at, False)
+    aside = Path(event["copy"])
+    assert aside.parent == c.state_dir and aside.name.startswith("journal.damaged-") and aside.read_bytes() == damaged
+    assert events(c.coordinator_log(), "job_found_committed", job=job), c.logs_text()
+    info = c.job(job)
+    assert info.state == "succeeded", info
+    assert _journal_records(c.state_dir).problem == ""
+    c.restart_coordinator()   # the rewritten journal, without the flag: nothing damaged any more
+    assert not events(c.coordinator_log(), "journal_damaged")
+    assert c.job(job).state == "succeeded"
+    assert _files(out) == written, "committed output was rewritten"
 
 
 def test_two_coordinators_cannot_share_a_state_dir(library: Path, tmp_path: Path, restart_cluster: RestartCluster,

@@ -1,4 +1,4 @@
-"""The journal's framing: intact records are read back, a torn or damaged tail is found and dropped."""
+"""The journal's framing: intact records are read back; a torn last write is told apart from damage before the end."""
 
 from __future__ import annotations
 
@@ -58,11 +58,73 @@ def test_nothing_after_a_damaged_record_is_trusted() -> None:
     assert parsed.records == RECORDS[:2]
 
 
+def test_a_torn_last_record_is_torn_not_damage() -> None:
+    data = framed(RECORDS)
+    for cut in range(1, len(jr.frame(RECORDS[-1]))):
+        parsed = jr.parse(data[:-cut])
+        assert parsed.torn and not parsed.damaged, (cut, parsed.problem)
+        assert parsed.records == RECORDS[:-1]
+
+
+def test_a_bad_checksum_on_the_frame_that_ends_the_file_is_a_torn_tail() -> None:
+    data = bytearray(framed(RECORDS))
+    data[-3] ^= 0x40
+    parsed = jr.parse(bytes(data))
+    assert parsed.torn and parsed.records == RECORDS[:-1]
+
+
+@pytest.mark.parametrize("zeros", [1, 8, 100])
+def test_zero_bytes_after_the_last_record_are_a_torn_tail(zeros: int) -> None:
+    """A file extended but never written (power lost before its pages were) reads back as zeros."""
+    parsed = jr.parse(framed(RECORDS) + bytes(zeros))
+    assert parsed.torn and parsed.records == RECORDS and parsed.good_bytes == len(framed(RECORDS))
+
+
+def test_a_bad_frame_with_records_after_it_is_damage_with_its_offset() -> None:
+    middle = bytearray(framed(RECORDS[2:3]))
+    middle[10] ^= 1
+    offset = len(framed(RECORDS[:2]))
+    parsed = jr.parse(framed(RECORDS[:2]) + bytes(middle) + framed(RECORDS[3:]))
+    assert parsed.damaged and not parsed.torn
+    assert parsed.good_bytes == offset and f"at byte {offset}" in parsed.problem
+
+
+def test_eight_bytes_overwritten_half_way_are_damage() -> None:
+    data = bytearray(framed(RECORDS))
+    half = len(data) // 2
+    data[half:half + 8] = b"\xde\xad\xbe\xef" * 2
+    parsed = jr.parse(bytes(data))
+    assert parsed.damaged and parsed.good_bytes <= half
+
+
+def test_a_length_grown_to_swallow_the_last_record_is_still_damage() -> None:
+    """The second-to-last frame claims to end at the end of the file: the last record is intact inside it."""
+    head, last = framed(RECORDS[:-2]), framed(RECORDS[-1:])
+    second = bytearray(jr.frame(RECORDS[-2]))
+    length = int.from_bytes(second[:4], "little") + len(last)
+    second[:4] = length.to_bytes(4, "little")
+    parsed = jr.parse(head + bytes(second) + last)
+    assert parsed.damaged and parsed.good_bytes == len(head)
+
+
+def test_a_length_that_runs_past_the_end_with_records_inside_is_damage() -> None:
+    data = bytearray(framed(RECORDS))
+    at = len(framed(RECORDS[:2]))
+    data[at + 3] = 0x7F   # the third record now claims about 2 GB
+    parsed = jr.parse(bytes(data))
+    assert parsed.damaged and parsed.good_bytes == at
+
+
+def test_output_dirs_are_those_of_submitted_jobs() -> None:
+    assert jr.output_dirs(RECORDS) == {"/o"}
+
+
 @given(st.binary(max_size=300))
 def test_parse_never_raises_on_garbage(data: bytes) -> None:
     parsed = jr.parse(data)
     assert parsed.good_bytes <= len(data)
     assert (parsed.problem == "") == (parsed.good_bytes == len(data))
+    assert not (parsed.torn and parsed.damaged) and (parsed.torn or parsed.damaged) == bool(parsed.problem)
 
 
 class _Log:

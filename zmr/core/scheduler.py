@@ -16,9 +16,11 @@ from typing import Any
 
 import msgspec
 
+from zmr.core import recovery
 from zmr.core.state import MAP, REDUCE, Attempt, Job, JobState, Task, TaskState, Worker
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
+from zmr.protocol.success import SuccessMarker
 
 # ---------------------------------------------------------------- events and actions
 
@@ -177,18 +179,26 @@ class Scheduler:
 
     # ------------------------------------------------------------ durability
 
-    def recover(self, records: Iterable[j.Record], now: float) -> list[Action]:
+    def recover(self, records: Iterable[j.Record], now: float, found: recovery.Found | None = None) -> list[Action]:
         """Rebuild the state a journal describes; call once, before the first event.
 
         Queued and ended jobs come back as they were. A running job keeps its committed tasks, its
         partition owners and its attempt numbers; what was running is ready again. Every worker the
         journal names as holding something is awaited for `recovery_grace`: if it registers again it
         keeps what it still holds, otherwise it is lost like any other worker and its work is redone.
+        `found` is what the `_SUCCESS` files in the jobs' output directories say (see core.recovery): a
+        job whose output is committed there is never run again. The changes that decides are in the
+        snapshot, which the caller writes before carrying out any action.
         """
         self._now, self._out = now, []
         addrs: dict[str, str] = {}
         for record in records:
             self._apply(record, addrs)
+        for finding in recovery.findings(list(self.jobs.values()), found or {}, now):
+            for record in finding.records:
+                self._apply(record, addrs)
+            self._archive(self.jobs[finding.job_id])   # ended, output done: only its final status is left
+            self._log(finding.event, finding.level, job=finding.job_id, reason=finding.reason)
         timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
         for job in self._running_jobs():
             awaited = set(job.owners)
@@ -292,6 +302,11 @@ class Scheduler:
                 out += self._job_records(job)
         return out
 
+    def success_marker(self, job_id: str) -> SuccessMarker | None:
+        """What the `_SUCCESS` of a job that succeeded says (None for a job no longer known)."""
+        job = self.jobs.get(job_id)
+        return recovery.success_marker(job) if job is not None else None
+
     def output_finished(self, job_id: str) -> list[Action]:
         """The shell carried out a JobFinished: journal it, so a restart does not do it again."""
         job = self.jobs.get(job_id)
@@ -331,8 +346,11 @@ class Scheduler:
         for job in [job for job in self.jobs.values()
                     if job.state.ended and job.output_done and job not in self._draining
                     and job.id not in referenced]:
-            self.archived[job.id] = self._job_info(job, detail=True)
-            del self.jobs[job.id]
+            self._archive(job)
+
+    def _archive(self, job: Job) -> None:
+        self.archived[job.id] = self._job_info(job, detail=True)
+        del self.jobs[job.id]
 
     # ------------------------------------------------------------ clients
 

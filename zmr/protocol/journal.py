@@ -1,12 +1,16 @@
 """The coordinator's journal: typed records of every state change, and their checksummed on-disk framing.
 
 A record is framed as `length (4 bytes LE) | crc32 (4 bytes LE) | msgpack body`. Reading stops at the
-first frame that is short, fails its checksum or does not decode: that is a torn write from a crash (or
-damage), so everything before it is trusted and nothing after it is.
+first frame that is short, fails its checksum or does not decode. Only a crash in the middle of an append
+explains such a frame at the very end: then it reaches the end of the data (or all that follows it is
+zero bytes, as a file extended but never written reads back) and no intact frame starts after it: that
+is a *torn* tail, and the records before it are the whole truth. Anything else is *damage*: records were
+written after the bad frame, so dropping it and what follows would silently rewrite history.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -145,25 +149,66 @@ class Parsed:
     records: list[Record]
     good_bytes: int      # the length of the intact prefix
     problem: str         # why reading stopped before the end, or ''
+    torn: bool = False   # the problem is a torn last write (see the module docstring), not damage
+
+    @property
+    def damaged(self) -> bool:
+        """Reading stopped before records that were written after the bad frame: they must not be dropped."""
+        return bool(self.problem) and not self.torn
 
 
 def parse(data: bytes) -> Parsed:
     """Every intact record from the start of `data`, up to the first torn or damaged one."""
     records: list[Record] = []
     pos = 0
-    view = memoryview(data)
     while pos < len(data):
-        if len(data) - pos < _HEAD.size:
-            return Parsed(records, pos, f"torn record header at byte {pos}")
-        length, crc = _HEAD.unpack_from(data, pos)
-        body = view[pos + _HEAD.size:pos + _HEAD.size + length]
-        if length > MAX_RECORD_BYTES or len(body) < length:
-            return Parsed(records, pos, f"torn record at byte {pos}")
-        if zlib.crc32(body) != crc:
-            return Parsed(records, pos, f"checksum mismatch at byte {pos}")
-        try:
-            records.append(_DECODER.decode(body))
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            return Parsed(records, pos, f"undecodable record at byte {pos}: {exc}")
-        pos += _HEAD.size + length
+        record, end, problem = _frame_at(data, pos)
+        if record is None:
+            return Parsed(records, pos, problem, _is_torn_tail(data, pos, end))
+        records.append(record)
+        pos = end
     return Parsed(records, pos, "")
+
+
+def _frame_at(data: bytes, pos: int) -> tuple[Record | None, int, str]:
+    """The record framed at `pos` and where its frame ends (claimed end if bad), or None and why not."""
+    if len(data) - pos < _HEAD.size:
+        return None, len(data) + 1, f"torn record header at byte {pos}"
+    length, crc = _HEAD.unpack_from(data, pos)
+    end = pos + _HEAD.size + length
+    if length > MAX_RECORD_BYTES or end > len(data):
+        return None, end, f"torn record at byte {pos}"
+    body = memoryview(data)[pos + _HEAD.size:end]
+    if zlib.crc32(body) != crc:
+        return None, end, f"checksum mismatch at byte {pos}"
+    try:
+        return _DECODER.decode(body), end, ""
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return None, end, f"undecodable record at byte {pos}: {exc}"
+
+
+# A record's body is a msgpack array (its tag, then its fields): where a frame may start, this byte follows.
+_BODY_START = re.compile(rb"[\x90-\x9f\xdc\xdd]")
+
+
+def _is_torn_tail(data: bytes, pos: int, end: int) -> bool:
+    """Does the bad frame at `pos` run to the end of `data`, with nothing intact written after it?"""
+    reaches_end = end >= len(data) or not data[end:].strip(b"\0")
+    return reaches_end and next_intact_frame(data, pos + 1) is None
+
+
+def next_intact_frame(data: bytes, start: int) -> int | None:
+    """The first offset at or after `start` where a whole frame passes its checksum and decodes."""
+    for match in _BODY_START.finditer(data, start + _HEAD.size):
+        pos = match.start() - _HEAD.size
+        length, crc = _HEAD.unpack_from(data, pos)
+        end = pos + _HEAD.size + length
+        if length and end <= len(data) and zlib.crc32(memoryview(data)[pos + _HEAD.size:end]) == crc \
+                and _frame_at(data, pos)[0] is not None:
+            return pos
+    return None
+
+
+def output_dirs(records: list[Record]) -> set[str]:
+    """The output directories of the jobs these records submit: what a restart checks for `_SUCCESS`."""
+    return {r.spec.output_dir for r in records if isinstance(r, JobSubmitted)}

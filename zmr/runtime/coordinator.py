@@ -17,6 +17,7 @@ import zmq
 
 from zmr.config import Config
 from zmr.core.scheduler import (
+    Action,
     ConnectionsAlive,
     JobFinished,
     Journal,
@@ -31,6 +32,7 @@ from zmr.core.scheduler import (
 from zmr.core.state import JobState
 from zmr.errors import ClusterError, ProtocolError
 from zmr.log import bound_logger
+from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.codec import coordinator_decoder, encode
 from zmr.runtime import outputs, security, transport
@@ -55,6 +57,16 @@ def scheduler_params(config: Config) -> SchedulerParams:
         window_bytes=s.window_bytes, speculation=config.speculation.enabled,
         slow_factor=config.speculation.slow_factor, min_elapsed=config.speculation.min_elapsed,
         lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace)
+
+
+def recover(journal: JournalFile, scheduler: Scheduler, now: float, recover_damaged: bool) -> list[Action]:
+    """Read the journal, check the replayed jobs' output directories for `_SUCCESS`, rebuild the state.
+
+    Raises JournalDamaged (the file left as it is) for damage before the journal's end, unless
+    `recover_damaged`. Returns the actions recovery asks for; the journal file is not changed yet.
+    """
+    records = journal.open(recover_damaged)
+    return scheduler.recover(records, now, outputs.success_markers(j.output_dirs(records)))
 
 
 class Coordinator:
@@ -88,10 +100,15 @@ class Coordinator:
                 self._journal.close()
 
     def _recover(self, state_dir: str) -> None:
-        """Replay the journal, then rewrite it as a snapshot (which also drops a torn tail)."""
+        """Replay the journal and make it whole again (a snapshot) before carrying out anything.
+
+        The snapshot comes first: recovery's own decisions are in it, and an output step it carries
+        out journals its end by appending, which must not go after a dropped torn tail.
+        """
         self._journal = JournalFile(state_dir, self._log)
-        records = self._journal.open()
-        self._execute(None, self.scheduler.recover(records, time.time()))
+        actions = recover(self._journal, self.scheduler, time.time(), self.config.coordinator.recover_damaged_journal)
+        self._journal.rewrite(self.scheduler.snapshot())
+        self._execute(None, actions)
         self.scheduler.archive_ended()
         self._journal.rewrite(self.scheduler.snapshot())
 
@@ -212,7 +229,10 @@ class Coordinator:
         try:
             if action.state is JobState.SUCCEEDED:
                 outputs.remove_temporaries(action.output_dir, action.job_id)
-                outputs.write_atomically(Path(action.output_dir) / "_SUCCESS", "")
+                marker = self.scheduler.success_marker(action.job_id)
+                if marker is None:
+                    raise OSError(f"job {action.job_id} is no longer known")
+                outputs.write_success(action.output_dir, marker)
             else:
                 outputs.remove_job_output(action.output_dir, action.job_id, action.n_reduce)
         except OSError as exc:

@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from zmr.protocol import success
+
 
 def write_atomically(path: Path, text: str) -> None:
     """Write to a hidden temporary name, then rename into place: readers see all or nothing."""
@@ -49,3 +51,23 @@ def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
         (folder / f"mr-out-{r}").unlink(missing_ok=True)
     remove_temporaries(output_dir, job_id)
     (folder / "_SUCCESS").unlink(missing_ok=True)
+
+
+def write_success(output_dir: str, marker: success.SuccessMarker) -> None:
+    """`_SUCCESS`, naming the job that wrote it, so a restart can tell that job's committed output."""
+    write_atomically(Path(output_dir) / success.SUCCESS_NAME, success.encode(marker))
+
+
+def success_markers(output_dirs: set[str]) -> dict[str, success.SuccessMarker | None]:
+    """What `_SUCCESS` says in each of these directories that holds one (None: it names no job)."""
+    found: dict[str, success.SuccessMarker | None] = {}
+    for output_dir in sorted(output_dirs):
+        path = Path(output_dir) / success.SUCCESS_NAME
+        try:
+            with open(path, "rb") as f:
+                found[output_dir] = success.decode(f.read(success.MAX_MARKER_BYTES + 1))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:   # there, but unreadable: it still is a _SUCCESS that recovery must not write over
+            found[output_dir] = None
+    return found
