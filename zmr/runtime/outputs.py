@@ -1,10 +1,18 @@
-"""Job output directories: checked before a job is queued, `_SUCCESS` on success, cleaned on failure."""
+"""Job output directories: checked before a job is queued, `_SUCCESS` on success, cleaned on failure.
+
+An output directory never overlaps the job's inputs: a job that read its own output would count the
+previous run's `mr-out-*` and `_SUCCESS` as input, and `--overwrite` would delete input files after they
+were listed. Paths are compared as resolved real paths, so symbolic links and `..` cannot hide an overlap.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+_OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -16,6 +24,55 @@ def write_atomically(path: Path, text: str) -> None:
 
 def existing_output(folder: Path) -> list[Path]:
     return sorted(folder.glob("mr-out-*")) + ([folder / "_SUCCESS"] if (folder / "_SUCCESS").exists() else [])
+
+
+def overlap_problem(inputs: Sequence[str], files: Iterable[str], output_dir: str) -> str:
+    """Why the output directory overlaps the inputs, or ''. `inputs` as typed (files and directories),
+    `files` every input file they stand for: a file reached through a symbolic link counts where it lives."""
+    out = os.path.realpath(output_dir)
+    for typed in [inputs] if isinstance(inputs, str) else inputs:
+        real = os.path.realpath(typed)
+        if real == out:
+            return f"output directory {output_dir!r} is the input {typed!r}; {_OVERLAP}"
+        if _inside(out, real):
+            return f"output directory {output_dir!r} is inside the input directory {typed!r}; {_OVERLAP}"
+        if _inside(real, out):
+            return f"input {typed!r} is inside the output directory {output_dir!r}; {_OVERLAP}"
+    return files_in_output(files, output_dir)
+
+
+def files_in_output(files: Iterable[str], output_dir: str) -> str:
+    """Why an input file lies in the output directory (or below it), or ''.
+
+    All the coordinator can check: a spec names files, not the directories they were found in. It is
+    what protects data: preparing the output deletes files in that directory only.
+    """
+    out = os.path.realpath(output_dir)
+    real = _resolver()
+    for path in dict.fromkeys(files):   # a file cut into many splits is checked once
+        if _inside(real(path), out):
+            return f"input file {path!r} is inside the output directory {output_dir!r}; {_OVERLAP}"
+    return ""
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Is the real path `path` `folder` itself or somewhere below it?"""
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _resolver() -> Callable[[str], str]:
+    """A `realpath` for many files that resolves each directory once: a spec may name 100,000 files in a
+    few directories, and a full `realpath` costs a system call per path component."""
+    dirs: dict[str, str] = {}
+
+    def real(path: str) -> str:
+        head, tail = os.path.split(os.path.abspath(path))
+        if head not in dirs:
+            dirs[head] = os.path.realpath(head)
+        joined = os.path.join(dirs[head], tail)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+    return real
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
