@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zmr.inputs as inputs
+from zmr.core.specs import SpecLimits
 from zmr.errors import JobSpecError
 from zmr.inputs import InputFile, expand_inputs, plan_splits, read_split
 
@@ -194,3 +195,13 @@ def test_a_run_without_whitespace_is_cut_between_utf8_sequences(tmp_path: Path) 
     path = _write(tmp_path / "f", text)
     pieces = list(inputs.read_chunks(str(path), 0, path.stat().st_size, 100))
     assert "".join(p for p, _ in pieces) == text
+
+
+def test_too_many_files_are_refused_before_any_is_opened(tmp_path: Path) -> None:
+    for i in range(6):
+        _write(tmp_path / "many" / f"f{i}.txt")
+    limits = SpecLimits(max_map_tasks=5)
+    with mock.patch.object(inputs, "_input_file", side_effect=AssertionError("opened")), \
+            pytest.raises(JobSpecError, match=r"number of input files is 6, over the limit of 5 \(job.max_map_tasks\)"):
+        expand_inputs([str(tmp_path / "many")], limits)
+    assert len(expand_inputs([str(tmp_path / "many")], SpecLimits(max_map_tasks=6))) == 6

@@ -121,3 +121,15 @@ def test_unicode_keys_and_values_round_trip(tmp_path: Path) -> None:
     )
     out = run_sequential(app, [str(src)], str(tmp_path / "out"))
     assert out.read_text(encoding="utf-8") == "héllo héllo\nwörld wörld\nÿ\ufffd ÿ\ufffd\n"
+
+
+def test_an_output_directory_inside_the_input_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "a.txt").write_text("a b\n")
+    out = tmp_path / "books" / "out"
+    out.mkdir()
+    (out / "mr-out-0").write_text("old 1\n")
+    with pytest.raises(JobSpecError, match="inside the input directory"):
+        run_sequential(str(Path(__file__).resolve().parents[1] / "apps" / "wc.py"), [str(tmp_path / "books")], out,
+                       overwrite=True)
+    assert (out / "mr-out-0").read_text() == "old 1\n"

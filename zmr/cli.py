@@ -90,7 +90,13 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
 def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None) -> JobSpec:
     """The job the flags describe, checked before anything starts or is sent."""
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
-                      ns.overwrite, workers)
+                      ns.overwrite, workers, config.job.limits)
+
+
+def _client(address: str, config: Config) -> Client:
+    """A client that knows the cluster's keys and bounds from the config."""
+    return Client(address, keys_dir=config.security.keys_dir,
+                  max_message_bytes=config.coordinator.max_message_bytes, limits=config.job.limits)
 
 
 def _wait_with_progress(client: Client, job_id: str) -> JobInfo:
@@ -111,7 +117,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
     on_term = _terminate_by_exception()
     try:
-        with cluster, Client(cluster.address, keys_dir=keys) as client:
+        with cluster, _client(cluster.address, config) as client:
             info = _wait_with_progress(client, client.submit_spec(spec))
         print(format_summary(info, time.monotonic() - started))
         return EXIT_OK
@@ -143,7 +149,7 @@ def _interrupted(exc: KeyboardInterrupt, detail: str = "") -> int:
 def cmd_submit(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce})
     spec = _job_spec(ns, config)
-    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
+    with _client(_coordinator_address(ns, config), config) as client:
         job_id = client.submit_spec(spec)
         print(job_id, flush=True)
         if not ns.wait:
@@ -156,7 +162,7 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 
 def cmd_status(ns: argparse.Namespace) -> int:
     config = _load(ns)
-    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
+    with _client(_coordinator_address(ns, config), config) as client:
         print(format_status(client.status(ns.job_id), detail=ns.job_id is not None))
     return EXIT_OK
 
@@ -169,7 +175,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return EXIT_USAGE
     config = _load(ns)
-    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
+    with _client(_coordinator_address(ns, config), config) as client:
         info = client.job(ns.job_id)
     if ns.plot:
         print(report.plot_timeline(info, ns.plot))
@@ -186,7 +192,7 @@ def _plot_file(value: str) -> str:
 
 def cmd_cancel(ns: argparse.Namespace) -> int:
     config = _load(ns)
-    with Client(_coordinator_address(ns, config), keys_dir=config.security.keys_dir) as client:
+    with _client(_coordinator_address(ns, config), config) as client:
         info = client.cancel(ns.job_id)
     print(f"{info.job_id} {info.state}")
     return EXIT_OK

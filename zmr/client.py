@@ -15,48 +15,67 @@ from typing import Any
 import zmq
 
 from zmr.apps import App, load_app, ship_app
+from zmr.config import CoordinatorConfig
+from zmr.core.specs import SpecLimits, app_problem, map_tasks_problem, n_reduce_problem
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
-from zmr.errors import ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError
+from zmr.errors import ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
 from zmr.inputs import expand_inputs
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
-from zmr.runtime import transport
+from zmr.runtime import outputs, transport
 from zmr.runtime.security import Keyring
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 _MAX_REPLY_BYTES = 256 << 20
+_DEFAULT_LIMITS = SpecLimits()
+_DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 
 
 def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
-               ) -> m.JobSpec:
-    """Check everything that can be checked here, so a bad job fails before it is queued. `workers`: how
-    many workers will run it, when known (see `plan_splits`)."""
-    if n_reduce < 1:
-        raise JobSpecError(f"n_reduce must be at least 1, got {n_reduce}")
+               limits: SpecLimits = _DEFAULT_LIMITS) -> m.JobSpec:
+    """Check everything that can be checked here, so a bad job fails before it is queued and the user
+    hears why without a round trip; the coordinator checks again with its own `limits`. Cheap checks come
+    first: a huge `n_reduce` is refused before the app is loaded, too many files before any is opened.
+    `workers`: how many workers will run it, when known (see `plan_splits`)."""
+    _refuse(n_reduce_problem(n_reduce, limits))
     loaded = load_app(app) if isinstance(app, str) else app
-    files = expand_inputs(inputs)
+    blob = ship_app(loaded)
+    _refuse(app_problem(len(blob), limits))
+    files = expand_inputs(inputs, limits)
+    _refuse(outputs.overlap_problem(inputs, (f.path for f in files), output))
     splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end)
               for s in plan_splits(files, split_size, workers=workers)]
+    _refuse(map_tasks_problem(len(splits), limits))
     name = _display_name(app if isinstance(app, str) else loaded.name)
-    return m.JobSpec(app_name=name, app_blob=ship_app(loaded), splits=splits,
-                     output_dir=os.path.abspath(output), n_reduce=n_reduce, args=list(args), overwrite=overwrite)
+    return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=os.path.abspath(output),
+                     n_reduce=n_reduce, args=list(args), overwrite=overwrite)
+
+
+def _refuse(problem: str) -> None:
+    if problem:
+        raise JobSpecError(problem)
 
 
 class Client:
     """A connection to a coordinator. Use as a context manager, or call `close()`."""
 
-    def __init__(self, coordinator: str = DEFAULT_COORDINATOR, timeout: float = 10.0, keys_dir: str = "") -> None:
-        """`keys_dir`: the cluster's key directory when it runs with CURVE (the client key pair is used)."""
+    def __init__(self, coordinator: str = DEFAULT_COORDINATOR, timeout: float = 10.0, keys_dir: str = "",
+                 max_message_bytes: int = _DEFAULT_MAX_MESSAGE_BYTES, limits: SpecLimits = _DEFAULT_LIMITS) -> None:
+        """`keys_dir`: the cluster's key directory when it runs with CURVE (the client key pair is used).
+        `max_message_bytes` (coordinator.max_message_bytes) and `limits` (job.max_*): the cluster's
+        bounds as this client knows them, checked before anything is sent."""
         self.coordinator = coordinator
         self.timeout = timeout
+        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self._curve = None
         if keys_dir:
             keyring = Keyring.load(keys_dir)
             self._curve = keyring.client_of("client", keyring.coordinator_public)
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._sock: zmq.Socket[Any] | None = None
-        self._decoder = peer_decoder(_MAX_REPLY_BYTES)
+        self._decoder = peer_decoder(_MAX_REPLY_BYTES, limit_name="")
 
     def __enter__(self) -> Client:
         return self
@@ -75,11 +94,19 @@ class Client:
     def submit(self, app: App | str, inputs: Sequence[str], output: str, n_reduce: int = 4,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent."""
-        return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite))
+        return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
+                                           limits=self.limits))
 
     def submit_spec(self, spec: m.JobSpec) -> str:
         """Queue a job built by `build_spec`; returns its id."""
-        reply = self._request(m.SubmitJob(spec=spec))
+        frames = encode(m.SubmitJob(spec=spec))
+        if (size := _size(frames)) > self.max_message_bytes:
+            raise JobSpecError(
+                f"the job's submit message is {size:,} bytes, over the limit of {self.max_message_bytes:,} "
+                f"(coordinator.max_message_bytes): its app is {len(spec.app_blob):,} bytes and it has "
+                f"{len(spec.splits):,} map tasks; send a smaller app or fewer input files, or raise "
+                "coordinator.max_message_bytes in the config of the client, the coordinator and the workers")
+        reply = self._send_request(frames)
         if isinstance(reply, m.JobAccepted):
             return reply.job_id
         raise ClusterError(_error_text(reply))
@@ -142,11 +169,18 @@ class Client:
     # ------------------------------------------------------------ transport
 
     def _request(self, msg: m.ClientToCoord) -> m.FromCoordinator:
+        frames = encode(msg)
+        if (size := _size(frames)) > self.max_message_bytes:   # the coordinator would drop it unanswered
+            raise ZmrError(f"a {type(msg).__name__} of {size:,} bytes is over the limit of "
+                           f"{self.max_message_bytes:,} (coordinator.max_message_bytes)")
+        return self._send_request(frames)
+
+    def _send_request(self, frames: list[Any]) -> m.FromCoordinator:
         if self._sock is None:
             # queue the request until the coordinator is there
             self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES, immediate=False,
                                           curve=self._curve)
-        self._sock.send_multipart(encode(msg))
+        self._sock.send_multipart(frames)
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
             if not self._sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
@@ -160,6 +194,10 @@ class Client:
         self._sock.close(linger=0)
         self._sock = None
         raise NoAnswer(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s")
+
+
+def _size(frames: list[Any]) -> int:
+    return sum(len(f) for f in frames)
 
 
 def _display_name(spec: str) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
+from zmr.core.specs import DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_MAP_TASKS, DEFAULT_MAX_N_REDUCE, SpecLimits
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import ConfigError
 
@@ -220,6 +221,32 @@ class JobConfig(_Section):
         _at_least(1),
     )
     n_reduce: int = _setting(4, "Number of reduce partitions when a job does not say.", check=_at_least(1))
+    max_n_reduce: int = _setting(
+        DEFAULT_MAX_N_REDUCE,
+        "Most reduce partitions a job may have. Each costs the coordinator a task record, a status row and "
+        "an entry in the owner table every worker is sent; a job over it is refused when submitted.",
+        check=_at_least(1),
+    )
+    max_map_tasks: int = _setting(
+        DEFAULT_MAX_MAP_TASKS,
+        "Most map tasks a job may have (each input file is at least one, a large file one per split). Each "
+        "costs the coordinator a task record and a line of the submitted spec; a job over it is refused "
+        "when submitted, before its files are opened.",
+        check=_at_least(1),
+    )
+    max_app_bytes: int = _setting(
+        DEFAULT_MAX_APP_BYTES,
+        "Largest shipped (pickled) app; a larger one is refused when submitted. The app travels inside the "
+        "submit message and each worker's job set-up, so keep it well under coordinator.max_message_bytes "
+        "(the smaller of the two bounds an app).",
+        "bytes",
+        _at_least(KiB),
+    )
+
+    @property
+    def limits(self) -> SpecLimits:
+        """The bounds a job spec is checked against, on the client and on the coordinator."""
+        return SpecLimits(self.max_n_reduce, self.max_map_tasks, self.max_app_bytes)
 
 
 @dataclass(frozen=True)

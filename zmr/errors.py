@@ -5,6 +5,7 @@
      +-- AppError           an app module cannot be loaded, lacks map/reduce, or cannot be shipped
      +-- JobSpecError       a job spec is invalid (missing input, n_reduce < 1, output exists, ...)
      +-- ProtocolError      a peer sent a malformed, oversized or wrong-version message
+     |    +-- OversizedMessage  ... one over the size limit, refused before it is parsed
      +-- JobFailed          a job ended in failure; carries the reason (and the app's traceback)
      +-- ClusterError       the cluster could not be reached or started
           +-- NoAnswer          the coordinator did not answer in time (it may be restarting)
@@ -35,6 +36,11 @@ class JobSpecError(ZmrError):
 
 class ProtocolError(ZmrError):
     """A peer sent a malformed, oversized or wrong-version message."""
+
+
+class OversizedMessage(ProtocolError):
+    """A peer sent a message over the size limit. Unlike garbage it may come from a well-meaning but
+    misconfigured peer (an app too big, an old client), so a server may tell the sender why."""
 
 
 class JobFailed(ZmrError):

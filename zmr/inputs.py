@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from zmr.core.specs import SpecLimits, map_tasks_problem
 from zmr.core.splits import Split, plan_splits
 from zmr.errors import JobSpecError
 
@@ -29,33 +30,36 @@ class InputFile:
     size: int
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[InputFile]:
+def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None) -> list[InputFile]:
     """Files as given, directories expanded recursively (sorted, hidden entries skipped).
 
     Raises JobSpecError naming the path for: no inputs, a missing path, an unreadable file,
-    something that is neither a file nor a directory, or a directory holding no files.
+    something that is neither a file nor a directory, or a directory holding no files; and, with
+    `limits`, for more files than `limits.max_map_tasks`, before any file is opened (each file is at
+    least one map task, so such a job would be refused anyway).
     """
     if isinstance(inputs, str):
         inputs = [inputs]
     if not inputs:
         raise JobSpecError("no inputs given: pass at least one file or directory")
-    files: list[InputFile] = []
-    for typed in inputs:
-        files.extend(_expand_one(typed))
-    return files
+    names = [name for typed in inputs for name in _list_one(typed)]
+    if limits is not None and (problem := map_tasks_problem(len(names), limits, "the number of input files")):
+        raise JobSpecError(problem)
+    return [_input_file(name) for name in names]
 
 
-def _expand_one(typed: str) -> list[InputFile]:
+def _list_one(typed: str) -> list[str]:
+    """The file names one typed input stands for: itself, or the visible files under a directory."""
     if os.path.isdir(typed):
         names = [os.path.join(typed, rel) for rel in _visible_files(typed)]
         if not names:
             raise JobSpecError(f"input directory {typed!r} holds no (non-hidden) files")
-        return [_input_file(name) for name in names]
+        return names
     if not os.path.exists(typed):
         raise JobSpecError(f"input {typed!r} does not exist")
     if not os.path.isfile(typed):
         raise JobSpecError(f"input {typed!r} is neither a regular file nor a directory")
-    return [_input_file(typed)]
+    return [typed]
 
 
 def _visible_files(top: str) -> list[str]:

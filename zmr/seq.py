@@ -16,6 +16,7 @@ from zmr.core.batches import Value
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
 from zmr.inputs import expand_inputs, plan_splits, read_chunks
+from zmr.runtime import outputs
 
 __all__ = ["DEFAULT_SPLIT_SIZE", "run_sequential"]
 
@@ -31,7 +32,10 @@ def run_sequential(
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
     the_app = load_app(app) if isinstance(app, str) else app
-    splits = plan_splits(expand_inputs(inputs), split_size)
+    files = expand_inputs(inputs)
+    if problem := outputs.overlap_problem(inputs, (f.path for f in files), str(output_dir)):
+        raise JobSpecError(problem)
+    splits = plan_splits(files, split_size)
     out_dir = _prepare_output(Path(output_dir), overwrite)
     job_args = list(args)
     groups: dict[str, list[Value]] = {}

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zmr.errors import ProtocolError
+from zmr.errors import OversizedMessage, ProtocolError
 from zmr.protocol import messages as m
 from zmr.protocol.codec import VERSION_FRAME, Decoder, coordinator_decoder, data_decoder, encode, peer_decoder
 from zmr.protocol.messages import PROTOCOL_VERSION
@@ -125,6 +125,16 @@ def test_a_message_of_exactly_the_limit_is_accepted() -> None:
     assert coordinator_decoder(size).decode(frames)[0] == m.TaskRequest(worker_id="w1")
     with pytest.raises(ProtocolError, match="exceeds"):
         coordinator_decoder(size - 1).decode(frames)
+
+
+def test_an_oversized_message_is_refused_naming_the_limit_and_its_config_key() -> None:
+    frames = frames_of(m.TaskRequest(worker_id="w1"))
+    size = sum(len(f) for f in frames)
+    with pytest.raises(OversizedMessage, match=rf"exceeds the {size - 1}-byte limit \(coordinator.max_message_bytes\)"):
+        coordinator_decoder(size - 1).decode(frames)
+    with pytest.raises(OversizedMessage, match=r"\(worker.max_message_bytes\)"):
+        data_decoder(10).decode(frames)
+    assert issubclass(OversizedMessage, ProtocolError)
 
 
 # ---------------------------------------------------------------- rejections

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from zmr.core import recovery
+from zmr.core.specs import SpecLimits, spec_problem
 from zmr.core.state import MAP, REDUCE, Attempt, Job, JobState, Task, TaskState, Worker
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
@@ -107,6 +108,7 @@ class SchedulerParams:
     lease_ttl: float = 30.0        # a worker drops a job's data if its leases are not renewed within this
     recovery_grace: float = 10.0   # after a restart, how long workers named in the journal have to come back
     timeline_points: int = 2000    # samples kept per job (older ones are thinned)
+    limits: SpecLimits = SpecLimits()   # the largest job this coordinator queues
 
     def retry_delay(self, failures: int) -> float:
         return float(min(self.retry_cap, self.retry_base * 2 ** max(0, failures - 1)))
@@ -355,7 +357,7 @@ class Scheduler:
     # ------------------------------------------------------------ clients
 
     def _on_submit(self, peer: bytes, spec: m.JobSpec) -> None:
-        problem = spec_problem(spec) or (
+        problem = spec_problem(spec, self.params.limits) or (
             f"output directory {spec.output_dir} is in use by a running job"
             if self.output_dir_busy(spec.output_dir) else "")
         if problem:
@@ -1169,16 +1171,3 @@ class Scheduler:
 def _job_number(job_id: str) -> int:
     digits = job_id.rpartition("-")[2]
     return int(digits) if digits.isdigit() else 0
-
-
-def spec_problem(spec: m.JobSpec) -> str:
-    """Why a job spec cannot be queued, or '' if it can."""
-    if spec.n_reduce < 1:
-        return f"n_reduce must be at least 1, got {spec.n_reduce}"
-    if not spec.splits:
-        return "the job has no input"
-    if not spec.output_dir:
-        return "the job has no output directory"
-    if not spec.app_blob:
-        return "the job has no app"
-    return ""

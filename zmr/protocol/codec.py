@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from zmr.errors import ProtocolError
+from zmr.errors import OversizedMessage, ProtocolError
 from zmr.protocol.messages import (
     PROTOCOL_VERSION,
     Batch,
@@ -37,9 +37,11 @@ def encode(msg: msgspec.Struct, payload: bytes | memoryview | None = None) -> li
 class Decoder(Generic[T]):
     """Decodes one direction's messages; `max_bytes` caps the whole message, not only a frame."""
 
-    def __init__(self, union: Any, max_bytes: int) -> None:
+    def __init__(self, union: Any, max_bytes: int, limit_name: str = "") -> None:
+        """`limit_name`: the config key of `max_bytes`, named in the error so the sender knows what to raise."""
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(union)
         self._max_bytes = max_bytes
+        self._limit = f"the {max_bytes}-byte limit" + (f" ({limit_name})" if limit_name else "")
 
     def decode(self, frames: Sequence[bytes | memoryview]) -> tuple[T, bytes | memoryview | None]:
         """Check framing, size and version, then parse; the payload frame is returned untouched."""
@@ -47,7 +49,7 @@ class Decoder(Generic[T]):
             raise ProtocolError(f"expected 2 or 3 frames, got {len(frames)}")
         total = sum(len(f) for f in frames)
         if total > self._max_bytes:
-            raise ProtocolError(f"message of {total} bytes exceeds the {self._max_bytes}-byte limit")
+            raise OversizedMessage(f"message of {total} bytes exceeds {self._limit}")
         if bytes(frames[0]) != VERSION_FRAME:
             raise ProtocolError(f"unknown protocol version frame {bytes(frames[0])[:16]!r}")
         try:
@@ -62,14 +64,14 @@ class Decoder(Generic[T]):
 
 def coordinator_decoder(max_bytes: int) -> Decoder[ToCoordinator]:
     """What the coordinator accepts from clients and workers."""
-    return Decoder(ToCoordinator, max_bytes)
+    return Decoder(ToCoordinator, max_bytes, "coordinator.max_message_bytes")
 
 
-def peer_decoder(max_bytes: int) -> Decoder[FromCoordinator]:
+def peer_decoder(max_bytes: int, limit_name: str = "coordinator.max_message_bytes") -> Decoder[FromCoordinator]:
     """What clients and workers accept from the coordinator."""
-    return Decoder(FromCoordinator, max_bytes)
+    return Decoder(FromCoordinator, max_bytes, limit_name)
 
 
 def data_decoder(max_bytes: int) -> Decoder[DataMessage]:
     """What a worker's data socket (and a pulling reducer) accepts from peers."""
-    return Decoder(DataMessage, max_bytes)
+    return Decoder(DataMessage, max_bytes, "worker.max_message_bytes")

@@ -27,10 +27,10 @@ from zmr.core.scheduler import (
     SchedulerParams,
     Send,
     Tick,
-    spec_problem,
 )
+from zmr.core.specs import spec_problem
 from zmr.core.state import JobState
-from zmr.errors import ClusterError, ProtocolError
+from zmr.errors import ClusterError, OversizedMessage, ProtocolError
 from zmr.log import bound_logger
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
@@ -41,6 +41,11 @@ from zmr.runtime.security import Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
 
 _MAX_REMEMBERED_BAD_PEERS = 10_000
+# The socket reads frames up to this many times coordinator.max_message_bytes, so that a message over the
+# limit reaches the decoder, which refuses it; then it is logged and its sender told why. A bigger frame
+# makes libzmq drop the connection without a word to the application (its monitor reports a disconnect
+# like any other), so what is logged and answered is bounded by this factor, and so is memory per frame.
+_READ_CAP_FACTOR = 2
 _ROLE_OF: dict[type, str] = {   # with CURVE on, the only role allowed to send each message
     **{t: security.CLIENT for t in get_args(m.ClientToCoord)},
     **{t: security.WORKER for t in get_args(m.WorkerToCoord)},
@@ -56,7 +61,7 @@ def scheduler_params(config: Config) -> SchedulerParams:
         max_worker_losses=r.max_worker_losses, push=s.mode == "push", batch_bytes=s.batch_bytes,
         window_bytes=s.window_bytes, speculation=config.speculation.enabled,
         slow_factor=config.speculation.slow_factor, min_elapsed=config.speculation.min_elapsed,
-        lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace)
+        lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace, limits=config.job.limits)
 
 
 def recover(journal: JournalFile, scheduler: Scheduler, now: float, recover_damaged: bool) -> list[Action]:
@@ -123,7 +128,7 @@ class Coordinator:
             self._auth = RoleAuthenticator(ctx, keyring.roles, {security.CLIENT, security.WORKER}, self._log)
             self._auth.start()   # before bind: a handshake without a ZAP handler would admit any key
         try:
-            sock = transport.router(ctx, cfg.bind, cfg.max_message_bytes, curve,
+            sock = transport.router(ctx, cfg.bind, _READ_CAP_FACTOR * cfg.max_message_bytes, curve,
                                     heartbeat=(cfg.heartbeat_interval, cfg.dead_after / 2))
         except zmq.ZMQError as exc:
             self._stop_auth()
@@ -181,15 +186,25 @@ class Coordinator:
                         wrong.peer = peer  # type: ignore[attr-defined]
                         raise wrong
             except ProtocolError as exc:
-                self._bad_message(getattr(exc, "peer", b""), str(exc))
+                self._bad_message(sock, getattr(exc, "peer", b""), exc)
                 continue
-            if (isinstance(msg, m.SubmitJob) and not spec_problem(msg.spec)
-                    and not self.scheduler.output_dir_busy(msg.spec.output_dir)):
-                problem = outputs.prepare_output_dir(msg.spec.output_dir, msg.spec.overwrite)
-                if problem:
-                    transport.send(sock, encode(m.ErrorReply(message=problem)), peer)
-                    continue
+            if isinstance(msg, m.SubmitJob) and (problem := self._output_problem(msg.spec)):
+                transport.send(sock, encode(m.ErrorReply(message=problem)), peer)
+                continue
             self._execute(sock, self.scheduler.handle(Received(peer, msg), time.time()))
+
+    def _output_problem(self, spec: m.JobSpec) -> str:
+        """Check the output directory of a spec the scheduler would queue and prepare it; why not, or ''.
+
+        A spec the scheduler refuses anyway (over a limit, say) is left to it, and nothing is touched:
+        nothing is listed, created or deleted before every other check has passed. The overlap check
+        comes before `prepare_output_dir`, which deletes old output under `--overwrite`.
+        """
+        if spec_problem(spec, self.scheduler.params.limits) or self.scheduler.output_dir_busy(spec.output_dir):
+            return ""
+        files = (split.path for split in spec.splits)
+        return (outputs.files_in_output(files, spec.output_dir)
+                or outputs.prepare_output_dir(spec.output_dir, spec.overwrite))
 
     def _execute(self, sock: zmq.Socket[Any] | None, actions: list[Any]) -> None:
         self._write_journal(actions)
@@ -240,10 +255,13 @@ class Coordinator:
             return
         self._write_journal(self.scheduler.output_finished(action.job_id))
 
-    def _bad_message(self, peer: bytes, error: str) -> None:
+    def _bad_message(self, sock: zmq.Socket[Any], peer: bytes, error: ProtocolError) -> None:
+        """Log a peer's first bad message; tell the sender of an oversized one why it gets no answer."""
+        if isinstance(error, OversizedMessage):   # it cost its sender more than the answer costs us
+            transport.send(sock, encode(m.ErrorReply(message=str(error))), peer)
         if peer in self._bad_peers:
             return
         if len(self._bad_peers) >= _MAX_REMEMBERED_BAD_PEERS:
             self._bad_peers.clear()
         self._bad_peers.add(peer)
-        self._log.warning("bad_message", peer=peer.hex(), error=error)
+        self._log.warning("bad_message", peer=peer.hex(), error=str(error))

@@ -1,12 +1,20 @@
-"""Job output directories: checked before a job is queued, `_SUCCESS` on success, cleaned on failure."""
+"""Job output directories: checked before a job is queued, `_SUCCESS` on success, cleaned on failure.
+
+An output directory never overlaps the job's inputs: a job that read its own output would count the
+previous run's `mr-out-*` and `_SUCCESS` as input, and `--overwrite` would delete input files after they
+were listed. Paths are compared as resolved real paths, so symbolic links and `..` cannot hide an overlap.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from zmr.protocol import success
+
+_OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -18,6 +26,71 @@ def write_atomically(path: Path, text: str) -> None:
 
 def existing_output(folder: Path) -> list[Path]:
     return sorted(folder.glob("mr-out-*")) + ([folder / "_SUCCESS"] if (folder / "_SUCCESS").exists() else [])
+
+
+def overlap_problem(inputs: Sequence[str], files: Iterable[str], output_dir: str) -> str:
+    """Why the output directory overlaps the inputs, or ''. `inputs` as typed (files and directories),
+    `files` every input file they stand for: a file reached through a symbolic link counts where it lives."""
+    out = os.path.realpath(output_dir)
+    for typed in [inputs] if isinstance(inputs, str) else inputs:
+        real = os.path.realpath(typed)
+        if real == out:
+            return f"output directory {output_dir!r} is the input {typed!r}; {_OVERLAP}"
+        if _inside(out, real):
+            return f"output directory {output_dir!r} is inside the input directory {typed!r}; {_OVERLAP}"
+        if _inside(real, out):
+            return f"input {typed!r} is inside the output directory {output_dir!r}; {_OVERLAP}"
+    return files_in_output(files, output_dir)
+
+
+def files_in_output(files: Iterable[str], output_dir: str) -> str:
+    """Why an input file lies in the output directory (or below it), or ''.
+
+    All the coordinator can check: a spec names files, not the directories they were found in. It is
+    what protects data: preparing the output deletes files in that directory only (a symbolic link
+    there is refused too, as deleting it would take the input away). It runs in the
+    coordinator's event loop for specs of up to 100,000 files, so each directory is resolved once and
+    only files that are symbolic links are resolved one by one (found by listing their directory, which
+    costs no system call per file).
+    """
+    out = os.path.realpath(output_dir)
+    for folder, names in _by_directory(files).items():
+        real_folder = os.path.realpath(folder)
+        inside = names[:1] if _inside(real_folder, out) else [   # a link in the output counts as well
+            name for name in _links(folder, names) if _inside(os.path.realpath(os.path.join(real_folder, name)), out)]
+        if inside:
+            return (f"input file {os.path.join(folder, inside[0])!r} is inside the output directory "
+                    f"{output_dir!r}; {_OVERLAP}")
+    return ""
+
+
+def _by_directory(files: Iterable[str]) -> dict[str, list[str]]:
+    """Absolute directory -> names of the files in it (each once: a file cut into many splits is one)."""
+    found: dict[str, dict[str, None]] = {}
+    for path in files:
+        full = path if path.startswith(os.sep) else os.path.abspath(path)
+        folder, _, name = full.rpartition(os.sep)
+        found.setdefault(folder or os.sep, {})[name] = None
+    return {folder: list(names) for folder, names in found.items()}
+
+
+def _links(folder: str, names: list[str]) -> list[str]:
+    """Those of `names` in `folder` that need resolving one by one: symbolic links (and '.', '..')."""
+    wanted = set(names)
+    try:
+        with os.scandir(folder) as entries:
+            links = [e.name for e in entries if e.name in wanted and e.is_symlink()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []      # no such directory: its names resolve no further than it does
+    except OSError:
+        return names   # not listable: resolve every one
+    return links + [name for name in ("", ".", "..") if name in wanted]
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Is the real path `path` `folder` itself or somewhere below it? Both are normalised real paths,
+    so comparing strings is enough (and much cheaper than `commonpath` over 100,000 files)."""
+    return path == folder or path.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
