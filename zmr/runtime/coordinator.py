@@ -154,11 +154,12 @@ class Coordinator:
         for _ in range(1000):  # then let the clock tick
             if not sock.poll(0, zmq.POLLIN):
                 return
+            key = ""
             try:
                 if self._auth is None:
                     peer, msg, _ = transport.recv_router(sock, self._decoder)
                 else:
-                    peer, role, msg, _ = transport.recv_router_role(sock, self._decoder)
+                    peer, role, key, msg, _ = transport.recv_router_role(sock, self._decoder)
                     if role != _ROLE_OF.get(type(msg)):
                         wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
                         wrong.peer = peer  # type: ignore[attr-defined]
@@ -172,7 +173,7 @@ class Coordinator:
                 if problem:
                     transport.send(sock, encode(m.ErrorReply(message=problem)), peer)
                     continue
-            self._execute(sock, self.scheduler.handle(Received(peer, msg), time.time()))
+            self._execute(sock, self.scheduler.handle(Received(peer, msg, key), time.time()))
 
     def _execute(self, sock: zmq.Socket[Any] | None, actions: list[Any]) -> None:
         self._write_journal(actions)

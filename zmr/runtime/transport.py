@@ -15,7 +15,7 @@ import zmq
 
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import Decoder
-from zmr.runtime.security import Curve
+from zmr.runtime.security import Curve, sender_of
 
 _ZERO_COPY_BYTES = 65536
 _RECONNECT_FIRST_MS = 10
@@ -127,20 +127,21 @@ def recv_router(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True)
     return peer, msg, payload
 
 
-def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[bytes, str, Any, Any]:
-    """Like `recv_router`, plus the role the ZAP handler gave the sender ('' if none: fail closed)."""
+def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[bytes, str, str, Any, Any]:
+    """Like `recv_router`, plus the role and the public key the ZAP handler vouched for: (peer, role, key,
+    record, payload), role '' if none (fail closed)."""
     frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
     peer = frames[0].bytes
     try:
-        role = str(frames[-1].get("User-Id") or "")
+        role, key = sender_of(str(frames[-1].get("User-Id") or ""))
     except zmq.ZMQError:
-        role = ""
+        role, key = "", ""
     try:
         msg, payload = decoder.decode([f.buffer if len(f) > _ZERO_COPY_BYTES else f.bytes for f in frames[1:]])
     except ProtocolError as exc:
         exc.peer = peer  # type: ignore[attr-defined]
         raise
-    return peer, role, msg, payload
+    return peer, role, key, msg, payload
 
 
 def recv_dealer(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True) -> tuple[Any, Any]:

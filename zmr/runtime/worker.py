@@ -9,6 +9,7 @@ what of it counts. A job's data lives only while the coordinator renews the job'
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import secrets
@@ -60,6 +61,7 @@ class Worker:
     def __init__(self, config: Config, parent_pid: int | None = None) -> None:
         self.config = config
         self.worker_id = new_worker_id()
+        self._token = secrets.token_hex(16)   # shown to the coordinator only: it proves a re-registration ours
         self._parent_pid = parent_pid
         self._log = bound_logger(worker=self.worker_id)
         self.stop_flag = StopFlag()
@@ -149,11 +151,13 @@ class Worker:
         if not self.config.security.keys_dir:
             return _Curves()
         keyring = Keyring.load(self.config.security.keys_dir)
+        name = keyring.worker_name(self.config.security.worker_key)
+        curves = _Curves(data=keyring.data_server(name),
+                         coordinator=keyring.client_of(name, keyring.coordinator_public),
+                         peers=keyring.client_of(name, keyring.worker_server_key()))
         auth = RoleAuthenticator(ctx, keyring.roles, {security.WORKER}, self._log)
         auth.start()
-        return _Curves(data=keyring.server("worker"),
-                       coordinator=keyring.client_of("worker", keyring.coordinator_public),
-                       peers=keyring.client_of("worker", keyring.worker_server_key()), auth=auth)
+        return dataclasses.replace(curves, auth=auth)
 
     def _cleanup(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -261,7 +265,7 @@ class Worker:
                                    attempt=current[3]) if current else None
         msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
                          host=socket.gethostname(), holdings=holdings, running=running,
-                         finished_maps=list(self._recent_maps))
+                         finished_maps=list(self._recent_maps), token=self._token)
         transport.send(sock, encode(msg))
         self._registered_at = time.monotonic()
 
