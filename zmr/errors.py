@@ -8,6 +8,7 @@
      +-- JobFailed          a job ended in failure; carries the reason (and the app's traceback)
      +-- ClusterError       the cluster could not be reached or started
           +-- NoAnswer          the coordinator did not answer in time (it may be restarting)
+          +-- AuthenticationFailed   the coordinator refused this peer's CURVE key
 
 Local errors (you misused the API) and remote errors (a peer sent garbage) are kept apart: a
 ProtocolError is never fatal to a process, the peer's message is dropped.
@@ -51,3 +52,7 @@ class ClusterError(ZmrError):
 
 class NoAnswer(ClusterError):
     """The coordinator did not answer within the timeout; a waiting client tries again."""
+
+
+class AuthenticationFailed(ClusterError):
+    """The coordinator's ZAP handler refused this client's key: no retry can help, so none is made."""

@@ -167,12 +167,14 @@ class Worker:
     def _loop(self, ctx: zmq.Context[Any], wake: zmq.Socket[Any]) -> None:
         backoff = 0.1
         while not self.stop_flag.is_set():
-            sock = transport.dealer(ctx, self.config.worker.coordinator, self.config.coordinator.max_message_bytes,
-                                    curve=self._curves.coordinator)
+            sock, watch = transport.watched_dealer(ctx, self.config.worker.coordinator,
+                                                   self.config.coordinator.max_message_bytes, "worker",
+                                                   curve=self._curves.coordinator)
             try:
-                if self._session(sock, wake):
+                if self._session(sock, wake, watch):
                     backoff = 0.1
             finally:
+                watch.close()
                 sock.close(linger=0)
             if not self.stop_flag.is_set():
                 self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
@@ -183,9 +185,10 @@ class Worker:
                         break
                 backoff = min(backoff * 2, 5.0)
 
-    def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
+    def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any], watch: transport.HandshakeWatch) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
         self._registered = False
+        said = ""
         for _ in range(10):   # IMMEDIATE: a send before the connection is up would be dropped
             self._expire_leases()
             if sock.poll(100, zmq.POLLOUT):
@@ -217,6 +220,7 @@ class Worker:
                 while wake.poll(0):
                     wake.recv()
             self._flush_outbound(sock)
+            said = self._say_handshake(watch, said)
             if sock in events:
                 heard, answered = time.monotonic(), True
                 self._drain_coordinator(sock)
@@ -233,6 +237,13 @@ class Worker:
                     continue   # this thread was starved (an app held the GIL): what arrived meanwhile counts
                 return answered
         return answered
+
+    def _say_handshake(self, watch: transport.HandshakeWatch, said: str) -> str:
+        """Log a failed handshake once per connection: a refused key is otherwise only silence."""
+        failure = watch.poll()
+        if failure and failure != said:
+            self._log.error("authentication_failed", reason=failure, coordinator=self.config.worker.coordinator)
+        return failure or said
 
     def _drop_job(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
