@@ -28,6 +28,7 @@ import ipaddress
 import os
 import re
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,3 +247,16 @@ def check_bind(endpoint: str, secure: bool, insecure: bool, log: Any) -> None:
                           "127.0.0.1, or pass --insecure if this network is trusted")
     log.warning("insecure_bind", endpoint=endpoint,
                 warning="no authentication: anyone who can reach this address can run code here")
+    print(insecure_banner(endpoint), file=sys.stderr, flush=True)
+
+
+def insecure_banner(endpoint: str) -> str:
+    """What `--insecure` prints on stderr at start: a log line is too easy to miss for what it allows."""
+    return "\n".join([
+        "zmr: " + "!" * 72,
+        f"zmr: INSECURE: {endpoint} accepts anyone, with no keys and no encryption.",
+        "zmr: Anyone who can reach this port can run any code on this cluster's machines",
+        "zmr: and read or change every job's data. Use CURVE keys (`zmr keys init`, then",
+        "zmr: security.keys_dir) or bind 127.0.0.1 unless this network is fully trusted.",
+        "zmr: " + "!" * 72,
+    ])
