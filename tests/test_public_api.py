@@ -3,8 +3,9 @@
 import zmr
 
 EXPECTED = {
-    "App", "AppError", "AuthenticationFailed", "Client", "ClusterError", "Config", "ConfigError", "JobFailed", "JobSpecError",
-    "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config", "run_sequential",
+    "App", "AppError", "AuthenticationFailed", "Client", "ClusterError", "Config", "ConfigError", "JobFailed",
+    "JobSpecError", "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config",
+    "run_sequential",
 }
 
 
