@@ -361,6 +361,24 @@ def test_a_reachable_bind_without_keys_is_refused_and_allowed_with_insecure(entr
         assert code == 0, log.read_text()
 
 
+@pytest.mark.parametrize("refusal", ["reachable bind without keys", "no worker key pair"])
+def test_a_worker_refused_at_start_leaves_no_scratch_directory(refusal: str, keys: Path, tmp_path: Path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    if refusal == "reachable bind without keys":
+        extra = ["--data-bind", "tcp://0.0.0.0:*"]
+    else:
+        client_only = tmp_path / "client-host-keys"   # keys for a client host: no worker pair
+        shutil.copytree(keys, client_only)
+        (client_only / "worker.key_secret").unlink()
+        extra = ["--set", f"security.keys_dir={client_only}"]
+    proc = _run_entry("zmr-worker", "--coordinator", f"tcp://127.0.0.1:{_free_port()}", *extra,
+                      "--exit-with-parent", str(os.getpid()), tmpdir=tmpdir)
+    assert proc.returncode == 1 and proc.stderr.startswith("zmr: "), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert list(tmpdir.iterdir()) == [], "the refused worker left its scratch directory"
+
+
 def _cluster_up(zmr_cli, address: str, *extra: str):  # type: ignore[no-untyped-def]
     return zmr_cli.spawn("cluster", "up", REPO / "configs" / "local.toml",
                          "--workers", "1", "--set", f"coordinator.bind={address}", "--set", "log.format=json",

@@ -66,8 +66,10 @@ class Worker:
         self._log = bound_logger(worker=self.worker_id)
         self.stop_flag = StopFlag()
         self._own_dir = not config.worker.work_dir
-        base = Path(config.worker.work_dir or tempfile.mkdtemp(prefix="zmr-worker-"))
-        self.work_dir = base if self._own_dir else base / self.worker_id
+        # made by run(), once the worker may start: one refused at start must leave nothing behind
+        self.work_dir = Path() if self._own_dir else Path(config.worker.work_dir) / self.worker_id
+        self._made_dir = False
+        self._curves = _Curves()
         self._jobs: dict[str, JobContext] = {}
         self._lease_expiry: dict[str, float] = {}   # job -> monotonic time its data must be gone by
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
@@ -82,27 +84,25 @@ class Worker:
         self.stop_flag.set()
 
     def run(self) -> None:
-        scratch.claim(self.work_dir)
-        if self._own_dir:
-            scratch.reap_orphans(self.work_dir.parent, "zmr-worker-*", self.work_dir, self._log)
-        else:
-            scratch.reap_orphans(self.work_dir.parent, "w-*", self.work_dir, self._log)
-        ctx: zmq.Context[Any] = zmq.Context()
-        ctx.setsockopt(zmq.LINGER, 0)
-        received = ReceiveStore(self.work_dir / "jobs")
-        kept = MapOutputStore(self.work_dir / "jobs")
         wcfg, sec = self.config.worker, self.config.security
         security.check_bind(wcfg.data_bind, bool(sec.keys_dir), sec.insecure, self._log)
-        self._curves = self._start_security(ctx)
+        ctx: zmq.Context[Any] = zmq.Context()
+        ctx.setsockopt(zmq.LINGER, 0)
         try:
+            self._claim_work_dir()
+            received = ReceiveStore(self.work_dir / "jobs")
+            kept = MapOutputStore(self.work_dir / "jobs")
+            self._curves = self._start_security(ctx)
             data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log,
                               curve=self._curves.data, check_role=self._curves.auth is not None)
-        except zmq.ZMQError as exc:   # as the coordinator's bind: a clear error, and nothing left behind
+        except BaseException as exc:   # bad keys, a taken address: a clear error, and nothing left behind
             if self._curves.auth is not None:
                 self._curves.auth.stop()
             ctx.term()
             self._cleanup()
-            raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
+            if isinstance(exc, zmq.ZMQError):   # as the coordinator's bind
+                raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
+            raise
         self.data_addr = data.address
         wake_rx = ctx.socket(zmq.PAIR)
         wake_rx.bind(f"inproc://wake-{self.worker_id}")
@@ -159,8 +159,18 @@ class Worker:
         auth.start()
         return dataclasses.replace(curves, auth=auth)
 
+    def _claim_work_dir(self) -> None:
+        """Make this life's scratch directory, and remove those that killed workers left beside it."""
+        if self._own_dir:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="zmr-worker-"))
+        self._made_dir = True
+        scratch.claim(self.work_dir)
+        pattern = "zmr-worker-*" if self._own_dir else "w-*"
+        scratch.reap_orphans(self.work_dir.parent, pattern, self.work_dir, self._log)
+
     def _cleanup(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._made_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # ------------------------------------------------------------ control loop
 
