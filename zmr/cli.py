@@ -7,6 +7,7 @@ zmr's own errors into a one-line message and a non-zero exit code instead of a t
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -109,6 +110,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     started = time.monotonic()
     keys = config.security.keys_dir
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
+    if not os.path.exists(spec.output_dir):
+        cluster.made_output(spec.output_dir)
     on_term = _terminate_by_exception()
     try:
         with cluster, Client(cluster.address, keys_dir=keys) as client:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
+
+# what a job writes into its output directory, committed or not
+_JOB_FILE = re.compile(r"mr-out-\d+|\.mr-out-.+\.tmp|_SUCCESS|\._SUCCESS\..+\.tmp")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -40,6 +44,21 @@ def remove_temporaries(output_dir: str, job_id: str) -> None:
     """Temporary files of the job's attempts that never committed (a reducer killed mid-write)."""
     for tmp in Path(output_dir).glob(f".mr-out-*.{job_id}.a*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def remove_abandoned(folder: Path) -> bool:
+    """Remove an output directory a killed run created, unless its job succeeded (`_SUCCESS`) or it
+    holds anything a job does not write (then it is someone else's too); True if it is gone."""
+    try:
+        names = [p.name for p in folder.iterdir()]
+        if "_SUCCESS" in names or not all(_JOB_FILE.fullmatch(n) for n in names):
+            return False
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
