@@ -203,6 +203,7 @@ class Worker:
             self._expire_leases()
             if sock.poll(100, zmq.POLLOUT):
                 break
+            said = self._say_handshake(watch, said)   # a refused key never gets a connection up
         self._register(sock)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
