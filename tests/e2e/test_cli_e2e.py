@@ -22,12 +22,14 @@ from .conftest import (
     TEST_APPS,
     SeqOracle,
     ZmrLauncher,
+    await_hold,
     children_of,
     leftovers_of,
     mentioning,
     probe_args,
     read_markers,
     read_output,
+    release_hold,
     wait_until,
 )
 
@@ -102,10 +104,10 @@ def test_run_interrupted_or_terminated_stops_its_cluster_and_leaves_no_process(
     assert "task_cancelled" in worker_logs, "a stopping worker cancels the map it runs, not waits it out"
 
 
-def _probe_run(markers: Path, out: Path, gutenberg: Path) -> list[str]:
-    """A `zmr run` whose maps sleep a second each (and leave a marker when they start)."""
+def _probe_run(markers: Path, out: Path, gutenberg: Path, **options: object) -> list[str]:
+    """A `zmr run` of the probe app (which leaves a marker as each map starts)."""
     args = _run(PROBE_APP, [gutenberg], out, 2, 2)
-    for arg in probe_args(markers, map_sleep=1.0):
+    for arg in probe_args(markers, **options):
         args += ["--arg", arg]
     return args
 
@@ -118,14 +120,14 @@ def test_the_next_run_reaps_what_a_killed_run_left_and_never_touches_a_live_one(
     env = {"TMPDIR": str(shared)}
     (tmp_path / "live-markers").mkdir()
     (tmp_path / "dead-markers").mkdir()
-    live, _ = zmr_cli.spawn(*_probe_run(tmp_path / "live-markers", tmp_path / "live-out", gutenberg), env=env)
-    wait_until(lambda: read_markers(tmp_path / "live-markers") or live.poll() is not None, 60,
-               what="the live run's first map")
+    live, _ = zmr_cli.spawn(*_probe_run(tmp_path / "live-markers", tmp_path / "live-out", gutenberg,
+                                        probe_r=2, hold=0), "--set", "speculation.enabled=false", env=env)
+    await_hold(tmp_path / "live-markers", 0)   # its reduce of partition 0 waits until released below (no backup)
     live_scratch = set(shared.glob("zmr-local-*"))
     assert live.poll() is None and len(live_scratch) == 1, live_scratch
 
     dead_out = tmp_path / "dead-out"
-    dead, _ = zmr_cli.spawn(*_probe_run(tmp_path / "dead-markers", dead_out, gutenberg), env=env)
+    dead, _ = zmr_cli.spawn(*_probe_run(tmp_path / "dead-markers", dead_out, gutenberg, map_sleep=1.0), env=env)
     wait_until(lambda: read_markers(tmp_path / "dead-markers") or dead.poll() is not None, 60,
                what="the doomed run's first map")
     assert dead.poll() is None, "the run ended before it could be killed"
@@ -146,6 +148,7 @@ def test_the_next_run_reaps_what_a_killed_run_left_and_never_touches_a_live_one(
     assert all(d.exists() for d in live_scratch), "a live run's scratch directory was removed"
     assert live.poll() is None, "the live run should still be running"
 
+    release_hold(tmp_path / "live-markers", 0)
     finished = zmr_cli.finish(live, shared, timeout=120)
     assert finished.returncode == 0, str(finished)
     assert (tmp_path / "live-out" / "_SUCCESS").exists()
