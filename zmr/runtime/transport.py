@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import Decoder
@@ -193,8 +194,6 @@ class HandshakeWatch:
 
     def poll(self) -> str:
         """Read the events so far; returns `failure`."""
-        from zmq.utils.monitor import recv_monitor_message
-
         while self.monitor.poll(0):
             try:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
