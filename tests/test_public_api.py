@@ -3,8 +3,9 @@
 import zmr
 
 EXPECTED = {
-    "App", "AppError", "Client", "ClusterError", "Config", "ConfigError", "JobFailed", "JobSpecError",
-    "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config", "run_sequential",
+    "App", "AppError", "AuthenticationFailed", "Client", "ClusterError", "Config", "ConfigError", "JobFailed",
+    "JobSpecError", "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config",
+    "run_sequential",
 }
 
 
@@ -18,5 +19,6 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_errors_share_one_root() -> None:
-    for name in ("AppError", "ClusterError", "ConfigError", "JobFailed", "JobSpecError", "ProtocolError"):
+    for name in ("AppError", "AuthenticationFailed", "ClusterError", "ConfigError", "JobFailed", "JobSpecError",
+                 "ProtocolError"):
         assert issubclass(getattr(zmr, name), zmr.ZmrError)

@@ -157,7 +157,7 @@ class FakeClient:
     jobs: dict[str, m.JobInfo] = {}
     opened: list[tuple[str, str]] = []
 
-    def __init__(self, coordinator: str, keys_dir: str = "") -> None:
+    def __init__(self, coordinator: str, keys_dir: str = "", **bounds: object) -> None:   # as Client takes them
         FakeClient.opened.append((coordinator, keys_dir))
 
     def __enter__(self) -> FakeClient:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from zmr.config import Config, load_config
     from zmr.errors import (
         AppError,
+        AuthenticationFailed,
         ClusterError,
         ConfigError,
         JobFailed,
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "App": "zmr.apps", "load_app": "zmr.apps", "Client": "zmr.client", "Config": "zmr.config",
     "load_config": "zmr.config", "LocalCluster": "zmr.runtime.local", "run_sequential": "zmr.seq",
-    **{name: "zmr.errors" for name in ("AppError", "ClusterError", "ConfigError", "JobFailed", "JobSpecError",
-                                       "NoAnswer", "ProtocolError", "ZmrError")},
+    **{name: "zmr.errors" for name in ("AppError", "AuthenticationFailed", "ClusterError", "ConfigError",
+                                       "JobFailed", "JobSpecError", "NoAnswer", "ProtocolError", "ZmrError")},
 }
 
 
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "AppError",
+    "AuthenticationFailed",
     "Client",
     "ClusterError",
     "Config",

@@ -7,6 +7,7 @@ zmr's own errors into a one-line message and a non-zero exit code instead of a t
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -115,6 +116,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     started = time.monotonic()
     keys = config.security.keys_dir
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
+    if not os.path.exists(spec.output_dir):
+        cluster.made_output(spec.output_dir)
     on_term = _terminate_by_exception()
     try:
         with cluster, _client(cluster.address, config) as client:
@@ -290,10 +293,28 @@ def _insecure_flag(p: argparse.ArgumentParser) -> None:
 def cmd_keys_init(ns: argparse.Namespace) -> int:
     from zmr.runtime.security import init_keys
 
-    for path in init_keys(ns.dir):
+    hosts = [h.strip() for h in (ns.workers or "").split(",") if h.strip()]
+    for path in init_keys(ns.dir, hosts):
         print(path)
     print(f"set security.keys_dir = \"{ns.dir}\" on the coordinator, the workers and the clients")
+    if hosts:
+        _per_host_hint(ns.dir)
     return EXIT_OK
+
+
+def cmd_keys_add_worker(ns: argparse.Namespace) -> int:
+    from zmr.runtime.security import add_worker_key
+
+    for path in add_worker_key(ns.dir, ns.name):
+        print(path)
+    _per_host_hint(ns.dir)
+    print("then restart the coordinator and the workers: each loads the listed keys when it starts")
+    return EXIT_OK
+
+
+def _per_host_hint(keys_dir: str) -> None:
+    print(f"give each worker host coordinator.key, data.key, data.key_secret, workers/ and only its own "
+          f"worker-NAME.key_secret from {keys_dir}")
 
 
 def _coord_parser(p: argparse.ArgumentParser) -> None:
@@ -379,7 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     init = keys_sub.add_parser("init", help="create coordinator, client and worker key pairs in DIR")
     init.add_argument("dir", metavar="DIR")
+    init.add_argument("--workers", metavar="NAME,NAME...",
+                      help="one worker key pair per worker host (worker-NAME) instead of one shared by all")
     init.set_defaults(func=cmd_keys_init)
+    add = keys_sub.add_parser("add-worker", help="add a worker host's own key pair (worker-NAME) to DIR")
+    add.add_argument("dir", metavar="DIR")
+    add.add_argument("name", metavar="NAME", help="the host's name: letters, digits, '.', '_' or '-'")
+    add.set_defaults(func=cmd_keys_add_worker)
 
     _coord_parser(sub.add_parser("coord", help="run a coordinator (same as zmr-coord)"))
     _worker_parser(sub.add_parser("worker", help="run a worker (same as zmr-worker)"))

@@ -2,6 +2,8 @@
 
 Requests go over one DEALER with a timeout; a request that times out closes the socket and opens a
 fresh one (the ZeroMQ guide's Lazy Pirate), so a late reply can never be mistaken for the next one.
+The socket's handshakes are watched: a coordinator that refuses this client's key answers nothing, and
+that is said at once (`AuthenticationFailed`) instead of after a timeout as "no answer".
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from zmr.apps import App, load_app, ship_app
 from zmr.config import CoordinatorConfig
 from zmr.core.specs import SpecLimits, app_problem, map_tasks_problem, n_reduce_problem
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
-from zmr.errors import ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
+from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
 from zmr.inputs import expand_inputs
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
@@ -75,6 +77,7 @@ class Client:
             self._curve = keyring.client_of("client", keyring.coordinator_public)
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._sock: zmq.Socket[Any] | None = None
+        self._watch: transport.HandshakeWatch | None = None
         self._decoder = peer_decoder(_MAX_REPLY_BYTES, limit_name="")
 
     def __enter__(self) -> Client:
@@ -84,10 +87,16 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self._drop_socket()
+        self._ctx.term()
+
+    def _drop_socket(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
-        self._ctx.term()
 
     # ------------------------------------------------------------ API
 
@@ -176,24 +185,36 @@ class Client:
         return self._send_request(frames)
 
     def _send_request(self, frames: list[Any]) -> m.FromCoordinator:
-        if self._sock is None:
-            # queue the request until the coordinator is there
-            self._sock = transport.dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES, immediate=False,
-                                          curve=self._curve)
-        self._sock.send_multipart(frames)
+        sock, watch = self._socket()
+        sock.send_multipart(frames)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(watch.monitor, zmq.POLLIN)
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            if not self._sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
-                break
+            ready = dict(poller.poll(int(remaining * 1000) + 1))
+            if watch.monitor in ready and watch.poll() and watch.refused:
+                self._drop_socket()
+                raise AuthenticationFailed(f"{watch.failure} (coordinator {self.coordinator})")
+            if sock not in ready:
+                continue
             try:
-                reply, _ = transport.recv_dealer(self._sock, self._decoder)
+                reply, _ = transport.recv_dealer(sock, self._decoder)
             except ProtocolError:
                 continue
             if isinstance(reply, m.JobAccepted | m.ErrorReply | m.StatusReply):
                 return reply
-        self._sock.close(linger=0)
-        self._sock = None
-        raise NoAnswer(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s")
+        why = watch.poll()
+        self._drop_socket()
+        raise NoAnswer(f"no answer from the coordinator at {self.coordinator} within {self.timeout} s"
+                       + (f": {why}" if why else ""))
+
+    def _socket(self) -> tuple[zmq.Socket[Any], transport.HandshakeWatch]:
+        if self._sock is None or self._watch is None:
+            # queue the request until the coordinator is there
+            self._sock, self._watch = transport.watched_dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES,
+                                                               "client", immediate=False, curve=self._curve)
+        return self._sock, self._watch
 
 
 def _size(frames: list[Any]) -> int:

@@ -329,6 +329,9 @@ class SecurityConfig(_Section):
     insecure: bool = _setting(
         False, "Allow binding a non-loopback address without keys: anyone who reaches it can run code."
     )
+    worker_key: str = _setting(
+        "", "A worker's key pair in keys_dir, e.g. worker-host1 (default: worker, else the one worker-* pair there)."
+    )
 
 
 @dataclass(frozen=True)

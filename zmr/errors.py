@@ -10,6 +10,7 @@
      +-- ClusterError       the cluster could not be reached or started
           +-- NoAnswer          the coordinator did not answer in time (it may be restarting)
           +-- JournalDamaged    the coordinator's journal is damaged before its end; it will not guess
+          +-- AuthenticationFailed   the coordinator refused this peer's CURVE key
 
 Local errors (you misused the API) and remote errors (a peer sent garbage) are kept apart: a
 ProtocolError is never fatal to a process, the peer's message is dropped.
@@ -74,3 +75,7 @@ class JournalDamaged(ClusterError):
         self.path = path
         self.offset = offset
         self.problem = problem
+
+
+class AuthenticationFailed(ClusterError):
+    """The coordinator's ZAP handler refused this client's key: no retry can help, so none is made."""

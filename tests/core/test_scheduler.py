@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from zmr.core.scheduler import Action, JobFinished, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import Action, JobFinished, Journal, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import messages as m
 from zmr.testing import SimCluster, check_invariants, logged, sim_with
@@ -100,6 +100,75 @@ def test_a_reaped_worker_that_comes_back_registers_again_and_gets_work() -> None
     sim.finish("w1")                                    # the old attempt's report is stale by now
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+# ---------------------------------------------------------------- whose worker id is it
+
+
+def claim(peer: bytes, worker_id: str, *, token: str, key: str = "", data_addr: str = "") -> Received:
+    """A Register of `worker_id` by a process holding `token`, authenticated (under CURVE) as `key`."""
+    return Received(peer, m.Register(worker_id=worker_id, data_addr=data_addr or f"tcp://{worker_id}:9",
+                                     python="3.11", pid=7, host="h", token=token), key)
+
+
+@pytest.mark.parametrize(("key", "token", "why"), [
+    ("KEY-1", "stolen?", "registered by another process"),         # same (shared) worker key, other process
+    ("KEY-2", "secret-1", "registered by another key"),            # another host's key, even with the token
+    ("", "", "registered by another key"),                         # no key at all
+])
+def test_a_live_worker_id_claimed_by_someone_else_is_refused_and_the_worker_keeps_it(
+        key: str, token: str, why: str) -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    s.handle(claim(b"p1", "w1", token="secret-1", key="KEY-1"), 1.0)
+    actions = s.handle(claim(b"p2", "w1", token=token, key=key), 1.5)   # same address too: no readoption
+    check_invariants(s)
+    assert sent(actions, m.Reject, b"p2") == [m.Reject(reason=f"worker id w1 is {why}: refused")]
+    assert [a for a in actions if isinstance(a, Send) and a.peer != b"p2"] == []
+    assert logged(actions, "worker_lost") == []
+    assert [log.fields["why"] for log in logged(actions, "worker_id_refused")] == [why]
+    worker = s.workers["w1"]
+    assert (worker.alive, worker.peer, worker.key, worker.token) == (True, b"p1", "KEY-1", "secret-1")
+    beat = s.handle(Received(b"p1", m.Heartbeat(worker_id="w1")), 2.0)
+    assert sent(beat, m.RegisterAgain) == []
+
+
+def test_without_curve_only_the_process_holding_the_token_may_register_its_id_again() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    s.handle(claim(b"p1", "w1", token="secret-1"), 1.0)
+    refused = s.handle(claim(b"p2", "w1", token="guess"), 1.1)
+    assert sent(refused, m.Reject, b"p2") and s.workers["w1"].peer == b"p1"
+    back = s.handle(claim(b"p3", "w1", token="secret-1"), 1.2)   # the same process over a new connection
+    check_invariants(s)
+    assert sent(back, m.Welcome, b"p3") == [m.Welcome(worker_id="w1", heartbeat_interval=0.5)]
+    assert logged(back, "worker_back") and s.workers["w1"].peer == b"p3"
+
+
+def test_a_dead_worker_id_comes_back_only_to_its_own_process() -> None:
+    s = Scheduler(SchedulerParams(python="3.11", heartbeat_interval=0.5, heartbeat_liveness=2))
+    s.handle(claim(b"p1", "w1", token="secret-1", key="K"), 1.0)
+    s.handle(Tick(), 5.0)
+    assert not s.workers["w1"].alive
+    assert sent(s.handle(claim(b"p2", "w1", token="other", key="K"), 5.1), m.Reject, b"p2")
+    assert not s.workers["w1"].alive
+    welcome = s.handle(claim(b"p3", "w1", token="secret-1", key="K"), 5.2)
+    check_invariants(s)
+    assert sent(welcome, m.Welcome, b"p3") and s.workers["w1"].alive
+
+
+def test_a_restarted_coordinator_holds_an_awaited_worker_id_for_the_key_it_registered_with() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    journal = [a.record for a in s.handle(claim(b"p1", "w1", token="secret-1", key="KEY-1"), 1.0)
+               if isinstance(a, Journal)]
+    spec = SimCluster().spec(n_splits=2, n_reduce=1)
+    journal += [a.record for a in s.handle(Received(b"c", m.SubmitJob(spec=spec)), 1.1) if isinstance(a, Journal)]
+    for snapshot in (journal, s.snapshot()):
+        again = Scheduler(SchedulerParams(python="3.11"))
+        again.recover(snapshot, 2.0)
+        assert again.workers["w1"].key == "KEY-1" and not again.workers["w1"].peer
+        assert sent(again.handle(claim(b"p2", "w1", token="secret-1", key="KEY-2"), 2.1), m.Reject, b"p2")
+        back = again.handle(claim(b"p3", "w1", token="secret-1", key="KEY-1"), 2.2)
+        check_invariants(again)
+        assert sent(back, m.Welcome, b"p3") and again.workers["w1"].token == "secret-1"
 
 
 # ---------------------------------------------------------------- submitting

@@ -22,12 +22,14 @@ from .conftest import (
     TEST_APPS,
     SeqOracle,
     ZmrLauncher,
+    await_hold,
     children_of,
     leftovers_of,
     mentioning,
     probe_args,
     read_markers,
     read_output,
+    release_hold,
     wait_until,
 )
 
@@ -100,6 +102,72 @@ def test_run_interrupted_or_terminated_stops_its_cluster_and_leaves_no_process(
     assert found, str(result)
     worker_logs = "".join(p.read_text() for p in Path(found.group(1)).glob("worker-*.log"))
     assert "task_cancelled" in worker_logs, "a stopping worker cancels the map it runs, not waits it out"
+
+
+def _probe_run(markers: Path, out: Path, library: Path, **options: object) -> list[str]:
+    """A `zmr run` of the probe app (which leaves a marker as each map starts)."""
+    args = _run(PROBE_APP, [library], out, 2, 2)
+    for arg in probe_args(markers, **options):
+        args += ["--arg", arg]
+    return args
+
+
+def test_the_next_run_reaps_what_a_killed_run_left_and_never_touches_a_live_one(
+        library: Path, tmp_path: Path, zmr_cli: ZmrLauncher, seq_oracle: SeqOracle) -> None:
+    """A SIGKILLed `zmr run` cannot remove its zmr-local-* directory nor the output directory it made."""
+    shared = tmp_path / "tmp"   # one TMPDIR for every run here, as on one host
+    shared.mkdir()
+    env = {"TMPDIR": str(shared)}
+    (tmp_path / "live-markers").mkdir()
+    (tmp_path / "dead-markers").mkdir()
+    live, _ = zmr_cli.spawn(*_probe_run(tmp_path / "live-markers", tmp_path / "live-out", library,
+                                        probe_r=2, hold=0), "--set", "speculation.enabled=false", env=env)
+    await_hold(tmp_path / "live-markers", 0)   # its reduce of partition 0 waits until released below (no backup)
+    live_scratch = set(shared.glob("zmr-local-*"))
+    assert live.poll() is None and len(live_scratch) == 1, live_scratch
+
+    dead_out = tmp_path / "dead-out"
+    dead, _ = zmr_cli.spawn(*_probe_run(tmp_path / "dead-markers", dead_out, library, map_sleep=1.0), env=env)
+    wait_until(lambda: read_markers(tmp_path / "dead-markers") or dead.poll() is not None, 60,
+               what="the doomed run's first map")
+    assert dead.poll() is None, "the run ended before it could be killed"
+    dead_scratch = set(shared.glob("zmr-local-*")) - live_scratch
+    assert len(dead_scratch) == 1 and dead_out.is_dir()
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(timeout=10)
+    wait_until(lambda: not children_of(dead.pid) and not mentioning(str(dead_out)), 30,
+               what="the killed run's cluster to exit by itself")
+    assert all(d.exists() for d in dead_scratch) and dead_out.exists(), "nothing to reap: the test shows nothing"
+
+    out = tmp_path / "out"
+    result = zmr_cli.run(*_run(APPS / "wc.py", [library], out), env=env)
+    assert result.returncode == 0, str(result)
+    assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
+    assert not any(d.exists() for d in dead_scratch), "the killed run's scratch directory was not reaped"
+    assert not dead_out.exists(), "the killed run's unfinished output directory was not reaped"
+    assert all(d.exists() for d in live_scratch), "a live run's scratch directory was removed"
+    assert live.poll() is None, "the live run should still be running"
+
+    release_hold(tmp_path / "live-markers", 0)
+    finished = zmr_cli.finish(live, shared, timeout=120)
+    assert finished.returncode == 0, str(finished)
+    assert (tmp_path / "live-out" / "_SUCCESS").exists()
+    assert list(shared.iterdir()) == [], list(shared.iterdir())
+
+
+def test_the_logs_a_failed_run_keeps_are_not_reaped_by_the_next_run(library: Path, tmp_path: Path,
+                                                                      run_zmr) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    env = {"TMPDIR": str(shared)}
+    failed = run_zmr(*_run(TEST_APPS / "fail_reduce.py", [library], tmp_path / "failed", 3, 2,
+                           "--set", "retry.max_attempts=1"), env=env)
+    assert failed.returncode == 1, str(failed)
+    kept = list(shared.glob("zmr-local-*"))
+    assert len(kept) == 1 and (kept[0] / "logs" / "coordinator.log").is_file(), kept
+    ok = run_zmr(*_run(APPS / "wc.py", [library], tmp_path / "out"), env=env)
+    assert ok.returncode == 0, str(ok)
+    assert list(shared.glob("zmr-local-*")) == kept and (kept[0] / "logs" / "coordinator.log").is_file()
 
 
 @pytest.mark.parametrize("role", ["coord", "worker"])

@@ -24,7 +24,7 @@ import pytest
 import zmq.auth
 
 from zmr.client import Client, build_spec
-from zmr.errors import ClusterError
+from zmr.errors import AuthenticationFailed, ClusterError, NoAnswer
 from zmr.protocol import messages as m
 from zmr.runtime.local import LocalCluster
 
@@ -224,6 +224,114 @@ def test_each_peer_in_a_wrong_role_is_logged_once_under_its_own_identity(secure:
         assert len(lines) == 1, f"{peer.identity!r}: {lines}"
 
 
+# ------------------------------------------------------------------ what a refused client is told
+
+
+def test_a_client_with_an_unlisted_key_is_told_authentication_failed_at_once(secure: SecureCluster, keys: Path,
+                                                                              tmp_path: Path, run_zmr) -> None:
+    stranger = tmp_path / "stranger-keys"
+    shutil.copytree(keys, stranger)
+    _unlisted_pair(tmp_path / "pair", "client")
+    shutil.copy(tmp_path / "pair" / "client.key_secret", stranger / "client.key_secret")
+    started = time.monotonic()
+    with Client(secure.address, timeout=20.0, keys_dir=str(stranger)) as client:
+        with pytest.raises(AuthenticationFailed, match="authentication failed: the coordinator refused this "
+                                                       "client's key"):
+            client.status()
+    assert time.monotonic() - started < 5, "a refused key must be said at once, not after the timeout"
+    cli = run_zmr("status", "--coordinator", secure.address, "--set", f"security.keys_dir={stranger}")
+    assert cli.returncode == 1 and cli.stderr.startswith("zmr: authentication failed: the coordinator refused "
+                                                         "this client's key"), str(cli)
+
+
+def test_a_client_without_keys_is_told_the_coordinator_requires_them(secure: SecureCluster) -> None:
+    with Client(secure.address, timeout=SILENCE) as stranger:
+        with pytest.raises(NoAnswer, match="no answer .*requires CURVE keys: set security.keys_dir"):
+            stranger.status()
+
+
+# ------------------------------------------------------------------ a worker id belongs to its key
+
+
+def _host_keys(keys: Path, host: str, into: Path) -> Path:
+    """What a worker host gets from a per-host key directory: the shared public parts and its own pair."""
+    into.mkdir(parents=True)
+    for name in ("coordinator.key", "data.key", "data.key_secret", f"worker-{host}.key_secret"):
+        shutil.copy(keys / name, into / name)
+    shutil.copytree(keys / "workers", into / "workers")
+    return into
+
+
+def _claim(address: str, worker: m.WorkerInfo, identity: bytes,
+           curve: tuple[bytes, bytes, bytes] | None = None) -> list[Any]:
+    """Register under a live worker's id and address, as a peer that is not that worker; the replies."""
+    with Peer(address, identity, curve=curve) as peer:
+        peer.send_msg(m.Register(worker_id=worker.worker_id, data_addr=worker.data_addr, python=PYTHON,
+                                 pid=os.getpid(), host="intruder", token="a guess"))
+        return peer.replies(10, until=m.Reject)
+
+
+def _still_serving(c: Cluster, worker_id: str, library: Path, out: Path, seq_oracle: SeqOracle) -> None:
+    """The worker is alive and registered as before, and a job runs to the reference output."""
+    assert c.client is not None
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=2, split_size=400_000)
+    c.client.wait(job, timeout=120)
+    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [library])
+    states = {w.worker_id: w.state for w in c.client.status().workers}
+    assert states.get(worker_id) not in (None, "dead"), states
+
+
+def test_per_host_keys_serve_a_job_and_no_host_can_take_another_ones_worker_id(
+        tmp_path: Path, library: Path, seq_oracle: SeqOracle) -> None:
+    keys = tmp_path / "keys"
+    made = subprocess.run(zmr_command("keys", "init", keys, "--workers", "host1,host2"), capture_output=True,
+                          text=True, timeout=60, env=clean_env(), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert not (keys / "worker.key_secret").exists() and (keys / "worker-host2.key_secret").exists()
+    c = SecureCluster(1, {**FAST, **JSON_LOGS, "security.worker_key": "worker-host1"}, keys)
+    host2_log = tmp_path / "host2.log"
+    host2 = None
+    try:
+        c.start()
+        c.wait_for_workers(1)
+        assert c.client is not None
+        (host1,) = c.client.status().workers
+        host2_keys = _host_keys(keys, "host2", tmp_path / "host2-keys")   # picks its only pair by itself
+        host2 = start_process(zmr_command("worker", "--coordinator", c.address, "--exit-with-parent",
+                                          str(os.getpid()), "--set", f"security.keys_dir={host2_keys}",
+                                          "--log-format", "json", *FAST_FLAGS), host2_log, tmp_path)
+        c.wait_for_workers(2)
+
+        host2_curve = (*_pair(keys / "worker-host2.key_secret"), _public(keys / "coordinator.key"))
+        replies = _claim(c.address, host1, b"host2-as-host1", host2_curve)
+        assert m.Reject(reason=f"worker id {host1.worker_id} is registered by another key: refused") in replies
+        host1_curve = (*_pair(keys / "worker-host1.key_secret"), _public(keys / "coordinator.key"))
+        replies = _claim(c.address, host1, b"host1-key-other-process", host1_curve)
+        assert m.Reject(reason=f"worker id {host1.worker_id} is registered by another process: refused") in replies
+        refused = events(c.coordinator_log, "worker_id_refused", worker=host1.worker_id)
+        assert [r["why"] for r in refused] == ["registered by another key", "registered by another process"]
+        assert refused[0]["key"] == host2_curve[0].decode()
+        assert not events(c.coordinator_log, "worker_lost"), "a live worker was evicted"
+        _still_serving(c, host1.worker_id, library, tmp_path / "out", seq_oracle)
+        assert not events(host2_log, "authentication_failed"), host2_log.read_text()[-2000:]
+    finally:
+        if host2 is not None:
+            stop_process(host2)
+        c.stop()
+
+
+def test_without_curve_another_local_peer_cannot_take_a_live_worker_id(
+        cluster, tmp_path: Path, library: Path, seq_oracle: SeqOracle) -> None:  # type: ignore[no-untyped-def]
+    c = cluster(2, **{"log.format": "json"})
+    (live, _) = c.client.status().workers
+    replies = _claim(c.address, live, b"local-intruder")
+    assert m.Reject(reason=f"worker id {live.worker_id} is registered by another process: refused") in replies
+    log = c.local.log_dir / "coordinator.log"
+    assert wait_for_event(log, "worker_id_refused", 5, worker=live.worker_id)
+    assert not events(log, "worker_lost") and not events(log, "worker_back")
+    _still_serving(c, live.worker_id, library, tmp_path / "out", seq_oracle)
+
+
 # ------------------------------------------------------------------ workers that must not get in
 
 
@@ -251,6 +359,7 @@ def test_a_worker_with_an_unlisted_key_cannot_join_and_the_job_completes_without
         detail = secure.client.job(job)
         _, workers_after = _tables(secure)
         assert rogue.poll() is None, "the rogue worker should still be knocking"
+        refused = wait_for_event(log, "authentication_failed", 10, rogue)
     finally:
         code = stop_process(rogue)
     assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
@@ -258,6 +367,7 @@ def test_a_worker_with_an_unlisted_key_cannot_join_and_the_job_completes_without
     assert workers_after == workers_before
     assert {t.worker for t in detail.tasks} <= set(workers_before)
     assert not events(log, "registered"), "the rogue worker was welcomed"
+    assert refused and "refused this worker's key" in refused[0]["reason"], log.read_text()[-2000:]
     assert code == 0
 
 
@@ -359,6 +469,46 @@ def test_a_reachable_bind_without_keys_is_refused_and_allowed_with_insecure(entr
             code = stop_process(proc)
             LIVE_CLUSTER_PIDS.discard(proc.pid)
         assert code == 0, log.read_text()
+
+
+@pytest.mark.parametrize("refusal", ["reachable bind without keys", "no worker key pair"])
+def test_a_worker_refused_at_start_leaves_no_scratch_directory(refusal: str, keys: Path, tmp_path: Path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    if refusal == "reachable bind without keys":
+        extra = ["--data-bind", "tcp://0.0.0.0:*"]
+    else:
+        client_only = tmp_path / "client-host-keys"   # keys for a client host: no worker pair
+        shutil.copytree(keys, client_only)
+        (client_only / "worker.key_secret").unlink()
+        extra = ["--set", f"security.keys_dir={client_only}"]
+    proc = _run_entry("zmr-worker", "--coordinator", f"tcp://127.0.0.1:{_free_port()}", *extra,
+                      "--exit-with-parent", str(os.getpid()), tmpdir=tmpdir)
+    assert proc.returncode == 1 and proc.stderr.startswith("zmr: "), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert list(tmpdir.iterdir()) == [], "the refused worker left its scratch directory"
+
+
+@pytest.mark.parametrize("entry", ["zmr-coord", "zmr-worker"])
+def test_insecure_prints_a_banner_on_stderr_that_anyone_can_run_code(entry: str, tmp_path: Path) -> None:
+    port = _free_port()
+    bind = (["--bind", f"tcp://0.0.0.0:{port}"] if entry == "zmr-coord" else
+            ["--data-bind", "tcp://0.0.0.0:*", "--coordinator", f"tcp://127.0.0.1:{port}"])
+    log = tmp_path / "out.log"
+    proc = start_process(zmr_command(*bind, "--insecure", "--exit-with-parent", str(os.getpid()),
+                                     "--log-format", "json", *FAST_FLAGS, entry_point=entry), log, tmp_path)
+    LIVE_CLUSTER_PIDS.add(proc.pid)
+    try:
+        started = "coordinator_started" if entry == "zmr-coord" else "worker_started"
+        assert wait_for_event(log, started, 20, proc), log.read_text()
+    finally:
+        code = stop_process(proc)
+        LIVE_CLUSTER_PIDS.discard(proc.pid)
+    assert code == 0, log.read_text()
+    banner = [line for line in log.read_text().splitlines() if line.startswith("zmr: ")]
+    text = " ".join(banner)
+    assert len(banner) >= 4, log.read_text()
+    assert "INSECURE" in text and "0.0.0.0" in text and "can run any code" in text, text
 
 
 def _cluster_up(zmr_cli, address: str, *extra: str):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import zmq.auth
 
 from zmr.errors import ConfigError
 from zmr.runtime import security
-from zmr.runtime.security import Keyring, init_keys
+from zmr.runtime.security import Keyring, add_worker_key, init_keys
 
 
 def test_init_makes_three_pairs_and_lists_the_client_and_worker_keys(tmp_path: Path) -> None:
@@ -67,3 +67,57 @@ def test_a_secret_key_is_never_readable_by_others_not_even_briefly(tmp_path: Pat
     finally:
         os.umask(old_umask)
     assert exposed == {}
+
+
+# ------------------------------------------------------------------ one key pair per worker host
+
+
+def test_init_with_worker_hosts_makes_one_listed_pair_each_and_an_unlisted_data_pair(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    made = init_keys(str(folder), ["host1", "host2"])
+    assert sorted(p.name for p in made) == sorted(f"{n}.{ext}" for n in
+                                                  ("coordinator", "client", "data", "worker-host1", "worker-host2")
+                                                  for ext in ("key", "key_secret"))
+    assert not (folder / "worker.key_secret").exists()
+    keyring = Keyring.load(str(folder))
+    hosts = {keyring.pair(f"worker-{h}")[0] for h in ("host1", "host2")}
+    assert len(hosts) == 2 and all(keyring.roles[k] == "worker" for k in hosts)
+    assert keyring.pair("data")[0] not in keyring.roles   # it serves data sockets, it admits nobody
+    assert keyring.worker_server_key() == keyring.pair("data")[0]
+    assert keyring.data_server("worker-host1").public == keyring.pair("data")[0]
+    for name in ("data", "worker-host1", "worker-host2"):
+        assert stat.S_IMODE((folder / f"{name}.key_secret").stat().st_mode) == 0o600
+
+
+def test_add_worker_lists_one_more_host_and_never_overwrites(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    init_keys(str(folder))   # the shared worker pair first: adding a host brings in the data pair
+    made = add_worker_key(str(folder), "host3")
+    assert sorted(p.name for p in made) == ["data.key", "data.key_secret", "worker-host3.key",
+                                            "worker-host3.key_secret"]
+    keyring = Keyring.load(str(folder))
+    assert keyring.roles[keyring.pair("worker-host3")[0]] == "worker"
+    assert keyring.worker_server_key() == keyring.pair("data")[0]
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="already holds the key pair worker-host3"):
+        add_worker_key(str(folder), "host3")
+    for bad in ("", "../up", "a b", "-x"):
+        with pytest.raises(ConfigError, match="a worker name is"):
+            add_worker_key(str(folder), bad)
+    with pytest.raises(ConfigError, match="no coordinator key"):
+        add_worker_key(str(tmp_path / "empty"), "host4")
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_a_worker_finds_its_own_pair_or_is_told_to_choose(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    init_keys(str(folder), ["host1", "host2"])
+    keyring = Keyring.load(str(folder))
+    assert keyring.worker_name("worker-host2") == "worker-host2"
+    with pytest.raises(ConfigError, match="2 worker key pairs .*set security.worker_key"):
+        keyring.worker_name()
+    (folder / "worker-host2.key_secret").unlink()   # a host that got only its own pair
+    assert keyring.worker_name() == "worker-host1"
+    shared = tmp_path / "shared"
+    init_keys(str(shared))
+    assert Keyring.load(str(shared)).worker_name() == "worker"

@@ -1,4 +1,4 @@
-"""A worker starting up removes the scratch directories of workers killed on this host, and nothing else."""
+"""Scratch directories of killed workers and launchers are reaped on this host, and nothing else."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zmr.runtime import scratch
+from zmr.runtime import outputs, scratch
 
 
 class _Log:
@@ -44,3 +44,41 @@ def test_only_directories_of_dead_owners_on_this_host_are_reaped(tmp_path: Path)
     assert not killed.exists()
     assert all(d.exists() for d in (own, alive, elsewhere, unowned, unrelated))
     assert log.events == ["orphan_scratch_removed"]
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_a_released_directory_is_kept_and_a_reaped_one_is_tidied_first(tmp_path: Path) -> None:
+    """A failed run keeps its logs on purpose (released); a killed run's output is tidied before its scratch goes."""
+    own = tmp_path / "zmr-local-own"
+    scratch.claim(own)
+    kept = _owned(tmp_path / "zmr-local-kept", _dead_pid())
+    scratch.release(kept)
+    killed = _owned(tmp_path / "zmr-local-killed", _dead_pid())
+    tidied: list[Path] = []
+    assert scratch.reap_orphans(tmp_path, "zmr-local-*", own, _Log(), before=tidied.append) == [killed]
+    assert tidied == [killed] and kept.exists() and not killed.exists()
+
+
+def test_an_abandoned_output_directory_goes_only_if_it_holds_nothing_but_unfinished_job_output(
+        tmp_path: Path) -> None:
+    def folder(name: str, *files: str) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        for f in files:
+            (path / f).write_text("x")
+        return path
+
+    empty = folder("empty")
+    partial = folder("partial", "mr-out-0", ".mr-out-1.job-0001.a1.tmp", "._SUCCESS.ab12.tmp")
+    succeeded = folder("succeeded", "mr-out-0", "_SUCCESS")
+    shared = folder("shared", "mr-out-0", "notes.txt")
+    assert outputs.remove_abandoned(empty) and not empty.exists()
+    assert outputs.remove_abandoned(partial) and not partial.exists()
+    assert not outputs.remove_abandoned(succeeded) and sorted(p.name for p in succeeded.iterdir()) == [
+        "_SUCCESS", "mr-out-0"]
+    assert not outputs.remove_abandoned(shared) and len(list(shared.iterdir())) == 2
+    assert not outputs.remove_abandoned(tmp_path / "never-made")

@@ -28,10 +28,15 @@ from zmr.protocol.success import SuccessMarker
 
 @dataclass(frozen=True)
 class Received:
-    """A decoded message from the peer with ZeroMQ routing id `peer`."""
+    """A decoded message from the peer with ZeroMQ routing id `peer`.
+
+    `key` is the CURVE public key (z85) the peer authenticated with, as the ZAP handler vouched for it;
+    "" without CURVE. A worker id is bound to the key and the token it first registered with.
+    """
 
     peer: bytes
     msg: m.ToCoordinator
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,13 +151,13 @@ class Scheduler:
                 if worker is not None and worker.alive and worker.peer == peer:
                     worker.last_seen = now
         else:
-            self._on_message(event.peer, event.msg)
+            self._on_message(event.peer, event.msg, event.key)
         self._dispatch()
         if self._waiters:
             self._answer_waiters()
         return self._out
 
-    def _on_message(self, peer: bytes, msg: m.ToCoordinator) -> None:
+    def _on_message(self, peer: bytes, msg: m.ToCoordinator, key: str = "") -> None:
         if isinstance(msg, m.SubmitJob):
             self._on_submit(peer, msg.spec)
         elif isinstance(msg, m.StatusRequest):
@@ -163,7 +168,7 @@ class Scheduler:
         elif isinstance(msg, m.CancelJob):
             self._on_cancel(peer, msg.job_id)
         elif isinstance(msg, m.Register):
-            self._on_register(peer, msg)
+            self._on_register(peer, msg, key)
         else:
             worker = self._known_worker(peer, msg.worker_id)
             if worker is not None:
@@ -193,12 +198,12 @@ class Scheduler:
         snapshot, which the caller writes before carrying out any action.
         """
         self._now, self._out = now, []
-        addrs: dict[str, str] = {}
+        joined: dict[str, j.WorkerJoined] = {}
         for record in records:
-            self._apply(record, addrs)
+            self._apply(record, joined)
         for finding in recovery.findings(list(self.jobs.values()), found or {}, now):
             for record in finding.records:
-                self._apply(record, addrs)
+                self._apply(record, joined)
             self._archive(self.jobs[finding.job_id])   # ended, output done: only its final status is left
             self._log(finding.event, finding.level, job=finding.job_id, reason=finding.reason)
         timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
@@ -218,7 +223,8 @@ class Scheduler:
                     if job.maps_done == len(job.maps):
                         self._make_ready(job, task)
             for worker_id in sorted(awaited - {""} - set(self.workers)):
-                worker = Worker(worker_id, b"", addrs.get(worker_id, ""),
+                known = joined.get(worker_id, j.WorkerJoined(worker_id=worker_id, data_addr=""))
+                worker = Worker(worker_id, b"", known.data_addr, key=known.key,
                                 last_seen=now + self.params.recovery_grace - timeout)
                 self.workers[worker_id] = worker
                 self._push_liveness(worker)
@@ -229,11 +235,11 @@ class Scheduler:
                   running=len(self._running_jobs()), awaited_workers=len(self.workers))
         return self._out
 
-    def _apply(self, rec: j.Record, addrs: dict[str, str]) -> None:
+    def _apply(self, rec: j.Record, joined: dict[str, j.WorkerJoined]) -> None:
         if isinstance(rec, j.Header):
             self._next_job = max(self._next_job, rec.next_job)
         elif isinstance(rec, j.WorkerJoined):
-            addrs[rec.worker_id] = rec.data_addr
+            joined[rec.worker_id] = rec
         elif isinstance(rec, j.JobSubmitted):
             self._new_job(rec.job_id, rec.number, rec.spec, rec.submitted)
         elif isinstance(rec, j.EndedJob):
@@ -291,7 +297,7 @@ class Scheduler:
         named = {w for job in live for w in job.owners} | {
             w for job in live for t in itertools.chain(job.maps, job.reduces)
             for w in (t.committed_worker, t.granted_worker) if w}
-        out += [j.WorkerJoined(worker_id=w.id, data_addr=w.data_addr) for w in self.workers.values()
+        out += [j.WorkerJoined(worker_id=w.id, data_addr=w.data_addr, key=w.key) for w in self.workers.values()
                 if (w.id in named or w.alive) and w.data_addr]
         out += [j.EndedJob(number=_job_number(info.job_id), info=info) for info in self.archived.values()]
         for job in self.jobs.values():
@@ -392,15 +398,17 @@ class Scheduler:
 
     # ------------------------------------------------------------ workers
 
-    def _on_register(self, peer: bytes, msg: m.Register) -> None:
+    def _on_register(self, peer: bytes, msg: m.Register, key: str) -> None:
         if msg.python != self.params.python:
             self._send(peer, m.Reject(reason=f"worker runs Python {msg.python}, "
                                       f"the cluster needs {self.params.python}"))
             return
         old = self.workers.get(msg.worker_id)
+        if old is not None and not self._claim_id(old, peer, msg, key):
+            return
         if old is not None and old.alive and not old.peer and not old.data_addr:
             old.data_addr = msg.data_addr   # awaited since a restart, its address not in the journal
-            self._journal(j.WorkerJoined(worker_id=old.id, data_addr=old.data_addr))
+            self._journal(j.WorkerJoined(worker_id=old.id, data_addr=old.data_addr, key=old.key))
         if old is not None and old.alive and old.data_addr == msg.data_addr:
             self._readopt(old, peer, msg)
             return
@@ -413,17 +421,38 @@ class Scheduler:
         if msg.running is not None:
             r = msg.running
             self._send(peer, m.CancelTask(job_id=r.job_id, task=r.task, attempt=r.attempt, kind=r.kind))
-        worker = Worker(msg.worker_id, peer, msg.data_addr, self._now)
+        worker = Worker(msg.worker_id, peer, msg.data_addr, self._now, key=key, token=msg.token)
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
         self._push_liveness(worker)
-        self._journal(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr))
+        self._journal(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr, key=key))
         self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
         self._log("worker_joined", "info", worker=worker.id, addr=msg.data_addr, pid=msg.pid, host=msg.host)
         self._start_queued_jobs()
         for job in self._running_jobs():
             self._replan(job)
             self._set_up_owners(job)
+
+    def _claim_id(self, old: Worker, peer: bytes, msg: m.Register, key: str) -> bool:
+        """May this Register speak for the worker id `old` already holds? Refuse it (and say so) if not.
+
+        A worker id names one process life (a restarted worker comes back under a new id), so only the
+        process that first registered an id may register it again: over a new connection, after a
+        coordinator restart, or after it was declared dead while stalled. That process holds the same
+        CURVE key and the same token (a random secret it never shows anyone but the coordinator); anyone
+        else, a peer with another worker key, or any local peer when CURVE is off, is refused and the
+        live worker keeps its registration. What is not known yet (the token of a worker recovered from
+        the journal, or any key without CURVE) is taken from the first registration that passes.
+        """
+        wrong = ("another key" if old.key and old.key != key else
+                 "another process" if old.token and old.token != msg.token else "")
+        if not wrong:
+            old.key, old.token = key, msg.token
+            return True
+        self._log("worker_id_refused", "warning", worker=old.id, peer=peer.hex(), why=f"registered by {wrong}",
+                  key=key, host=msg.host, pid=msg.pid)
+        self._send(peer, m.Reject(reason=f"worker id {old.id} is registered by {wrong}: refused"))
+        return False
 
     def _readopt(self, worker: Worker, peer: bytes, msg: m.Register) -> None:
         """A live worker registers again: after a coordinator restart, or over a new connection.

@@ -115,3 +115,5 @@ class Worker:
     current: tuple[str, str, int, int] | None = None   # (job, kind, index, attempt)
     busy_since: float = 0.0                             # when `current` was assigned
     leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
+    key: str = ""      # the CURVE public key it registered with ("" without CURVE, or not known yet)
+    token: str = ""    # the secret its process registered with ("" if not known yet, e.g. after a restart)

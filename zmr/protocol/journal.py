@@ -38,6 +38,7 @@ class Header(_Rec, frozen=True):
 class WorkerJoined(_Rec, frozen=True):
     worker_id: str
     data_addr: str
+    key: str = ""   # the CURVE public key it registered with (z85): after a restart only that key may claim it
 
 
 class JobSubmitted(_Rec, frozen=True):

@@ -171,6 +171,7 @@ class Register(_Msg, frozen=True):
     holdings: list[Holding] = []
     running: RunningAttempt | None = None
     finished_maps: list[MapDone] = []     # recent map reports, which a restarted coordinator may have missed
+    token: str = ""   # a random secret of this process's life: only its holder may register this id again
 
 
 class PartitionStat(msgspec.Struct, frozen=True, array_like=True):

@@ -176,11 +176,12 @@ class Coordinator:
         for _ in range(1000):  # then let the clock tick
             if not sock.poll(0, zmq.POLLIN):
                 return
+            key = ""
             try:
                 if self._auth is None:
                     peer, msg, _ = transport.recv_router(sock, self._decoder)
                 else:
-                    peer, role, msg, _ = transport.recv_router_role(sock, self._decoder)
+                    peer, role, key, msg, _ = transport.recv_router_role(sock, self._decoder)
                     if role != _ROLE_OF.get(type(msg)):
                         wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
                         wrong.peer = peer  # type: ignore[attr-defined]
@@ -191,7 +192,7 @@ class Coordinator:
             if isinstance(msg, m.SubmitJob) and (problem := self._output_problem(msg.spec)):
                 transport.send(sock, encode(m.ErrorReply(message=problem)), peer)
                 continue
-            self._execute(sock, self.scheduler.handle(Received(peer, msg), time.time()))
+            self._execute(sock, self.scheduler.handle(Received(peer, msg, key), time.time()))
 
     def _output_problem(self, spec: m.JobSpec) -> str:
         """Check the output directory of a spec the scheduler would queue and prepare it; why not, or ''.

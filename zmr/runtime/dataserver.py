@@ -56,7 +56,7 @@ class DataServer(threading.Thread):
         while self._sock.poll(0, zmq.POLLIN):
             try:
                 if self._check_role:   # fail closed: only peers the ZAP handler named workers
-                    peer, role, msg, payload = transport.recv_router_role(self._sock, self._decoder)
+                    peer, role, _, msg, payload = transport.recv_router_role(self._sock, self._decoder)
                     if role != WORKER:
                         wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
                         wrong.peer = peer  # type: ignore[attr-defined]

@@ -1,7 +1,9 @@
 """An embedded cluster on this machine: one coordinator and N worker processes on loopback.
 
 Children run in their own session so a Ctrl-C reaches only the launcher, which then stops them all;
-each child also exits by itself if the launcher dies, so no process is ever left behind. With
+each child also exits by itself if the launcher dies, so no process is ever left behind. A SIGKILLed
+launcher cannot remove its scratch directory (`zmr-local-*`, which names it as owner) nor the output
+directory it made for a job that never finished: the next launcher on the host reaps both. With
 `fork=True` (what `zmr run` uses) children are forks of the launcher while it has a single thread,
 which saves each one an interpreter start-up (see `zmr.runtime.forked`); otherwise they are exec'd.
 """
@@ -22,6 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from zmr.errors import ClusterError
+from zmr.log import get_logger
+from zmr.runtime import outputs, scratch
 from zmr.runtime.forked import ForkedProcess, can_fork, fork_command
 
 Child = subprocess.Popen[bytes] | ForkedProcess
@@ -39,6 +43,25 @@ def override_flags(overrides: Mapping[str, Any]) -> list[str]:
 
 _ANY_LOOPBACK_PORT = "tcp://127.0.0.1:*"
 _PORT_TRIES = 3
+_OUTPUT_FILE = "made-output"   # in the scratch directory: an output directory this launcher made
+
+
+def _new_scratch() -> Path:
+    """This launcher's scratch directory, after reaping those of launchers killed on this host."""
+    own = Path(tempfile.mkdtemp(prefix="zmr-local-"))
+    scratch.claim(own)
+    scratch.reap_orphans(own.parent, "zmr-local-*", own, get_logger(role="launcher"), before=_reap_output)
+    return own
+
+
+def _reap_output(dead_scratch: Path) -> None:
+    """The output directory a killed launcher made, if its job never finished and nothing else is there."""
+    try:
+        made = (dead_scratch / _OUTPUT_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return
+    if made:
+        outputs.remove_abandoned(Path(made))
 
 
 def _free_loopback_port() -> int:
@@ -78,7 +101,7 @@ class LocalCluster:
             raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
         self.n_workers = workers
         self._config_args = (["--config", config_path] if config_path else []) + override_flags(overrides or {})
-        self._scratch = Path(tempfile.mkdtemp(prefix="zmr-local-"))
+        self._scratch = _new_scratch()
         self._bind = bind
         self._keep_logs = log_dir is not None
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
@@ -100,6 +123,13 @@ class LocalCluster:
         self.stop()
         if exc_type is None or self._keep_logs:
             self.cleanup()
+        else:
+            scratch.release(self._scratch)   # kept for its logs, on purpose: not for the next launcher to reap
+
+    def made_output(self, output_dir: str) -> None:
+        """Say that a job's output directory does not exist yet: should this launcher be killed before the
+        job ends, the next one removes the directory (unless the job succeeded or others wrote there)."""
+        (self._scratch / _OUTPUT_FILE).write_text(f"{output_dir}\n", encoding="utf-8")
 
     def start(self) -> str:
         """Start every process and return once all workers have registered.

@@ -8,6 +8,7 @@ were listed. Paths are compared as resolved real paths, so symbolic links and `.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 from zmr.protocol import success
 
 _OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
+
+# what a job writes into its output directory, committed or not
+_JOB_FILE = re.compile(r"mr-out-\d+|\.mr-out-.+\.tmp|_SUCCESS|\._SUCCESS\..+\.tmp")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -115,6 +119,21 @@ def remove_temporaries(output_dir: str, job_id: str) -> None:
     """Temporary files of the job's attempts that never committed (a reducer killed mid-write)."""
     for tmp in Path(output_dir).glob(f".mr-out-*.{job_id}.a*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def remove_abandoned(folder: Path) -> bool:
+    """Remove an output directory a killed run created, unless its job succeeded (`_SUCCESS`) or it
+    holds anything a job does not write (then it is someone else's too); True if it is gone."""
+    try:
+        names = [p.name for p in folder.iterdir()]
+        if "_SUCCESS" in names or not all(_JOB_FILE.fullmatch(n) for n in names):
+            return False
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:

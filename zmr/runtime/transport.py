@@ -12,10 +12,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import Decoder
-from zmr.runtime.security import Curve
+from zmr.runtime.security import Curve, sender_of
 
 _ZERO_COPY_BYTES = 65536
 _RECONNECT_FIRST_MS = 10
@@ -65,6 +66,28 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
     that must queue its first request until the peer is up passes False. Options are set before
     `connect()`: changing IMMEDIATE on a connected socket trips an assertion inside libzmq.
     """
+    sock = _unconnected_dealer(ctx, max_bytes, immediate, curve)
+    with _closed_on_failure(sock):
+        sock.connect(connect)
+    return sock
+
+
+def watched_dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, who: str, immediate: bool = True,
+                   curve: Curve | None = None) -> tuple[zmq.Socket[Any], HandshakeWatch]:
+    """A `dealer` to the coordinator whose handshakes are watched from before the first one starts."""
+    sock = _unconnected_dealer(ctx, max_bytes, immediate, curve)
+    with _closed_on_failure(sock):
+        watch = HandshakeWatch(sock, "the coordinator", who, curve is not None)
+        try:
+            sock.connect(connect)
+        except BaseException:
+            watch.close()
+            raise
+    return sock, watch
+
+
+def _unconnected_dealer(ctx: zmq.Context[Any], max_bytes: int, immediate: bool,
+                        curve: Curve | None) -> zmq.Socket[Any]:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     with _closed_on_failure(sock):
@@ -78,7 +101,6 @@ def dealer(ctx: zmq.Context[Any], connect: str, max_bytes: int, immediate: bool 
         sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
         sock.setsockopt(zmq.SNDHWM, 10000)
         sock.setsockopt(zmq.RCVHWM, 10000)
-        sock.connect(connect)
     return cast("zmq.Socket[Any]", sock)
 
 
@@ -127,21 +149,77 @@ def recv_router(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True)
     return peer, msg, payload
 
 
-def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[bytes, str, Any, Any]:
-    """Like `recv_router`, plus the role the ZAP handler gave the sender ('' if none: fail closed)."""
+def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[bytes, str, str, Any, Any]:
+    """Like `recv_router`, plus the role and the public key the ZAP handler vouched for: (peer, role, key,
+    record, payload), role '' if none (fail closed)."""
     frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
     peer = frames[0].bytes
     try:
-        role = str(frames[-1].get("User-Id") or "")
+        role, key = sender_of(str(frames[-1].get("User-Id") or ""))
     except zmq.ZMQError:
-        role = ""
+        role, key = "", ""
     try:
         msg, payload = decoder.decode([f.buffer if len(f) > _ZERO_COPY_BYTES else f.bytes for f in frames[1:]])
     except ProtocolError as exc:
         exc.peer = peer  # type: ignore[attr-defined]
         raise
-    return peer, role, msg, payload
+    return peer, role, key, msg, payload
 
 
 def recv_dealer(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True) -> tuple[Any, Any]:
     return decoder.decode(_frames(sock, copy))
+
+
+_WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | \
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+class HandshakeWatch:
+    """What the handshakes of a connecting socket say, from libzmq's socket monitor.
+
+    A server whose ZAP handler refuses a key answers nothing at all at the application level, so
+    without this a refused peer sees only silence. libzmq (4.3 and later) reports it to the monitor:
+    HANDSHAKE_FAILED_AUTH when the server refused our key, NO_DETAIL when the CURVE handshake broke
+    (e.g. we hold the wrong server key), PROTOCOL when one side speaks CURVE and the other does not.
+    """
+
+    def __init__(self, sock: zmq.Socket[Any], server: str, who: str, curve: bool) -> None:
+        """`server` and `who` name both ends in the messages ("the coordinator", "client"); call before
+        `connect`, so that no handshake goes unseen."""
+        self._sock = sock
+        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(_WATCHED)
+        self._server, self._who, self._curve = server, who, curve
+        self.refused = False   # the server refused our key: definite, retrying cannot help
+        self.failure = ""      # what the latest failed handshake says ("" once one succeeded)
+
+    def poll(self) -> str:
+        """Read the events so far; returns `failure`."""
+        while self.monitor.poll(0):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except (zmq.ZMQError, ValueError, IndexError):
+                continue
+            self._note(int(event["event"]), int(event["value"]))
+        return self.failure
+
+    def _note(self, event: int, value: int) -> None:
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.refused, self.failure = False, ""
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.refused = True
+            self.failure = (f"authentication failed: {self._server} refused this {self._who}'s key "
+                            f"(ZAP status {value}); is its public key listed in the cluster's key directory?")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            self.failure = (f"authentication failed: {self._server} " + (
+                "does not speak CURVE: set security.keys_dir on both sides, or on neither" if self._curve else
+                "requires CURVE keys: set security.keys_dir (see `zmr keys init`)"))
+        elif not self.failure:   # a mismatch's first try is often reported without detail: keep the best
+            self.failure = (f"authentication failed: the CURVE handshake with {self._server} broke; is "
+                            "coordinator.key its public key?" if self._curve else
+                            f"the handshake with {self._server} failed (does it require CURVE keys?)")
+
+    def close(self) -> None:
+        """Before the socket closes: a monitor left running keeps the context from terminating."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self.monitor.close(linger=0)

@@ -9,6 +9,7 @@ what of it counts. A job's data lives only while the coordinator renews the job'
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import secrets
@@ -60,12 +61,15 @@ class Worker:
     def __init__(self, config: Config, parent_pid: int | None = None) -> None:
         self.config = config
         self.worker_id = new_worker_id()
+        self._token = secrets.token_hex(16)   # shown to the coordinator only: it proves a re-registration ours
         self._parent_pid = parent_pid
         self._log = bound_logger(worker=self.worker_id)
         self.stop_flag = StopFlag()
         self._own_dir = not config.worker.work_dir
-        base = Path(config.worker.work_dir or tempfile.mkdtemp(prefix="zmr-worker-"))
-        self.work_dir = base if self._own_dir else base / self.worker_id
+        # made by run(), once the worker may start: one refused at start must leave nothing behind
+        self.work_dir = Path() if self._own_dir else Path(config.worker.work_dir) / self.worker_id
+        self._made_dir = False
+        self._curves = _Curves()
         self._jobs: dict[str, JobContext] = {}
         self._lease_expiry: dict[str, float] = {}   # job -> monotonic time its data must be gone by
         self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
@@ -80,27 +84,25 @@ class Worker:
         self.stop_flag.set()
 
     def run(self) -> None:
-        scratch.claim(self.work_dir)
-        if self._own_dir:
-            scratch.reap_orphans(self.work_dir.parent, "zmr-worker-*", self.work_dir, self._log)
-        else:
-            scratch.reap_orphans(self.work_dir.parent, "w-*", self.work_dir, self._log)
-        ctx: zmq.Context[Any] = zmq.Context()
-        ctx.setsockopt(zmq.LINGER, 0)
-        received = ReceiveStore(self.work_dir / "jobs")
-        kept = MapOutputStore(self.work_dir / "jobs")
         wcfg, sec = self.config.worker, self.config.security
         security.check_bind(wcfg.data_bind, bool(sec.keys_dir), sec.insecure, self._log)
-        self._curves = self._start_security(ctx)
+        ctx: zmq.Context[Any] = zmq.Context()
+        ctx.setsockopt(zmq.LINGER, 0)
         try:
+            self._claim_work_dir()
+            received = ReceiveStore(self.work_dir / "jobs")
+            kept = MapOutputStore(self.work_dir / "jobs")
+            self._curves = self._start_security(ctx)
             data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log,
                               curve=self._curves.data, check_role=self._curves.auth is not None)
-        except zmq.ZMQError as exc:   # as the coordinator's bind: a clear error, and nothing left behind
+        except BaseException as exc:   # bad keys, a taken address: a clear error, and nothing left behind
             if self._curves.auth is not None:
                 self._curves.auth.stop()
             ctx.term()
             self._cleanup()
-            raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
+            if isinstance(exc, zmq.ZMQError):   # as the coordinator's bind
+                raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
+            raise
         self.data_addr = data.address
         wake_rx = ctx.socket(zmq.PAIR)
         wake_rx.bind(f"inproc://wake-{self.worker_id}")
@@ -149,26 +151,40 @@ class Worker:
         if not self.config.security.keys_dir:
             return _Curves()
         keyring = Keyring.load(self.config.security.keys_dir)
+        name = keyring.worker_name(self.config.security.worker_key)
+        curves = _Curves(data=keyring.data_server(name),
+                         coordinator=keyring.client_of(name, keyring.coordinator_public),
+                         peers=keyring.client_of(name, keyring.worker_server_key()))
         auth = RoleAuthenticator(ctx, keyring.roles, {security.WORKER}, self._log)
         auth.start()
-        return _Curves(data=keyring.server("worker"),
-                       coordinator=keyring.client_of("worker", keyring.coordinator_public),
-                       peers=keyring.client_of("worker", keyring.worker_server_key()), auth=auth)
+        return dataclasses.replace(curves, auth=auth)
+
+    def _claim_work_dir(self) -> None:
+        """Make this life's scratch directory, and remove those that killed workers left beside it."""
+        if self._own_dir:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="zmr-worker-"))
+        self._made_dir = True
+        scratch.claim(self.work_dir)
+        pattern = "zmr-worker-*" if self._own_dir else "w-*"
+        scratch.reap_orphans(self.work_dir.parent, pattern, self.work_dir, self._log)
 
     def _cleanup(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._made_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # ------------------------------------------------------------ control loop
 
     def _loop(self, ctx: zmq.Context[Any], wake: zmq.Socket[Any]) -> None:
         backoff = 0.1
         while not self.stop_flag.is_set():
-            sock = transport.dealer(ctx, self.config.worker.coordinator, self.config.coordinator.max_message_bytes,
-                                    curve=self._curves.coordinator)
+            sock, watch = transport.watched_dealer(ctx, self.config.worker.coordinator,
+                                                   self.config.coordinator.max_message_bytes, "worker",
+                                                   curve=self._curves.coordinator)
             try:
-                if self._session(sock, wake):
+                if self._session(sock, wake, watch):
                     backoff = 0.1
             finally:
+                watch.close()
                 sock.close(linger=0)
             if not self.stop_flag.is_set():
                 self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
@@ -179,13 +195,15 @@ class Worker:
                         break
                 backoff = min(backoff * 2, 5.0)
 
-    def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any]) -> bool:
+    def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any], watch: transport.HandshakeWatch) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
         self._registered = False
+        said = ""
         for _ in range(10):   # IMMEDIATE: a send before the connection is up would be dropped
             self._expire_leases()
             if sock.poll(100, zmq.POLLOUT):
                 break
+            said = self._say_handshake(watch, said)   # a refused key never gets a connection up
         self._register(sock)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -213,6 +231,7 @@ class Worker:
                 while wake.poll(0):
                     wake.recv()
             self._flush_outbound(sock)
+            said = self._say_handshake(watch, said)
             if sock in events:
                 heard, answered = time.monotonic(), True
                 self._drain_coordinator(sock)
@@ -229,6 +248,13 @@ class Worker:
                     continue   # this thread was starved (an app held the GIL): what arrived meanwhile counts
                 return answered
         return answered
+
+    def _say_handshake(self, watch: transport.HandshakeWatch, said: str) -> str:
+        """Log a failed handshake once per connection: a refused key is otherwise only silence."""
+        failure = watch.poll()
+        if failure and failure != said:
+            self._log.error("authentication_failed", reason=failure, coordinator=self.config.worker.coordinator)
+        return failure or said
 
     def _drop_job(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
@@ -261,7 +287,7 @@ class Worker:
                                    attempt=current[3]) if current else None
         msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
                          host=socket.gethostname(), holdings=holdings, running=running,
-                         finished_maps=list(self._recent_maps))
+                         finished_maps=list(self._recent_maps), token=self._token)
         transport.send(sock, encode(msg))
         self._registered_at = time.monotonic()
 
