@@ -1,8 +1,10 @@
 """The worker process: a control loop talking to the coordinator, around an executor and a data server.
 
 Three threads, each owning its own sockets: this control loop (the coordinator DEALER, heartbeats,
-reconnects, leases), the executor (runs one task at a time, pushes and pulls shuffle data) and the data
-server (receives batches as an owner, serves pulls). A worker that loses the coordinator keeps
+reconnects, leases), the executor (drives one task at a time, pulls shuffle data) and the data server
+(receives batches as an owner, serves pulls). App code runs in a task process the executor drives and
+kills at will; task processes are forks of a zygote, itself forked before any thread or zmq context
+exists here (forking a threaded process is unsafe). A worker that loses the coordinator keeps
 reconnecting with backoff and registers again, saying what it still holds; the coordinator decides
 what of it counts. A job's data lives only while the coordinator renews the job's lease.
 """
@@ -35,6 +37,7 @@ from zmr.runtime.executor import Executor, JobContext, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
+from zmr.runtime.zygote import Zygote
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -85,6 +88,13 @@ class Worker:
             scratch.reap_orphans(self.work_dir.parent, "zmr-worker-*", self.work_dir, self._log)
         else:
             scratch.reap_orphans(self.work_dir.parent, "w-*", self.work_dir, self._log)
+        zygote = Zygote.start()   # first: a fork is sound only while this process runs one thread
+        try:
+            self._run(zygote)
+        finally:
+            zygote.close()   # a no-op if the executor closed it already
+
+    def _run(self, zygote: Zygote) -> None:
         ctx: zmq.Context[Any] = zmq.Context()
         ctx.setsockopt(zmq.LINGER, 0)
         received = ReceiveStore(self.work_dir / "jobs")
@@ -99,6 +109,7 @@ class Worker:
             if self._curves.auth is not None:
                 self._curves.auth.stop()
             ctx.term()
+            zygote.close()
             self._cleanup()
             raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
         self.data_addr = data.address
@@ -121,7 +132,8 @@ class Worker:
         timeout = self.config.coordinator.heartbeat_interval * self.config.coordinator.heartbeat_liveness
         self._executor = Executor(ctx, self.worker_id, self._jobs, received, kept, send_from_executor, budget,
                                   wcfg.max_message_bytes, pull_timeout=max(5.0, timeout),
-                                  commit_timeout=max(10.0, 2 * timeout), log=self._log,
+                                  commit_timeout=max(10.0, 2 * timeout), log=self._log, zygote=zygote,
+                                  work_dir=self.work_dir, task_memory_mb=wcfg.task_memory_mb,
                                   peer_curve=self._curves.peers)
         self._received, self._kept = received, kept
         data.start()
@@ -139,7 +151,7 @@ class Worker:
             wake_tx.close()
             if self._curves.auth is not None:
                 self._curves.auth.stop()
-            if not self._executor.is_alive():  # a task stuck in app code keeps its sockets open
+            if not self._executor.is_alive():  # a thread stuck in a socket call keeps its sockets open
                 ctx.term()
             self._cleanup()
             self._log.info("worker_stopped")
