@@ -173,6 +173,11 @@ class WorkerConfig(_Section):
     max_message_bytes: int = _setting(
         64 * MiB, "Largest data-plane frame accepted from a peer.", "bytes", _at_least(KiB)
     )
+    task_memory_mb: int = _setting(
+        0, "Address-space cap (RLIMIT_AS) of the worker's task process, where app code runs; over it the "
+        "attempt fails with a MemoryError naming this key and the worker goes on. 0 means no cap.",
+        "MiB", _at_least(0)
+    )
 
 
 @dataclass(frozen=True)

@@ -654,8 +654,35 @@ def test_a_task_without_progress_is_cancelled_and_run_again() -> None:
     assert [log.fields["why"] for log in logged(actions, "attempt_lost")] == [
         "no progress within the task timeout"]
     map0 = sim.task(job, MAP, 0)
-    assert (map0.worker_losses, list(map0.running)) == (1, [2])
+    assert (map0.app_failures, map0.worker_losses, list(map0.running)) == (1, 0, [2])   # the app's failure
     assert sim.assignment("w2") == m.AssignMap(job_id=job, task=0, attempt=2, split=sim.job(job).spec.splits[0])
+
+
+def test_a_timed_out_worker_stays_busy_until_it_says_the_attempt_is_gone() -> None:
+    sim = sim_with("w1", task_timeout=2.0)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.hang("w1")
+    sim.isolate("w1")                                   # the CancelTask is not heard yet
+    sim.advance(2.0)
+    status = {w.worker_id: (w.state, w.task) for w in sim.scheduler.status(None).workers}
+    assert status["w1"] == ("busy", f"{job}/map-0")
+    assert sim.task(job, MAP, 0).running == {}
+
+
+def test_a_map_that_never_progresses_fails_the_job_after_its_attempts() -> None:
+    sim = sim_with("w1", "w2", task_timeout=3.0, max_attempts=4)
+    job = sim.submit(n_splits=2, n_reduce=1)
+    sim.hang("w1")
+    sim.hang("w2")
+    for _ in range(8):
+        sim.advance(3.0)
+        if job in sim.finished:
+            break
+    assert sim.finished == {job: JobState.FAILED}
+    error = sim.job(job).error
+    assert error.startswith("map-") and error.endswith(": no progress within 3 s (attempt 4 of 4)"), error
+    assert sim.busy() == []
+    assert [w.state for w in sim.scheduler.status(None).workers] == ["idle", "idle"]
 
 
 def test_a_slow_task_that_progresses_is_left_alone() -> None:

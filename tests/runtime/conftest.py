@@ -12,6 +12,7 @@ import zmq
 
 from zmr.runtime.executor import Executor
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
+from zmr.runtime.zygote import Zygote
 
 
 @pytest.fixture()
@@ -19,10 +20,10 @@ def executor(tmp_path: Path) -> Iterator[Executor]:
     ctx: zmq.Context[Any] = zmq.Context()
     ex = Executor(ctx, "w-1", {}, ReceiveStore(tmp_path), MapOutputStore(tmp_path), lambda msg: None,
                   memory_budget=64 << 20, max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0,
-                  log=structlog.get_logger())
+                  log=structlog.get_logger(), zygote=Zygote.start(), work_dir=tmp_path / "work")
     yield ex
     if ex.is_alive():
         ex.stop()
         ex.join(timeout=5)
-    ex._pusher.close()
+    ex.shutdown()
     ctx.term()

@@ -1,72 +1,94 @@
-"""A map task's last runs outlive it until the next map has made its own, within bounds."""
+"""A map task's last runs outlive it until the next map has made its own, within bounds.
+
+The runs are held where the map ran: in the task process (`zmr.runtime.runner.Runner`), driven here
+in-process over an inproc channel.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from zmr.apps import ship_app
 from zmr.core.batches import Pairs
 from zmr.protocol import messages as m
-from zmr.runtime import executor as executor_module
-from zmr.runtime.executor import Executor, JobContext
+from zmr.protocol import taskproc as t
+from zmr.runtime import runner as runner_module
+from zmr.runtime.runner import Runner
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
+JOB = "job-0001"
 
 
-def _map(executor: Executor, path: Path, task: int) -> None:
+@pytest.fixture()
+def runner(tmp_path: Path) -> Iterator[Runner]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    ours, theirs = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    ours.bind("inproc://chan")
+    theirs.connect("inproc://chan")
+    r = Runner(ctx, theirs, t.ProcSetup(worker_id="w-1", max_message_bytes=1 << 20, ack_timeout=1.0,
+                                        memory_budget=64 << 20, task_memory_mb=0))
+    r._note(t.JobInfo(job_id=JOB, app_blob=ship_app(str(APPS / "bench_wc.py")), args=[], n_reduce=3, push=False,
+                      batch_bytes=1 << 20, window_bytes=1 << 20, owners=["a", "b", "c"], owners_epoch=1))
+    yield r
+    r._pusher.close()
+    ours.close(linger=0)
+    theirs.close(linger=0)
+    ctx.term()
+
+
+def _map(runner: Runner, path: Path, task: int, kept: Path) -> t.FromProc:
     split = m.InputSplit(name=path.name, path=str(path), start=0, end=path.stat().st_size)
-    executor._run_task(m.AssignMap(job_id="job-0001", task=task, attempt=1, split=split))
+    return runner._run(t.RunMap(job_id=JOB, task=task, attempt=1, split=split, kept_dir=str(kept)))
 
 
-def test_a_map_task_leaves_its_runs_held_and_the_next_one_replaces_them(executor: Executor, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[Any] = []
-    monkeypatch.setattr(executor, "_send", sent.append)
-    setup = m.JobSetup(job_id="job-0001", app_blob=ship_app(str(APPS / "bench_wc.py")), args=[], n_reduce=3,
-                       owners=["a", "b", "c"], owners_epoch=1, push=False, batch_bytes=1 << 20,
-                       window_bytes=1 << 20)
-    executor._jobs["job-0001"] = JobContext(setup, list(setup.owners), 1)
-    executor._kept.open_job("job-0001")
+def test_a_map_task_leaves_its_runs_held_and_the_next_one_replaces_them(runner: Runner, tmp_path: Path) -> None:
     first, second = tmp_path / "one.txt", tmp_path / "two.txt"
     first.write_text("the cat and the dog\nthe end\n")
     second.write_text("zebra yak\n")
-    _map(executor, first, 0)
-    assert [d for d in sent if isinstance(d, m.MapDone)], sent   # it ran to the end
-    assert sorted(pair for run in executor._warm for pair in run) == [
+    done = _map(runner, first, 0, tmp_path)
+    assert isinstance(done, t.MapResult), done   # it ran to the end
+    assert sorted(pair for run in runner._warm for pair in run) == [
         ("and", 1), ("cat", 1), ("dog", 1), ("end", 1), ("the", 3)]
-    _map(executor, second, 1)
-    assert sorted(pair for run in executor._warm for pair in run) == [("yak", 1), ("zebra", 1)]
+    _map(runner, second, 1, tmp_path)
+    assert sorted(pair for run in runner._warm for pair in run) == [("yak", 1), ("zebra", 1)]
 
 
-def test_the_last_runs_are_held_then_given_up_once_the_executor_idles(executor: Executor,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor_module, "_WARM_IDLE", 0.05)
+def test_the_last_runs_are_held_then_given_up_once_the_process_idles(runner: Runner) -> None:
     runs: list[Pairs] = [[("a", 1), ("b", 2)], [("c", 3)]]
-    executor._keep_warm(runs)
-    assert executor._warm is runs
-    executor._keep_warm([[("d", 4)]])   # the next task's replace them
-    assert executor._warm == [[("d", 4)]]
-    executor.start()
-    deadline = time.monotonic() + 5
-    while executor._warm and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert executor._warm == []
-    assert executor.is_alive()   # idling gave them up; the thread still waits for work
+    runner._keep_warm(runs)
+    assert runner._warm is runs
+    runner._keep_warm([[("d", 4)]])   # the next task's replace them
+    assert runner._warm == [[("d", 4)]]
+    runner.step(0.05)                 # nothing came within the idle time
+    assert runner._warm == []
 
 
-def test_runs_beyond_the_bound_are_not_held(executor: Executor, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor_module, "_WARM_MAX_PAIRS", 3)
-    executor._keep_warm([[("a", 1), ("b", 2)], [("c", 3)]])
-    assert executor._warm == [[("a", 1), ("b", 2)], [("c", 3)]]
-    executor._keep_warm([[("a", 1), ("b", 2)], [("c", 3), ("d", 4)]])
-    assert executor._warm == []
+def test_runs_beyond_the_bound_are_not_held(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "_WARM_MAX_PAIRS", 3)
+    runner._keep_warm([[("a", 1), ("b", 2)], [("c", 3)]])
+    assert runner._warm == [[("a", 1), ("b", 2)], [("c", 3)]]
+    runner._keep_warm([[("a", 1), ("b", 2)], [("c", 3), ("d", 4)]])
+    assert runner._warm == []
 
 
-def test_a_reduce_gives_up_the_runs_before_it_runs(executor: Executor) -> None:
-    executor._keep_warm([[("a", 1)]])
-    executor._run_task(m.AssignReduce(job_id="job-0001", task=0, attempt=1, output_dir="/unused", sources=[]))
-    assert executor._warm == []   # its job is unknown here, so it ends at once: after giving them up
+def test_a_reduce_gives_up_the_runs_before_it_runs(runner: Runner, tmp_path: Path) -> None:
+    runner._keep_warm([[("a", 1)]])
+    done = runner._run(t.RunReduce(job_id=JOB, task=0, attempt=1, runs=[], tmp_path=str(tmp_path / "out.tmp"),
+                                   scratch=str(tmp_path / "scratch"), fan_in=16))
+    assert isinstance(done, t.ReduceResult) and done.records_out == 0
+    assert runner._warm == []
+
+
+def test_a_map_reports_its_kept_copy_whole_and_the_error_of_the_app(runner: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_text("one two three four\n")
+    done = _map(runner, path, 0, tmp_path)
+    assert isinstance(done, t.MapResult)
+    for kept in done.kept:
+        assert (tmp_path / f"p{kept.partition}.data").stat().st_size >= kept.offset + kept.length
+    assert sum(k.length for k in done.kept) == done.bytes_out

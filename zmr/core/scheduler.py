@@ -719,7 +719,32 @@ class Scheduler:
             if attempt is not None and attempt.last_progress + self.params.task_timeout <= self._now:
                 job_id, kind, index, number = worker.current  # type: ignore[misc]
                 self._send(worker.peer, m.CancelTask(job_id=job_id, task=index, attempt=number, kind=kind))
-                self._abandon_current(worker, "no progress within the task timeout")
+                self._time_out_current(worker)
+
+    def _time_out_current(self, worker: Worker) -> None:
+        """A stalled attempt is the app's failure, not the worker's: a map that loops for ever would
+        otherwise be retried without end, one worker at a time. The worker stays busy (its `current`
+        kept) until it says the attempt is gone: it kills the task process first, so what status
+        shows is what the worker does."""
+        job_id, kind, index, number = worker.current  # type: ignore[misc]
+        job = self.jobs.get(job_id)
+        task = job.task(kind, index) if job else None
+        if job is None or task is None or number not in task.running:
+            return
+        del task.running[number]
+        if task.committing == number:
+            self._revoke_grant(job, task)
+        why = "no progress within the task timeout"
+        self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
+                  why=why)
+        if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
+            return
+        task.app_failures += 1
+        if task.app_failures >= self.params.max_attempts:
+            self._end_job(job, JobState.FAILED, f"{task.label}: no progress within "
+                          f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
+            return
+        self._requeue(job, task)   # at once: the attempt has waited out the timeout already
 
     def _push_liveness(self, worker: Worker) -> None:
         deadline = worker.last_seen + self.params.heartbeat_interval * self.params.heartbeat_liveness

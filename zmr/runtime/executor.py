@@ -1,13 +1,15 @@
-"""A worker's compute slot: runs one map or reduce task at a time, in its own thread.
+"""A worker's compute slot: drives one map or reduce task at a time, from its own thread.
 
 The control thread hands it assignments through `inbox`; it answers with protocol messages through
-`outbox` (the control thread forwards them to the coordinator). App code runs here, so anything the
-app raises becomes a TaskFailed report with its traceback, never a crashed worker.
+`outbox` (the control thread forwards them to the coordinator). App code runs in the worker's task
+process (see taskproc and runner), which this thread drives: anything the app raises becomes a
+TaskFailed report with its traceback, and a hung, cancelled or runaway task is ended by killing that
+process, never by waiting for the app. This thread keeps the protocol parts: awaiting pushed streams,
+pulling missing data, awaiting the commit decision, renaming output, and reporting.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import shutil
@@ -22,26 +24,21 @@ from typing import Any
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import Pairs, PartitionBuffers, encode_batch
 from zmr.errors import AppError, ProtocolError
-from zmr.inputs import read_chunks
 from zmr.protocol import messages as m
+from zmr.protocol import taskproc as t
 from zmr.protocol.codec import data_decoder, encode
 from zmr.runtime import transport
-from zmr.runtime.pusher import Pusher
-from zmr.runtime.runs import Run, merged
+from zmr.runtime.runs import Run
 from zmr.runtime.security import Curve
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
+from zmr.runtime.taskproc import ProcessDied, Stopped, TaskProcess
+from zmr.runtime.zygote import Zygote
 
 # A reduce first lets pushed streams that are still on the wire land: it waits while batches keep
 # arriving (each within _STREAM_SETTLE s of the last), at most _STREAM_WAIT_LIMIT s, then pulls the rest.
 _STREAM_SETTLE = 0.25
 _STREAM_WAIT_LIMIT = 2.0
-_LINES_PER_WRITE = 4096
-# A map task's final runs are kept until the next map task has made its own (see `_keep_warm`), up to
-# this many pairs, or until a reduce starts or the executor has idled this many seconds.
-_WARM_MAX_PAIRS = 1 << 17   # ~20-40 MB of small objects at most
-_WARM_IDLE = 1.0
 
 
 class Cancelled(Exception):
@@ -59,6 +56,14 @@ class Stalled:
 
 class _StaleGrant(Exception):
     pass
+
+
+class _TaskFailed(Exception):
+    """The task process reported the app's (or its files') error."""
+
+    def __init__(self, error: t.TaskError) -> None:
+        super().__init__(error.error)
+        self.error = error
 
 
 class MissingData(Exception):
@@ -98,12 +103,13 @@ def temp_output_name(partition: int, job_id: str, attempt: int) -> str:
 
 
 class Executor(threading.Thread):
-    """Runs tasks; owns the pusher's sockets and the pulling sockets."""
+    """Drives tasks; owns the task process's channel and the pulling sockets."""
 
     def __init__(self, ctx: zmq.Context[Any], worker_id: str, jobs: dict[str, JobContext],
                  received: ReceiveStore, kept: MapOutputStore, send: Callable[[Any], None],
                  memory_budget: int, max_message_bytes: int, pull_timeout: float, commit_timeout: float,
-                 log: Any, peer_curve: Curve | None = None) -> None:
+                 log: Any, zygote: Zygote, work_dir: Path, task_memory_mb: int = 0,
+                 peer_curve: Curve | None = None) -> None:
         super().__init__(name="zmr-executor", daemon=True)
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.current: tuple[str, str, int, int] | None = None
@@ -124,8 +130,10 @@ class Executor(threading.Thread):
         self._cancel = threading.Event()
         self._stopping = threading.Event()
         self._peer_curve = peer_curve
-        self._pusher = Pusher(ctx, 8 << 20, max_message_bytes, ack_timeout=pull_timeout, curve=peer_curve)
-        self._warm: list[Pairs] = []
+        self._zygote = zygote
+        self._work_dir = work_dir
+        self._task_memory_mb = task_memory_mb
+        self._proc: TaskProcess | None = None   # made on this thread: it owns the channel socket
 
     # ------------------------------------------------------------ control-thread side
 
@@ -135,9 +143,8 @@ class Executor(threading.Thread):
             self.inbox.put(None)  # wakes a reduce waiting for its commit decision
 
     def stop(self) -> None:
-        """End the thread soon: the running task is cancelled at its next check (as the coordinator
-        cancels one), so a stopping worker exits once the app's current call returns, and no later task
-        starts."""
+        """End the thread soon: the running task is cancelled (its task process killed) within a
+        fraction of a second, as the coordinator cancels one, and no later task starts."""
         self._stopping.set()
         self.inbox.put("stop")
 
@@ -149,18 +156,35 @@ class Executor(threading.Thread):
 
     def run(self) -> None:
         try:
+            self._task_process()   # asked for now, so the first task finds it ready
             while not self._stopping.is_set():   # also seen when a cancelled task took the "stop" item
-                try:
-                    item = self.inbox.get(timeout=_WARM_IDLE)
-                except queue.Empty:
-                    self._warm = []   # idle: nothing to keep warm for
-                    item = self.inbox.get()
+                item = self.inbox.get()
                 if item == "stop":
                     return
                 if isinstance(item, m.AssignMap | m.AssignReduce):
                     self._run_task(item)
         finally:
-            self._pusher.close()
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Kill the task process and end the zygote (on the thread that drove them)."""
+        if self._proc is not None:
+            self._proc.close()
+            self._proc = None
+        self._zygote.close()
+
+    def _task_process(self) -> TaskProcess:
+        if self._proc is None:
+            self._proc = TaskProcess(self._ctx, self._zygote, self._work_dir, self._proc_setup(), self._log)
+        return self._proc
+
+    def _proc_setup(self) -> t.ProcSetup:
+        curve = self._peer_curve
+        return t.ProcSetup(worker_id=self._worker_id, max_message_bytes=self._max_bytes,
+                           ack_timeout=self._pull_timeout, memory_budget=self._memory_budget,
+                           task_memory_mb=self._task_memory_mb,
+                           peer_public=curve.public if curve else b"", peer_secret=curve.secret if curve else b"",
+                           peer_server_key=(curve.server_key or b"") if curve else b"")
 
     def _run_task(self, assign: m.AssignMap | m.AssignReduce) -> None:
         kind = "map" if isinstance(assign, m.AssignMap) else "reduce"
@@ -174,23 +198,30 @@ class Executor(threading.Thread):
             if isinstance(assign, m.AssignMap):
                 self._run_map(assign)
             else:
-                self._warm = []   # kept for the next map only: a reduce runs slower among them
                 self._run_reduce(assign, log)
             log.debug("task_finished", wall_s=round(time.monotonic() - wall, 3),
                       cpu_s=round(time.thread_time() - cpu, 3))
-        except Cancelled:
+        except (Cancelled, Stopped):
             log.info("task_cancelled")
+        except ProcessDied as exc:
+            cap = f" (worker.task_memory_mb={self._task_memory_mb})" if self._task_memory_mb else ""
+            self._fail(assign, "app", f"{exc}{cap}", "")
         except MissingData as exc:
             self._fail(assign, "missing_data", str(exc), "", exc.maps)
         except AppError as exc:
             self._fail(assign, "app", str(exc), "")
+        except _TaskFailed as exc:
+            if exc.error.kind == "io" and (assign.job_id not in self._jobs or self._cancelled()):
+                log.info("task_dropped", why=exc.error.error)   # its job (or attempt) ended here meanwhile
+            else:
+                self._fail(assign, exc.error.kind, exc.error.error, exc.error.traceback)
         except OSError as exc:
             if assign.job_id not in self._jobs or self._cancelled():
                 log.info("task_dropped", why=str(exc))   # its job (or attempt) ended here meanwhile
             else:
                 self._fail(assign, "io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        except Exception as exc:  # the app's own error, whatever it is
-            self._fail(assign, "app", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        except Exception as exc:  # this thread's own bug: the attempt fails, the worker goes on
+            self._fail(assign, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
             self.current = None
             finished = m.RunningAttempt(job_id=assign.job_id, kind=kind, task=assign.task, attempt=assign.attempt)
@@ -221,82 +252,52 @@ class Executor(threading.Thread):
 
     def _run_map(self, assign: m.AssignMap) -> None:
         job = self._context(assign.job_id)
-        self._kept.begin(assign.job_id, assign.task, assign.attempt)
-        app = job.load_app()
-        setup = job.setup
-        args = setup.args
-        buffers = PartitionBuffers(setup.n_reduce, setup.batch_bytes, max(self._memory_budget // 4,
-                                   setup.batch_bytes), app.partitioner(args), app.combiner(args),
-                                   app.check_partition)
-        self._pusher.start_task(setup.window_bytes)
-        bytes_out = 0
-        for contents, first_line in read_chunks(assign.split.path, assign.split.start, assign.split.end,
-                                                count_lines=app.map_takes_first_line):
-            pairs = app.map_iter(assign.split.name, contents, args, first_line=first_line)
-            for due in buffers.add_all(pairs, app.check_pair):
-                if due is None:   # a tick, every few thousand pairs
-                    self.progress += 1
-                    self._check_cancel()
-                else:
-                    bytes_out += self._emit(assign, job, *due)
-            del contents, pairs
-            self.progress += 1
-        tail = buffers.drain()
-        for partition, run in tail:
-            bytes_out += self._emit(assign, job, partition, run)
-        self._keep_warm([run for _, run in tail])
+        kept_dir = self._kept.folder(assign.job_id)
+        kept_dir.mkdir(parents=True, exist_ok=True)
+        run = t.RunMap(job_id=assign.job_id, task=assign.task, attempt=assign.attempt, split=assign.split,
+                       kept_dir=str(kept_dir), released=self._kept.released(assign.job_id))
+        result = self._call(run, job)
+        if not isinstance(result, t.MapResult):
+            raise TypeError(f"a map answered {type(result).__name__}")
         self._check_cancel()
-        if setup.push:
-            self._end_streams(assign, job)
+        self._kept.add_attempt(assign.job_id, assign.task, assign.attempt,
+                               [(k.partition, k.offset, k.length) for k in result.kept])
         self._send(m.MapDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                             attempt=assign.attempt, records_out=buffers.records, bytes_out=bytes_out))
+                             attempt=assign.attempt, records_out=result.records_out, bytes_out=result.bytes_out))
 
-    def _keep_warm(self, runs: list[Pairs]) -> None:
-        """Hold this task's last runs, and let the previous task's go only now.
+    def _call(self, run: t.RunMap | t.RunReduce, job: JobContext) -> t.MapResult | t.ReduceResult:
+        """Run a task in the task process; its errors raise _TaskFailed, a cancel kills it."""
+        proc = self._task_process()
+        proc.ensure_ready(self._cancelled)
+        self._sync_job(proc, job)
 
-        The pairs' keys lie scattered through the small-object arenas the map filled. Were they all freed
-        at the end of the task, those arenas would empty and go back to the OS, and the next map would
-        page-fault its way through fresh ones (on a word count: 5x the page faults, a tenth more CPU).
-        Held until the next map has made its own, they keep the arenas in use, and the next map reuses
-        their free space.
-        """
-        self._warm = runs if sum(map(len, runs)) <= _WARM_MAX_PAIRS else []
+        def tick() -> None:
+            self.progress += 1
 
-    def _emit(self, assign: m.AssignMap, job: JobContext, partition: int, run: Pairs) -> int:
-        """Keep the run in the map's own copy and push it to the partition's owner."""
-        payload = encode_batch(run)
-        seq = self._kept.append(assign.job_id, assign.task, assign.attempt, partition, payload)
-        if seq is not None and job.setup.push:
-            header = m.Batch(job_id=assign.job_id, map_task=assign.task, attempt=assign.attempt,
-                             partition=partition, seq=seq, n_records=len(run))
-            addr = job.owners[partition]
-            self._pusher.push(addr, header, payload,
-                              give_up=lambda: self._cancelled() or job.owners[partition] != addr)
-        self.progress += 1
-        self._check_cancel()
-        return len(payload)
+        result = proc.call(run, tick, self._cancelled, lambda: self._sync_job(proc, job))
+        if isinstance(result, t.TaskError):
+            if result.fatal:
+                proc.replace()
+            raise _TaskFailed(result)
+        return result
 
-    def _end_streams(self, assign: m.AssignMap, job: JobContext) -> None:
-        """Tell each owner how many batches this attempt sent it (their acks come back during later tasks)."""
-        counts = self._kept.counts(assign.job_id, assign.task, assign.attempt)
-        owners = list(job.owners)
-        by_owner: dict[str, dict[int, int]] = {}
-        for partition, addr in enumerate(owners):
-            by_owner.setdefault(addr, {})[partition] = counts.get(partition, 0)
-        for addr, owned in by_owner.items():
-            self._pusher.end(addr, m.StreamEnd(job_id=assign.job_id, map_task=assign.task,
-                                               attempt=assign.attempt, counts=owned),
-                             give_up=functools.partial(self._owner_gone, job, addr))
-
-    def _owner_gone(self, job: JobContext, addr: str) -> bool:
-        """Stop waiting on a peer that owns nothing any more, or once the attempt is cancelled."""
-        return self._cancelled() or addr not in job.owners
+    def _sync_job(self, proc: TaskProcess, job: JobContext) -> None:
+        """The task process learns a job before its first task, and every owner change after."""
+        setup = job.setup
+        known = proc.jobs.get(setup.job_id)
+        if known is None:
+            proc.send(t.JobInfo(job_id=setup.job_id, app_blob=setup.app_blob, args=setup.args,
+                                n_reduce=setup.n_reduce, push=setup.push, batch_bytes=setup.batch_bytes,
+                                window_bytes=setup.window_bytes, owners=list(job.owners),
+                                owners_epoch=job.owners_epoch))
+        elif job.owners_epoch > known:
+            proc.send(t.JobUpdate(job_id=setup.job_id, owners=list(job.owners), owners_epoch=job.owners_epoch))
+        proc.jobs[setup.job_id] = job.owners_epoch
 
     # ------------------------------------------------------------ reduce
 
     def _run_reduce(self, assign: m.AssignReduce, log: Any) -> None:
         job = self._context(assign.job_id)
-        app = job.load_app()
         if job.setup.push:
             self._received.await_streams(assign.job_id, assign.task,
                                          [(src.task, src.attempt) for src in assign.sources if src.addr],
@@ -306,7 +307,7 @@ class Executor(threading.Thread):
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / temp_output_name(assign.task, assign.job_id, assign.attempt)
         try:
-            records = self._write_reduce(assign, app, job.setup.args, tmp)
+            records = self._write_reduce(assign, tmp)
             done = m.ReduceDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
                                 attempt=assign.attempt, records_out=records,
                                 received=self._received.stat(assign.job_id, assign.task))
@@ -328,28 +329,18 @@ class Executor(threading.Thread):
         self._send(m.ReduceCommitted(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
                                      attempt=assign.attempt))
 
-    def _write_reduce(self, assign: m.AssignReduce, app: App, args: list[str], tmp: Path) -> int:
-        records = 0
+    def _write_reduce(self, assign: m.AssignReduce, tmp: Path) -> int:
         scratch = self._received.scratch(assign.job_id, assign.task, assign.attempt)
+        run = t.RunReduce(job_id=assign.job_id, task=assign.task, attempt=assign.attempt,
+                          runs=self._runs(assign), tmp_path=str(tmp), scratch=str(scratch),
+                          fan_in=self._fan_in)
         try:
-            reduce = app.reducer(args)
-            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
-                lines: list[str] = []   # written a few thousand at a time: one write call per line costs more
-                for key, values in merged(self._runs(assign), self._fan_in, scratch):
-                    lines.append(f"{key} {reduce(key, values)}\n")
-                    if len(lines) == _LINES_PER_WRITE:
-                        out.write("".join(lines))
-                        lines.clear()
-                        records += _LINES_PER_WRITE
-                        self.progress += 1
-                        self._check_cancel()
-                out.write("".join(lines))
-                records += len(lines)
-                out.flush()
-                os.fsync(out.fileno())
+            result = self._call(run, self._context(assign.job_id))
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return records
+            shutil.rmtree(scratch, ignore_errors=True)   # the task process may have died mid-merge
+        if not isinstance(result, t.ReduceResult):
+            raise TypeError(f"a reduce answered {type(result).__name__}")
+        return result.records_out
 
     def _runs(self, assign: m.AssignReduce) -> list[Run]:
         """Every batch of the committed map attempts, as runs in this partition's file."""

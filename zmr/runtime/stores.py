@@ -317,6 +317,32 @@ class MapOutputStore(_LeasedFiles[_KeptJob]):
             runs.append((_append(part.path, payload), len(payload)))
             return len(runs) - 1
 
+    def folder(self, job_id: str) -> Path:
+        """Where a job's kept copies live (its task process appends to `p<partition>.data` there)."""
+        with self._lock:
+            return self._open(job_id).folder
+
+    def released(self, job_id: str) -> list[int]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return sorted(job.released) if job else []
+
+    def add_attempt(self, job_id: str, map_task: int, attempt: int, segments: list[tuple[int, int, int]]) -> None:
+        """Index a finished map attempt's kept batches, (partition, offset, length) in order, all at once.
+
+        Written by the task process, they are indexed only when it reports them whole: bytes of an attempt
+        that was killed half-way are never served (they stay unindexed in the file until it goes)."""
+        with self._lock:
+            job = self._open(job_id)
+            job.attempts.add((map_task, attempt))
+            for partition, offset, length in segments:
+                if partition in job.released:
+                    continue
+                part = job.parts.get(partition)
+                if part is None:
+                    part = job.parts[partition] = _KeptPartition(job.folder / f"p{partition}.data")
+                part.index.setdefault((map_task, attempt), []).append((offset, length))
+
     def counts(self, job_id: str, map_task: int, attempt: int) -> dict[int, int]:
         with self._lock:
             job = self._jobs.get(job_id)

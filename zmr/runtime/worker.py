@@ -1,8 +1,10 @@
 """The worker process: a control loop talking to the coordinator, around an executor and a data server.
 
 Three threads, each owning its own sockets: this control loop (the coordinator DEALER, heartbeats,
-reconnects, leases), the executor (runs one task at a time, pushes and pulls shuffle data) and the data
-server (receives batches as an owner, serves pulls). A worker that loses the coordinator keeps
+reconnects, leases), the executor (drives one task at a time, pulls shuffle data) and the data server
+(receives batches as an owner, serves pulls). App code runs in a task process the executor drives and
+kills at will; task processes are forks of a zygote, itself forked before any thread or zmq context
+exists here (forking a threaded process is unsafe). A worker that loses the coordinator keeps
 reconnecting with backoff and registers again, saying what it still holds; the coordinator decides
 what of it counts. A job's data lives only while the coordinator renews the job's lease.
 """
@@ -36,6 +38,7 @@ from zmr.runtime.executor import Executor, JobContext, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
+from zmr.runtime.zygote import Zygote
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -85,7 +88,15 @@ class Worker:
 
     def run(self) -> None:
         wcfg, sec = self.config.worker, self.config.security
-        security.check_bind(wcfg.data_bind, bool(sec.keys_dir), sec.insecure, self._log)
+        security.check_bind(wcfg.data_bind, bool(sec.keys_dir), sec.insecure, self._log)   # before anything is made
+        zygote = Zygote.start()   # next: a fork is sound only while this process runs one thread
+        try:
+            self._run(zygote)
+        finally:
+            zygote.close()   # a no-op if the executor or a failed start closed it already
+
+    def _run(self, zygote: Zygote) -> None:
+        wcfg = self.config.worker
         ctx: zmq.Context[Any] = zmq.Context()
         ctx.setsockopt(zmq.LINGER, 0)
         try:
@@ -99,6 +110,7 @@ class Worker:
             if self._curves.auth is not None:
                 self._curves.auth.stop()
             ctx.term()
+            zygote.close()
             self._cleanup()
             if isinstance(exc, zmq.ZMQError):   # as the coordinator's bind
                 raise ClusterError(f"cannot bind the data endpoint {wcfg.data_bind}: {exc}") from exc
@@ -123,7 +135,8 @@ class Worker:
         timeout = self.config.coordinator.heartbeat_interval * self.config.coordinator.heartbeat_liveness
         self._executor = Executor(ctx, self.worker_id, self._jobs, received, kept, send_from_executor, budget,
                                   wcfg.max_message_bytes, pull_timeout=max(5.0, timeout),
-                                  commit_timeout=max(10.0, 2 * timeout), log=self._log,
+                                  commit_timeout=max(10.0, 2 * timeout), log=self._log, zygote=zygote,
+                                  work_dir=self.work_dir, task_memory_mb=wcfg.task_memory_mb,
                                   peer_curve=self._curves.peers)
         self._received, self._kept = received, kept
         data.start()
@@ -141,7 +154,7 @@ class Worker:
             wake_tx.close()
             if self._curves.auth is not None:
                 self._curves.auth.stop()
-            if not self._executor.is_alive():  # a task stuck in app code keeps its sockets open
+            if not self._executor.is_alive():  # a thread stuck in a socket call keeps its sockets open
                 ctx.term()
             self._cleanup()
             self._log.info("worker_stopped")

@@ -2,7 +2,8 @@
 
 Like the crash test of MIT 6.5840's MapReduce lab: each map call, and each reduce task (decided at its
 first key), draws a number from a generator seeded from the pid and the clock, then either exits the
-whole worker process at once (`os._exit(1)`, no cleanup, no report), or sleeps far longer than the
+whole worker process at once (SIGKILL to the worker, then `os._exit(1)` of the task process that runs the
+app: no cleanup, no report), or sleeps far longer than the
 coordinator's task timeout, or runs normally. Whatever happens, the output must equal
 `zmr seq --app apps/wc.py` on the same input: words are maximal runs of `str.isalpha` characters, case
 kept, exactly as apps/wc.py counts them.
@@ -32,6 +33,7 @@ import os
 import random
 import re
 import secrets
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -91,9 +93,13 @@ def _maybe_fault(phase: str, what: str, opts: dict[str, str]) -> None:
             roll = random.Random(f"{os.getpid()}-{time.time_ns()}-{secrets.token_hex(4)}").random()
             crash, stall = _probability(opts.get("crash")), _probability(opts.get("stall"))
             event = "crash" if roll < crash else "stall" if roll < crash + stall else "run"
-    record = {"event": event, "phase": phase, "what": what, "pid": os.getpid(), "time": time.time()}
+    record = {"event": event, "phase": phase, "what": what, "pid": int(os.environ.get("ZMR_WORKER_PID", os.getpid())),
+              "time": time.time()}
     _mark(folder, f"{event}-{phase}-{os.getpid()}-{secrets.token_hex(6)}.json", record)
     if event == "crash":
+        worker = int(os.environ.get("ZMR_WORKER_PID", os.getpid()))
+        if worker != os.getpid():
+            os.kill(worker, signal.SIGKILL)   # the worker, not only the task process that runs this code
         os._exit(1)
     if event == "stall":
         time.sleep(float(opts.get("stall_s", 6)))

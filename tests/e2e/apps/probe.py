@@ -17,7 +17,11 @@ Job arguments are `key=value` strings:
                    letters, so the probe key is the last key of its partition but for non-ASCII words:
                    the reduce has written (nearly) every other line of its temporary output file by then
                    (needs `markers`)
-  tag=1            a probe key's output value is `<count>@<pid>`: which process wrote that mr-out file
+  tag=1            a probe key's output value is `<count>@<pid>`: which worker wrote that mr-out file
+
+Every `pid` here is the WORKER's process id (app code runs in the worker's task process, which names its
+worker in ZMR_WORKER_PID): killing or freezing that pid hits the worker that ran the task. Markers also
+record `task_pid`, the process the app code itself ran in.
 
 The word count part is the same as apps/wc.py (maximal runs of `str.isalpha` characters, case kept), so
 without probe keys the output equals `zmr seq --app apps/wc.py`. Self-contained apart from zmr itself, which
@@ -39,6 +43,11 @@ from zmr.core.partition import partition_of
 
 PROBE = "~probe:"
 _LETTER_RUNS = re.compile(r"[^\W\d_]+")
+
+
+def worker_pid() -> int:
+    """The worker that runs this task (this process, when app code runs in the worker itself)."""
+    return int(os.environ.get("ZMR_WORKER_PID", os.getpid()))
 
 
 def _options(args: Sequence[str]) -> dict[str, str]:
@@ -79,7 +88,7 @@ def _map_sleep(filename: str, opts: dict[str, str]) -> float:
             return float(seconds)
     if "slow_pid" in opts:
         pid, seconds = opts["slow_pid"].split(":", 1)
-        if int(pid) == os.getpid() and _first(opts.get("markers"), "slowed"):
+        if int(pid) == worker_pid() and _first(opts.get("markers"), "slowed"):
             return float(seconds)
     return float(opts.get("map_sleep", 0))
 
@@ -87,7 +96,7 @@ def _map_sleep(filename: str, opts: dict[str, str]) -> float:
 def _hold(folder: str, partition: int) -> None:
     tmp = os.path.join(folder, f".held-{partition}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"partition": partition, "pid": os.getpid(), "time": time.time()}, f)
+        json.dump({"partition": partition, "pid": worker_pid(), "task_pid": os.getpid(), "time": time.time()}, f)
     os.replace(tmp, os.path.join(folder, f"held-{partition}"))
     deadline = time.monotonic() + 120
     while not os.path.exists(os.path.join(folder, f"release-{partition}")) and time.monotonic() < deadline:
@@ -97,8 +106,8 @@ def _hold(folder: str, partition: int) -> None:
 def map(filename: str, contents: str, args: Sequence[str] = (), first_line: int = 1) -> Iterator[tuple[str, str]]:
     opts = _options(args)
     name = f"map-{os.getpid()}-{secrets.token_hex(6)}.json"
-    record: dict[str, object] = {"kind": "map", "file": filename, "first_line": first_line, "pid": os.getpid(),
-                                 "start": time.time(), "end": None}
+    record: dict[str, object] = {"kind": "map", "file": filename, "first_line": first_line, "pid": worker_pid(),
+                                 "task_pid": os.getpid(), "start": time.time(), "end": None}
     _mark(opts.get("markers"), name, record)
     time.sleep(_map_sleep(filename, opts))
     for word, count in Counter(words(contents)).items():
@@ -118,15 +127,15 @@ def reduce(key: str, values: Iterable[str], args: Sequence[str] = ()) -> str:
     if key.startswith(PROBE):
         opts = _options(args)
         name = f"reduce-{os.getpid()}-{secrets.token_hex(6)}.json"
-        record: dict[str, object] = {"kind": "reduce", "partition": int(key[len(PROBE):]), "pid": os.getpid(),
-                                     "start": time.time(), "end": None}
+        record: dict[str, object] = {"kind": "reduce", "partition": int(key[len(PROBE):]), "pid": worker_pid(),
+                                     "task_pid": os.getpid(), "start": time.time(), "end": None}
         _mark(opts.get("markers"), name, record)
         time.sleep(float(opts.get("reduce_sleep", 0)))
         folder, partition = opts.get("markers"), key[len(PROBE):]
         if folder and partition in opts.get("hold", "").split(",") and _first(folder, f"holding-{partition}"):
             _hold(folder, int(partition))
         if opts.get("tag") == "1":
-            total = f"{total}@{os.getpid()}"
+            total = f"{total}@{worker_pid()}"
         record["end"] = time.time()
         _mark(opts.get("markers"), name, record)
     return total

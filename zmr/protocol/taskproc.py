@@ -1,0 +1,142 @@
+"""The local channel between a worker and its task process: typed records, one per zmq frame.
+
+The worker (the driver) keeps the protocol with the coordinator and its peers; the task process runs
+app code. The worker says what to run (`RunMap`, `RunReduce`) and what changed (`JobUpdate`); the task
+process answers with progress (`Tick`) and one result per task (`MapResult`, `ReduceResult` or
+`TaskError`). A map's batches never travel here: the task process pushes them to their owners itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from zmr.protocol.messages import InputSplit
+
+
+class _Rec(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
+    """Base of the channel's records: tagged by class name, encoded as a msgpack array."""
+
+
+# ---------------------------------------------------------------- worker -> task process
+
+
+class ProcSetup(_Rec, frozen=True):
+    """Sent once, first: what a task process needs from the worker's configuration."""
+
+    worker_id: str
+    max_message_bytes: int
+    ack_timeout: float
+    memory_budget: int
+    task_memory_mb: int
+    peer_public: bytes = b""        # CURVE keys for pushing to peers; empty when security is off
+    peer_secret: bytes = b""
+    peer_server_key: bytes = b""
+
+
+class JobInfo(_Rec, frozen=True):
+    """A job's app and shuffle settings, sent before its first task on this process."""
+
+    job_id: str
+    app_blob: bytes
+    args: list[str]
+    n_reduce: int
+    push: bool
+    batch_bytes: int
+    window_bytes: int
+    owners: list[str]
+    owners_epoch: int
+
+
+class JobUpdate(_Rec, frozen=True):
+    """Partition owners moved: a running map pushes to the new ones from its next batch."""
+
+    job_id: str
+    owners: list[str]
+    owners_epoch: int
+
+
+class ForgetJob(_Rec, frozen=True):
+    job_id: str
+
+
+class RunMap(_Rec, frozen=True):
+    job_id: str
+    task: int
+    attempt: int
+    split: InputSplit
+    kept_dir: str                  # where the map's kept copy goes: one file per partition
+    released: list[int] = []       # partitions already committed: no batch of theirs is kept or sent
+
+
+class RunReduce(_Rec, frozen=True):
+    job_id: str
+    task: int
+    attempt: int
+    runs: list[tuple[str, int, int]]   # (path, offset, length) of every batch to merge
+    tmp_path: str
+    scratch: str
+    fan_in: int
+
+
+ToProc = ProcSetup | JobInfo | JobUpdate | ForgetJob | RunMap | RunReduce
+
+
+# ---------------------------------------------------------------- task process -> worker
+
+
+class Ready(_Rec, frozen=True):
+    pid: int
+
+
+class Tick(_Rec, frozen=True):
+    """The task moved on; sent at most a few times a second."""
+
+    progress: int
+
+
+class Kept(msgspec.Struct, frozen=True, array_like=True):
+    """One batch of the map's kept copy, whole on disk when reported."""
+
+    partition: int
+    offset: int
+    length: int
+
+
+class MapResult(_Rec, frozen=True):
+    records_out: int
+    bytes_out: int
+    kept: list[Kept]
+
+
+class ReduceResult(_Rec, frozen=True):
+    records_out: int
+
+
+class TaskError(_Rec, frozen=True):
+    kind: Literal["app", "io"]
+    error: str
+    traceback: str = ""
+    fatal: bool = False   # the process may be damaged (e.g. after a MemoryError): replace it
+
+
+FromProc = Ready | Tick | MapResult | ReduceResult | TaskError
+
+_ENCODER = msgspec.msgpack.Encoder()
+_TO_PROC: msgspec.msgpack.Decoder[ToProc] = msgspec.msgpack.Decoder(ToProc)
+_FROM_PROC: msgspec.msgpack.Decoder[FromProc] = msgspec.msgpack.Decoder(FromProc)
+
+
+def encode_rec(rec: msgspec.Struct) -> bytes:
+    return _ENCODER.encode(rec)
+
+
+def decode_to_proc(frame: bytes) -> ToProc:
+    """Raises msgspec.DecodeError/ValidationError on anything malformed."""
+    return _TO_PROC.decode(frame)
+
+
+def decode_from_proc(frame: bytes) -> FromProc:
+    """Raises msgspec.DecodeError/ValidationError on anything malformed."""
+    return _FROM_PROC.decode(frame)

@@ -1,0 +1,179 @@
+"""The worker's side of its task process: start it, hand it tasks, hear its progress, kill it.
+
+Owned by the executor thread. One task process runs at a time and is kept warm across tasks, so a task
+costs one message each way. Killing is the only way to stop a task: a cancelled, timed-out or superseded
+attempt, or a stopping worker, kills the process, and a fresh one is asked for at once (a fork of the
+zygote, ready within milliseconds), so the next task never waits for a start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from zmr.protocol import taskproc as t
+from zmr.runtime.zygote import Zygote
+
+_SLICE = 0.05          # seconds between looks at `stop` while a task runs
+_START_TIMEOUT = 30.0  # a task process that does not say Ready by then is taken for dead
+_KILL_WAIT = 2.0
+
+
+class ProcessDied(Exception):
+    """The task process ended without a result: killed by a signal or exited."""
+
+    def __init__(self, code: int) -> None:
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        super().__init__(f"task process died: {how}")
+        self.code = code
+
+
+class Stopped(Exception):
+    """`stop()` said so: the process was killed, and a fresh one is on its way."""
+
+
+def _channel_dir(work_dir: Path) -> tuple[Path, bool]:
+    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket."""
+    if len(str(work_dir)) < 80:
+        return work_dir, False
+    return Path(tempfile.mkdtemp(prefix="zmr-ch-")), True
+
+
+class TaskProcess:
+    """One live task process at a time, replaced whenever it dies or is killed."""
+
+    def __init__(self, ctx: zmq.Context[Any], zygote: Zygote, work_dir: Path, setup: t.ProcSetup,
+                 log: Any) -> None:
+        self._ctx = ctx
+        self._zygote = zygote
+        self._dir, self._own_dir = _channel_dir(work_dir)
+        self._setup = setup
+        self._log = log
+        self._numbers = itertools.count(1)
+        self._sock: zmq.Socket[Any] | None = None
+        self.pid: int | None = None
+        self._ready = False
+        self._exits: dict[int, int] = {}
+        self.jobs: dict[str, int] = {}   # job -> owners epoch this process knows
+        self._start()
+
+    # ------------------------------------------------------------ life
+
+    def _start(self) -> None:
+        """Ask for a fresh process; it connects and says Ready in its own time (off the hot path)."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        endpoint = f"ipc://{self._dir}/task-{next(self._numbers)}.ipc"
+        sock = self._ctx.socket(zmq.PAIR)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(endpoint)
+        self._sock, self.pid, self._ready, self.jobs = sock, None, False, {}
+        self._zygote.spawn(endpoint)
+
+    def replace(self) -> None:
+        """Kill the current process (if any is left) and start another."""
+        self._kill()
+        self._start()
+
+    def _kill(self) -> None:
+        pid = self._await_pid(_KILL_WAIT) if self.pid is None else self.pid
+        if pid is not None and pid not in self._exits:
+            self._zygote.kill(pid)
+            deadline = time.monotonic() + _KILL_WAIT
+            while pid not in self._exits and time.monotonic() < deadline:
+                self._read_reports(_SLICE)
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        if pid is not None:
+            self._exits.pop(pid, None)
+
+    def close(self) -> None:
+        self._kill()
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _read_reports(self, timeout: float) -> None:
+        poller = zmq.Poller()
+        poller.register(self._zygote.fileno(), zmq.POLLIN)
+        poller.poll(int(timeout * 1000))
+        for kind, pid, code in self._zygote.reports():
+            if kind == "spawned" and self.pid is None:
+                self.pid = pid
+            elif kind == "exit":
+                self._exits[pid] = code
+
+    def _await_pid(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.pid is None and time.monotonic() < deadline:
+            self._read_reports(_SLICE)
+        return self.pid
+
+    def _died(self) -> int | None:
+        """The exit code of the current process if it has ended, else None."""
+        return self._exits.get(self.pid) if self.pid is not None else None
+
+    def ensure_ready(self, stop: Callable[[], bool]) -> None:
+        """Wait for the current process's Ready and send it its setup; replace it if it died first."""
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not self._ready:
+            assert self._sock is not None
+            if stop():
+                raise Stopped()
+            if self._sock.poll(0):
+                if isinstance(self._decode(self._sock.recv()), t.Ready):
+                    self._ready = True
+                    self._sock.send(t.encode_rec(self._setup))
+                continue
+            self._read_reports(_SLICE)
+            if self._died() is not None or time.monotonic() > deadline:
+                self._log.warning("task_process_lost_at_start", code=self._died())
+                self.replace()
+                deadline = time.monotonic() + _START_TIMEOUT
+
+    # ------------------------------------------------------------ tasks
+
+    def send(self, rec: msgspec.Struct) -> None:
+        assert self._sock is not None
+        self._sock.send(t.encode_rec(rec))
+
+    def call(self, rec: t.RunMap | t.RunReduce, on_tick: Callable[[], None], stop: Callable[[], bool],
+             each_slice: Callable[[], None]) -> t.MapResult | t.ReduceResult | t.TaskError:
+        """Run one task to its result. `stop()` true: kill the process and raise Stopped; the process
+        dying raises ProcessDied. Either way a fresh process is started before this returns."""
+        self.send(rec)
+        assert self._sock is not None
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._zygote.fileno(), zmq.POLLIN)
+        while True:
+            events = dict(poller.poll(int(_SLICE * 1000)))
+            if self._sock in events:
+                while self._sock.poll(0):
+                    reply = self._decode(self._sock.recv())
+                    if isinstance(reply, t.Tick):
+                        on_tick()
+                    elif isinstance(reply, t.MapResult | t.ReduceResult | t.TaskError):
+                        return reply
+            if stop():
+                self.replace()
+                raise Stopped()
+            self._read_reports(0)
+            if (code := self._died()) is not None:
+                self.replace()
+                raise ProcessDied(code)
+            each_slice()
+
+    def _decode(self, frame: bytes) -> t.FromProc | None:
+        try:
+            return t.decode_from_proc(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._log.error("bad_task_process_message", error=str(exc))
+            return None
