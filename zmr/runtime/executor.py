@@ -163,6 +163,8 @@ class Executor(threading.Thread):
                     return
                 if isinstance(item, m.AssignMap | m.AssignReduce):
                     self._run_task(item)
+        except Exception:   # a worker that cannot run tasks must not go on taking them: the worker sees this end
+            self._log.exception("executor_failed")
         finally:
             self.shutdown()
 

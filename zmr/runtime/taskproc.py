@@ -40,11 +40,19 @@ class Stopped(Exception):
     """`stop()` said so: the process was killed, and a fresh one is on its way."""
 
 
+# A unix socket's path holds at most 107 bytes; an endpoint adds `/task-<n>.ipc` to its folder.
+_MAX_CHANNEL_DIR = 80
+
+
 def _channel_dir(work_dir: Path) -> tuple[Path, bool]:
-    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket."""
-    if len(str(work_dir)) < 80:
+    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket; then a
+    private (0700) folder of its own in the temporary folder, or in /tmp when that one's path is long too."""
+    if len(str(work_dir).encode()) < _MAX_CHANNEL_DIR:
         return work_dir, False
-    return Path(tempfile.mkdtemp(prefix="zmr-ch-")), True
+    base = tempfile.gettempdir()
+    if len(base.encode()) > _MAX_CHANNEL_DIR - 20:   # mkdtemp adds `/zmr-ch-` and 8 characters
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix="zmr-ch-", dir=base)), True
 
 
 class TaskProcess:

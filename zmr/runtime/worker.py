@@ -79,6 +79,7 @@ class Worker:
         self._unsent: m.WorkerToCoord | None = None
         self._recent_maps: deque[m.MapDone] = deque(maxlen=32)   # offered again when registering
         self._registered = False
+        self.failed = False   # set when the executor died: the worker stops, and says so
         self._registered_at = 0.0
         self._heartbeat_interval = config.coordinator.heartbeat_interval
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
@@ -94,6 +95,8 @@ class Worker:
             self._run(zygote)
         finally:
             zygote.close()   # a no-op if the executor or a failed start closed it already
+        if self.failed:
+            raise ClusterError("the worker could not run tasks (its log says why: executor_failed)")
 
     def _run(self, zygote: Zygote) -> None:
         wcfg = self.config.worker
@@ -229,6 +232,11 @@ class Worker:
         last_turn = time.monotonic()
         while not self.stop_flag.is_set():
             if self._parent_gone():
+                self.stop_flag.set()
+                break
+            if not self._executor.is_alive():   # it failed (and logged why): a worker that runs no task stops
+                self._log.error("worker_cannot_run_tasks")
+                self.failed = True
                 self.stop_flag.set()
                 break
             events = dict(poller.poll(100))
