@@ -726,17 +726,10 @@ class Scheduler:
         otherwise be retried without end, one worker at a time. The worker stays busy (its `current`
         kept) until it says the attempt is gone: it kills the task process first, so what status
         shows is what the worker does."""
-        job_id, kind, index, number = worker.current  # type: ignore[misc]
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        if job is None or task is None or number not in task.running:
+        found = self._take_attempt_off(worker, "no progress within the task timeout")
+        if found is None:
             return
-        del task.running[number]
-        if task.committing == number:
-            self._revoke_grant(job, task)
-        why = "no progress within the task timeout"
-        self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
-                  why=why)
+        job, task = found
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
             return
         task.app_failures += 1
@@ -745,6 +738,20 @@ class Scheduler:
                           f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
             return
         self._requeue(job, task)   # at once: the attempt has waited out the timeout already
+
+    def _take_attempt_off(self, worker: Worker, why: str) -> tuple[Job, Task] | None:
+        """The worker's current attempt no longer counts: off its task, its commit grant revoked."""
+        job_id, kind, index, number = worker.current  # type: ignore[misc]
+        job = self.jobs.get(job_id)
+        task = job.task(kind, index) if job else None
+        if job is None or task is None or number not in task.running:
+            return None
+        del task.running[number]
+        if task.committing == number:
+            self._revoke_grant(job, task)
+        self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
+                  why=why)
+        return job, task
 
     def _push_liveness(self, worker: Worker) -> None:
         deadline = worker.last_seen + self.params.heartbeat_interval * self.params.heartbeat_liveness
@@ -764,17 +771,11 @@ class Scheduler:
 
     def _abandon_current(self, worker: Worker, why: str) -> None:
         """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""
-        job_id, kind, index, number = worker.current  # type: ignore[misc]
+        found = self._take_attempt_off(worker, why)
         worker.current = None
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        if job is None or task is None or number not in task.running:
+        if found is None:
             return
-        del task.running[number]
-        if task.committing == number:
-            self._revoke_grant(job, task)
-        self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
-                  why=why)
+        job, task = found
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
             return
         task.worker_losses += 1
