@@ -447,6 +447,36 @@ def test_a_new_life_of_a_worker_drops_what_its_old_life_held() -> None:
     assert m.JobEnded(job_id=job) in [a.msg for a in actions if isinstance(a, Send)]
 
 
+
+def test_missing_data_reported_late_does_not_undo_map_output_committed_after_the_attempt_began() -> None:
+    """Map 1 died with w2 and was made again while w3's stalled pull went on; w3's report that it could
+    not get map 1 is about the old output, so the new one stands and nothing runs a third time."""
+    sim = sim_with("w1", "w2", "w3", min_elapsed=1.0, task_timeout=30.0)
+    job = sim.submit(n_splits=3, n_reduce=4)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)
+    sim.hang("w1")
+    sim.finish("w3")
+    sim.kill("w2")
+    sim.advance(1.0)                                    # w3 takes over partition 3 and pulls
+    assert isinstance(sim.assignment("w3"), m.AssignReduce)
+    sim.hang("w3")                                      # its pull is stuck: it hears nothing for now
+    sim.advance(sim.liveness_timeout)
+    sim.hang("w1", False)
+    sim.finish("w1")                                    # reduce 0 commits; w1 makes map 1 again
+    assert sim.assignment("w1") == m.AssignMap(job_id=job, task=1, attempt=2, split=sim.job(job).spec.splits[1])
+    sim.finish("w1")
+    map1 = sim.task(job, MAP, 1)
+    assert (map1.state, map1.committed) == (TaskState.DONE, 2)
+    sim.hang("w3", False)
+    sim.fail("w3", kind="missing_data", error="no output of maps [1]", missing=[1])
+    assert (map1.state, map1.committed) == (TaskState.DONE, 2)
+    assert sim.task(job, REDUCE, 3).worker_losses == 1
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in sim.job(job).maps] == [1, 2, 1]
+
+
 # ---------------------------------------------------------------- failing tasks
 
 
