@@ -765,8 +765,27 @@ class Scheduler:
         if worker.current is not None:
             self._abandon_current(worker, f"worker lost: {why}")
         self._drop_orphan_grants(worker)
+        self._tell_reducers_sources_lost(worker)
         for job in self._running_jobs():
             self._replan(job)
+
+    def _tell_reducers_sources_lost(self, dead: Worker) -> None:
+        """Every running reduce may be pulling the dead worker's kept map output, which died with it.
+
+        The scheduler does not know which reducers already hold those maps' pushed streams (they may
+        carry on), so each running reduce attempt hears it and decides: one that still needs the data
+        fails at once with missing data instead of waiting for pulls from a dead peer to time out.
+        """
+        if not dead.data_addr:
+            return
+        for worker in self.workers.values():
+            if not worker.alive or not worker.peer or worker.current is None:
+                continue
+            job_id, kind, index, number = worker.current
+            job = self.jobs.get(job_id)
+            if kind == REDUCE and job is not None and job.state is JobState.RUNNING:
+                self._send(worker.peer, m.SourcesLost(job_id=job_id, task=index, attempt=number,
+                                                      addr=dead.data_addr))
 
     def _abandon_current(self, worker: Worker, why: str) -> None:
         """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""
