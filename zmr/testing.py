@@ -391,6 +391,8 @@ class SimCluster:
             self._busy[worker.id] = None
         elif isinstance(msg, m.CommitDecision):
             return self._on_decision(worker, msg)
+        elif isinstance(msg, m.SourcesLost):
+            return self._on_sources_lost(worker, msg)
         elif isinstance(msg, m.CancelTask):
             if worker.runs(msg.job_id, msg.kind, msg.task, msg.attempt):
                 cancelled = worker.task
@@ -401,6 +403,20 @@ class SimCluster:
             worker.owners.pop(msg.job_id, None)
             worker.kept = {k for k in worker.kept if k[0] != msg.job_id}
         return []
+
+    def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[m.WorkerToCoord]:
+        """As the executor: a reduce still gathering that lacks input from the lost peer gives up now."""
+        task = worker.task
+        if (not isinstance(task, m.AssignReduce) or worker.awaiting or worker.stuck
+                or not worker.runs(msg.job_id, REDUCE, msg.task, msg.attempt)):
+            return []
+        lost = [s.task for s in task.sources if s.addr == msg.addr and not self._has_input(worker, task, s)]
+        if not lost:
+            return []
+        self._drop_task(worker)
+        return [m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+                             kind="missing_data", error=f"no output of maps {lost}", missing_maps=lost),
+                _request(worker, task)]
 
     def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[m.WorkerToCoord]:
         task = worker.task

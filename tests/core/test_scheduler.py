@@ -447,6 +447,97 @@ def test_a_new_life_of_a_worker_drops_what_its_old_life_held() -> None:
     assert m.JobEnded(job_id=job) in [a.msg for a in actions if isinstance(a, Send)]
 
 
+
+def test_a_lost_worker_is_announced_to_every_running_reduce_and_those_holding_its_pushed_output_carry_on(
+        ) -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=3)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # map i on worker i+1, then reduce i there
+    sim.kill("w1")
+    actions = sim.advance(sim.liveness_timeout)
+    assert [(a.peer, a.msg) for a in actions if isinstance(a, Send) and isinstance(a.msg, m.SourcesLost)] == [
+        (peer(sim, "w2"), m.SourcesLost(job_id=job, task=1, attempt=1, addr=addr(sim, "w1"))),
+        (peer(sim, "w3"), m.SourcesLost(job_id=job, task=2, attempt=1, addr=addr(sim, "w1")))]
+    assert logged(actions, "task_failed") == []         # map 0 pushed its output to them: nothing is missing
+    assert [sim.task(job, REDUCE, r).running.keys() for r in (1, 2)] == [{1}, {1}]
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in sim.job(job).reduces] == [2, 1, 1]
+
+
+def test_a_lost_worker_is_not_announced_to_workers_running_maps_or_to_nobody() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    sim.submit(n_splits=3, n_reduce=1)                  # every worker runs a map
+    sim.kill("w2")
+    actions = sim.advance(sim.liveness_timeout)
+    assert logged(actions, "worker_lost") and sent(actions, m.SourcesLost) == []
+
+
+def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_again_after_its_maps() -> None:
+    """Partition 3 moved off its busy owner w1 to idle w3, which pulls every map's kept copy; w2 dies.
+
+    Without word from the coordinator, w3 would wait for pulls from a dead peer until the task timeout
+    took its attempt for a stalled app. Told, it gives up on map 1 at once: a lost input, not a failure.
+    """
+    sim = sim_with("w1", "w2", "w3", min_elapsed=1.0, task_timeout=30.0)
+    job = sim.submit(n_splits=3, n_reduce=4)           # owners w1, w2, w3, w1; map i on worker i+1
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # then reduce i on worker i+1
+    sim.hang("w1")                                      # reduce 0 runs long; partition 3 waits behind it
+    sim.finish("w3")
+    sim.kill("w2")                                      # mid reduce 1
+    actions = sim.advance(1.0)
+    assert [(log.fields["partition"], log.fields["worker"]) for log in logged(actions, "partition_moved")] == [
+        (3, "w3")]
+    assert sim.assignment("w3") == m.AssignReduce(job_id=job, task=3, attempt=1, output_dir="/out/1", sources=[
+        m.MapSource(task=0, attempt=1, addr=addr(sim, "w1")), m.MapSource(task=1, attempt=1, addr=addr(sim, "w2")),
+        m.MapSource(task=2, attempt=1, addr=addr(sim, "w3"))])
+    actions = sim.advance(sim.liveness_timeout)
+    assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == ["w2"]
+    assert sent(actions, m.SourcesLost, peer(sim, "w3")) == [
+        m.SourcesLost(job_id=job, task=3, attempt=1, addr=addr(sim, "w2"))]
+    assert [(log.fields["task"], log.fields["kind"]) for log in logged(actions, "task_failed")] == [
+        ("reduce-3", "missing_data")]
+    reduce3 = sim.task(job, REDUCE, 3)
+    assert (reduce3.state, reduce3.worker_losses, reduce3.app_failures) == (TaskState.WAITING, 1, 0)
+    assert sim.task(job, MAP, 1).state is TaskState.RUNNING   # made again: its kept copy died with w2
+    sim.hang("w1", False)
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in sim.job(job).maps] == [1, 2, 1]
+    assert [t.app_failures for t in sim.job(job).reduces] == [0, 0, 0, 0]
+
+
+def test_missing_data_reported_late_does_not_undo_map_output_committed_after_the_attempt_began() -> None:
+    """Map 1 died with w2 and was made again while w3's stalled pull went on; w3's report that it could
+    not get map 1 is about the old output, so the new one stands and nothing runs a third time."""
+    sim = sim_with("w1", "w2", "w3", min_elapsed=1.0, task_timeout=30.0)
+    job = sim.submit(n_splits=3, n_reduce=4)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)
+    sim.hang("w1")
+    sim.finish("w3")
+    sim.kill("w2")
+    sim.advance(1.0)                                    # w3 takes over partition 3 and pulls
+    assert isinstance(sim.assignment("w3"), m.AssignReduce)
+    sim.hang("w3")                                      # its pull is stuck: it hears nothing for now
+    sim.advance(sim.liveness_timeout)
+    sim.hang("w1", False)
+    sim.finish("w1")                                    # reduce 0 commits; w1 makes map 1 again
+    assert sim.assignment("w1") == m.AssignMap(job_id=job, task=1, attempt=2, split=sim.job(job).spec.splits[1])
+    sim.finish("w1")
+    map1 = sim.task(job, MAP, 1)
+    assert (map1.state, map1.committed) == (TaskState.DONE, 2)
+    sim.hang("w3", False)
+    sim.fail("w3", kind="missing_data", error="no output of maps [1]", missing=[1])
+    assert (map1.state, map1.committed) == (TaskState.DONE, 2)
+    assert sim.task(job, REDUCE, 3).worker_losses == 1
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in sim.job(job).maps] == [1, 2, 1]
+
+
 # ---------------------------------------------------------------- failing tasks
 
 

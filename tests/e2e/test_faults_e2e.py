@@ -8,6 +8,10 @@ tests also check that no task ran more often than the loss made necessary (see t
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,9 +33,11 @@ from .conftest import (
     probe_counts,
     read_markers,
     read_output,
+    release_hold,
     wait_until,
     without_probes,
     worker_id_of,
+    worker_pid,
 )
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +177,62 @@ def test_barrier_mode_reducers_pull_map_output_without_retries(library: Path, tm
     c.client.wait(job, timeout=15)
     assert read_output(tmp_path / "out", 2) == seq_oracle(APPS / "wc.py", [library])
     assert [t.attempts for t in c.client.job(job).tasks] == [1] * 10   # 8 maps, 2 reduces: no retries
+
+
+# Long enough that a reduce waiting out `task_timeout` is unmistakable, and a dead worker is declared
+# dead (after 5 s) well after another worker has started pulling from it.
+LOST_SOURCE_SETTINGS = {"speculation__enabled": "false", "speculation__min_elapsed": "0.5",
+                        "coordinator__heartbeat_liveness": "50", "coordinator__task_timeout": "30"}
+
+
+def test_a_reduce_pulling_from_a_worker_killed_mid_reduce_carries_on_without_waiting_out_the_timeout(
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, library_word_count: list[str]) -> None:
+    """R=4 on 3 workers: partition 0's reduce holds, so its owner A stays busy with partition 3 queued.
+    The victim is SIGKILLed in its own reduce; the third worker finishes its reduce and takes over
+    partition 3 from busy A, pulling every map's output from the mappers' kept copies, the victim's too.
+
+    The victim's kept copies are gone: once the coordinator declares it dead, that reduce must give up
+    on them at once and run again after the victim's maps, not wait for every pull to time out until
+    `coordinator.task_timeout` (30 s) cancels it. The job ends well within the timeout.
+    """
+    c: Cluster = cluster(3, **LOST_SOURCE_SETTINGS)
+    assert c.client is not None
+    client = c.client
+    markers, out = tmp_path / "markers", tmp_path / "out"
+    markers.mkdir()
+    started = time.monotonic()
+    job = _submit(c, library, out, markers, 4, reduce_sleep=1.5, hold=0)
+
+    def owner_of_0() -> str:
+        info = client.job(job)
+        return next((p.owner for p in info.partitions if p.partition == 0), "") if (
+            len(info.partitions) == 4 and info.maps_done == info.maps_total) else ""
+
+    holder = worker_pid(wait_until(owner_of_0, 60, interval=0.01, what="every partition's owner to report"))
+    try:
+        victim_pid = wait_until(lambda: next((r["pid"] for r in read_markers(markers)
+                                              if r["kind"] == "reduce" and r["pid"] != holder), None),
+                                60, interval=0.005, what="a reduce on another worker than partition 0's owner")
+        victim = worker_id_of(client, victim_pid)
+        os.kill(victim_pid, signal.SIGKILL)
+
+        def thief() -> str:
+            info = client.job(job)
+            [reduce3] = [t for t in info.tasks if (t.kind, t.index) == ("reduce", 3)]
+            return reduce3.worker if reduce3.state == "running" and worker_pid(reduce3.worker) != holder else ""
+
+        taker = wait_until(thief, 30, interval=0.01, what="partition 3 to move off its busy owner")
+        states = {w.worker_id: w.state for w in client.status().workers}
+        assert taker != victim and states[victim] != "dead", "the take-over must come before the victim's death"
+    finally:
+        release_hold(markers, 0)
+    final = client.wait(job, timeout=120)
+    elapsed = time.monotonic() - started
+    assert final.state == "succeeded", final.error
+    lines = read_output(out, 4, ignore_hidden=True)
+    assert probe_counts(lines) == {r: final.maps_total for r in range(4)}
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library]) == library_word_count
+    assert elapsed < 20, f"the job took {elapsed:.1f} s: a reduce waited for a dead worker's map output"
+    attempts = {(t.kind, t.index): t.attempts for t in client.job(job).tasks}
+    assert max(attempts.values()) <= 2, attempts   # no map made a third time
+    assert json.loads((markers / "held-0").read_text())["pid"] == holder

@@ -639,13 +639,15 @@ class Scheduler:
         if found is None:
             return
         job, task = found
+        attempt = task.running.get(msg.attempt)
+        assigned = attempt.started if attempt is not None else self._now
         self._finish_attempt(worker, task, msg.attempt)
         if task.committing == msg.attempt:   # it failed after its commit was granted (e.g. the rename)
             self._revoke_grant(job, task)   # a backup, if any, may commit now
         self._log("task_failed", "warning", job=job.id, task=task.label, attempt=msg.attempt,
                   worker=worker.id, kind=msg.kind, error=msg.error)
         if msg.kind == "missing_data":
-            self._on_missing_data(job, task, msg.missing_maps)
+            self._on_missing_data(job, task, msg.missing_maps, assigned)
             return
         task.app_failures += 1
         if task.app_failures >= self.params.max_attempts:
@@ -654,15 +656,19 @@ class Scheduler:
             return
         self._retry_later(job, task, self.params.retry_delay(task.app_failures))
 
-    def _on_missing_data(self, job: Job, reduce: Task, missing: list[int]) -> None:
-        """A reducer could not get some committed map output: run those maps again."""
+    def _on_missing_data(self, job: Job, reduce: Task, missing: list[int], assigned: float) -> None:
+        """A reducer could not get some committed map output: run those maps again.
+
+        Only output committed before the failed attempt was assigned is what it looked for: a map whose
+        output was lost, and that ran again and committed since (its worker died, say), is not undone.
+        """
         reduce.worker_losses += 1
         if reduce.worker_losses > self.params.max_worker_losses:
             self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
             return
         for index in missing:
             task = job.task(MAP, index)
-            if task is not None and task.state is TaskState.DONE:
+            if task is not None and task.state is TaskState.DONE and (task.finished or 0.0) <= assigned:
                 self._uncommit_map(job, task)
         self._requeue(job, reduce)
 
@@ -766,8 +772,27 @@ class Scheduler:
         if worker.current is not None:
             self._abandon_current(worker, f"worker lost: {why}")
         self._drop_orphan_grants(worker)
+        self._tell_reducers_sources_lost(worker)
         for job in self._running_jobs():
             self._replan(job)
+
+    def _tell_reducers_sources_lost(self, dead: Worker) -> None:
+        """Every running reduce may be pulling the dead worker's kept map output, which died with it.
+
+        The scheduler does not know which reducers already hold those maps' pushed streams (they may
+        carry on), so each running reduce attempt hears it and decides: one that still needs the data
+        fails at once with missing data instead of waiting for pulls from a dead peer to time out.
+        """
+        if not dead.data_addr:
+            return
+        for worker in self.workers.values():
+            if not worker.alive or not worker.peer or worker.current is None:
+                continue
+            job_id, kind, index, number = worker.current
+            job = self.jobs.get(job_id)
+            if kind == REDUCE and job is not None and job.state is JobState.RUNNING:
+                self._send(worker.peer, m.SourcesLost(job_id=job_id, task=index, attempt=number,
+                                                      addr=dead.data_addr))
 
     def _abandon_current(self, worker: Worker, why: str) -> None:
         """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""

@@ -325,6 +325,20 @@ class AssignReduce(_Msg, frozen=True):
     sources: list[MapSource]
 
 
+class SourcesLost(_Msg, frozen=True):
+    """The worker at data address `addr` was declared dead while this reduce attempt ran.
+
+    Its kept map output died with it, so the attempt pulls none of it: unless the pushed streams from
+    that worker are complete here, it fails at once with missing data and runs again once those maps
+    have, instead of waiting for pulls from a dead peer to time out.
+    """
+
+    job_id: str
+    task: int
+    attempt: int
+    addr: str
+
+
 class CommitDecision(_Msg, frozen=True):
     job_id: str
     task: int
@@ -415,7 +429,7 @@ ToCoordinator = ClientToCoord | WorkerToCoord
 CoordToClient = JobAccepted | ErrorReply | StatusReply
 CoordToWorker = (
     Welcome | Reject | RegisterAgain | Ping | JobSetup | OwnersUpdate | AssignMap | AssignReduce
-    | CommitDecision | CancelTask | JobEnded | ReleasePartitions
+    | SourcesLost | CommitDecision | CancelTask | JobEnded | ReleasePartitions
 )
 FromCoordinator = CoordToClient | CoordToWorker
 DataMessage = Batch | StreamEnd | BatchAck | PullRequest | PullEnd

@@ -24,11 +24,10 @@ from typing import Any
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.errors import AppError, ProtocolError
+from zmr.errors import AppError
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
-from zmr.protocol.codec import data_decoder, encode
-from zmr.runtime import transport
+from zmr.runtime.puller import LostPeers, Puller
 from zmr.runtime.runs import Run
 from zmr.runtime.security import Curve
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
@@ -134,6 +133,8 @@ class Executor(threading.Thread):
         self._work_dir = work_dir
         self._task_memory_mb = task_memory_mb
         self._proc: TaskProcess | None = None   # made on this thread: it owns the channel socket
+        self.lost_peers = LostPeers()   # filled by the control thread from SourcesLost
+        self._puller = Puller(ctx, received, self.lost_peers, max_message_bytes, pull_timeout, peer_curve)
 
     # ------------------------------------------------------------ control-thread side
 
@@ -226,6 +227,7 @@ class Executor(threading.Thread):
             self._fail(assign, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
             self.current = None
+            self.lost_peers.forget((assign.job_id, assign.task, assign.attempt))
             finished = m.RunningAttempt(job_id=assign.job_id, kind=kind, task=assign.task, attempt=assign.attempt)
             self._send(m.TaskRequest(worker_id=self._worker_id, finished=finished))
 
@@ -273,10 +275,7 @@ class Executor(threading.Thread):
         proc.ensure_ready(self._cancelled)
         self._sync_job(proc, job)
 
-        def tick() -> None:
-            self.progress += 1
-
-        result = proc.call(run, tick, self._cancelled, lambda: self._sync_job(proc, job))
+        result = proc.call(run, self._tick, self._cancelled, lambda: self._sync_job(proc, job))
         if isinstance(result, t.TaskError):
             if result.fatal:
                 proc.replace()
@@ -304,7 +303,7 @@ class Executor(threading.Thread):
             self._received.await_streams(assign.job_id, assign.task,
                                          [(src.task, src.attempt) for src in assign.sources if src.addr],
                                          settle=_STREAM_SETTLE, limit=_STREAM_WAIT_LIMIT)
-        self._gather(assign)
+        self._gather(assign, log)
         out_dir = Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / temp_output_name(assign.task, assign.job_id, assign.attempt)
@@ -368,40 +367,12 @@ class Executor(threading.Thread):
                 return item.ok
         return False
 
-    def _gather(self, assign: m.AssignReduce) -> None:
+    def _gather(self, assign: m.AssignReduce, log: Any) -> None:
         """Make sure every committed map's output for this partition is here; pull what is not."""
-        missing = []
-        for src in assign.sources:
-            self._check_cancel()
-            if self._received.complete(assign.job_id, assign.task, src.task, src.attempt):
-                continue
-            if not src.addr or not self._pull(assign, src):
-                missing.append(src.task)
+        missing = self._puller.gather(assign, self._check_cancel, self._tick, log)
         if missing:
             raise MissingData(missing)
 
-    def _pull(self, assign: m.AssignReduce, src: m.MapSource) -> bool:
-        job_id, partition = assign.job_id, assign.task
-        self._received.forget(job_id, partition, src.task, src.attempt)
-        sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False, curve=self._peer_curve)
-        decoder = data_decoder(self._max_bytes)
-        try:
-            transport.send(sock, encode(m.PullRequest(job_id=job_id, map_task=src.task, attempt=src.attempt,
-                                                      partition=partition)))
-            while sock.poll(int(self._pull_timeout * 1000), zmq.POLLIN):
-                try:
-                    msg, payload = transport.recv_dealer(sock, decoder, copy=False)
-                except ProtocolError:
-                    return False
-                if isinstance(msg, m.Batch) and (msg.job_id, msg.map_task, msg.attempt, msg.partition) == (
-                        job_id, src.task, src.attempt, partition):
-                    self._received.add_batch(job_id, src.task, src.attempt, partition, msg.seq, payload,
-                                             time.time())
-                elif isinstance(msg, m.PullEnd):
-                    if not msg.found:
-                        return False
-                    self._received.set_pulled(job_id, src.task, src.attempt, partition, msg.n_batches)
-                    return self._received.complete(job_id, partition, src.task, src.attempt)
-            return False
-        finally:
-            sock.close(linger=0)
+    def _tick(self) -> None:
+        """The running task moved on: heartbeats carry this, so the coordinator sees it is not stalled."""
+        self.progress += 1

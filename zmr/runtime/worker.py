@@ -390,6 +390,8 @@ class Worker:
                 job.owners, job.owners_epoch = list(msg.owners), msg.owners_epoch
         elif isinstance(msg, m.AssignMap | m.AssignReduce | m.CommitDecision):
             self._executor.inbox.put(msg)
+        elif isinstance(msg, m.SourcesLost):   # a pull from that peer must not wait for its timeout
+            self._executor.lost_peers.add(msg)
         elif isinstance(msg, m.CancelTask):
             self._executor.cancel(msg.job_id, msg.kind, msg.task, msg.attempt)
         elif isinstance(msg, m.JobEnded):
