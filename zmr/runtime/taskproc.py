@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -121,7 +122,14 @@ class TaskProcess:
         return self._exits.get(self.pid) if self.pid is not None else None
 
     def ensure_ready(self, stop: Callable[[], bool]) -> None:
-        """Wait for the current process's Ready and send it its setup; replace it if it died first."""
+        """Wait for the current process's Ready and send it its setup; replace it if it died first.
+
+        A warm process may also have died while idle, between two tasks (killed from outside, or by the
+        kernel): it is replaced here, before the task is sent, so that no attempt fails for it."""
+        self._read_reports(0)
+        if self._died() is not None:
+            self._log.warning("task_process_lost_while_idle", code=self._died())
+            self.replace()
         deadline = time.monotonic() + _START_TIMEOUT
         while not self._ready:
             assert self._sock is not None
@@ -129,8 +137,11 @@ class TaskProcess:
                 raise Stopped()
             if self._sock.poll(0):
                 if isinstance(self._decode(self._sock.recv()), t.Ready):
-                    self._ready = True
-                    self._sock.send(t.encode_rec(self._setup))
+                    try:
+                        self._sock.send(t.encode_rec(self._setup), zmq.NOBLOCK)
+                        self._ready = True
+                    except zmq.Again:   # it died right after saying Ready
+                        self.replace()
                 continue
             self._read_reports(_SLICE)
             if self._died() is not None or time.monotonic() > deadline:
@@ -141,8 +152,23 @@ class TaskProcess:
     # ------------------------------------------------------------ tasks
 
     def send(self, rec: msgspec.Struct) -> None:
+        """Never blocks: a PAIR socket whose peer is gone would block a send for good, and with it the
+        executor thread (the worker then stays busy for ever). A process that cannot take a record is
+        taken for dead: it is replaced and ProcessDied raised."""
         assert self._sock is not None
-        self._sock.send(t.encode_rec(rec))
+        try:
+            self._sock.send(t.encode_rec(rec), zmq.NOBLOCK)
+        except zmq.Again:
+            code = self._await_exit(_KILL_WAIT)
+            self.replace()
+            raise ProcessDied(code if code is not None else -signal.SIGKILL) from None
+
+    def _await_exit(self, timeout: float) -> int | None:
+        """The current process's exit code once the zygote reports it, or None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self._died() is None and time.monotonic() < deadline:
+            self._read_reports(_SLICE)
+        return self._died()
 
     def call(self, rec: t.RunMap | t.RunReduce, on_tick: Callable[[], None], stop: Callable[[], bool],
              each_slice: Callable[[], None]) -> t.MapResult | t.ReduceResult | t.TaskError:
