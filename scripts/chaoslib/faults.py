@@ -78,6 +78,14 @@ class Chaos(threading.Thread):
         finally:
             self._client.close()
 
+    @property
+    def injecting(self) -> bool:
+        return self._injecting.is_set()
+
+    def stop_injecting(self) -> None:
+        """No new fault from now on (lasting ones end at their time; supervising goes on)."""
+        self._injecting.clear()
+
     def calm(self, timeout: float = 60.0) -> None:
         """No more faults: undo the lasting ones now, then keep supervising until every worker is back
         (registered and alive) or `timeout` passes."""
