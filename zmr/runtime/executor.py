@@ -39,6 +39,7 @@ from zmr.runtime.zygote import Zygote
 # arriving (each within _STREAM_SETTLE s of the last), at most _STREAM_WAIT_LIMIT s, then pulls the rest.
 _STREAM_SETTLE = 0.25
 _STREAM_WAIT_LIMIT = 2.0
+_PULL_SLICE = 0.2   # seconds between two progress counts (and looks at a cancel) while a pull waits
 
 
 class Cancelled(Exception):
@@ -378,6 +379,18 @@ class Executor(threading.Thread):
         if missing:
             raise MissingData(missing)
 
+    def _await_pulled(self, sock: zmq.Socket[Any]) -> bool:
+        """Wait up to the pull timeout for the mapper's next message; False if none came. The wait counts
+        as progress (it is the shuffle at work, and bounded), so the coordinator's task timeout never
+        takes a reducer waiting on a stopped or cut-off mapper for a hung app; a cancel ends it."""
+        deadline = time.monotonic() + self._pull_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if sock.poll(int(min(remaining, _PULL_SLICE) * 1000) + 1, zmq.POLLIN):
+                return True
+            self.progress += 1
+            self._check_cancel()
+        return False
+
     def _pull(self, assign: m.AssignReduce, src: m.MapSource) -> bool:
         job_id, partition = assign.job_id, assign.task
         self._received.forget(job_id, partition, src.task, src.attempt)
@@ -386,7 +399,7 @@ class Executor(threading.Thread):
         try:
             transport.send(sock, encode(m.PullRequest(job_id=job_id, map_task=src.task, attempt=src.attempt,
                                                       partition=partition)))
-            while sock.poll(int(self._pull_timeout * 1000), zmq.POLLIN):
+            while self._await_pulled(sock):
                 try:
                     msg, payload = transport.recv_dealer(sock, decoder, copy=False)
                 except ProtocolError:

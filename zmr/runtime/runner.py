@@ -237,6 +237,7 @@ class _Emitter:
         addr = job.owners[partition]
 
         def moved() -> bool:
+            self._runner._tick()   # waiting on an owner is the shuffle at work, bounded by the ack timeout
             self._runner._drain_notes()
             return job.owners[partition] != addr
 
@@ -253,6 +254,7 @@ class _Emitter:
             self._runner._pusher.end(addr, end, give_up=lambda a=addr: self._owner_gone(a))  # type: ignore[misc]
 
     def _owner_gone(self, addr: str) -> bool:
+        self._runner._tick()   # as in `moved`: a bounded wait, not a hung app
         self._runner._drain_notes()
         return addr not in self._job.owners
 
