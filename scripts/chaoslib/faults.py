@@ -24,6 +24,10 @@ from zmr.client import Client
 from zmr.errors import ZmrError
 
 INJECTED = ("worker-kill", "worker-stop", "task-kill", "coord-kill", "net-cut")
+# A task process that dies fails that attempt as the app's failure would, and retry.max_attempts (4) of
+# them fail the job. A long task (one waiting on a stopped owner, say) is the likeliest victim of every
+# kill, so each task is killed at most this often: a job that fails is then zmr's doing, not the run's.
+KILLS_PER_TASK = 2
 STOP_SECONDS = (2.0, 5.0)
 CUT_SECONDS = (2.0, 6.0)
 
@@ -41,13 +45,17 @@ class Chaos(threading.Thread):
     """Injects faults of the kinds in `every` (kind -> mean seconds between two) until `calm()`."""
 
     def __init__(self, cluster: ChaosCluster, every: dict[str, float], rng: random.Random,
-                 protected_jobs: Callable[[], set[str]], log: Callable[[str], None]) -> None:
+                 protected_jobs: Callable[[], set[str]], log: Callable[[str], None],
+                 record: Callable[[str], None] = lambda line: None) -> None:
+        """`log` is for people (rare events); `record` gets one line per fault, for the fault log."""
         super().__init__(daemon=True, name="chaos")
         self.cluster = cluster
         self.every = every
         self.rng = rng
         self.protected_jobs = protected_jobs
         self.log = log
+        self.record = record
+        self._task_kills: Counter[str] = Counter()   # task label (job/kind-index) -> kills of its processes
         self.faults: Counter[str] = Counter()
         self.restarts: Counter[str] = Counter()
         self.coordinator_crashes = 0   # exits the run did not cause
@@ -157,17 +165,20 @@ class Chaos(threading.Thread):
         victims = self._live_workers()
         if not victims:
             return False
-        _, pid = self.rng.choice(victims)
+        i, pid = self.rng.choice(victims)
+        self.record(f"worker-kill: worker {i} (pid {pid})")
         return procs.signal_quietly(pid, signal.SIGKILL)
 
     def _worker_stop(self) -> bool:
         victims = self._live_workers()
         if not victims:
             return False
-        _, pid = self.rng.choice(victims)
+        i, pid = self.rng.choice(victims)
         if not procs.signal_quietly(pid, signal.SIGSTOP):
             return False
-        self._undo.append(Undo(time.monotonic() + self.rng.uniform(*STOP_SECONDS), "worker-stop", pid))
+        seconds = self.rng.uniform(*STOP_SECONDS)
+        self._undo.append(Undo(time.monotonic() + seconds, "worker-stop", pid))
+        self.record(f"worker-stop: worker {i} (pid {pid}) for {seconds:.1f} s")
         return True
 
     def _task_kill(self) -> bool:
@@ -180,12 +191,18 @@ class Chaos(threading.Thread):
             return False   # the coordinator is down: try again next time
         live = {pid for _, pid in self._live_workers()}
         protected = self.protected_jobs()
-        busy = [worker_pid(w.worker_id) for w in status.workers if w.state == "busy" and w.task
-                and w.task.split("/")[0] not in protected and worker_pid(w.worker_id) in live]
-        tasks = [t for pid in busy for t in procs.task_processes(pid)]
-        if not tasks:
+        busy = [(worker_pid(w.worker_id), w.task) for w in status.workers if w.state == "busy" and w.task
+                and w.task.split("/")[0] not in protected and worker_pid(w.worker_id) in live
+                and self._task_kills[w.task] < KILLS_PER_TASK]
+        victims = [(t, label) for pid, label in busy for t in procs.task_processes(pid)]
+        if not victims:
             return False
-        return procs.signal_quietly(self.rng.choice(tasks), signal.SIGKILL)
+        pid, label = self.rng.choice(victims)
+        if not procs.signal_quietly(pid, signal.SIGKILL):
+            return False
+        self._task_kills[label] += 1
+        self.record(f"task-kill: task process {pid} running {label}")
+        return True
 
     def _coord_kill(self) -> bool:
         coordinator = self.cluster.coordinator
@@ -193,7 +210,9 @@ class Chaos(threading.Thread):
             return False
         coordinator.kill()
         coordinator.wait(timeout=10)
-        time.sleep(self.rng.uniform(0.2, 2.0))   # down for a moment, as a crashed machine would be
+        down = self.rng.uniform(0.2, 2.0)   # down for a moment, as a crashed machine would be
+        self.record(f"coord-kill: pid {coordinator.pid}, down {down:.1f} s")
+        time.sleep(down)
         self._restart_coordinator()
         return True
 
@@ -204,5 +223,7 @@ class Chaos(threading.Thread):
             return False
         i, _ = self.rng.choice(victims)
         network.cut(i)
-        self._undo.append(Undo(time.monotonic() + self.rng.uniform(*CUT_SECONDS), "net-cut", i))
+        seconds = self.rng.uniform(*CUT_SECONDS)
+        self._undo.append(Undo(time.monotonic() + seconds, "net-cut", i))
+        self.record(f"net-cut: worker {i} for {seconds:.1f} s")
         return True
