@@ -21,6 +21,7 @@ import msgspec
 import zmq
 
 from zmr.protocol import taskproc as t
+from zmr.runtime import scratch
 from zmr.runtime.zygote import Zygote
 
 _SLICE = 0.05          # seconds between looks at `stop` while a task runs
@@ -41,11 +42,16 @@ class Stopped(Exception):
     """`stop()` said so: the process was killed, and a fresh one is on its way."""
 
 
-def _channel_dir(work_dir: Path) -> tuple[Path, bool]:
-    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket."""
+def _channel_dir(work_dir: Path, log: Any) -> tuple[Path, bool]:
+    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket. Then a
+    `zmr-ch-*` directory of the temporary directory, which names this worker as its owner: a killed
+    worker cannot remove it, so the next one to start on the host removes those whose owner is gone."""
     if len(str(work_dir)) < 80:
         return work_dir, False
-    return Path(tempfile.mkdtemp(prefix="zmr-ch-")), True
+    own = Path(tempfile.mkdtemp(prefix="zmr-ch-"))
+    scratch.claim(own)
+    scratch.reap_orphans(own.parent, "zmr-ch-*", own, log)
+    return own, True
 
 
 class TaskProcess:
@@ -55,7 +61,7 @@ class TaskProcess:
                  log: Any) -> None:
         self._ctx = ctx
         self._zygote = zygote
-        self._dir, self._own_dir = _channel_dir(work_dir)
+        self._dir, self._own_dir = _channel_dir(work_dir, log)
         self._setup = setup
         self._log = log
         self._numbers = itertools.count(1)
