@@ -71,6 +71,11 @@ class Network:
         return ["ip", "netns", "exec", self.namespace(i)]
 
     def setup(self) -> None:
+        """Make the bridge and the namespaces; refuse a /24 that this machine already uses (another run)."""
+        taken = _ip("-o", "addr", "show", "to", f"{self.prefix}.0/24", check=False).stdout.strip()
+        if taken:
+            raise RuntimeError(f"{self.prefix}.0/24 is already in use on this machine ({taken.split()[1]}): "
+                               "another run? pick another with --net-prefix")
         _ip("link", "add", self.bridge, "type", "bridge")
         self.made_links.append(self.bridge)
         _ip("addr", "add", f"{self.host_address}/24", "dev", self.bridge)
