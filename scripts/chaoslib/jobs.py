@@ -102,7 +102,7 @@ class Tally:
     expected_failures: int = 0
     wrong: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
-    kept_outputs: list[Path] = field(default_factory=list)      # wrong outputs, kept to look at
+    kept_outputs: list[Path] = field(default_factory=list)      # wrong or cut short, kept to look at
 
 
 def submit(client: Client, spec: dict[str, Any], out: Path, tries: int = 5) -> str:
