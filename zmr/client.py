@@ -150,6 +150,8 @@ class Client:
         while True:
             try:
                 info = self._wait_once(job_id, hold)
+                if info.state == "succeeded":
+                    info = self.job(job_id)   # with its task list and timeline; may meet a restart too
                 silent_since = None
             except NoAnswer:
                 now = time.monotonic()
@@ -161,7 +163,7 @@ class Client:
             if on_progress is not None:
                 on_progress(info)
             if info.state == "succeeded":
-                return self.job(job_id)   # with its task list and timeline
+                return info
             if info.state in ("failed", "cancelled"):
                 raise JobFailed(job_id, info.error or info.state)
             if deadline is not None and time.monotonic() > deadline:

@@ -378,3 +378,34 @@ def test_a_success_marker_names_one_job_and_survives_its_file() -> None:
     assert success.decode(success.encode(marker).encode()) == marker
     assert success.decode(b"") is None and success.decode(b"garbage") is None and success.decode(b"x" * 9000) is None
     assert sim.scheduler.success_marker("job-9999") is None
+
+
+def test_a_task_failures_count_across_restarts_so_a_task_that_always_fails_still_fails_its_job() -> None:
+    """Restarts must not forgive failures: a map that always fails (or never returns) would otherwise run
+    for ever under a coordinator restarted more often than it takes to use up its attempts."""
+    sim = sim_with("w1", max_attempts=3)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    for failures in (1, 2):
+        sim.fail("w1")
+        sim.restart_coordinator()
+        assert sim.task(job, MAP, 0).app_failures == failures
+        for _ in range(200):   # until the retry is handed out again, after its backoff
+            if sim.busy():
+                break
+            sim.advance(sim.params.heartbeat_interval)
+        assert sim.busy() == ["w1"]
+    sim.fail("w1")
+    assert sim.finished[job] is JobState.FAILED
+    assert "map-0 failed 3 times" in sim.job(job).error
+
+
+def test_a_task_worker_losses_survive_a_restart_and_a_compaction() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    [victim] = sim.busy()
+    sim.kill(victim)
+    sim.advance(sim.liveness_timeout + sim.params.heartbeat_interval)
+    assert sim.task(job, MAP, 0).worker_losses == 1
+    sim.restart_coordinator()   # replays the journal, then compacts it into a snapshot
+    sim.restart_coordinator()   # replays the snapshot
+    assert sim.task(job, MAP, 0).worker_losses == 1

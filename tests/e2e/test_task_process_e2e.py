@@ -167,3 +167,31 @@ def test_a_task_process_killed_mid_map_fails_only_that_attempt(cluster, tmp_path
     runs = [r for r in read_markers(markers) if "part-2" in r["file"]]
     assert len(runs) == 2 and all(r["end"] is not None for r in runs if r["task_pid"] != record["task_pid"])
     assert json.dumps(record)   # the killed attempt's marker names the killed process
+
+
+def _task_processes(worker: int) -> list[int]:
+    """The worker's task processes: the children of its zygote child (`zmr-task (worker PID)`)."""
+    return [p for p in _children(worker)
+            if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"zmr-task (")]
+
+
+def test_a_task_process_killed_while_idle_costs_nothing_and_the_next_task_runs(cluster, tmp_path: Path) -> None:
+    """The warm task process dies between tasks (killed from outside, say): the next task must find a fresh
+    one, not wedge its worker by writing to a channel nobody reads any more."""
+    c: Cluster = cluster(1, speculation__enabled="false", coordinator__task_timeout="5")
+    assert c.client is not None
+    inputs = _corpus(tmp_path / "in", files=1)
+    first = c.client.wait(c.client.submit(str(APPS / "wc.py"), inputs, str(tmp_path / "out1"), n_reduce=1),
+                          timeout=30)
+    assert first.state == "succeeded"
+    [worker] = _worker_pids(c)
+    idle = wait_until(lambda: _task_processes(worker), 10, what="the warm task process")
+    for pid in idle:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)   # the worker's zygote reaps it
+    out = tmp_path / "out2"
+    done = c.client.wait(c.client.submit(str(APPS / "wc.py"), inputs, str(out), n_reduce=1), timeout=30)
+    assert done.state == "succeeded"
+    assert read_output(out, 1, check_partitioning=False) == _expected(inputs)
+    assert all(t.attempts == 1 for t in done.tasks), "a task process that died while idle failed an attempt"
+    assert [w.state for w in c.client.status().workers] == ["idle"]

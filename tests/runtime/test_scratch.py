@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from zmr.runtime import outputs, scratch
 
@@ -82,3 +86,20 @@ def test_an_abandoned_output_directory_goes_only_if_it_holds_nothing_but_unfinis
         "_SUCCESS", "mr-out-0"]
     assert not outputs.remove_abandoned(shared) and len(list(shared.iterdir())) == 2
     assert not outputs.remove_abandoned(tmp_path / "never-made")
+
+
+def test_a_killed_worker_s_task_channel_directory_is_reaped_by_the_next_one(
+        tmp_path: Path, monkeypatch: Any, request: pytest.FixtureRequest) -> None:
+    """With a work dir too long for a unix socket path, the task channel lives in `zmr-ch-*` under the
+    temporary directory; a SIGKILLed worker cannot remove it, so the next worker on the host does."""
+    from zmr.runtime import taskproc
+
+    tmp = Path(tempfile.mkdtemp(prefix="zt-", dir="/tmp"))   # short: the channel's folder is made here
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    killed = _owned(tmp / "zmr-ch-killed", _dead_pid())
+    alive = _owned(tmp / "zmr-ch-alive", os.getppid())
+    folder, own = taskproc._channel_dir(tmp_path / ("long" * 30), _Log())
+    assert own and folder.parent == tmp and folder.name.startswith("zmr-ch-")
+    assert not killed.exists() and alive.exists()
+    assert (folder / scratch.OWNER_FILE).read_text().split()[0] == str(os.getpid())

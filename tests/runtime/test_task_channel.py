@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from zmr.log import bound_logger
 from zmr.runtime.taskproc import _channel_dir
 
 ENDPOINT_TAIL = "/task-123456.ipc"
@@ -19,7 +20,7 @@ def _fits(folder: Path) -> bool:
 
 
 def test_a_short_work_dir_holds_the_channel_itself(tmp_path: Path) -> None:
-    folder, own = _channel_dir(Path("/tmp/w"))
+    folder, own = _channel_dir(Path("/tmp/w"), bound_logger())
     assert (folder, own) == (Path("/tmp/w"), False)
 
 
@@ -30,7 +31,7 @@ def test_a_long_work_dir_gets_a_short_private_folder(tmp_path: Path, monkeypatch
     tmpdir = tmp_path / ("t" * 100) if long_tmpdir else Path("/tmp")
     tmpdir.mkdir(exist_ok=True)
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
-    folder, own = _channel_dir(tmp_path / ("w" * 120))
+    folder, own = _channel_dir(tmp_path / ("w" * 120), bound_logger())
     try:
         assert own and _fits(folder), folder
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700

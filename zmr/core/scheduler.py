@@ -260,8 +260,8 @@ class Scheduler:
         elif isinstance(rec, j.OutputFinished):
             job.output_done = True
         elif isinstance(rec, j.TaskAssigned | j.MapCommitted | j.MapUncommitted | j.CommitGranted
-                        | j.CommitRevoked | j.ReduceCommitted):
-            kind = rec.kind if isinstance(rec, j.TaskAssigned) else (
+                        | j.CommitRevoked | j.ReduceCommitted | j.TaskSetback):
+            kind = rec.kind if isinstance(rec, j.TaskAssigned | j.TaskSetback) else (
                 MAP if isinstance(rec, j.MapCommitted | j.MapUncommitted) else REDUCE)
             task = job.task(kind, rec.task)
             if task is not None:
@@ -271,6 +271,9 @@ class Scheduler:
     def _apply_to_task(job: Job, task: Task, rec: j.Record) -> None:
         if isinstance(rec, j.TaskAssigned):
             task.attempts_made = max(task.attempts_made, rec.attempt)
+        elif isinstance(rec, j.TaskSetback):
+            task.app_failures = max(task.app_failures, rec.app_failures)
+            task.worker_losses = max(task.worker_losses, rec.worker_losses)
         elif isinstance(rec, j.MapCommitted) and task.state is not TaskState.DONE:
             task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
             task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
@@ -335,6 +338,8 @@ class Scheduler:
                 worker = task.committed_worker or ""
                 out.append(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index,
                                           attempt=task.attempts_made, worker_id=worker))
+            if task.app_failures or task.worker_losses:
+                out.append(self._setback(job, task))
             if task.state is TaskState.DONE and task.kind == MAP:
                 out.append(j.MapCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
                                           worker_id=task.committed_worker or "", records_out=task.records_out,
@@ -650,6 +655,7 @@ class Scheduler:
             self._on_missing_data(job, task, msg.missing_maps, assigned)
             return
         task.app_failures += 1
+        self._journal(self._setback(job, task))
         if task.app_failures >= self.params.max_attempts:
             detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
@@ -663,6 +669,7 @@ class Scheduler:
         output was lost, and that ran again and committed since (its worker died, say), is not undone.
         """
         reduce.worker_losses += 1
+        self._journal(self._setback(job, reduce))
         if reduce.worker_losses > self.params.max_worker_losses:
             self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
             return
@@ -739,6 +746,7 @@ class Scheduler:
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
             return
         task.app_failures += 1
+        self._journal(self._setback(job, task))
         if task.app_failures >= self.params.max_attempts:
             self._end_job(job, JobState.FAILED, f"{task.label}: no progress within "
                           f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
@@ -804,6 +812,7 @@ class Scheduler:
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
             return
         task.worker_losses += 1
+        self._journal(self._setback(job, task))
         if task.worker_losses > self.params.max_worker_losses:
             self._end_job(job, JobState.FAILED, f"{task.label} lost its worker {task.worker_losses} times")
             return
@@ -1240,6 +1249,12 @@ class Scheduler:
 
     def _send(self, peer: bytes, msg: m.FromCoordinator) -> None:
         self._out.append(Send(peer, msg))
+
+    @staticmethod
+    def _setback(job: Job, task: Task) -> j.TaskSetback:
+        """The task's failure counts as a record: journaled at each change, so a restart keeps them."""
+        return j.TaskSetback(job_id=job.id, kind=task.kind, task=task.index, app_failures=task.app_failures,
+                             worker_losses=task.worker_losses)
 
     def _journal(self, record: j.Record) -> None:
         self._out.append(Journal(record))

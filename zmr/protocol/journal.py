@@ -111,6 +111,18 @@ class ReduceCommitted(_Rec, frozen=True):
     finished: float
 
 
+class TaskSetback(_Rec, frozen=True):
+    """A task's failure counts so far (absolute, so replaying a record twice changes nothing): without
+    them a restarted coordinator would forgive every failure, and a task that always fails (a map that
+    never returns, say) could run for ever under a coordinator that restarts often enough."""
+
+    job_id: str
+    kind: str
+    task: int
+    app_failures: int
+    worker_losses: int
+
+
 class JobEnded(_Rec, frozen=True):
     job_id: str
     state: str
@@ -133,7 +145,8 @@ class EndedJob(_Rec, frozen=True):
 
 Record = (
     Header | WorkerJoined | JobSubmitted | JobStarted | OwnersMoved | TaskAssigned | MapCommitted
-    | MapUncommitted | CommitGranted | CommitRevoked | ReduceCommitted | JobEnded | OutputFinished | EndedJob
+    | MapUncommitted | CommitGranted | CommitRevoked | ReduceCommitted | TaskSetback | JobEnded | OutputFinished
+    | EndedJob
 )
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -8,7 +8,7 @@ process answers with progress (`Tick`) and one result per task (`MapResult`, `Re
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -55,6 +55,20 @@ class JobUpdate(_Rec, frozen=True):
     job_id: str
     owners: list[str]
     owners_epoch: int
+
+
+V = TypeVar("V")
+JOBS_KEPT = 4   # jobs (their apps loaded) a task process keeps; older ones are sent again when needed
+
+
+def keep_latest(jobs: dict[str, V], job_id: str, value: V) -> None:
+    """Add a job a task process is sent, dropping the oldest beyond JOBS_KEPT. The task process (for
+    its apps) and the worker (for what it has sent) both keep jobs by this one rule, so the worker
+    knows which jobs it must send again: a job the process dropped while the worker thought it known
+    failed every later task of that job with a KeyError, once four newer jobs had passed through."""
+    jobs[job_id] = value
+    while len(jobs) > JOBS_KEPT:
+        del jobs[next(iter(jobs))]
 
 
 class ForgetJob(_Rec, frozen=True):

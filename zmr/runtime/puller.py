@@ -79,7 +79,8 @@ class Puller:
                log: Any) -> list[int]:
         """Pull every source not complete here; returns the map tasks whose output could not be had.
 
-        `check_cancel` raises when the attempt is cancelled; `progress` is called for every batch pulled.
+        `check_cancel` raises when the attempt is cancelled; `progress` is called for every batch pulled and
+        every slice spent waiting (a wait is bounded by the timeout, so it is the shuffle at work).
         """
         missing: list[int] = []
         given_up: set[str] = set()
@@ -124,6 +125,7 @@ class Puller:
             if remaining <= 0:
                 return SILENT
             if not sock.poll(int(min(_SLICE, remaining) * 1000) + 1, zmq.POLLIN):
+                progress()   # waiting on a peer is the shuffle at work, bounded by the timeout: not a hung app
                 continue
             try:
                 msg, payload = transport.recv_dealer(sock, decoder, copy=False)

@@ -18,7 +18,6 @@ import resource
 import shutil
 import time
 import traceback
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ _LINES_PER_WRITE = 4096
 # this many pairs, or until a reduce starts or the process has idled this many seconds.
 _WARM_MAX_PAIRS = 1 << 17   # ~20-40 MB of small objects at most
 _WARM_IDLE = 1.0
-_APPS_KEPT = 4
 
 
 class _Job:
@@ -68,7 +66,7 @@ class Runner:
         self._setup = setup
         curve = Curve(setup.peer_public, setup.peer_secret, setup.peer_server_key) if setup.peer_public else None
         self._pusher = Pusher(ctx, 8 << 20, setup.max_message_bytes, ack_timeout=setup.ack_timeout, curve=curve)
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._jobs: dict[str, _Job] = {}   # the latest t.JOBS_KEPT, oldest first
         self._warm: list[Pairs] = []
         self._progress = 0
         self._last_tick = 0.0
@@ -99,9 +97,7 @@ class Runner:
     def _note(self, rec: t.ToProc) -> None:
         """Job bookkeeping, between tasks or while a map pushes."""
         if isinstance(rec, t.JobInfo):
-            self._jobs[rec.job_id] = _Job(rec)
-            while len(self._jobs) > _APPS_KEPT:
-                self._jobs.popitem(last=False)
+            t.keep_latest(self._jobs, rec.job_id, _Job(rec))   # the worker keeps the same count
         elif isinstance(rec, t.JobUpdate):
             job = self._jobs.get(rec.job_id)
             if job is not None and rec.owners_epoch > job.epoch:
@@ -237,6 +233,7 @@ class _Emitter:
         addr = job.owners[partition]
 
         def moved() -> bool:
+            self._runner._tick()   # waiting on an owner is the shuffle at work, bounded by the ack timeout
             self._runner._drain_notes()
             return job.owners[partition] != addr
 
@@ -253,6 +250,7 @@ class _Emitter:
             self._runner._pusher.end(addr, end, give_up=lambda a=addr: self._owner_gone(a))  # type: ignore[misc]
 
     def _owner_gone(self, addr: str) -> bool:
+        self._runner._tick()   # as in `moved`: a bounded wait, not a hung app
         self._runner._drain_notes()
         return addr not in self._job.owners
 

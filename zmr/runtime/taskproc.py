@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import msgspec
 import zmq
 
 from zmr.protocol import taskproc as t
+from zmr.runtime import scratch
 from zmr.runtime.zygote import Zygote
 
 _SLICE = 0.05          # seconds between looks at `stop` while a task runs
@@ -44,15 +46,20 @@ class Stopped(Exception):
 _MAX_CHANNEL_DIR = 80
 
 
-def _channel_dir(work_dir: Path) -> tuple[Path, bool]:
-    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket; then a
-    private (0700) folder of its own in the temporary folder, or in /tmp when that one's path is long too."""
+def _channel_dir(work_dir: Path, log: Any) -> tuple[Path, bool]:
+    """Where the ipc endpoints live: the work dir, unless its path is too long for a unix socket. Then a
+    private (0700) `zmr-ch-*` directory in the temporary directory (or in /tmp, when that one's path is
+    long too), which names this worker as its owner: a killed worker cannot remove it, so the next one
+    to start on the host removes those whose owner is gone."""
     if len(str(work_dir).encode()) < _MAX_CHANNEL_DIR:
         return work_dir, False
     base = tempfile.gettempdir()
     if len(base.encode()) > _MAX_CHANNEL_DIR - 20:   # mkdtemp adds `/zmr-ch-` and 8 characters
         base = "/tmp"
-    return Path(tempfile.mkdtemp(prefix="zmr-ch-", dir=base)), True
+    own = Path(tempfile.mkdtemp(prefix="zmr-ch-", dir=base))
+    scratch.claim(own)
+    scratch.reap_orphans(own.parent, "zmr-ch-*", own, log)
+    return own, True
 
 
 class TaskProcess:
@@ -62,7 +69,7 @@ class TaskProcess:
                  log: Any) -> None:
         self._ctx = ctx
         self._zygote = zygote
-        self._dir, self._own_dir = _channel_dir(work_dir)
+        self._dir, self._own_dir = _channel_dir(work_dir, log)
         self._setup = setup
         self._log = log
         self._numbers = itertools.count(1)
@@ -129,7 +136,14 @@ class TaskProcess:
         return self._exits.get(self.pid) if self.pid is not None else None
 
     def ensure_ready(self, stop: Callable[[], bool]) -> None:
-        """Wait for the current process's Ready and send it its setup; replace it if it died first."""
+        """Wait for the current process's Ready and send it its setup; replace it if it died first.
+
+        A warm process may also have died while idle, between two tasks (killed from outside, or by the
+        kernel): it is replaced here, before the task is sent, so that no attempt fails for it."""
+        self._read_reports(0)
+        if self._died() is not None:
+            self._log.warning("task_process_lost_while_idle", code=self._died())
+            self.replace()
         deadline = time.monotonic() + _START_TIMEOUT
         while not self._ready:
             assert self._sock is not None
@@ -137,8 +151,11 @@ class TaskProcess:
                 raise Stopped()
             if self._sock.poll(0):
                 if isinstance(self._decode(self._sock.recv()), t.Ready):
-                    self._ready = True
-                    self._sock.send(t.encode_rec(self._setup))
+                    try:
+                        self._sock.send(t.encode_rec(self._setup), zmq.NOBLOCK)
+                        self._ready = True
+                    except zmq.Again:   # it died right after saying Ready
+                        self.replace()
                 continue
             self._read_reports(_SLICE)
             if self._died() is not None or time.monotonic() > deadline:
@@ -149,8 +166,23 @@ class TaskProcess:
     # ------------------------------------------------------------ tasks
 
     def send(self, rec: msgspec.Struct) -> None:
+        """Never blocks: a PAIR socket whose peer is gone would block a send for good, and with it the
+        executor thread (the worker then stays busy for ever). A process that cannot take a record is
+        taken for dead: it is replaced and ProcessDied raised."""
         assert self._sock is not None
-        self._sock.send(t.encode_rec(rec))
+        try:
+            self._sock.send(t.encode_rec(rec), zmq.NOBLOCK)
+        except zmq.Again:
+            code = self._await_exit(_KILL_WAIT)
+            self.replace()
+            raise ProcessDied(code if code is not None else -signal.SIGKILL) from None
+
+    def _await_exit(self, timeout: float) -> int | None:
+        """The current process's exit code once the zygote reports it, or None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self._died() is None and time.monotonic() < deadline:
+            self._read_reports(_SLICE)
+        return self._died()
 
     def call(self, rec: t.RunMap | t.RunReduce, on_tick: Callable[[], None], stop: Callable[[], bool],
              each_slice: Callable[[], None]) -> t.MapResult | t.ReduceResult | t.TaskError:
