@@ -23,7 +23,6 @@ from typing import Any
 
 import zmq
 
-from zmr.apps import App, unship_app
 from zmr.errors import AppError
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
@@ -78,18 +77,6 @@ class JobContext:
     setup: m.JobSetup
     owners: list[str]
     owners_epoch: int
-    app: App | None = None
-    app_error: str = ""
-
-    def load_app(self) -> App:
-        if self.app is None and not self.app_error:
-            try:
-                self.app = unship_app(self.setup.app_blob)
-            except AppError as exc:
-                self.app_error = str(exc)
-        if self.app is None:
-            raise AppError(self.app_error)
-        return self.app
 
 
 def output_name(partition: int) -> str:
