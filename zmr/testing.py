@@ -557,12 +557,12 @@ class SimCluster:
         return problems
 
 
-def _kind(task: Assignment) -> str:
+def _kind(task: Assignment) -> m.TaskKind:
     return MAP if isinstance(task, m.AssignMap) else REDUCE
 
 
-def _running(task: Assignment) -> m.RunningAttempt:
-    return m.RunningAttempt(job_id=task.job_id, kind=_kind(task), task=task.task, attempt=task.attempt)
+def _running(task: Assignment) -> m.AttemptId:
+    return m.AttemptId(job_id=task.job_id, kind=_kind(task), task=task.task, number=task.attempt)
 
 
 def _request(worker: SimWorker, finished: Assignment) -> m.TaskRequest:

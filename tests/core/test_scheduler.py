@@ -282,7 +282,7 @@ def test_the_last_commit_ends_the_job_with_job_finished() -> None:
 def test_a_task_request_that_crossed_an_assignment_does_not_abandon_it() -> None:
     sim = sim_with("w1")
     job = sim.submit(n_splits=2, n_reduce=1)
-    for stale in (None, m.RunningAttempt(job_id=job, kind=MAP, task=1, attempt=1)):   # idle, or an older one
+    for stale in (None, m.AttemptId(job_id=job, kind=MAP, task=1, number=1)):   # idle, or an older one
         actions = sim.send("w1", m.TaskRequest(worker_id="w1", finished=stale))
         assert logged(actions, "attempt_lost") == [] and len(logged(actions, "stale_task_request")) == 1
         assert sim.task(job, MAP, 0).running.keys() == {1}
@@ -293,7 +293,7 @@ def test_a_task_request_that_crossed_an_assignment_does_not_abandon_it() -> None
 def test_a_stale_map_done_from_an_old_attempt_is_ignored() -> None:
     sim = sim_with("w1")
     job = sim.submit(n_splits=1, n_reduce=1)
-    gave_up = m.RunningAttempt(job_id=job, kind=MAP, task=0, attempt=1)
+    gave_up = m.AttemptId(job_id=job, kind=MAP, task=0, number=1)
     sim.send("w1", m.TaskRequest(worker_id="w1", finished=gave_up))   # the worker gave attempt 1 up; 2 follows
     assert sim.assignment("w1") == m.AssignMap(job_id=job, task=0, attempt=2, split=sim.job(job).spec.splits[0])
     actions = sim.send("w1", m.MapDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=5,
@@ -428,7 +428,7 @@ def test_a_live_worker_registering_again_without_its_task_loses_only_the_task() 
 def test_a_live_worker_registering_again_with_its_task_keeps_it() -> None:
     sim = sim_with("w1", "w2")
     job = sim.submit(n_splits=2, n_reduce=1)
-    running = m.RunningAttempt(job_id=job, kind=MAP, task=1, attempt=1)
+    running = m.AttemptId(job_id=job, kind=MAP, task=1, number=1)
     actions = sim.send("w2", m.Register(worker_id="w2", data_addr=addr(sim, "w2"), python="3.11", pid=2,
                                         host="h", running=running))
     assert logged(actions, "attempt_lost") == [] and logged(actions, "worker_lost") == []
@@ -671,8 +671,8 @@ def test_a_reduce_committed_without_a_grant_does_not_count() -> None:
     assert not logged(actions, "reduce_committed")
     reduce = sim.task(job, REDUCE, 0)
     assert (reduce.state, reduce.committed) != (TaskState.DONE, 1)
-    sim.send("w1", m.TaskRequest(worker_id="w1", finished=m.RunningAttempt(job_id=job, kind=REDUCE, task=0,
-                                                                          attempt=1)))
+    sim.send("w1", m.TaskRequest(worker_id="w1", finished=m.AttemptId(job_id=job, kind=REDUCE, task=0,
+                                                                          number=1)))
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert reduce.committed == reduce.committing != 1

@@ -425,7 +425,7 @@ class Scheduler:
             self._send(peer, m.JobEnded(job_id=holding.job_id))
         if msg.running is not None:
             r = msg.running
-            self._send(peer, m.CancelTask(job_id=r.job_id, task=r.task, attempt=r.attempt, kind=r.kind))
+            self._send(peer, m.CancelTask(job_id=r.job_id, task=r.task, attempt=r.number, kind=r.kind))
         worker = Worker(msg.worker_id, peer, msg.data_addr, self._now, key=key, token=msg.token)
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
@@ -508,35 +508,35 @@ class Scheduler:
         self._log("map_readopted", "info", job=job.id, task=task.label, attempt=report.attempt, worker=worker.id)
         self._commit_map(job, task, worker, report)
 
-    def _readopt_running(self, worker: Worker, running: m.RunningAttempt | None) -> None:
+    def _readopt_running(self, worker: Worker, running: m.AttemptId | None) -> None:
         """Keep the attempt the worker says it runs if it may still count; cancel it otherwise."""
-        mine = (running.job_id, running.kind, running.task, running.attempt) if running else None
+        mine = (running.job_id, running.kind, running.task, running.number) if running else None
         if worker.current is not None and worker.current != mine:
             self._abandon_current(worker, "the worker no longer runs it")
         if running is None or worker.current == mine:
             return
         job = self.jobs.get(running.job_id)
         task = job.task(running.kind, running.task) if job else None
-        usable = (running.kind in (MAP, REDUCE) and running.attempt >= 1
+        usable = (running.kind in (MAP, REDUCE) and running.number >= 1
                   and job is not None and task is not None and job.state is JobState.RUNNING
                   and task.state in (TaskState.READY, TaskState.RUNNING, TaskState.COMMITTING)
-                  and running.attempt <= task.attempts_made and running.attempt not in task.running
-                  and (task.committing is None or task.committing == running.attempt))
+                  and running.number <= task.attempts_made and running.number not in task.running
+                  and (task.committing is None or task.committing == running.number))
         if not usable or job is None or task is None:
             self._send(worker.peer, m.CancelTask(job_id=running.job_id, task=running.task,
-                                                 attempt=running.attempt, kind=running.kind))
+                                                 attempt=running.number, kind=running.kind))
             return
         self._idle.pop(worker.id, None)
-        task.running[running.attempt] = Attempt(worker.id, self._now, self._now)
+        task.running[running.number] = Attempt(worker.id, self._now, self._now)
         task.started = task.started or self._now
         worker.current, worker.busy_since = mine, self._now
-        if task.committing == running.attempt:   # it was granted the rename: say so again
+        if task.committing == running.number:   # it was granted the rename: say so again
             task.state = TaskState.COMMITTING
-            self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=running.attempt,
+            self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=running.number,
                                                      ok=True))
         else:
             task.state = TaskState.RUNNING
-        self._log("attempt_readopted", "info", job=job.id, task=task.label, attempt=running.attempt,
+        self._log("attempt_readopted", "info", job=job.id, task=task.label, attempt=running.number,
                   worker=worker.id)
 
     def _on_heartbeat(self, worker: Worker, msg: m.Heartbeat) -> None:
@@ -557,7 +557,7 @@ class Scheduler:
         none at all): then the worker is about to get that assignment, and the request is stale."""
         if worker.current is not None:
             f = msg.finished
-            if f is None or (f.job_id, f.kind, f.task, f.attempt) != worker.current:
+            if f is None or (f.job_id, f.kind, f.task, f.number) != worker.current:
                 self._log("stale_task_request", "debug", worker=worker.id)
                 return
             self._abandon_current(worker, "the worker ended it without a report that counts")

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from zmr.protocol.messages import JobSpec, PartitionStat, TimelinePoint
+from zmr.protocol.messages import JobSpec, PartitionStat, TaskKind, TimelinePoint
 
 
 class TaskState(StrEnum):
@@ -29,7 +29,8 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-MAP, REDUCE = "map", "reduce"
+MAP: TaskKind = "map"
+REDUCE: TaskKind = "reduce"
 
 
 @dataclass

@@ -153,11 +153,24 @@ class Holding(msgspec.Struct, frozen=True, array_like=True):
     partitions: list[int] = []
 
 
-class RunningAttempt(msgspec.Struct, frozen=True, array_like=True):
+TaskKind = Literal["map", "reduce"]
+
+
+class AttemptId(msgspec.Struct, frozen=True, array_like=True):
+    """One run of one task: the identity an attempt keeps from its assignment to its output's name.
+
+    `number` counts the task's attempts from 1; a task is `(job_id, kind, task)`.
+    """
+
     job_id: str
-    kind: str
+    kind: TaskKind
     task: int
-    attempt: int
+    number: int
+
+    @property
+    def label(self) -> str:
+        """As logs and heartbeats print it: `job/map-3.1`."""
+        return f"{self.job_id}/{self.kind}-{self.task}.{self.number}"
 
 
 class Register(_Msg, frozen=True):
@@ -169,7 +182,7 @@ class Register(_Msg, frozen=True):
     pid: int
     host: str
     holdings: list[Holding] = []
-    running: RunningAttempt | None = None
+    running: AttemptId | None = None
     finished_maps: list[MapDone] = []     # recent map reports, which a restarted coordinator may have missed
     token: str = ""   # a random secret of this process's life: only its holder may register this id again
 
@@ -210,7 +223,7 @@ class TaskRequest(_Msg, frozen=True):
     """
 
     worker_id: str
-    finished: RunningAttempt | None = None
+    finished: AttemptId | None = None
 
 
 class MapDone(_Msg, frozen=True):

@@ -98,7 +98,7 @@ class Executor(threading.Thread):
                  peer_curve: Curve | None = None) -> None:
         super().__init__(name="zmr-executor", daemon=True)
         self.inbox: queue.Queue[Any] = queue.Queue()
-        self.current: tuple[str, str, int, int] | None = None
+        self.current: m.AttemptId | None = None
         self.progress = 0
         self.awaiting_commit: m.ReduceDone | None = None   # a finished reduce waiting for its CommitDecision
         self._ctx = ctx
@@ -126,7 +126,9 @@ class Executor(threading.Thread):
     # ------------------------------------------------------------ control-thread side
 
     def cancel(self, job_id: str, kind: str, task: int, attempt: int) -> None:
-        if self.current == (job_id, kind, task, attempt):
+        current = self.current
+        if current is not None and (current.job_id, current.kind, current.task, current.number) == (
+                job_id, kind, task, attempt):
             self._cancel.set()
             self.inbox.put(None)  # wakes a reduce waiting for its commit decision
 
@@ -177,8 +179,9 @@ class Executor(threading.Thread):
                            peer_server_key=(curve.server_key or b"") if curve else b"")
 
     def _run_task(self, assign: m.AssignMap | m.AssignReduce) -> None:
-        kind = "map" if isinstance(assign, m.AssignMap) else "reduce"
-        self.current = (assign.job_id, kind, assign.task, assign.attempt)
+        kind: m.TaskKind = "map" if isinstance(assign, m.AssignMap) else "reduce"
+        attempt = m.AttemptId(job_id=assign.job_id, kind=kind, task=assign.task, number=assign.attempt)
+        self.current = attempt
         self._cancel.clear()
         self.progress += 1
         log = self._log.bind(job=assign.job_id, task=f"{kind}-{assign.task}", attempt=assign.attempt)
@@ -215,8 +218,7 @@ class Executor(threading.Thread):
         finally:
             self.current = None
             self.lost_peers.forget((assign.job_id, assign.task, assign.attempt))
-            finished = m.RunningAttempt(job_id=assign.job_id, kind=kind, task=assign.task, attempt=assign.attempt)
-            self._send(m.TaskRequest(worker_id=self._worker_id, finished=finished))
+            self._send(m.TaskRequest(worker_id=self._worker_id, finished=attempt))
 
     def _fail(self, assign: m.AssignMap | m.AssignReduce, kind: m.FailureKind, error: str, tb: str,
               missing: list[int] | None = None) -> None:

@@ -281,8 +281,8 @@ class Worker:
         self._jobs.pop(job_id, None)
         self._lease_expiry.pop(job_id, None)
         current = self._executor.current
-        if current is not None and current[0] == job_id:
-            self._executor.cancel(*current)
+        if current is not None and current.job_id == job_id:
+            self._executor.cancel(current.job_id, current.kind, current.task, current.number)
         self._received.drop_job(job_id)
         self._kept.drop_job(job_id)
 
@@ -303,11 +303,8 @@ class Worker:
         holdings = [m.Holding(job_id=job_id, maps=self._kept.attempts(job_id),
                               partitions=self._received.partitions(job_id))
                     for job_id in sorted(self._held_jobs())]
-        current = self._executor.current
-        running = m.RunningAttempt(job_id=current[0], kind=current[1], task=current[2],
-                                   attempt=current[3]) if current else None
         msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
-                         host=socket.gethostname(), holdings=holdings, running=running,
+                         host=socket.gethostname(), holdings=holdings, running=self._executor.current,
                          finished_maps=list(self._recent_maps), token=self._token)
         transport.send(sock, encode(msg))
         self._registered_at = time.monotonic()
@@ -326,7 +323,7 @@ class Worker:
 
     def _heartbeat(self, sock: zmq.Socket[Any]) -> None:
         current = self._executor.current
-        task = f"{current[0]}/{current[1]}-{current[2]}.{current[3]}" if current else ""
+        task = current.label if current else ""
         leases = self._received.lease_counts()
         for job_id, n in self._kept.lease_counts().items():
             leases[job_id] = leases.get(job_id, 0) + n
