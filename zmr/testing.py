@@ -98,10 +98,8 @@ class SimWorker:
     def healthy(self) -> bool:
         return self.up and self.connected and not self.stuck
 
-    def runs(self, job_id: str, kind: str, index: int, attempt: int) -> bool:
-        task = self.task
-        return (task is not None and (task.job_id, task.task, task.attempt) == (job_id, index, attempt)
-                and _kind(task) == kind)
+    def runs(self, attempt: m.AttemptId) -> bool:
+        return self.task is not None and self.task.attempt == attempt
 
 
 class SimCluster:
@@ -222,7 +220,7 @@ class SimCluster:
         task = worker.task
         assert task is not None
         self._drop_task(worker)
-        failed = m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+        failed = m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
                               kind=kind, error=error, traceback=traceback, missing_maps=missing or [])
         return self._say(worker, [failed, _request(worker, task)])
 
@@ -255,7 +253,7 @@ class SimCluster:
         if worker.task is not None and not worker.stuck:
             worker.progress += 1
         task = worker.task
-        label = f"{task.job_id}/{_kind(task)}-{task.task}.{task.attempt}" if task else ""
+        label = task.attempt.label if task else ""
         return self._say(worker, [m.Heartbeat(worker_id=worker.id, task=label, progress=worker.progress)])
 
     def send(self, worker_id: str, msg: m.ToCoordinator) -> list[Action]:
@@ -335,10 +333,11 @@ class SimCluster:
         return worker
 
     def _finish_map(self, worker: SimWorker, task: m.AssignMap) -> list[m.WorkerToCoord]:
-        worker.kept.add((task.job_id, task.task, task.attempt))
-        self._pushes[(task.job_id, task.task, task.attempt)] = worker.owners.get(task.job_id, [])
+        a = task.attempt
+        worker.kept.add((a.job_id, a.task, a.number))
+        self._pushes[(a.job_id, a.task, a.number)] = worker.owners.get(a.job_id, [])
         self._drop_task(worker)
-        return [m.MapDone(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+        return [m.MapDone(worker_id=worker.id, attempt=task.attempt,
                           records_out=10, bytes_out=100),
                 _request(worker, task)]
 
@@ -346,25 +345,26 @@ class SimCluster:
         missing = [s.task for s in task.sources if not self._has_input(worker, task, s)]
         if missing:
             self._drop_task(worker)
-            return [m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+            return [m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
                                  kind="missing_data", error=f"no output of maps {missing}", missing_maps=missing),
                     _request(worker, task)]
         worker.awaiting = True
-        return [m.ReduceDone(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+        return [m.ReduceDone(worker_id=worker.id, attempt=task.attempt,
                              records_out=len(task.sources))]
 
     def _has_input(self, worker: SimWorker, task: m.AssignReduce, source: m.MapSource) -> bool:
         """Pushed to this incarnation when the map finished, or still kept by a live mapper at `source.addr`."""
-        pushed_to = self._pushes.get((task.job_id, source.task, source.attempt), [])
-        if task.task < len(pushed_to) and pushed_to[task.task] == worker.addr:
+        job_id, partition = task.attempt.job_id, task.attempt.task
+        pushed_to = self._pushes.get((job_id, source.task, source.attempt), [])
+        if partition < len(pushed_to) and pushed_to[partition] == worker.addr:
             return True
         mapper = self._by_addr.get(source.addr)
-        return mapper is not None and mapper.up and (task.job_id, source.task, source.attempt) in mapper.kept
+        return mapper is not None and mapper.up and (job_id, source.task, source.attempt) in mapper.kept
 
     def _rename(self, worker: SimWorker, task: m.AssignReduce) -> list[m.WorkerToCoord]:
-        self.renamed.setdefault((task.job_id, task.task), []).append(task.attempt)
+        self.renamed.setdefault((task.attempt.job_id, task.attempt.task), []).append(task.attempt.number)
         self._drop_task(worker)
-        return [m.ReduceCommitted(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt),
+        return [m.ReduceCommitted(worker_id=worker.id, attempt=task.attempt),
                 _request(worker, task)]
 
     def _drop_task(self, worker: SimWorker) -> None:
@@ -376,8 +376,8 @@ class SimCluster:
         if isinstance(msg, m.Welcome):
             task = worker.task
             if isinstance(task, m.AssignReduce) and worker.awaiting and worker.granted is None:
-                return [m.ReduceDone(worker_id=worker.id, job_id=task.job_id, task=task.task,   # may be lost
-                                     attempt=task.attempt, records_out=len(task.sources))]
+                return [m.ReduceDone(worker_id=worker.id, attempt=task.attempt,   # may be lost
+                                     records_out=len(task.sources))]
             return [] if task else [m.TaskRequest(worker_id=worker.id)]
         if isinstance(msg, m.RegisterAgain):
             return [_register(worker, self.params.python)]
@@ -394,7 +394,7 @@ class SimCluster:
         elif isinstance(msg, m.SourcesLost):
             return self._on_sources_lost(worker, msg)
         elif isinstance(msg, m.CancelTask):
-            if worker.runs(msg.job_id, msg.kind, msg.task, msg.attempt):
+            if worker.runs(msg.attempt):
                 cancelled = worker.task
                 assert cancelled is not None
                 self._drop_task(worker)
@@ -408,19 +408,19 @@ class SimCluster:
         """As the executor: a reduce still gathering that lacks input from the lost peer gives up now."""
         task = worker.task
         if (not isinstance(task, m.AssignReduce) or worker.awaiting or worker.stuck
-                or not worker.runs(msg.job_id, REDUCE, msg.task, msg.attempt)):
+                or not worker.runs(msg.attempt)):
             return []
         lost = [s.task for s in task.sources if s.addr == msg.addr and not self._has_input(worker, task, s)]
         if not lost:
             return []
         self._drop_task(worker)
-        return [m.TaskFailed(worker_id=worker.id, job_id=task.job_id, task=task.task, attempt=task.attempt,
+        return [m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
                              kind="missing_data", error=f"no output of maps {lost}", missing_maps=lost),
                 _request(worker, task)]
 
     def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[m.WorkerToCoord]:
         task = worker.task
-        if not isinstance(task, m.AssignReduce) or not worker.runs(msg.job_id, REDUCE, msg.task, msg.attempt):
+        if not isinstance(task, m.AssignReduce) or not worker.runs(msg.attempt):
             return []
         if worker.granted is not None:
             return []   # the executor acts on the first decision only
@@ -482,8 +482,9 @@ class SimCluster:
     def _map_state(self, event: Event) -> TaskState | None:
         if not (isinstance(event, Received) and isinstance(event.msg, m.MapDone)):
             return None
-        job = self.scheduler.jobs.get(event.msg.job_id)
-        task = job.task(MAP, event.msg.task) if job else None
+        a = event.msg.attempt
+        job = self.scheduler.jobs.get(a.job_id)
+        task = job.task(MAP, a.task) if job else None
         return task.state if task else None
 
     def _audit(self, event: Event, map_before: TaskState | None, actions: list[Action]) -> None:
@@ -524,34 +525,35 @@ class SimCluster:
         if isinstance(msg, m.AssignMap | m.AssignReduce):
             return self._audit_assign(worker, msg)
         if isinstance(msg, m.CommitDecision) and msg.ok:
-            key = (msg.job_id, msg.task)
+            a = msg.attempt
+            key = (a.job_id, a.task)
             previous = self._grants.get(key)
-            self._grants[key] = msg.attempt
+            self._grants[key] = a.number
             if key in self._committed_reduces:
-                return [f"{msg.job_id}/reduce-{msg.task} granted a commit after it committed"]
-            if previous not in (None, msg.attempt) and (msg.job_id, f"reduce-{msg.task}", previous) not in self._lost:
-                return [f"{msg.job_id}/reduce-{msg.task}: attempt {msg.attempt} granted a commit while attempt "
+                return [f"{a.job_id}/{a.task_label} granted a commit after it committed"]
+            if previous not in (None, a.number) and (a.job_id, a.task_label, previous) not in self._lost:
+                return [f"{a.job_id}/{a.task_label}: attempt {a.number} granted a commit while attempt "
                         f"{previous} still holds one"]
         return []
 
     def _audit_assign(self, worker: SimWorker, msg: Assignment) -> list[str]:
-        kind = _kind(msg)
-        key = (msg.job_id, kind, msg.task, msg.attempt)
+        a = msg.attempt
+        key = (a.job_id, a.kind, a.task, a.number)
         problems = []
         if key in self._assigned:
             problems.append(f"attempt {key} assigned twice")
         self._assigned[key] = worker.id
-        job = self.scheduler.jobs[msg.job_id]
-        task = job.task(kind, msg.task)
+        job = self.scheduler.jobs[a.job_id]
+        task = job.task(a.kind, a.task)
         if task is not None and task.not_before > self.clock.now:
             problems.append(f"{key} assigned during its backoff (until {task.not_before}, now {self.clock.now})")
         if isinstance(msg, m.AssignReduce):
             backup = task is not None and len(task.running) > 1   # a backup may run anywhere: it pulls
-            if job.owners[msg.task] != worker.id and not backup:
-                problems.append(f"{key} assigned to {worker.id}, the owner is {job.owners[msg.task]}")
+            if job.owners[a.task] != worker.id and not backup:
+                problems.append(f"{key} assigned to {worker.id}, the owner is {job.owners[a.task]}")
             if [s.task for s in msg.sources] != list(range(len(job.maps))):
                 problems.append(f"{key} sources do not name every map once: {msg.sources}")
-            stale = [s for s in msg.sources if (msg.job_id, s.task, s.attempt) not in self._committed_maps]
+            stale = [s for s in msg.sources if (a.job_id, s.task, s.attempt) not in self._committed_maps]
             if stale:
                 problems.append(f"{key} reads map output that was never committed: {stale}")
         return problems
@@ -561,13 +563,9 @@ def _kind(task: Assignment) -> m.TaskKind:
     return MAP if isinstance(task, m.AssignMap) else REDUCE
 
 
-def _running(task: Assignment) -> m.AttemptId:
-    return m.AttemptId(job_id=task.job_id, kind=_kind(task), task=task.task, number=task.attempt)
-
-
 def _request(worker: SimWorker, finished: Assignment) -> m.TaskRequest:
     """What the executor sends once it is done with an attempt, whatever the outcome."""
-    return m.TaskRequest(worker_id=worker.id, finished=_running(finished))
+    return m.TaskRequest(worker_id=worker.id, finished=finished.attempt)
 
 
 def _register(worker: SimWorker, python: str) -> m.Register:
@@ -575,7 +573,7 @@ def _register(worker: SimWorker, python: str) -> m.Register:
     holdings = [m.Holding(job_id=job, maps=sorted((t, a) for j, t, a in worker.kept if j == job))
                 for job in jobs]
     task = worker.task
-    running = _running(task) if task else None
+    running = task.attempt if task else None
     recent = [r for r in worker.reports if isinstance(r, m.MapDone)][-8:]
     return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim",
                       holdings=holdings, running=running, finished_maps=recent)
@@ -653,17 +651,16 @@ def _worker_problems(s: Scheduler) -> list[str]:
     return problems
 
 
-def _current_problems(s: Scheduler, worker: Worker, current: tuple[str, str, int, int]) -> list[str]:
-    job_id, kind, index, number = current
-    job = s.jobs.get(job_id)
+def _current_problems(s: Scheduler, worker: Worker, current: m.AttemptId) -> list[str]:
+    job = s.jobs.get(current.job_id)
     if job is None:
-        return [f"worker {worker.id} runs an attempt of unknown job {job_id}"]
-    task = job.task(kind, index)
-    if task is None or not 1 <= number <= task.attempts_made:
-        return [f"worker {worker.id} runs {current}, an attempt that was never made"]
-    attempt = task.running.get(number)
+        return [f"worker {worker.id} runs an attempt of unknown job {current.job_id}"]
+    task = job.task(current.kind, current.task)
+    if task is None or not 1 <= current.number <= task.attempts_made:
+        return [f"worker {worker.id} runs {current.label}, an attempt that was never made"]
+    attempt = task.running.get(current.number)
     if attempt is not None and attempt.worker != worker.id:
-        return [f"worker {worker.id} runs {current}, which belongs to {attempt.worker}"]
+        return [f"worker {worker.id} runs {current.label}, which belongs to {attempt.worker}"]
     return []   # not running any more: cancelled (job ended, or a backup lost); its next TaskRequest says so
 
 
@@ -731,7 +728,7 @@ def _live_task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
         worker = s.workers.get(attempt.worker)
         if worker is None or not worker.alive:
             problems.append(f"attempt {number} runs on unknown or dead worker {attempt.worker}")
-        elif worker.current != (job.id, task.kind, task.index, number):
+        elif worker.current != job.attempt_id(task, number):
             problems.append(f"attempt {number} runs on {worker.id}, whose current task is {worker.current}")
     return problems
 

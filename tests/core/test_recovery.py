@@ -20,7 +20,7 @@ def finish_maps(sim: SimCluster, n: int) -> list[tuple[int, int, str]]:
         task = sim.assignment(worker)
         assert isinstance(task, m.AssignMap)
         sim.finish(worker)
-        done.append((task.task, task.attempt, worker))
+        done.append((task.attempt.task, task.attempt.number, worker))
     return done
 
 
@@ -47,9 +47,9 @@ def test_a_running_attempt_is_readopted_and_its_report_counts() -> None:
     running = sim.assignment("w1")
     assert isinstance(running, m.AssignMap)
     sim.restart_coordinator()
-    assert sim.task(job, MAP, running.task).running.keys() == {running.attempt}
+    assert sim.task(job, MAP, running.attempt.task).running.keys() == {running.attempt.number}
     sim.finish("w1")
-    assert sim.task(job, MAP, running.task).committed == running.attempt
+    assert sim.task(job, MAP, running.attempt.task).committed == running.attempt.number
 
 
 def test_attempt_numbers_are_never_reused_across_restarts() -> None:
@@ -211,17 +211,17 @@ def test_a_map_finished_while_the_coordinator_was_down_counts_when_its_worker_co
     sim.finish("w1")                      # its MapDone goes nowhere: the coordinator is down
     sim.restart_coordinator()
     sim.isolate("w1", False)
-    done = m.MapDone(worker_id="w1", job_id=job, task=task.task, attempt=task.attempt, records_out=10,
+    done = m.MapDone(worker_id="w1", attempt=task.attempt, records_out=10,
                      bytes_out=100)
     register = m.Register(worker_id="w1", data_addr=sim.workers["w1"].addr, python="3.11", pid=1, host="sim",
-                          holdings=[m.Holding(job_id=job, maps=[(task.task, task.attempt)])],
+                          holdings=[m.Holding(job_id=job, maps=[(task.attempt.task, task.attempt.number)])],
                           finished_maps=[done])
     actions = sim.send("w1", register)
-    assert [log.fields["task"] for log in logged(actions, "map_readopted")] == [f"map-{task.task}"]
-    assert sim.task(job, MAP, task.task).committed == task.attempt
+    assert [log.fields["task"] for log in logged(actions, "map_readopted")] == [f"map-{task.attempt.task}"]
+    assert sim.task(job, MAP, task.attempt.task).committed == task.attempt.number
     sim.run()
     assert sim.finished[job] is JobState.SUCCEEDED
-    assert sim.task(job, MAP, task.task).committed == task.attempt
+    assert sim.task(job, MAP, task.attempt.task).committed == task.attempt.number
 
 
 def test_a_finished_map_whose_output_is_gone_is_not_readopted() -> None:
@@ -233,11 +233,11 @@ def test_a_finished_map_whose_output_is_gone_is_not_readopted() -> None:
     sim.finish("w1")
     sim.restart_coordinator()
     sim.isolate("w1", False)
-    done = m.MapDone(worker_id="w1", job_id=job, task=task.task, attempt=task.attempt, records_out=1, bytes_out=1)
+    done = m.MapDone(worker_id="w1", attempt=task.attempt, records_out=1, bytes_out=1)
     actions = sim.send("w1", m.Register(worker_id="w1", data_addr=sim.workers["w1"].addr, python="3.11", pid=1,
                                         host="sim", finished_maps=[done]))
     assert logged(actions, "map_readopted") == []
-    assert sim.task(job, MAP, task.task).state is not TaskState.DONE
+    assert sim.task(job, MAP, task.attempt.task).state is not TaskState.DONE
 
 
 def test_an_ended_job_whose_output_step_was_cut_short_finishes_it_after_a_restart() -> None:

@@ -66,8 +66,10 @@ def test_a_worker_on_another_python_is_rejected() -> None:
 @pytest.mark.parametrize("msg", [
     m.Heartbeat(worker_id="ghost"),
     m.TaskRequest(worker_id="ghost"),
-    m.MapDone(worker_id="ghost", job_id="job-0001", task=0, attempt=1, records_out=1, bytes_out=1),
-    m.TaskFailed(worker_id="ghost", job_id="job-0001", task=0, attempt=1, kind="app", error="x"),
+    m.MapDone(worker_id="ghost", attempt=m.AttemptId(job_id="job-0001", kind="map", task=0, number=1),
+              records_out=1, bytes_out=1),
+    m.TaskFailed(worker_id="ghost", attempt=m.AttemptId(job_id="job-0001", kind="map", task=0, number=1),
+                 kind="app", error="x"),
 ])
 def test_an_unknown_worker_is_told_to_register_again(msg: m.WorkerToCoord) -> None:
     s = Scheduler(SchedulerParams(python="3.11"))
@@ -215,7 +217,8 @@ def test_a_job_is_queued_until_a_worker_joins() -> None:
     setup, assign = sim.received("w1")[-2:]
     assert setup == m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=3, owners=[addr(sim, "w1")] * 3,
                                owners_epoch=0, push=True, batch_bytes=1 << 20, window_bytes=8 << 20)
-    assert assign == m.AssignMap(job_id=job, task=0, attempt=1, split=m.InputSplit("in-0", "/in/0", 0, 100))
+    assert assign == m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=0, number=1),
+                                 split=m.InputSplit("in-0", "/in/0", 0, 100))
 
 
 # ---------------------------------------------------------------- a healthy run
@@ -224,7 +227,8 @@ def test_a_job_is_queued_until_a_worker_joins() -> None:
 def test_map_tasks_spread_over_two_workers_at_once() -> None:
     sim = sim_with("w1", "w2")
     job = sim.submit(n_splits=4, n_reduce=2)
-    assert [(a.task, a.attempt) for a in [sim.assignment("w1"), sim.assignment("w2")] if a] == [(0, 1), (1, 1)]
+    assigned = [a.attempt for a in [sim.assignment("w1"), sim.assignment("w2")] if a]
+    assert [(a.task, a.number) for a in assigned] == [(0, 1), (1, 1)]
     assert [t.state for t in sim.job(job).maps] == [TaskState.RUNNING] * 2 + [TaskState.READY] * 2
     assert sim.job(job).owners == ["w1", "w2"]
 
@@ -240,9 +244,11 @@ def test_reduces_go_to_their_owners_only_after_every_map_commits() -> None:
     r0, r1 = sent(actions, m.AssignReduce, peer(sim, "w1")), sent(actions, m.AssignReduce, peer(sim, "w2"))
     sources = [m.MapSource(0, 1, addr(sim, "w1")), m.MapSource(1, 1, addr(sim, "w2")),
                m.MapSource(2, 1, addr(sim, "w1"))]
-    assert r0 == [m.AssignReduce(job_id=job, task=0, attempt=1, output_dir=sim.job(job).spec.output_dir,
+    assert r0 == [m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
+                                 output_dir=sim.job(job).spec.output_dir,
                                  sources=sources)]
-    assert r1 == [m.AssignReduce(job_id=job, task=1, attempt=1, output_dir=sim.job(job).spec.output_dir,
+    assert r1 == [m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=1, number=1),
+                                 output_dir=sim.job(job).spec.output_dir,
                                  sources=sources)]
 
 
@@ -295,8 +301,10 @@ def test_a_stale_map_done_from_an_old_attempt_is_ignored() -> None:
     job = sim.submit(n_splits=1, n_reduce=1)
     gave_up = m.AttemptId(job_id=job, kind=MAP, task=0, number=1)
     sim.send("w1", m.TaskRequest(worker_id="w1", finished=gave_up))   # the worker gave attempt 1 up; 2 follows
-    assert sim.assignment("w1") == m.AssignMap(job_id=job, task=0, attempt=2, split=sim.job(job).spec.splits[0])
-    actions = sim.send("w1", m.MapDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=5,
+    assert sim.assignment("w1") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=0, number=2),
+                                               split=sim.job(job).spec.splits[0])
+    actions = sim.send("w1", m.MapDone(worker_id="w1", attempt=m.AttemptId(job_id=job, kind="map", task=0, number=1),
+                                       records_out=5,
                                        bytes_out=5))
     assert [a for a in actions if isinstance(a, Send)] == []
     assert [log.fields["attempt"] for log in logged(actions, "stale_report")] == [1]
@@ -309,14 +317,16 @@ def test_a_stale_map_done_from_an_old_attempt_is_ignored() -> None:
 def test_a_report_from_a_worker_that_does_not_run_the_attempt_is_ignored() -> None:
     sim = sim_with("w1", "w2")
     job = sim.submit(n_splits=2, n_reduce=1)
-    for msg in [m.MapDone(worker_id="w2", job_id=job, task=0, attempt=1, records_out=1, bytes_out=1),
-                m.TaskFailed(worker_id="w2", job_id=job, task=0, attempt=1, kind="app", error="x")]:
+    for msg in [m.MapDone(worker_id="w2", attempt=m.AttemptId(job_id=job, kind="map", task=0, number=1),
+                          records_out=1, bytes_out=1),
+                m.TaskFailed(worker_id="w2", attempt=m.AttemptId(job_id=job, kind="map", task=0, number=1),
+                             kind="app", error="x")]:
         actions = sim.send("w2", msg)
         assert [a for a in actions if isinstance(a, Send)] == []
         assert logged(actions, "stale_report")
     assert sim.task(job, MAP, 0).running.keys() == {1}
     assert sim.task(job, MAP, 0).running[1].worker == "w1"
-    assert sim.worker_state("w2").current == (job, MAP, 1, 1)
+    assert sim.worker_state("w2").current == m.AttemptId(job_id=job, kind=MAP, task=1, number=1)
 
 
 def test_duplicate_reports_change_nothing() -> None:
@@ -349,7 +359,7 @@ def test_worker_death_mid_map_reruns_the_task_elsewhere() -> None:
     assert sent(actions, m.OwnersUpdate) == []          # w2 owned no partition
     map1 = sim.task(job, MAP, 1)
     assert (map1.state, map1.worker_losses, map1.app_failures) == (TaskState.RUNNING, 1, 0)
-    assert [(w, a.task, a.attempt) for w in ("w1", "w3") if (a := sim.assignment(w))] == [("w1", 1, 2)]
+    assert [(w, a.attempt.task, a.attempt.number) for w in ("w1", "w3") if (a := sim.assignment(w))] == [("w1", 1, 2)]
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert sim.task(job, MAP, 1).committed == 2
@@ -371,7 +381,8 @@ def test_owner_death_moves_partitions_and_reruns_maps_committed_on_it() -> None:
     assert sent(actions, m.OwnersUpdate, peer(sim, "w1")) == []
     map0 = sim.task(job, MAP, 0)
     assert (map0.state, map0.committed, state.maps_done) == (TaskState.RUNNING, None, 1)
-    assert sim.assignment("w2") == m.AssignMap(job_id=job, task=0, attempt=2, split=state.spec.splits[0])
+    assert sim.assignment("w2") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=0, number=2),
+                                               split=state.spec.splits[0])
     assert sim.task(job, MAP, 1).committed_worker == "w2"
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
@@ -457,8 +468,10 @@ def test_a_lost_worker_is_announced_to_every_running_reduce_and_those_holding_it
     sim.kill("w1")
     actions = sim.advance(sim.liveness_timeout)
     assert [(a.peer, a.msg) for a in actions if isinstance(a, Send) and isinstance(a.msg, m.SourcesLost)] == [
-        (peer(sim, "w2"), m.SourcesLost(job_id=job, task=1, attempt=1, addr=addr(sim, "w1"))),
-        (peer(sim, "w3"), m.SourcesLost(job_id=job, task=2, attempt=1, addr=addr(sim, "w1")))]
+        (peer(sim, "w2"), m.SourcesLost(attempt=m.AttemptId(job_id=job, kind="reduce", task=1, number=1),
+                                        addr=addr(sim, "w1"))),
+        (peer(sim, "w3"), m.SourcesLost(attempt=m.AttemptId(job_id=job, kind="reduce", task=2, number=1),
+                                        addr=addr(sim, "w1")))]
     assert logged(actions, "task_failed") == []         # map 0 pushed its output to them: nothing is missing
     assert [sim.task(job, REDUCE, r).running.keys() for r in (1, 2)] == [{1}, {1}]
     sim.run()
@@ -490,13 +503,14 @@ def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_aga
     actions = sim.advance(1.0)
     assert [(log.fields["partition"], log.fields["worker"]) for log in logged(actions, "partition_moved")] == [
         (3, "w3")]
-    assert sim.assignment("w3") == m.AssignReduce(job_id=job, task=3, attempt=1, output_dir="/out/1", sources=[
+    assert sim.assignment("w3") == m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=3, number=1),
+                                                  output_dir="/out/1", sources=[
         m.MapSource(task=0, attempt=1, addr=addr(sim, "w1")), m.MapSource(task=1, attempt=1, addr=addr(sim, "w2")),
         m.MapSource(task=2, attempt=1, addr=addr(sim, "w3"))])
     actions = sim.advance(sim.liveness_timeout)
     assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == ["w2"]
     assert sent(actions, m.SourcesLost, peer(sim, "w3")) == [
-        m.SourcesLost(job_id=job, task=3, attempt=1, addr=addr(sim, "w2"))]
+        m.SourcesLost(attempt=m.AttemptId(job_id=job, kind="reduce", task=3, number=1), addr=addr(sim, "w2"))]
     assert [(log.fields["task"], log.fields["kind"]) for log in logged(actions, "task_failed")] == [
         ("reduce-3", "missing_data")]
     reduce3 = sim.task(job, REDUCE, 3)
@@ -525,7 +539,8 @@ def test_missing_data_reported_late_does_not_undo_map_output_committed_after_the
     sim.advance(sim.liveness_timeout)
     sim.hang("w1", False)
     sim.finish("w1")                                    # reduce 0 commits; w1 makes map 1 again
-    assert sim.assignment("w1") == m.AssignMap(job_id=job, task=1, attempt=2, split=sim.job(job).spec.splits[1])
+    assert sim.assignment("w1") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=1, number=2),
+                                               split=sim.job(job).spec.splits[1])
     sim.finish("w1")
     map1 = sim.task(job, MAP, 1)
     assert (map1.state, map1.committed) == (TaskState.DONE, 2)
@@ -546,8 +561,8 @@ def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another
     bad = sim.submit(n_splits=1, n_reduce=1)
     good = sim.submit(n_splits=1, n_reduce=1)
     assert [sim.assignment(w) for w in ("w1", "w2", "w3")] == [
-        m.AssignMap(job_id=bad, task=0, attempt=1, split=sim.job(bad).spec.splits[0]),
-        m.AssignMap(job_id=good, task=0, attempt=1, split=sim.job(good).spec.splits[0]),
+        m.AssignMap(attempt=m.AttemptId(job_id=bad, kind="map", task=0, number=1), split=sim.job(bad).spec.splits[0]),
+        m.AssignMap(attempt=m.AttemptId(job_id=good, kind="map", task=0, number=1), split=sim.job(good).spec.splits[0]),
         None]
     task = sim.task(bad, MAP, 0)
     holder = "w1"
@@ -579,8 +594,8 @@ def test_a_failed_job_cancels_its_other_running_tasks() -> None:
     sim = sim_with("w1", "w2", max_attempts=1)
     job = sim.submit(n_splits=2, n_reduce=1)
     actions = sim.fail("w1")
-    assert sent(actions, m.CancelTask, peer(sim, "w2")) == [m.CancelTask(job_id=job, task=1, attempt=1,
-                                                                         kind=MAP)]
+    cancel = m.CancelTask(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=1))
+    assert sent(actions, m.CancelTask, peer(sim, "w2")) == [cancel]
     assert sim.job(job).state is JobState.FAILED
     assert sim.busy() == []
 
@@ -626,14 +641,15 @@ def test_only_the_current_reduce_attempt_is_granted_the_commit() -> None:
     sim.hang("w1")
     sim.advance(4.0)                                    # attempt 1 made no progress: given up
     sim.hang("w1", False)
-    assert sim.assignment("w1") == m.AssignReduce(job_id=job, task=0, attempt=2,
+    assert sim.assignment("w1") == m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=2),
                                                   output_dir=sim.job(job).spec.output_dir,
                                                   sources=[m.MapSource(0, 1, addr(sim, "w1"))])
-    late = sim.send("w1", m.ReduceDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=1))
+    late = sim.send("w1", m.ReduceDone(worker_id="w1", attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
+                                       records_out=1))
     assert sent(late, m.CommitDecision) == []
     sim.finish("w1")
     decisions = [msg for msg in sim.received("w1") if isinstance(msg, m.CommitDecision)]
-    assert decisions == [m.CommitDecision(job_id=job, task=0, attempt=2, ok=True)]
+    assert decisions == [m.CommitDecision(attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=2), ok=True)]
     assert sim.renamed == {(job, 0): [2]}
 
 
@@ -642,9 +658,12 @@ def test_a_duplicate_reduce_done_keeps_the_commit_granted() -> None:
     job = sim.submit(n_splits=1, n_reduce=1)
     sim.finish("w1")
     first = sim.finish("w1", commit=False)
-    assert sent(first, m.CommitDecision) == [m.CommitDecision(job_id=job, task=0, attempt=1, ok=True)]
-    again = sim.send("w1", m.ReduceDone(worker_id="w1", job_id=job, task=0, attempt=1, records_out=1))
-    assert sent(again, m.CommitDecision) == [m.CommitDecision(job_id=job, task=0, attempt=1, ok=True)]
+    grant = m.CommitDecision(attempt=m.AttemptId(job_id=job, kind=REDUCE, task=0, number=1), ok=True)
+    assert sent(first, m.CommitDecision) == [grant]
+    again = sim.send("w1", m.ReduceDone(worker_id="w1",
+                                        attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
+                                        records_out=1))
+    assert sent(again, m.CommitDecision) == [grant]
     assert sim.task(job, REDUCE, 0).state is TaskState.COMMITTING
     sim.commit("w1")
     assert sim.finished == {job: JobState.SUCCEEDED}
@@ -667,7 +686,8 @@ def test_a_reduce_committed_without_a_grant_does_not_count() -> None:
     sim = sim_with("w1")
     job = sim.submit(n_splits=1, n_reduce=1)
     sim.finish("w1")
-    actions = sim.send("w1", m.ReduceCommitted(worker_id="w1", job_id=job, task=0, attempt=1))
+    actions = sim.send("w1", m.ReduceCommitted(worker_id="w1",
+                                               attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1)))
     assert not logged(actions, "reduce_committed")
     reduce = sim.task(job, REDUCE, 0)
     assert (reduce.state, reduce.committed) != (TaskState.DONE, 1)
@@ -740,13 +760,14 @@ def test_a_task_without_progress_is_cancelled_and_run_again() -> None:
     actions = sim.advance(4.5)
     assert sent(actions, m.CancelTask) == []
     actions = sim.advance(0.5)
-    assert sent(actions, m.CancelTask, peer(sim, "w1")) == [m.CancelTask(job_id=job, task=0, attempt=1,
-                                                                         kind=MAP)]
+    cancel = m.CancelTask(attempt=m.AttemptId(job_id=job, kind=MAP, task=0, number=1))
+    assert sent(actions, m.CancelTask, peer(sim, "w1")) == [cancel]
     assert [log.fields["why"] for log in logged(actions, "attempt_lost")] == [
         "no progress within the task timeout"]
     map0 = sim.task(job, MAP, 0)
     assert (map0.app_failures, map0.worker_losses, list(map0.running)) == (1, 0, [2])   # the app's failure
-    assert sim.assignment("w2") == m.AssignMap(job_id=job, task=0, attempt=2, split=sim.job(job).spec.splits[0])
+    assert sim.assignment("w2") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=0, number=2),
+                                               split=sim.job(job).spec.splits[0])
 
 
 def test_a_timed_out_worker_stays_busy_until_it_says_the_attempt_is_gone() -> None:
@@ -794,8 +815,8 @@ def test_cancelling_a_running_job() -> None:
     assert [(j.job_id, j.state, j.error) for j in replies[0].jobs] == [(job, "cancelled", "cancelled by a client")]
     assert sim.finished == {job: JobState.CANCELLED}
     cancels = [msg for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.CancelTask)]
-    assert cancels == [m.CancelTask(job_id=job, task=2, attempt=1, kind=MAP),
-                       m.CancelTask(job_id=job, task=1, attempt=1, kind=MAP)]
+    assert cancels == [m.CancelTask(attempt=m.AttemptId(job_id=job, kind=MAP, task=2, number=1)),
+                       m.CancelTask(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=1))]
     assert sim.busy() == []
     assert sim.client_send(m.CancelJob(job_id=job))[0].jobs[0].state == "cancelled"  # type: ignore[union-attr]
     assert sim.finished == {job: JobState.CANCELLED}
@@ -943,7 +964,8 @@ def test_an_idle_worker_takes_over_a_ready_partition_whose_owner_is_busy_for_lon
     b = sim.submit(n_splits=1, n_reduce=1)
     assert sim.job(a).owners == ["w1", "w2"]
     sim.finish("w2")                                   # a/map-1; then it takes b/map-0 and gets stuck in it
-    assert sim.assignment("w2") == m.AssignMap(job_id=b, task=0, attempt=1, split=sim.job(b).spec.splits[0])
+    assert sim.assignment("w2") == m.AssignMap(attempt=m.AttemptId(job_id=b, kind="map", task=0, number=1),
+                                               split=sim.job(b).spec.splits[0])
     sim.hang("w2")
     sim.finish("w1")                                   # a/map-0: a's reduces are ready; w1 runs its own
     sim.finish("w1")
@@ -955,7 +977,7 @@ def test_an_idle_worker_takes_over_a_ready_partition_whose_owner_is_busy_for_lon
         (1, "w1")]
     assert sim.job(a).owners == ["w1", "w1"]
     assigned = sim.assignment("w1")
-    assert isinstance(assigned, m.AssignReduce) and (assigned.job_id, assigned.task) == (a, 1)
+    assert isinstance(assigned, m.AssignReduce) and (assigned.attempt.job_id, assigned.attempt.task) == (a, 1)
     assert [u.owners_epoch for u in sim.received("w2") if isinstance(u, m.OwnersUpdate)] == [1]
     sim.finish("w1")
     assert sim.finished.get(a) is JobState.SUCCEEDED

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from zmr.core.scheduler import SchedulerParams
-from zmr.core.state import MAP, REDUCE, JobState, TaskState
+from zmr.core.state import REDUCE, JobState, TaskState
 from zmr.protocol import messages as m
 from zmr.testing import SimCluster
 
@@ -110,7 +110,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def _fail(self, worker: str, kind: m.FailureKind) -> None:
         task = self.sim.assignment(worker)
         assert task is not None
-        self.injected[(task.job_id, MAP if isinstance(task, m.AssignMap) else REDUCE, task.task)] += 1
+        self.injected[(task.attempt.job_id, task.attempt.kind, task.attempt.task)] += 1
         self.sim.fail(worker, kind=kind)
 
     @precondition(lambda self: self.holding())
@@ -135,7 +135,7 @@ class ClusterMachine(RuleBasedStateMachine):
         worker = choose(self.holding(m.AssignReduce), i)
         task = self.sim.assignment(worker)
         assert task is not None
-        n_maps = len(self.sim.job(task.job_id).maps)
+        n_maps = len(self.sim.job(task.attempt.job_id).maps)
         self.sim.fail(worker, kind="missing_data", missing=[x % (n_maps + 1) - 1 for x in missing])
 
     @precondition(lambda self: self.up())
@@ -199,10 +199,10 @@ class ClusterMachine(RuleBasedStateMachine):
         if self.cut_off(worker):
             return
         granted = (isinstance(task, m.AssignReduce)
-                   and self.sim.task(task.job_id, REDUCE, task.task).committing == task.attempt)
+                   and self.sim.task(task.attempt.job_id, REDUCE, task.attempt.task).committing == task.attempt.number)
         if report is m.ReduceCommitted and granted:
             return   # that would be the truth, but the rename never happened
-        ids = {"worker_id": worker, "job_id": task.job_id, "task": task.task, "attempt": task.attempt}
+        ids = {"worker_id": worker, "attempt": task.attempt}
         extra = {m.MapDone: {"records_out": 1, "bytes_out": 1}, m.ReduceDone: {"records_out": 1}}.get(report, {})
         self.sim.send(worker, report(**ids, **extra))  # type: ignore[arg-type]
 

@@ -143,17 +143,24 @@ def _attack_with_misuse(c: Cluster, siege: Siege, job: str) -> None:
         assert fake.register(), fake.received
         reports: list[m.WorkerToCoord] = []
         for t in running:   # tasks that run on real workers: attempt numbers as the coordinator has them
-            reports += [m.MapDone(worker_id=fake.worker_id, job_id=job, task=t.index, attempt=t.attempts,
+            reports += [m.MapDone(worker_id=fake.worker_id,
+                                  attempt=m.AttemptId(job_id=job, kind="map", task=t.index, number=t.attempts),
                                   records_out=1, bytes_out=1)] * 2    # a duplicate stale report
-            reports += [m.TaskFailed(worker_id=fake.worker_id, job_id=job, task=t.index, attempt=t.attempts,
+            reports += [m.TaskFailed(worker_id=fake.worker_id,
+                                     attempt=m.AttemptId(job_id=job, kind="map", task=t.index, number=t.attempts),
                                      kind="app", error="forged failure")] * 5   # more than retry.max_attempts
         reports += [
-            m.ReduceDone(worker_id=fake.worker_id, job_id=job, task=0, attempt=1, records_out=1),
-            m.ReduceCommitted(worker_id=fake.worker_id, job_id=job, task=0, attempt=1),
-            m.TaskFailed(worker_id=fake.worker_id, job_id=job, task=0, attempt=1, kind="missing_data",
+            m.ReduceDone(worker_id=fake.worker_id, attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
+                         records_out=1),
+            m.ReduceCommitted(worker_id=fake.worker_id,
+                              attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1)),
+            m.TaskFailed(worker_id=fake.worker_id, attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
+                         kind="missing_data",
                          error="forged", missing_maps=[0, 1, 2]),
-            m.MapDone(worker_id=fake.worker_id, job_id="job-9999", task=0, attempt=1, records_out=1, bytes_out=1),
-            m.MapDone(worker_id=fake.worker_id, job_id=job, task=10**6, attempt=-1, records_out=-1, bytes_out=-1),
+            m.MapDone(worker_id=fake.worker_id, attempt=m.AttemptId(job_id="job-9999", kind="map", task=0, number=1),
+                      records_out=1, bytes_out=1),
+            m.MapDone(worker_id=fake.worker_id, attempt=m.AttemptId(job_id=job, kind="map", task=10**6, number=10**6),
+                      records_out=-1, bytes_out=-1),
             m.Heartbeat(worker_id=fake.worker_id, task="forged", progress=10**9, partitions=[
                 m.PartitionStat(job_id=job, partition=p, bytes_in=10**12, batches_in=10**6, first_batch=0.0,
                                 last_batch=0.0) for p in range(N_REDUCE)]),
@@ -170,8 +177,9 @@ def _attack_with_misuse(c: Cluster, siege: Siege, job: str) -> None:
     # someone else claims to be the worker that runs the victim's task
     with Peer(c.address, b"impostor") as impostor:
         for _ in range(3):
-            impostor.send_msg(m.TaskFailed(worker_id=victim.worker, job_id=job, task=victim.index,
-                                           attempt=victim.attempts, kind="app", error="forged by an impostor"))
+            forged = m.AttemptId(job_id=job, kind="map", task=victim.index, number=victim.attempts)
+            impostor.send_msg(m.TaskFailed(worker_id=victim.worker, attempt=forged, kind="app",
+                                           error="forged by an impostor"))
         deadline = time.monotonic() + 10
         while len(siege.impostor_received) < 3 and time.monotonic() < deadline:
             siege.impostor_received += impostor.replies(0.5)

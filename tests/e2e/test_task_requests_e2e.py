@@ -61,8 +61,7 @@ class DutifulWorker(FakeWorker):
             while inbox:
                 msg = inbox.pop(0)
                 if isinstance(msg, m.AssignMap):
-                    self.send_msg(m.MapDone(worker_id=self.worker_id, job_id=msg.job_id, task=msg.task,
-                                            attempt=msg.attempt, records_out=0, bytes_out=0))
+                    self.send_msg(m.MapDone(worker_id=self.worker_id, attempt=msg.attempt, records_out=0, bytes_out=0))
                     self.send_msg(m.TaskRequest(worker_id=self.worker_id))
                 elif isinstance(msg, m.AssignReduce):
                     inbox += self._reduce(msg)
@@ -75,21 +74,19 @@ class DutifulWorker(FakeWorker):
     def _reduce(self, assign: m.AssignReduce) -> list[Any]:
         """Returns what arrived meanwhile that is not the commit decision."""
         out = Path(assign.output_dir)
-        tmp = out / f".mr-out-{assign.task}.{assign.job_id}.a{assign.attempt}.tmp"
+        a = assign.attempt
+        tmp = out / f".mr-out-{a.task}.{a.job_id}.a{a.number}.tmp"
         tmp.write_text("")
-        self.send_msg(m.ReduceDone(worker_id=self.worker_id, job_id=assign.job_id, task=assign.task,
-                                   attempt=assign.attempt, records_out=0))
+        self.send_msg(m.ReduceDone(worker_id=self.worker_id, attempt=assign.attempt, records_out=0))
         others: list[Any] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             self.beat()
             for msg in self.drain(0.05):
-                if isinstance(msg, m.CommitDecision) and (msg.job_id, msg.task, msg.attempt) == (
-                        assign.job_id, assign.task, assign.attempt):
+                if isinstance(msg, m.CommitDecision) and msg.attempt == a:
                     if msg.ok:
-                        os.replace(tmp, out / f"mr-out-{assign.task}")
-                        self.send_msg(m.ReduceCommitted(worker_id=self.worker_id, job_id=assign.job_id,
-                                                        task=assign.task, attempt=assign.attempt))
+                        os.replace(tmp, out / f"mr-out-{a.task}")
+                        self.send_msg(m.ReduceCommitted(worker_id=self.worker_id, attempt=assign.attempt))
                     else:
                         tmp.unlink()
                     return others

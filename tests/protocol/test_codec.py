@@ -40,6 +40,8 @@ def values_of(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.sampled_from(t.values)
     if isinstance(t, mi.TupleType):
         return st.tuples(*[values_of(item) for item in t.item_types])
+    if isinstance(t, mi.IntType) and (t.ge is not None or t.le is not None):
+        return st.integers(t.ge if t.ge is not None else -(2**63), t.le if t.le is not None else 2**64 - 1)
     if isinstance(t, mi.FloatType) and (t.ge is not None or t.le is not None):
         return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False)
     simple: dict[type, st.SearchStrategy[Any]] = {
@@ -105,6 +107,8 @@ def minimal(t: mi.Type) -> Any:
         return minimal(t.types[0])
     if isinstance(t, mi.LiteralType):
         return t.values[0]
+    if isinstance(t, mi.IntType) and t.ge is not None:
+        return t.ge
     simple: dict[type, Any] = {mi.IntType: 0, mi.FloatType: 0.0, mi.StrType: "", mi.BytesType: b"",
                                mi.BoolType: False, mi.NoneType: None, mi.ListType: [], mi.DictType: {}}
     return simple[type(t)]
@@ -251,3 +255,12 @@ def test_a_wait_held_out_of_bounds_is_rejected(timeout: float) -> None:
     frames = [VERSION_FRAME, body("WaitJob", "job-0001", timeout)]
     with pytest.raises(ProtocolError):
         coordinator_decoder(LIMIT).decode(frames)
+
+
+@pytest.mark.parametrize(("kind", "task", "number"), [("map", -1, 1), ("reduce", 0, 0), ("merge", 0, 1)])
+def test_an_attempt_out_of_range_or_of_an_unknown_kind_is_rejected(kind: str, task: int, number: int) -> None:
+    frames = [VERSION_FRAME, body("MapDone", "w-1", ["job-0001", kind, task, number], 1, 1)]
+    with pytest.raises(ProtocolError):
+        coordinator_decoder(LIMIT).decode(frames)
+    good = [VERSION_FRAME, body("MapDone", "w-1", ["job-0001", "map", 0, 1], 1, 1)]
+    assert coordinator_decoder(LIMIT).decode(good)[0].attempt.label == "job-0001/map-0.1"

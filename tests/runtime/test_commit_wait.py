@@ -7,11 +7,12 @@ import pytest
 from zmr.protocol import messages as m
 from zmr.runtime.executor import Cancelled, Executor, Stalled, _StaleGrant
 
-ASSIGN = m.AssignReduce(job_id="job-0001", task=0, attempt=2, output_dir="/unused", sources=[])
+ASSIGN = m.AssignReduce(attempt=m.AttemptId(job_id="job-0001", kind="reduce", task=0, number=2),
+                        output_dir="/unused", sources=[])
 
 
 def _decision(ok: bool, attempt: int = 2) -> m.CommitDecision:
-    return m.CommitDecision(job_id="job-0001", task=0, attempt=attempt, ok=ok)
+    return m.CommitDecision(attempt=m.AttemptId(job_id="job-0001", kind="reduce", task=0, number=attempt), ok=ok)
 
 
 def test_the_grant_for_this_attempt_is_taken_and_others_are_skipped(executor: Executor) -> None:

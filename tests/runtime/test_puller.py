@@ -59,7 +59,7 @@ def _dead_address() -> str:
 
 
 def _assign(addr: str, n_maps: int = 3) -> m.AssignReduce:
-    return m.AssignReduce(job_id=JOB, task=0, attempt=1, output_dir="/unused",
+    return m.AssignReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), output_dir="/unused",
                           sources=[m.MapSource(task=i, attempt=1, addr=addr) for i in range(n_maps)])
 
 
@@ -89,7 +89,7 @@ def test_a_peer_declared_dead_ends_the_wait_at_once(ctx: zmq.Context[Any], tmp_p
     """The pull timeout is long; word that the peer is dead (SourcesLost) is what ends the pull."""
     dead = _dead_address()
     puller, lost = _puller(ctx, tmp_path, timeout=30.0)
-    notice = m.SourcesLost(job_id=JOB, task=0, attempt=1, addr=dead)
+    notice = m.SourcesLost(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), addr=dead)
     threading.Timer(0.3, lost.add, [notice]).start()
     log = Recorder()
     started = time.monotonic()
@@ -102,8 +102,9 @@ def test_a_peer_declared_dead_ends_the_wait_at_once(ctx: zmq.Context[Any], tmp_p
 def test_word_about_another_attempt_or_peer_changes_nothing(
         ctx: zmq.Context[Any], tmp_path: Path, silent_peer: str) -> None:
     puller, lost = _puller(ctx, tmp_path, timeout=0.5)
-    lost.add(m.SourcesLost(job_id=JOB, task=0, attempt=2, addr=silent_peer))    # a later attempt
-    lost.add(m.SourcesLost(job_id=JOB, task=0, attempt=1, addr="tcp://127.0.0.1:1"))
+    lost.add(m.SourcesLost(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=2),
+                           addr=silent_peer))    # a later attempt
+    lost.add(m.SourcesLost(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), addr="tcp://127.0.0.1:1"))
     log = Recorder()
     assert puller.gather(_assign(silent_peer, 1), _no_cancel, lambda: None, log) == [0]
     assert [f["why"] for _, f in log.events] == [SILENT]
@@ -127,11 +128,12 @@ def test_a_cancelled_attempt_stops_pulling_at_once(ctx: zmq.Context[Any], tmp_pa
 
 def test_lost_peers_keep_a_bounded_number_of_attempts() -> None:
     lost = LostPeers(keep=2)
-    for attempt in (1, 2, 3):
-        lost.add(m.SourcesLost(job_id=JOB, task=0, attempt=attempt, addr="tcp://a:1"))
-    assert [lost.of((JOB, 0, a)) for a in (1, 2, 3)] == [frozenset(), {"tcp://a:1"}, {"tcp://a:1"}]
-    lost.forget((JOB, 0, 3))
-    assert lost.of((JOB, 0, 3)) == frozenset()
+    attempts = [m.AttemptId(job_id=JOB, kind="reduce", task=0, number=n) for n in (1, 2, 3)]
+    for attempt in attempts:
+        lost.add(m.SourcesLost(attempt=attempt, addr="tcp://a:1"))
+    assert [lost.of(a) for a in attempts] == [frozenset(), {"tcp://a:1"}, {"tcp://a:1"}]
+    lost.forget(attempts[2])
+    assert lost.of(attempts[2]) == frozenset()
 
 
 def test_a_live_peer_serves_its_kept_copy_and_every_batch_counts_as_progress(

@@ -52,7 +52,8 @@ def test_a_map_waiting_on_an_unreachable_owner_keeps_ticking(tmp_path: Path, sil
         path.write_text("the cat and the dog\n")
         split = m.InputSplit(name=path.name, path=str(path), start=0, end=path.stat().st_size)
         started = time.monotonic()
-        done = runner._run(t.RunMap(job_id=JOB, task=0, attempt=1, split=split, kept_dir=str(tmp_path)))
+        done = runner._run(t.RunMap(attempt=m.AttemptId(job_id=JOB, kind="map", task=0, number=1),
+                                    split=split, kept_dir=str(tmp_path)))
         waited = time.monotonic() - started
         assert isinstance(done, t.MapResult), done
         assert waited >= ACK_TIMEOUT, "the owner was never waited for: the test shows nothing"
@@ -76,7 +77,8 @@ def test_a_reducer_pulling_from_an_unreachable_mapper_keeps_counting_progress(
     progress its heartbeats carry must move meanwhile."""
     ctx: zmq.Context[Any] = zmq.Context()
     puller = Puller(ctx, ReceiveStore(tmp_path / "recv"), LostPeers(), 1 << 20, ACK_TIMEOUT)
-    assign = m.AssignReduce(job_id=JOB, task=0, attempt=1, output_dir=str(tmp_path / "out"),
+    assign = m.AssignReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1),
+                            output_dir=str(tmp_path / "out"),
                             sources=[m.MapSource(task=0, attempt=1, addr=silent_owner)])
     progress = []
     try:

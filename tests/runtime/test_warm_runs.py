@@ -43,7 +43,8 @@ def runner(tmp_path: Path) -> Iterator[Runner]:
 
 def _map(runner: Runner, path: Path, task: int, kept: Path) -> t.FromProc:
     split = m.InputSplit(name=path.name, path=str(path), start=0, end=path.stat().st_size)
-    return runner._run(t.RunMap(job_id=JOB, task=task, attempt=1, split=split, kept_dir=str(kept)))
+    return runner._run(t.RunMap(attempt=m.AttemptId(job_id=JOB, kind="map", task=task, number=1),
+                                split=split, kept_dir=str(kept)))
 
 
 def test_a_map_task_leaves_its_runs_held_and_the_next_one_replaces_them(runner: Runner, tmp_path: Path) -> None:
@@ -78,7 +79,8 @@ def test_runs_beyond_the_bound_are_not_held(runner: Runner, monkeypatch: pytest.
 
 def test_a_reduce_gives_up_the_runs_before_it_runs(runner: Runner, tmp_path: Path) -> None:
     runner._keep_warm([[("a", 1)]])
-    done = runner._run(t.RunReduce(job_id=JOB, task=0, attempt=1, runs=[], tmp_path=str(tmp_path / "out.tmp"),
+    done = runner._run(t.RunReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1),
+                                   runs=[], tmp_path=str(tmp_path / "out.tmp"),
                                    scratch=str(tmp_path / "scratch"), fan_in=16))
     assert isinstance(done, t.ReduceResult) and done.records_out == 0
     assert runner._warm == []

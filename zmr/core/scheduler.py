@@ -355,7 +355,7 @@ class Scheduler:
 
     def archive_ended(self) -> None:
         """Keep only the final status of ended jobs whose leases are gone (frees their app and inputs)."""
-        referenced = {w.current[0] for w in self.workers.values() if w.current is not None}
+        referenced = {w.current.job_id for w in self.workers.values() if w.current is not None}
         for job in [job for job in self.jobs.values()
                     if job.state.ended and job.output_done and job not in self._draining
                     and job.id not in referenced]:
@@ -424,8 +424,7 @@ class Scheduler:
         for holding in msg.holdings:    # and nothing it held before counts
             self._send(peer, m.JobEnded(job_id=holding.job_id))
         if msg.running is not None:
-            r = msg.running
-            self._send(peer, m.CancelTask(job_id=r.job_id, task=r.task, attempt=r.number, kind=r.kind))
+            self._send(peer, m.CancelTask(attempt=msg.running))
         worker = Worker(msg.worker_id, peer, msg.data_addr, self._now, key=key, token=msg.token)
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
@@ -497,47 +496,43 @@ class Scheduler:
 
     def _readopt_finished_map(self, worker: Worker, report: m.MapDone, held: dict[str, m.Holding]) -> None:
         """A map the worker finished while this coordinator was away still counts if its output is there."""
-        job = self.jobs.get(report.job_id)
-        task = job.task(MAP, report.task) if job else None
-        holding = held.get(report.job_id)
+        a = report.attempt
+        job = self.jobs.get(a.job_id)
+        task = job.task(MAP, a.task) if job and a.kind == MAP else None
+        holding = held.get(a.job_id)
         if (job is None or task is None or holding is None or job.state is not JobState.RUNNING
-                or task.state is TaskState.DONE or report.attempt in task.running
-                or not 1 <= report.attempt <= task.attempts_made
-                or (report.task, report.attempt) not in set(map(tuple, holding.maps))):
+                or task.state is TaskState.DONE or a.number in task.running
+                or not a.number <= task.attempts_made
+                or (a.task, a.number) not in set(map(tuple, holding.maps))):
             return
-        self._log("map_readopted", "info", job=job.id, task=task.label, attempt=report.attempt, worker=worker.id)
+        self._log("map_readopted", "info", **a.log_fields(), worker=worker.id)
         self._commit_map(job, task, worker, report)
 
     def _readopt_running(self, worker: Worker, running: m.AttemptId | None) -> None:
         """Keep the attempt the worker says it runs if it may still count; cancel it otherwise."""
-        mine = (running.job_id, running.kind, running.task, running.number) if running else None
-        if worker.current is not None and worker.current != mine:
+        if worker.current is not None and worker.current != running:
             self._abandon_current(worker, "the worker no longer runs it")
-        if running is None or worker.current == mine:
+        if running is None or worker.current == running:
             return
         job = self.jobs.get(running.job_id)
         task = job.task(running.kind, running.task) if job else None
-        usable = (running.kind in (MAP, REDUCE) and running.number >= 1
-                  and job is not None and task is not None and job.state is JobState.RUNNING
+        usable = (job is not None and task is not None and job.state is JobState.RUNNING
                   and task.state in (TaskState.READY, TaskState.RUNNING, TaskState.COMMITTING)
                   and running.number <= task.attempts_made and running.number not in task.running
                   and (task.committing is None or task.committing == running.number))
         if not usable or job is None or task is None:
-            self._send(worker.peer, m.CancelTask(job_id=running.job_id, task=running.task,
-                                                 attempt=running.number, kind=running.kind))
+            self._send(worker.peer, m.CancelTask(attempt=running))
             return
         self._idle.pop(worker.id, None)
         task.running[running.number] = Attempt(worker.id, self._now, self._now)
         task.started = task.started or self._now
-        worker.current, worker.busy_since = mine, self._now
+        worker.current, worker.busy_since = running, self._now
         if task.committing == running.number:   # it was granted the rename: say so again
             task.state = TaskState.COMMITTING
-            self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=running.number,
-                                                     ok=True))
+            self._send(worker.peer, m.CommitDecision(attempt=running, ok=True))
         else:
             task.state = TaskState.RUNNING
-        self._log("attempt_readopted", "info", job=job.id, task=task.label, attempt=running.number,
-                  worker=worker.id)
+        self._log("attempt_readopted", "info", **running.log_fields(), worker=worker.id)
 
     def _on_heartbeat(self, worker: Worker, msg: m.Heartbeat) -> None:
         for stat in msg.partitions:
@@ -557,7 +552,7 @@ class Scheduler:
         none at all): then the worker is about to get that assignment, and the request is stale."""
         if worker.current is not None:
             f = msg.finished
-            if f is None or (f.job_id, f.kind, f.task, f.number) != worker.current:
+            if f is None or f != worker.current:
                 self._log("stale_task_request", "debug", worker=worker.id)
                 return
             self._abandon_current(worker, "the worker ended it without a report that counts")
@@ -567,26 +562,25 @@ class Scheduler:
         self._idle[worker.id] = None
 
     def _on_map_done(self, worker: Worker, msg: m.MapDone) -> None:
-        found = self._own_attempt(worker, msg.job_id, MAP, msg.task, msg.attempt)
+        found = self._own_attempt(worker, msg.attempt, MAP)
         if found is None:
             return
         job, task = found
-        self._record_duration(job, task, msg.attempt)
-        self._finish_attempt(worker, task, msg.attempt)
+        self._record_duration(job, task, msg.attempt.number)
+        self._finish_attempt(worker, task, msg.attempt.number)
         if task.state is TaskState.DONE:
             return  # another attempt committed first; this one's output never counts
         self._commit_map(job, task, worker, msg)
 
     def _commit_map(self, job: Job, task: Task, worker: Worker, msg: m.MapDone) -> None:
-        task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt, worker.id
+        task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt.number, worker.id
         task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
         job.maps_done += 1
         job.bytes_committed += msg.bytes_out
-        self._journal(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
+        self._journal(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt.number, worker_id=worker.id,
                                      records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
         self._cancel_other_attempts(job, task)
-        self._log("map_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
-                  worker=worker.id)
+        self._log("map_committed", "debug", **msg.attempt.log_fields(), worker=worker.id)
         self._sample(job)
         if job.maps_done == len(job.maps):
             for reduce in job.reduces:
@@ -594,63 +588,61 @@ class Scheduler:
                     self._make_ready(job, reduce)
 
     def _on_reduce_done(self, worker: Worker, msg: m.ReduceDone) -> None:
-        found = self._own_attempt(worker, msg.job_id, REDUCE, msg.task, msg.attempt)
+        found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is None:
             return
         job, task = found
         ok = task.state is TaskState.RUNNING and task.committing is None
-        if task.committing == msg.attempt:   # a duplicate report: the grant stands (refusing it would wedge it)
+        if task.committing == msg.attempt.number:   # a duplicate report: the grant stands (refusing it would wedge it)
             ok = True
         elif ok:
-            self._record_duration(job, task, msg.attempt)
-            task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
+            self._record_duration(job, task, msg.attempt.number)
+            task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt.number, msg.records_out
             task.granted_worker = worker.id
-            self._journal(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt,
+            self._journal(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt.number,
                                           worker_id=worker.id, records_out=msg.records_out))
             if msg.received is not None and msg.received.partition == task.index:
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
-        self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
+        self._send(worker.peer, m.CommitDecision(attempt=msg.attempt, ok=ok))
         if not ok:
-            self._finish_attempt(worker, task, msg.attempt)
+            self._finish_attempt(worker, task, msg.attempt.number)
 
     def _on_reduce_committed(self, worker: Worker, msg: m.ReduceCommitted) -> None:
-        found = self._own_attempt(worker, msg.job_id, REDUCE, msg.task, msg.attempt)
+        found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is None:
             return
         job, task = found
-        self._finish_attempt(worker, task, msg.attempt)
-        if task.committing != msg.attempt:   # never granted: it does not count, and the task must run again
+        self._finish_attempt(worker, task, msg.attempt.number)
+        if task.committing != msg.attempt.number:   # never granted: it does not count, and the task must run again
             self._requeue(job, task)
             return
-        task.state, task.committed, task.finished = TaskState.DONE, msg.attempt, self._now
+        task.state, task.committed, task.finished = TaskState.DONE, msg.attempt.number, self._now
         task.committed_worker = worker.id
         job.reduces_done += 1
-        self._journal(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
+        self._journal(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt.number, worker_id=worker.id,
                                         records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
         release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
         for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
             if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
                 self._send(self.workers[worker_id].peer, release)
-        self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
-                  worker=worker.id)
+        self._log("reduce_committed", "debug", **msg.attempt.log_fields(), worker=worker.id)
         self._sample(job)
         if job.reduces_done == len(job.reduces):
             self._end_job(job, JobState.SUCCEEDED, "")
 
     def _on_task_failed(self, worker: Worker, msg: m.TaskFailed) -> None:
-        kind = worker.current[1] if worker.current else MAP   # a worker runs one task at a time
-        found = self._own_attempt(worker, msg.job_id, kind, msg.task, msg.attempt)
+        found = self._own_attempt(worker, msg.attempt, msg.attempt.kind)
         if found is None:
             return
         job, task = found
-        attempt = task.running.get(msg.attempt)
+        attempt = task.running.get(msg.attempt.number)
         assigned = attempt.started if attempt is not None else self._now
-        self._finish_attempt(worker, task, msg.attempt)
-        if task.committing == msg.attempt:   # it failed after its commit was granted (e.g. the rename)
+        self._finish_attempt(worker, task, msg.attempt.number)
+        if task.committing == msg.attempt.number:   # it failed after its commit was granted (e.g. the rename)
             self._revoke_grant(job, task)   # a backup, if any, may commit now
-        self._log("task_failed", "warning", job=job.id, task=task.label, attempt=msg.attempt,
-                  worker=worker.id, kind=msg.kind, error=msg.error)
+        self._log("task_failed", "warning", **msg.attempt.log_fields(), worker=worker.id, kind=msg.kind,
+                  error=msg.error)
         if msg.kind == "missing_data":
             self._on_missing_data(job, task, msg.missing_maps, assigned)
             return
@@ -729,9 +721,9 @@ class Scheduler:
         """A task with no progress for `task_timeout` is given up, even if its worker still beats."""
         for worker in self.workers.values():
             attempt = self._current_attempt(worker) if worker.alive else None
-            if attempt is not None and attempt.last_progress + self.params.task_timeout <= self._now:
-                job_id, kind, index, number = worker.current  # type: ignore[misc]
-                self._send(worker.peer, m.CancelTask(job_id=job_id, task=index, attempt=number, kind=kind))
+            if (worker.current is not None and attempt is not None
+                    and attempt.last_progress + self.params.task_timeout <= self._now):
+                self._send(worker.peer, m.CancelTask(attempt=worker.current))
                 self._time_out_current(worker)
 
     def _time_out_current(self, worker: Worker) -> None:
@@ -755,16 +747,15 @@ class Scheduler:
 
     def _take_attempt_off(self, worker: Worker, why: str) -> tuple[Job, Task] | None:
         """The worker's current attempt no longer counts: off its task, its commit grant revoked."""
-        job_id, kind, index, number = worker.current  # type: ignore[misc]
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        if job is None or task is None or number not in task.running:
+        a = worker.current
+        job = self.jobs.get(a.job_id) if a else None
+        task = job.task(a.kind, a.task) if job and a else None
+        if a is None or job is None or task is None or a.number not in task.running:
             return None
-        del task.running[number]
-        if task.committing == number:
+        del task.running[a.number]
+        if task.committing == a.number:
             self._revoke_grant(job, task)
-        self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
-                  why=why)
+        self._log("attempt_lost", "warning", **a.log_fields(), worker=worker.id, why=why)
         return job, task
 
     def _push_liveness(self, worker: Worker) -> None:
@@ -796,11 +787,10 @@ class Scheduler:
         for worker in self.workers.values():
             if not worker.alive or not worker.peer or worker.current is None:
                 continue
-            job_id, kind, index, number = worker.current
-            job = self.jobs.get(job_id)
-            if kind == REDUCE and job is not None and job.state is JobState.RUNNING:
-                self._send(worker.peer, m.SourcesLost(job_id=job_id, task=index, attempt=number,
-                                                      addr=dead.data_addr))
+            a = worker.current
+            job = self.jobs.get(a.job_id)
+            if a.kind == REDUCE and job is not None and job.state is JobState.RUNNING:
+                self._send(worker.peer, m.SourcesLost(attempt=a, addr=dead.data_addr))
 
     def _abandon_current(self, worker: Worker, why: str) -> None:
         """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""
@@ -995,18 +985,17 @@ class Scheduler:
         task.running[number] = Attempt(worker.id, self._now, self._now)
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
-        worker.current, worker.busy_since = (job.id, task.kind, task.index, number), self._now
+        attempt = job.attempt_id(task, number)
+        worker.current, worker.busy_since = attempt, self._now
         self._journal(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
                                      worker_id=worker.id))
         self._set_up(job, worker)
         if task.kind == MAP:
-            msg: m.FromCoordinator = m.AssignMap(job_id=job.id, task=task.index, attempt=number,
-                                                 split=job.spec.splits[task.index])
+            msg: m.FromCoordinator = m.AssignMap(attempt=attempt, split=job.spec.splits[task.index])
         else:
-            msg = m.AssignReduce(job_id=job.id, task=task.index, attempt=number,
-                                 output_dir=job.spec.output_dir, sources=self._sources(job))
+            msg = m.AssignReduce(attempt=attempt, output_dir=job.spec.output_dir, sources=self._sources(job))
         self._send(worker.peer, msg)
-        self._log("task_assigned", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
+        self._log("task_assigned", "debug", **attempt.log_fields(), worker=worker.id)
 
     # ------------------------------------------------------------ stragglers
 
@@ -1039,16 +1028,16 @@ class Scheduler:
     def _straggler(self, worker: Worker) -> tuple[Job, Task] | None:
         if not worker.alive or worker.current is None:
             return None
-        job_id, kind, index, number = worker.current
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        attempt = task.running.get(number) if task else None
+        current = worker.current
+        job = self.jobs.get(current.job_id)
+        task = job.task(current.kind, current.task) if job else None
+        attempt = task.running.get(current.number) if task else None
         if job is None or task is None or attempt is None or len(task.running) != 1:
             return None
-        durations = job.durations.get(kind)
+        durations = job.durations.get(current.kind)
         if task.state is not TaskState.RUNNING or not durations:
             return None
-        if kind == REDUCE and job.maps_done < len(job.maps):
+        if current.kind == REDUCE and job.maps_done < len(job.maps):
             return None   # some map output was lost since it started: a backup could not read it
         median = durations[len(durations) // 2]
         slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
@@ -1096,8 +1085,7 @@ class Scheduler:
             for number, attempt in list(task.running.items()):
                 worker = self.workers.get(attempt.worker)
                 if worker is not None and worker.alive and worker.current is not None:
-                    self._send(worker.peer, m.CancelTask(job_id=job.id, task=task.index, attempt=number,
-                                                         kind=task.kind))
+                    self._send(worker.peer, m.CancelTask(attempt=job.attempt_id(task, number)))
             task.running.clear()
         job.ready_maps.clear()
         for worker_id in job.set_up_on:
@@ -1113,8 +1101,7 @@ class Scheduler:
         for number, attempt in list(task.running.items()):
             worker = self.workers.get(attempt.worker)
             if worker is not None and worker.alive:
-                self._send(worker.peer, m.CancelTask(job_id=job.id, task=task.index, attempt=number,
-                                                     kind=task.kind))
+                self._send(worker.peer, m.CancelTask(attempt=job.attempt_id(task, number)))
         task.running.clear()
 
     def _job_setup(self, job: Job) -> m.JobSetup:
@@ -1140,23 +1127,22 @@ class Scheduler:
     # ------------------------------------------------------------ attempts
 
     def _current_attempt(self, worker: Worker) -> Attempt | None:
-        if worker.current is None:
+        a = worker.current
+        if a is None:
             return None
-        job_id, kind, index, number = worker.current
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        return task.running.get(number) if task else None
+        job = self.jobs.get(a.job_id)
+        task = job.task(a.kind, a.task) if job else None
+        return task.running.get(a.number) if task else None
 
-    def _own_attempt(self, worker: Worker, job_id: str, kind: str, index: int,
-                     number: int) -> tuple[Job, Task] | None:
-        """The (job, task) if `worker` really runs that attempt now; stale or foreign reports are dropped."""
-        if worker.current != (job_id, kind, index, number):
-            self._log("stale_report", "info", worker=worker.id, job=job_id, task=f"{kind}-{index}",
-                      attempt=number)
+    def _own_attempt(self, worker: Worker, attempt: m.AttemptId, kind: m.TaskKind) -> tuple[Job, Task] | None:
+        """The (job, task) if `worker` really runs that attempt of a `kind` task now; stale or foreign
+        reports are dropped."""
+        if worker.current != attempt or attempt.kind != kind:
+            self._log("stale_report", "info", worker=worker.id, **attempt.log_fields())
             return None
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        if job is None or task is None or number not in task.running or job.state is not JobState.RUNNING:
+        job = self.jobs.get(attempt.job_id)
+        task = job.task(kind, attempt.task) if job else None
+        if job is None or task is None or attempt.number not in task.running or job.state is not JobState.RUNNING:
             worker.current = None
             return None
         return job, task
@@ -1182,7 +1168,7 @@ class Scheduler:
             jobs = brief + [self._job_info(job, detail=False) for job in self.jobs.values()]
         workers = [m.WorkerInfo(worker_id=w.id, data_addr=w.data_addr, state=self._worker_state(w),
                                 last_heartbeat=w.last_seen,
-                                task=f"{w.current[0]}/{w.current[1]}-{w.current[2]}" if w.current else "",
+                                task=f"{w.current.job_id}/{w.current.task_label}" if w.current else "",
                                 leases=sum(w.leases.values()) if w.alive else 0)
                    for w in self.workers.values()]
         return m.StatusReply(now=self._now, jobs=jobs, workers=workers)

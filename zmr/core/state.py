@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from zmr.protocol.messages import JobSpec, PartitionStat, TaskKind, TimelinePoint
+from zmr.protocol.messages import AttemptId, JobSpec, PartitionStat, TaskKind, TimelinePoint
 
 
 class TaskState(StrEnum):
@@ -45,7 +45,7 @@ class Attempt:
 
 @dataclass
 class Task:
-    kind: str
+    kind: TaskKind
     index: int
     state: TaskState
     attempts_made: int = 0
@@ -101,6 +101,9 @@ class Job:
     def records_out(self) -> int:
         return sum(t.records_out for t in self.reduces)
 
+    def attempt_id(self, task: Task, number: int) -> AttemptId:
+        return AttemptId(job_id=self.id, kind=task.kind, task=task.index, number=number)
+
     def task(self, kind: str, index: int) -> Task | None:
         tasks = self.maps if kind == MAP else self.reduces
         return tasks[index] if 0 <= index < len(tasks) else None
@@ -113,7 +116,7 @@ class Worker:
     data_addr: str
     last_seen: float
     alive: bool = True
-    current: tuple[str, str, int, int] | None = None   # (job, kind, index, attempt)
+    current: AttemptId | None = None                    # the attempt it runs
     busy_since: float = 0.0                             # when `current` was assigned
     leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
     key: str = ""      # the CURVE public key it registered with ("" without CURVE, or not known yet)

@@ -11,12 +11,41 @@ from typing import Annotated, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 
 
 class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
     """Base of every record: frozen, tagged by class name, encoded as a msgpack array."""
+
+
+TaskKind = Literal["map", "reduce"]
+
+
+class AttemptId(msgspec.Struct, frozen=True, array_like=True):
+    """One run of one task: the identity an attempt keeps from its assignment to its output's name.
+
+    `number` counts the task's attempts from 1; a task is `(job_id, kind, task)`.
+    """
+
+    job_id: str
+    kind: TaskKind
+    task: Annotated[int, msgspec.Meta(ge=0)]
+    number: Annotated[int, msgspec.Meta(ge=1)]
+
+    @property
+    def task_label(self) -> str:
+        """The task it runs, as logs name it: `map-3`."""
+        return f"{self.kind}-{self.task}"
+
+    @property
+    def label(self) -> str:
+        """As heartbeats and `zmr status` print it: `job/map-3.1`."""
+        return f"{self.job_id}/{self.task_label}.{self.number}"
+
+    def log_fields(self) -> dict[str, str | int]:
+        """The fields every log line about this attempt carries."""
+        return {"job": self.job_id, "task": self.task_label, "attempt": self.number}
 
 
 # ---------------------------------------------------------------- job descriptions
@@ -153,26 +182,6 @@ class Holding(msgspec.Struct, frozen=True, array_like=True):
     partitions: list[int] = []
 
 
-TaskKind = Literal["map", "reduce"]
-
-
-class AttemptId(msgspec.Struct, frozen=True, array_like=True):
-    """One run of one task: the identity an attempt keeps from its assignment to its output's name.
-
-    `number` counts the task's attempts from 1; a task is `(job_id, kind, task)`.
-    """
-
-    job_id: str
-    kind: TaskKind
-    task: int
-    number: int
-
-    @property
-    def label(self) -> str:
-        """As logs and heartbeats print it: `job/map-3.1`."""
-        return f"{self.job_id}/{self.kind}-{self.task}.{self.number}"
-
-
 class Register(_Msg, frozen=True):
     """Joins the cluster, or comes back to a restarted coordinator with what survived."""
 
@@ -228,9 +237,7 @@ class TaskRequest(_Msg, frozen=True):
 
 class MapDone(_Msg, frozen=True):
     worker_id: str
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     records_out: int
     bytes_out: int
 
@@ -242,18 +249,16 @@ class ReduceDone(_Msg, frozen=True):
     """
 
     worker_id: str
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     records_out: int
     received: PartitionStat | None = None
 
 
 class ReduceCommitted(_Msg, frozen=True):
+    """The granted attempt renamed its output into place."""
+
     worker_id: str
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
 
 
 FailureKind = Literal["app", "io", "missing_data", "internal"]
@@ -261,9 +266,7 @@ FailureKind = Literal["app", "io", "missing_data", "internal"]
 
 class TaskFailed(_Msg, frozen=True):
     worker_id: str
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     kind: FailureKind
     error: str
     traceback: str = ""
@@ -316,9 +319,7 @@ class OwnersUpdate(_Msg, frozen=True):
 
 
 class AssignMap(_Msg, frozen=True):
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     split: InputSplit
 
 
@@ -331,9 +332,7 @@ class MapSource(msgspec.Struct, frozen=True, array_like=True):
 
 
 class AssignReduce(_Msg, frozen=True):
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     output_dir: str
     sources: list[MapSource]
 
@@ -346,24 +345,17 @@ class SourcesLost(_Msg, frozen=True):
     have, instead of waiting for pulls from a dead peer to time out.
     """
 
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     addr: str
 
 
 class CommitDecision(_Msg, frozen=True):
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     ok: bool
 
 
 class CancelTask(_Msg, frozen=True):
-    job_id: str
-    task: int
-    attempt: int
-    kind: str
+    attempt: AttemptId
 
 
 class JobEnded(_Msg, frozen=True):

@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from zmr.protocol.messages import InputSplit
+from zmr.protocol.messages import AttemptId, InputSplit
 
 
 class _Rec(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
@@ -76,18 +76,14 @@ class ForgetJob(_Rec, frozen=True):
 
 
 class RunMap(_Rec, frozen=True):
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     split: InputSplit
     kept_dir: str                  # where the map's kept copy goes: one file per partition
     released: list[int] = []       # partitions already committed: no batch of theirs is kept or sent
 
 
 class RunReduce(_Rec, frozen=True):
-    job_id: str
-    task: int
-    attempt: int
+    attempt: AttemptId
     runs: list[tuple[str, int, int]]   # (path, offset, length) of every batch to merge
     tmp_path: str
     scratch: str

@@ -125,10 +125,8 @@ class Executor(threading.Thread):
 
     # ------------------------------------------------------------ control-thread side
 
-    def cancel(self, job_id: str, kind: str, task: int, attempt: int) -> None:
-        current = self.current
-        if current is not None and (current.job_id, current.kind, current.task, current.number) == (
-                job_id, kind, task, attempt):
+    def cancel(self, attempt: m.AttemptId) -> None:
+        if self.current == attempt:
             self._cancel.set()
             self.inbox.put(None)  # wakes a reduce waiting for its commit decision
 
@@ -179,12 +177,11 @@ class Executor(threading.Thread):
                            peer_server_key=(curve.server_key or b"") if curve else b"")
 
     def _run_task(self, assign: m.AssignMap | m.AssignReduce) -> None:
-        kind: m.TaskKind = "map" if isinstance(assign, m.AssignMap) else "reduce"
-        attempt = m.AttemptId(job_id=assign.job_id, kind=kind, task=assign.task, number=assign.attempt)
+        attempt = assign.attempt
         self.current = attempt
         self._cancel.clear()
         self.progress += 1
-        log = self._log.bind(job=assign.job_id, task=f"{kind}-{assign.task}", attempt=assign.attempt)
+        log = self._log.bind(**attempt.log_fields())
         log.debug("task_started")
         wall, cpu = time.monotonic(), time.thread_time()
         try:
@@ -204,12 +201,12 @@ class Executor(threading.Thread):
         except AppError as exc:
             self._fail(assign, "app", str(exc), "")
         except _TaskFailed as exc:
-            if exc.error.kind == "io" and (assign.job_id not in self._jobs or self._cancelled()):
+            if exc.error.kind == "io" and (attempt.job_id not in self._jobs or self._cancelled()):
                 log.info("task_dropped", why=exc.error.error)   # its job (or attempt) ended here meanwhile
             else:
                 self._fail(assign, exc.error.kind, exc.error.error, exc.error.traceback)
         except OSError as exc:
-            if assign.job_id not in self._jobs or self._cancelled():
+            if attempt.job_id not in self._jobs or self._cancelled():
                 log.info("task_dropped", why=str(exc))   # its job (or attempt) ended here meanwhile
             else:
                 self._fail(assign, "io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -217,15 +214,15 @@ class Executor(threading.Thread):
             self._fail(assign, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
             self.current = None
-            self.lost_peers.forget((assign.job_id, assign.task, assign.attempt))
+            self.lost_peers.forget(attempt)
             self._send(m.TaskRequest(worker_id=self._worker_id, finished=attempt))
 
     def _fail(self, assign: m.AssignMap | m.AssignReduce, kind: m.FailureKind, error: str, tb: str,
               missing: list[int] | None = None) -> None:
-        self._log.warning("task_failed", job=assign.job_id, task=assign.task, attempt=assign.attempt,
+        self._log.warning("task_failed", **assign.attempt.log_fields(),
                           kind=kind, error=error)
-        self._send(m.TaskFailed(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                                attempt=assign.attempt, kind=kind, error=error, traceback=tb,
+        self._send(m.TaskFailed(worker_id=self._worker_id, attempt=assign.attempt, kind=kind, error=error,
+                                traceback=tb,
                                 missing_maps=missing or []))
 
     def _cancelled(self) -> bool:
@@ -244,19 +241,19 @@ class Executor(threading.Thread):
     # ------------------------------------------------------------ map
 
     def _run_map(self, assign: m.AssignMap) -> None:
-        job = self._context(assign.job_id)
-        kept_dir = self._kept.folder(assign.job_id)
+        job = self._context(assign.attempt.job_id)
+        kept_dir = self._kept.folder(assign.attempt.job_id)
         kept_dir.mkdir(parents=True, exist_ok=True)
-        run = t.RunMap(job_id=assign.job_id, task=assign.task, attempt=assign.attempt, split=assign.split,
-                       kept_dir=str(kept_dir), released=self._kept.released(assign.job_id))
+        run = t.RunMap(attempt=assign.attempt, split=assign.split, kept_dir=str(kept_dir),
+                       released=self._kept.released(assign.attempt.job_id))
         result = self._call(run, job)
         if not isinstance(result, t.MapResult):
             raise TypeError(f"a map answered {type(result).__name__}")
         self._check_cancel()
-        self._kept.add_attempt(assign.job_id, assign.task, assign.attempt,
+        self._kept.add_attempt(assign.attempt.job_id, assign.attempt.task, assign.attempt.number,
                                [(k.partition, k.offset, k.length) for k in result.kept])
-        self._send(m.MapDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                             attempt=assign.attempt, records_out=result.records_out, bytes_out=result.bytes_out))
+        self._send(m.MapDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=result.records_out,
+                             bytes_out=result.bytes_out))
 
     def _call(self, run: t.RunMap | t.RunReduce, job: JobContext) -> t.MapResult | t.ReduceResult:
         """Run a task in the task process; its errors raise _TaskFailed, a cancel kills it."""
@@ -288,20 +285,19 @@ class Executor(threading.Thread):
     # ------------------------------------------------------------ reduce
 
     def _run_reduce(self, assign: m.AssignReduce, log: Any) -> None:
-        job = self._context(assign.job_id)
+        job = self._context(assign.attempt.job_id)
         if job.setup.push:
-            self._received.await_streams(assign.job_id, assign.task,
+            self._received.await_streams(assign.attempt.job_id, assign.attempt.task,
                                          [(src.task, src.attempt) for src in assign.sources if src.addr],
                                          settle=_STREAM_SETTLE, limit=_STREAM_WAIT_LIMIT)
         self._gather(assign, log)
         out_dir = Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / temp_output_name(assign.task, assign.job_id, assign.attempt)
+        tmp = out_dir / temp_output_name(assign.attempt.task, assign.attempt.job_id, assign.attempt.number)
         try:
             records = self._write_reduce(assign, tmp)
-            done = m.ReduceDone(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                                attempt=assign.attempt, records_out=records,
-                                received=self._received.stat(assign.job_id, assign.task))
+            done = m.ReduceDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=records,
+                                received=self._received.stat(assign.attempt.job_id, assign.attempt.task))
             self.awaiting_commit = done
             self._send(done)
             try:
@@ -314,19 +310,17 @@ class Executor(threading.Thread):
             if not granted:
                 log.info("commit_refused")
                 return
-            os.replace(tmp, out_dir / output_name(assign.task))
+            os.replace(tmp, out_dir / output_name(assign.attempt.task))
         finally:
             tmp.unlink(missing_ok=True)
-        self._send(m.ReduceCommitted(worker_id=self._worker_id, job_id=assign.job_id, task=assign.task,
-                                     attempt=assign.attempt))
+        self._send(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt))
 
     def _write_reduce(self, assign: m.AssignReduce, tmp: Path) -> int:
-        scratch = self._received.scratch(assign.job_id, assign.task, assign.attempt)
-        run = t.RunReduce(job_id=assign.job_id, task=assign.task, attempt=assign.attempt,
-                          runs=self._runs(assign), tmp_path=str(tmp), scratch=str(scratch),
-                          fan_in=self._fan_in)
+        scratch = self._received.scratch(assign.attempt.job_id, assign.attempt.task, assign.attempt.number)
+        run = t.RunReduce(attempt=assign.attempt, runs=self._runs(assign), tmp_path=str(tmp),
+                          scratch=str(scratch), fan_in=self._fan_in)
         try:
-            result = self._call(run, self._context(assign.job_id))
+            result = self._call(run, self._context(assign.attempt.job_id))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)   # the task process may have died mid-merge
         if not isinstance(result, t.ReduceResult):
@@ -335,10 +329,11 @@ class Executor(threading.Thread):
 
     def _runs(self, assign: m.AssignReduce) -> list[Run]:
         """Every batch of the committed map attempts, as runs in this partition's file."""
-        path = str(self._received.path(assign.job_id, assign.task))
+        path = str(self._received.path(assign.attempt.job_id, assign.attempt.task))
         return [(path, offset, length)
                 for src in assign.sources
-                for offset, length in self._received.segments(assign.job_id, assign.task, src.task, src.attempt)]
+                for offset, length in self._received.segments(assign.attempt.job_id, assign.attempt.task, src.task,
+                                                              src.attempt)]
 
     def _await_commit(self, assign: m.AssignReduce) -> bool:
         """Only the attempt the coordinator accepts renames its output; no answer means no commit."""
@@ -352,8 +347,7 @@ class Executor(threading.Thread):
             if isinstance(item, Stalled):
                 raise _StaleGrant(f"the worker stood still for {item.seconds:.1f} s while this attempt awaited "
                                   "its commit; a grant read now may be stale, so the attempt gives up")
-            if isinstance(item, m.CommitDecision) and (item.job_id, item.task, item.attempt) == (
-                    assign.job_id, assign.task, assign.attempt):
+            if isinstance(item, m.CommitDecision) and item.attempt == assign.attempt:
                 return item.ok
         return False
 

@@ -25,8 +25,6 @@ from zmr.runtime import transport
 from zmr.runtime.security import Curve
 from zmr.runtime.stores import ReceiveStore
 
-AttemptKey = tuple[str, int, int]   # (job, partition, reduce attempt)
-
 _SLICE = 0.1          # seconds between looks at cancellation and lost peers while a pull waits
 _KEEP_ATTEMPTS = 16   # lost-peer notes kept for attempts that never asked for them (they ended first)
 
@@ -46,19 +44,19 @@ class LostPeers:
     def __init__(self, keep: int = _KEEP_ATTEMPTS) -> None:
         self._lock = threading.Lock()
         self._keep = keep
-        self._lost: OrderedDict[AttemptKey, set[str]] = OrderedDict()
+        self._lost: OrderedDict[m.AttemptId, set[str]] = OrderedDict()
 
     def add(self, msg: m.SourcesLost) -> None:
         with self._lock:
-            self._lost.setdefault((msg.job_id, msg.task, msg.attempt), set()).add(msg.addr)
+            self._lost.setdefault(msg.attempt, set()).add(msg.addr)
             while len(self._lost) > self._keep:
                 self._lost.popitem(last=False)
 
-    def of(self, key: AttemptKey) -> frozenset[str]:
+    def of(self, key: m.AttemptId) -> frozenset[str]:
         with self._lock:
             return frozenset(self._lost.get(key, ()))
 
-    def forget(self, key: AttemptKey) -> None:
+    def forget(self, key: m.AttemptId) -> None:
         with self._lock:
             self._lost.pop(key, None)
 
@@ -86,7 +84,7 @@ class Puller:
         given_up: set[str] = set()
         for src in assign.sources:
             check_cancel()
-            if self._received.complete(assign.job_id, assign.task, src.task, src.attempt):
+            if self._received.complete(assign.attempt.job_id, assign.attempt.task, src.task, src.attempt):
                 continue
             why = NOT_FOUND if not src.addr else (LOST if src.addr in given_up else "")
             if not why:
@@ -102,11 +100,11 @@ class Puller:
     def _pull(self, assign: m.AssignReduce, src: m.MapSource, check_cancel: Callable[[], None],
               progress: Callable[[], None]) -> str:
         """One stream, whole: '' once it is here, otherwise why not."""
-        self._received.forget(assign.job_id, assign.task, src.task, src.attempt)
+        self._received.forget(assign.attempt.job_id, assign.attempt.task, src.task, src.attempt)
         sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False, curve=self._curve)
         try:
-            transport.send(sock, encode(m.PullRequest(job_id=assign.job_id, map_task=src.task,
-                                                      attempt=src.attempt, partition=assign.task)))
+            transport.send(sock, encode(m.PullRequest(job_id=assign.attempt.job_id, map_task=src.task,
+                                                      attempt=src.attempt, partition=assign.attempt.task)))
             return self._receive(sock, assign, src, check_cancel, progress)
         finally:
             sock.close(linger=0)
@@ -115,7 +113,7 @@ class Puller:
                  check_cancel: Callable[[], None], progress: Callable[[], None]) -> str:
         """Read the reply until its PullEnd; the timeout counts silence, so a long stream never times out."""
         decoder = data_decoder(self._max_bytes)
-        key = (assign.job_id, assign.task, assign.attempt)
+        key = assign.attempt
         quiet_until = time.monotonic() + self._timeout
         while True:
             check_cancel()
@@ -139,7 +137,7 @@ class Puller:
     def _take(self, assign: m.AssignReduce, src: m.MapSource, msg: Any, payload: Any,
               progress: Callable[[], None]) -> str | None:
         """Store one reply message; the pull's outcome once it ends, None while it goes on."""
-        job_id, partition = assign.job_id, assign.task
+        job_id, partition = assign.attempt.job_id, assign.attempt.task
         if not isinstance(msg, m.Batch | m.PullEnd) or (msg.job_id, msg.map_task, msg.attempt, msg.partition) != (
                 job_id, src.task, src.attempt, partition):
             return None   # not this stream's: ignored, as before

@@ -140,7 +140,7 @@ class Runner:
     # ------------------------------------------------------------ map
 
     def _run_map(self, rec: t.RunMap) -> t.MapResult:
-        job = self._jobs[rec.job_id]
+        job = self._jobs[rec.attempt.job_id]
         app, info = job.app(), job.info
         buffers = PartitionBuffers(info.n_reduce, info.batch_bytes,
                                    max(self._setup.memory_budget // 4, info.batch_bytes),
@@ -179,7 +179,7 @@ class Runner:
     # ------------------------------------------------------------ reduce
 
     def _run_reduce(self, rec: t.RunReduce) -> t.ReduceResult:
-        job = self._jobs[rec.job_id]
+        job = self._jobs[rec.attempt.job_id]
         reduce = job.app().reducer(job.info.args)
         records = 0
         try:
@@ -227,9 +227,9 @@ class _Emitter:
         self._runner._tick()
 
     def _push(self, partition: int, seq: int, n_records: int, payload: bytes) -> None:
-        rec, job = self._rec, self._job
-        header = m.Batch(job_id=rec.job_id, map_task=rec.task, attempt=rec.attempt, partition=partition,
-                         seq=seq, n_records=n_records)
+        a, job = self._rec.attempt, self._job
+        header = m.Batch(job_id=a.job_id, map_task=a.task, attempt=a.number, partition=partition, seq=seq,
+                         n_records=n_records)
         addr = job.owners[partition]
 
         def moved() -> bool:
@@ -245,8 +245,8 @@ class _Emitter:
         for partition, addr in enumerate(list(self._job.owners)):
             by_owner.setdefault(addr, {})[partition] = self._seqs.get(partition, 0)
         for addr, owned in by_owner.items():
-            end = m.StreamEnd(job_id=self._rec.job_id, map_task=self._rec.task, attempt=self._rec.attempt,
-                              counts=owned)
+            end = m.StreamEnd(job_id=self._rec.attempt.job_id, map_task=self._rec.attempt.task,
+                              attempt=self._rec.attempt.number, counts=owned)
             self._runner._pusher.end(addr, end, give_up=lambda a=addr: self._owner_gone(a))  # type: ignore[misc]
 
     def _owner_gone(self, addr: str) -> bool:

@@ -282,7 +282,7 @@ class Worker:
         self._lease_expiry.pop(job_id, None)
         current = self._executor.current
         if current is not None and current.job_id == job_id:
-            self._executor.cancel(current.job_id, current.kind, current.task, current.number)
+            self._executor.cancel(current)
         self._received.drop_job(job_id)
         self._kept.drop_job(job_id)
 
@@ -390,6 +390,6 @@ class Worker:
         elif isinstance(msg, m.SourcesLost):   # a pull from that peer must not wait for its timeout
             self._executor.lost_peers.add(msg)
         elif isinstance(msg, m.CancelTask):
-            self._executor.cancel(msg.job_id, msg.kind, msg.task, msg.attempt)
+            self._executor.cancel(msg.attempt)
         elif isinstance(msg, m.JobEnded):
             self._drop_job(msg.job_id)
