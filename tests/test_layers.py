@@ -1,4 +1,4 @@
-"""The dependency rule (docs/architecture.md, "Layers"): every module of zmr sits on a floor, and no
+"""The dependency rule (docs/architecture.md section 2, Layers): every module of zmr sits on a floor, and no
 module imports one on a floor above its own.
 
 Floors, lowest first (a module may import its own floor and any below it):

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from zmr.protocol import messages as m
 
-# The scale design.md aims at: 10,000 partitions and 100,000 map tasks per job. Measured on a real
-# coordinator: 10,000 partitions cost it about 11 MiB over a whole job and every event stays under 0.1 s;
-# 100,000 cost 113 MiB and block it for 0.6 s on submit and 0.8 s per detailed status. A 4 MiB app leaves
-# room in the 16 MiB control messages for the owner table and the spec that travel with it.
+# The scale zmr aims at (docs/architecture.md section 10): 10,000 partitions and 100,000 map tasks per
+# job. Measured on a real coordinator: 10,000 partitions cost it about 11 MiB over a whole job and every
+# event stays under 0.1 s; 100,000 cost 113 MiB and block it for 0.6 s on submit and 0.8 s per detailed
+# status. A 4 MiB app leaves room in the 16 MiB control messages for the owner table and the spec that
+# travel with it.
 DEFAULT_MAX_N_REDUCE = 10_000
 DEFAULT_MAX_MAP_TASKS = 100_000
 DEFAULT_MAX_APP_BYTES = 4 << 20

@@ -1,7 +1,8 @@
 """ZeroMQ sockets set up the way zmr needs them, and sends that never block or vanish silently.
 
-The rules behind each option are in design.md section 8: ROUTER_MANDATORY so a ROUTER reports an
-unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs, LINGER 0, MAXMSGSIZE.
+The rules behind each option are in docs/architecture.md section 9 (ZeroMQ rules): ROUTER_MANDATORY
+so a ROUTER reports an unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs,
+LINGER 0, MAXMSGSIZE.
 """
 
 from __future__ import annotations
