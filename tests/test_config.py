@@ -215,7 +215,7 @@ def test_unknown_flag_is_an_error() -> None:
         ({"shuffle.compression": "lz4"}, "shuffle.compression must be one of 'none', 'zlib'"),
         ({"log.level": "verbose"}, "log.level must be one of"),
         ({"log.format": "xml"}, "log.format must be one of 'console', 'json'"),
-        ({"job.n_reduce": 0}, "job.n_reduce must be >= 1"),
+        ({"job.n_reduce": 0}, "job.n_reduce must be at least 1, got 0"),
         ({"retry.max_attempts": 0}, "retry.max_attempts must be >= 1"),
         ({"retry.cap": 0.1}, "retry.cap must be >= retry.base"),
         ({"cluster.workers": -1}, "cluster.workers must be >= 0"),

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
-from zmr.core.specs import DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_MAP_TASKS, DEFAULT_MAX_N_REDUCE, SpecLimits
+from zmr.core.specs import (
+    DEFAULT_MAX_APP_BYTES,
+    DEFAULT_MAX_MAP_TASKS,
+    DEFAULT_MAX_N_REDUCE,
+    DEFAULT_N_REDUCE,
+    SpecLimits,
+    n_reduce_below_one,
+)
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import ConfigError
 
@@ -225,7 +232,9 @@ class JobConfig(_Section):
         "MiB",
         _at_least(1),
     )
-    n_reduce: int = _setting(4, "Number of reduce partitions when a job does not say.", check=_at_least(1))
+    n_reduce: int = _setting(
+        DEFAULT_N_REDUCE, "Number of reduce partitions when a job does not say.", check=n_reduce_below_one
+    )
     max_n_reduce: int = _setting(
         DEFAULT_MAX_N_REDUCE,
         "Most reduce partitions a job may have. Each costs the coordinator a task record, a status row and "

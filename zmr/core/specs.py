@@ -20,6 +20,7 @@ from zmr.protocol import messages as m
 DEFAULT_MAX_N_REDUCE = 10_000
 DEFAULT_MAX_MAP_TASKS = 100_000
 DEFAULT_MAX_APP_BYTES = 4 << 20
+DEFAULT_N_REDUCE = 4   # a job's reduce partitions when it does not say
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,16 @@ def over_limit(what: str, value: int, key: str, limit: int, hint: str = "") -> s
             f"job.{key} in the config of the client and of the coordinator")
 
 
+def n_reduce_below_one(n_reduce: int) -> str | None:
+    """What is wrong with `n_reduce` whatever the limits, or None: the one rule the config's
+    `job.n_reduce` and every spec check share (the caller names the setting)."""
+    return None if n_reduce >= 1 else f"must be at least 1, got {n_reduce}"
+
+
 def n_reduce_problem(n_reduce: int, limits: SpecLimits) -> str:
     """Why `n_reduce` partitions are refused, or ''."""
-    if n_reduce < 1:
-        return f"n_reduce must be at least 1, got {n_reduce}"
+    if problem := n_reduce_below_one(n_reduce):
+        return f"n_reduce {problem}"
     if n_reduce > limits.max_n_reduce:
         return over_limit("n_reduce", n_reduce, "max_n_reduce", limits.max_n_reduce)
     return ""
