@@ -38,12 +38,16 @@ KiB = 1024
 MiB = 1024 * KiB
 
 ShuffleMode = Literal["push", "barrier"]
-Compression = Literal["none", "zlib"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 
 Check: TypeAlias = Callable[[Any], str | None]
 """A range check: returns what is wrong with a (well-typed) value, or None."""
+
+# Keys that no longer exist, and why: a config that still sets one fails like any unknown key, saying so.
+_REMOVED = {
+    "shuffle.compression": "batches always travel uncompressed, whatever it said",
+}
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -210,7 +214,6 @@ class ShuffleConfig(_Section):
         "bytes",
         _at_least(KiB),
     )
-    compression: Compression = _setting("none", "Compression of shuffle batches on the wire.")
 
     def _check(self) -> None:
         if self.window_bytes < self.batch_bytes:
@@ -590,5 +593,8 @@ def _docstring(cls: type) -> str:
 
 
 def _suggest(name: str, known: Mapping[str, Any]) -> str:
+    """What to tell a user who named the unknown setting `name`: why it is gone, or a close known one."""
+    if name in _REMOVED:
+        return f" (it was removed: {_REMOVED[name]}; delete it)"
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
