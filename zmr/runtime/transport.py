@@ -145,7 +145,7 @@ def recv_router(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True)
     try:
         msg, payload = decoder.decode(frames[1:])
     except ProtocolError as exc:
-        exc.peer = peer  # type: ignore[attr-defined]
+        exc.peer = peer
         raise
     return peer, msg, payload
 
@@ -162,7 +162,7 @@ def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[byte
     try:
         msg, payload = decoder.decode([f.buffer if len(f) > _ZERO_COPY_BYTES else f.bytes for f in frames[1:]])
     except ProtocolError as exc:
-        exc.peer = peer  # type: ignore[attr-defined]
+        exc.peer = peer
         raise
     return peer, role, key, msg, payload
 
