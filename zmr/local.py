@@ -6,9 +6,9 @@ launcher cannot remove its scratch directory (`zmr-local-*`, which names it as o
 directory it made for a job that never finished: the next launcher on the host reaps both. Given a
 `fork` command runner (`zmr run` passes the command line's own), children are forks of the launcher
 while it has a single thread, which saves each one an interpreter start-up (see `zmr.runtime.forked`);
-otherwise they are exec'd as `python -m zmr`. It sits above the runtime, beside the client it uses to
-see the workers register, and is handed the command line rather than importing it, so `zmr.cli` (which
-starts it) stays the only module on top.
+otherwise they are exec'd as `python -m zmr`. The launcher sits above the runtime, beside the client it
+uses to see the workers register, and is handed the command runner rather than importing `zmr.cli`,
+which starts it: no import goes up a floor (docs/architecture.md section 2).
 """
 
 from __future__ import annotations
