@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import cloudpickle  # type: ignore[import-untyped]
+import cloudpickle
 
 from zmr.core.batches import INT_MAX, INT_MIN, Value, is_value
 from zmr.core.partition import partition_of

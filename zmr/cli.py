@@ -19,11 +19,11 @@ from zmr import report
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.errors import JobFailed, ZmrError
+from zmr.local import LocalCluster
 from zmr.log import configure_logging, get_logger
 from zmr.progress import ProgressLine, format_status, format_summary
 from zmr.protocol.messages import JobInfo, JobSpec
 from zmr.runtime import security
-from zmr.runtime.local import LocalCluster
 from zmr.runtime.stopflag import StopFlag
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -115,7 +115,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     spec = _job_spec(ns, config, workers)
     started = time.monotonic()
     keys = config.security.keys_dir
-    cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=True)
+    cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=run_command)
     if not os.path.exists(spec.output_dir):
         cluster.made_output(spec.output_dir)
     on_term = _terminate_by_exception()

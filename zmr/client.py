@@ -18,7 +18,7 @@ import zmq
 
 from zmr.apps import App, load_app, ship_app
 from zmr.config import CoordinatorConfig
-from zmr.core.specs import SpecLimits, app_problem, map_tasks_problem, n_reduce_problem
+from zmr.core.specs import DEFAULT_N_REDUCE, SpecLimits, app_problem, map_tasks_problem, n_reduce_problem
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
 from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
 from zmr.inputs import expand_inputs
@@ -100,7 +100,7 @@ class Client:
 
     # ------------------------------------------------------------ API
 
-    def submit(self, app: App | str, inputs: Sequence[str], output: str, n_reduce: int = 4,
+    def submit(self, app: App | str, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,

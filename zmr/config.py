@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
-from zmr.core.specs import DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_MAP_TASKS, DEFAULT_MAX_N_REDUCE, SpecLimits
+from zmr.core.specs import (
+    DEFAULT_MAX_APP_BYTES,
+    DEFAULT_MAX_MAP_TASKS,
+    DEFAULT_MAX_N_REDUCE,
+    DEFAULT_N_REDUCE,
+    SpecLimits,
+    n_reduce_below_one,
+)
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import ConfigError
 
@@ -31,12 +38,16 @@ KiB = 1024
 MiB = 1024 * KiB
 
 ShuffleMode = Literal["push", "barrier"]
-Compression = Literal["none", "zlib"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 
 Check: TypeAlias = Callable[[Any], str | None]
 """A range check: returns what is wrong with a (well-typed) value, or None."""
+
+# Keys that no longer exist, and why: a config that still sets one fails like any unknown key, saying so.
+_REMOVED = {
+    "shuffle.compression": "batches always travel uncompressed, whatever it said",
+}
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -203,7 +214,6 @@ class ShuffleConfig(_Section):
         "bytes",
         _at_least(KiB),
     )
-    compression: Compression = _setting("none", "Compression of shuffle batches on the wire.")
 
     def _check(self) -> None:
         if self.window_bytes < self.batch_bytes:
@@ -225,7 +235,9 @@ class JobConfig(_Section):
         "MiB",
         _at_least(1),
     )
-    n_reduce: int = _setting(4, "Number of reduce partitions when a job does not say.", check=_at_least(1))
+    n_reduce: int = _setting(
+        DEFAULT_N_REDUCE, "Number of reduce partitions when a job does not say.", check=n_reduce_below_one
+    )
     max_n_reduce: int = _setting(
         DEFAULT_MAX_N_REDUCE,
         "Most reduce partitions a job may have. Each costs the coordinator a task record, a status row and "
@@ -581,5 +593,8 @@ def _docstring(cls: type) -> str:
 
 
 def _suggest(name: str, known: Mapping[str, Any]) -> str:
+    """What to tell a user who named the unknown setting `name`: why it is gone, or a close known one."""
+    if name in _REMOVED:
+        return f" (it was removed: {_REMOVED[name]}; delete it)"
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -36,7 +36,15 @@ class JobSpecError(ZmrError):
 
 
 class ProtocolError(ZmrError):
-    """A peer sent a malformed, oversized or wrong-version message."""
+    """A peer sent a malformed, oversized or wrong-version message.
+
+    `peer` is the sender's ROUTER identity when a ROUTER received it (b'' otherwise), so the server
+    that catches it can log, answer or shun that peer.
+    """
+
+    def __init__(self, *args: object, peer: bytes = b"") -> None:
+        super().__init__(*args)
+        self.peer = peer
 
 
 class OversizedMessage(ProtocolError):

@@ -14,7 +14,7 @@ scheduler's invariants.
 
 Nothing here touches a socket, a file or the wall clock, and no step scans every task (only
 `check_invariants` walks everything, and `check=False` turns it off), so this driver can grow into the
-at-scale simulator of design.md section 2b.
+at-scale simulator of docs/architecture.md section 10 (Scale).
 """
 
 from __future__ import annotations

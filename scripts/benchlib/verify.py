@@ -13,9 +13,10 @@ An output is a list of files whose concatenation, in the given order, is the con
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from zmr.protocol.output_names import OUTPUT_GLOB, output_partition
 
 RECORD = 100
 KEY = 10
@@ -33,9 +34,9 @@ class Digest:
 
 def output_files(folder: Path) -> list[Path]:
     """The result files of an output folder in concatenation order (zmr's mr-out-N numerically)."""
-    zmr = [p for p in folder.glob("mr-out-*") if re.fullmatch(r"mr-out-\d+", p.name)]
+    zmr = sorted((r, p) for p in folder.glob(OUTPUT_GLOB) if (r := output_partition(p.name)) is not None)
     if zmr:
-        return sorted(zmr, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        return [p for _, p in zmr]
     return sorted(p for p in folder.glob("part-*") if not p.name.endswith(".crc"))
 
 

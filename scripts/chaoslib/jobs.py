@@ -20,6 +20,8 @@ from chaoslib.cluster import ChaosCluster
 from zmr.client import Client
 from zmr.errors import JobFailed, NoAnswer, ZmrError
 from zmr.protocol import messages as m
+from zmr.protocol.output_names import output_name
+from zmr.protocol.success import SUCCESS_NAME
 
 HUNG_APP = '''"""Word count whose map never returns on input files whose name holds the job's argument: a job meant
 to hang, written by scripts/chaos. Only the standard library: the module ships by value."""
@@ -137,11 +139,11 @@ def _job_with_output(client: Client, out: Path, patience: float) -> str:
 def check_output(out: Path, n_reduce: int, expected: list[str]) -> str:
     """'' if the output directory is exactly right, else what is wrong."""
     names = sorted(p.name for p in out.iterdir())
-    want = sorted([f"mr-out-{r}" for r in range(n_reduce)] + ["_SUCCESS"])
+    want = sorted([output_name(r) for r in range(n_reduce)] + [SUCCESS_NAME])
     if names != want:
         return f"files {names}, expected {want}"
     lines = sorted(line for r in range(n_reduce)
-                   for line in (out / f"mr-out-{r}").read_text(encoding="utf-8").splitlines())
+                   for line in (out / output_name(r)).read_text(encoding="utf-8").splitlines())
     if lines != expected:
         extra, missing = Counter(lines) - Counter(expected), Counter(expected) - Counter(lines)
         return (f"{len(lines)} lines vs {len(expected)}; unexpected {list(extra)[:3]}, "

@@ -27,8 +27,8 @@ import pytest
 
 from zmr.client import Client
 from zmr.core.partition import partition_of
+from zmr.local import LocalCluster
 from zmr.protocol import messages as m
-from zmr.runtime.local import LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "apps"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from zmr.errors import ClusterError, JobFailed
-from zmr.runtime.local import LocalCluster
+from zmr.local import LocalCluster
 
 from .conftest import (
     APPS,
@@ -201,7 +201,7 @@ def test_a_worker_that_fails_to_start_does_not_leave_the_ones_before_it_running(
 
 def test_a_picked_port_taken_by_another_process_is_tried_again_on_another(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import zmr.runtime.local as local_module
+    import zmr.local as local_module
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

@@ -25,8 +25,8 @@ import zmq.auth
 
 from zmr.client import Client, build_spec
 from zmr.errors import AuthenticationFailed, ClusterError, NoAnswer
+from zmr.local import LocalCluster
 from zmr.protocol import messages as m
-from zmr.runtime.local import LocalCluster
 
 from .conftest import (
     APPS,

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 
 from zmr.protocol import messages as m
 
-# The scale design.md aims at: 10,000 partitions and 100,000 map tasks per job. Measured on a real
-# coordinator: 10,000 partitions cost it about 11 MiB over a whole job and every event stays under 0.1 s;
-# 100,000 cost 113 MiB and block it for 0.6 s on submit and 0.8 s per detailed status. A 4 MiB app leaves
-# room in the 16 MiB control messages for the owner table and the spec that travel with it.
+# The scale zmr aims at (docs/architecture.md section 10): 10,000 partitions and 100,000 map tasks per
+# job. Measured on a real coordinator: 10,000 partitions cost it about 11 MiB over a whole job and every
+# event stays under 0.1 s; 100,000 cost 113 MiB and block it for 0.6 s on submit and 0.8 s per detailed
+# status. A 4 MiB app leaves room in the 16 MiB control messages for the owner table and the spec that
+# travel with it.
 DEFAULT_MAX_N_REDUCE = 10_000
 DEFAULT_MAX_MAP_TASKS = 100_000
 DEFAULT_MAX_APP_BYTES = 4 << 20
+DEFAULT_N_REDUCE = 4   # a job's reduce partitions when it does not say
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,16 @@ def over_limit(what: str, value: int, key: str, limit: int, hint: str = "") -> s
             f"job.{key} in the config of the client and of the coordinator")
 
 
+def n_reduce_below_one(n_reduce: int) -> str | None:
+    """What is wrong with `n_reduce` whatever the limits, or None: the one rule the config's
+    `job.n_reduce` and every spec check share (the caller names the setting)."""
+    return None if n_reduce >= 1 else f"must be at least 1, got {n_reduce}"
+
+
 def n_reduce_problem(n_reduce: int, limits: SpecLimits) -> str:
     """Why `n_reduce` partitions are refused, or ''."""
-    if n_reduce < 1:
-        return f"n_reduce must be at least 1, got {n_reduce}"
+    if problem := n_reduce_below_one(n_reduce):
+        return f"n_reduce {problem}"
     if n_reduce > limits.max_n_reduce:
         return over_limit("n_reduce", n_reduce, "max_n_reduce", limits.max_n_reduce)
     return ""

@@ -106,10 +106,14 @@ class ErrorReply(_Msg, frozen=True):
     message: str
 
 
+TaskStateName = Literal["waiting", "ready", "running", "committing", "done"]   # zmr.core.state.TaskState
+JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]   # zmr.core.state.JobState
+
+
 class TaskInfo(msgspec.Struct, frozen=True, array_like=True):
-    kind: str
+    kind: TaskKind
     index: int
-    state: str
+    state: TaskStateName
     attempts: int
     worker: str
     started: float | None
@@ -138,7 +142,7 @@ class TimelinePoint(msgspec.Struct, frozen=True, array_like=True):
 class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     job_id: str
     app_name: str
-    state: str
+    state: JobStateName
     submitted: float
     started: float | None
     finished: float | None

@@ -183,11 +183,10 @@ class Coordinator:
                 else:
                     peer, role, key, msg, _ = transport.recv_router_role(sock, self._decoder)
                     if role != _ROLE_OF.get(type(msg)):
-                        wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
-                        wrong.peer = peer  # type: ignore[attr-defined]
-                        raise wrong
+                        raise ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}",
+                                            peer=peer)
             except ProtocolError as exc:
-                self._bad_message(sock, getattr(exc, "peer", b""), exc)
+                self._bad_message(sock, exc.peer, exc)
                 continue
             if isinstance(msg, m.SubmitJob) and (problem := self._output_problem(msg.spec)):
                 transport.send(sock, encode(m.ErrorReply(message=problem)), peer)

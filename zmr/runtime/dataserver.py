@@ -58,13 +58,12 @@ class DataServer(threading.Thread):
                 if self._check_role:   # fail closed: only peers the ZAP handler named workers
                     peer, role, _, msg, payload = transport.recv_router_role(self._sock, self._decoder)
                     if role != WORKER:
-                        wrong = ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}")
-                        wrong.peer = peer  # type: ignore[attr-defined]
-                        raise wrong
+                        raise ProtocolError(f"{type(msg).__name__} from a peer in role {role or 'none'!r}",
+                                            peer=peer)
                 else:
                     peer, msg, payload = transport.recv_router(self._sock, self._decoder, copy=False)
             except ProtocolError as exc:
-                self._bad_message(getattr(exc, "peer", b""), exc)
+                self._bad_message(exc.peer, exc)
                 continue
             try:
                 self._handle(peer, msg, payload)

@@ -26,6 +26,7 @@ import zmq
 from zmr.errors import AppError
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
+from zmr.protocol.output_names import output_name, temp_output_name
 from zmr.runtime.puller import LostPeers, Puller
 from zmr.runtime.runs import Run
 from zmr.runtime.security import Curve
@@ -77,15 +78,6 @@ class JobContext:
     setup: m.JobSetup
     owners: list[str]
     owners_epoch: int
-
-
-def output_name(partition: int) -> str:
-    return f"mr-out-{partition}"
-
-
-def temp_output_name(partition: int, job_id: str, attempt: int) -> str:
-    """Hidden and job-specific, so it never matches `mr-out-*` and never collides."""
-    return f".mr-out-{partition}.{job_id}.a{attempt}.tmp"
 
 
 class Executor(threading.Thread):
@@ -293,7 +285,7 @@ class Executor(threading.Thread):
         self._gather(assign, log)
         out_dir = Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / temp_output_name(assign.attempt.task, assign.attempt.job_id, assign.attempt.number)
+        tmp = out_dir / temp_output_name(assign.attempt)
         try:
             records = self._write_reduce(assign, tmp)
             done = m.ReduceDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=records,

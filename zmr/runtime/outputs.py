@@ -8,28 +8,51 @@ were listed. Paths are compared as resolved real paths, so symbolic links and `.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from zmr.protocol import success
+from zmr.protocol import output_names, success
 
 _OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
 
-# what a job writes into its output directory, committed or not
-_JOB_FILE = re.compile(r"mr-out-\d+|\.mr-out-.+\.tmp|_SUCCESS|\._SUCCESS\..+\.tmp")
 
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a hidden temporary name, then rename into place: readers see all or nothing."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def write_atomically(path: Path, text: str | Iterable[str], *, durable: bool = False) -> Path:
+    """Write to a hidden temporary name, then rename into place: readers see all or nothing, and a
+    failed write leaves nothing behind. `durable`: fsync before the rename, so a crash cannot leave the
+    final name on a file whose data never reached the disk."""
+    tmp = path.with_name(output_names.temp_name(path.name, secrets.token_hex(4)))
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                f.writelines(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def existing_output(folder: Path) -> list[Path]:
-    return sorted(folder.glob("mr-out-*")) + ([folder / "_SUCCESS"] if (folder / "_SUCCESS").exists() else [])
+    """The output files (`mr-out-*`, `_SUCCESS`) an earlier job left in `folder`."""
+    success_file = folder / success.SUCCESS_NAME
+    return sorted(folder.glob(output_names.OUTPUT_GLOB)) + ([success_file] if success_file.exists() else [])
+
+
+def claim_output_dir(folder: Path, overwrite: bool) -> list[Path]:
+    """Create `folder` for a job's output. The output an earlier job left there is removed if
+    `overwrite`, else returned (non-empty: the folder is not the job's to use). Raises OSError."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old = existing_output(folder)
+    if not overwrite:
+        return old
+    for path in old:
+        path.unlink(missing_ok=True)
+    return []
 
 
 def overlap_problem(inputs: Sequence[str], files: Iterable[str], output_dir: str) -> str:
@@ -103,13 +126,9 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
     try:
         if folder.exists() and not folder.is_dir():
             return f"output path {output_dir} exists and is not a directory"
-        folder.mkdir(parents=True, exist_ok=True)
-        old = existing_output(folder)
-        if old and not overwrite:
+        if old := claim_output_dir(folder, overwrite):
             return (f"output directory {output_dir} already holds output ({old[0].name}, ...); "
                     "choose another directory or pass --overwrite")
-        for path in old:
-            path.unlink()
     except OSError as exc:
         return f"cannot use output directory {output_dir}: {exc}"
     return ""
@@ -117,7 +136,7 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
 
 def remove_temporaries(output_dir: str, job_id: str) -> None:
     """Temporary files of the job's attempts that never committed (a reducer killed mid-write)."""
-    for tmp in Path(output_dir).glob(f".mr-out-*.{job_id}.a*.tmp"):
+    for tmp in Path(output_dir).glob(output_names.temp_outputs_glob(job_id)):
         tmp.unlink(missing_ok=True)
 
 
@@ -125,10 +144,10 @@ def remove_abandoned(folder: Path) -> bool:
     """Remove an output directory a killed run created, unless its job succeeded (`_SUCCESS`) or it
     holds anything a job does not write (then it is someone else's too); True if it is gone."""
     try:
-        names = [p.name for p in folder.iterdir()]
-        if "_SUCCESS" in names or not all(_JOB_FILE.fullmatch(n) for n in names):
+        found = [p.name for p in folder.iterdir()]
+        if success.SUCCESS_NAME in found or not all(output_names.is_job_file(n) for n in found):
             return False
-        for name in names:
+        for name in found:
             (folder / name).unlink(missing_ok=True)
         folder.rmdir()
     except OSError:
@@ -140,9 +159,9 @@ def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
     """A failed or cancelled job leaves nothing behind: no mr-out-*, no temporary files of its attempts."""
     folder = Path(output_dir)
     for r in range(n_reduce):
-        (folder / f"mr-out-{r}").unlink(missing_ok=True)
+        (folder / output_names.output_name(r)).unlink(missing_ok=True)
     remove_temporaries(output_dir, job_id)
-    (folder / "_SUCCESS").unlink(missing_ok=True)
+    (folder / success.SUCCESS_NAME).unlink(missing_ok=True)
 
 
 def write_success(output_dir: str, marker: success.SuccessMarker) -> None:

@@ -18,6 +18,7 @@ import resource
 import shutil
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,7 @@ class _Emitter:
         for addr, owned in by_owner.items():
             end = m.StreamEnd(job_id=self._rec.attempt.job_id, map_task=self._rec.attempt.task,
                               attempt=self._rec.attempt.number, counts=owned)
-            self._runner._pusher.end(addr, end, give_up=lambda a=addr: self._owner_gone(a))  # type: ignore[misc]
+            self._runner._pusher.end(addr, end, give_up=partial(self._owner_gone, addr))
 
     def _owner_gone(self, addr: str) -> bool:
         self._runner._tick()   # as in `moved`: a bounded wait, not a hung app

@@ -1,7 +1,8 @@
 """ZeroMQ sockets set up the way zmr needs them, and sends that never block or vanish silently.
 
-The rules behind each option are in design.md section 8: ROUTER_MANDATORY so a ROUTER reports an
-unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs, LINGER 0, MAXMSGSIZE.
+The rules behind each option are in docs/architecture.md section 9 (ZeroMQ rules): ROUTER_MANDATORY
+so a ROUTER reports an unroutable peer instead of dropping, IMMEDIATE and reconnect backoff on DEALERs,
+LINGER 0, MAXMSGSIZE.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def recv_router(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True)
     try:
         msg, payload = decoder.decode(frames[1:])
     except ProtocolError as exc:
-        exc.peer = peer  # type: ignore[attr-defined]
+        exc.peer = peer
         raise
     return peer, msg, payload
 
@@ -161,7 +162,7 @@ def recv_router_role(sock: zmq.Socket[Any], decoder: Decoder[Any]) -> tuple[byte
     try:
         msg, payload = decoder.decode([f.buffer if len(f) > _ZERO_COPY_BYTES else f.bytes for f in frames[1:]])
     except ProtocolError as exc:
-        exc.peer = peer  # type: ignore[attr-defined]
+        exc.peer = peer
         raise
     return peer, role, key, msg, payload
 

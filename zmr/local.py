@@ -3,9 +3,12 @@
 Children run in their own session so a Ctrl-C reaches only the launcher, which then stops them all;
 each child also exits by itself if the launcher dies, so no process is ever left behind. A SIGKILLed
 launcher cannot remove its scratch directory (`zmr-local-*`, which names it as owner) nor the output
-directory it made for a job that never finished: the next launcher on the host reaps both. With
-`fork=True` (what `zmr run` uses) children are forks of the launcher while it has a single thread,
-which saves each one an interpreter start-up (see `zmr.runtime.forked`); otherwise they are exec'd.
+directory it made for a job that never finished: the next launcher on the host reaps both. Given a
+`fork` command runner (`zmr run` passes the command line's own), children are forks of the launcher
+while it has a single thread, which saves each one an interpreter start-up (see `zmr.runtime.forked`);
+otherwise they are exec'd as `python -m zmr`. The launcher sits above the runtime, beside the client it
+uses to see the workers register, and is handed the command runner rather than importing `zmr.cli`,
+which starts it: no import goes up a floor (docs/architecture.md section 2).
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from zmr.client import Client
 from zmr.errors import ClusterError
 from zmr.log import get_logger
 from zmr.runtime import outputs, scratch
 from zmr.runtime.forked import ForkedProcess, can_fork, fork_command
 
 Child = subprocess.Popen[bytes] | ForkedProcess
+CommandRunner = Callable[[Sequence[str]], int]
+"""Runs one `zmr` command line and returns its exit code, as `zmr.cli.run_command` does."""
 
 
 def override_flags(overrides: Mapping[str, Any]) -> list[str]:
@@ -93,10 +99,10 @@ class LocalCluster:
 
     def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
                  bind: str | None = None, log_dir: str | None = None, keys_dir: str = "",
-                 fork: bool = False) -> None:
+                 fork: CommandRunner | None = None) -> None:
         """`bind` None: a free loopback port, picked here. `keys_dir` lets the launcher itself talk to a
-        cluster that runs with CURVE keys. `fork`: start children as forks of this process when it is
-        safe to (see the module docstring)."""
+        cluster that runs with CURVE keys. `fork`: start children as forks of this process that run their
+        command with it, when it is safe to (see the module docstring)."""
         if workers < 1:
             raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
         self.n_workers = workers
@@ -139,7 +145,7 @@ class LocalCluster:
         is ready about one interpreter start-up sooner. Should another process take a picked port first,
         it is tried again on another one.
         """
-        if self._fork:
+        if self._fork is not None:
             _import_servers()   # once, here, so that no forked child imports them again
         for tries_left in reversed(range(_PORT_TRIES)):
             bind = self._bind or f"tcp://127.0.0.1:{_free_loopback_port()}"
@@ -213,10 +219,8 @@ class LocalCluster:
     def _spawn(self, name: str, args: Sequence[str]) -> Child:
         argv = [*args, "--exit-with-parent", str(os.getpid()), *self._config_args]
         cmd = [sys.executable, "-m", "zmr", *argv]
-        if self._fork and can_fork():
-            from zmr.cli import run_command
-
-            return fork_command(run_command, argv, cmd, str(self.log_dir / f"{name}.log"))
+        if self._fork is not None and can_fork():
+            return fork_command(self._fork, argv, cmd, str(self.log_dir / f"{name}.log"))
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it from here
         try:
             return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
@@ -225,8 +229,6 @@ class LocalCluster:
 
     def _await_workers(self, timeout: float = 30.0) -> None:
         """Return once every worker has registered, so a job's partitions are spread over all of them."""
-        from zmr.client import Client
-
         deadline = time.monotonic() + timeout
         pause = _Backoff()
         with Client(self.address, timeout=timeout, keys_dir=self._keys_dir) as client:
