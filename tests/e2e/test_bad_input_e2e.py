@@ -38,6 +38,7 @@ DATA_LIMIT = 4 << 20         # worker.max_message_bytes (shuffle batches are abo
 FLOOD = 5000
 REPEAT = 3                   # each garbage peer sends its message this many times
 RNG = random.Random(20240607)
+GHOST_MAP = m.AttemptId(job_id="job-9999", kind="map", task=0, number=1)   # an attempt of no job
 
 
 def _body(obj: Any) -> bytes:
@@ -157,7 +158,7 @@ def _attack_with_misuse(c: Cluster, siege: Siege, job: str) -> None:
             m.TaskFailed(worker_id=fake.worker_id, attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
                          kind="missing_data",
                          error="forged", missing_maps=[0, 1, 2]),
-            m.MapDone(worker_id=fake.worker_id, attempt=m.AttemptId(job_id="job-9999", kind="map", task=0, number=1),
+            m.MapDone(worker_id=fake.worker_id, attempt=GHOST_MAP,
                       records_out=1, bytes_out=1),
             m.MapDone(worker_id=fake.worker_id, attempt=m.AttemptId(job_id=job, kind="map", task=10**6, number=10**6),
                       records_out=-1, bytes_out=-1),
@@ -191,7 +192,7 @@ def _attack_with_misuse(c: Cluster, siege: Siege, job: str) -> None:
 
 def _pulled(peer: Peer) -> bool:
     """Does the data socket still answer this peer? (Its answer also proves the garbage before it arrived.)"""
-    peer.send_msg(m.PullRequest(job_id="job-9999", map_task=0, attempt=1, partition=0))
+    peer.send_msg(m.PullRequest(source=GHOST_MAP, partition=0))
     return any(isinstance(r, m.PullEnd) for r in peer.replies(10, until=m.PullEnd))
 
 
@@ -199,10 +200,10 @@ def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
     send_raw(addr, RNG.randbytes(32 << 10))
     send_raw(addr, b"\xff" + RNG.randbytes(100))
     tag = f"w{index}-"
+    source = m.AttemptId(job_id=job, kind="map", task=0, number=1)
     garbage = {**_garbage(DATA_LIMIT),
-               "batch-ack": encode(m.BatchAck(job_id=job, map_task=0, attempt=1, partition=0, seq=0, nbytes=1)),
-               "pull-end": encode(m.PullEnd(job_id=job, map_task=0, attempt=1, partition=0, n_batches=0,
-                                            found=False))}
+               "batch-ack": encode(m.BatchAck(source=source, partition=0, seq=0, nbytes=1)),
+               "pull-end": encode(m.PullEnd(source=source, partition=0, n_batches=0, found=False))}
     for name, frames in garbage.items():
         with Peer(addr, (tag + name).encode()) as peer:
             for _ in range(REPEAT):
@@ -217,10 +218,9 @@ def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
         for i in range(FLOOD):
             peer.send(kinds[i % len(kinds)])
         # well-formed, but for a job and partition that do not exist
-        peer.send_msg(m.Batch(job_id="job-9999", map_task=0, attempt=1, partition=7, seq=0, n_records=1),
-                      b"not a batch at all")
-        peer.send_msg(m.StreamEnd(job_id="job-9999", map_task=0, attempt=1, counts={7: 1}))
-        peer.send_msg(m.PullRequest(job_id="job-9999", map_task=0, attempt=1, partition=7))
+        peer.send_msg(m.Batch(source=GHOST_MAP, partition=7, seq=0, n_records=1), b"not a batch at all")
+        peer.send_msg(m.StreamEnd(source=GHOST_MAP, counts={7: 1}))
+        peer.send_msg(m.PullRequest(source=GHOST_MAP, partition=7))
         siege.data_replies[tag] = peer.replies(10, until=m.PullEnd)
 
 
@@ -359,8 +359,7 @@ def test_an_oversized_batch_costs_only_its_connection(siege: Siege, index: int) 
 @pytest.mark.parametrize("index", [0, 1])
 def test_a_data_socket_answers_well_formed_messages_about_unknown_jobs(siege: Siege, index: int) -> None:
     replies = siege.data_replies[f"w{index}-"]
-    assert replies[-1] == m.PullEnd(job_id="job-9999", map_task=0, attempt=1, partition=7, n_batches=0,
-                                    found=False), replies
+    assert replies[-1] == m.PullEnd(source=GHOST_MAP, partition=7, n_batches=0, found=False), replies
 
 
 def test_batches_for_a_job_that_never_existed_are_not_kept(siege: Siege) -> None:

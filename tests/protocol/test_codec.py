@@ -115,7 +115,8 @@ def minimal(t: mi.Type) -> Any:
 
 
 def test_memoryview_frames_decode_and_the_payload_is_returned_untouched() -> None:
-    header = m.Batch(job_id="job-0001", map_task=3, attempt=1, partition=2, seq=0, n_records=5)
+    source = m.AttemptId(job_id="job-0001", kind="map", task=3, number=1)
+    header = m.Batch(source=source, partition=2, seq=0, n_records=5)
     payload = memoryview(b"records")
     frames = [memoryview(f) for f in encode(header)] + [payload]
     decoded, got = data_decoder(LIMIT).decode(frames)
@@ -144,7 +145,7 @@ def test_an_oversized_message_is_refused_naming_the_limit_and_its_config_key() -
 # ---------------------------------------------------------------- rejections
 
 GOOD = frames_of(m.TaskRequest(worker_id="w1"))
-BATCH = m.Batch(job_id="j", map_task=0, attempt=1, partition=0, seq=0, n_records=1)
+BATCH = m.Batch(source=m.AttemptId(job_id="j", kind="map", task=0, number=1), partition=0, seq=0, n_records=1)
 
 
 @pytest.mark.parametrize(("decoder", "frames"), [
@@ -176,8 +177,8 @@ BATCH = m.Batch(job_id="j", map_task=0, attempt=1, partition=0, seq=0, n_records
         "TaskFailed", "w1", "j", 0, 1, "app", "error", "", ["x"])], id="wrong list items"),
     pytest.param(coordinator_decoder(LIMIT), [VERSION_FRAME, body("SubmitJob", ["wc"])], id="nested too short"),
     pytest.param(coordinator_decoder(LIMIT), [*GOOD, b"payload"], id="payload on a control message"),
-    pytest.param(data_decoder(LIMIT), frames_of(m.StreamEnd(job_id="j", map_task=0, attempt=1, counts={}))
-                 + [b"payload"], id="payload on a non-batch"),
+    pytest.param(data_decoder(LIMIT), frames_of(m.StreamEnd(source=BATCH.source, counts={})) + [b"payload"],
+                 id="payload on a non-batch"),
     pytest.param(data_decoder(LIMIT), encode(BATCH), id="batch without payload"),
     pytest.param(data_decoder(LIMIT), [VERSION_FRAME, body("StreamEnd", "j", 0, 1, {"0": 1})],
                  id="dict key of the wrong type"),

@@ -14,6 +14,7 @@ import structlog
 import zmq
 
 from zmr.protocol import messages as m
+from zmr.protocol.codec import data_decoder, encode
 from zmr.runtime import transport
 from zmr.runtime.dataserver import DataServer
 from zmr.runtime.puller import LOST, SILENT, LostPeers, Puller
@@ -154,5 +155,32 @@ def test_a_live_peer_serves_its_kept_copy_and_every_batch_counts_as_progress(
         assert puller.gather(_assign(server.address, 2), _no_cancel, lambda: ticks.append(None), log) == []
         assert (len(ticks), log.events) == (4, [])
     finally:
+        server.stop()
+        server.join(timeout=5)
+
+
+def test_a_data_server_refuses_to_serve_a_pull_of_a_reduce_attempts_output(
+        ctx: zmq.Context[Any], tmp_path: Path) -> None:
+    """Only map attempts have output on the data plane: a request naming another kind is malformed."""
+    kept = MapOutputStore(tmp_path / "mapper")
+    kept.open_job(JOB)
+    kept.begin(JOB, 0, 1)
+    kept.append(JOB, 0, 1, 0, b"records")
+    server = DataServer(ctx, "tcp://127.0.0.1:*", 1 << 20, ReceiveStore(tmp_path / "server"), kept,
+                        structlog.get_logger())
+    server.start()
+    sock = transport.dealer(ctx, server.address, 1 << 20, immediate=False)
+    try:
+        decoder = data_decoder(1 << 20)
+        for kind, answered in (("reduce", False), ("map", True)):
+            source = m.AttemptId(job_id=JOB, kind=kind, task=0, number=1)   # type: ignore[arg-type]  # both kinds
+            transport.send(sock, encode(m.PullRequest(source=source, partition=0)))
+            replies = []
+            while sock.poll(1000 if answered else 300):
+                replies.append(decoder.decode(sock.recv_multipart())[0])
+            assert (replies != []) is answered, (kind, replies)
+        assert isinstance(replies[-1], m.PullEnd) and replies[-1].found and replies[-1].n_batches == 1
+    finally:
+        sock.close(linger=0)
         server.stop()
         server.join(timeout=5)

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from zmr.protocol.codec import data_decoder, encode
-from zmr.protocol.messages import Batch, BatchAck
+from zmr.protocol.messages import AttemptId, Batch, BatchAck
 from zmr.runtime import transport
 from zmr.runtime.pusher import Pusher
 
@@ -34,7 +34,8 @@ def owner(ctx: zmq.Context[Any]) -> Iterator[zmq.Socket[Any]]:
 
 
 def _header(seq: int, task: int = 0) -> Batch:
-    return Batch(job_id="job-0001", map_task=task, attempt=1, partition=0, seq=seq, n_records=1)
+    source = AttemptId(job_id="job-0001", kind="map", task=task, number=1)
+    return Batch(source=source, partition=0, seq=seq, n_records=1)
 
 
 def _receive(owner: zmq.Socket[Any], n: int, timeout: float = 5.0) -> list[tuple[bytes, Batch]]:
@@ -48,8 +49,8 @@ def _receive(owner: zmq.Socket[Any], n: int, timeout: float = 5.0) -> list[tuple
 
 
 def _ack(owner: zmq.Socket[Any], peer: bytes, batch: Batch) -> None:
-    transport.send(owner, encode(BatchAck(job_id=batch.job_id, map_task=batch.map_task, attempt=batch.attempt,
-                                          partition=batch.partition, seq=batch.seq, nbytes=KIB)), peer)
+    ack = BatchAck(source=batch.source, partition=batch.partition, seq=batch.seq, nbytes=KIB)
+    transport.send(owner, encode(ack), peer)
 
 
 def test_a_task_ends_without_waiting_for_acks_and_its_credit_carries_over(
@@ -77,7 +78,7 @@ def test_a_task_ends_without_waiting_for_acks_and_its_credit_carries_over(
         started = time.monotonic()
         assert all(pusher.push(addr, _header(seq, task=2), b"z" * KIB) for seq in range(3))
         assert time.monotonic() - started < 0.5
-        assert [msg.map_task for _, msg in _receive(owner, 3)] == [2, 2, 2]
+        assert [msg.source.task for _, msg in _receive(owner, 3)] == [2, 2, 2]
     finally:
         pusher.close()
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 
 
@@ -381,9 +381,7 @@ class ReleasePartitions(_Msg, frozen=True):
 class Batch(_Msg, frozen=True):
     """Header of a batch of one map attempt's records for one partition; the payload is the next frame."""
 
-    job_id: str
-    map_task: int
-    attempt: int
+    source: AttemptId   # the map attempt that made it
     partition: int
     seq: int
     n_records: int
@@ -395,18 +393,14 @@ class StreamEnd(_Msg, frozen=True):
     A partition not listed was not this receiver's when the map ended; its reducer pulls it instead.
     """
 
-    job_id: str
-    map_task: int
-    attempt: int
+    source: AttemptId
     counts: dict[int, int]
 
 
 class BatchAck(_Msg, frozen=True):
     """Returns byte credit to the sender once a batch is stored."""
 
-    job_id: str
-    map_task: int
-    attempt: int
+    source: AttemptId
     partition: int
     seq: int
     nbytes: int
@@ -415,18 +409,14 @@ class BatchAck(_Msg, frozen=True):
 class PullRequest(_Msg, frozen=True):
     """Fallback: a reducer asks a mapper for its kept copy of one partition."""
 
-    job_id: str
-    map_task: int
-    attempt: int
+    source: AttemptId
     partition: int
 
 
 class PullEnd(_Msg, frozen=True):
     """Closes a pull reply: `n_batches` batches came before it, or `found` is False."""
 
-    job_id: str
-    map_task: int
-    attempt: int
+    source: AttemptId
     partition: int
     n_batches: int
     found: bool

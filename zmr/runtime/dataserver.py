@@ -71,30 +71,31 @@ class DataServer(threading.Thread):
                 self._log.error("data_store_failed", error=str(exc))
 
     def _handle(self, peer: bytes, msg: Any, payload: Any) -> None:
-        if isinstance(msg, Batch):
-            self._received.add_batch(msg.job_id, msg.map_task, msg.attempt, msg.partition, msg.seq,
-                                     payload, time.time())
-            ack = BatchAck(job_id=msg.job_id, map_task=msg.map_task, attempt=msg.attempt,
-                           partition=msg.partition, seq=msg.seq, nbytes=len(payload))
+        if isinstance(msg, Batch | StreamEnd | PullRequest) and msg.source.kind != "map":
+            self._bad_message(peer, ProtocolError(f"{type(msg).__name__} of {msg.source.label}, not a map attempt"))
+        elif isinstance(msg, Batch):
+            s = msg.source
+            self._received.add_batch(s.job_id, s.task, s.number, msg.partition, msg.seq, payload, time.time())
+            ack = BatchAck(source=s, partition=msg.partition, seq=msg.seq, nbytes=len(payload))
             transport.send(self._sock, encode(ack), peer)
         elif isinstance(msg, StreamEnd):
-            self._received.add_end(msg.job_id, msg.map_task, msg.attempt, msg.counts)
+            s = msg.source
+            self._received.add_end(s.job_id, s.task, s.number, msg.counts)
         elif isinstance(msg, PullRequest):
             self._serve_pull(peer, msg)
         else:
             self._bad_message(peer, ProtocolError(f"unexpected {type(msg).__name__} on the data socket"))
 
     def _serve_pull(self, peer: bytes, req: PullRequest) -> None:
-        batches = self._kept.batches(req.job_id, req.map_task, req.attempt, req.partition)
+        s = req.source
+        batches = self._kept.batches(s.job_id, s.task, s.number, req.partition)
         for seq, payload in enumerate(batches or []):
-            header = Batch(job_id=req.job_id, map_task=req.map_task, attempt=req.attempt,
-                           partition=req.partition, seq=seq, n_records=0)
+            header = Batch(source=s, partition=req.partition, seq=seq, n_records=0)
             try:
                 self._sock.send_multipart([peer, *encode(header, payload)])
             except zmq.ZMQError:
                 return  # the puller is gone or stuck; it times out and reports missing data
-        end = PullEnd(job_id=req.job_id, map_task=req.map_task, attempt=req.attempt, partition=req.partition,
-                      n_batches=len(batches or []), found=batches is not None)
+        end = PullEnd(source=s, partition=req.partition, n_batches=len(batches or []), found=batches is not None)
         transport.send(self._sock, encode(end), peer)
 
     def _bad_message(self, peer: bytes, exc: ProtocolError) -> None:

@@ -103,8 +103,8 @@ class Puller:
         self._received.forget(assign.attempt.job_id, assign.attempt.task, src.task, src.attempt)
         sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False, curve=self._curve)
         try:
-            transport.send(sock, encode(m.PullRequest(job_id=assign.attempt.job_id, map_task=src.task,
-                                                      attempt=src.attempt, partition=assign.attempt.task)))
+            request = m.PullRequest(source=_map_attempt(assign, src), partition=assign.attempt.task)
+            transport.send(sock, encode(request))
             return self._receive(sock, assign, src, check_cancel, progress)
         finally:
             sock.close(linger=0)
@@ -138,8 +138,8 @@ class Puller:
               progress: Callable[[], None]) -> str | None:
         """Store one reply message; the pull's outcome once it ends, None while it goes on."""
         job_id, partition = assign.attempt.job_id, assign.attempt.task
-        if not isinstance(msg, m.Batch | m.PullEnd) or (msg.job_id, msg.map_task, msg.attempt, msg.partition) != (
-                job_id, src.task, src.attempt, partition):
+        if not isinstance(msg, m.Batch | m.PullEnd) or (msg.source, msg.partition) != (
+                _map_attempt(assign, src), partition):
             return None   # not this stream's: ignored, as before
         if isinstance(msg, m.Batch):
             self._received.add_batch(job_id, src.task, src.attempt, partition, msg.seq, payload, time.time())
@@ -149,3 +149,8 @@ class Puller:
             return NOT_FOUND
         self._received.set_pulled(job_id, src.task, src.attempt, partition, msg.n_batches)
         return "" if self._received.complete(job_id, partition, src.task, src.attempt) else "the stream is incomplete"
+
+
+def _map_attempt(assign: m.AssignReduce, src: m.MapSource) -> m.AttemptId:
+    """The committed map attempt whose output `src` locates, for the reduce `assign`."""
+    return m.AttemptId(job_id=assign.attempt.job_id, kind="map", task=src.task, number=src.attempt)

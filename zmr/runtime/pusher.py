@@ -21,11 +21,11 @@ import zmq
 
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import data_decoder, encode
-from zmr.protocol.messages import Batch, BatchAck, StreamEnd
+from zmr.protocol.messages import AttemptId, Batch, BatchAck, StreamEnd
 from zmr.runtime import transport
 from zmr.runtime.security import Curve
 
-AckKey = tuple[str, int, int, int, int]  # (job, map task, attempt, partition, seq)
+AckKey = tuple[AttemptId, int, int]  # (map attempt, partition, seq)
 _WAIT_SLICE = 0.2   # seconds between looks at `give_up` while waiting for credit
 
 
@@ -92,7 +92,7 @@ class Pusher:
                     return False
         if not self._send(peer, encode(header, payload), deadline, give_up):
             return False
-        peer.sent((header.job_id, header.map_task, header.attempt, header.partition, header.seq), len(payload))
+        peer.sent((header.source, header.partition, header.seq), len(payload))
         return True
 
     def end(self, addr: str, msg: StreamEnd, give_up: Callable[[], bool] = lambda: False) -> None:
@@ -141,4 +141,4 @@ class Pusher:
             except ProtocolError:
                 continue
             if isinstance(msg, BatchAck):
-                peer.acked((msg.job_id, msg.map_task, msg.attempt, msg.partition, msg.seq))
+                peer.acked((msg.source, msg.partition, msg.seq))

@@ -228,9 +228,8 @@ class _Emitter:
         self._runner._tick()
 
     def _push(self, partition: int, seq: int, n_records: int, payload: bytes) -> None:
-        a, job = self._rec.attempt, self._job
-        header = m.Batch(job_id=a.job_id, map_task=a.task, attempt=a.number, partition=partition, seq=seq,
-                         n_records=n_records)
+        job = self._job
+        header = m.Batch(source=self._rec.attempt, partition=partition, seq=seq, n_records=n_records)
         addr = job.owners[partition]
 
         def moved() -> bool:
@@ -246,8 +245,7 @@ class _Emitter:
         for partition, addr in enumerate(list(self._job.owners)):
             by_owner.setdefault(addr, {})[partition] = self._seqs.get(partition, 0)
         for addr, owned in by_owner.items():
-            end = m.StreamEnd(job_id=self._rec.attempt.job_id, map_task=self._rec.attempt.task,
-                              attempt=self._rec.attempt.number, counts=owned)
+            end = m.StreamEnd(source=self._rec.attempt, counts=owned)
             self._runner._pusher.end(addr, end, give_up=partial(self._owner_gone, addr))
 
     def _owner_gone(self, addr: str) -> bool:
