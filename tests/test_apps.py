@@ -182,7 +182,7 @@ def test_custom_partition_out_of_range_or_not_int_is_an_app_error(bad: Any) -> N
 
 def test_map_and_reduce_are_required_when_building_from_functions() -> None:
     with pytest.raises(AppError, match="`reduce` must be a function, got NoneType"):
-        App.from_functions("p", map=lambda f, c: [], reduce=None)  # type: ignore[arg-type]
+        App.from_functions("p", map=lambda f, c: [], reduce=None)  # type: ignore[arg-type]  # on purpose
 
 
 def test_combine_without_a_combiner_is_an_app_error() -> None:

@@ -54,7 +54,7 @@ def test_defaults() -> None:
 def test_config_is_frozen() -> None:
     config = Config()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.log.level = "debug"  # type: ignore[misc]
+        config.log.level = "debug"  # type: ignore[misc]  # writing a frozen section, on purpose
 
 
 def test_file_values_are_read(tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_direct_construction_is_validated_too() -> None:
     with pytest.raises(ConfigError, match="retry.max_attempts"):
         RetryPolicy(max_attempts=0)
     with pytest.raises(ConfigError, match="Config.cluster must be a ClusterConfig"):
-        Config(cluster=3)  # type: ignore[arg-type]
+        Config(cluster=3)  # type: ignore[arg-type]  # a wrong type, on purpose
 
 
 def test_with_overrides_returns_a_new_validated_config() -> None:

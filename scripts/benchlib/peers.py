@@ -135,7 +135,7 @@ def pool_sort(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
 # ------------------------------------------------------------------ Dask
 
 
-def _dask_cluster(workers: int):  # type: ignore[no-untyped-def]
+def _dask_cluster(workers: int):  # type: ignore[no-untyped-def]  # dask is optional
     import dask
     from dask.distributed import Client, LocalCluster
 
@@ -165,7 +165,7 @@ def dask_bag_wc(files: list[str], out: Path, workers: int, n_reduce: int) -> Non
         write_counts(totals.compute().items(), out)
 
 
-def _counts_frame(path: str):  # type: ignore[no-untyped-def]
+def _counts_frame(path: str):  # type: ignore[no-untyped-def]  # pandas is optional
     import pandas as pd
 
     counts = count_file(path)
@@ -183,7 +183,7 @@ def dask_df_wc(files: list[str], out: Path, workers: int, n_reduce: int) -> None
         write_counts(zip(totals.index.tolist(), totals.tolist(), strict=True), out)
 
 
-def _records_frame(path: str):  # type: ignore[no-untyped-def]
+def _records_frame(path: str):  # type: ignore[no-untyped-def]  # pandas is optional
     import pandas as pd
 
     with open(path, "rb") as f:
@@ -192,7 +192,7 @@ def _records_frame(path: str):  # type: ignore[no-untyped-def]
                          "line": pd.Series(lines, dtype="string")})
 
 
-def _write_lines(frame, path: str) -> int:  # type: ignore[no-untyped-def]
+def _write_lines(frame, path: str) -> int:  # type: ignore[no-untyped-def]  # pandas is optional
     with open(path, "w", encoding="ascii", newline="\n") as f:
         f.writelines(line + "\n" for line in frame["line"].tolist())
     return len(frame)
@@ -215,7 +215,7 @@ def dask_df_sort(files: list[str], out: Path, workers: int, n_reduce: int) -> No
 # ------------------------------------------------------------------ PySpark
 
 
-def _spark(workers: int):  # type: ignore[no-untyped-def]
+def _spark(workers: int):  # type: ignore[no-untyped-def]  # pyspark is optional
     from pyspark import SparkConf, SparkContext
 
     conf = (SparkConf().setMaster(f"local[{workers}]").setAppName("zmr-bench")

@@ -184,7 +184,7 @@ def test_add_all_sends_anything_but_a_str_pair_to_check() -> None:
         seen.append(pair)
         if isinstance(pair, list):
             raise ValueError(f"not a tuple: {pair!r}")
-        return pair  # type: ignore[return-value]
+        return pair  # type: ignore[return-value]  # a wrong pair, on purpose
 
     buffers = PartitionBuffers(1, 1000, 1000, None, None)
     assert list(buffers.add_all([("a", "1"), (Word("b"), "2")], check)) == [None], "no run due, one tick"

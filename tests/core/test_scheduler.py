@@ -186,7 +186,7 @@ def test_an_invalid_job_is_refused_and_the_queue_untouched(change: dict[str, obj
     sim = sim_with("w1")
     good = sim.spec(n_splits=2, n_reduce=1)
     fields = {f: getattr(good, f) for f in good.__struct_fields__} | change
-    replies = sim.client_send(m.SubmitJob(spec=m.JobSpec(**fields)))  # type: ignore[arg-type]
+    replies = sim.client_send(m.SubmitJob(spec=m.JobSpec(**fields)))  # type: ignore[arg-type]  # on purpose
     assert replies == [m.ErrorReply(message=message)]
     assert sim.scheduler.jobs == {}
     assert sim.assignment("w1") is None
@@ -818,7 +818,8 @@ def test_cancelling_a_running_job() -> None:
     assert cancels == [m.CancelTask(attempt=m.AttemptId(job_id=job, kind=MAP, task=2, number=1)),
                        m.CancelTask(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=1))]
     assert sim.busy() == []
-    assert sim.client_send(m.CancelJob(job_id=job))[0].jobs[0].state == "cancelled"  # type: ignore[union-attr]
+    reply = sim.client_send(m.CancelJob(job_id=job))[0]
+    assert isinstance(reply, m.StatusReply) and reply.jobs[0].state == "cancelled"
     assert sim.finished == {job: JobState.CANCELLED}
 
 

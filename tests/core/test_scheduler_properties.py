@@ -40,7 +40,7 @@ def step(fn: F) -> F:
         self.broken = True
         fn(self, *args, **kwargs)
         self.broken = False
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # wraps a rule
 
 
 def choose(items: list[T], i: int) -> T:
@@ -204,7 +204,7 @@ class ClusterMachine(RuleBasedStateMachine):
             return   # that would be the truth, but the rename never happened
         ids = {"worker_id": worker, "attempt": task.attempt}
         extra = {m.MapDone: {"records_out": 1, "bytes_out": 1}, m.ReduceDone: {"records_out": 1}}.get(report, {})
-        self.sim.send(worker, report(**ids, **extra))  # type: ignore[arg-type]
+        self.sim.send(worker, report(**ids, **extra))  # type: ignore[arg-type]  # a report of either shape
 
     @rule()
     @step

@@ -280,7 +280,7 @@ def _free_port() -> int:
 class _Lines(threading.Thread):
     """Collects a pipe's lines as they come."""
 
-    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]  # any text stream
         super().__init__(daemon=True)
         self.stream = stream
         self.lines: list[str] = []

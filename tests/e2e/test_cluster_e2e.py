@@ -149,7 +149,7 @@ def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(library: 
     assert c.client.job(job).state == "cancelled"
     assert not any(out.glob("mr-out-*")) and not (out / "_SUCCESS").exists()
     # the workers are free for the next job
-    wait_until(lambda: all(w.state == "idle" for w in c.client.status().workers), 15,  # type: ignore[union-attr]
+    wait_until(lambda: all(w.state == "idle" for w in c.client.status().workers), 15,  # type: ignore[union-attr]  # up
                what="the workers to drop the cancelled tasks")
     job2 = c.client.submit(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out2"), n_reduce=2)
     c.client.wait(job2, timeout=60)

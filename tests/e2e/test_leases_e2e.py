@@ -211,7 +211,9 @@ def test_while_a_job_is_held_mid_map_every_lease_is_one_file_on_its_worker(libra
     owners = {p.partition: p.owner for p in info.partitions}
     assert sorted(owners) == list(range(N_REDUCE)), info.partitions
     for worker, names in files.items():
-        received = sorted(int(LEASE_FILE.fullmatch(n)["partition"]) for n in names if "/recv/" in n)  # type: ignore[index]
+        matches = [LEASE_FILE.fullmatch(n) for n in names if "/recv/" in n]
+        assert all(matches), names
+        received = sorted(int(found["partition"]) for found in matches if found)
         assert received == sorted(p for p, o in owners.items() if o == worker), (worker, names, owners)
     # what each worker reports is what it holds: one lease per file (heartbeats may lag: nothing changes now)
     counts = {w: len(names) for w, names in files.items()}

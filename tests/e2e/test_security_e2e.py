@@ -145,7 +145,7 @@ def test_an_authorised_client_runs_a_job_equal_to_the_sequential_reference(
                    "--app", APPS / "wc.py", "--input", library, "--output", out, "--n-reduce", "3", "--wait")
     assert done.returncode == 0, str(done)
     assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
-    info = secure.client.job(done.stdout.split()[0])   # type: ignore[union-attr]
+    info = secure.client.job(done.stdout.split()[0])   # type: ignore[union-attr]  # run with capture
     assert info.state == "succeeded" and info.bytes_shuffled > 0
     # the same through the environment variable
     env_status = run_zmr("status", "--coordinator", secure.address, env={"ZMR_SECURITY_KEYS_DIR": str(keys)})
@@ -321,7 +321,7 @@ def test_per_host_keys_serve_a_job_and_no_host_can_take_another_ones_worker_id(
 
 
 def test_without_curve_another_local_peer_cannot_take_a_live_worker_id(
-        cluster, tmp_path: Path, library: Path, seq_oracle: SeqOracle) -> None:  # type: ignore[no-untyped-def]
+        cluster, tmp_path: Path, library: Path, seq_oracle: SeqOracle) -> None:  # type: ignore[no-untyped-def]  # fixtures
     c = cluster(2, **{"log.format": "json"})
     (live, _) = c.client.status().workers
     replies = _claim(c.address, live, b"local-intruder")
@@ -511,7 +511,7 @@ def test_insecure_prints_a_banner_on_stderr_that_anyone_can_run_code(entry: str,
     assert "INSECURE" in text and "0.0.0.0" in text and "can run any code" in text, text
 
 
-def _cluster_up(zmr_cli, address: str, *extra: str):  # type: ignore[no-untyped-def]
+def _cluster_up(zmr_cli, address: str, *extra: str):  # type: ignore[no-untyped-def]  # a pytest fixture
     return zmr_cli.spawn("cluster", "up", REPO / "configs" / "local.toml",
                          "--workers", "1", "--set", f"coordinator.bind={address}", "--set", "log.format=json",
                          *FAST_FLAGS, *extra)
@@ -526,8 +526,8 @@ def test_cluster_up_on_a_reachable_address_needs_keys_or_insecure(tmp_path: Path
 
     proc, tmpdir = _cluster_up(zmr_cli, address, "--insecure")
     try:
-        line = proc.stdout.readline()   # type: ignore[union-attr]
-        assert "coordinator at" in line, line + proc.stderr.read()   # type: ignore[union-attr]
+        line = proc.stdout.readline()   # type: ignore[union-attr]  # piped
+        assert "coordinator at" in line, line + proc.stderr.read()   # type: ignore[union-attr]  # piped
         log_dir = Path(line.split("logs in ", 1)[1].split(")", 1)[0])
         assert wait_for_event(log_dir / "coordinator.log", "insecure_bind", 10, endpoint=address)
         assert wait_for_event(log_dir / "worker-0.log", "registered", 20)
