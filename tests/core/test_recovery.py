@@ -148,7 +148,7 @@ def test_records_for_unknown_jobs_or_tasks_are_ignored() -> None:
                jr.Header(version=jr.JOURNAL_VERSION, next_job=12)], 0.0)
     check_invariants(s)
     assert s.jobs == {}
-    assert s._next_job == 12
+    assert s.book.next_job == 12
 
 
 # ---------------------------------------------------------------- leases

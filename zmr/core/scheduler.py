@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from zmr.core import recovery
+from zmr.core.durable import Ledger
 from zmr.core.specs import SpecLimits, spec_problem
 from zmr.core.state import MAP, REDUCE, Attempt, Job, JobState, Task, TaskState, Worker
 from zmr.protocol import journal as j
@@ -124,19 +125,29 @@ class Scheduler:
 
     def __init__(self, params: SchedulerParams) -> None:
         self.params = params
-        self.jobs: dict[str, Job] = {}
-        self.workers: dict[str, Worker] = {}
+        self.book = Ledger(params.first_job_number)   # durable state: changed only by `_record`
         self._by_peer: dict[bytes, str] = {}
         self._idle: dict[str, None] = {}                     # ordered set of idle worker ids
         self._ready_reduces: dict[str, dict[tuple[str, int], None]] = {}   # owner -> (job, partition)
         self._backoff: list[tuple[float, str, str, int]] = []               # (not_before, job, kind, index)
         self._liveness: list[tuple[float, str]] = []                        # (deadline, worker)
-        self._next_job = params.first_job_number
-        self.archived: dict[str, m.JobInfo] = {}    # ended jobs recovered from a compacted journal
         self._draining: list[Job] = []               # ended jobs whose workers still report leases
         self._waiters: dict[tuple[bytes, str], float] = {}   # WaitJob held: (client, job) -> answer by
         self._out: list[Action] = []
         self._now = 0.0
+
+    @property
+    def jobs(self) -> dict[str, Job]:
+        return self.book.jobs
+
+    @property
+    def workers(self) -> dict[str, Worker]:
+        return self.book.workers
+
+    @property
+    def archived(self) -> dict[str, m.JobInfo]:
+        """Ended jobs kept as their final status only (after a compaction, or recovered from one)."""
+        return self.book.archived
 
     # ------------------------------------------------------------ entry point
 
@@ -198,12 +209,14 @@ class Scheduler:
         snapshot, which the caller writes before carrying out any action.
         """
         self._now, self._out = now, []
-        joined: dict[str, j.WorkerJoined] = {}
+        joined: dict[str, j.WorkerJoined] = {}   # the address and key each worker last joined with
         for record in records:
-            self._apply(record, joined)
+            if isinstance(record, j.WorkerJoined):
+                joined[record.worker_id] = record
+            self.book.apply(record)
         for finding in recovery.findings(list(self.jobs.values()), found or {}, now):
             for record in finding.records:
-                self._apply(record, joined)
+                self.book.apply(record)
             self._archive(self.jobs[finding.job_id])   # ended, output done: only its final status is left
             self._log(finding.event, finding.level, job=finding.job_id, reason=finding.reason)
         timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
@@ -231,87 +244,13 @@ class Scheduler:
         for job in self.jobs.values():   # it ended, but the crash came before its output was finished
             if job.state.ended and not job.output_done:
                 self._out.append(JobFinished(job.id, job.state, job.spec.output_dir, job.spec.n_reduce))
-        self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self._next_job,
+        self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self.book.next_job,
                   running=len(self._running_jobs()), awaited_workers=len(self.workers))
         return self._out
 
-    def _apply(self, rec: j.Record, joined: dict[str, j.WorkerJoined]) -> None:
-        if isinstance(rec, j.Header):
-            self._next_job = max(self._next_job, rec.next_job)
-        elif isinstance(rec, j.WorkerJoined):
-            joined[rec.worker_id] = rec
-        elif isinstance(rec, j.JobSubmitted):
-            self._new_job(rec.job_id, rec.number, rec.spec, rec.submitted)
-        elif isinstance(rec, j.EndedJob):
-            self.archived[rec.info.job_id] = rec.info
-            self._next_job = max(self._next_job, rec.number + 1)
-        else:
-            job = self.jobs.get(rec.job_id)
-            if job is not None:
-                self._apply_to_job(job, rec)
-
-    def _apply_to_job(self, job: Job, rec: j.Record) -> None:
-        if isinstance(rec, j.JobStarted):
-            job.state, job.started, job.owners = JobState.RUNNING, rec.started, list(rec.owners)
-        elif isinstance(rec, j.OwnersMoved):
-            job.owners, job.owners_epoch = list(rec.owners), rec.epoch
-        elif isinstance(rec, j.JobEnded):
-            job.state, job.error, job.finished = JobState(rec.state), rec.error, rec.finished
-        elif isinstance(rec, j.OutputFinished):
-            job.output_done = True
-        elif isinstance(rec, j.TaskAssigned | j.MapCommitted | j.MapUncommitted | j.CommitGranted
-                        | j.CommitRevoked | j.ReduceCommitted | j.TaskSetback):
-            kind = rec.kind if isinstance(rec, j.TaskAssigned | j.TaskSetback) else (
-                MAP if isinstance(rec, j.MapCommitted | j.MapUncommitted) else REDUCE)
-            task = job.task(kind, rec.task)
-            if task is not None:
-                self._apply_to_task(job, task, rec)
-
-    @staticmethod
-    def _apply_to_task(job: Job, task: Task, rec: j.Record) -> None:
-        if isinstance(rec, j.TaskAssigned):
-            task.attempts_made = max(task.attempts_made, rec.attempt)
-        elif isinstance(rec, j.TaskSetback):
-            task.app_failures = max(task.app_failures, rec.app_failures)
-            task.worker_losses = max(task.worker_losses, rec.worker_losses)
-        elif isinstance(rec, j.MapCommitted) and task.state is not TaskState.DONE:
-            task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
-            task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
-            job.maps_done += 1
-            job.bytes_committed += rec.bytes_out
-        elif isinstance(rec, j.MapUncommitted) and task.state is TaskState.DONE:
-            task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
-            job.maps_done -= 1
-            job.bytes_committed -= task.bytes_out
-        elif isinstance(rec, j.CommitGranted) and task.state is not TaskState.DONE:
-            task.state, task.committing, task.granted_worker = TaskState.COMMITTING, rec.attempt, rec.worker_id
-            task.records_out = rec.records_out
-        elif isinstance(rec, j.CommitRevoked) and task.state is TaskState.COMMITTING:
-            task.state, task.committing, task.granted_worker = TaskState.WAITING, None, None
-        elif isinstance(rec, j.ReduceCommitted) and task.state is not TaskState.DONE:
-            task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
-            task.committing, task.records_out, task.finished = rec.attempt, rec.records_out, rec.finished
-            job.reduces_done += 1
-
     def snapshot(self) -> list[j.Record]:
         """The journal's records rewritten as few as possible; ended jobs keep only their final status."""
-        out: list[j.Record] = [j.Header(version=j.JOURNAL_VERSION, next_job=self._next_job)]
-        live = [job for job in self.jobs.values() if not job.state.ended]
-        named = {w for job in live for w in job.owners} | {
-            w for job in live for t in itertools.chain(job.maps, job.reduces)
-            for w in (t.committed_worker, t.granted_worker) if w}
-        out += [j.WorkerJoined(worker_id=w.id, data_addr=w.data_addr, key=w.key) for w in self.workers.values()
-                if (w.id in named or w.alive) and w.data_addr]
-        out += [j.EndedJob(number=_job_number(info.job_id), info=info) for info in self.archived.values()]
-        for job in self.jobs.values():
-            if job.state.ended and job.output_done:
-                out.append(j.EndedJob(number=job.number, info=self._job_info(job, detail=True)))
-            elif job.state.ended:
-                out += [*self._job_records(job), j.JobEnded(job_id=job.id, state=job.state.value, error=job.error,
-                                                            finished=job.finished or 0.0)]
-            else:
-                out += self._job_records(job)
-        return out
+        return self.book.snapshot(lambda job: self._job_info(job, detail=True))
 
     def success_marker(self, job_id: str) -> SuccessMarker | None:
         """What the `_SUCCESS` of a job that succeeded says (None for a job no longer known)."""
@@ -323,35 +262,9 @@ class Scheduler:
         job = self.jobs.get(job_id)
         if job is None or job.output_done:
             return []
-        job.output_done = True
-        return [Journal(j.OutputFinished(job_id=job_id))]
-
-    def _job_records(self, job: Job) -> list[j.Record]:
-        out: list[j.Record] = [j.JobSubmitted(job_id=job.id, number=job.number, spec=job.spec,
-                                              submitted=job.submitted)]
-        if job.state is JobState.QUEUED:
-            return out
-        out.append(j.JobStarted(job_id=job.id, started=job.started or job.submitted, owners=list(job.owners)))
-        out.append(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
-        for task in itertools.chain(job.maps, job.reduces):
-            if task.attempts_made:
-                worker = task.committed_worker or ""
-                out.append(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index,
-                                          attempt=task.attempts_made, worker_id=worker))
-            if task.app_failures or task.worker_losses:
-                out.append(self._setback(job, task))
-            if task.state is TaskState.DONE and task.kind == MAP:
-                out.append(j.MapCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
-                                          worker_id=task.committed_worker or "", records_out=task.records_out,
-                                          bytes_out=task.bytes_out, finished=task.finished or 0.0))
-            elif task.state is TaskState.DONE:
-                out.append(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
-                                             worker_id=task.committed_worker or "",
-                                             records_out=task.records_out, finished=task.finished or 0.0))
-            elif task.committing is not None:
-                out.append(j.CommitGranted(job_id=job.id, task=task.index, attempt=task.committing,
-                                           worker_id=task.granted_worker or "", records_out=task.records_out))
-        return out
+        self._out = []
+        self._record(j.OutputFinished(job_id=job_id))
+        return self._out
 
     def archive_ended(self) -> None:
         """Keep only the final status of ended jobs whose leases are gone (frees their app and inputs)."""
@@ -374,20 +287,13 @@ class Scheduler:
         if problem:
             self._send(peer, m.ErrorReply(message=problem))
             return
-        number = self._next_job
-        job = self._new_job(f"job-{number:04d}", number, spec, self._now)
-        self._journal(j.JobSubmitted(job_id=job.id, number=number, spec=spec, submitted=self._now))
+        number = self.book.next_job
+        submitted = j.JobSubmitted(job_id=f"job-{number:04d}", number=number, spec=spec, submitted=self._now)
+        self._record(submitted)
+        job = self.jobs[submitted.job_id]
         self._send(peer, m.JobAccepted(job_id=job.id))
         self._log("job_submitted", "info", job=job.id, maps=len(job.maps), reduces=spec.n_reduce)
         self._start_queued_jobs()
-
-    def _new_job(self, job_id: str, number: int, spec: m.JobSpec, submitted: float) -> Job:
-        self._next_job = max(self._next_job, number + 1)
-        job = Job(id=job_id, spec=spec, submitted=submitted, number=number)
-        job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(spec.splits))]
-        job.reduces = [Task(REDUCE, r, TaskState.WAITING) for r in range(spec.n_reduce)]
-        self.jobs[job.id] = job
-        return job
 
     def _on_cancel(self, peer: bytes, job_id: str) -> None:
         if job_id in self.archived:
@@ -412,8 +318,8 @@ class Scheduler:
         if old is not None and not self._claim_id(old, peer, msg, key):
             return
         if old is not None and old.alive and not old.peer and not old.data_addr:
-            old.data_addr = msg.data_addr   # awaited since a restart, its address not in the journal
-            self._journal(j.WorkerJoined(worker_id=old.id, data_addr=old.data_addr, key=old.key))
+            # awaited since a restart, its address not in the journal
+            self._record(j.WorkerJoined(worker_id=old.id, data_addr=msg.data_addr, key=old.key))
         if old is not None and old.alive and old.data_addr == msg.data_addr:
             self._readopt(old, peer, msg)
             return
@@ -430,7 +336,7 @@ class Scheduler:
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
         self._push_liveness(worker)
-        self._journal(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr, key=key))
+        self._record(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr, key=key))
         self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
         self._log("worker_joined", "info", worker=worker.id, addr=msg.data_addr, pid=msg.pid, host=msg.host)
         self._start_queued_jobs()
@@ -578,12 +484,8 @@ class Scheduler:
         self._commit_map(job, task, worker, msg)
 
     def _commit_map(self, job: Job, task: Task, worker: Worker, msg: m.MapDone) -> None:
-        task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt, worker.id
-        task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
-        job.maps_done += 1
-        job.bytes_committed += msg.bytes_out
-        self._journal(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
-                                     records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
+        self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
+                                    records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
         self._cancel_other_attempts(job, task)
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
                   worker=worker.id)
@@ -603,10 +505,8 @@ class Scheduler:
             ok = True
         elif ok:
             self._record_duration(job, task, msg.attempt)
-            task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt, msg.records_out
-            task.granted_worker = worker.id
-            self._journal(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt,
-                                          worker_id=worker.id, records_out=msg.records_out))
+            self._record(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt,
+                                         worker_id=worker.id, records_out=msg.records_out))
             if msg.received is not None and msg.received.partition == task.index:
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
         self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
@@ -622,11 +522,8 @@ class Scheduler:
         if task.committing != msg.attempt:   # never granted: it does not count, and the task must run again
             self._requeue(job, task)
             return
-        task.state, task.committed, task.finished = TaskState.DONE, msg.attempt, self._now
-        task.committed_worker = worker.id
-        job.reduces_done += 1
-        self._journal(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
-                                        records_out=task.records_out, finished=self._now))
+        self._record(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
+                                       records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
         release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
         for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
@@ -654,8 +551,7 @@ class Scheduler:
         if msg.kind == "missing_data":
             self._on_missing_data(job, task, msg.missing_maps, assigned)
             return
-        task.app_failures += 1
-        self._journal(self._setback(job, task))
+        self._setback(job, task, app_failures=1)
         if task.app_failures >= self.params.max_attempts:
             detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
@@ -668,8 +564,7 @@ class Scheduler:
         Only output committed before the failed attempt was assigned is what it looked for: a map whose
         output was lost, and that ran again and committed since (its worker died, say), is not undone.
         """
-        reduce.worker_losses += 1
-        self._journal(self._setback(job, reduce))
+        self._setback(job, reduce, worker_losses=1)
         if reduce.worker_losses > self.params.max_worker_losses:
             self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
             return
@@ -745,8 +640,7 @@ class Scheduler:
         job, task = found
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
             return
-        task.app_failures += 1
-        self._journal(self._setback(job, task))
+        self._setback(job, task, app_failures=1)
         if task.app_failures >= self.params.max_attempts:
             self._end_job(job, JobState.FAILED, f"{task.label}: no progress within "
                           f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
@@ -811,8 +705,7 @@ class Scheduler:
         job, task = found
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
             return
-        task.worker_losses += 1
-        self._journal(self._setback(job, task))
+        self._setback(job, task, worker_losses=1)
         if task.worker_losses > self.params.max_worker_losses:
             self._end_job(job, JobState.FAILED, f"{task.label} lost its worker {task.worker_losses} times")
             return
@@ -833,8 +726,8 @@ class Scheduler:
                     self._requeue(job, task)
 
     def _revoke_grant(self, job: Job, task: Task) -> None:
-        task.committing, task.granted_worker, task.state = None, None, TaskState.RUNNING
-        self._journal(j.CommitRevoked(job_id=job.id, task=task.index))
+        self._record(j.CommitRevoked(job_id=job.id, task=task.index))
+        task.state = TaskState.RUNNING   # a backup may run on; if none does, the caller puts the task back
 
     def _replan(self, job: Job) -> None:
         """Move partitions off dead owners; map output the new owners cannot pull is made again."""
@@ -860,11 +753,11 @@ class Scheduler:
 
     def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
         """New owners for some partitions: journaled, announced to the job's workers, set up on the new ones."""
+        owners = list(job.owners)
         for p, new in moves.items():
-            self._move_ready_reduce(job, p, job.owners[p], new)
-            job.owners[p] = new
-        job.owners_epoch += 1
-        self._journal(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
+            self._move_ready_reduce(job, p, owners[p], new)
+            owners[p] = new
+        self._record(j.OwnersMoved(job_id=job.id, owners=owners, epoch=job.owners_epoch + 1))
         update = m.OwnersUpdate(job_id=job.id, owners=self._owner_addrs(job), owners_epoch=job.owners_epoch)
         for worker_id in job.set_up_on:
             worker = self.workers[worker_id]
@@ -873,10 +766,7 @@ class Scheduler:
         self._set_up_owners(job)
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
-        task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
-        job.maps_done -= 1
-        job.bytes_committed -= task.bytes_out
-        self._journal(j.MapUncommitted(job_id=job.id, task=task.index))
+        self._record(j.MapUncommitted(job_id=job.id, task=task.index))
         for reduce in job.reduces:
             if reduce.state is TaskState.READY:
                 self._unready_reduce(job, reduce)
@@ -990,14 +880,13 @@ class Scheduler:
 
     def _assign(self, worker: Worker, job: Job, task: Task) -> None:
         self._idle.pop(worker.id, None)
-        task.attempts_made += 1
-        number = task.attempts_made
+        number = task.attempts_made + 1
+        self._record(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
+                                    worker_id=worker.id))
         task.running[number] = Attempt(worker.id, self._now, self._now)
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
         worker.current, worker.busy_since = (job.id, task.kind, task.index, number), self._now
-        self._journal(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
-                                     worker_id=worker.id))
         self._set_up(job, worker)
         if task.kind == MAP:
             msg: m.FromCoordinator = m.AssignMap(job_id=job.id, task=task.index, attempt=number,
@@ -1065,9 +954,8 @@ class Scheduler:
             return
         for job in self.jobs.values():
             if job.state is JobState.QUEUED:
-                job.state, job.started = JobState.RUNNING, self._now
-                job.owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
-                self._journal(j.JobStarted(job_id=job.id, started=self._now, owners=list(job.owners)))
+                owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
+                self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
                 job.ready_maps.extend(range(len(job.maps)))
                 self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
                 self._set_up_owners(job)
@@ -1090,8 +978,7 @@ class Scheduler:
                 self._set_up(job, worker)
 
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
-        job.state, job.error, job.finished = state, error, self._now
-        self._journal(j.JobEnded(job_id=job.id, state=state.value, error=error, finished=self._now))
+        self._record(j.JobEnded(job_id=job.id, state=state.value, error=error, finished=self._now))
         for task in itertools.chain(job.maps, job.reduces):
             for number, attempt in list(task.running.items()):
                 worker = self.workers.get(attempt.worker)
@@ -1250,19 +1137,17 @@ class Scheduler:
     def _send(self, peer: bytes, msg: m.FromCoordinator) -> None:
         self._out.append(Send(peer, msg))
 
-    @staticmethod
-    def _setback(job: Job, task: Task) -> j.TaskSetback:
-        """The task's failure counts as a record: journaled at each change, so a restart keeps them."""
-        return j.TaskSetback(job_id=job.id, kind=task.kind, task=task.index, app_failures=task.app_failures,
-                             worker_losses=task.worker_losses)
-
-    def _journal(self, record: j.Record) -> None:
+    def _record(self, record: j.Record) -> None:
+        """Make a state change: journal it (before any Send of this batch goes out) and apply it."""
         self._out.append(Journal(record))
+        self.book.apply(record)
+
+    def _setback(self, job: Job, task: Task, app_failures: int = 0, worker_losses: int = 0) -> None:
+        """Count a task's failure. The counts are journaled whole, so a restart keeps them."""
+        self._record(j.TaskSetback(job_id=job.id, kind=task.kind, task=task.index,
+                                   app_failures=task.app_failures + app_failures,
+                                   worker_losses=task.worker_losses + worker_losses))
 
     def _log(self, event: str, level: str, **fields: Any) -> None:
         self._out.append(Log(event, level, fields))
 
-
-def _job_number(job_id: str) -> int:
-    digits = job_id.rpartition("-")[2]
-    return int(digits) if digits.isdigit() else 0
