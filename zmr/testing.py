@@ -38,7 +38,7 @@ from zmr.core.scheduler import (
     Send,
     Tick,
 )
-from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, Worker
+from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
 
@@ -145,7 +145,7 @@ class SimCluster:
     def task(self, job_id: str, kind: str, index: int) -> Task:
         return (self.job(job_id).maps if kind == MAP else self.job(job_id).reduces)[index]
 
-    def worker_state(self, worker_id: str) -> Worker:
+    def worker_state(self, worker_id: str) -> WorkerEntry:
         return self.scheduler.workers[worker_id]
 
     def assignment(self, worker_id: str) -> Assignment | None:
@@ -655,17 +655,16 @@ def _worker_problems(s: Scheduler) -> list[str]:
     return problems
 
 
-def _current_problems(s: Scheduler, worker: Worker, current: tuple[str, str, int, int]) -> list[str]:
-    job_id, kind, index, number = current
-    job = s.jobs.get(job_id)
+def _current_problems(s: Scheduler, worker: WorkerEntry, current: m.AttemptId) -> list[str]:
+    job = s.jobs.get(current.job_id)
     if job is None:
-        return [f"worker {worker.id} runs an attempt of unknown job {job_id}"]
-    task = job.task(kind, index)
-    if task is None or not 1 <= number <= task.attempts_made:
-        return [f"worker {worker.id} runs {current}, an attempt that was never made"]
-    attempt = task.running.get(number)
-    if attempt is not None and attempt.worker != worker.id:
-        return [f"worker {worker.id} runs {current}, which belongs to {attempt.worker}"]
+        return [f"worker {worker.id} runs an attempt of unknown job {current.job_id}"]
+    task = job.task(current.kind, current.task)
+    if task is None or not 1 <= current.number <= task.attempts_made:
+        return [f"worker {worker.id} runs {current.label}, an attempt that was never made"]
+    run = task.running.get(current.number)
+    if run is not None and run.worker != worker.id:
+        return [f"worker {worker.id} runs {current.label}, which belongs to {run.worker}"]
     return []   # not running any more: cancelled (job ended, or a backup lost); its next TaskRequest says so
 
 
@@ -733,7 +732,7 @@ def _live_task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
         worker = s.workers.get(attempt.worker)
         if worker is None or not worker.alive:
             problems.append(f"attempt {number} runs on unknown or dead worker {attempt.worker}")
-        elif worker.current != (job.id, task.kind, task.index, number):
+        elif worker.current != task.attempt_id(job.id, number):
             problems.append(f"attempt {number} runs on {worker.id}, whose current task is {worker.current}")
     return problems
 

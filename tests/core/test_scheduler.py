@@ -316,7 +316,7 @@ def test_a_report_from_a_worker_that_does_not_run_the_attempt_is_ignored() -> No
         assert logged(actions, "stale_report")
     assert sim.task(job, MAP, 0).running.keys() == {1}
     assert sim.task(job, MAP, 0).running[1].worker == "w1"
-    assert sim.worker_state("w2").current == (job, MAP, 1, 1)
+    assert sim.worker_state("w2").current == m.AttemptId(job_id=job, kind=MAP, task=1, number=1)
 
 
 def test_duplicate_reports_change_nothing() -> None:

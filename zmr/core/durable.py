@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, Worker
+from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 
@@ -28,7 +28,7 @@ class Ledger:
 
     def __init__(self, first_job: int) -> None:
         self.jobs: dict[str, Job] = {}
-        self.workers: dict[str, Worker] = {}      # entries also carry live-only fields (peer, liveness)
+        self.workers: dict[str, WorkerEntry] = {}  # entries also carry live-only fields (peer, liveness)
         self.archived: dict[str, m.JobInfo] = {}  # ended jobs kept as their final status only
         self.next_job = first_job
 

@@ -19,7 +19,7 @@ import msgspec
 from zmr.core import recovery
 from zmr.core.durable import Ledger
 from zmr.core.specs import SpecLimits, spec_problem
-from zmr.core.state import MAP, REDUCE, Attempt, Job, JobState, Task, TaskState, Worker
+from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.success import SuccessMarker
@@ -141,7 +141,7 @@ class Scheduler:
         return self.book.jobs
 
     @property
-    def workers(self) -> dict[str, Worker]:
+    def workers(self) -> dict[str, WorkerEntry]:
         return self.book.workers
 
     @property
@@ -186,7 +186,7 @@ class Scheduler:
                 worker.last_seen = self._now
                 self._WORKER_HANDLERS[type(msg)](self, worker, msg)
 
-    def _known_worker(self, peer: bytes, worker_id: str) -> Worker | None:
+    def _known_worker(self, peer: bytes, worker_id: str) -> WorkerEntry | None:
         """The live worker behind `peer`, or None after telling the peer to register again."""
         worker = self.workers.get(worker_id)
         if worker is None or not worker.alive or worker.peer != peer:
@@ -237,7 +237,7 @@ class Scheduler:
                         self._make_ready(job, task)
             for worker_id in sorted(awaited - {""} - set(self.workers)):
                 known = joined.get(worker_id, j.WorkerJoined(worker_id=worker_id, data_addr=""))
-                worker = Worker(worker_id, b"", known.data_addr, key=known.key,
+                worker = WorkerEntry(worker_id, b"", known.data_addr, key=known.key,
                                 last_seen=now + self.params.recovery_grace - timeout)
                 self.workers[worker_id] = worker
                 self._push_liveness(worker)
@@ -268,7 +268,7 @@ class Scheduler:
 
     def archive_ended(self) -> None:
         """Keep only the final status of ended jobs whose leases are gone (frees their app and inputs)."""
-        referenced = {w.current[0] for w in self.workers.values() if w.current is not None}
+        referenced = {w.current.job_id for w in self.workers.values() if w.current is not None}
         for job in [job for job in self.jobs.values()
                     if job.state.ended and job.output_done and job not in self._draining
                     and job.id not in referenced]:
@@ -330,9 +330,8 @@ class Scheduler:
         for holding in msg.holdings:    # and nothing it held before counts
             self._send(peer, m.JobEnded(job_id=holding.job_id))
         if msg.running is not None:
-            r = msg.running
-            self._send(peer, m.CancelTask(job_id=r.job_id, task=r.task, attempt=r.number, kind=r.kind))
-        worker = Worker(msg.worker_id, peer, msg.data_addr, self._now, key=key, token=msg.token)
+            self._send(peer, _cancel(msg.running))
+        worker = WorkerEntry(msg.worker_id, peer, msg.data_addr, self._now, key=key, token=msg.token)
         self.workers[worker.id] = worker
         self._by_peer[peer] = worker.id
         self._push_liveness(worker)
@@ -344,7 +343,7 @@ class Scheduler:
             self._replan(job)
             self._set_up_owners(job)
 
-    def _claim_id(self, old: Worker, peer: bytes, msg: m.Register, key: str) -> bool:
+    def _claim_id(self, old: WorkerEntry, peer: bytes, msg: m.Register, key: str) -> bool:
         """May this Register speak for the worker id `old` already holds? Refuse it (and say so) if not.
 
         A worker id names one process life (a restarted worker comes back under a new id), so only the
@@ -365,7 +364,7 @@ class Scheduler:
         self._send(peer, m.Reject(reason=f"worker id {old.id} is registered by {wrong}: refused"))
         return False
 
-    def _readopt(self, worker: Worker, peer: bytes, msg: m.Register) -> None:
+    def _readopt(self, worker: WorkerEntry, peer: bytes, msg: m.Register) -> None:
         """A live worker registers again: after a coordinator restart, or over a new connection.
 
         It is the same process with the same data, so whatever it still holds is reused: committed map
@@ -401,7 +400,7 @@ class Scheduler:
         self._log("worker_back", "info", worker=worker.id, jobs=len(held), pid=msg.pid)
         self._start_queued_jobs()
 
-    def _readopt_finished_map(self, worker: Worker, report: m.MapDone, held: dict[str, m.Holding]) -> None:
+    def _readopt_finished_map(self, worker: WorkerEntry, report: m.MapDone, held: dict[str, m.Holding]) -> None:
         """A map the worker finished while this coordinator was away still counts if its output is there."""
         job = self.jobs.get(report.job_id)
         task = job.task(MAP, report.task) if job else None
@@ -412,40 +411,36 @@ class Scheduler:
                 or (report.task, report.attempt) not in set(map(tuple, holding.maps))):
             return
         self._log("map_readopted", "info", job=job.id, task=task.label, attempt=report.attempt, worker=worker.id)
-        self._commit_map(job, task, worker, report)
+        self._commit_map(job, task, worker, report.attempt, report)
 
-    def _readopt_running(self, worker: Worker, running: m.AttemptId | None) -> None:
+    def _readopt_running(self, worker: WorkerEntry, running: m.AttemptId | None) -> None:
         """Keep the attempt the worker says it runs if it may still count; cancel it otherwise."""
-        mine = (running.job_id, running.kind, running.task, running.number) if running else None
-        if worker.current is not None and worker.current != mine:
+        if worker.current is not None and worker.current != running:
             self._abandon_current(worker, "the worker no longer runs it")
-        if running is None or worker.current == mine:
+        if running is None or worker.current == running:
             return
-        job = self.jobs.get(running.job_id)
-        task = job.task(running.kind, running.task) if job else None
+        job, task = self._task_of(running)
         usable = (running.kind in (MAP, REDUCE) and running.number >= 1
                   and job is not None and task is not None and job.state is JobState.RUNNING
                   and task.state in (TaskState.READY, TaskState.RUNNING, TaskState.COMMITTING)
                   and running.number <= task.attempts_made and running.number not in task.running
                   and (task.committing is None or task.committing == running.number))
         if not usable or job is None or task is None:
-            self._send(worker.peer, m.CancelTask(job_id=running.job_id, task=running.task,
-                                                 attempt=running.number, kind=running.kind))
+            self._send(worker.peer, _cancel(running))
             return
         self._idle.pop(worker.id, None)
-        task.running[running.number] = Attempt(worker.id, self._now, self._now)
+        task.running[running.number] = AttemptRun(worker.id, self._now, self._now)
         task.started = task.started or self._now
-        worker.current, worker.busy_since = mine, self._now
+        worker.current, worker.busy_since = running, self._now
         if task.committing == running.number:   # it was granted the rename: say so again
             task.state = TaskState.COMMITTING
-            self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=running.number,
-                                                     ok=True))
+            self._send(worker.peer, _decision(running, True))
         else:
             task.state = TaskState.RUNNING
         self._log("attempt_readopted", "info", job=job.id, task=task.label, attempt=running.number,
                   worker=worker.id)
 
-    def _on_heartbeat(self, worker: Worker, msg: m.Heartbeat) -> None:
+    def _on_heartbeat(self, worker: WorkerEntry, msg: m.Heartbeat) -> None:
         for stat in msg.partitions:
             job = self.jobs.get(stat.job_id)
             if (job is not None and 0 <= stat.partition < len(job.reduces) and job.owners
@@ -453,100 +448,101 @@ class Scheduler:
                     and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
                 job.partition_stats[stat.partition] = stat
         worker.leases = {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0}
-        attempt = self._current_attempt(worker)
-        if attempt is not None and msg.progress != attempt.progress:
-            attempt.progress = msg.progress
-            attempt.last_progress = self._now
+        run = self._current_run(worker)
+        if run is not None and msg.progress != run.progress:
+            run.progress = msg.progress
+            run.last_progress = self._now
 
-    def _on_task_request(self, worker: Worker, msg: m.TaskRequest) -> None:
+    def _on_task_request(self, worker: WorkerEntry, msg: m.TaskRequest) -> None:
         """Idle now, unless the request crossed an assignment on the wire (it names an earlier attempt, or
         none at all): then the worker is about to get that assignment, and the request is stale."""
         if worker.current is not None:
-            f = msg.finished
-            if f is None or (f.job_id, f.kind, f.task, f.number) != worker.current:
+            if msg.finished != worker.current:
                 self._log("stale_task_request", "debug", worker=worker.id)
                 return
+            job = self.jobs.get(worker.current.job_id)
             self._abandon_current(worker, "the worker ended it without a report that counts")
-            job = self.jobs.get(f.job_id)
             if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
                 job.set_up_on.discard(worker.id)
         self._idle[worker.id] = None
 
-    def _on_map_done(self, worker: Worker, msg: m.MapDone) -> None:
-        found = self._own_attempt(worker, msg.job_id, MAP, msg.task, msg.attempt)
+    def _on_map_done(self, worker: WorkerEntry, msg: m.MapDone) -> None:
+        attempt = _reported(msg, MAP)
+        found = self._own_attempt(worker, attempt)
         if found is None:
             return
         job, task = found
-        self._record_duration(job, task, msg.attempt)
-        self._finish_attempt(worker, task, msg.attempt)
+        self._record_duration(job, task, attempt.number)
+        self._finish_attempt(worker, task, attempt.number)
         if task.state is TaskState.DONE:
             return  # another attempt committed first; this one's output never counts
-        self._commit_map(job, task, worker, msg)
+        self._commit_map(job, task, worker, attempt.number, msg)
 
-    def _commit_map(self, job: Job, task: Task, worker: Worker, msg: m.MapDone) -> None:
-        self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
-                                    records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
+    def _commit_map(self, job: Job, task: Task, worker: WorkerEntry, number: int, report: m.MapDone) -> None:
+        self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=number, worker_id=worker.id,
+                                    records_out=report.records_out, bytes_out=report.bytes_out, finished=self._now))
         self._cancel_other_attempts(job, task)
-        self._log("map_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
-                  worker=worker.id)
+        self._log("map_committed", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
         self._sample(job)
         if job.maps_done == len(job.maps):
             for reduce in job.reduces:
                 if reduce.state is TaskState.WAITING:
                     self._make_ready(job, reduce)
 
-    def _on_reduce_done(self, worker: Worker, msg: m.ReduceDone) -> None:
-        found = self._own_attempt(worker, msg.job_id, REDUCE, msg.task, msg.attempt)
+    def _on_reduce_done(self, worker: WorkerEntry, msg: m.ReduceDone) -> None:
+        attempt = _reported(msg, REDUCE)
+        found = self._own_attempt(worker, attempt)
         if found is None:
             return
         job, task = found
         ok = task.state is TaskState.RUNNING and task.committing is None
-        if task.committing == msg.attempt:   # a duplicate report: the grant stands (refusing it would wedge it)
+        if task.committing == attempt.number:   # a duplicate report: the grant stands (refusing would wedge it)
             ok = True
         elif ok:
-            self._record_duration(job, task, msg.attempt)
-            self._record(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt,
+            self._record_duration(job, task, attempt.number)
+            self._record(j.CommitGranted(job_id=job.id, task=task.index, attempt=attempt.number,
                                          worker_id=worker.id, records_out=msg.records_out))
             if msg.received is not None and msg.received.partition == task.index:
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
-        self._send(worker.peer, m.CommitDecision(job_id=job.id, task=task.index, attempt=msg.attempt, ok=ok))
+        self._send(worker.peer, _decision(attempt, ok))
         if not ok:
-            self._finish_attempt(worker, task, msg.attempt)
+            self._finish_attempt(worker, task, attempt.number)
 
-    def _on_reduce_committed(self, worker: Worker, msg: m.ReduceCommitted) -> None:
-        found = self._own_attempt(worker, msg.job_id, REDUCE, msg.task, msg.attempt)
+    def _on_reduce_committed(self, worker: WorkerEntry, msg: m.ReduceCommitted) -> None:
+        attempt = _reported(msg, REDUCE)
+        found = self._own_attempt(worker, attempt)
         if found is None:
             return
         job, task = found
-        self._finish_attempt(worker, task, msg.attempt)
-        if task.committing != msg.attempt:   # never granted: it does not count, and the task must run again
+        self._finish_attempt(worker, task, attempt.number)
+        if task.committing != attempt.number:   # never granted: it does not count, and the task must run again
             self._requeue(job, task)
             return
-        self._record(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt, worker_id=worker.id,
-                                       records_out=task.records_out, finished=self._now))
+        self._record(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=attempt.number,
+                                       worker_id=worker.id, records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
         release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
         for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
             if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
                 self._send(self.workers[worker_id].peer, release)
-        self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=msg.attempt,
+        self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=attempt.number,
                   worker=worker.id)
         self._sample(job)
         if job.reduces_done == len(job.reduces):
             self._end_job(job, JobState.SUCCEEDED, "")
 
-    def _on_task_failed(self, worker: Worker, msg: m.TaskFailed) -> None:
-        kind = worker.current[1] if worker.current else MAP   # a worker runs one task at a time
-        found = self._own_attempt(worker, msg.job_id, kind, msg.task, msg.attempt)
+    def _on_task_failed(self, worker: WorkerEntry, msg: m.TaskFailed) -> None:
+        attempt = _reported(msg, worker.current.kind if worker.current else MAP)   # one task at a time
+        found = self._own_attempt(worker, attempt)
         if found is None:
             return
         job, task = found
-        attempt = task.running.get(msg.attempt)
-        assigned = attempt.started if attempt is not None else self._now
-        self._finish_attempt(worker, task, msg.attempt)
-        if task.committing == msg.attempt:   # it failed after its commit was granted (e.g. the rename)
+        run = task.running.get(attempt.number)
+        assigned = run.started if run is not None else self._now
+        self._finish_attempt(worker, task, attempt.number)
+        if task.committing == attempt.number:   # it failed after its commit was granted (e.g. the rename)
             self._revoke_grant(job, task)   # a backup, if any, may commit now
-        self._log("task_failed", "warning", job=job.id, task=task.label, attempt=msg.attempt,
+        self._log("task_failed", "warning", job=job.id, task=task.label, attempt=attempt.number,
                   worker=worker.id, kind=msg.kind, error=msg.error)
         if msg.kind == "missing_data":
             self._on_missing_data(job, task, msg.missing_maps, assigned)
@@ -574,7 +570,7 @@ class Scheduler:
                 self._uncommit_map(job, task)
         self._requeue(job, reduce)
 
-    _WORKER_HANDLERS: dict[type, Callable[[Scheduler, Worker, Any], None]] = {
+    _WORKER_HANDLERS: dict[type, Callable[[Scheduler, WorkerEntry, Any], None]] = {
         m.Heartbeat: _on_heartbeat,
         m.TaskRequest: _on_task_request,
         m.MapDone: _on_map_done,
@@ -623,18 +619,18 @@ class Scheduler:
     def _expire_stalled_tasks(self) -> None:
         """A task with no progress for `task_timeout` is given up, even if its worker still beats."""
         for worker in self.workers.values():
-            attempt = self._current_attempt(worker) if worker.alive else None
-            if attempt is not None and attempt.last_progress + self.params.task_timeout <= self._now:
-                job_id, kind, index, number = worker.current  # type: ignore[misc]
-                self._send(worker.peer, m.CancelTask(job_id=job_id, task=index, attempt=number, kind=kind))
-                self._time_out_current(worker)
+            run = self._current_run(worker) if worker.alive else None
+            if run is not None and worker.current is not None \
+                    and run.last_progress + self.params.task_timeout <= self._now:
+                self._send(worker.peer, _cancel(worker.current))
+                self._time_out_current(worker, worker.current)
 
-    def _time_out_current(self, worker: Worker) -> None:
+    def _time_out_current(self, worker: WorkerEntry, current: m.AttemptId) -> None:
         """A stalled attempt is the app's failure, not the worker's: a map that loops for ever would
         otherwise be retried without end, one worker at a time. The worker stays busy (its `current`
         kept) until it says the attempt is gone: it kills the task process first, so what status
         shows is what the worker does."""
-        found = self._take_attempt_off(worker, "no progress within the task timeout")
+        found = self._take_attempt_off(worker, current, "no progress within the task timeout")
         if found is None:
             return
         job, task = found
@@ -647,27 +643,25 @@ class Scheduler:
             return
         self._requeue(job, task)   # at once: the attempt has waited out the timeout already
 
-    def _take_attempt_off(self, worker: Worker, why: str) -> tuple[Job, Task] | None:
+    def _take_attempt_off(self, worker: WorkerEntry, current: m.AttemptId, why: str) -> tuple[Job, Task] | None:
         """The worker's current attempt no longer counts: off its task, its commit grant revoked."""
-        job_id, kind, index, number = worker.current  # type: ignore[misc]
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        if job is None or task is None or number not in task.running:
+        job, task = self._task_of(current)
+        if job is None or task is None or current.number not in task.running:
             return None
-        del task.running[number]
-        if task.committing == number:
+        del task.running[current.number]
+        if task.committing == current.number:
             self._revoke_grant(job, task)
-        self._log("attempt_lost", "warning", job=job_id, task=task.label, attempt=number, worker=worker.id,
+        self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=current.number, worker=worker.id,
                   why=why)
         return job, task
 
-    def _push_liveness(self, worker: Worker) -> None:
+    def _push_liveness(self, worker: WorkerEntry) -> None:
         deadline = worker.last_seen + self.params.heartbeat_interval * self.params.heartbeat_liveness
         heapq.heappush(self._liveness, (deadline, worker.id))
 
     # ------------------------------------------------------------ losing work
 
-    def _lose_worker(self, worker: Worker, why: str) -> None:
+    def _lose_worker(self, worker: WorkerEntry, why: str) -> None:
         worker.alive = False
         self._idle.pop(worker.id, None)
         self._log("worker_lost", "warning", worker=worker.id, why=why)
@@ -678,7 +672,7 @@ class Scheduler:
         for job in self._running_jobs():
             self._replan(job)
 
-    def _tell_reducers_sources_lost(self, dead: Worker) -> None:
+    def _tell_reducers_sources_lost(self, dead: WorkerEntry) -> None:
         """Every running reduce may be pulling the dead worker's kept map output, which died with it.
 
         The scheduler does not know which reducers already hold those maps' pushed streams (they may
@@ -690,16 +684,16 @@ class Scheduler:
         for worker in self.workers.values():
             if not worker.alive or not worker.peer or worker.current is None:
                 continue
-            job_id, kind, index, number = worker.current
-            job = self.jobs.get(job_id)
-            if kind == REDUCE and job is not None and job.state is JobState.RUNNING:
-                self._send(worker.peer, m.SourcesLost(job_id=job_id, task=index, attempt=number,
-                                                      addr=dead.data_addr))
+            current = worker.current
+            job = self.jobs.get(current.job_id)
+            if current.kind == REDUCE and job is not None and job.state is JobState.RUNNING:
+                self._send(worker.peer, m.SourcesLost(job_id=current.job_id, task=current.task,
+                                                      attempt=current.number, addr=dead.data_addr))
 
-    def _abandon_current(self, worker: Worker, why: str) -> None:
+    def _abandon_current(self, worker: WorkerEntry, why: str) -> None:
         """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""
-        found = self._take_attempt_off(worker, why)
-        worker.current = None
+        current, worker.current = worker.current, None
+        found = self._take_attempt_off(worker, current, why) if current is not None else None
         if found is None:
             return
         job, task = found
@@ -711,7 +705,7 @@ class Scheduler:
             return
         self._requeue(job, task)
 
-    def _drop_orphan_grants(self, worker: Worker) -> None:
+    def _drop_orphan_grants(self, worker: WorkerEntry) -> None:
         """A reduce granted to this worker before a restart, which it no longer runs, must run again.
 
         Its output may already be in place; running again replaces it atomically with the same records.
@@ -830,7 +824,7 @@ class Scheduler:
             if not self._steal_reduce(self.workers[worker_id]):
                 return
 
-    def _steal_reduce(self, thief: Worker) -> bool:
+    def _steal_reduce(self, thief: WorkerEntry) -> bool:
         """An idle worker takes over a ready partition whose owner has been busy for `min_elapsed`.
 
         A reduce runs on its partition's owner, which holds the pushed batches. If that owner is stuck
@@ -866,7 +860,7 @@ class Scheduler:
                     return job, task
         return None
 
-    def _assign_reduce(self, worker: Worker) -> None:
+    def _assign_reduce(self, worker: WorkerEntry) -> None:
         queue = self._ready_reduces[worker.id]
         while queue:
             job_id, partition = next(iter(queue))
@@ -878,15 +872,15 @@ class Scheduler:
                 self._assign(worker, job, task)
                 return
 
-    def _assign(self, worker: Worker, job: Job, task: Task) -> None:
+    def _assign(self, worker: WorkerEntry, job: Job, task: Task) -> None:
         self._idle.pop(worker.id, None)
         number = task.attempts_made + 1
         self._record(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
                                     worker_id=worker.id))
-        task.running[number] = Attempt(worker.id, self._now, self._now)
+        task.running[number] = AttemptRun(worker.id, self._now, self._now)
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
-        worker.current, worker.busy_since = (job.id, task.kind, task.index, number), self._now
+        worker.current, worker.busy_since = task.attempt_id(job.id, number), self._now
         self._set_up(job, worker)
         if task.kind == MAP:
             msg: m.FromCoordinator = m.AssignMap(job_id=job.id, task=task.index, attempt=number,
@@ -925,19 +919,17 @@ class Scheduler:
                           worker=backup)
                 self._assign(self.workers[backup], job, task)
 
-    def _straggler(self, worker: Worker) -> tuple[Job, Task] | None:
+    def _straggler(self, worker: WorkerEntry) -> tuple[Job, Task] | None:
         if not worker.alive or worker.current is None:
             return None
-        job_id, kind, index, number = worker.current
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        attempt = task.running.get(number) if task else None
+        job, task = self._task_of(worker.current)
+        attempt = task.running.get(worker.current.number) if task else None
         if job is None or task is None or attempt is None or len(task.running) != 1:
             return None
-        durations = job.durations.get(kind)
+        durations = job.durations.get(task.kind)
         if task.state is not TaskState.RUNNING or not durations:
             return None
-        if kind == REDUCE and job.maps_done < len(job.maps):
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
             return None   # some map output was lost since it started: a backup could not read it
         median = durations[len(durations) // 2]
         slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
@@ -964,7 +956,7 @@ class Scheduler:
                     for reduce in job.reduces:
                         self._make_ready(job, reduce)
 
-    def _set_up(self, job: Job, worker: Worker) -> None:
+    def _set_up(self, job: Job, worker: WorkerEntry) -> None:
         """Send the job (and so a lease on its data) to a worker once per worker life."""
         if worker.id not in job.set_up_on and worker.alive and worker.peer:
             job.set_up_on.add(worker.id)
@@ -983,8 +975,7 @@ class Scheduler:
             for number, attempt in list(task.running.items()):
                 worker = self.workers.get(attempt.worker)
                 if worker is not None and worker.alive and worker.current is not None:
-                    self._send(worker.peer, m.CancelTask(job_id=job.id, task=task.index, attempt=number,
-                                                         kind=task.kind))
+                    self._send(worker.peer, _cancel(task.attempt_id(job.id, number)))
             task.running.clear()
         job.ready_maps.clear()
         for worker_id in job.set_up_on:
@@ -1000,8 +991,7 @@ class Scheduler:
         for number, attempt in list(task.running.items()):
             worker = self.workers.get(attempt.worker)
             if worker is not None and worker.alive:
-                self._send(worker.peer, m.CancelTask(job_id=job.id, task=task.index, attempt=number,
-                                                     kind=task.kind))
+                self._send(worker.peer, _cancel(task.attempt_id(job.id, number)))
         task.running.clear()
 
     def _job_setup(self, job: Job) -> m.JobSetup:
@@ -1026,29 +1016,29 @@ class Scheduler:
 
     # ------------------------------------------------------------ attempts
 
-    def _current_attempt(self, worker: Worker) -> Attempt | None:
+    def _task_of(self, attempt: m.AttemptId) -> tuple[Job | None, Task | None]:
+        job = self.jobs.get(attempt.job_id)
+        return job, job.task(attempt.kind, attempt.task) if job else None
+
+    def _current_run(self, worker: WorkerEntry) -> AttemptRun | None:
         if worker.current is None:
             return None
-        job_id, kind, index, number = worker.current
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        return task.running.get(number) if task else None
+        _, task = self._task_of(worker.current)
+        return task.running.get(worker.current.number) if task else None
 
-    def _own_attempt(self, worker: Worker, job_id: str, kind: str, index: int,
-                     number: int) -> tuple[Job, Task] | None:
+    def _own_attempt(self, worker: WorkerEntry, attempt: m.AttemptId) -> tuple[Job, Task] | None:
         """The (job, task) if `worker` really runs that attempt now; stale or foreign reports are dropped."""
-        if worker.current != (job_id, kind, index, number):
-            self._log("stale_report", "info", worker=worker.id, job=job_id, task=f"{kind}-{index}",
-                      attempt=number)
+        if worker.current != attempt:
+            self._log("stale_report", "info", worker=worker.id, job=attempt.job_id,
+                      task=f"{attempt.kind}-{attempt.task}", attempt=attempt.number)
             return None
-        job = self.jobs.get(job_id)
-        task = job.task(kind, index) if job else None
-        if job is None or task is None or number not in task.running or job.state is not JobState.RUNNING:
+        job, task = self._task_of(attempt)
+        if job is None or task is None or attempt.number not in task.running or job.state is not JobState.RUNNING:
             worker.current = None
             return None
         return job, task
 
-    def _finish_attempt(self, worker: Worker, task: Task, number: int) -> None:
+    def _finish_attempt(self, worker: WorkerEntry, task: Task, number: int) -> None:
         task.running.pop(number, None)
         worker.current = None
 
@@ -1069,12 +1059,12 @@ class Scheduler:
             jobs = brief + [self._job_info(job, detail=False) for job in self.jobs.values()]
         workers = [m.WorkerInfo(worker_id=w.id, data_addr=w.data_addr, state=self._worker_state(w),
                                 last_heartbeat=w.last_seen,
-                                task=f"{w.current[0]}/{w.current[1]}-{w.current[2]}" if w.current else "",
+                                task=f"{w.current.job_id}/{w.current.kind}-{w.current.task}" if w.current else "",
                                 leases=sum(w.leases.values()) if w.alive else 0)
                    for w in self.workers.values()]
         return m.StatusReply(now=self._now, jobs=jobs, workers=workers)
 
-    def _worker_state(self, worker: Worker) -> str:
+    def _worker_state(self, worker: WorkerEntry) -> str:
         if not worker.alive:
             return "dead"
         if not worker.peer:
@@ -1151,3 +1141,16 @@ class Scheduler:
     def _log(self, event: str, level: str, **fields: Any) -> None:
         self._out.append(Log(event, level, fields))
 
+
+
+def _reported(report: m.MapDone | m.ReduceDone | m.ReduceCommitted | m.TaskFailed, kind: m.TaskKind) -> m.AttemptId:
+    """The attempt a worker's report is about: the one place that reads a report's attempt fields."""
+    return m.AttemptId(job_id=report.job_id, kind=kind, task=report.task, number=report.attempt)
+
+
+def _cancel(attempt: m.AttemptId) -> m.CancelTask:
+    return m.CancelTask(job_id=attempt.job_id, task=attempt.task, attempt=attempt.number, kind=attempt.kind)
+
+
+def _decision(attempt: m.AttemptId, ok: bool) -> m.CommitDecision:
+    return m.CommitDecision(job_id=attempt.job_id, task=attempt.task, attempt=attempt.number, ok=ok)

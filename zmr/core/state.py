@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from zmr.protocol.messages import JobSpec, PartitionStat, TaskKind, TimelinePoint
+from zmr.protocol.messages import AttemptId, JobSpec, PartitionStat, TaskKind, TimelinePoint
 
 
 class TaskState(StrEnum):
@@ -34,8 +34,8 @@ REDUCE: TaskKind = "reduce"
 
 
 @dataclass
-class Attempt:
-    """One run of a task on one worker."""
+class AttemptRun:
+    """How one attempt (named by its AttemptId) runs on its worker: where, since when, how far."""
 
     worker: str
     started: float
@@ -45,11 +45,11 @@ class Attempt:
 
 @dataclass
 class Task:
-    kind: str
+    kind: TaskKind
     index: int
     state: TaskState
     attempts_made: int = 0
-    running: dict[int, Attempt] = field(default_factory=dict)
+    running: dict[int, AttemptRun] = field(default_factory=dict)
     committed: int | None = None          # the attempt whose output counts
     committed_worker: str | None = None   # where a committed map's output lives
     committing: int | None = None         # a reduce attempt granted the rename
@@ -65,6 +65,9 @@ class Task:
     @property
     def label(self) -> str:
         return f"{self.kind}-{self.index}"
+
+    def attempt_id(self, job_id: str, number: int) -> AttemptId:
+        return AttemptId(job_id=job_id, kind=self.kind, task=self.index, number=number)
 
 
 @dataclass
@@ -107,14 +110,16 @@ class Job:
 
 
 @dataclass
-class Worker:
+class WorkerEntry:
+    """The scheduler's record of one worker process (the process itself is zmr.runtime.worker.Worker)."""
+
     id: str
     peer: bytes
     data_addr: str
     last_seen: float
     alive: bool = True
-    current: tuple[str, str, int, int] | None = None   # (job, kind, index, attempt)
-    busy_since: float = 0.0                             # when `current` was assigned
+    current: AttemptId | None = None   # the attempt it runs, or was told to give up and has not left yet
+    busy_since: float = 0.0            # when `current` was assigned
     leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
     key: str = ""      # the CURVE public key it registered with ("" without CURVE, or not known yet)
     token: str = ""    # the secret its process registered with ("" if not known yet, e.g. after a restart)
