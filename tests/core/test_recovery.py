@@ -286,7 +286,7 @@ def test_workers_idle_at_a_compaction_are_still_known_after_a_later_restart() ->
 
 def _lost_its_end(sim: SimCluster) -> list[jr.Record]:
     """The journal of a finished job cut before its first reduce commit: replay alone would run it again."""
-    cut = next(i for i, r in enumerate(sim.journal) if isinstance(r, jr.ReduceCommitted))
+    cut = next(i for i, r in enumerate(sim.journal) if isinstance(r, jr.CommitConfirmed))
     return sim.journal[:cut]
 
 

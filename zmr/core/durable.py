@@ -71,7 +71,7 @@ class Ledger:
             if job.state.ended and job.output_done:
                 out.append(j.EndedJob(number=job.number, info=info(job)))
             elif job.state.ended:
-                out += [*job_records(job), ended(job)]
+                out += [*job_records(job), concluded(job)]
             else:
                 out += job_records(job)
         return out
@@ -104,7 +104,7 @@ def _task_records(job: Job, task: Task) -> list[j.Record]:
                                   worker_id=task.committed_worker or "", records_out=task.records_out,
                                   bytes_out=task.bytes_out, finished=task.finished or 0.0))
     elif task.state is TaskState.DONE:
-        out.append(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
+        out.append(j.CommitConfirmed(job_id=job.id, task=task.index, attempt=task.committed or 0,
                                      worker_id=task.committed_worker or "", records_out=task.records_out,
                                      finished=task.finished or 0.0))
     elif task.committing is not None:
@@ -119,8 +119,8 @@ def setback(job: Job, task: Task) -> j.TaskSetback:
                          worker_losses=task.worker_losses)
 
 
-def ended(job: Job) -> j.JobEnded:
-    return j.JobEnded(job_id=job.id, state=job.state.value, error=job.error, finished=job.finished or 0.0)
+def concluded(job: Job) -> j.JobConcluded:
+    return j.JobConcluded(job_id=job.id, state=job.state.value, error=job.error, finished=job.finished or 0.0)
 
 
 def job_number(job_id: str) -> int:
@@ -139,7 +139,7 @@ def _owners_moved(job: Job, rec: j.OwnersMoved) -> None:
     job.owners, job.owners_epoch = list(rec.owners), rec.epoch
 
 
-def _ended(job: Job, rec: j.JobEnded) -> None:
+def _ended(job: Job, rec: j.JobConcluded) -> None:
     job.state, job.error, job.finished = JobState(rec.state), rec.error, rec.finished
 
 
@@ -197,7 +197,7 @@ def _commit_revoked(job: Job, rec: j.CommitRevoked) -> None:
     task.state, task.committing, task.granted_worker = TaskState.WAITING, None, None
 
 
-def _reduce_committed(job: Job, rec: j.ReduceCommitted) -> None:
+def _commit_confirmed(job: Job, rec: j.CommitConfirmed) -> None:
     task = job.task(REDUCE, rec.task)
     if task is None or task.state is TaskState.DONE:
         return
@@ -209,7 +209,7 @@ def _reduce_committed(job: Job, rec: j.ReduceCommitted) -> None:
 _JOB_CHANGES: dict[type, Callable[[Job, Any], None]] = {
     j.JobStarted: _started,
     j.OwnersMoved: _owners_moved,
-    j.JobEnded: _ended,
+    j.JobConcluded: _ended,
     j.OutputFinished: _output_finished,
     j.TaskAssigned: _assigned,
     j.TaskSetback: _setback,
@@ -217,5 +217,5 @@ _JOB_CHANGES: dict[type, Callable[[Job, Any], None]] = {
     j.MapUncommitted: _map_uncommitted,
     j.CommitGranted: _commit_granted,
     j.CommitRevoked: _commit_revoked,
-    j.ReduceCommitted: _reduce_committed,
+    j.CommitConfirmed: _commit_confirmed,
 }

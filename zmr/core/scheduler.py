@@ -518,7 +518,7 @@ class Scheduler:
         if task.committing != attempt.number:   # never granted: it does not count, and the task must run again
             self._requeue(job, task)
             return
-        self._record(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=attempt.number,
+        self._record(j.CommitConfirmed(job_id=job.id, task=task.index, attempt=attempt.number,
                                        worker_id=worker.id, records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
         release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
@@ -970,7 +970,7 @@ class Scheduler:
                 self._set_up(job, worker)
 
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
-        self._record(j.JobEnded(job_id=job.id, state=state.value, error=error, finished=self._now))
+        self._record(j.JobConcluded(job_id=job.id, state=state.value, error=error, finished=self._now))
         for task in itertools.chain(job.maps, job.reduces):
             for number, attempt in list(task.running.items()):
                 worker = self.workers.get(attempt.worker)
