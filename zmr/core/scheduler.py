@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,14 @@ class SchedulerParams:
     limits: SpecLimits = SpecLimits()   # the largest job this coordinator queues
 
     def retry_delay(self, failures: int) -> float:
-        return float(min(self.retry_cap, self.retry_base * 2 ** max(0, failures - 1)))
+        """Seconds before a task that failed `failures` times (from 1) runs again: retry_base doubled
+        with each failure after the first, and never more than retry_cap (the retry.* config keys)."""
+        if failures < 1:
+            raise ValueError(f"failure counts start at 1, got {failures}")
+        try:
+            return min(self.retry_cap, math.ldexp(self.retry_base, failures - 1))
+        except OverflowError:
+            return self.retry_cap
 
 
 class Scheduler:
