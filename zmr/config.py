@@ -258,7 +258,7 @@ class JobConfig(_Section):
 class RetryPolicy(_Section):
     """When a failed task is tried again, and when the job gives up on it.
 
-    Only the numbers: the backoff rule that uses them is SchedulerParams.retry_delay in zmr.core.scheduler.
+    Only the numbers: the backoff rule that uses them is SchedulerParams.retry_delay in zmr.core.params.
     """
 
     SECTION: ClassVar[str] = "retry"

@@ -3,6 +3,9 @@
 `Scheduler.handle(event, now)` never touches a socket, a file or the wall clock, so every fault case is
 a fast deterministic unit test and a simulator can drive it at scale. The shell around it
 (`zmr.runtime.coordinator`) turns socket traffic into events and carries out the actions.
+
+Around it: `events` (what goes in and out), `params` (its settings), `durable` (the state a journal
+keeps, changed only by applying records) and `views` (the status it reports).
 """
 
 from __future__ import annotations
@@ -10,122 +13,21 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
-from zmr.core import recovery
+from zmr.core import recovery, views
 from zmr.core.durable import Ledger
-from zmr.core.specs import SpecLimits, spec_problem
+from zmr.core.events import Action, ConnectionsAlive, Event, JobFinished, Journal, Log, Received, Send, Tick
+from zmr.core.params import SchedulerParams
+from zmr.core.specs import spec_problem
 from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.success import SuccessMarker
 
-# ---------------------------------------------------------------- events and actions
-
-
-@dataclass(frozen=True)
-class Received:
-    """A decoded message from the peer with ZeroMQ routing id `peer`.
-
-    `key` is the CURVE public key (z85) the peer authenticated with, as the ZAP handler vouched for it;
-    "" without CURVE. A worker id is bound to the key and the token it first registered with.
-    """
-
-    peer: bytes
-    msg: m.ToCoordinator
-    key: str = ""
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: check liveness, timeouts and backoffs, ping workers."""
-
-
-@dataclass(frozen=True)
-class ConnectionsAlive:
-    """These peers' connections still pass libzmq's own heartbeats.
-
-    libzmq answers ZMTP pings from its I/O thread, so a worker whose app holds the GIL in one long C
-    call (a regex over a whole split) still proves its process alive this way, while it cannot send a
-    heartbeat of its own. A dead or stopped process fails these pings and its connection is dropped.
-    Whether its task makes progress is judged separately (`task_timeout`).
-    """
-
-    peers: frozenset[bytes]
-
-
-Event = Received | Tick | ConnectionsAlive
-
-
-@dataclass(frozen=True)
-class Send:
-    peer: bytes
-    msg: m.FromCoordinator
-
-
-@dataclass(frozen=True)
-class JobFinished:
-    """Write `_SUCCESS` (succeeded) or remove partial output (failed, cancelled)."""
-
-    job_id: str
-    state: JobState
-    output_dir: str
-    n_reduce: int
-
-
-@dataclass(frozen=True)
-class Log:
-    event: str
-    level: str
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Journal:
-    """A state change to make durable before any Send of the same batch of actions goes out."""
-
-    record: j.Record
-
-
-Action = Send | JobFinished | Log | Journal
-
-
-@dataclass(frozen=True)
-class SchedulerParams:
-    python: str                    # major.minor every worker must run (cloudpickle needs it)
-    heartbeat_interval: float = 0.5
-    heartbeat_liveness: int = 6
-    task_timeout: float = 10.0
-    max_attempts: int = 4
-    retry_base: float = 0.5
-    retry_cap: float = 10.0
-    max_worker_losses: int = 8
-    push: bool = True
-    batch_bytes: int = 1 << 20
-    window_bytes: int = 8 << 20
-    first_job_number: int = 1
-    speculation: bool = True       # backup attempts for stragglers near the end of a phase
-    slow_factor: float = 3.0       # ... running this many times longer than the phase's median task
-    min_elapsed: float = 2.0       # ... and at least this many seconds
-    lease_ttl: float = 30.0        # a worker drops a job's data if its leases are not renewed within this
-    recovery_grace: float = 10.0   # after a restart, how long workers named in the journal have to come back
-    timeline_points: int = 2000    # samples kept per job (older ones are thinned)
-    limits: SpecLimits = SpecLimits()   # the largest job this coordinator queues
-
-    def retry_delay(self, failures: int) -> float:
-        """Seconds before a task that failed `failures` times (from 1) runs again: retry_base doubled
-        with each failure after the first, and never more than retry_cap (the retry.* config keys)."""
-        if failures < 1:
-            raise ValueError(f"failure counts start at 1, got {failures}")
-        try:
-            return min(self.retry_cap, math.ldexp(self.retry_base, failures - 1))
-        except OverflowError:
-            return self.retry_cap
+__all__ = ["Action", "ConnectionsAlive", "Event", "JobFinished", "Journal", "Log", "Received", "Scheduler",
+           "SchedulerParams", "Send", "Tick"]
 
 
 class Scheduler:
@@ -258,7 +160,7 @@ class Scheduler:
 
     def snapshot(self) -> list[j.Record]:
         """The journal's records rewritten as few as possible; ended jobs keep only their final status."""
-        return self.book.snapshot(lambda job: self._job_info(job, detail=True))
+        return self.book.snapshot(self._job_info)
 
     def success_marker(self, job_id: str) -> SuccessMarker | None:
         """What the `_SUCCESS` of a job that succeeded says (None for a job no longer known)."""
@@ -283,7 +185,7 @@ class Scheduler:
             self._archive(job)
 
     def _archive(self, job: Job) -> None:
-        self.archived[job.id] = self._job_info(job, detail=True)
+        self.archived[job.id] = self._job_info(job)
         del self.jobs[job.id]
 
     # ------------------------------------------------------------ clients
@@ -1057,31 +959,11 @@ class Scheduler:
         return any(j.spec.output_dir == output_dir and not j.state.ended for j in self.jobs.values())
 
     def status(self, job_id: str | None) -> m.StatusReply | m.ErrorReply:
-        if job_id is not None and job_id not in self.jobs and job_id not in self.archived:
-            return m.ErrorReply(message=f"no job {job_id}")
-        if job_id is not None:
-            jobs = [self.archived[job_id] if job_id in self.archived else self._job_info(self.jobs[job_id], True)]
-        else:
-            brief = [msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[])
-                     for info in self.archived.values()]
-            jobs = brief + [self._job_info(job, detail=False) for job in self.jobs.values()]
-        workers = [m.WorkerInfo(worker_id=w.id, data_addr=w.data_addr, state=self._worker_state(w),
-                                last_heartbeat=w.last_seen,
-                                task=f"{w.current.job_id}/{w.current.kind}-{w.current.task}" if w.current else "",
-                                leases=sum(w.leases.values()) if w.alive else 0)
-                   for w in self.workers.values()]
-        return m.StatusReply(now=self._now, jobs=jobs, workers=workers)
-
-    def _worker_state(self, worker: WorkerEntry) -> str:
-        if not worker.alive:
-            return "dead"
-        if not worker.peer:
-            return "awaited"   # named in the journal, not back since the coordinator restarted
-        return "busy" if worker.current else "idle"
+        return views.status(self.book, job_id, self._now)
 
     def job_leases(self, job: Job) -> int:
         """Leased resources the job's live workers last reported holding."""
-        return sum(w.leases.get(job.id, 0) for w in self.workers.values() if w.alive)
+        return views.job_leases(job, self.book)
 
     def _sample(self, job: Job) -> None:
         """Add a timeline point if anything changed; an ended job is followed until its leases are gone."""
@@ -1104,31 +986,12 @@ class Scheduler:
             job = self.jobs.get(job_id)
             if job is not None and not job.state.ended and self._now < answer_by:
                 held[(peer, job_id)] = answer_by
-            elif job is not None:
-                self._send(peer, m.StatusReply(now=self._now, jobs=[self._job_info(job, detail=False)], workers=[]))
-            elif job_id in self.archived:
-                brief = msgspec.structs.replace(self.archived[job_id], tasks=[], partitions=[], timeline=[])
-                self._send(peer, m.StatusReply(now=self._now, jobs=[brief], workers=[]))
             else:
-                self._send(peer, m.ErrorReply(message=f"no job {job_id}"))
+                self._send(peer, views.wait_reply(self.book, job_id, self._now))
         self._waiters = held
 
-    def _job_info(self, job: Job, detail: bool) -> m.JobInfo:
-        tasks = [m.TaskInfo(kind=t.kind, index=t.index, state=t.state.value, attempts=t.attempts_made,
-                            worker=t.committed_worker or next((a.worker for a in t.running.values()), ""),
-                            started=t.started, finished=t.finished)
-                 for t in itertools.chain(job.maps, job.reduces)] if detail else []
-        parts = [m.PartitionInfo(partition=p, owner=job.owners[p] if job.owners else "",
-                                 bytes_in=s.bytes_in, batches_in=s.batches_in, first_batch=s.first_batch,
-                                 last_batch=s.last_batch)
-                 for p, s in sorted(job.partition_stats.items())] if detail else []
-        return m.JobInfo(job_id=job.id, app_name=job.spec.app_name, state=job.state.value,
-                         submitted=job.submitted, started=job.started, finished=job.finished,
-                         maps_done=job.maps_done, maps_total=len(job.maps), reduces_done=job.reduces_done,
-                         reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
-                         records_out=job.records_out, output_dir=job.spec.output_dir, error=job.error,
-                         tasks=tasks, partitions=parts, leases=self.job_leases(job),
-                         timeline=list(job.timeline) if detail else [])
+    def _job_info(self, job: Job) -> m.JobInfo:
+        return views.job_info(job, self.book, detail=True)
 
     # ------------------------------------------------------------ output helpers
 
@@ -1148,7 +1011,6 @@ class Scheduler:
 
     def _log(self, event: str, level: str, **fields: Any) -> None:
         self._out.append(Log(event, level, fields))
-
 
 
 def _reported(report: m.MapDone | m.ReduceDone | m.ReduceCommitted | m.TaskFailed, kind: m.TaskKind) -> m.AttemptId:
