@@ -7,6 +7,9 @@ the same records with the same code. The property test checks it after every ran
 
 from __future__ import annotations
 
+from typing import get_args
+
+from zmr.core import durable
 from zmr.core.durable import Ledger
 from zmr.protocol import journal as jr
 from zmr.testing import check_replay, durable_view, sim_with
@@ -53,3 +56,8 @@ def test_a_journal_that_misses_a_change_is_caught() -> None:
         assert "job-0001" in str(exc)
     else:
         raise AssertionError("a journal without its map commit replayed to the live state")
+
+
+def test_every_record_type_has_a_change() -> None:
+    handled = {jr.Header, jr.WorkerJoined, jr.JobSubmitted, jr.EndedJob} | set(durable._JOB_CHANGES)
+    assert handled == set(get_args(jr.Record))
