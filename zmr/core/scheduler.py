@@ -58,7 +58,7 @@ class Scheduler(Rejoin):
             # one held wait per client and job (a client waits for one answer at a time): a repeat replaces it
             self._waiters[(peer, msg.job_id)] = self._now + msg.timeout
         elif isinstance(msg, m.CancelJob):
-            self._oncancel(peer, msg.job_id)
+            self._on_cancel(peer, msg.job_id)
         elif isinstance(msg, m.Register):
             self._on_register(peer, msg, key)
         else:
@@ -172,7 +172,7 @@ class Scheduler(Rejoin):
         self._log("job_submitted", "info", job=job.id, maps=len(job.maps), reduces=spec.n_reduce)
         self._start_queued_jobs()
 
-    def _oncancel(self, peer: bytes, job_id: str) -> None:
+    def _on_cancel(self, peer: bytes, job_id: str) -> None:
         if job_id in self.archived:
             self._send(peer, self.status(job_id))
             return
