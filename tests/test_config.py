@@ -20,6 +20,7 @@ from zmr.config import (
     settings,
 )
 from zmr.errors import ConfigError
+from zmr.runtime.coordinator import scheduler_params
 
 LOCAL_TOML = Path(__file__).resolve().parents[1] / "configs" / "local.toml"
 
@@ -254,11 +255,12 @@ def test_with_overrides_returns_a_new_validated_config() -> None:
 
 
 def test_retry_delay_doubles_and_is_capped() -> None:
-    policy = RetryPolicy(max_attempts=4, base=0.5, cap=3.0)
-    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert policy.delay(10**6) == 3.0
+    """The config holds the numbers; the scheduler's rule uses them."""
+    params = scheduler_params(Config(retry=RetryPolicy(max_attempts=4, base=0.5, cap=3.0)))
+    assert [params.retry_delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert params.retry_delay(10**6) == 3.0
     with pytest.raises(ValueError):
-        policy.delay(0)
+        params.retry_delay(0)
 
 
 def test_worker_count_resolves_zero_to_cpus() -> None:

@@ -268,7 +268,10 @@ class JobConfig(_Section):
 
 @dataclass(frozen=True)
 class RetryPolicy(_Section):
-    """When a failed task is tried again, and when the job gives up on it."""
+    """When a failed task is tried again, and when the job gives up on it.
+
+    Only the numbers: the backoff rule that uses them is SchedulerParams.retry_delay in zmr.core.params.
+    """
 
     SECTION: ClassVar[str] = "retry"
     max_attempts: int = _setting(
@@ -285,15 +288,6 @@ class RetryPolicy(_Section):
     def _check(self) -> None:
         if self.cap < self.base:
             raise _FieldError("retry.cap", f"must be >= retry.base ({self.base}), got {self.cap}")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based): base * 2**(attempt-1), capped."""
-        if attempt < 1:
-            raise ValueError(f"attempt numbers start at 1, got {attempt}")
-        try:
-            return min(self.cap, math.ldexp(self.base, attempt - 1))
-        except OverflowError:
-            return self.cap
 
 
 @dataclass(frozen=True)

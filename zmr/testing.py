@@ -11,6 +11,7 @@ scheduler's invariants.
   simulation audits what the scheduler says: no second commit of a task, no assignment during a backoff,
   reduces only on their partition's owner (backups aside) and only from committed map output.
 - `check_invariants(scheduler)`: the consistency rules of the scheduler's state, run after every step.
+- `check_replay(records, scheduler)`: the journal a scheduler wrote replays to its durable state.
 
 Nothing here touches a socket, a file or the wall clock, and no step scans every task (only
 `check_invariants` walks everything, and `check=False` turns it off), so this driver can grow into the
@@ -24,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from zmr.core.durable import Ledger
 from zmr.core.scheduler import (
     Action,
     Event,
@@ -36,11 +38,11 @@ from zmr.core.scheduler import (
     Send,
     Tick,
 )
-from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, Worker
+from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
 
-__all__ = ["FakeClock", "InvariantViolation", "SimCluster", "SimStuck", "SimWorker", "check_invariants"]
+__all__ = ["FakeClock", "InvariantViolation", "SimCluster", "SimStuck", "SimWorker", "check_invariants", "check_replay"]
 
 PYTHON = "3.11"
 Assignment = m.AssignMap | m.AssignReduce
@@ -141,7 +143,7 @@ class SimCluster:
     def task(self, job_id: str, kind: str, index: int) -> Task:
         return (self.job(job_id).maps if kind == MAP else self.job(job_id).reduces)[index]
 
-    def worker_state(self, worker_id: str) -> Worker:
+    def worker_state(self, worker_id: str) -> WorkerEntry:
         return self.scheduler.workers[worker_id]
 
     def assignment(self, worker_id: str) -> Assignment | None:
@@ -651,16 +653,16 @@ def _worker_problems(s: Scheduler) -> list[str]:
     return problems
 
 
-def _current_problems(s: Scheduler, worker: Worker, current: m.AttemptId) -> list[str]:
+def _current_problems(s: Scheduler, worker: WorkerEntry, current: m.AttemptId) -> list[str]:
     job = s.jobs.get(current.job_id)
     if job is None:
         return [f"worker {worker.id} runs an attempt of unknown job {current.job_id}"]
     task = job.task(current.kind, current.task)
     if task is None or not 1 <= current.number <= task.attempts_made:
         return [f"worker {worker.id} runs {current.label}, an attempt that was never made"]
-    attempt = task.running.get(current.number)
-    if attempt is not None and attempt.worker != worker.id:
-        return [f"worker {worker.id} runs {current.label}, which belongs to {attempt.worker}"]
+    run = task.running.get(current.number)
+    if run is not None and run.worker != worker.id:
+        return [f"worker {worker.id} runs {current.label}, which belongs to {run.worker}"]
     return []   # not running any more: cancelled (job ended, or a backup lost); its next TaskRequest says so
 
 
@@ -728,7 +730,7 @@ def _live_task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
         worker = s.workers.get(attempt.worker)
         if worker is None or not worker.alive:
             problems.append(f"attempt {number} runs on unknown or dead worker {attempt.worker}")
-        elif worker.current != job.attempt_id(task, number):
+        elif worker.current != task.attempt_id(job.id, number):
             problems.append(f"attempt {number} runs on {worker.id}, whose current task is {worker.current}")
     return problems
 
@@ -782,3 +784,46 @@ def _queue_problems(s: Scheduler, job: Job) -> list[str]:
             if job_id == job.id and job.reduces[p].state is TaskState.READY:
                 problems.append(f"{job.id}/reduce-{p}: ready on its idle owner {worker_id}, yet not running")
     return problems
+
+
+# ---------------------------------------------------------------- replay
+
+
+def check_replay(records: list[jr.Record], scheduler: Scheduler) -> None:
+    """Raise InvariantViolation unless `records` (a journal) replay to the scheduler's durable state.
+
+    Replayed onto an empty ledger they must give the same jobs, durable task states, committed and granted
+    attempts, owners, failure counts, archived statuses and next job number, and the addresses of the
+    workers they name that the scheduler knows. Which of the remaining tasks are ready, waiting or running
+    is not durable: a restart decides it again.
+    """
+    ledger = Ledger(scheduler.params.first_job_number)
+    for record in records:
+        ledger.apply(record)
+    live, replayed = durable_view(scheduler.book), durable_view(ledger)
+    problems = [f"{key}: live {live[key]!r}, replayed {replayed[key]!r}" for key in live if live[key] != replayed[key]]
+    for rec in {r.worker_id: r for r in records if isinstance(r, jr.WorkerJoined)}.values():
+        worker = scheduler.workers.get(rec.worker_id)
+        if worker is not None and (worker.data_addr, worker.key) != (rec.data_addr, rec.key):
+            problems.append(f"worker {worker.id}: live {worker.data_addr!r}, replayed {rec.data_addr!r}")
+    if problems:
+        raise InvariantViolation("the journal does not replay to the live state:\n  " + "\n  ".join(problems))
+
+
+def durable_view(ledger: Ledger) -> dict[str, Any]:
+    """What a restart must keep of a scheduler's state, keyed by what it is about (a job id, say)."""
+    view: dict[str, Any] = {"next_job": ledger.next_job, "archived": dict(ledger.archived)}
+    for job in ledger.jobs.values():
+        view[job.id] = (job.number, job.spec, job.submitted, job.state, job.started, job.finished, job.error,
+                        list(job.owners), job.owners_epoch, job.output_done, job.maps_done, job.reduces_done,
+                        job.bytes_committed, [_durable_task(t) for t in job.maps + job.reduces])
+    return view
+
+
+def _durable_task(task: Task) -> tuple[Any, ...]:
+    """Who was granted a done reduce's commit is moot once it committed: snapshots leave it out."""
+    done, granted = task.state is TaskState.DONE, task.committing is not None
+    return (task.kind, task.index, task.attempts_made, task.app_failures, task.worker_losses, done, granted,
+            task.committed, task.committed_worker, task.committing, None if done else task.granted_worker,
+            task.records_out if done or granted else None, task.bytes_out if done else None,
+            task.finished if done else None)

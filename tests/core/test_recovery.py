@@ -148,7 +148,7 @@ def test_records_for_unknown_jobs_or_tasks_are_ignored() -> None:
                jr.Header(version=jr.JOURNAL_VERSION, next_job=12)], 0.0)
     check_invariants(s)
     assert s.jobs == {}
-    assert s._next_job == 12
+    assert s.book.next_job == 12
 
 
 # ---------------------------------------------------------------- leases
@@ -286,7 +286,7 @@ def test_workers_idle_at_a_compaction_are_still_known_after_a_later_restart() ->
 
 def _lost_its_end(sim: SimCluster) -> list[jr.Record]:
     """The journal of a finished job cut before its first reduce commit: replay alone would run it again."""
-    cut = next(i for i, r in enumerate(sim.journal) if isinstance(r, jr.ReduceCommitted))
+    cut = next(i for i, r in enumerate(sim.journal) if isinstance(r, jr.CommitConfirmed))
     return sim.journal[:cut]
 
 

@@ -6,6 +6,9 @@ twice, no reduce committed twice, no second commit grant while the first grantee
 assignment during a backoff, reduces only on their owner and only from committed map output. At the end
 failures stop, every worker heals, one worker at least is up, and every job must end, and end as the
 injected failures explain: succeeded, failed because a task failed max_attempts times, or cancelled.
+
+Throughout, the journal the scheduler wrote must replay to its durable state (`check_replay`), and at
+the end a scheduler recovered from that journal must hold the same durable state.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from typing import Any, TypeVar
 import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from zmr.core.scheduler import SchedulerParams
+from zmr.core.scheduler import Scheduler, SchedulerParams
 from zmr.core.state import REDUCE, JobState, TaskState
 from zmr.protocol import messages as m
-from zmr.testing import SimCluster
+from zmr.testing import SimCluster, check_replay, durable_view
 
 PARAMS = SchedulerParams(python="3.11", heartbeat_interval=0.5, heartbeat_liveness=4, task_timeout=3.0,
                          max_attempts=4, retry_base=1.0, retry_cap=4.0, max_worker_losses=10_000)
@@ -220,6 +223,10 @@ class ClusterMachine(RuleBasedStateMachine):
         self.cancelled.add(job)
         self.sim.client_send(m.CancelJob(job_id=job))
 
+    @invariant()
+    def the_journal_replays_to_the_live_state(self) -> None:
+        check_replay(list(self.sim.journal), self.sim.scheduler)
+
     # ------------------------------------------------------------ the end: failures stop
 
     def teardown(self) -> None:
@@ -250,6 +257,9 @@ class ClusterMachine(RuleBasedStateMachine):
             for reduce in job.reduces:
                 assert reduce.state is TaskState.DONE
                 assert reduce.committed in self.sim.renamed[(job.id, reduce.index)]
+        recovered = Scheduler(PARAMS)
+        recovered.recover(list(self.sim.journal), self.sim.clock.now)
+        assert durable_view(recovered.book) == durable_view(self.sim.scheduler.book)
 
 
 # Derandomized, so every run plays the same examples; these catch five of the six scheduler bugs fixed so

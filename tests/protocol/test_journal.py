@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from zmr.errors import ClusterError
 from zmr.protocol import journal as jr
+from zmr.protocol import messages as m
 from zmr.protocol.messages import InputSplit, JobSpec
 from zmr.runtime.journal import JournalFile
 
@@ -162,3 +164,20 @@ def test_two_coordinators_cannot_share_a_state_directory(tmp_path: Path) -> None
         JournalFile(tmp_path, _Log()).open()
     first.close()
     JournalFile(tmp_path, _Log()).open()
+
+
+def test_records_keep_the_tags_of_journal_version_1() -> None:
+    """Renaming a record class must not change what it is called on disk: old journals stay readable."""
+    tags = {cls.__struct_config__.tag for cls in get_args(jr.Record)}
+    assert jr.JOURNAL_VERSION == 1
+    assert tags == {"Header", "WorkerJoined", "JobSubmitted", "JobStarted", "OwnersMoved", "TaskAssigned",
+                    "MapCommitted", "MapUncommitted", "CommitGranted", "CommitRevoked", "ReduceCommitted",
+                    "TaskSetback", "JobEnded", "OutputFinished", "EndedJob"}
+    old = b"\x95\xa8JobEnded\xa1a\xa6failed\xa1x\xcb@\x00\x00\x00\x00\x00\x00\x00"   # as version 1 wrote it
+    assert jr.parse(jr._HEAD.pack(len(old), zlib.crc32(old)) + old).records == [
+        jr.JobConcluded(job_id="a", state="failed", error="x", finished=2.0)]
+
+
+def test_no_record_shares_a_name_with_a_message() -> None:
+    assert not {cls.__name__ for cls in get_args(jr.Record)} & {
+        name for name, value in vars(m).items() if isinstance(value, type)}

@@ -48,14 +48,14 @@ def _finding(job: Job, marker: SuccessMarker | None, now: float) -> Finding:
         if job.state.ended:
             return Finding(job.id, [done], "job_output_found_done", "info",
                            f"the {SUCCESS_NAME} of this job is already in place")
-        ended = j.JobEnded(job_id=job.id, state=JobState.SUCCEEDED.value, error="", finished=marker.finished)
+        ended = j.JobConcluded(job_id=job.id, state=JobState.SUCCEEDED.value, error="", finished=marker.finished)
         return Finding(job.id, [ended, done], "job_found_committed", "warning",
                        f"the journal lost this job's end, but its {SUCCESS_NAME} is in place: it succeeded")
     why = (f"its output directory {job.spec.output_dir} holds a {SUCCESS_NAME} that {_author(marker)}, "
            "not this job; that output is left as it is")
     if job.state.ended:
         return Finding(job.id, [done], "job_output_left_alone", "warning", why)
-    failed = j.JobEnded(job_id=job.id, state=JobState.FAILED.value, finished=now,
+    failed = j.JobConcluded(job_id=job.id, state=JobState.FAILED.value, finished=now,
                         error=f"not run again after a coordinator restart: {why}")
     return Finding(job.id, [failed, done], "job_not_run_again", "error", why)
 

@@ -3,142 +3,34 @@
 `Scheduler.handle(event, now)` never touches a socket, a file or the wall clock, so every fault case is
 a fast deterministic unit test and a simulator can drive it at scale. The shell around it
 (`zmr.runtime.coordinator`) turns socket traffic into events and carries out the actions.
+
+Around it: `events` (what goes in and out), `params` (its settings), `durable` (the state a journal
+keeps, changed only by applying records) and `views` (the status it reports). The Scheduler itself is
+built in layers, one module each (see `schedbase`): dispatch, losses, reports and rejoin; this module
+adds the entry point, recovery and snapshots, clients and the clock.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
-import itertools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
-import msgspec
-
-from zmr.core import recovery
-from zmr.core.specs import SpecLimits, spec_problem
-from zmr.core.state import MAP, REDUCE, Attempt, Job, JobState, Task, TaskState, Worker
+from zmr.core import recovery, views
+from zmr.core.events import Action, ConnectionsAlive, Event, JobFinished, Journal, Log, Received, Send, Tick
+from zmr.core.params import SchedulerParams
+from zmr.core.rejoin import Rejoin
+from zmr.core.specs import spec_problem
+from zmr.core.state import Job, JobState, TaskState, WorkerEntry
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.success import SuccessMarker
 
-# ---------------------------------------------------------------- events and actions
+__all__ = ["Action", "ConnectionsAlive", "Event", "JobFinished", "Journal", "Log", "Received", "Scheduler",
+           "SchedulerParams", "Send", "Tick"]
 
 
-@dataclass(frozen=True)
-class Received:
-    """A decoded message from the peer with ZeroMQ routing id `peer`.
-
-    `key` is the CURVE public key (z85) the peer authenticated with, as the ZAP handler vouched for it;
-    "" without CURVE. A worker id is bound to the key and the token it first registered with.
-    """
-
-    peer: bytes
-    msg: m.ToCoordinator
-    key: str = ""
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: check liveness, timeouts and backoffs, ping workers."""
-
-
-@dataclass(frozen=True)
-class ConnectionsAlive:
-    """These peers' connections still pass libzmq's own heartbeats.
-
-    libzmq answers ZMTP pings from its I/O thread, so a worker whose app holds the GIL in one long C
-    call (a regex over a whole split) still proves its process alive this way, while it cannot send a
-    heartbeat of its own. A dead or stopped process fails these pings and its connection is dropped.
-    Whether its task makes progress is judged separately (`task_timeout`).
-    """
-
-    peers: frozenset[bytes]
-
-
-Event = Received | Tick | ConnectionsAlive
-
-
-@dataclass(frozen=True)
-class Send:
-    peer: bytes
-    msg: m.FromCoordinator
-
-
-@dataclass(frozen=True)
-class JobFinished:
-    """Write `_SUCCESS` (succeeded) or remove partial output (failed, cancelled)."""
-
-    job_id: str
-    state: JobState
-    output_dir: str
-    n_reduce: int
-
-
-@dataclass(frozen=True)
-class Log:
-    event: str
-    level: str
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Journal:
-    """A state change to make durable before any Send of the same batch of actions goes out."""
-
-    record: j.Record
-
-
-Action = Send | JobFinished | Log | Journal
-
-
-@dataclass(frozen=True)
-class SchedulerParams:
-    python: str                    # major.minor every worker must run (cloudpickle needs it)
-    heartbeat_interval: float = 0.5
-    heartbeat_liveness: int = 6
-    task_timeout: float = 10.0
-    max_attempts: int = 4
-    retry_base: float = 0.5
-    retry_cap: float = 10.0
-    max_worker_losses: int = 8
-    push: bool = True
-    batch_bytes: int = 1 << 20
-    window_bytes: int = 8 << 20
-    first_job_number: int = 1
-    speculation: bool = True       # backup attempts for stragglers near the end of a phase
-    slow_factor: float = 3.0       # ... running this many times longer than the phase's median task
-    min_elapsed: float = 2.0       # ... and at least this many seconds
-    lease_ttl: float = 30.0        # a worker drops a job's data if its leases are not renewed within this
-    recovery_grace: float = 10.0   # after a restart, how long workers named in the journal have to come back
-    timeline_points: int = 2000    # samples kept per job (older ones are thinned)
-    limits: SpecLimits = SpecLimits()   # the largest job this coordinator queues
-
-    def retry_delay(self, failures: int) -> float:
-        return float(min(self.retry_cap, self.retry_base * 2 ** max(0, failures - 1)))
-
-
-class Scheduler:
+class Scheduler(Rejoin):
     """Owns jobs, tasks and workers; decides who runs what and what counts."""
-
-    def __init__(self, params: SchedulerParams) -> None:
-        self.params = params
-        self.jobs: dict[str, Job] = {}
-        self.workers: dict[str, Worker] = {}
-        self._by_peer: dict[bytes, str] = {}
-        self._idle: dict[str, None] = {}                     # ordered set of idle worker ids
-        self._ready_reduces: dict[str, dict[tuple[str, int], None]] = {}   # owner -> (job, partition)
-        self._backoff: list[tuple[float, str, str, int]] = []               # (not_before, job, kind, index)
-        self._liveness: list[tuple[float, str]] = []                        # (deadline, worker)
-        self._next_job = params.first_job_number
-        self.archived: dict[str, m.JobInfo] = {}    # ended jobs recovered from a compacted journal
-        self._draining: list[Job] = []               # ended jobs whose workers still report leases
-        self._waiters: dict[tuple[bytes, str], float] = {}   # WaitJob held: (client, job) -> answer by
-        self._out: list[Action] = []
-        self._now = 0.0
-
-    # ------------------------------------------------------------ entry point
 
     def handle(self, event: Event, now: float) -> list[Action]:
         self._now = now
@@ -175,7 +67,7 @@ class Scheduler:
                 worker.last_seen = self._now
                 self._WORKER_HANDLERS[type(msg)](self, worker, msg)
 
-    def _known_worker(self, peer: bytes, worker_id: str) -> Worker | None:
+    def _known_worker(self, peer: bytes, worker_id: str) -> WorkerEntry | None:
         """The live worker behind `peer`, or None after telling the peer to register again."""
         worker = self.workers.get(worker_id)
         if worker is None or not worker.alive or worker.peer != peer:
@@ -183,8 +75,6 @@ class Scheduler:
             self._send(peer, m.RegisterAgain())
             return None
         return worker
-
-    # ------------------------------------------------------------ durability
 
     def recover(self, records: Iterable[j.Record], now: float, found: recovery.Found | None = None) -> list[Action]:
         """Rebuild the state a journal describes; call once, before the first event.
@@ -198,12 +88,14 @@ class Scheduler:
         snapshot, which the caller writes before carrying out any action.
         """
         self._now, self._out = now, []
-        joined: dict[str, j.WorkerJoined] = {}
+        joined: dict[str, j.WorkerJoined] = {}   # the address and key each worker last joined with
         for record in records:
-            self._apply(record, joined)
+            if isinstance(record, j.WorkerJoined):
+                joined[record.worker_id] = record
+            self.book.apply(record)
         for finding in recovery.findings(list(self.jobs.values()), found or {}, now):
             for record in finding.records:
-                self._apply(record, joined)
+                self.book.apply(record)
             self._archive(self.jobs[finding.job_id])   # ended, output done: only its final status is left
             self._log(finding.event, finding.level, job=finding.job_id, reason=finding.reason)
         timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
@@ -224,94 +116,20 @@ class Scheduler:
                         self._make_ready(job, task)
             for worker_id in sorted(awaited - {""} - set(self.workers)):
                 known = joined.get(worker_id, j.WorkerJoined(worker_id=worker_id, data_addr=""))
-                worker = Worker(worker_id, b"", known.data_addr, key=known.key,
+                worker = WorkerEntry(worker_id, b"", known.data_addr, key=known.key,
                                 last_seen=now + self.params.recovery_grace - timeout)
                 self.workers[worker_id] = worker
                 self._push_liveness(worker)
         for job in self.jobs.values():   # it ended, but the crash came before its output was finished
             if job.state.ended and not job.output_done:
                 self._out.append(JobFinished(job.id, job.state, job.spec.output_dir, job.spec.n_reduce))
-        self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self._next_job,
+        self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self.book.next_job,
                   running=len(self._running_jobs()), awaited_workers=len(self.workers))
         return self._out
 
-    def _apply(self, rec: j.Record, joined: dict[str, j.WorkerJoined]) -> None:
-        if isinstance(rec, j.Header):
-            self._next_job = max(self._next_job, rec.next_job)
-        elif isinstance(rec, j.WorkerJoined):
-            joined[rec.worker_id] = rec
-        elif isinstance(rec, j.JobSubmitted):
-            self._new_job(rec.job_id, rec.number, rec.spec, rec.submitted)
-        elif isinstance(rec, j.EndedJob):
-            self.archived[rec.info.job_id] = rec.info
-            self._next_job = max(self._next_job, rec.number + 1)
-        else:
-            job = self.jobs.get(rec.job_id)
-            if job is not None:
-                self._apply_to_job(job, rec)
-
-    def _apply_to_job(self, job: Job, rec: j.Record) -> None:
-        if isinstance(rec, j.JobStarted):
-            job.state, job.started, job.owners = JobState.RUNNING, rec.started, list(rec.owners)
-        elif isinstance(rec, j.OwnersMoved):
-            job.owners, job.owners_epoch = list(rec.owners), rec.epoch
-        elif isinstance(rec, j.JobEnded):
-            job.state, job.error, job.finished = JobState(rec.state), rec.error, rec.finished
-        elif isinstance(rec, j.OutputFinished):
-            job.output_done = True
-        elif isinstance(rec, j.TaskAssigned | j.MapCommitted | j.MapUncommitted | j.CommitGranted
-                        | j.CommitRevoked | j.ReduceCommitted | j.TaskSetback):
-            kind = rec.kind if isinstance(rec, j.TaskAssigned | j.TaskSetback) else (
-                MAP if isinstance(rec, j.MapCommitted | j.MapUncommitted) else REDUCE)
-            task = job.task(kind, rec.task)
-            if task is not None:
-                self._apply_to_task(job, task, rec)
-
-    @staticmethod
-    def _apply_to_task(job: Job, task: Task, rec: j.Record) -> None:
-        if isinstance(rec, j.TaskAssigned):
-            task.attempts_made = max(task.attempts_made, rec.attempt)
-        elif isinstance(rec, j.TaskSetback):
-            task.app_failures = max(task.app_failures, rec.app_failures)
-            task.worker_losses = max(task.worker_losses, rec.worker_losses)
-        elif isinstance(rec, j.MapCommitted) and task.state is not TaskState.DONE:
-            task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
-            task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
-            job.maps_done += 1
-            job.bytes_committed += rec.bytes_out
-        elif isinstance(rec, j.MapUncommitted) and task.state is TaskState.DONE:
-            task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
-            job.maps_done -= 1
-            job.bytes_committed -= task.bytes_out
-        elif isinstance(rec, j.CommitGranted) and task.state is not TaskState.DONE:
-            task.state, task.committing, task.granted_worker = TaskState.COMMITTING, rec.attempt, rec.worker_id
-            task.records_out = rec.records_out
-        elif isinstance(rec, j.CommitRevoked) and task.state is TaskState.COMMITTING:
-            task.state, task.committing, task.granted_worker = TaskState.WAITING, None, None
-        elif isinstance(rec, j.ReduceCommitted) and task.state is not TaskState.DONE:
-            task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
-            task.committing, task.records_out, task.finished = rec.attempt, rec.records_out, rec.finished
-            job.reduces_done += 1
-
     def snapshot(self) -> list[j.Record]:
         """The journal's records rewritten as few as possible; ended jobs keep only their final status."""
-        out: list[j.Record] = [j.Header(version=j.JOURNAL_VERSION, next_job=self._next_job)]
-        live = [job for job in self.jobs.values() if not job.state.ended]
-        named = {w for job in live for w in job.owners} | {
-            w for job in live for t in itertools.chain(job.maps, job.reduces)
-            for w in (t.committed_worker, t.granted_worker) if w}
-        out += [j.WorkerJoined(worker_id=w.id, data_addr=w.data_addr, key=w.key) for w in self.workers.values()
-                if (w.id in named or w.alive) and w.data_addr]
-        out += [j.EndedJob(number=_job_number(info.job_id), info=info) for info in self.archived.values()]
-        for job in self.jobs.values():
-            if job.state.ended and job.output_done:
-                out.append(j.EndedJob(number=job.number, info=self._job_info(job, detail=True)))
-            elif job.state.ended:
-                out += [*self._job_records(job), j.JobEnded(job_id=job.id, state=job.state.value, error=job.error,
-                                                            finished=job.finished or 0.0)]
-            else:
-                out += self._job_records(job)
-        return out
+        return self.book.snapshot(self._job_info)
 
     def success_marker(self, job_id: str) -> SuccessMarker | None:
         """What the `_SUCCESS` of a job that succeeded says (None for a job no longer known)."""
@@ -323,35 +141,9 @@ class Scheduler:
         job = self.jobs.get(job_id)
         if job is None or job.output_done:
             return []
-        job.output_done = True
-        return [Journal(j.OutputFinished(job_id=job_id))]
-
-    def _job_records(self, job: Job) -> list[j.Record]:
-        out: list[j.Record] = [j.JobSubmitted(job_id=job.id, number=job.number, spec=job.spec,
-                                              submitted=job.submitted)]
-        if job.state is JobState.QUEUED:
-            return out
-        out.append(j.JobStarted(job_id=job.id, started=job.started or job.submitted, owners=list(job.owners)))
-        out.append(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
-        for task in itertools.chain(job.maps, job.reduces):
-            if task.attempts_made:
-                worker = task.committed_worker or ""
-                out.append(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index,
-                                          attempt=task.attempts_made, worker_id=worker))
-            if task.app_failures or task.worker_losses:
-                out.append(self._setback(job, task))
-            if task.state is TaskState.DONE and task.kind == MAP:
-                out.append(j.MapCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
-                                          worker_id=task.committed_worker or "", records_out=task.records_out,
-                                          bytes_out=task.bytes_out, finished=task.finished or 0.0))
-            elif task.state is TaskState.DONE:
-                out.append(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=task.committed or 0,
-                                             worker_id=task.committed_worker or "",
-                                             records_out=task.records_out, finished=task.finished or 0.0))
-            elif task.committing is not None:
-                out.append(j.CommitGranted(job_id=job.id, task=task.index, attempt=task.committing,
-                                           worker_id=task.granted_worker or "", records_out=task.records_out))
-        return out
+        self._out = []
+        self._record(j.OutputFinished(job_id=job_id))
+        return self._out
 
     def archive_ended(self) -> None:
         """Keep only the final status of ended jobs whose leases are gone (frees their app and inputs)."""
@@ -362,10 +154,8 @@ class Scheduler:
             self._archive(job)
 
     def _archive(self, job: Job) -> None:
-        self.archived[job.id] = self._job_info(job, detail=True)
+        self.archived[job.id] = self._job_info(job)
         del self.jobs[job.id]
-
-    # ------------------------------------------------------------ clients
 
     def _on_submit(self, peer: bytes, spec: m.JobSpec) -> None:
         problem = spec_problem(spec, self.params.limits) or (
@@ -374,20 +164,13 @@ class Scheduler:
         if problem:
             self._send(peer, m.ErrorReply(message=problem))
             return
-        number = self._next_job
-        job = self._new_job(f"job-{number:04d}", number, spec, self._now)
-        self._journal(j.JobSubmitted(job_id=job.id, number=number, spec=spec, submitted=self._now))
+        number = self.book.next_job
+        submitted = j.JobSubmitted(job_id=f"job-{number:04d}", number=number, spec=spec, submitted=self._now)
+        self._record(submitted)
+        job = self.jobs[submitted.job_id]
         self._send(peer, m.JobAccepted(job_id=job.id))
         self._log("job_submitted", "info", job=job.id, maps=len(job.maps), reduces=spec.n_reduce)
         self._start_queued_jobs()
-
-    def _new_job(self, job_id: str, number: int, spec: m.JobSpec, submitted: float) -> Job:
-        self._next_job = max(self._next_job, number + 1)
-        job = Job(id=job_id, spec=spec, submitted=submitted, number=number)
-        job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(spec.splits))]
-        job.reduces = [Task(REDUCE, r, TaskState.WAITING) for r in range(spec.n_reduce)]
-        self.jobs[job.id] = job
-        return job
 
     def _on_cancel(self, peer: bytes, job_id: str) -> None:
         if job_id in self.archived:
@@ -400,287 +183,6 @@ class Scheduler:
         if not job.state.ended:
             self._end_job(job, JobState.CANCELLED, "cancelled by a client")
         self._send(peer, self.status(job_id))
-
-    # ------------------------------------------------------------ workers
-
-    def _on_register(self, peer: bytes, msg: m.Register, key: str) -> None:
-        if msg.python != self.params.python:
-            self._send(peer, m.Reject(reason=f"worker runs Python {msg.python}, "
-                                      f"the cluster needs {self.params.python}"))
-            return
-        old = self.workers.get(msg.worker_id)
-        if old is not None and not self._claim_id(old, peer, msg, key):
-            return
-        if old is not None and old.alive and not old.peer and not old.data_addr:
-            old.data_addr = msg.data_addr   # awaited since a restart, its address not in the journal
-            self._journal(j.WorkerJoined(worker_id=old.id, data_addr=old.data_addr, key=old.key))
-        if old is not None and old.alive and old.data_addr == msg.data_addr:
-            self._readopt(old, peer, msg)
-            return
-        if old is not None and old.alive:
-            self._lose_worker(old, "registered again")
-        for job in self.jobs.values():   # a new life: it gets every job's setup afresh
-            job.set_up_on.discard(msg.worker_id)
-        for holding in msg.holdings:    # and nothing it held before counts
-            self._send(peer, m.JobEnded(job_id=holding.job_id))
-        if msg.running is not None:
-            self._send(peer, m.CancelTask(attempt=msg.running))
-        worker = Worker(msg.worker_id, peer, msg.data_addr, self._now, key=key, token=msg.token)
-        self.workers[worker.id] = worker
-        self._by_peer[peer] = worker.id
-        self._push_liveness(worker)
-        self._journal(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr, key=key))
-        self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
-        self._log("worker_joined", "info", worker=worker.id, addr=msg.data_addr, pid=msg.pid, host=msg.host)
-        self._start_queued_jobs()
-        for job in self._running_jobs():
-            self._replan(job)
-            self._set_up_owners(job)
-
-    def _claim_id(self, old: Worker, peer: bytes, msg: m.Register, key: str) -> bool:
-        """May this Register speak for the worker id `old` already holds? Refuse it (and say so) if not.
-
-        A worker id names one process life (a restarted worker comes back under a new id), so only the
-        process that first registered an id may register it again: over a new connection, after a
-        coordinator restart, or after it was declared dead while stalled. That process holds the same
-        CURVE key and the same token (a random secret it never shows anyone but the coordinator); anyone
-        else, a peer with another worker key, or any local peer when CURVE is off, is refused and the
-        live worker keeps its registration. What is not known yet (the token of a worker recovered from
-        the journal, or any key without CURVE) is taken from the first registration that passes.
-        """
-        wrong = ("another key" if old.key and old.key != key else
-                 "another process" if old.token and old.token != msg.token else "")
-        if not wrong:
-            old.key, old.token = key, msg.token
-            return True
-        self._log("worker_id_refused", "warning", worker=old.id, peer=peer.hex(), why=f"registered by {wrong}",
-                  key=key, host=msg.host, pid=msg.pid)
-        self._send(peer, m.Reject(reason=f"worker id {old.id} is registered by {wrong}: refused"))
-        return False
-
-    def _readopt(self, worker: Worker, peer: bytes, msg: m.Register) -> None:
-        """A live worker registers again: after a coordinator restart, or over a new connection.
-
-        It is the same process with the same data, so whatever it still holds is reused: committed map
-        output it kept, partitions it received, even the task it is running. Committed work it no longer
-        holds is made again; jobs this coordinator does not run any more are dropped on the worker.
-        """
-        if worker.peer != peer:
-            self._by_peer.pop(worker.peer, None)
-            worker.peer = peer
-            self._by_peer[peer] = worker.id
-        worker.last_seen = self._now
-        held = {h.job_id: h for h in msg.holdings}
-        for holding in msg.holdings:
-            job = self.jobs.get(holding.job_id)
-            if job is None or job.state is not JobState.RUNNING:
-                self._send(peer, m.JobEnded(job_id=holding.job_id))
-        for job in self._running_jobs():
-            kept = set(map(tuple, held[job.id].maps)) if job.id in held else set()
-            for task in job.maps:
-                if (task.state is TaskState.DONE and task.committed_worker == worker.id
-                        and (task.index, task.committed) not in kept):
-                    self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
-                    self._uncommit_map(job, task)
-            if job.id not in held:
-                job.set_up_on.discard(worker.id)   # it lost the job (its lease ran out): set it up again
-            if job.id in held or worker.id in job.owners:
-                self._set_up(job, worker)
-        self._readopt_running(worker, msg.running)
-        self._drop_orphan_grants(worker)
-        for report in msg.finished_maps:
-            self._readopt_finished_map(worker, report, held)
-        self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
-        self._log("worker_back", "info", worker=worker.id, jobs=len(held), pid=msg.pid)
-        self._start_queued_jobs()
-
-    def _readopt_finished_map(self, worker: Worker, report: m.MapDone, held: dict[str, m.Holding]) -> None:
-        """A map the worker finished while this coordinator was away still counts if its output is there."""
-        a = report.attempt
-        job = self.jobs.get(a.job_id)
-        task = job.task(MAP, a.task) if job and a.kind == MAP else None
-        holding = held.get(a.job_id)
-        if (job is None or task is None or holding is None or job.state is not JobState.RUNNING
-                or task.state is TaskState.DONE or a.number in task.running
-                or not a.number <= task.attempts_made
-                or (a.task, a.number) not in set(map(tuple, holding.maps))):
-            return
-        self._log("map_readopted", "info", **a.log_fields(), worker=worker.id)
-        self._commit_map(job, task, worker, report)
-
-    def _readopt_running(self, worker: Worker, running: m.AttemptId | None) -> None:
-        """Keep the attempt the worker says it runs if it may still count; cancel it otherwise."""
-        if worker.current is not None and worker.current != running:
-            self._abandon_current(worker, "the worker no longer runs it")
-        if running is None or worker.current == running:
-            return
-        job = self.jobs.get(running.job_id)
-        task = job.task(running.kind, running.task) if job else None
-        usable = (job is not None and task is not None and job.state is JobState.RUNNING
-                  and task.state in (TaskState.READY, TaskState.RUNNING, TaskState.COMMITTING)
-                  and running.number <= task.attempts_made and running.number not in task.running
-                  and (task.committing is None or task.committing == running.number))
-        if not usable or job is None or task is None:
-            self._send(worker.peer, m.CancelTask(attempt=running))
-            return
-        self._idle.pop(worker.id, None)
-        task.running[running.number] = Attempt(worker.id, self._now, self._now)
-        task.started = task.started or self._now
-        worker.current, worker.busy_since = running, self._now
-        if task.committing == running.number:   # it was granted the rename: say so again
-            task.state = TaskState.COMMITTING
-            self._send(worker.peer, m.CommitDecision(attempt=running, ok=True))
-        else:
-            task.state = TaskState.RUNNING
-        self._log("attempt_readopted", "info", **running.log_fields(), worker=worker.id)
-
-    def _on_heartbeat(self, worker: Worker, msg: m.Heartbeat) -> None:
-        for stat in msg.partitions:
-            job = self.jobs.get(stat.job_id)
-            if (job is not None and 0 <= stat.partition < len(job.reduces) and job.owners
-                    and job.owners[stat.partition] == worker.id
-                    and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
-                job.partition_stats[stat.partition] = stat
-        worker.leases = {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0}
-        attempt = self._current_attempt(worker)
-        if attempt is not None and msg.progress != attempt.progress:
-            attempt.progress = msg.progress
-            attempt.last_progress = self._now
-
-    def _on_task_request(self, worker: Worker, msg: m.TaskRequest) -> None:
-        """Idle now, unless the request crossed an assignment on the wire (it names an earlier attempt, or
-        none at all): then the worker is about to get that assignment, and the request is stale."""
-        if worker.current is not None:
-            f = msg.finished
-            if f is None or f != worker.current:
-                self._log("stale_task_request", "debug", worker=worker.id)
-                return
-            self._abandon_current(worker, "the worker ended it without a report that counts")
-            job = self.jobs.get(f.job_id)
-            if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
-                job.set_up_on.discard(worker.id)
-        self._idle[worker.id] = None
-
-    def _on_map_done(self, worker: Worker, msg: m.MapDone) -> None:
-        found = self._own_attempt(worker, msg.attempt, MAP)
-        if found is None:
-            return
-        job, task = found
-        self._record_duration(job, task, msg.attempt.number)
-        self._finish_attempt(worker, task, msg.attempt.number)
-        if task.state is TaskState.DONE:
-            return  # another attempt committed first; this one's output never counts
-        self._commit_map(job, task, worker, msg)
-
-    def _commit_map(self, job: Job, task: Task, worker: Worker, msg: m.MapDone) -> None:
-        task.state, task.committed, task.committed_worker = TaskState.DONE, msg.attempt.number, worker.id
-        task.finished, task.records_out, task.bytes_out = self._now, msg.records_out, msg.bytes_out
-        job.maps_done += 1
-        job.bytes_committed += msg.bytes_out
-        self._journal(j.MapCommitted(job_id=job.id, task=task.index, attempt=msg.attempt.number, worker_id=worker.id,
-                                     records_out=msg.records_out, bytes_out=msg.bytes_out, finished=self._now))
-        self._cancel_other_attempts(job, task)
-        self._log("map_committed", "debug", **msg.attempt.log_fields(), worker=worker.id)
-        self._sample(job)
-        if job.maps_done == len(job.maps):
-            for reduce in job.reduces:
-                if reduce.state is TaskState.WAITING:
-                    self._make_ready(job, reduce)
-
-    def _on_reduce_done(self, worker: Worker, msg: m.ReduceDone) -> None:
-        found = self._own_attempt(worker, msg.attempt, REDUCE)
-        if found is None:
-            return
-        job, task = found
-        ok = task.state is TaskState.RUNNING and task.committing is None
-        if task.committing == msg.attempt.number:   # a duplicate report: the grant stands (refusing it would wedge it)
-            ok = True
-        elif ok:
-            self._record_duration(job, task, msg.attempt.number)
-            task.state, task.committing, task.records_out = TaskState.COMMITTING, msg.attempt.number, msg.records_out
-            task.granted_worker = worker.id
-            self._journal(j.CommitGranted(job_id=job.id, task=task.index, attempt=msg.attempt.number,
-                                          worker_id=worker.id, records_out=msg.records_out))
-            if msg.received is not None and msg.received.partition == task.index:
-                job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
-        self._send(worker.peer, m.CommitDecision(attempt=msg.attempt, ok=ok))
-        if not ok:
-            self._finish_attempt(worker, task, msg.attempt.number)
-
-    def _on_reduce_committed(self, worker: Worker, msg: m.ReduceCommitted) -> None:
-        found = self._own_attempt(worker, msg.attempt, REDUCE)
-        if found is None:
-            return
-        job, task = found
-        self._finish_attempt(worker, task, msg.attempt.number)
-        if task.committing != msg.attempt.number:   # never granted: it does not count, and the task must run again
-            self._requeue(job, task)
-            return
-        task.state, task.committed, task.finished = TaskState.DONE, msg.attempt.number, self._now
-        task.committed_worker = worker.id
-        job.reduces_done += 1
-        self._journal(j.ReduceCommitted(job_id=job.id, task=task.index, attempt=msg.attempt.number, worker_id=worker.id,
-                                        records_out=task.records_out, finished=self._now))
-        self._cancel_other_attempts(job, task)
-        release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
-        for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
-            if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
-                self._send(self.workers[worker_id].peer, release)
-        self._log("reduce_committed", "debug", **msg.attempt.log_fields(), worker=worker.id)
-        self._sample(job)
-        if job.reduces_done == len(job.reduces):
-            self._end_job(job, JobState.SUCCEEDED, "")
-
-    def _on_task_failed(self, worker: Worker, msg: m.TaskFailed) -> None:
-        found = self._own_attempt(worker, msg.attempt, msg.attempt.kind)
-        if found is None:
-            return
-        job, task = found
-        attempt = task.running.get(msg.attempt.number)
-        assigned = attempt.started if attempt is not None else self._now
-        self._finish_attempt(worker, task, msg.attempt.number)
-        if task.committing == msg.attempt.number:   # it failed after its commit was granted (e.g. the rename)
-            self._revoke_grant(job, task)   # a backup, if any, may commit now
-        self._log("task_failed", "warning", **msg.attempt.log_fields(), worker=worker.id, kind=msg.kind,
-                  error=msg.error)
-        if msg.kind == "missing_data":
-            self._on_missing_data(job, task, msg.missing_maps, assigned)
-            return
-        task.app_failures += 1
-        self._journal(self._setback(job, task))
-        if task.app_failures >= self.params.max_attempts:
-            detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
-            self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
-            return
-        self._retry_later(job, task, self.params.retry_delay(task.app_failures))
-
-    def _on_missing_data(self, job: Job, reduce: Task, missing: list[int], assigned: float) -> None:
-        """A reducer could not get some committed map output: run those maps again.
-
-        Only output committed before the failed attempt was assigned is what it looked for: a map whose
-        output was lost, and that ran again and committed since (its worker died, say), is not undone.
-        """
-        reduce.worker_losses += 1
-        self._journal(self._setback(job, reduce))
-        if reduce.worker_losses > self.params.max_worker_losses:
-            self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
-            return
-        for index in missing:
-            task = job.task(MAP, index)
-            if task is not None and task.state is TaskState.DONE and (task.finished or 0.0) <= assigned:
-                self._uncommit_map(job, task)
-        self._requeue(job, reduce)
-
-    _WORKER_HANDLERS: dict[type, Callable[[Scheduler, Worker, Any], None]] = {
-        m.Heartbeat: _on_heartbeat,
-        m.TaskRequest: _on_task_request,
-        m.MapDone: _on_map_done,
-        m.ReduceDone: _on_reduce_done,
-        m.ReduceCommitted: _on_reduce_committed,
-        m.TaskFailed: _on_task_failed,
-    }
-
-    # ------------------------------------------------------------ time
 
     def _on_tick(self) -> None:
         self._expire_workers()
@@ -705,498 +207,12 @@ class Scheduler:
         self._dispatch()
         self._speculate()
 
-    def _expire_workers(self) -> None:
-        timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
-        while self._liveness and self._liveness[0][0] <= self._now:
-            _, worker_id = heapq.heappop(self._liveness)
-            worker = self.workers.get(worker_id)
-            if worker is None or not worker.alive:
-                continue
-            if worker.last_seen + timeout <= self._now:
-                self._lose_worker(worker, "missed heartbeats")
-            else:
-                self._push_liveness(worker)
-
-    def _expire_stalled_tasks(self) -> None:
-        """A task with no progress for `task_timeout` is given up, even if its worker still beats."""
-        for worker in self.workers.values():
-            attempt = self._current_attempt(worker) if worker.alive else None
-            if (worker.current is not None and attempt is not None
-                    and attempt.last_progress + self.params.task_timeout <= self._now):
-                self._send(worker.peer, m.CancelTask(attempt=worker.current))
-                self._time_out_current(worker)
-
-    def _time_out_current(self, worker: Worker) -> None:
-        """A stalled attempt is the app's failure, not the worker's: a map that loops for ever would
-        otherwise be retried without end, one worker at a time. The worker stays busy (its `current`
-        kept) until it says the attempt is gone: it kills the task process first, so what status
-        shows is what the worker does."""
-        found = self._take_attempt_off(worker, "no progress within the task timeout")
-        if found is None:
-            return
-        job, task = found
-        if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
-            return
-        task.app_failures += 1
-        self._journal(self._setback(job, task))
-        if task.app_failures >= self.params.max_attempts:
-            self._end_job(job, JobState.FAILED, f"{task.label}: no progress within "
-                          f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
-            return
-        self._requeue(job, task)   # at once: the attempt has waited out the timeout already
-
-    def _take_attempt_off(self, worker: Worker, why: str) -> tuple[Job, Task] | None:
-        """The worker's current attempt no longer counts: off its task, its commit grant revoked."""
-        a = worker.current
-        job = self.jobs.get(a.job_id) if a else None
-        task = job.task(a.kind, a.task) if job and a else None
-        if a is None or job is None or task is None or a.number not in task.running:
-            return None
-        del task.running[a.number]
-        if task.committing == a.number:
-            self._revoke_grant(job, task)
-        self._log("attempt_lost", "warning", **a.log_fields(), worker=worker.id, why=why)
-        return job, task
-
-    def _push_liveness(self, worker: Worker) -> None:
-        deadline = worker.last_seen + self.params.heartbeat_interval * self.params.heartbeat_liveness
-        heapq.heappush(self._liveness, (deadline, worker.id))
-
-    # ------------------------------------------------------------ losing work
-
-    def _lose_worker(self, worker: Worker, why: str) -> None:
-        worker.alive = False
-        self._idle.pop(worker.id, None)
-        self._log("worker_lost", "warning", worker=worker.id, why=why)
-        if worker.current is not None:
-            self._abandon_current(worker, f"worker lost: {why}")
-        self._drop_orphan_grants(worker)
-        self._tell_reducers_sources_lost(worker)
-        for job in self._running_jobs():
-            self._replan(job)
-
-    def _tell_reducers_sources_lost(self, dead: Worker) -> None:
-        """Every running reduce may be pulling the dead worker's kept map output, which died with it.
-
-        The scheduler does not know which reducers already hold those maps' pushed streams (they may
-        carry on), so each running reduce attempt hears it and decides: one that still needs the data
-        fails at once with missing data instead of waiting for pulls from a dead peer to time out.
-        """
-        if not dead.data_addr:
-            return
-        for worker in self.workers.values():
-            if not worker.alive or not worker.peer or worker.current is None:
-                continue
-            a = worker.current
-            job = self.jobs.get(a.job_id)
-            if a.kind == REDUCE and job is not None and job.state is JobState.RUNNING:
-                self._send(worker.peer, m.SourcesLost(attempt=a, addr=dead.data_addr))
-
-    def _abandon_current(self, worker: Worker, why: str) -> None:
-        """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""
-        found = self._take_attempt_off(worker, why)
-        worker.current = None
-        if found is None:
-            return
-        job, task = found
-        if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
-            return
-        task.worker_losses += 1
-        self._journal(self._setback(job, task))
-        if task.worker_losses > self.params.max_worker_losses:
-            self._end_job(job, JobState.FAILED, f"{task.label} lost its worker {task.worker_losses} times")
-            return
-        self._requeue(job, task)
-
-    def _drop_orphan_grants(self, worker: Worker) -> None:
-        """A reduce granted to this worker before a restart, which it no longer runs, must run again.
-
-        Its output may already be in place; running again replaces it atomically with the same records.
-        """
-        for job in self._running_jobs():
-            for task in job.reduces:
-                if (task.state is TaskState.COMMITTING and task.granted_worker == worker.id
-                        and task.committing not in task.running):
-                    self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=task.committing,
-                              worker=worker.id, why="granted before a restart, not running any more")
-                    self._revoke_grant(job, task)
-                    self._requeue(job, task)
-
-    def _revoke_grant(self, job: Job, task: Task) -> None:
-        task.committing, task.granted_worker, task.state = None, None, TaskState.RUNNING
-        self._journal(j.CommitRevoked(job_id=job.id, task=task.index))
-
-    def _replan(self, job: Job) -> None:
-        """Move partitions off dead owners; map output the new owners cannot pull is made again."""
-        alive = [w for w in self.workers.values() if w.alive]
-        if not alive:
-            return
-        load = {w.id: 0 for w in alive}
-        for owner in job.owners:
-            if owner in load:
-                load[owner] += 1
-        moves: dict[int, str] = {}
-        for p, owner in enumerate(job.owners):
-            if owner not in load and job.reduces[p].state is not TaskState.DONE:
-                new = min(load, key=lambda w: (load[w], w))
-                load[new] += 1
-                moves[p] = new
-        if not moves:
-            return
-        self._move_partitions(job, moves)
-        for task in job.maps:
-            if task.state is TaskState.DONE and task.committed_worker not in load:
-                self._uncommit_map(job, task)
-
-    def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
-        """New owners for some partitions: journaled, announced to the job's workers, set up on the new ones."""
-        for p, new in moves.items():
-            self._move_ready_reduce(job, p, job.owners[p], new)
-            job.owners[p] = new
-        job.owners_epoch += 1
-        self._journal(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
-        update = m.OwnersUpdate(job_id=job.id, owners=self._owner_addrs(job), owners_epoch=job.owners_epoch)
-        for worker_id in job.set_up_on:
-            worker = self.workers[worker_id]
-            if worker.alive and worker.peer:
-                self._send(worker.peer, update)
-        self._set_up_owners(job)
-
-    def _uncommit_map(self, job: Job, task: Task) -> None:
-        task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
-        job.maps_done -= 1
-        job.bytes_committed -= task.bytes_out
-        self._journal(j.MapUncommitted(job_id=job.id, task=task.index))
-        for reduce in job.reduces:
-            if reduce.state is TaskState.READY:
-                self._unready_reduce(job, reduce)
-        self._enqueue(job, task)
-
-    # ------------------------------------------------------------ queues
-
-    def _make_ready(self, job: Job, task: Task) -> None:
-        task.state = TaskState.READY
-        if task.not_before > self._now:   # still backing off after a failure: the tick enqueues it
-            heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
-        else:
-            self._enqueue(job, task)
-
-    def _enqueue(self, job: Job, task: Task) -> None:
-        if task.kind == MAP:
-            job.ready_maps.append(task.index)
-        else:
-            self._ready_reduces.setdefault(job.owners[task.index], {})[(job.id, task.index)] = None
-
-    def _requeue(self, job: Job, task: Task) -> None:
-        """Back to ready now (a reduce waits again if its maps are not all committed)."""
-        if task.running:
-            return
-        if task.kind == REDUCE and job.maps_done < len(job.maps):
-            task.state = TaskState.WAITING
-        else:
-            self._make_ready(job, task)
-
-    def _retry_later(self, job: Job, task: Task, delay: float) -> None:
-        if task.running:
-            return
-        task.not_before = self._now + delay
-        if task.kind == REDUCE and job.maps_done < len(job.maps):
-            task.state = TaskState.WAITING   # some map output was lost meanwhile: wait for it again
-            return
-        task.state = TaskState.READY
-        heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
-
-    def _unready_reduce(self, job: Job, task: Task) -> None:
-        task.state = TaskState.WAITING
-        self._ready_reduces.get(job.owners[task.index], {}).pop((job.id, task.index), None)
-
-    def _move_ready_reduce(self, job: Job, partition: int, old: str, new: str) -> None:
-        queue = self._ready_reduces.get(old, {})
-        if (job.id, partition) in queue:
-            del queue[(job.id, partition)]
-            self._ready_reduces.setdefault(new, {})[(job.id, partition)] = None
-
-    def _dispatch(self) -> None:
-        """Give every idle worker work: its own partitions' reduces first, then maps, oldest job first."""
-        for worker_id in [w for w in self._idle if self._ready_reduces.get(w)]:
-            self._assign_reduce(self.workers[worker_id])
-        while self._idle:
-            found = self._next_map()
-            if found is None:
-                break
-            worker_id = next(iter(self._idle))
-            self._assign(self.workers[worker_id], found[0], found[1])
-        for worker_id in list(self._idle):
-            if not self._steal_reduce(self.workers[worker_id]):
-                return
-
-    def _steal_reduce(self, thief: Worker) -> bool:
-        """An idle worker takes over a ready partition whose owner has been busy for `min_elapsed`.
-
-        A reduce runs on its partition's owner, which holds the pushed batches. If that owner is stuck
-        in a long task (a straggling map that lost to its backup may still be in app code), the job
-        should not wait for it: the partition moves to the idle worker, which pulls its input from the
-        mappers' kept copies.
-        """
-        for owner_id, queue in self._ready_reduces.items():
-            owner = self.workers.get(owner_id)
-            if owner_id == thief.id or not queue or owner is None or not owner.alive or owner_id in self._idle:
-                continue   # busy: it runs a task, or one it was told to give up that it has not left yet
-            if not owner.peer or not owner.busy_since or self._now - owner.busy_since < self.params.min_elapsed:
-                continue
-            for job_id, partition in list(queue):
-                job = self.jobs.get(job_id)
-                task = job.reduces[partition] if job else None
-                if (job is None or task is None or job.state is not JobState.RUNNING
-                        or task.state is not TaskState.READY or task.running or task.not_before > self._now):
-                    del queue[(job_id, partition)]
-                    continue
-                self._log("partition_moved", "info", job=job.id, partition=partition, old=owner_id,
-                          worker=thief.id, why="its owner is busy")
-                self._move_partitions(job, {partition: thief.id})
-                self._assign_reduce(thief)
-                return True
-        return False
-
-    def _next_map(self) -> tuple[Job, Task] | None:
-        for job in self._running_jobs():
-            while job.ready_maps:
-                task = job.maps[job.ready_maps.popleft()]
-                if task.state is TaskState.READY and not task.running and task.not_before <= self._now:
-                    return job, task
-        return None
-
-    def _assign_reduce(self, worker: Worker) -> None:
-        queue = self._ready_reduces[worker.id]
-        while queue:
-            job_id, partition = next(iter(queue))
-            del queue[(job_id, partition)]
-            job = self.jobs.get(job_id)
-            task = job.reduces[partition] if job else None
-            if (job and task and job.state is JobState.RUNNING and task.state is TaskState.READY
-                    and not task.running and task.not_before <= self._now):
-                self._assign(worker, job, task)
-                return
-
-    def _assign(self, worker: Worker, job: Job, task: Task) -> None:
-        self._idle.pop(worker.id, None)
-        task.attempts_made += 1
-        number = task.attempts_made
-        task.running[number] = Attempt(worker.id, self._now, self._now)
-        task.state = TaskState.RUNNING
-        task.started = task.started or self._now
-        attempt = job.attempt_id(task, number)
-        worker.current, worker.busy_since = attempt, self._now
-        self._journal(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
-                                     worker_id=worker.id))
-        self._set_up(job, worker)
-        if task.kind == MAP:
-            msg: m.FromCoordinator = m.AssignMap(attempt=attempt, split=job.spec.splits[task.index])
-        else:
-            msg = m.AssignReduce(attempt=attempt, output_dir=job.spec.output_dir, sources=self._sources(job))
-        self._send(worker.peer, msg)
-        self._log("task_assigned", "debug", **attempt.log_fields(), worker=worker.id)
-
-    # ------------------------------------------------------------ stragglers
-
-    def _record_duration(self, job: Job, task: Task, number: int) -> None:
-        attempt = task.running.get(number)
-        if attempt is not None:
-            bisect.insort(job.durations.setdefault(task.kind, []), self._now - attempt.started)
-
-    def _speculate(self) -> None:
-        """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
-
-        Runs on ticks only. Conservative on purpose: a backup needs an idle worker (so no task is waiting
-        for one), at least one finished task to compare with, and `slow_factor` times its median.
-        """
-        if not self.params.speculation or not self._idle:
-            return
-        for worker in list(self.workers.values()):
-            if not self._idle:
-                return
-            found = self._straggler(worker)
-            if found is None:
-                continue
-            backup = next((w for w in self._idle if w != worker.id), None)
-            if backup is not None:
-                job, task = found
-                self._log("backup_attempt", "info", job=job.id, task=task.label, slow_worker=worker.id,
-                          worker=backup)
-                self._assign(self.workers[backup], job, task)
-
-    def _straggler(self, worker: Worker) -> tuple[Job, Task] | None:
-        if not worker.alive or worker.current is None:
-            return None
-        current = worker.current
-        job = self.jobs.get(current.job_id)
-        task = job.task(current.kind, current.task) if job else None
-        attempt = task.running.get(current.number) if task else None
-        if job is None or task is None or attempt is None or len(task.running) != 1:
-            return None
-        durations = job.durations.get(current.kind)
-        if task.state is not TaskState.RUNNING or not durations:
-            return None
-        if current.kind == REDUCE and job.maps_done < len(job.maps):
-            return None   # some map output was lost since it started: a backup could not read it
-        median = durations[len(durations) // 2]
-        slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
-        return (job, task) if slow else None
-
-    # ------------------------------------------------------------ jobs
-
-    def _running_jobs(self) -> list[Job]:
-        return [j for j in self.jobs.values() if j.state is JobState.RUNNING]
-
-    def _start_queued_jobs(self) -> None:
-        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer)
-        if not alive:
-            return
-        for job in self.jobs.values():
-            if job.state is JobState.QUEUED:
-                job.state, job.started = JobState.RUNNING, self._now
-                job.owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
-                self._journal(j.JobStarted(job_id=job.id, started=self._now, owners=list(job.owners)))
-                job.ready_maps.extend(range(len(job.maps)))
-                self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
-                self._set_up_owners(job)
-                self._sample(job)
-                if not job.maps:
-                    for reduce in job.reduces:
-                        self._make_ready(job, reduce)
-
-    def _set_up(self, job: Job, worker: Worker) -> None:
-        """Send the job (and so a lease on its data) to a worker once per worker life."""
-        if worker.id not in job.set_up_on and worker.alive and worker.peer:
-            job.set_up_on.add(worker.id)
-            self._send(worker.peer, self._job_setup(job))
-
-    def _set_up_owners(self, job: Job) -> None:
-        """Owners get the job before any mapper pushes to them, so they only ever store leased data."""
-        for owner in sorted(set(job.owners)):
-            worker = self.workers.get(owner)
-            if worker is not None:
-                self._set_up(job, worker)
-
-    def _end_job(self, job: Job, state: JobState, error: str) -> None:
-        job.state, job.error, job.finished = state, error, self._now
-        self._journal(j.JobEnded(job_id=job.id, state=state.value, error=error, finished=self._now))
-        for task in itertools.chain(job.maps, job.reduces):
-            for number, attempt in list(task.running.items()):
-                worker = self.workers.get(attempt.worker)
-                if worker is not None and worker.alive and worker.current is not None:
-                    self._send(worker.peer, m.CancelTask(attempt=job.attempt_id(task, number)))
-            task.running.clear()
-        job.ready_maps.clear()
-        for worker_id in job.set_up_on:
-            worker = self.workers[worker_id]
-            if worker.alive:
-                self._send(worker.peer, m.JobEnded(job_id=job.id))
-        self._out.append(JobFinished(job.id, state, job.spec.output_dir, job.spec.n_reduce))
-        self._draining.append(job)
-        level = "info" if state is JobState.SUCCEEDED else "error"
-        self._log("job_" + state.value, level, job=job.id, error=error.splitlines()[0] if error else "")
-
-    def _cancel_other_attempts(self, job: Job, task: Task) -> None:
-        for number, attempt in list(task.running.items()):
-            worker = self.workers.get(attempt.worker)
-            if worker is not None and worker.alive:
-                self._send(worker.peer, m.CancelTask(attempt=job.attempt_id(task, number)))
-        task.running.clear()
-
-    def _job_setup(self, job: Job) -> m.JobSetup:
-        p = self.params
-        return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
-                          n_reduce=job.spec.n_reduce, owners=self._owner_addrs(job),
-                          owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
-                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
-                          released=[t.index for t in job.reduces if t.state is TaskState.DONE])
-
-    def _owner_addrs(self, job: Job) -> list[str]:
-        return [self.workers[w].data_addr if w in self.workers and self.workers[w].alive else ""
-                for w in job.owners]
-
-    def _sources(self, job: Job) -> list[m.MapSource]:
-        sources = []
-        for task in job.maps:
-            worker = self.workers.get(task.committed_worker or "")
-            addr = worker.data_addr if worker is not None and worker.alive else ""
-            sources.append(m.MapSource(task=task.index, attempt=task.committed or 0, addr=addr))
-        return sources
-
-    # ------------------------------------------------------------ attempts
-
-    def _current_attempt(self, worker: Worker) -> Attempt | None:
-        a = worker.current
-        if a is None:
-            return None
-        job = self.jobs.get(a.job_id)
-        task = job.task(a.kind, a.task) if job else None
-        return task.running.get(a.number) if task else None
-
-    def _own_attempt(self, worker: Worker, attempt: m.AttemptId, kind: m.TaskKind) -> tuple[Job, Task] | None:
-        """The (job, task) if `worker` really runs that attempt of a `kind` task now; stale or foreign
-        reports are dropped."""
-        if worker.current != attempt or attempt.kind != kind:
-            self._log("stale_report", "info", worker=worker.id, **attempt.log_fields())
-            return None
-        job = self.jobs.get(attempt.job_id)
-        task = job.task(kind, attempt.task) if job else None
-        if job is None or task is None or attempt.number not in task.running or job.state is not JobState.RUNNING:
-            worker.current = None
-            return None
-        return job, task
-
-    def _finish_attempt(self, worker: Worker, task: Task, number: int) -> None:
-        task.running.pop(number, None)
-        worker.current = None
-
-    # ------------------------------------------------------------ views
-
     def output_dir_busy(self, output_dir: str) -> bool:
         """Does a job that has not ended write to `output_dir`?"""
         return any(j.spec.output_dir == output_dir and not j.state.ended for j in self.jobs.values())
 
     def status(self, job_id: str | None) -> m.StatusReply | m.ErrorReply:
-        if job_id is not None and job_id not in self.jobs and job_id not in self.archived:
-            return m.ErrorReply(message=f"no job {job_id}")
-        if job_id is not None:
-            jobs = [self.archived[job_id] if job_id in self.archived else self._job_info(self.jobs[job_id], True)]
-        else:
-            brief = [msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[])
-                     for info in self.archived.values()]
-            jobs = brief + [self._job_info(job, detail=False) for job in self.jobs.values()]
-        workers = [m.WorkerInfo(worker_id=w.id, data_addr=w.data_addr, state=self._worker_state(w),
-                                last_heartbeat=w.last_seen,
-                                task=f"{w.current.job_id}/{w.current.task_label}" if w.current else "",
-                                leases=sum(w.leases.values()) if w.alive else 0)
-                   for w in self.workers.values()]
-        return m.StatusReply(now=self._now, jobs=jobs, workers=workers)
-
-    def _worker_state(self, worker: Worker) -> str:
-        if not worker.alive:
-            return "dead"
-        if not worker.peer:
-            return "awaited"   # named in the journal, not back since the coordinator restarted
-        return "busy" if worker.current else "idle"
-
-    def job_leases(self, job: Job) -> int:
-        """Leased resources the job's live workers last reported holding."""
-        return sum(w.leases.get(job.id, 0) for w in self.workers.values() if w.alive)
-
-    def _sample(self, job: Job) -> None:
-        """Add a timeline point if anything changed; an ended job is followed until its leases are gone."""
-        point = m.TimelinePoint(t=self._now, leases=self.job_leases(job), maps_done=job.maps_done,
-                                reduces_done=job.reduces_done, bytes_shuffled=job.bytes_shuffled)
-        last = job.timeline[-1] if job.timeline else None
-        if last is None or (last.leases, last.maps_done, last.reduces_done, last.bytes_shuffled) != (
-                point.leases, point.maps_done, point.reduces_done, point.bytes_shuffled):
-            job.timeline.append(point)
-            if len(job.timeline) > self.params.timeline_points:   # keep the ends, thin the middle
-                job.timeline[1:-1] = job.timeline[1:-1:2]
-        if job.state.ended and (point.leases == 0 or self._now > (job.finished or 0) + self.params.lease_ttl):
-            if job in self._draining:
-                self._draining.remove(job)
+        return views.status(self.book, job_id, self._now)
 
     def _answer_waiters(self) -> None:
         """Answer each held WaitJob whose job has ended (or is unknown), or whose time is up."""
@@ -1205,50 +221,6 @@ class Scheduler:
             job = self.jobs.get(job_id)
             if job is not None and not job.state.ended and self._now < answer_by:
                 held[(peer, job_id)] = answer_by
-            elif job is not None:
-                self._send(peer, m.StatusReply(now=self._now, jobs=[self._job_info(job, detail=False)], workers=[]))
-            elif job_id in self.archived:
-                brief = msgspec.structs.replace(self.archived[job_id], tasks=[], partitions=[], timeline=[])
-                self._send(peer, m.StatusReply(now=self._now, jobs=[brief], workers=[]))
             else:
-                self._send(peer, m.ErrorReply(message=f"no job {job_id}"))
+                self._send(peer, views.wait_reply(self.book, job_id, self._now))
         self._waiters = held
-
-    def _job_info(self, job: Job, detail: bool) -> m.JobInfo:
-        tasks = [m.TaskInfo(kind=t.kind, index=t.index, state=t.state.value, attempts=t.attempts_made,
-                            worker=t.committed_worker or next((a.worker for a in t.running.values()), ""),
-                            started=t.started, finished=t.finished)
-                 for t in itertools.chain(job.maps, job.reduces)] if detail else []
-        parts = [m.PartitionInfo(partition=p, owner=job.owners[p] if job.owners else "",
-                                 bytes_in=s.bytes_in, batches_in=s.batches_in, first_batch=s.first_batch,
-                                 last_batch=s.last_batch)
-                 for p, s in sorted(job.partition_stats.items())] if detail else []
-        return m.JobInfo(job_id=job.id, app_name=job.spec.app_name, state=job.state.value,
-                         submitted=job.submitted, started=job.started, finished=job.finished,
-                         maps_done=job.maps_done, maps_total=len(job.maps), reduces_done=job.reduces_done,
-                         reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
-                         records_out=job.records_out, output_dir=job.spec.output_dir, error=job.error,
-                         tasks=tasks, partitions=parts, leases=self.job_leases(job),
-                         timeline=list(job.timeline) if detail else [])
-
-    # ------------------------------------------------------------ output helpers
-
-    def _send(self, peer: bytes, msg: m.FromCoordinator) -> None:
-        self._out.append(Send(peer, msg))
-
-    @staticmethod
-    def _setback(job: Job, task: Task) -> j.TaskSetback:
-        """The task's failure counts as a record: journaled at each change, so a restart keeps them."""
-        return j.TaskSetback(job_id=job.id, kind=task.kind, task=task.index, app_failures=task.app_failures,
-                             worker_losses=task.worker_losses)
-
-    def _journal(self, record: j.Record) -> None:
-        self._out.append(Journal(record))
-
-    def _log(self, event: str, level: str, **fields: Any) -> None:
-        self._out.append(Log(event, level, fields))
-
-
-def _job_number(job_id: str) -> int:
-    digits = job_id.rpartition("-")[2]
-    return int(digits) if digits.isdigit() else 0

@@ -34,8 +34,8 @@ REDUCE: TaskKind = "reduce"
 
 
 @dataclass
-class Attempt:
-    """One run of a task on one worker."""
+class AttemptRun:
+    """How one attempt (named by its AttemptId) runs on its worker: where, since when, how far."""
 
     worker: str
     started: float
@@ -49,7 +49,7 @@ class Task:
     index: int
     state: TaskState
     attempts_made: int = 0
-    running: dict[int, Attempt] = field(default_factory=dict)
+    running: dict[int, AttemptRun] = field(default_factory=dict)
     committed: int | None = None          # the attempt whose output counts
     committed_worker: str | None = None   # where a committed map's output lives
     committing: int | None = None         # a reduce attempt granted the rename
@@ -65,6 +65,9 @@ class Task:
     @property
     def label(self) -> str:
         return f"{self.kind}-{self.index}"
+
+    def attempt_id(self, job_id: str, number: int) -> AttemptId:
+        return AttemptId(job_id=job_id, kind=self.kind, task=self.index, number=number)
 
 
 @dataclass
@@ -101,23 +104,22 @@ class Job:
     def records_out(self) -> int:
         return sum(t.records_out for t in self.reduces)
 
-    def attempt_id(self, task: Task, number: int) -> AttemptId:
-        return AttemptId(job_id=self.id, kind=task.kind, task=task.index, number=number)
-
     def task(self, kind: str, index: int) -> Task | None:
         tasks = self.maps if kind == MAP else self.reduces
         return tasks[index] if 0 <= index < len(tasks) else None
 
 
 @dataclass
-class Worker:
+class WorkerEntry:
+    """The scheduler's record of one worker process (the process itself is zmr.runtime.worker.Worker)."""
+
     id: str
     peer: bytes
     data_addr: str
     last_seen: float
     alive: bool = True
-    current: AttemptId | None = None                    # the attempt it runs
-    busy_since: float = 0.0                             # when `current` was assigned
+    current: AttemptId | None = None   # the attempt it runs, or was told to give up and has not left yet
+    busy_since: float = 0.0            # when `current` was assigned
     leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
     key: str = ""      # the CURVE public key it registered with ("" without CURVE, or not known yet)
     token: str = ""    # the secret its process registered with ("" if not known yet, e.g. after a restart)

@@ -102,7 +102,11 @@ class CommitRevoked(_Rec, frozen=True):
     task: int
 
 
-class ReduceCommitted(_Rec, frozen=True):
+class CommitConfirmed(_Rec, frozen=True, tag="ReduceCommitted"):
+    """The granted reduce attempt renamed its output into place: the reduce is done.
+
+    (Tagged with its old name, which the journal format keeps.)"""
+
     job_id: str
     task: int
     attempt: int
@@ -123,7 +127,9 @@ class TaskSetback(_Rec, frozen=True):
     worker_losses: int
 
 
-class JobEnded(_Rec, frozen=True):
+class JobConcluded(_Rec, frozen=True, tag="JobEnded"):
+    """The job reached its final state. (Tagged with its old name, which the journal format keeps.)"""
+
     job_id: str
     state: str
     error: str
@@ -145,7 +151,7 @@ class EndedJob(_Rec, frozen=True):
 
 Record = (
     Header | WorkerJoined | JobSubmitted | JobStarted | OwnersMoved | TaskAssigned | MapCommitted
-    | MapUncommitted | CommitGranted | CommitRevoked | ReduceCommitted | TaskSetback | JobEnded | OutputFinished
+    | MapUncommitted | CommitGranted | CommitRevoked | CommitConfirmed | TaskSetback | JobConcluded | OutputFinished
     | EndedJob
 )
 

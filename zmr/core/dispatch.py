@@ -1,0 +1,269 @@
+"""Who runs what: ready queues, assignment, backup attempts, jobs' start and end, partition placement."""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+
+from zmr.core.events import JobFinished
+from zmr.core.schedbase import SchedulerBase
+from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry
+from zmr.protocol import journal as j
+from zmr.protocol import messages as m
+
+
+class Dispatch(SchedulerBase):
+    """Keeps idle workers busy, oldest job first, and starts and ends jobs."""
+
+    def _make_ready(self, job: Job, task: Task) -> None:
+        task.state = TaskState.READY
+        if task.not_before > self._now:   # still backing off after a failure: the tick enqueues it
+            heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
+        else:
+            self._enqueue(job, task)
+
+    def _enqueue(self, job: Job, task: Task) -> None:
+        if task.kind == MAP:
+            job.ready_maps.append(task.index)
+        else:
+            self._ready_reduces.setdefault(job.owners[task.index], {})[(job.id, task.index)] = None
+
+    def _requeue(self, job: Job, task: Task) -> None:
+        """Back to ready now (a reduce waits again if its maps are not all committed)."""
+        if task.running:
+            return
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
+            task.state = TaskState.WAITING
+        else:
+            self._make_ready(job, task)
+
+    def _retry_later(self, job: Job, task: Task, delay: float) -> None:
+        if task.running:
+            return
+        task.not_before = self._now + delay
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
+            task.state = TaskState.WAITING   # some map output was lost meanwhile: wait for it again
+            return
+        task.state = TaskState.READY
+        heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
+
+    def _unready_reduce(self, job: Job, task: Task) -> None:
+        task.state = TaskState.WAITING
+        self._ready_reduces.get(job.owners[task.index], {}).pop((job.id, task.index), None)
+
+    def _move_ready_reduce(self, job: Job, partition: int, old: str, new: str) -> None:
+        queue = self._ready_reduces.get(old, {})
+        if (job.id, partition) in queue:
+            del queue[(job.id, partition)]
+            self._ready_reduces.setdefault(new, {})[(job.id, partition)] = None
+
+    def _dispatch(self) -> None:
+        """Give every idle worker work: its own partitions' reduces first, then maps, oldest job first."""
+        for worker_id in [w for w in self._idle if self._ready_reduces.get(w)]:
+            self._assign_reduce(self.workers[worker_id])
+        while self._idle:
+            found = self._next_map()
+            if found is None:
+                break
+            worker_id = next(iter(self._idle))
+            self._assign(self.workers[worker_id], found[0], found[1])
+        for worker_id in list(self._idle):
+            if not self._steal_reduce(self.workers[worker_id]):
+                return
+
+    def _steal_reduce(self, thief: WorkerEntry) -> bool:
+        """An idle worker takes over a ready partition whose owner has been busy for `min_elapsed`.
+
+        A reduce runs on its partition's owner, which holds the pushed batches. If that owner is stuck
+        in a long task (a straggling map that lost to its backup may still be in app code), the job
+        should not wait for it: the partition moves to the idle worker, which pulls its input from the
+        mappers' kept copies.
+        """
+        for owner_id, queue in self._ready_reduces.items():
+            owner = self.workers.get(owner_id)
+            if owner_id == thief.id or not queue or owner is None or not owner.alive or owner_id in self._idle:
+                continue   # busy: it runs a task, or one it was told to give up that it has not left yet
+            if not owner.peer or not owner.busy_since or self._now - owner.busy_since < self.params.min_elapsed:
+                continue
+            for job_id, partition in list(queue):
+                job = self.jobs.get(job_id)
+                task = job.reduces[partition] if job else None
+                if (job is None or task is None or job.state is not JobState.RUNNING
+                        or task.state is not TaskState.READY or task.running or task.not_before > self._now):
+                    del queue[(job_id, partition)]
+                    continue
+                self._log("partition_moved", "info", job=job.id, partition=partition, old=owner_id,
+                          worker=thief.id, why="its owner is busy")
+                self._move_partitions(job, {partition: thief.id})
+                self._assign_reduce(thief)
+                return True
+        return False
+
+    def _next_map(self) -> tuple[Job, Task] | None:
+        for job in self._running_jobs():
+            while job.ready_maps:
+                task = job.maps[job.ready_maps.popleft()]
+                if task.state is TaskState.READY and not task.running and task.not_before <= self._now:
+                    return job, task
+        return None
+
+    def _assign_reduce(self, worker: WorkerEntry) -> None:
+        queue = self._ready_reduces[worker.id]
+        while queue:
+            job_id, partition = next(iter(queue))
+            del queue[(job_id, partition)]
+            job = self.jobs.get(job_id)
+            task = job.reduces[partition] if job else None
+            if (job and task and job.state is JobState.RUNNING and task.state is TaskState.READY
+                    and not task.running and task.not_before <= self._now):
+                self._assign(worker, job, task)
+                return
+
+    def _assign(self, worker: WorkerEntry, job: Job, task: Task) -> None:
+        self._idle.pop(worker.id, None)
+        number = task.attempts_made + 1
+        self._record(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
+                                    worker_id=worker.id))
+        task.running[number] = AttemptRun(worker.id, self._now, self._now)
+        task.state = TaskState.RUNNING
+        task.started = task.started or self._now
+        attempt = task.attempt_id(job.id, number)
+        worker.current, worker.busy_since = attempt, self._now
+        self._set_up(job, worker)
+        if task.kind == MAP:
+            msg: m.FromCoordinator = m.AssignMap(attempt=attempt, split=job.spec.splits[task.index])
+        else:
+            msg = m.AssignReduce(attempt=attempt, output_dir=job.spec.output_dir, sources=self._sources(job))
+        self._send(worker.peer, msg)
+        self._log("task_assigned", "debug", **attempt.log_fields(), worker=worker.id)
+
+    def _start_queued_jobs(self) -> None:
+        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer)
+        if not alive:
+            return
+        for job in self.jobs.values():
+            if job.state is JobState.QUEUED:
+                owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
+                self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
+                job.ready_maps.extend(range(len(job.maps)))
+                self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
+                self._set_up_owners(job)
+                self._sample(job)
+                if not job.maps:
+                    for reduce in job.reduces:
+                        self._make_ready(job, reduce)
+
+    def _set_up(self, job: Job, worker: WorkerEntry) -> None:
+        """Send the job (and so a lease on its data) to a worker once per worker life."""
+        if worker.id not in job.set_up_on and worker.alive and worker.peer:
+            job.set_up_on.add(worker.id)
+            self._send(worker.peer, self._job_setup(job))
+
+    def _set_up_owners(self, job: Job) -> None:
+        """Owners get the job before any mapper pushes to them, so they only ever store leased data."""
+        for owner in sorted(set(job.owners)):
+            worker = self.workers.get(owner)
+            if worker is not None:
+                self._set_up(job, worker)
+
+    def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
+        """New owners for some partitions: journaled, announced to the job's workers, set up on the new ones."""
+        owners = list(job.owners)
+        for p, new in moves.items():
+            self._move_ready_reduce(job, p, owners[p], new)
+            owners[p] = new
+        self._record(j.OwnersMoved(job_id=job.id, owners=owners, epoch=job.owners_epoch + 1))
+        update = m.OwnersUpdate(job_id=job.id, owners=self._owner_addrs(job), owners_epoch=job.owners_epoch)
+        for worker_id in job.set_up_on:
+            worker = self.workers[worker_id]
+            if worker.alive and worker.peer:
+                self._send(worker.peer, update)
+        self._set_up_owners(job)
+
+    def _end_job(self, job: Job, state: JobState, error: str) -> None:
+        self._record(j.JobConcluded(job_id=job.id, state=state.value, error=error, finished=self._now))
+        for task in itertools.chain(job.maps, job.reduces):
+            for number, attempt in list(task.running.items()):
+                worker = self.workers.get(attempt.worker)
+                if worker is not None and worker.alive and worker.current is not None:
+                    self._send(worker.peer, m.CancelTask(attempt=task.attempt_id(job.id, number)))
+            task.running.clear()
+        job.ready_maps.clear()
+        for worker_id in job.set_up_on:
+            worker = self.workers[worker_id]
+            if worker.alive:
+                self._send(worker.peer, m.JobEnded(job_id=job.id))
+        self._out.append(JobFinished(job.id, state, job.spec.output_dir, job.spec.n_reduce))
+        self._draining.append(job)
+        level = "info" if state is JobState.SUCCEEDED else "error"
+        self._log("job_" + state.value, level, job=job.id, error=error.splitlines()[0] if error else "")
+
+    def _cancel_other_attempts(self, job: Job, task: Task) -> None:
+        for number, attempt in list(task.running.items()):
+            worker = self.workers.get(attempt.worker)
+            if worker is not None and worker.alive:
+                self._send(worker.peer, m.CancelTask(attempt=task.attempt_id(job.id, number)))
+        task.running.clear()
+
+    def _job_setup(self, job: Job) -> m.JobSetup:
+        p = self.params
+        return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
+                          n_reduce=job.spec.n_reduce, owners=self._owner_addrs(job),
+                          owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
+                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
+                          released=[t.index for t in job.reduces if t.state is TaskState.DONE])
+
+    def _owner_addrs(self, job: Job) -> list[str]:
+        return [self.workers[w].data_addr if w in self.workers and self.workers[w].alive else ""
+                for w in job.owners]
+
+    def _sources(self, job: Job) -> list[m.MapSource]:
+        sources = []
+        for task in job.maps:
+            worker = self.workers.get(task.committed_worker or "")
+            addr = worker.data_addr if worker is not None and worker.alive else ""
+            sources.append(m.MapSource(task=task.index, attempt=task.committed or 0, addr=addr))
+        return sources
+
+    def _record_duration(self, job: Job, task: Task, number: int) -> None:
+        attempt = task.running.get(number)
+        if attempt is not None:
+            bisect.insort(job.durations.setdefault(task.kind, []), self._now - attempt.started)
+
+    def _speculate(self) -> None:
+        """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
+
+        Runs on ticks only. Conservative on purpose: a backup needs an idle worker (so no task is waiting
+        for one), at least one finished task to compare with, and `slow_factor` times its median.
+        """
+        if not self.params.speculation or not self._idle:
+            return
+        for worker in list(self.workers.values()):
+            if not self._idle:
+                return
+            found = self._straggler(worker)
+            if found is None:
+                continue
+            backup = next((w for w in self._idle if w != worker.id), None)
+            if backup is not None:
+                job, task = found
+                self._log("backup_attempt", "info", job=job.id, task=task.label, slow_worker=worker.id,
+                          worker=backup)
+                self._assign(self.workers[backup], job, task)
+
+    def _straggler(self, worker: WorkerEntry) -> tuple[Job, Task] | None:
+        if not worker.alive or worker.current is None:
+            return None
+        job, task = self._task_of(worker.current)
+        attempt = task.running.get(worker.current.number) if task else None
+        if job is None or task is None or attempt is None or len(task.running) != 1:
+            return None
+        durations = job.durations.get(task.kind)
+        if task.state is not TaskState.RUNNING or not durations:
+            return None
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
+            return None   # some map output was lost since it started: a backup could not read it
+        median = durations[len(durations) // 2]
+        slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
+        return (job, task) if slow else None

@@ -1,0 +1,155 @@
+"""Losing work: dead and silent workers, stalled attempts, revoked commit grants, lost map output."""
+
+from __future__ import annotations
+
+import heapq
+
+from zmr.core.dispatch import Dispatch
+from zmr.core.state import REDUCE, Job, JobState, Task, TaskState, WorkerEntry
+from zmr.protocol import journal as j
+from zmr.protocol import messages as m
+
+
+class Losses(Dispatch):
+    """Puts back what a lost worker, a stalled attempt or lost map output took away."""
+
+    def _expire_workers(self) -> None:
+        timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
+        while self._liveness and self._liveness[0][0] <= self._now:
+            _, worker_id = heapq.heappop(self._liveness)
+            worker = self.workers.get(worker_id)
+            if worker is None or not worker.alive:
+                continue
+            if worker.last_seen + timeout <= self._now:
+                self._lose_worker(worker, "missed heartbeats")
+            else:
+                self._push_liveness(worker)
+
+    def _expire_stalled_tasks(self) -> None:
+        """A task with no progress for `task_timeout` is given up, even if its worker still beats."""
+        for worker in self.workers.values():
+            run = self._current_run(worker) if worker.alive else None
+            if run is not None and worker.current is not None \
+                    and run.last_progress + self.params.task_timeout <= self._now:
+                self._send(worker.peer, m.CancelTask(attempt=worker.current))
+                self._time_out_current(worker, worker.current)
+
+    def _time_out_current(self, worker: WorkerEntry, current: m.AttemptId) -> None:
+        """A stalled attempt is the app's failure, not the worker's: a map that loops for ever would
+        otherwise be retried without end, one worker at a time. The worker stays busy (its `current`
+        kept) until it says the attempt is gone: it kills the task process first, so what status
+        shows is what the worker does."""
+        found = self._take_attempt_off(worker, current, "no progress within the task timeout")
+        if found is None:
+            return
+        job, task = found
+        if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
+            return
+        self._setback(job, task, app_failures=1)
+        if task.app_failures >= self.params.max_attempts:
+            self._end_job(job, JobState.FAILED, f"{task.label}: no progress within "
+                          f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
+            return
+        self._requeue(job, task)   # at once: the attempt has waited out the timeout already
+
+    def _take_attempt_off(self, worker: WorkerEntry, current: m.AttemptId, why: str) -> tuple[Job, Task] | None:
+        """The worker's current attempt no longer counts: off its task, its commit grant revoked."""
+        job, task = self._task_of(current)
+        if job is None or task is None or current.number not in task.running:
+            return None
+        del task.running[current.number]
+        if task.committing == current.number:
+            self._revoke_grant(job, task)
+        self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=current.number, worker=worker.id,
+                  why=why)
+        return job, task
+
+    def _lose_worker(self, worker: WorkerEntry, why: str) -> None:
+        worker.alive = False
+        self._idle.pop(worker.id, None)
+        self._log("worker_lost", "warning", worker=worker.id, why=why)
+        if worker.current is not None:
+            self._abandon_current(worker, f"worker lost: {why}")
+        self._drop_orphan_grants(worker)
+        self._tell_reducers_sources_lost(worker)
+        for job in self._running_jobs():
+            self._replan(job)
+
+    def _tell_reducers_sources_lost(self, dead: WorkerEntry) -> None:
+        """Every running reduce may be pulling the dead worker's kept map output, which died with it.
+
+        The scheduler does not know which reducers already hold those maps' pushed streams (they may
+        carry on), so each running reduce attempt hears it and decides: one that still needs the data
+        fails at once with missing data instead of waiting for pulls from a dead peer to time out.
+        """
+        if not dead.data_addr:
+            return
+        for worker in self.workers.values():
+            if not worker.alive or not worker.peer or worker.current is None:
+                continue
+            current = worker.current
+            job = self.jobs.get(current.job_id)
+            if current.kind == REDUCE and job is not None and job.state is JobState.RUNNING:
+                self._send(worker.peer, m.SourcesLost(attempt=current, addr=dead.data_addr))
+
+    def _abandon_current(self, worker: WorkerEntry, why: str) -> None:
+        """The worker's attempt will never report: put its task back (a machine failure, not the app's)."""
+        current, worker.current = worker.current, None
+        found = self._take_attempt_off(worker, current, why) if current is not None else None
+        if found is None:
+            return
+        job, task = found
+        if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
+            return
+        self._setback(job, task, worker_losses=1)
+        if task.worker_losses > self.params.max_worker_losses:
+            self._end_job(job, JobState.FAILED, f"{task.label} lost its worker {task.worker_losses} times")
+            return
+        self._requeue(job, task)
+
+    def _drop_orphan_grants(self, worker: WorkerEntry) -> None:
+        """A reduce granted to this worker before a restart, which it no longer runs, must run again.
+
+        Its output may already be in place; running again replaces it atomically with the same records.
+        """
+        for job in self._running_jobs():
+            for task in job.reduces:
+                if (task.state is TaskState.COMMITTING and task.granted_worker == worker.id
+                        and task.committing not in task.running):
+                    self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=task.committing,
+                              worker=worker.id, why="granted before a restart, not running any more")
+                    self._revoke_grant(job, task)
+                    self._requeue(job, task)
+
+    def _revoke_grant(self, job: Job, task: Task) -> None:
+        self._record(j.CommitRevoked(job_id=job.id, task=task.index))
+        task.state = TaskState.RUNNING   # a backup may run on; if none does, the caller puts the task back
+
+    def _replan(self, job: Job) -> None:
+        """Move partitions off dead owners; map output the new owners cannot pull is made again."""
+        alive = [w for w in self.workers.values() if w.alive]
+        if not alive:
+            return
+        load = {w.id: 0 for w in alive}
+        for owner in job.owners:
+            if owner in load:
+                load[owner] += 1
+        moves: dict[int, str] = {}
+        for p, owner in enumerate(job.owners):
+            if owner not in load and job.reduces[p].state is not TaskState.DONE:
+                new = min(load, key=lambda w: (load[w], w))
+                load[new] += 1
+                moves[p] = new
+        if not moves:
+            return
+        self._move_partitions(job, moves)
+        for task in job.maps:
+            if task.state is TaskState.DONE and task.committed_worker not in load:
+                self._uncommit_map(job, task)
+
+    def _uncommit_map(self, job: Job, task: Task) -> None:
+        self._record(j.MapUncommitted(job_id=job.id, task=task.index))
+        for reduce in job.reduces:
+            if reduce.state is TaskState.READY:
+                self._unready_reduce(job, reduce)
+        self._enqueue(job, task)

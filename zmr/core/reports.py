@@ -1,0 +1,154 @@
+"""What workers report: heartbeats, task requests, finished, committed and failed attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from zmr.core.losses import Losses
+from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEntry
+from zmr.protocol import journal as j
+from zmr.protocol import messages as m
+
+
+class Reports(Losses):
+    """Decides what each report from a worker changes; stale and foreign reports change nothing."""
+
+    def _on_heartbeat(self, worker: WorkerEntry, msg: m.Heartbeat) -> None:
+        for stat in msg.partitions:
+            job = self.jobs.get(stat.job_id)
+            if (job is not None and 0 <= stat.partition < len(job.reduces) and job.owners
+                    and job.owners[stat.partition] == worker.id
+                    and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
+                job.partition_stats[stat.partition] = stat
+        worker.leases = {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0}
+        run = self._current_run(worker)
+        if run is not None and msg.progress != run.progress:
+            run.progress = msg.progress
+            run.last_progress = self._now
+
+    def _on_task_request(self, worker: WorkerEntry, msg: m.TaskRequest) -> None:
+        """Idle now, unless the request crossed an assignment on the wire (it names an earlier attempt, or
+        none at all): then the worker is about to get that assignment, and the request is stale."""
+        if worker.current is not None:
+            if msg.finished != worker.current:
+                self._log("stale_task_request", "debug", worker=worker.id)
+                return
+            job = self.jobs.get(worker.current.job_id)
+            self._abandon_current(worker, "the worker ended it without a report that counts")
+            if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
+                job.set_up_on.discard(worker.id)
+        self._idle[worker.id] = None
+
+    def _on_map_done(self, worker: WorkerEntry, msg: m.MapDone) -> None:
+        attempt = msg.attempt
+        found = self._own_attempt(worker, attempt, MAP)
+        if found is None:
+            return
+        job, task = found
+        self._record_duration(job, task, attempt.number)
+        self._finish_attempt(worker, task, attempt.number)
+        if task.state is TaskState.DONE:
+            return  # another attempt committed first; this one's output never counts
+        self._commit_map(job, task, worker, attempt.number, msg)
+
+    def _commit_map(self, job: Job, task: Task, worker: WorkerEntry, number: int, report: m.MapDone) -> None:
+        self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=number, worker_id=worker.id,
+                                    records_out=report.records_out, bytes_out=report.bytes_out, finished=self._now))
+        self._cancel_other_attempts(job, task)
+        self._log("map_committed", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
+        self._sample(job)
+        if job.maps_done == len(job.maps):
+            for reduce in job.reduces:
+                if reduce.state is TaskState.WAITING:
+                    self._make_ready(job, reduce)
+
+    def _on_reduce_done(self, worker: WorkerEntry, msg: m.ReduceDone) -> None:
+        attempt = msg.attempt
+        found = self._own_attempt(worker, attempt, REDUCE)
+        if found is None:
+            return
+        job, task = found
+        ok = task.state is TaskState.RUNNING and task.committing is None
+        if task.committing == attempt.number:   # a duplicate report: the grant stands (refusing would wedge it)
+            ok = True
+        elif ok:
+            self._record_duration(job, task, attempt.number)
+            self._record(j.CommitGranted(job_id=job.id, task=task.index, attempt=attempt.number,
+                                         worker_id=worker.id, records_out=msg.records_out))
+            if msg.received is not None and msg.received.partition == task.index:
+                job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
+        self._send(worker.peer, m.CommitDecision(attempt=attempt, ok=ok))
+        if not ok:
+            self._finish_attempt(worker, task, attempt.number)
+
+    def _on_reduce_committed(self, worker: WorkerEntry, msg: m.ReduceCommitted) -> None:
+        attempt = msg.attempt
+        found = self._own_attempt(worker, attempt, REDUCE)
+        if found is None:
+            return
+        job, task = found
+        self._finish_attempt(worker, task, attempt.number)
+        if task.committing != attempt.number:   # never granted: it does not count, and the task must run again
+            self._requeue(job, task)
+            return
+        self._record(j.CommitConfirmed(job_id=job.id, task=task.index, attempt=attempt.number,
+                                       worker_id=worker.id, records_out=task.records_out, finished=self._now))
+        self._cancel_other_attempts(job, task)
+        release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
+        for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
+            if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
+                self._send(self.workers[worker_id].peer, release)
+        self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=attempt.number,
+                  worker=worker.id)
+        self._sample(job)
+        if job.reduces_done == len(job.reduces):
+            self._end_job(job, JobState.SUCCEEDED, "")
+
+    def _on_task_failed(self, worker: WorkerEntry, msg: m.TaskFailed) -> None:
+        attempt = msg.attempt
+        found = self._own_attempt(worker, attempt)
+        if found is None:
+            return
+        job, task = found
+        run = task.running.get(attempt.number)
+        assigned = run.started if run is not None else self._now
+        self._finish_attempt(worker, task, attempt.number)
+        if task.committing == attempt.number:   # it failed after its commit was granted (e.g. the rename)
+            self._revoke_grant(job, task)   # a backup, if any, may commit now
+        self._log("task_failed", "warning", job=job.id, task=task.label, attempt=attempt.number,
+                  worker=worker.id, kind=msg.kind, error=msg.error)
+        if msg.kind == "missing_data":
+            self._on_missing_data(job, task, msg.missing_maps, assigned)
+            return
+        self._setback(job, task, app_failures=1)
+        if task.app_failures >= self.params.max_attempts:
+            detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
+            self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
+            return
+        self._retry_later(job, task, self.params.retry_delay(task.app_failures))
+
+    def _on_missing_data(self, job: Job, reduce: Task, missing: list[int], assigned: float) -> None:
+        """A reducer could not get some committed map output: run those maps again.
+
+        Only output committed before the failed attempt was assigned is what it looked for: a map whose
+        output was lost, and that ran again and committed since (its worker died, say), is not undone.
+        """
+        self._setback(job, reduce, worker_losses=1)
+        if reduce.worker_losses > self.params.max_worker_losses:
+            self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
+            return
+        for index in missing:
+            task = job.task(MAP, index)
+            if task is not None and task.state is TaskState.DONE and (task.finished or 0.0) <= assigned:
+                self._uncommit_map(job, task)
+        self._requeue(job, reduce)
+
+    _WORKER_HANDLERS: dict[type, Callable[[Reports, WorkerEntry, Any], None]] = {
+        m.Heartbeat: _on_heartbeat,
+        m.TaskRequest: _on_task_request,
+        m.MapDone: _on_map_done,
+        m.ReduceDone: _on_reduce_done,
+        m.ReduceCommitted: _on_reduce_committed,
+        m.TaskFailed: _on_task_failed,
+    }

@@ -1,0 +1,76 @@
+"""What the scheduler reports: job and worker status built from its state, never stored beside it."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+
+from zmr.core.durable import Ledger
+from zmr.core.state import Job, WorkerEntry
+from zmr.protocol import messages as m
+
+
+def status(book: Ledger, job_id: str | None, now: float) -> m.StatusReply | m.ErrorReply:
+    """One job in detail, or every job in brief; the workers either way."""
+    if job_id is not None and job_id not in book.jobs and job_id not in book.archived:
+        return m.ErrorReply(message=f"no job {job_id}")
+    if job_id is not None:
+        jobs = [book.archived[job_id] if job_id in book.archived else job_info(book.jobs[job_id], book, True)]
+    else:
+        jobs = [brief(info) for info in book.archived.values()]
+        jobs += [job_info(job, book, detail=False) for job in book.jobs.values()]
+    return m.StatusReply(now=now, jobs=jobs, workers=[worker_info(w) for w in book.workers.values()])
+
+
+def wait_reply(book: Ledger, job_id: str, now: float) -> m.StatusReply | m.ErrorReply:
+    """The answer to a held WaitJob: the job's brief status."""
+    job = book.jobs.get(job_id)
+    if job is not None:
+        return m.StatusReply(now=now, jobs=[job_info(job, book, detail=False)], workers=[])
+    if job_id in book.archived:
+        return m.StatusReply(now=now, jobs=[brief(book.archived[job_id])], workers=[])
+    return m.ErrorReply(message=f"no job {job_id}")
+
+
+def brief(info: m.JobInfo) -> m.JobInfo:
+    return msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[])
+
+
+def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
+    tasks = [m.TaskInfo(kind=t.kind, index=t.index, state=t.state.value, attempts=t.attempts_made,
+                        worker=t.committed_worker or next((a.worker for a in t.running.values()), ""),
+                        started=t.started, finished=t.finished)
+             for t in itertools.chain(job.maps, job.reduces)] if detail else []
+    parts = [m.PartitionInfo(partition=p, owner=job.owners[p] if job.owners else "",
+                             bytes_in=s.bytes_in, batches_in=s.batches_in, first_batch=s.first_batch,
+                             last_batch=s.last_batch)
+             for p, s in sorted(job.partition_stats.items())] if detail else []
+    return m.JobInfo(job_id=job.id, app_name=job.spec.app_name, state=job.state.value,
+                     submitted=job.submitted, started=job.started, finished=job.finished,
+                     maps_done=job.maps_done, maps_total=len(job.maps), reduces_done=job.reduces_done,
+                     reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
+                     records_out=job.records_out, output_dir=job.spec.output_dir, error=job.error,
+                     tasks=tasks, partitions=parts, leases=job_leases(job, book),
+                     timeline=list(job.timeline) if detail else [])
+
+
+def job_leases(job: Job, book: Ledger) -> int:
+    """Leased resources the job's live workers last reported holding."""
+    return sum(w.leases.get(job.id, 0) for w in book.workers.values() if w.alive)
+
+
+def worker_info(worker: WorkerEntry) -> m.WorkerInfo:
+    current = worker.current
+    return m.WorkerInfo(worker_id=worker.id, data_addr=worker.data_addr, state=worker_state(worker),
+                        last_heartbeat=worker.last_seen,
+                        task=f"{current.job_id}/{current.kind}-{current.task}" if current else "",
+                        leases=sum(worker.leases.values()) if worker.alive else 0)
+
+
+def worker_state(worker: WorkerEntry) -> str:
+    if not worker.alive:
+        return "dead"
+    if not worker.peer:
+        return "awaited"   # named in the journal, not back since the coordinator restarted
+    return "busy" if worker.current else "idle"
