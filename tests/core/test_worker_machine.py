@@ -99,18 +99,26 @@ class Driver:
 
 
 def test_a_connection_registers_with_what_is_held_running_and_recently_finished() -> None:
-    d = Driver()
+    d = Driver().welcomed()
     d.hear(setup("j2"))
+    d.hear(assign_map("j2", task=3))
     done = m.MapDone(worker_id=W, job_id="j2", task=3, attempt=1, records_out=1, bytes_out=1)
-    d(Reported(done))     # no session yet: held back
+    d(TimePassed(VIEW), dt=3.1)   # silence: the session ends
+    d(Reported(done))             # no session: held back
     held = WorkerView(held=(m.Holding(job_id="j1", maps=[(0, 1)], partitions=[1]),))
     actions = d(Connected(held))
     register, report = said(actions)
     assert register == m.Register(worker_id=W, data_addr="tcp://w:1", python="3.11", pid=9, host="h",
                                   holdings=[m.Holding(job_id="j1", maps=[(0, 1)], partitions=[1]),
                                             m.Holding(job_id="j2")],
-                                  running=None, finished_maps=[done], token="t")
+                                  running=attempt("j2", task=3), finished_maps=[done], token="t")
     assert report == done and of(actions, Say)[1].keep
+
+
+def test_messages_from_a_connection_that_is_gone_are_not_acted_on() -> None:
+    d = Driver()
+    assert d.hear(m.Welcome(worker_id=W, heartbeat_interval=INTERVAL)) == []
+    assert d.hear(setup()) == [] and d.machine.jobs == {}
 
 
 def test_nothing_goes_out_before_the_register_of_a_session() -> None:
@@ -226,10 +234,12 @@ def test_a_ping_renews_the_leases_of_the_jobs_it_names_only() -> None:
 
 
 def test_leases_expire_while_disconnected_too() -> None:
-    d = Driver()
-    d.hear(setup(ttl=1.0))
+    d = Driver().welcomed()
+    d.hear(setup(ttl=5.0))
+    assert of(d(TimePassed(VIEW), dt=3.1), EndSession)   # silence: the session ends
+    assert not d.machine.beat_due(d.now + 10)
     assert of(d(TimePassed()), DropJob) == []
-    assert of(d(TimePassed(), dt=1.0), DropJob) == [DropJob("j1")]
+    assert of(d(TimePassed(), dt=1.9), DropJob) == [DropJob("j1")]
 
 
 def test_release_partitions_drops_them() -> None:

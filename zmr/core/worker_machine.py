@@ -128,10 +128,14 @@ class WorkerMachine:
         self._out += [Say(msg, keep=True) for msg in held]
 
     def _on_heard(self, event: Heard) -> None:
+        if not self.connected:
+            return   # from a connection that is gone: the session it belonged to has ended
         self._heard, self._answered = self._now, True
         self._MESSAGES[type(event.msg)](self, event.msg, event.view)
 
     def _on_garbled(self, event: Garbled) -> None:
+        if not self.connected:
+            return
         self._heard, self._answered = self._now, True
         self._log("bad_coordinator_message", "warning", error=event.error)
 
