@@ -238,6 +238,7 @@ class WorkerProcess:
                 self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
                 resume = time.monotonic() + backoff
                 while not self.stop_flag.wait(min(0.1, max(0.0, resume - time.monotonic()))):
+                    self._forward_reports(None)       # held until the next Register, which then knows them
                     self._feed(None, TimePassed())   # a lease runs out on time, connected or not
                     if time.monotonic() >= resume:
                         break
@@ -252,6 +253,7 @@ class WorkerProcess:
                 break
             said = self._say_handshake(watch, said)   # a refused key never gets a connection up
         self._session_end = None
+        self._forward_reports(None)   # so the Register names what runs now, not what ran
         self._feed(sock, Connected(self._view()))
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -303,7 +305,8 @@ class WorkerProcess:
                           leases=tuple(m.LeaseStat(job_id=j, leases=n) for j, n in sorted(leases.items())),
                           progress=self._executor.progress)
 
-    def _forward_reports(self, sock: zmq.Socket[Any]) -> None:
+    def _forward_reports(self, sock: zmq.Socket[Any] | None) -> None:
+        """Hand the machine what the executor reported; outside a session it holds the reports back."""
         while True:
             try:
                 report = self._reports.get_nowait()
