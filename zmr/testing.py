@@ -52,6 +52,7 @@ from zmr.core.worker_events import (
     StartTask,
     StopWorker,
     TaskEnded,
+    WorkerAction,
     WorkerEvent,
     WorkerView,
     attempt_of,
@@ -414,7 +415,7 @@ class SimCluster:
         worker.task, worker.awaiting, worker.granted = None, False, None
         self._busy.pop(worker.id, None)
 
-    def _carry_out(self, worker: SimWorker, action: object) -> list[WorkerEvent]:
+    def _carry_out(self, worker: SimWorker, action: WorkerAction) -> list[WorkerEvent]:
         """What the simulated executor and stores do on one of the machine's actions; the events that follow."""
         if isinstance(action, StartTask):
             worker.task, worker.awaiting, worker.granted = action.assign, False, None
