@@ -99,6 +99,7 @@ class WorkerMachine:
     # ------------------------------------------------------------ entry point
 
     def handle(self, event: WorkerEvent, now: float) -> list[WorkerAction]:
+        """Take one event at time `now`; returns what to carry out, in order. A stopped worker does nothing."""
         self._now, self._out = now, []
         if not self.stopped:
             self._EVENTS[type(event)](self, event)
