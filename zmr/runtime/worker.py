@@ -279,8 +279,9 @@ class WorkerProcess:
             if sock in events:
                 self._drain_coordinator(sock)
             # after reading what arrived: a renewal may be waiting there; a starved thread's mail counts
-            view = self._view() if self._machine.beat_due(time.monotonic()) else None
-            self._feed(sock, TimePassed(view, unread=bool(sock.poll(0, zmq.POLLIN))))
+            now = time.monotonic()   # one reading: the view is read exactly when the machine will want it
+            view = self._view() if self._machine.beat_due(now) else None
+            self._feed(sock, TimePassed(view, unread=bool(sock.poll(0, zmq.POLLIN))), now)
         return bool(self._session_end)
 
     def _say_handshake(self, watch: transport.HandshakeWatch, said: str) -> str:
@@ -327,8 +328,8 @@ class WorkerProcess:
 
     # ------------------------------------------------------------ carrying out the machine's actions
 
-    def _feed(self, sock: zmq.Socket[Any] | None, event: WorkerEvent) -> None:
-        for action in self._machine.handle(event, time.monotonic()):
+    def _feed(self, sock: zmq.Socket[Any] | None, event: WorkerEvent, now: float | None = None) -> None:
+        for action in self._machine.handle(event, time.monotonic() if now is None else now):
             self._carry_out(sock, action)
 
     def _carry_out(self, sock: zmq.Socket[Any] | None, action: WorkerAction) -> None:
