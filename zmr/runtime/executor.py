@@ -1,11 +1,11 @@
 """A worker's compute slot: drives one map or reduce task at a time, from its own thread.
 
 The control thread hands it assignments (and commit decisions, cancels' wake-ups, stall fences) through
-`inbox`; it answers through `report`, with the reports and "task ended" events the worker's state
-machine turns into protocol messages. App code runs in the worker's task
-process (see taskproc and runner), which this thread drives: anything the app raises becomes a
-TaskFailed report with its traceback, and a hung, cancelled or runaway task is ended by killing that
-process, never by waiting for the app. This thread keeps the protocol parts: awaiting pushed streams,
+`inbox`; it answers through `report`, with the reports and "task ended" events that the worker's state
+machine turns into protocol messages. App code runs in the worker's task process (see taskproc and
+runner), which this thread drives: anything the app raises becomes a TaskFailed report with its
+traceback, and a hung, cancelled or runaway task is ended by killing that process, never by waiting
+for the app. This thread keeps the protocol parts: awaiting pushed streams,
 pulling missing data, awaiting the commit decision, renaming output, and reporting.
 """
 
@@ -122,7 +122,6 @@ class Executor(threading.Thread):
         self.current: m.AttemptId | None = None
         self.progress = 0
         self._ctx = ctx
-        self._settings = settings
         self._worker_id = settings.worker_id
         self._jobs = jobs
         self._received = received
