@@ -9,9 +9,9 @@ scheduler's invariants.
   runs its task only when the test says `finish`, `fail` or `kill`. Map output is modelled, not
   computed: a finished map "pushes" to the owners it knows of and keeps its own copy; a reduce needs
   every source it is given, pushed to it or pulled from a live mapper, or it reports `missing_data`,
-  as the real executor does. While it runs, the
-  simulation audits what the scheduler says: no second commit of a task, no assignment during a backoff,
-  reduces only on their partition's owner (backups aside) and only from committed map output.
+  as the real executor does. While it runs, the simulation audits what the scheduler says: no second
+  commit of a task, no assignment during a backoff, reduces only on their partition's owner (backups
+  aside) and only from committed map output.
 - `check_invariants(scheduler)`: the consistency rules of the scheduler's state, run after every step.
 
 Nothing here touches a socket, a file or the wall clock, and no step scans every task (only
