@@ -214,7 +214,8 @@ def test_a_module_off_every_floor_is_refused() -> None:
 
 def test_the_pure_layers_exist() -> None:
     names = {(layer, path.stem) for layer, path in MODULES}
-    assert {("core", "scheduler"), ("core", "state"), ("core", "batches"), ("protocol", "codec"),
+    assert {("core", "scheduler"), ("core", "state"), ("core", "batches"), ("core", "worker_machine"),
+            ("core", "worker_events"), ("protocol", "codec"),
             ("protocol", "messages")} <= names
 
 

@@ -266,14 +266,14 @@ def cmd_coord(ns: argparse.Namespace) -> int:
 
 
 def cmd_worker(ns: argparse.Namespace) -> int:
-    from zmr.runtime.worker import Worker
+    from zmr.runtime.worker import WorkerProcess
 
     config = _load(ns, {"worker.coordinator": ns.coordinator, "worker.work_dir": ns.work_dir,
                         "worker.data_bind": ns.data_bind,
                         "security.insecure": ns.insecure or None})
     from zmr.runtime.gctune import tune_for_data
 
-    worker = Worker(config, parent_pid=ns.exit_with_parent)
+    worker = WorkerProcess(config, parent_pid=ns.exit_with_parent)
     _stop_on_signals(worker.stop, worker.stop_flag)
     # Past a file-size limit, a write must fail the task with EFBIG, not kill the worker.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

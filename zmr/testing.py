@@ -3,13 +3,15 @@ scheduler's invariants.
 
 - `FakeClock`: time that moves only when a test says so.
 - `SimCluster`: drives a `Scheduler` the way the coordinator shell does, playing idealised workers and
-  clients by peer id. Messages are delivered at once and in order. A worker reacts to control messages by
-  itself (welcome, job set-up, owner moves, cancels, commit decisions) but runs its task only when the test
-  says `finish`, `fail` or `kill`. Map output is modelled, not computed: a finished map "pushes" to the
-  owners it knows of and keeps its own copy; a reduce needs every source it is given, pushed to it or
-  pulled from a live mapper, or it reports `missing_data`, as the real executor does. While it runs, the
-  simulation audits what the scheduler says: no second commit of a task, no assignment during a backoff,
-  reduces only on their partition's owner (backups aside) and only from committed map output.
+  clients by peer id. Messages are delivered at once and in order. Each worker's side of the protocol is
+  the real `WorkerMachine` (welcome, job set-up, owner moves, cancels, commit decisions, heartbeats); the
+  simulation plays its executor, its data and its timing: a worker beats once per `advance` step, and
+  runs its task only when the test says `finish`, `fail` or `kill`. Map output is modelled, not
+  computed: a finished map "pushes" to the owners it knows of and keeps its own copy; a reduce needs
+  every source it is given, pushed to it or pulled from a live mapper, or it reports `missing_data`,
+  as the real executor does. While it runs, the simulation audits what the scheduler says: no second
+  commit of a task, no assignment during a backoff, reduces only on their partition's owner (backups
+  aside) and only from committed map output.
 - `check_invariants(scheduler)`: the consistency rules of the scheduler's state, run after every step.
 - `check_replay(records, scheduler)`: the journal a scheduler wrote replays to its durable state.
 
@@ -39,6 +41,24 @@ from zmr.core.scheduler import (
     Tick,
 )
 from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEntry
+from zmr.core.worker_events import (
+    BeatDue,
+    CancelAttempt,
+    Connected,
+    DeliverDecision,
+    DropJob,
+    Heard,
+    NoteLostSource,
+    Reported,
+    Say,
+    StartTask,
+    StopWorker,
+    TaskEnded,
+    WorkerAction,
+    WorkerEvent,
+    WorkerView,
+)
+from zmr.core.worker_machine import WorkerMachine, WorkerParams
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
 
@@ -77,11 +97,12 @@ class FakeClock:
 
 @dataclass
 class SimWorker:
-    """One worker process as the simulation plays it."""
+    """One worker process as the simulation plays it: the real protocol machine, a simulated executor."""
 
     id: str
     peer: bytes
     addr: str
+    machine: WorkerMachine
     up: bool = True               # the process runs (kill is for good: a restart is a new incarnation)
     connected: bool = True        # its control messages get through (False: a network partition)
     stuck: bool = False           # it beats, but its task makes no progress
@@ -90,8 +111,6 @@ class SimWorker:
     task: Assignment | None = None
     awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
     granted: bool | None = None   # the CommitDecision for the current reduce, once it came
-    owners: dict[str, list[str]] = field(default_factory=dict)   # job -> owner address per partition
-    epochs: dict[str, int] = field(default_factory=dict)
     kept: set[tuple[str, int, int]] = field(default_factory=set)   # (job, map, attempt) output kept here
     inbox: deque[m.FromCoordinator] = field(default_factory=lambda: deque(maxlen=1000))
     reports: deque[m.WorkerToCoord] = field(default_factory=lambda: deque(maxlen=1000))
@@ -102,6 +121,17 @@ class SimWorker:
 
     def runs(self, attempt: m.AttemptId) -> bool:
         return self.task is not None and self.task.attempt == attempt
+
+    def owners(self, job_id: str) -> list[str]:
+        """The owner address of each partition of the job, as this worker last heard."""
+        context = self.machine.job(job_id)
+        return list(context.owners) if context else []
+
+    def view(self) -> WorkerView:
+        """What the worker's stores hold (kept map output only: received batches are not modelled)."""
+        jobs = sorted({job for job, _, _ in self.kept})
+        held = tuple(m.Holding(job_id=job, maps=sorted((t, a) for j, t, a in self.kept if j == job)) for job in jobs)
+        return WorkerView(held=held, progress=self.progress)
 
 
 class SimCluster:
@@ -187,9 +217,13 @@ class SimCluster:
         old = self.workers.get(wid)
         if old is not None and old.up:
             raise ValueError(f"worker {wid} is already up")
-        worker = SimWorker(wid, f"peer-{wid}-{n}".encode(), f"tcp://{wid}.sim:{7000 + n}")
+        addr = f"tcp://{wid}.sim:{7000 + n}"
+        machine = WorkerMachine(WorkerParams(worker_id=wid, data_addr=addr, python=python or self.params.python,
+                                             pid=1, host="sim", heartbeat_interval=self.params.heartbeat_interval,
+                                             heartbeat_liveness=self.params.heartbeat_liveness, recent_maps=8))
+        worker = SimWorker(wid, f"peer-{wid}-{n}".encode(), addr, machine)
         self.workers[wid] = self._by_peer[worker.peer] = self._by_addr[worker.addr] = worker
-        self._say(worker, [_register(worker, python or self.params.python)])
+        self._say(worker, [Connected(worker.view())])
         return wid
 
     def finish(self, worker_id: str, *, commit: bool = True) -> list[Action]:
@@ -203,7 +237,7 @@ class SimCluster:
             return self._say(worker, self._rename(worker, task))
         if worker.awaiting:   # no decision came: the executor's commit wait times out, nothing is renamed
             self._drop_task(worker)
-            return self._say(worker, [_request(worker, task)])
+            return self._say(worker, [TaskEnded(task.attempt)])
         worker.hold_commit = not commit
         return self._say(worker, self._finish_reduce(worker, task))
 
@@ -224,7 +258,7 @@ class SimCluster:
         self._drop_task(worker)
         failed = m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
                               kind=kind, error=error, traceback=traceback, missing_maps=missing or [])
-        return self._say(worker, [failed, _request(worker, task)])
+        return self._say(worker, [Reported(failed), TaskEnded(task.attempt)])
 
     def kill(self, worker_id: str) -> None:
         """The process dies: it says nothing more and its data is gone. The scheduler notices by liveness."""
@@ -254,19 +288,27 @@ class SimCluster:
         worker = self.workers[worker_id]
         if worker.task is not None and not worker.stuck:
             worker.progress += 1
-        task = worker.task
-        label = task.attempt.label if task else ""
-        return self._say(worker, [m.Heartbeat(worker_id=worker.id, task=label, progress=worker.progress)])
+        return self._say(worker, [BeatDue(worker.view())])
 
     def send(self, worker_id: str, msg: m.ToCoordinator) -> list[Action]:
-        """Inject a raw message from the worker's peer, whatever state the worker is in."""
-        return self._pump(Received(self.workers[worker_id].peer, msg))
+        """Inject a raw message from the worker's peer, whatever state the worker is in.
+
+        A TaskRequest that names the attempt the worker runs says the worker gave it up: so it does, and
+        its machine hears that the attempt ended (what the machine would say about it is `msg` itself).
+        """
+        worker = self.workers[worker_id]
+        task = worker.task
+        if isinstance(msg, m.TaskRequest) and task is not None and msg.finished == task.attempt:
+            self._drop_task(worker)
+            self._drive(worker, TaskEnded(msg.finished))
+        return self._pump(Received(worker.peer, msg))
 
     def restart_coordinator(self) -> list[Action]:
         """The coordinator is killed and starts again from its journal, as `zmr-coord --state-dir` does.
 
         Whatever it had not journaled is gone; every live worker's connection breaks, and the worker
-        registers again (over a new connection) saying what it holds and runs.
+        registers again (over a new connection) saying what it holds and runs. A cut-off worker's new
+        session starts all the same, but its Register is lost: it registers again at its next beat.
         """
         self.restarts += 1
         self.scheduler = Scheduler(self.params)
@@ -279,8 +321,7 @@ class SimCluster:
             if worker.up:
                 worker.peer = f"{worker.peer.decode()}/r{self.restarts}".encode()
                 self._by_peer[worker.peer] = worker
-                if worker.connected:
-                    actions += self._say(worker, [_register(worker, self.params.python)])
+                actions += self._say(worker, [Connected(worker.view())])   # lost if cut off
         return actions
 
     # ------------------------------------------------------------ time
@@ -334,25 +375,24 @@ class SimCluster:
             raise ValueError(f"worker {worker_id} holds no task")
         return worker
 
-    def _finish_map(self, worker: SimWorker, task: m.AssignMap) -> list[m.WorkerToCoord]:
+    def _finish_map(self, worker: SimWorker, task: m.AssignMap) -> list[WorkerEvent]:
         a = task.attempt
         worker.kept.add((a.job_id, a.task, a.number))
-        self._pushes[(a.job_id, a.task, a.number)] = worker.owners.get(a.job_id, [])
+        self._pushes[(a.job_id, a.task, a.number)] = worker.owners(a.job_id)
         self._drop_task(worker)
-        return [m.MapDone(worker_id=worker.id, attempt=task.attempt,
-                          records_out=10, bytes_out=100),
-                _request(worker, task)]
+        return [Reported(m.MapDone(worker_id=worker.id, attempt=task.attempt,
+                                   records_out=10, bytes_out=100)),
+                TaskEnded(task.attempt)]
 
-    def _finish_reduce(self, worker: SimWorker, task: m.AssignReduce) -> list[m.WorkerToCoord]:
+    def _finish_reduce(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
         missing = [s.task for s in task.sources if not self._has_input(worker, task, s)]
         if missing:
             self._drop_task(worker)
-            return [m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
-                                 kind="missing_data", error=f"no output of maps {missing}", missing_maps=missing),
-                    _request(worker, task)]
+            return [Reported(m.TaskFailed(worker_id=worker.id, attempt=task.attempt, kind="missing_data",
+                                          error=f"no output of maps {missing}", missing_maps=missing)),
+                    TaskEnded(task.attempt)]
         worker.awaiting = True
-        return [m.ReduceDone(worker_id=worker.id, attempt=task.attempt,
-                             records_out=len(task.sources))]
+        return [Reported(m.ReduceDone(worker_id=worker.id, attempt=task.attempt, records_out=len(task.sources)))]
 
     def _has_input(self, worker: SimWorker, task: m.AssignReduce, source: m.MapSource) -> bool:
         """Pushed to this incarnation when the map finished, or still kept by a live mapper at `source.addr`."""
@@ -363,50 +403,36 @@ class SimCluster:
         mapper = self._by_addr.get(source.addr)
         return mapper is not None and mapper.up and (job_id, source.task, source.attempt) in mapper.kept
 
-    def _rename(self, worker: SimWorker, task: m.AssignReduce) -> list[m.WorkerToCoord]:
+    def _rename(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
         self.renamed.setdefault((task.attempt.job_id, task.attempt.task), []).append(task.attempt.number)
         self._drop_task(worker)
-        return [m.ReduceCommitted(worker_id=worker.id, attempt=task.attempt),
-                _request(worker, task)]
+        return [Reported(m.ReduceCommitted(worker_id=worker.id, attempt=task.attempt)),
+                TaskEnded(task.attempt)]
 
     def _drop_task(self, worker: SimWorker) -> None:
         worker.task, worker.awaiting, worker.granted = None, False, None
         self._busy.pop(worker.id, None)
 
-    def _react(self, worker: SimWorker, msg: m.FromCoordinator) -> list[m.WorkerToCoord]:
-        """What the worker does on a message from the coordinator (the real worker's `_handle`)."""
-        if isinstance(msg, m.Welcome):
-            task = worker.task
-            if isinstance(task, m.AssignReduce) and worker.awaiting and worker.granted is None:
-                return [m.ReduceDone(worker_id=worker.id, attempt=task.attempt,   # may be lost
-                                     records_out=len(task.sources))]
-            return [] if task else [m.TaskRequest(worker_id=worker.id)]
-        if isinstance(msg, m.RegisterAgain):
-            return [_register(worker, self.params.python)]
-        if isinstance(msg, m.Reject):
-            self.kill(worker.id)
-        elif isinstance(msg, m.JobSetup | m.OwnersUpdate):
-            if msg.owners_epoch >= worker.epochs.get(msg.job_id, -1):
-                worker.owners[msg.job_id], worker.epochs[msg.job_id] = msg.owners, msg.owners_epoch
-        elif isinstance(msg, m.AssignMap | m.AssignReduce):
-            worker.task, worker.awaiting, worker.granted = msg, False, None
+    def _carry_out(self, worker: SimWorker, action: WorkerAction) -> list[WorkerEvent]:
+        """What the simulated executor and stores do on one of the machine's actions; the events that follow."""
+        if isinstance(action, StartTask):
+            worker.task, worker.awaiting, worker.granted = action.assign, False, None
             self._busy[worker.id] = None
-        elif isinstance(msg, m.CommitDecision):
-            return self._on_decision(worker, msg)
-        elif isinstance(msg, m.SourcesLost):
-            return self._on_sources_lost(worker, msg)
-        elif isinstance(msg, m.CancelTask):
-            if worker.runs(msg.attempt):
-                cancelled = worker.task
-                assert cancelled is not None
+        elif isinstance(action, CancelAttempt):
+            if worker.task is not None and worker.task.attempt == action.attempt:
                 self._drop_task(worker)
-                return [_request(worker, cancelled)]
-        elif isinstance(msg, m.JobEnded):
-            worker.owners.pop(msg.job_id, None)
-            worker.kept = {k for k in worker.kept if k[0] != msg.job_id}
-        return []
+                return [TaskEnded(action.attempt)]
+        elif isinstance(action, DeliverDecision):
+            return self._on_decision(worker, action.decision)
+        elif isinstance(action, NoteLostSource):
+            return self._on_sources_lost(worker, action.lost)
+        elif isinstance(action, DropJob):
+            worker.kept = {k for k in worker.kept if k[0] != action.job_id}
+        elif isinstance(action, StopWorker):
+            self.kill(worker.id)
+        return []   # contexts live in the machine; received batches and timing are not modelled
 
-    def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[m.WorkerToCoord]:
+    def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[WorkerEvent]:
         """As the executor: a reduce still gathering that lacks input from the lost peer gives up now."""
         task = worker.task
         if (not isinstance(task, m.AssignReduce) or worker.awaiting or worker.stuck
@@ -416,30 +442,42 @@ class SimCluster:
         if not lost:
             return []
         self._drop_task(worker)
-        return [m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
-                             kind="missing_data", error=f"no output of maps {lost}", missing_maps=lost),
-                _request(worker, task)]
+        return [Reported(m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
+                                      kind="missing_data", error=f"no output of maps {lost}", missing_maps=lost)),
+                TaskEnded(task.attempt)]
 
-    def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[m.WorkerToCoord]:
+    def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[WorkerEvent]:
         task = worker.task
         if not isinstance(task, m.AssignReduce) or not worker.runs(msg.attempt):
             return []
-        if worker.granted is not None:
-            return []   # the executor acts on the first decision only
         worker.granted = msg.ok
         if not msg.ok:
             self._drop_task(worker)
-            return [_request(worker, task)]
+            return [TaskEnded(task.attempt)]
         return [] if worker.hold_commit else self._rename(worker, task)
+
+    def _drive(self, worker: SimWorker, event: WorkerEvent) -> list[m.WorkerToCoord]:
+        """Feed the worker's machine an event; carry out its actions; what it says, in order."""
+        said: list[m.WorkerToCoord] = []
+        for action in worker.machine.handle(event, self.clock.now):
+            if isinstance(action, Say):
+                said.append(action.msg)
+            else:
+                for follow in self._carry_out(worker, action):
+                    said += self._drive(worker, follow)
+        return said
 
     # ------------------------------------------------------------ delivery
 
-    def _say(self, worker: SimWorker, msgs: list[m.WorkerToCoord]) -> list[Action]:
+    def _say(self, worker: SimWorker, events: list[WorkerEvent]) -> list[Action]:
+        """Each event in turn: what the worker says about it reaches the coordinator (if it gets through),
+        and everything that follows is played out before the next event."""
         out: list[Action] = []
-        for msg in msgs:
-            if worker.up and worker.connected:
-                worker.reports.append(msg)
-                out += self._pump(Received(worker.peer, msg))
+        for event in events:
+            for msg in self._drive(worker, event):
+                if worker.up and worker.connected:
+                    worker.reports.append(msg)
+                    out += self._pump(Received(worker.peer, msg))
         return out
 
     def _pump(self, first: Event) -> list[Action]:
@@ -466,7 +504,10 @@ class SimCluster:
         if not (worker.up and worker.connected and worker.peer == peer):
             return []   # dead, cut off, or sent over a connection that is gone
         worker.inbox.append(msg)
-        replies = self._react(worker, msg)
+        if not isinstance(msg, m.CoordToWorker):
+            return []   # a client's reply means nothing to a worker
+        view = worker.view() if isinstance(msg, m.RegisterAgain) else None
+        replies = self._drive(worker, Heard(msg, view))
         worker.reports.extend(replies)
         return [Received(worker.peer, r) for r in replies if worker.up]
 
@@ -563,22 +604,6 @@ class SimCluster:
 
 def _kind(task: Assignment) -> m.TaskKind:
     return MAP if isinstance(task, m.AssignMap) else REDUCE
-
-
-def _request(worker: SimWorker, finished: Assignment) -> m.TaskRequest:
-    """What the executor sends once it is done with an attempt, whatever the outcome."""
-    return m.TaskRequest(worker_id=worker.id, finished=finished.attempt)
-
-
-def _register(worker: SimWorker, python: str) -> m.Register:
-    jobs = sorted({job for job, _, _ in worker.kept} | set(worker.owners))
-    holdings = [m.Holding(job_id=job, maps=sorted((t, a) for j, t, a in worker.kept if j == job))
-                for job in jobs]
-    task = worker.task
-    running = task.attempt if task else None
-    recent = [r for r in worker.reports if isinstance(r, m.MapDone)][-8:]
-    return m.Register(worker_id=worker.id, data_addr=worker.addr, python=python, pid=1, host="sim",
-                      holdings=holdings, running=running, finished_maps=recent)
 
 
 # ---------------------------------------------------------------- invariants

@@ -1,10 +1,11 @@
 """One TaskRequest too many: a worker that asks for work twice in a row must not be cut off from work.
 
 A real worker sends a TaskRequest after each Welcome (if idle) and after each task; a worker whose
-Welcome is slow to come registers twice (zmr/runtime/worker.py `_session` sends Register before its loop
-and again in the loop's first turn), gets two Welcomes and so asks twice. The peer here is a hand-made
-worker that behaves like a real one on a job whose inputs are empty (its maps emit nothing, so it needs
-no data plane): it runs its assignments in the order they come and reports each, then asks for more.
+Welcome is slow to come registers twice (it sends Register when it connects and again at its next beat
+while unwelcomed), gets two Welcomes and so asks twice. The peer here is a hand-made worker that runs
+the real worker's state machine (zmr.core.worker_machine) on a job whose inputs are empty (its maps emit
+nothing, so it needs no data plane): it runs its assignments in the order they come and reports each,
+then asks for more.
 """
 
 from __future__ import annotations
@@ -12,17 +13,33 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from zmr.client import Client
+from zmr.core.worker_events import (
+    CancelAttempt,
+    Connected,
+    DeliverDecision,
+    Heard,
+    Reported,
+    Say,
+    StartTask,
+    TaskEnded,
+    TimePassed,
+    WorkerAction,
+    WorkerEvent,
+    WorkerView,
+)
+from zmr.core.worker_machine import WorkerMachine, WorkerParams
 from zmr.protocol import messages as m
+from zmr.protocol.output_names import output_name, temp_output_name
 
 from .conftest import APPS, FAST_FLAGS
-from .peers import FakeWorker, start_process, stop_process, zmr_command
+from .peers import PYTHON, FakeWorker, start_process, stop_process, zmr_command
 
 pytestmark = pytest.mark.e2e
 
@@ -50,49 +67,76 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[str, Client]]:
 
 class DutifulWorker(FakeWorker):
     """Runs what it is given, in order: a map of empty input reports no records; a reduce writes an empty
-    output under its temporary name, asks to commit and renames it if allowed. Then it asks for more."""
+    output under its temporary name, asks to commit and renames it if allowed. Every protocol decision
+    (asking for work after a Welcome and after each task, heartbeats, which commit decision counts) is
+    the real worker's state machine's; only the tasks are faked."""
+
+    def __init__(self, endpoint: str, worker_id: str, identity: bytes | None = None) -> None:
+        super().__init__(endpoint, worker_id, identity)
+        self.machine = WorkerMachine(WorkerParams(worker_id=worker_id, data_addr="tcp://127.0.0.1:9",
+                                                  python=PYTHON, pid=os.getpid(), host="fake"))
+        self._events: deque[WorkerEvent] = deque()
+        self._reduce: tuple[m.AssignReduce, Path, float] | None = None   # awaiting its commit: (task, tmp, until)
+
+    def register(self, timeout: float = 5.0) -> bool:
+        """Connect as the machine does; True once Welcome came back (the machine then asks for a task)."""
+        self._feed(Connected(WorkerView()))
+        got = self.replies(timeout, until=m.Welcome)
+        self.received += got
+        for msg in got:
+            self._feed(Heard(msg))
+        return any(isinstance(r, m.Welcome) for r in got)
 
     def serve(self, client: Client, job: str, timeout: float) -> m.JobInfo:
         deadline = time.monotonic() + timeout
-        inbox: list[Any] = []
         while time.monotonic() < deadline:
-            self.beat()
-            inbox += self.drain(0.05)
-            while inbox:
-                msg = inbox.pop(0)
-                if isinstance(msg, m.AssignMap):
-                    self.send_msg(m.MapDone(worker_id=self.worker_id, attempt=msg.attempt, records_out=0, bytes_out=0))
-                    self.send_msg(m.TaskRequest(worker_id=self.worker_id))
-                elif isinstance(msg, m.AssignReduce):
-                    inbox += self._reduce(msg)
-                    self.send_msg(m.TaskRequest(worker_id=self.worker_id))
+            for msg in self.drain(0.05):
+                self._feed(Heard(msg))
+            self._feed(TimePassed(WorkerView()))
+            if self._reduce is not None and time.monotonic() > self._reduce[2]:
+                self._end_reduce(False)   # no decision in time: nothing is renamed
             info = client.job(job)
             if info.state in ("succeeded", "failed", "cancelled"):
                 return info
         raise AssertionError(f"job {job} did not end within {timeout} s")
 
-    def _reduce(self, assign: m.AssignReduce) -> list[Any]:
-        """Returns what arrived meanwhile that is not the commit decision."""
-        out = Path(assign.output_dir)
-        a = assign.attempt
-        tmp = out / f".mr-out-{a.task}.{a.job_id}.a{a.number}.tmp"
+    def _feed(self, event: WorkerEvent) -> None:
+        """Hand the machine an event, and the events its actions lead to, in order."""
+        self._events.append(event)
+        while self._events:
+            for action in self.machine.handle(self._events.popleft(), time.monotonic()):
+                self._carry_out(action)
+
+    def _carry_out(self, action: WorkerAction) -> None:
+        if isinstance(action, Say):
+            self.send_msg(action.msg)
+        elif isinstance(action, StartTask) and isinstance(action.assign, m.AssignMap):
+            assign = action.assign
+            done = m.MapDone(worker_id=self.worker_id, attempt=assign.attempt, records_out=0, bytes_out=0)
+            self._events += [Reported(done), TaskEnded(assign.attempt)]
+        elif isinstance(action, StartTask) and isinstance(action.assign, m.AssignReduce):
+            self._start_reduce(action.assign)
+        elif isinstance(action, DeliverDecision):
+            self._end_reduce(action.decision.ok)
+        elif isinstance(action, CancelAttempt) and self._reduce is not None:
+            self._end_reduce(False)
+
+    def _start_reduce(self, assign: m.AssignReduce) -> None:
+        tmp = Path(assign.output_dir) / temp_output_name(assign.attempt)
         tmp.write_text("")
-        self.send_msg(m.ReduceDone(worker_id=self.worker_id, attempt=assign.attempt, records_out=0))
-        others: list[Any] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            self.beat()
-            for msg in self.drain(0.05):
-                if isinstance(msg, m.CommitDecision) and msg.attempt == a:
-                    if msg.ok:
-                        os.replace(tmp, out / f"mr-out-{a.task}")
-                        self.send_msg(m.ReduceCommitted(worker_id=self.worker_id, attempt=assign.attempt))
-                    else:
-                        tmp.unlink()
-                    return others
-                others.append(msg)
-        tmp.unlink()
-        return others
+        self._reduce = (assign, tmp, time.monotonic() + 10)
+        self._events.append(Reported(m.ReduceDone(worker_id=self.worker_id, attempt=assign.attempt, records_out=0)))
+
+    def _end_reduce(self, ok: bool) -> None:
+        assert self._reduce is not None
+        assign, tmp, _ = self._reduce
+        self._reduce = None
+        if ok:
+            os.replace(tmp, Path(assign.output_dir) / output_name(assign.attempt.task))
+            self._events.append(Reported(m.ReduceCommitted(worker_id=self.worker_id, attempt=assign.attempt)))
+        else:
+            tmp.unlink()
+        self._events.append(TaskEnded(assign.attempt))
 
 
 def _empty_job(client: Client, tmp_path: Path) -> tuple[str, Path]:
@@ -107,8 +151,8 @@ def _empty_job(client: Client, tmp_path: Path) -> tuple[str, Path]:
 def _run(address: str, client: Client, tmp_path: Path, task_requests: int) -> tuple[m.JobInfo, Path]:
     job, out = _empty_job(client, tmp_path)   # queued: there is no worker yet
     with DutifulWorker(address, "w-dutiful-0001", b"dutiful") as worker:
-        assert worker.register()
-        for _ in range(task_requests):
+        assert worker.register()   # its machine asks for a task once welcomed
+        for _ in range(task_requests - 1):
             worker.send_msg(m.TaskRequest(worker_id=worker.worker_id))
         return worker.serve(client, job, timeout=30), out
 

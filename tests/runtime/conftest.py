@@ -10,7 +10,7 @@ import pytest
 import structlog
 import zmq
 
-from zmr.runtime.executor import Executor
+from zmr.runtime.executor import Executor, ExecutorSettings
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 from zmr.runtime.zygote import Zygote
 
@@ -18,9 +18,10 @@ from zmr.runtime.zygote import Zygote
 @pytest.fixture()
 def executor(tmp_path: Path) -> Iterator[Executor]:
     ctx: zmq.Context[Any] = zmq.Context()
-    ex = Executor(ctx, "w-1", {}, ReceiveStore(tmp_path), MapOutputStore(tmp_path), lambda msg: None,
-                  memory_budget=64 << 20, max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0,
-                  log=structlog.get_logger(), zygote=Zygote.start(), work_dir=tmp_path / "work")
+    settings = ExecutorSettings(worker_id="w-1", work_dir=tmp_path / "work", memory_budget=64 << 20,
+                                max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0)
+    ex = Executor(ctx, settings, {}, ReceiveStore(tmp_path), MapOutputStore(tmp_path), lambda report: None,
+                  log=structlog.get_logger(), zygote=Zygote.start())
     yield ex
     if ex.is_alive():
         ex.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zmr.protocol import messages as m
-from zmr.runtime.executor import Cancelled, Executor, Stalled, _StaleGrant
+from zmr.runtime.executor import Cancelled, Executor, Quit, Stalled, _StaleGrant
 
 ASSIGN = m.AssignReduce(attempt=m.AttemptId(job_id="job-0001", kind="reduce", task=0, number=2),
                         output_dir="/unused", sources=[])
@@ -44,7 +44,7 @@ def test_a_stopping_worker_gives_up_a_reduce_awaiting_its_commit(executor: Execu
 
 def test_the_thread_ends_on_stop_even_when_a_cancelled_task_took_the_stop_item(executor: Executor) -> None:
     executor.stop()
-    assert executor.inbox.get_nowait() == "stop"   # as `_await_commit` of a task being cancelled takes it
+    assert isinstance(executor.inbox.get_nowait(), Quit)   # as `_await_commit` of a task being cancelled takes it
     executor.start()
     executor.join(timeout=5)
     assert not executor.is_alive()

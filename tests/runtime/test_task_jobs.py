@@ -14,7 +14,7 @@ from zmr.apps import ship_app
 from zmr.log import get_logger
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
-from zmr.runtime.executor import Executor, JobContext
+from zmr.runtime.executor import Executor, ExecutorSettings, JobContext
 from zmr.runtime.runner import Runner
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
 
@@ -35,7 +35,7 @@ class _ProcessOverChannel:
 def _job(number: int, blob: bytes) -> JobContext:
     setup = m.JobSetup(job_id=f"job-{number:04d}", app_blob=blob, args=[], n_reduce=1, owners=["a"],
                        owners_epoch=1, push=False, batch_bytes=1 << 20, window_bytes=1 << 20)
-    return JobContext(setup=setup, owners=["a"], owners_epoch=1)
+    return JobContext(setup=setup, owners=("a",), owners_epoch=1)
 
 
 def test_a_job_the_task_process_dropped_is_sent_again(tmp_path: Path) -> None:
@@ -43,10 +43,11 @@ def test_a_job_the_task_process_dropped_is_sent_again(tmp_path: Path) -> None:
     chan = ctx.socket(zmq.PAIR)
     runner = Runner(ctx, chan, t.ProcSetup(worker_id="w-1", max_message_bytes=1 << 20, ack_timeout=1.0,
                                            memory_budget=64 << 20, task_memory_mb=0))
-    executor = Executor(ctx, "w-1", {}, ReceiveStore(tmp_path / "recv"), MapOutputStore(tmp_path / "kept"),
-                        send=lambda msg: None, memory_budget=64 << 20, max_message_bytes=1 << 20,
-                        pull_timeout=1.0, commit_timeout=1.0, log=get_logger(), zygote=None,  # type: ignore[arg-type]
-                        work_dir=tmp_path)
+    settings = ExecutorSettings(worker_id="w-1", work_dir=tmp_path, memory_budget=64 << 20,
+                                max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0)
+    executor = Executor(ctx, settings, {}, ReceiveStore(tmp_path / "recv"), MapOutputStore(tmp_path / "kept"),
+                        report=lambda report: None, log=get_logger(),
+                        zygote=None)  # type: ignore[arg-type]  # no task runs: the zygote is never used
     proc = _ProcessOverChannel(runner)
     blob = ship_app(str(APPS / "wc.py"))
     jobs = [_job(n, blob) for n in range(1, t.JOBS_KEPT + 3)]

@@ -1,1 +1,1 @@
-"""The pure core: scheduler state machine, partitioner, splits. No I/O, no clock, no sockets."""
+"""The pure core: the scheduler and worker state machines, partitioner, splits. No I/O, no clock, no sockets."""

@@ -1,10 +1,11 @@
 """A worker's compute slot: drives one map or reduce task at a time, from its own thread.
 
-The control thread hands it assignments through `inbox`; it answers with protocol messages through
-`outbox` (the control thread forwards them to the coordinator). App code runs in the worker's task
-process (see taskproc and runner), which this thread drives: anything the app raises becomes a
-TaskFailed report with its traceback, and a hung, cancelled or runaway task is ended by killing that
-process, never by waiting for the app. This thread keeps the protocol parts: awaiting pushed streams,
+The control thread hands it assignments (and commit decisions, cancels' wake-ups, stall fences) through
+`inbox`; it answers through `report`, with the reports and "task ended" events that the worker's state
+machine turns into protocol messages. App code runs in the worker's task process (see taskproc and
+runner), which this thread drives: anything the app raises becomes a TaskFailed report with its
+traceback, and a hung, cancelled or runaway task is ended by killing that process, never by waiting
+for the app. This thread keeps the protocol parts: awaiting pushed streams,
 pulling missing data, awaiting the commit decision, renaming output, and reporting.
 """
 
@@ -16,13 +17,15 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
+from structlog.typing import FilteringBoundLogger
 
+from zmr.core.worker_events import JobContext, Report, Reported, TaskEnded
 from zmr.errors import AppError
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
@@ -53,6 +56,34 @@ class Stalled:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Wake:
+    """Put in the inbox when the running attempt is cancelled: wakes a reduce awaiting its commit."""
+
+
+@dataclass(frozen=True)
+class Quit:
+    """Put in the inbox when the executor stops: wakes the thread, which then ends."""
+
+
+InboxItem = m.AssignMap | m.AssignReduce | m.CommitDecision | Stalled | Wake | Quit
+ExecutorReport = Reported | TaskEnded
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How the executor runs tasks; the worker makes it from its config."""
+
+    worker_id: str
+    work_dir: Path
+    memory_budget: int             # bytes a task may buffer before it spills
+    max_message_bytes: int
+    pull_timeout: float            # a silent peer is given up after this many seconds
+    commit_timeout: float          # no commit decision within this: the reduce's output is not renamed
+    task_memory_mb: int = 0        # the task process's address-space cap (0: none)
+    peer_curve: Curve | None = None
+
+
 class _StaleGrant(Exception):
     pass
 
@@ -71,66 +102,52 @@ class MissingData(Exception):
         self.maps = maps
 
 
-@dataclass
-class JobContext:
-    """What a worker knows of a job, from JobSetup and OwnersUpdate."""
-
-    setup: m.JobSetup
-    owners: list[str]
-    owners_epoch: int
-
-
 class Executor(threading.Thread):
     """Drives tasks; owns the task process's channel and the pulling sockets."""
 
-    def __init__(self, ctx: zmq.Context[Any], worker_id: str, jobs: dict[str, JobContext],
-                 received: ReceiveStore, kept: MapOutputStore, send: Callable[[Any], None],
-                 memory_budget: int, max_message_bytes: int, pull_timeout: float, commit_timeout: float,
-                 log: Any, zygote: Zygote, work_dir: Path, task_memory_mb: int = 0,
-                 peer_curve: Curve | None = None) -> None:
+    def __init__(self, ctx: zmq.Context[Any], settings: ExecutorSettings, jobs: Mapping[str, JobContext],
+                 received: ReceiveStore, kept: MapOutputStore, report: Callable[[ExecutorReport], None],
+                 log: FilteringBoundLogger, zygote: Zygote) -> None:
+        """`jobs` is read, never written, here: the control thread replaces a job's (immutable) context."""
         super().__init__(name="zmr-executor", daemon=True)
-        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.inbox: queue.Queue[InboxItem] = queue.Queue()
         self.current: m.AttemptId | None = None
         self.progress = 0
-        self.awaiting_commit: m.ReduceDone | None = None   # a finished reduce waiting for its CommitDecision
         self._ctx = ctx
-        self._worker_id = worker_id
+        self._worker_id = settings.worker_id
         self._jobs = jobs
         self._received = received
         self._kept = kept
-        self._send = send
-        self._memory_budget = memory_budget
-        self._fan_in = max(16, min(512, memory_budget >> 20))   # runs merged at once: ~1 MiB of chunks each
-        self._max_bytes = max_message_bytes
-        self._pull_timeout = pull_timeout
-        self._commit_timeout = commit_timeout
+        self._report = report
+        self._memory_budget = settings.memory_budget
+        self._fan_in = max(16, min(512, settings.memory_budget >> 20))   # runs merged at once: ~1 MiB each
+        self._max_bytes = settings.max_message_bytes
+        self._pull_timeout = settings.pull_timeout
+        self._commit_timeout = settings.commit_timeout
         self._log = log
         self._cancel = threading.Event()
         self._stopping = threading.Event()
-        self._peer_curve = peer_curve
+        self._peer_curve = settings.peer_curve
         self._zygote = zygote
-        self._work_dir = work_dir
-        self._task_memory_mb = task_memory_mb
+        self._work_dir = settings.work_dir
+        self._task_memory_mb = settings.task_memory_mb
         self._proc: TaskProcess | None = None   # made on this thread: it owns the channel socket
         self.lost_peers = LostPeers()   # filled by the control thread from SourcesLost
-        self._puller = Puller(ctx, received, self.lost_peers, max_message_bytes, pull_timeout, peer_curve)
+        self._puller = Puller(ctx, received, self.lost_peers, settings.max_message_bytes, settings.pull_timeout,
+                              settings.peer_curve)
 
     # ------------------------------------------------------------ control-thread side
 
     def cancel(self, attempt: m.AttemptId) -> None:
         if self.current == attempt:
             self._cancel.set()
-            self.inbox.put(None)  # wakes a reduce waiting for its commit decision
+            self.inbox.put(Wake())  # wakes a reduce waiting for its commit decision
 
     def stop(self) -> None:
         """End the thread soon: the running task is cancelled (its task process killed) within a
         fraction of a second, as the coordinator cancels one, and no later task starts."""
         self._stopping.set()
-        self.inbox.put("stop")
-
-    @property
-    def busy(self) -> bool:
-        return self.current is not None
+        self.inbox.put(Quit())
 
     # ------------------------------------------------------------ thread
 
@@ -139,7 +156,7 @@ class Executor(threading.Thread):
             self._task_process()   # asked for now, so the first task finds it ready
             while not self._stopping.is_set():   # also seen when a cancelled task took the "stop" item
                 item = self.inbox.get()
-                if item == "stop":
+                if isinstance(item, Quit):
                     return
                 if isinstance(item, m.AssignMap | m.AssignReduce):
                     self._run_task(item)
@@ -207,15 +224,16 @@ class Executor(threading.Thread):
         finally:
             self.current = None
             self.lost_peers.forget(attempt)
-            self._send(m.TaskRequest(worker_id=self._worker_id, finished=attempt))
+            self._report(TaskEnded(attempt))
 
     def _fail(self, assign: m.AssignMap | m.AssignReduce, kind: m.FailureKind, error: str, tb: str,
               missing: list[int] | None = None) -> None:
-        self._log.warning("task_failed", **assign.attempt.log_fields(),
-                          kind=kind, error=error)
-        self._send(m.TaskFailed(worker_id=self._worker_id, attempt=assign.attempt, kind=kind, error=error,
-                                traceback=tb,
-                                missing_maps=missing or []))
+        self._log.warning("task_failed", **assign.attempt.log_fields(), kind=kind, error=error)
+        self._tell(m.TaskFailed(worker_id=self._worker_id, attempt=assign.attempt, kind=kind, error=error,
+                                traceback=tb, missing_maps=missing or []))
+
+    def _tell(self, msg: Report) -> None:
+        self._report(Reported(msg))
 
     def _cancelled(self) -> bool:
         return self._cancel.is_set() or self._stopping.is_set()
@@ -244,7 +262,7 @@ class Executor(threading.Thread):
         self._check_cancel()
         self._kept.add_attempt(assign.attempt.job_id, assign.attempt.task, assign.attempt.number,
                                [(k.partition, k.offset, k.length) for k in result.kept])
-        self._send(m.MapDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=result.records_out,
+        self._tell(m.MapDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=result.records_out,
                              bytes_out=result.bytes_out))
 
     def _call(self, run: t.RunMap | t.RunReduce, job: JobContext) -> t.MapResult | t.ReduceResult:
@@ -253,7 +271,10 @@ class Executor(threading.Thread):
         proc.ensure_ready(self._cancelled)
         self._sync_job(proc, job)
 
-        result = proc.call(run, self._tick, self._cancelled, lambda: self._sync_job(proc, job))
+        job_id = job.setup.job_id
+        # owners may move while the task runs: each slice sends the latest context (a new value, if any)
+        result = proc.call(run, self._tick, self._cancelled,
+                           lambda: self._sync_job(proc, self._jobs.get(job_id, job)))
         if isinstance(result, t.TaskError):
             if result.fatal:
                 proc.replace()
@@ -276,7 +297,7 @@ class Executor(threading.Thread):
 
     # ------------------------------------------------------------ reduce
 
-    def _run_reduce(self, assign: m.AssignReduce, log: Any) -> None:
+    def _run_reduce(self, assign: m.AssignReduce, log: FilteringBoundLogger) -> None:
         job = self._context(assign.attempt.job_id)
         if job.setup.push:
             self._received.await_streams(assign.attempt.job_id, assign.attempt.task,
@@ -290,22 +311,19 @@ class Executor(threading.Thread):
             records = self._write_reduce(assign, tmp)
             done = m.ReduceDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=records,
                                 received=self._received.stat(assign.attempt.job_id, assign.attempt.task))
-            self.awaiting_commit = done
-            self._send(done)
+            self._tell(done)
             try:
                 granted = self._await_commit(assign)
             except _StaleGrant as exc:
                 self._fail(assign, "internal", str(exc), "")   # the coordinator runs it again if still wanted
                 return
-            finally:
-                self.awaiting_commit = None
             if not granted:
                 log.info("commit_refused")
                 return
             os.replace(tmp, out_dir / output_name(assign.attempt.task))
         finally:
             tmp.unlink(missing_ok=True)
-        self._send(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt))
+        self._tell(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt))
 
     def _write_reduce(self, assign: m.AssignReduce, tmp: Path) -> int:
         scratch = self._received.scratch(assign.attempt.job_id, assign.attempt.task, assign.attempt.number)
@@ -343,7 +361,7 @@ class Executor(threading.Thread):
                 return item.ok
         return False
 
-    def _gather(self, assign: m.AssignReduce, log: Any) -> None:
+    def _gather(self, assign: m.AssignReduce, log: FilteringBoundLogger) -> None:
         """Make sure every committed map's output for this partition is here; pull what is not."""
         missing = self._puller.gather(assign, self._check_cancel, self._tick, log)
         if missing:

@@ -1,8 +1,9 @@
-"""The worker process: a control loop talking to the coordinator, around an executor and a data server.
+"""The worker process: a thin shell around the pure WorkerMachine, an executor and a data server.
 
-Three threads, each owning its own sockets: this control loop (the coordinator DEALER, heartbeats,
-reconnects, leases), the executor (drives one task at a time, pulls shuffle data) and the data server
-(receives batches as an owner, serves pulls). App code runs in a task process the executor drives and
+Three threads, each owning its own sockets: this control loop (the coordinator DEALER, the clock,
+reconnects; every protocol decision is the machine's, see zmr.core.worker_machine), the executor
+(drives one task at a time, pulls shuffle data) and the data server (receives batches as an owner,
+serves pulls). App code runs in a task process the executor drives and
 kills at will; task processes are forks of a zygote, itself forked before any thread or zmq context
 exists here (forking a threaded process is unsafe). A worker that loses the coordinator keeps
 reconnecting with backoff and registers again, saying what it still holds; the coordinator decides
@@ -28,13 +29,40 @@ from typing import Any
 import zmq
 
 from zmr.config import Config
+from zmr.core.worker_events import (
+    CancelAttempt,
+    Connected,
+    DeliverDecision,
+    DropJob,
+    DropPartitions,
+    EndSession,
+    ExecutorDied,
+    FenceStalled,
+    Garbled,
+    Heard,
+    JobContext,
+    LogLine,
+    LoopTurn,
+    NoteLostSource,
+    OpenJob,
+    ParentGone,
+    PublishJob,
+    Say,
+    StartTask,
+    StopWorker,
+    TimePassed,
+    WorkerAction,
+    WorkerEvent,
+    WorkerView,
+)
+from zmr.core.worker_machine import WorkerMachine, WorkerParams
 from zmr.errors import ClusterError, ProtocolError
 from zmr.log import bound_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
 from zmr.runtime import scratch, security, transport
 from zmr.runtime.dataserver import DataServer
-from zmr.runtime.executor import Executor, JobContext, Stalled
+from zmr.runtime.executor import Executor, ExecutorReport, ExecutorSettings, InboxItem, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
 from zmr.runtime.stores import MapOutputStore, ReceiveStore
@@ -58,7 +86,7 @@ def new_worker_id() -> str:
     return f"w-{socket.gethostname()[:16]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-class Worker:
+class WorkerProcess:
     """One worker process's control loop. `run()` returns when `stop()` is called or the parent dies."""
 
     def __init__(self, config: Config, parent_pid: int | None = None) -> None:
@@ -73,15 +101,11 @@ class Worker:
         self.work_dir = Path() if self._own_dir else Path(config.worker.work_dir) / self.worker_id
         self._made_dir = False
         self._curves = _Curves()
-        self._jobs: dict[str, JobContext] = {}
-        self._lease_expiry: dict[str, float] = {}   # job -> monotonic time its data must be gone by
-        self._outbound: queue.Queue[m.WorkerToCoord] = queue.Queue()
-        self._unsent: m.WorkerToCoord | None = None
-        self._recent_maps: deque[m.MapDone] = deque(maxlen=32)   # offered again when registering
-        self._registered = False
+        self._jobs: dict[str, JobContext] = {}   # the executor reads; only this thread writes (whole values)
+        self._reports: queue.Queue[ExecutorReport] = queue.Queue()   # from the executor's thread
+        self._unsent: deque[m.WorkerToCoord] = deque()   # kept reports the socket could not take yet
+        self._session_end: bool | None = None   # set by EndSession: whether the coordinator ever answered
         self.failed = False   # set when the executor died: the worker stops, and says so
-        self._registered_at = 0.0
-        self._heartbeat_interval = config.coordinator.heartbeat_interval
         self._decoder = peer_decoder(config.coordinator.max_message_bytes)
 
     def stop(self) -> None:
@@ -124,23 +148,17 @@ class Worker:
         wake_tx = ctx.socket(zmq.PAIR)
         wake_tx.connect(f"inproc://wake-{self.worker_id}")
 
-        def send_from_executor(msg: m.WorkerToCoord) -> None:
+        def report_from_executor(report: ExecutorReport) -> None:
             """Called on the executor thread only, which therefore owns `wake_tx`."""
-            if isinstance(msg, m.MapDone):
-                self._recent_maps.append(msg)
-            self._outbound.put(msg)
+            self._reports.put(report)
             try:
                 wake_tx.send(b"", zmq.NOBLOCK)
             except zmq.Again:
-                pass  # wake-ups are already pending; the queue holds the message
+                pass  # wake-ups are already pending; the queue holds the report
 
-        budget = wcfg.memory_budget_mb << 20
-        timeout = self.config.coordinator.heartbeat_interval * self.config.coordinator.heartbeat_liveness
-        self._executor = Executor(ctx, self.worker_id, self._jobs, received, kept, send_from_executor, budget,
-                                  wcfg.max_message_bytes, pull_timeout=max(5.0, timeout),
-                                  commit_timeout=max(10.0, 2 * timeout), log=self._log, zygote=zygote,
-                                  work_dir=self.work_dir, task_memory_mb=wcfg.task_memory_mb,
-                                  peer_curve=self._curves.peers)
+        self._machine = WorkerMachine(self._params())
+        self._executor = Executor(ctx, self._executor_settings(), self._jobs, received, kept, report_from_executor,
+                                  log=self._log, zygote=zygote)
         self._received, self._kept = received, kept
         data.start()
         self._executor.start()
@@ -161,6 +179,20 @@ class Worker:
                 ctx.term()
             self._cleanup()
             self._log.info("worker_stopped")
+
+    def _params(self) -> WorkerParams:
+        c = self.config.coordinator
+        return WorkerParams(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
+                            host=socket.gethostname(), token=self._token, heartbeat_interval=c.heartbeat_interval,
+                            heartbeat_liveness=c.heartbeat_liveness)
+
+    def _executor_settings(self) -> ExecutorSettings:
+        wcfg, c = self.config.worker, self.config.coordinator
+        timeout = c.heartbeat_interval * c.heartbeat_liveness
+        return ExecutorSettings(worker_id=self.worker_id, work_dir=self.work_dir,
+                                memory_budget=wcfg.memory_budget_mb << 20, max_message_bytes=wcfg.max_message_bytes,
+                                pull_timeout=max(5.0, timeout), commit_timeout=max(10.0, 2 * timeout),
+                                task_memory_mb=wcfg.task_memory_mb, peer_curve=self._curves.peers)
 
     def _start_security(self, ctx: zmq.Context[Any]) -> _Curves:
         """With keys: a ZAP handler admitting worker keys only, started before the data socket binds."""
@@ -206,69 +238,51 @@ class Worker:
                 self._log.warning("coordinator_lost", retry_in=round(backoff, 2))
                 resume = time.monotonic() + backoff
                 while not self.stop_flag.wait(min(0.1, max(0.0, resume - time.monotonic()))):
-                    self._expire_leases()   # a lease runs out on time, connected or not
+                    self._forward_reports(None)       # held until the next Register, which then knows them
+                    self._feed(None, TimePassed())   # a lease runs out on time, connected or not
                     if time.monotonic() >= resume:
                         break
                 backoff = min(backoff * 2, 5.0)
 
     def _session(self, sock: zmq.Socket[Any], wake: zmq.Socket[Any], watch: transport.HandshakeWatch) -> bool:
         """One connection's life; returns whether the coordinator ever answered."""
-        self._registered = False
         said = ""
         for _ in range(10):   # IMMEDIATE: a send before the connection is up would be dropped
-            self._expire_leases()
+            self._feed(None, TimePassed())
             if sock.poll(100, zmq.POLLOUT):
                 break
             said = self._say_handshake(watch, said)   # a refused key never gets a connection up
-        self._register(sock)
+        self._session_end = None
+        self._forward_reports(None)   # so the Register names what runs now, not what ran
+        self._feed(sock, Connected(self._view()))
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
         poller.register(self.stop_flag, zmq.POLLIN)
-        liveness_timeout = self._heartbeat_interval * self.config.coordinator.heartbeat_liveness
-        heard = time.monotonic()
-        answered = False
-        next_beat = time.monotonic() + self._heartbeat_interval   # Register went out just above
-        last_turn = time.monotonic()
-        while not self.stop_flag.is_set():
+        while not self.stop_flag.is_set() and self._session_end is None:
             if self._parent_gone():
-                self.stop_flag.set()
+                self._feed(sock, ParentGone())
                 break
             if not self._executor.is_alive():   # it failed (and logged why): a worker that runs no task stops
-                self._log.error("worker_cannot_run_tasks")
-                self.failed = True
-                self.stop_flag.set()
+                self._feed(sock, ExecutorDied())
                 break
             events = dict(poller.poll(100))
-            turn = time.monotonic()
-            if turn - last_turn > liveness_timeout / 2 and self._executor.awaiting_commit is not None:
-                # fence before reading on: a grant in the socket may predate the coordinator's giving up on us
-                self._log.warning("stalled_awaiting_commit", seconds=round(turn - last_turn, 1))
-                self._executor.inbox.put(Stalled(turn - last_turn))
-            last_turn = turn
+            self._feed(sock, LoopTurn())   # before reading on: the machine fences a commit wait after a stall
             if self.stop_flag.fileno() in events:   # a poller names a plain fd by its number
                 self.stop_flag.clear_wakeups()
             if wake in events:
                 while wake.poll(0):
                     wake.recv()
-            self._flush_outbound(sock)
+            self._forward_reports(sock)
+            self._flush(sock)
             said = self._say_handshake(watch, said)
             if sock in events:
-                heard, answered = time.monotonic(), True
                 self._drain_coordinator(sock)
-            self._expire_leases()   # after reading what arrived: a renewal may be waiting there
-            now = time.monotonic()
-            if now >= next_beat:
-                if self._registered:
-                    self._heartbeat(sock)
-                else:
-                    self._register(sock)
-                next_beat = now + self._heartbeat_interval
-            if now - heard > max(liveness_timeout, self._heartbeat_interval * 2):
-                if sock.poll(0, zmq.POLLIN):
-                    continue   # this thread was starved (an app held the GIL): what arrived meanwhile counts
-                return answered
-        return answered
+            # after reading what arrived: a renewal may be waiting there; a starved thread's mail counts
+            now = time.monotonic()   # one reading: the view is read exactly when the machine will want it
+            view = self._view() if self._machine.beat_due(now) else None
+            self._feed(sock, TimePassed(view, unread=bool(sock.poll(0, zmq.POLLIN))), now)
+        return bool(self._session_end)
 
     def _say_handshake(self, watch: transport.HandshakeWatch, said: str) -> str:
         """Log a failed handshake once per connection: a refused key is otherwise only silence."""
@@ -277,119 +291,96 @@ class Worker:
             self._log.error("authentication_failed", reason=failure, coordinator=self.config.worker.coordinator)
         return failure or said
 
-    def _drop_job(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
-        self._lease_expiry.pop(job_id, None)
-        current = self._executor.current
-        if current is not None and current.job_id == job_id:
-            self._executor.cancel(current)
-        self._received.drop_job(job_id)
-        self._kept.drop_job(job_id)
-
-    def _held_jobs(self) -> set[str]:
-        return set(self._jobs) | self._received.job_ids() | self._kept.job_ids()
-
-    def _expire_leases(self) -> None:
-        """No renewal within the TTL (the coordinator is gone, or forgot the job): delete the job's data."""
-        now = time.monotonic()
-        for job_id in [j for j, expiry in self._lease_expiry.items() if expiry <= now]:
-            self._log.warning("lease_expired", job=job_id)
-            self._drop_job(job_id)
-
     def _parent_gone(self) -> bool:
         return self._parent_pid is not None and os.getppid() != self._parent_pid
 
-    def _register(self, sock: zmq.Socket[Any]) -> None:
-        holdings = [m.Holding(job_id=job_id, maps=self._kept.attempts(job_id),
-                              partitions=self._received.partitions(job_id))
-                    for job_id in sorted(self._held_jobs())]
-        msg = m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON, pid=os.getpid(),
-                         host=socket.gethostname(), holdings=holdings, running=self._executor.current,
-                         finished_maps=list(self._recent_maps), token=self._token)
-        transport.send(sock, encode(msg))
-        self._registered_at = time.monotonic()
-
-    def _flush_outbound(self, sock: zmq.Socket[Any]) -> None:
-        """Forward the executor's reports; one that cannot go now waits for the next try, in order."""
-        while True:
-            if self._unsent is None:
-                try:
-                    self._unsent = self._outbound.get_nowait()
-                except queue.Empty:
-                    return
-            if not transport.send(sock, encode(self._unsent)):
-                return
-            self._unsent = None
-
-    def _heartbeat(self, sock: zmq.Socket[Any]) -> None:
-        current = self._executor.current
-        task = current.label if current else ""
-        leases = self._received.lease_counts()
-        for job_id, n in self._kept.lease_counts().items():
+    def _view(self) -> WorkerView:
+        """What the stores and the executor hold now, for a Register or a Heartbeat."""
+        received, kept = self._received, self._kept
+        held = tuple(m.Holding(job_id=job_id, maps=kept.attempts(job_id), partitions=received.partitions(job_id))
+                     for job_id in sorted(received.job_ids() | kept.job_ids()))
+        leases = received.lease_counts()
+        for job_id, n in kept.lease_counts().items():
             leases[job_id] = leases.get(job_id, 0) + n
-        beat = m.Heartbeat(worker_id=self.worker_id, task=task, progress=self._executor.progress,
-                           partitions=self._received.stats(),
-                           leases=[m.LeaseStat(job_id=j, leases=n) for j, n in sorted(leases.items())])
-        transport.send(sock, encode(beat))
+        return WorkerView(held=held, partitions=tuple(received.stats()),
+                          leases=tuple(m.LeaseStat(job_id=j, leases=n) for j, n in sorted(leases.items())),
+                          progress=self._executor.progress)
+
+    def _forward_reports(self, sock: zmq.Socket[Any] | None) -> None:
+        """Hand the machine what the executor reported; outside a session it holds the reports back."""
+        while True:
+            try:
+                report = self._reports.get_nowait()
+            except queue.Empty:
+                return
+            self._feed(sock, report)
 
     def _drain_coordinator(self, sock: zmq.Socket[Any]) -> None:
         while sock.poll(0, zmq.POLLIN):
             try:
                 msg, _ = transport.recv_dealer(sock, self._decoder)
             except ProtocolError as exc:
-                self._log.warning("bad_coordinator_message", error=str(exc))
+                self._feed(sock, Garbled(str(exc)))
                 continue
-            self._handle(sock, msg)
+            if isinstance(msg, m.CoordToWorker):   # a client's reply here means nothing to a worker
+                view = self._view() if isinstance(msg, m.RegisterAgain) else None
+                self._feed(sock, Heard(msg, view))
 
-    def _handle(self, sock: zmq.Socket[Any], msg: Any) -> None:
-        if isinstance(msg, m.Welcome):
-            if self._registered:
-                return   # a duplicate: one Welcome per registration asks for one task
-            self._registered = True
-            self._heartbeat_interval = msg.heartbeat_interval
-            self._log.info("registered")
-            pending = self._executor.awaiting_commit
-            if pending is not None:   # its ReduceDone may have gone to a coordinator that died: ask again
-                transport.send(sock, encode(pending))
-            elif not self._executor.busy:
-                transport.send(sock, encode(m.TaskRequest(worker_id=self.worker_id)))
-        elif isinstance(msg, m.RegisterAgain):
-            self._registered = False   # e.g. a restarted coordinator: it hears what is held and decides
-            if time.monotonic() - self._registered_at >= self._heartbeat_interval:
-                self._register(sock)   # (once per interval: every message queued meanwhile is answered so)
-        elif isinstance(msg, m.Reject):
-            self._log.error("rejected", reason=msg.reason)
+    # ------------------------------------------------------------ carrying out the machine's actions
+
+    def _feed(self, sock: zmq.Socket[Any] | None, event: WorkerEvent, now: float | None = None) -> None:
+        for action in self._machine.handle(event, time.monotonic() if now is None else now):
+            self._carry_out(sock, action)
+
+    def _carry_out(self, sock: zmq.Socket[Any] | None, action: WorkerAction) -> None:
+        if isinstance(action, Say):
+            if action.keep:
+                self._unsent.append(action.msg)
+                self._flush(sock)
+            elif sock is not None:
+                transport.send(sock, encode(action.msg))
+        elif isinstance(action, StartTask | DeliverDecision | FenceStalled):
+            self._executor.inbox.put(_inbox_item(action))
+        elif isinstance(action, CancelAttempt):
+            self._executor.cancel(action.attempt)
+        elif isinstance(action, NoteLostSource):
+            self._executor.lost_peers.add(action.lost)
+        elif isinstance(action, PublishJob | OpenJob | DropPartitions | DropJob):
+            self._change_job(action)
+        elif isinstance(action, StopWorker):
+            self.failed = self.failed or action.failed
             self.stop_flag.set()
-        elif isinstance(msg, m.JobSetup):   # grants the job's lease: its data may exist here from now on
-            known = self._jobs.get(msg.job_id)
-            if known is None:
-                self._jobs[msg.job_id] = JobContext(msg, list(msg.owners), msg.owners_epoch)
-            elif msg.owners_epoch > known.owners_epoch:   # in place: a running map holds this context
-                known.owners, known.owners_epoch = list(msg.owners), msg.owners_epoch
-            self._lease_expiry[msg.job_id] = time.monotonic() + msg.lease_ttl
-            self._received.open_job(msg.job_id, msg.n_reduce)
-            self._kept.open_job(msg.job_id)
-            for partition in msg.released:
-                self._received.drop_partition(msg.job_id, partition)
-                self._kept.drop_partition(msg.job_id, partition)
-        elif isinstance(msg, m.Ping):
-            renewed = time.monotonic() + msg.lease_ttl
-            for job_id in msg.jobs:
-                if job_id in self._lease_expiry:
-                    self._lease_expiry[job_id] = renewed
-        elif isinstance(msg, m.ReleasePartitions):
-            for partition in msg.partitions:
-                self._received.drop_partition(msg.job_id, partition)
-                self._kept.drop_partition(msg.job_id, partition)
-        elif isinstance(msg, m.OwnersUpdate):
-            job = self._jobs.get(msg.job_id)
-            if job is not None and msg.owners_epoch > job.owners_epoch:
-                job.owners, job.owners_epoch = list(msg.owners), msg.owners_epoch
-        elif isinstance(msg, m.AssignMap | m.AssignReduce | m.CommitDecision):
-            self._executor.inbox.put(msg)
-        elif isinstance(msg, m.SourcesLost):   # a pull from that peer must not wait for its timeout
-            self._executor.lost_peers.add(msg)
-        elif isinstance(msg, m.CancelTask):
-            self._executor.cancel(msg.attempt)
-        elif isinstance(msg, m.JobEnded):
-            self._drop_job(msg.job_id)
+        elif isinstance(action, EndSession):
+            self._session_end = action.answered
+        elif isinstance(action, LogLine):
+            getattr(self._log, action.level)(action.event, **action.fields)
+
+    def _change_job(self, action: PublishJob | OpenJob | DropPartitions | DropJob) -> None:
+        if isinstance(action, PublishJob):   # one reference write: the executor reads old or new, whole
+            self._jobs[action.context.setup.job_id] = action.context
+        elif isinstance(action, OpenJob):
+            self._received.open_job(action.job_id, action.n_reduce)
+            self._kept.open_job(action.job_id)
+        elif isinstance(action, DropPartitions):
+            for partition in action.partitions:
+                self._received.drop_partition(action.job_id, partition)
+                self._kept.drop_partition(action.job_id, partition)
+        else:
+            self._jobs.pop(action.job_id, None)
+            self._received.drop_job(action.job_id)
+            self._kept.drop_job(action.job_id)
+
+    def _flush(self, sock: zmq.Socket[Any] | None) -> None:
+        """Send the kept reports; one that cannot go now waits for the next try, and those after it too."""
+        while self._unsent and sock is not None:
+            if not transport.send(sock, encode(self._unsent[0])):
+                return
+            self._unsent.popleft()
+
+
+def _inbox_item(action: StartTask | DeliverDecision | FenceStalled) -> InboxItem:
+    if isinstance(action, StartTask):
+        return action.assign
+    if isinstance(action, DeliverDecision):
+        return action.decision
+    return Stalled(action.seconds)
