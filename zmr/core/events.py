@@ -1,7 +1,7 @@
 """What goes in and out of the scheduler: events (what happened) and actions (what the shell must do).
 
 Plain frozen values, so a test, the simulator and the coordinator shell all speak to the scheduler the
-same way (design.md section 6: events in, actions out, the clock passed in).
+same way (docs/architecture.md section 2: events in, actions out, the clock passed in).
 """
 
 from __future__ import annotations
