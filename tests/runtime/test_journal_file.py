@@ -126,3 +126,16 @@ def test_a_clean_journal_keeps_nothing_aside(tmp_path: Path) -> None:
     journal.close()
     assert asides(state) == {} and not log.named("journal_damaged")
     assert sorted(p.name for p in state.iterdir()) == ["journal", "lock"], "a rewrite left its temporary file"
+
+
+@pytest.mark.parametrize("version", [0, jr.JOURNAL_VERSION + 1])
+def test_a_journal_of_another_format_version_is_refused_and_left_alone(tmp_path: Path, version: int) -> None:
+    data = framed([jr.Header(version=version, next_job=1), *RECORDS[1:]])
+    state = state_dir_with(tmp_path, data)
+    with pytest.raises(ClusterError, match=f"format version {version}, and this zmr reads version"):
+        JournalFile(state, Log()).open()
+    assert (state / "journal").read_bytes() == data and asides(state) == {}
+    (tmp_path / "current").mkdir()
+    journal = JournalFile(state_dir_with(tmp_path / "current", framed(RECORDS)), Log())
+    assert journal.open() == RECORDS   # the version this zmr writes opens
+    journal.close()

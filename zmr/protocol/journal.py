@@ -229,6 +229,14 @@ def next_intact_frame(data: bytes, start: int) -> int | None:
     return None
 
 
+def version_problem(records: list[Record]) -> str:
+    """Why these records must not be replayed by this zmr ('' if they may): they are of another format."""
+    first = records[0] if records else None
+    if isinstance(first, Header) and first.version != JOURNAL_VERSION:
+        return f"it is in journal format version {first.version}, and this zmr reads version {JOURNAL_VERSION}"
+    return ""
+
+
 def output_dirs(records: list[Record]) -> set[str]:
     """The output directories of the jobs these records submit: what a restart checks for `_SUCCESS`."""
     return {r.spec.output_dir for r in records if isinstance(r, JobSubmitted)}

@@ -46,6 +46,10 @@ class JournalFile:
         try:
             data = self._read()
             parsed = j.parse(data)
+            other_format = j.version_problem(parsed.records)
+            if other_format:   # replaying records of another shape could rebuild a wrong state silently
+                raise ClusterError(f"cannot replay the journal {self.path}: {other_format}. Run the zmr that "
+                                   "wrote it, or give this one another coordinator.state_dir")
             if parsed.damaged and not recover_damaged:
                 raise JournalDamaged(str(self.path), parsed.good_bytes, parsed.problem)
             if parsed.problem:
