@@ -109,6 +109,7 @@ class SimWorker:
     hold_commit: bool = False     # after a granted commit, wait for `SimCluster.commit` before renaming
     progress: int = 0
     task: Assignment | None = None
+    stalled: set[m.AttemptId] = field(default_factory=set)   # attempts it held while stuck: each may time out
     awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
     granted: bool | None = None   # the CommitDecision for the current reduce, once it came
     kept: set[tuple[str, int, int]] = field(default_factory=set)   # (job, map, attempt) output kept here
@@ -282,7 +283,10 @@ class SimCluster:
 
     def hang(self, worker_id: str, stuck: bool = True) -> None:
         """The worker keeps beating, but its task makes no progress (or progresses again)."""
-        self.workers[worker_id].stuck = stuck
+        worker = self.workers[worker_id]
+        worker.stuck = stuck
+        if stuck and worker.task is not None:
+            worker.stalled.add(worker.task.attempt)
 
     def heartbeat(self, worker_id: str) -> list[Action]:
         worker = self.workers[worker_id]
@@ -418,6 +422,8 @@ class SimCluster:
         if isinstance(action, StartTask):
             worker.task, worker.awaiting, worker.granted = action.assign, False, None
             self._busy[worker.id] = None
+            if worker.stuck:
+                worker.stalled.add(action.assign.attempt)
         elif isinstance(action, CancelAttempt):
             if worker.task is not None and worker.task.attempt == action.attempt:
                 self._drop_task(worker)

@@ -5,7 +5,8 @@ lost input, stale, duplicate and foreign reports, cancels and clock ticks.
 twice, no reduce committed twice, no second commit grant while the first grantee may still rename, no
 assignment during a backoff, reduces only on their owner and only from committed map output. At the end
 failures stop, every worker heals, one worker at least is up, and every job must end, and end as the
-injected failures explain: succeeded, failed because a task failed max_attempts times, or cancelled.
+injected failures and hangs explain: succeeded, failed because a task failed or stalled max_attempts
+times, or cancelled.
 
 Throughout, the journal the scheduler wrote must replay to its durable state (`check_replay`), and at
 the end a scheduler recovered from that journal must hold the same durable state.
@@ -243,10 +244,12 @@ class ClusterMachine(RuleBasedStateMachine):
         self.sim.run(max_steps=2_000)
         for info in self.sim.scheduler.archived.values():   # ended before a restart: only the status is kept
             assert self.sim.finished.get(info.job_id) is JobState(info.state), (info.job_id, info.state)
+        stalls = Counter((a.job_id, a.kind, a.task) for w in self.sim.workers.values() for a in w.stalled)
         for job in self.sim.scheduler.jobs.values():
             assert self.sim.finished.get(job.id) is job.state, (job.id, job.state)
             hopeless = [t.label for t in job.maps + job.reduces
-                        if self.injected[(job.id, t.kind, t.index)] >= PARAMS.max_attempts]
+                        if self.injected[(job.id, t.kind, t.index)] + stalls[(job.id, t.kind, t.index)]
+                        >= PARAMS.max_attempts]
             if job.id in self.cancelled and job.state is JobState.CANCELLED:
                 continue
             if job.state is JobState.FAILED:

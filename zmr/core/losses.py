@@ -47,8 +47,8 @@ class Losses(Dispatch):
             return
         self._setback(job, task, app_failures=1)
         if task.app_failures >= self.params.max_attempts:
-            self._end_job(job, JobState.FAILED, f"{task.label}: no progress within "
-                          f"{self.params.task_timeout:g} s (attempt {task.app_failures} of {self.params.max_attempts})")
+            self._end_job(job, JobState.FAILED, f"{task.label} failed {task.app_failures} times; last error: "
+                          f"no progress within {self.params.task_timeout:g} s")
             return
         self._requeue(job, task)   # at once: the attempt has waited out the timeout already
 
