@@ -46,6 +46,7 @@ from zmr.core.worker_events import (
     CancelAttempt,
     Connected,
     DeliverDecision,
+    DeliverLocations,
     DropJob,
     Heard,
     NoteLostSource,
@@ -111,6 +112,7 @@ class SimWorker:
     task: Assignment | None = None
     stalled: set[m.AttemptId] = field(default_factory=set)   # attempts it held while stuck: each may time out
     awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
+    locating: bool = False        # the current reduce asked where the map output it lacks is kept
     granted: bool | None = None   # the CommitDecision for the current reduce, once it came
     kept: set[tuple[str, int, int]] = field(default_factory=set)   # (job, map, attempt) output kept here
     inbox: deque[m.FromCoordinator] = field(default_factory=lambda: deque(maxlen=1000))
@@ -154,6 +156,7 @@ class SimCluster:
         self._incarnations = itertools.count(1)
         self._outputs = itertools.count(1)
         self._pushes: dict[tuple[str, int, int], list[str]] = {}  # map attempt -> owners it pushed to
+        self._kept_by: dict[tuple[str, int, int], str] = {}       # map attempt -> address it was kept at
         self._assigned: dict[tuple[str, str, int, int], str] = {}  # attempt -> worker it was sent to
         self._committed_maps: set[tuple[str, int, int]] = set()
         self._committed_reduces: set[tuple[str, int]] = set()
@@ -239,6 +242,11 @@ class SimCluster:
         if worker.awaiting:   # no decision came: the executor's commit wait times out, nothing is renamed
             self._drop_task(worker)
             return self._say(worker, [TaskEnded(task.attempt)])
+        if worker.locating:   # no locations came: the executor's wait for them times out
+            self._drop_task(worker)
+            return self._say(worker, [Reported(m.TaskFailed(
+                worker_id=worker.id, attempt=task.attempt, kind="internal",
+                error="no answer from the coordinator to LocateMaps")), TaskEnded(task.attempt)])
         worker.hold_commit = not commit
         return self._say(worker, self._finish_reduce(worker, task))
 
@@ -382,6 +390,7 @@ class SimCluster:
     def _finish_map(self, worker: SimWorker, task: m.AssignMap) -> list[WorkerEvent]:
         a = task.attempt
         worker.kept.add((a.job_id, a.task, a.number))
+        self._kept_by[(a.job_id, a.task, a.number)] = worker.addr
         self._pushes[(a.job_id, a.task, a.number)] = worker.owners(a.job_id)
         self._drop_task(worker)
         return [Reported(m.MapDone(worker_id=worker.id, attempt=task.attempt,
@@ -389,23 +398,49 @@ class SimCluster:
                 TaskEnded(task.attempt)]
 
     def _finish_reduce(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
-        missing = [s.task for s in task.sources if not self._has_input(worker, task, s)]
+        """Pushed input complete: done. Otherwise ask where the maps it lacks are kept (as the executor does)."""
+        lacking = self._lacking(worker, task)
+        if lacking:
+            worker.locating = True
+            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, maps=lacking))]
+        return self._reduce_done(worker, task)
+
+    def _reduce_done(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
+        worker.awaiting = True
+        return [Reported(m.ReduceDone(worker_id=worker.id, attempt=task.attempt, records_out=task.n_maps))]
+
+    def _lacking(self, worker: SimWorker, task: m.AssignReduce) -> list[int]:
+        """The maps whose committed output (as the worker's commit table says) was not pushed here."""
+        job_id, partition = task.attempt.job_id, task.attempt.task
+        context = worker.machine.job(job_id)
+        if context is None:
+            return list(range(task.n_maps))
+        return [i for i in range(task.n_maps)
+                if not self._pushed_here(worker, job_id, partition, i, context.committed(i))]
+
+    def _pushed_here(self, worker: SimWorker, job_id: str, partition: int, map_task: int, attempt: int) -> bool:
+        """Pushed to this incarnation when that map attempt finished."""
+        pushed_to = self._pushes.get((job_id, map_task, attempt), [])
+        return partition < len(pushed_to) and pushed_to[partition] == worker.addr
+
+    def _kept_at(self, source: m.MapSource, job_id: str) -> bool:
+        """Still kept by a live mapper at `source.addr`."""
+        mapper = self._by_addr.get(source.addr)
+        return mapper is not None and mapper.up and (job_id, source.task, source.attempt) in mapper.kept
+
+    def _on_locations(self, worker: SimWorker, msg: m.MapLocations) -> list[WorkerEvent]:
+        """Pull what the answer locates; what cannot be had fails the attempt with missing data."""
+        task = worker.task
+        if not isinstance(task, m.AssignReduce) or not worker.locating or not worker.runs(msg.attempt):
+            return []
+        worker.locating = False
+        missing = [s.task for s in msg.sources if not self._kept_at(s, task.attempt.job_id)]
         if missing:
             self._drop_task(worker)
             return [Reported(m.TaskFailed(worker_id=worker.id, attempt=task.attempt, kind="missing_data",
                                           error=f"no output of maps {missing}", missing_maps=missing)),
                     TaskEnded(task.attempt)]
-        worker.awaiting = True
-        return [Reported(m.ReduceDone(worker_id=worker.id, attempt=task.attempt, records_out=len(task.sources)))]
-
-    def _has_input(self, worker: SimWorker, task: m.AssignReduce, source: m.MapSource) -> bool:
-        """Pushed to this incarnation when the map finished, or still kept by a live mapper at `source.addr`."""
-        job_id, partition = task.attempt.job_id, task.attempt.task
-        pushed_to = self._pushes.get((job_id, source.task, source.attempt), [])
-        if partition < len(pushed_to) and pushed_to[partition] == worker.addr:
-            return True
-        mapper = self._by_addr.get(source.addr)
-        return mapper is not None and mapper.up and (job_id, source.task, source.attempt) in mapper.kept
+        return [] if worker.stuck else self._reduce_done(worker, task)
 
     def _rename(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
         self.renamed.setdefault((task.attempt.job_id, task.attempt.task), []).append(task.attempt.number)
@@ -414,13 +449,13 @@ class SimCluster:
                 TaskEnded(task.attempt)]
 
     def _drop_task(self, worker: SimWorker) -> None:
-        worker.task, worker.awaiting, worker.granted = None, False, None
+        worker.task, worker.awaiting, worker.granted, worker.locating = None, False, None, False
         self._busy.pop(worker.id, None)
 
     def _carry_out(self, worker: SimWorker, action: WorkerAction) -> list[WorkerEvent]:
         """What the simulated executor and stores do on one of the machine's actions; the events that follow."""
         if isinstance(action, StartTask):
-            worker.task, worker.awaiting, worker.granted = action.assign, False, None
+            worker.task, worker.awaiting, worker.granted, worker.locating = action.assign, False, None, False
             self._busy[worker.id] = None
             if worker.stuck:
                 worker.stalled.add(action.assign.attempt)
@@ -430,6 +465,8 @@ class SimCluster:
                 return [TaskEnded(action.attempt)]
         elif isinstance(action, DeliverDecision):
             return self._on_decision(worker, action.decision)
+        elif isinstance(action, DeliverLocations):
+            return self._on_locations(worker, action.locations)
         elif isinstance(action, NoteLostSource):
             return self._on_sources_lost(worker, action.lost)
         elif isinstance(action, DropJob):
@@ -439,17 +476,20 @@ class SimCluster:
         return []   # contexts live in the machine; received batches and timing are not modelled
 
     def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[WorkerEvent]:
-        """As the executor: a reduce still gathering that lacks input from the lost peer gives up now."""
+        """As the executor: a reduce still gathering that lacks input kept by the lost peer gives up now."""
         task = worker.task
         if (not isinstance(task, m.AssignReduce) or worker.awaiting or worker.stuck
                 or not worker.runs(msg.attempt)):
             return []
-        lost = [s.task for s in task.sources if s.addr == msg.addr and not self._has_input(worker, task, s)]
-        if not lost:
+        job_id = task.attempt.job_id
+        context = worker.machine.job(job_id)
+        gone = [i for i in self._lacking(worker, task)
+                if context is not None and self._kept_by.get((job_id, i, context.committed(i))) == msg.addr]
+        if not gone:
             return []
         self._drop_task(worker)
         return [Reported(m.TaskFailed(worker_id=worker.id, attempt=task.attempt,
-                                      kind="missing_data", error=f"no output of maps {lost}", missing_maps=lost)),
+                                      kind="missing_data", error=f"no output of maps {gone}", missing_maps=gone)),
                 TaskEnded(task.attempt)]
 
     def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[WorkerEvent]:
@@ -514,6 +554,10 @@ class SimCluster:
             return []   # a client's reply means nothing to a worker
         view = worker.view() if isinstance(msg, m.RegisterAgain) else None
         replies = self._drive(worker, Heard(msg, view))
+        if self.check and isinstance(msg, m.AssignReduce) and worker.runs(msg.attempt):
+            problems = self._audit_commit_table(worker, msg)
+            if problems:
+                raise InvariantViolation("\n  ".join(problems))
         worker.reports.extend(replies)
         return [Received(worker.peer, r) for r in replies if worker.up]
 
@@ -600,12 +644,20 @@ class SimCluster:
             backup = task is not None and len(task.running) > 1   # a backup may run anywhere: it pulls
             if job.owners[a.task] != worker.id and not backup:
                 problems.append(f"{key} assigned to {worker.id}, the owner is {job.owners[a.task]}")
-            if [s.task for s in msg.sources] != list(range(len(job.maps))):
-                problems.append(f"{key} sources do not name every map once: {msg.sources}")
-            stale = [s for s in msg.sources if (a.job_id, s.task, s.attempt) not in self._committed_maps]
-            if stale:
-                problems.append(f"{key} reads map output that was never committed: {stale}")
+            if msg.n_maps != len(job.maps):
+                problems.append(f"{key} names {msg.n_maps} maps, the job has {len(job.maps)}")
         return problems
+
+    def _audit_commit_table(self, worker: SimWorker, msg: m.AssignReduce) -> list[str]:
+        """Once a reduce assignment is applied, the worker's table names the committed attempt of every map."""
+        job = self.scheduler.jobs.get(msg.attempt.job_id)
+        context = worker.machine.job(msg.attempt.job_id)
+        if job is None or context is None:
+            return []
+        wrong = [(t.index, context.committed(t.index), t.committed) for t in job.maps
+                 if context.committed(t.index) != t.committed]
+        return [f"{msg.attempt.label}: the worker's commit table is wrong (map, table, committed): {wrong}"] \
+            if wrong else []
 
 
 def _kind(task: Assignment) -> m.TaskKind:

@@ -154,14 +154,23 @@ def test_records_for_unknown_jobs_or_tasks_are_ignored() -> None:
 # ---------------------------------------------------------------- leases
 
 
-def test_a_committed_partition_is_released_on_every_worker_of_the_job() -> None:
+def test_committed_partitions_are_released_on_every_worker_of_the_job_at_the_next_tick() -> None:
+    """One ReleasePartitions per worker and tick, naming every partition committed since the last one."""
     sim = sim_with("w1", "w2")
-    job = sim.submit(n_splits=2, n_reduce=2)
-    sim.settle()
+    job = sim.submit(n_splits=2, n_reduce=3)
+    while sim.job(job).maps_done < 2:
+        sim.finish(sim.busy()[0])
+    for _ in range(2):   # two reduces commit between ticks (the third still runs)
+        sim.finish(next(w for w in sim.busy() if isinstance(sim.assignment(w), m.AssignReduce)))
+    assert not [msg for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]
+    sim.tick()
     released = [(w, msg) for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]
-    # the first reduce to commit is released on both workers; the last one ends the job (JobEnded drops all)
-    assert len(released) == 2 and {w for w, _ in released} == {"w1", "w2"}
-    assert released[0][1] == released[1][1] and len(released[0][1].partitions) == 1
+    assert {w for w, _ in released} == {"w1", "w2"} and len(released) == 2
+    done = {t.index for t in sim.job(job).reduces if t.state is TaskState.DONE}
+    assert [sorted(msg.partitions) for _, msg in released] == [sorted(done)] * 2 and len(done) == 2
+    sim.tick()   # nothing new committed: nothing more is said
+    assert len([msg for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]) == 2
+    sim.settle()   # the last reduce ends the job: JobEnded drops everything, no release needed
     assert sim.finished[job] is JobState.SUCCEEDED
 
 

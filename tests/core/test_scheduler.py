@@ -215,8 +215,8 @@ def test_a_job_is_queued_until_a_worker_joins() -> None:
     assert sim.job(job).started == sim.clock.now
     assert sim.job(job).owners == ["w1", "w1", "w1"]
     setup, assign = sim.received("w1")[-2:]
-    assert setup == m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=3, owners=[addr(sim, "w1")] * 3,
-                               owners_epoch=0, push=True, batch_bytes=1 << 20, window_bytes=8 << 20)
+    assert setup == m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=3, peers=[addr(sim, "w1")], cycle=[0],
+                               moved={}, owners_epoch=0, push=True, batch_bytes=1 << 20, window_bytes=8 << 20)
     assert assign == m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=0, number=1),
                                  split=m.InputSplit("in-0", "/in/0", 0, 100))
 
@@ -242,14 +242,46 @@ def test_reduces_go_to_their_owners_only_after_every_map_commits() -> None:
     assert [t.state for t in sim.job(job).reduces] == [TaskState.WAITING] * 2
     actions = sim.finish("w1")                             # map 2, the last one
     r0, r1 = sent(actions, m.AssignReduce, peer(sim, "w1")), sent(actions, m.AssignReduce, peer(sim, "w2"))
-    sources = [m.MapSource(0, 1, addr(sim, "w1")), m.MapSource(1, 1, addr(sim, "w2")),
-               m.MapSource(2, 1, addr(sim, "w1"))]
     assert r0 == [m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
-                                 output_dir=sim.job(job).spec.output_dir,
-                                 sources=sources)]
+                                 output_dir=sim.job(job).spec.output_dir, n_maps=3, commits_base=0, commits=[])]
     assert r1 == [m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=1, number=1),
-                                 output_dir=sim.job(job).spec.output_dir,
-                                 sources=sources)]
+                                 output_dir=sim.job(job).spec.output_dir, n_maps=3, commits_base=0, commits=[])]
+
+
+def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> None:
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=3, n_reduce=2)
+    for _ in range(3):
+        sim.finish(sim.busy()[0])
+    reduce = next(a.attempt for w in ("w1", "w2") if isinstance(a := sim.assignment(w), m.AssignReduce)
+                  and a.attempt.task == 0)
+    owner = sim.job(job).owners[0]
+    answer = sim.send(owner, m.LocateMaps(worker_id=owner, attempt=reduce, maps=[2, 0, 2, 7]))
+    committed = [sim.task(job, MAP, i).committed_worker for i in (2, 0)]
+    assert sent(answer, m.MapLocations, peer(sim, owner)) == [m.MapLocations(attempt=reduce, sources=[
+        m.MapSource(task=2, attempt=1, addr=addr(sim, committed[0] or "")),
+        m.MapSource(task=0, attempt=1, addr=addr(sim, committed[1] or ""))])]   # each once; no map 7
+    other = next(w for w in ("w1", "w2") if w != owner)
+    stale = sim.send(other, m.LocateMaps(worker_id=other, attempt=reduce, maps=[0]))   # not its attempt
+    assert sent(stale, m.MapLocations) == []
+
+
+def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
+    sim = sim_with("w1", task_timeout=4.0)
+    job = sim.submit(n_splits=3, n_reduce=2)
+    sim.finish("w1")                                    # map 0, attempt 1
+    sim.hang("w1")
+    sim.advance(4.0)                                    # map 1's attempt 1 made no progress: given up
+    sim.hang("w1", False)
+    sim.finish("w1")                                    # map 2
+    sim.finish("w1")                                    # map 1, attempt 2
+    first = sim.assignment("w1")
+    assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
+    sim.finish("w1")
+    second = sim.assignment("w1")
+    assert isinstance(second, m.AssignReduce) and (second.commits_base, second.commits) == (1, [])
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
 
 
 def test_a_healthy_run_does_each_task_exactly_once() -> None:
@@ -374,8 +406,7 @@ def test_owner_death_moves_partitions_and_reruns_maps_committed_on_it() -> None:
     actions = sim.advance(sim.liveness_timeout)
     state = sim.job(job)
     assert state.owners == ["w2", "w2", "w3"]
-    update = m.OwnersUpdate(job_id=job, owners=[addr(sim, "w2"), addr(sim, "w2"), addr(sim, "w3")],
-                            owners_epoch=1)
+    update = m.OwnersUpdate(job_id=job, base_epoch=0, owners_epoch=1, moves={0: addr(sim, "w2")})
     assert sent(actions, m.OwnersUpdate, peer(sim, "w2")) == [update]
     assert sent(actions, m.OwnersUpdate, peer(sim, "w3")) == [update]
     assert sent(actions, m.OwnersUpdate, peer(sim, "w1")) == []
@@ -504,9 +535,7 @@ def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_aga
     assert [(log.fields["partition"], log.fields["worker"]) for log in logged(actions, "partition_moved")] == [
         (3, "w3")]
     assert sim.assignment("w3") == m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=3, number=1),
-                                                  output_dir="/out/1", sources=[
-        m.MapSource(task=0, attempt=1, addr=addr(sim, "w1")), m.MapSource(task=1, attempt=1, addr=addr(sim, "w2")),
-        m.MapSource(task=2, attempt=1, addr=addr(sim, "w3"))])
+                                                  output_dir="/out/1", n_maps=3, commits_base=0, commits=[])
     actions = sim.advance(sim.liveness_timeout)
     assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == ["w2"]
     assert sent(actions, m.SourcesLost, peer(sim, "w3")) == [
@@ -617,7 +646,7 @@ def test_missing_data_reruns_the_listed_maps_then_the_reduce() -> None:
     sim.settle()
     assert state.state is JobState.SUCCEEDED
     assign = [msg for msg in sim.received("w1") if isinstance(msg, m.AssignReduce)][-1]
-    assert [(s.task, s.attempt) for s in assign.sources] == [(0, 2), (1, 1), (2, 2)]
+    assert (assign.commits_base, assign.commits) == (0, [(0, 2), (2, 2)])   # after a failure: the whole table
 
 
 def test_a_reduce_that_loses_its_input_too_often_fails_the_job() -> None:
@@ -642,8 +671,8 @@ def test_only_the_current_reduce_attempt_is_granted_the_commit() -> None:
     sim.advance(4.0)                                    # attempt 1 made no progress: given up
     sim.hang("w1", False)
     assert sim.assignment("w1") == m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=2),
-                                                  output_dir=sim.job(job).spec.output_dir,
-                                                  sources=[m.MapSource(0, 1, addr(sim, "w1"))])
+                                                  output_dir=sim.job(job).spec.output_dir, n_maps=1,
+                                                  commits_base=0, commits=[])
     late = sim.send("w1", m.ReduceDone(worker_id="w1", attempt=m.AttemptId(job_id=job, kind="reduce", task=0, number=1),
                                        records_out=1))
     assert sent(late, m.CommitDecision) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import msgspec
 import pytest
 
 from zmr.core.worker_events import (
@@ -11,6 +12,7 @@ from zmr.core.worker_events import (
     CancelAttempt,
     Connected,
     DeliverDecision,
+    DeliverLocations,
     DropJob,
     DropPartitions,
     EndSession,
@@ -53,8 +55,9 @@ def of(actions: list[WorkerAction], kind: type[T]) -> list[T]:
 
 
 def setup(job: str = "j1", epoch: int = 1, ttl: float = 30.0, released: list[int] | None = None) -> m.JobSetup:
-    return m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=2, owners=["a", "b"], owners_epoch=epoch,
-                      push=True, batch_bytes=1, window_bytes=1, lease_ttl=ttl, released=released or [])
+    return m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=2, peers=["a", "b"], cycle=[0, 1], moved={},
+                      owners_epoch=epoch, push=True, batch_bytes=1, window_bytes=1, lease_ttl=ttl,
+                      released=released or [])
 
 
 def assign_map(job: str = "j1", task: int = 0, attempt: int = 1) -> m.AssignMap:
@@ -62,9 +65,10 @@ def assign_map(job: str = "j1", task: int = 0, attempt: int = 1) -> m.AssignMap:
                        split=m.InputSplit("f", "/f", 0, 1))
 
 
-def assign_reduce(job: str = "j1", task: int = 0, attempt: int = 1) -> m.AssignReduce:
+def assign_reduce(job: str = "j1", task: int = 0, attempt: int = 1, base: int = 0,
+                  commits: list[tuple[int, int]] | None = None) -> m.AssignReduce:
     return m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=task, number=attempt),
-                          output_dir="/out", sources=[])
+                          output_dir="/out", n_maps=4, commits_base=base, commits=commits or [])
 
 
 def reduce_done(job: str = "j1", task: int = 0, attempt: int = 1) -> m.ReduceDone:
@@ -203,18 +207,66 @@ def test_job_setup_publishes_a_context_opens_the_stores_and_drops_released_parti
     assert d.machine.leases["j1"] == d.now + 30.0
 
 
-def test_owner_changes_replace_the_context_only_for_a_newer_epoch() -> None:
+def test_owner_changes_apply_on_top_of_their_base_epoch_only() -> None:
     d = Driver().welcomed()
     d.hear(setup(epoch=2))
     first = d.machine.jobs["j1"]
-    assert d.hear(m.OwnersUpdate(job_id="j1", owners=["c", "c"], owners_epoch=2)) == []
-    assert d.hear(m.OwnersUpdate(job_id="j1", owners=["c", "c"], owners_epoch=1)) == []
-    [published] = of(d.hear(m.OwnersUpdate(job_id="j1", owners=["c", "d"], owners_epoch=3)), PublishJob)
-    assert published.context == JobContext(first.setup, ("c", "d"), 3) and d.machine.jobs["j1"] is published.context
+    assert d.hear(m.OwnersUpdate(job_id="j1", base_epoch=1, owners_epoch=2, moves={0: "c"})) == []   # old
+    [published] = of(d.hear(m.OwnersUpdate(job_id="j1", base_epoch=2, owners_epoch=3, moves={0: "c"})), PublishJob)
+    assert published.context == JobContext(first.setup, ("c", "b"), 3) and d.machine.jobs["j1"] is published.context
     assert first.owners == ("a", "b")   # the old value is untouched: a reader holding it sees it whole
     assert of(d.hear(setup(epoch=3)), PublishJob) == []
-    assert of(d.hear(setup(epoch=4)), PublishJob)[0].context.owners_epoch == 4
-    assert d.hear(m.OwnersUpdate(job_id="j9", owners=["c"], owners_epoch=9)) == []   # an unknown job
+    assert of(d.hear(setup(epoch=4)), PublishJob)[0].context.owners == ("a", "b")   # a newer setup replaces them
+    assert d.hear(m.OwnersUpdate(job_id="j9", base_epoch=8, owners_epoch=9, moves={0: "c"})) == []   # unknown job
+
+
+def test_a_missed_owner_update_asks_for_the_setup_again_instead_of_applying_a_change() -> None:
+    d = Driver().welcomed()
+    d.hear(setup(epoch=2))
+    actions = d.hear(m.OwnersUpdate(job_id="j1", base_epoch=3, owners_epoch=4, moves={1: "c"}))
+    assert said(actions) == [m.SetupRequest(worker_id=W, job_id="j1")]
+    assert d.machine.jobs["j1"].owners == ("a", "b") and d.machine.jobs["j1"].owners_epoch == 2
+
+
+def test_owners_travel_as_a_cycle_over_peers_with_the_moved_partitions_apart() -> None:
+    compact = m.JobSetup(job_id="j", app_blob=b"", args=[], n_reduce=7, peers=["a", "b", "c", "d"], cycle=[0, 1, 2],
+                         moved={4: 3, 5: 0}, owners_epoch=1, push=True, batch_bytes=1, window_bytes=1)
+    assert m.owner_table(compact) == ("a", "b", "c", "a", "d", "a", "a")
+    d = Driver().welcomed()
+    bad = msgspec.structs.replace(compact, job_id="j1", moved={9: 0})   # a partition the job does not have
+    actions = d.hear(bad)
+    assert "j1" not in d.machine.jobs and [a.event for a in of(actions, LogLine)] == ["bad_job_setup"]
+
+
+def test_a_reduce_assignment_brings_the_commit_table_up_to_date_or_is_given_back() -> None:
+    d = Driver().welcomed()
+    d.hear(setup())
+    d.hear(assign_reduce(task=0, base=0, commits=[(2, 3)]))
+    assert d.machine.jobs["j1"].commits == {2: 3} and d.machine.jobs["j1"].commits_version == 1
+    assert [d.machine.jobs["j1"].committed(i) for i in range(4)] == [1, 1, 3, 1]
+    d(TaskEnded(assign_reduce(task=0).attempt))
+    d.hear(assign_reduce(task=1, base=1, commits=[(0, 2), (2, 4)]))
+    assert d.machine.jobs["j1"].commits == {0: 2, 2: 4} and d.machine.jobs["j1"].commits_version == 3
+    d(TaskEnded(assign_reduce(task=1).attempt))
+    actions = d.hear(assign_reduce(task=0, attempt=2, base=5, commits=[(1, 2)]))   # it missed two changes
+    attempt = assign_reduce(task=0, attempt=2).attempt
+    assert of(actions, StartTask) == [] and d.machine.running is None
+    [failed, request] = said(actions)
+    assert isinstance(failed, m.TaskFailed) and failed.attempt == attempt and failed.kind == "internal"
+    assert request == m.TaskRequest(worker_id=W, finished=attempt)
+    assert d.machine.jobs["j1"].commits_version == 3   # the table is as it was
+    d.hear(assign_reduce(task=0, attempt=3, base=0, commits=[(1, 2)]))   # from 0: a fresh table
+    assert d.machine.jobs["j1"].commits == {1: 2} and d.machine.jobs["j1"].commits_version == 1
+
+
+def test_map_locations_reach_the_running_reduce_only() -> None:
+    d = Driver().welcomed()
+    d.hear(setup())
+    d.hear(assign_reduce(task=0))
+    answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, sources=[m.MapSource(task=1, attempt=1, addr="x")])
+    assert of(d.hear(answer), DeliverLocations) == [DeliverLocations(answer)]
+    other = m.MapLocations(attempt=assign_reduce(task=1).attempt, sources=[])
+    assert of(d.hear(other), DeliverLocations) == []
 
 
 def test_a_lease_expires_exactly_at_its_ttl_and_drops_the_job() -> None:

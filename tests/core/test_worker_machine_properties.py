@@ -136,13 +136,13 @@ class WorkerProtocol(RuleBasedStateMachine):
 
     @rule(job=JOBS, epoch=st.integers(1, 4), ttl=st.sampled_from([1.0, 5.0, 30.0]))
     def job_setup(self, job: str, epoch: int, ttl: float) -> None:
-        self.hear(m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=2, owners=[f"o{epoch}"] * 2,
-                             owners_epoch=epoch, push=True, batch_bytes=1, window_bytes=1, lease_ttl=ttl))
+        self.hear(m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=2, peers=[f"o{epoch}"], cycle=[0],
+                             moved={}, owners_epoch=epoch, push=True, batch_bytes=1, window_bytes=1, lease_ttl=ttl))
 
     @rule(job=JOBS, epoch=st.integers(1, 4))
     def owners_update(self, job: str, epoch: int) -> None:
         before = self.machine.jobs.get(job)
-        self.hear(m.OwnersUpdate(job_id=job, owners=[f"u{epoch}"] * 2, owners_epoch=epoch))
+        self.hear(m.OwnersUpdate(job_id=job, base_epoch=epoch - 1, owners_epoch=epoch, moves={1: f"u{epoch}"}))
         after = self.machine.jobs.get(job)
         assert after is before or (before is not None and after is not None
                                    and after.owners_epoch > before.owners_epoch)
@@ -156,7 +156,7 @@ class WorkerProtocol(RuleBasedStateMachine):
         msg: m.AssignMap | m.AssignReduce
         if reduce:
             msg = m.AssignReduce(attempt=m.AttemptId(job_id=job, kind="reduce", task=task, number=number),
-                                 output_dir="/o", sources=[])
+                                 output_dir="/o", n_maps=2, commits_base=0, commits=[])
         else:
             msg = m.AssignMap(attempt=m.AttemptId(job_id=job, kind="map", task=task, number=number),
                               split=m.InputSplit("f", "/f", 0, 1))

@@ -86,8 +86,9 @@ def test_the_worker_process_speaks_the_protocol(coordinator: Coordinator, tmp_pa
         beat = coordinator.expect(m.Heartbeat, skip=())
         assert (beat.worker_id, beat.task) == (register.worker_id, "")
 
-        job = m.JobSetup(job_id="job-0001", app_blob=b"x", args=[], n_reduce=1, owners=[register.data_addr],
-                         owners_epoch=1, push=True, batch_bytes=1 << 20, window_bytes=1 << 20, lease_ttl=0.5)
+        job = m.JobSetup(job_id="job-0001", app_blob=b"x", args=[], n_reduce=1, peers=[register.data_addr],
+                         cycle=[0], moved={}, owners_epoch=1, push=True, batch_bytes=1 << 20, window_bytes=1 << 20,
+                         lease_ttl=0.5)
         coordinator.send(job)   # never renewed: the pings name no job
         deadline = time.monotonic() + 10
         while not events(log, "lease_expired", job="job-0001") and time.monotonic() < deadline:

@@ -8,7 +8,7 @@ from zmr.protocol import messages as m
 from zmr.runtime.executor import Cancelled, Executor, Quit, Stalled, _StaleGrant
 
 ASSIGN = m.AssignReduce(attempt=m.AttemptId(job_id="job-0001", kind="reduce", task=0, number=2),
-                        output_dir="/unused", sources=[])
+                        output_dir="/unused", n_maps=0, commits_base=0, commits=[])
 
 
 def _decision(ok: bool, attempt: int = 2) -> m.CommitDecision:

@@ -59,9 +59,12 @@ def _dead_address() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def _assign(addr: str, n_maps: int = 3) -> m.AssignReduce:
-    return m.AssignReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), output_dir="/unused",
-                          sources=[m.MapSource(task=i, attempt=1, addr=addr) for i in range(n_maps)])
+ASSIGN = m.AssignReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), output_dir="/unused",
+                        n_maps=3, commits_base=0, commits=[])
+
+
+def _sources(addr: str, n_maps: int = 3) -> list[m.MapSource]:
+    return [m.MapSource(task=i, attempt=1, addr=addr) for i in range(n_maps)]
 
 
 def _puller(ctx: zmq.Context[Any], tmp_path: Path, timeout: float) -> tuple[Puller, LostPeers]:
@@ -80,7 +83,7 @@ def test_a_silent_peer_costs_one_timeout_and_its_other_maps_are_missing_without_
     puller, _ = _puller(ctx, tmp_path, timeout=0.5)
     log = Recorder()
     started = time.monotonic()
-    missing = puller.gather(_assign(silent_peer), _no_cancel, lambda: None, log)
+    missing = puller.gather(ASSIGN, _sources(silent_peer), _no_cancel, lambda: None, log)
     assert missing == [0, 1, 2]
     assert time.monotonic() - started < 1.0   # one timeout, not three
     assert [(e, f["map_task"], f["why"]) for e, f in log.events] == [("pull_failed", 0, SILENT)]
@@ -94,7 +97,7 @@ def test_a_peer_declared_dead_ends_the_wait_at_once(ctx: zmq.Context[Any], tmp_p
     threading.Timer(0.3, lost.add, [notice]).start()
     log = Recorder()
     started = time.monotonic()
-    missing = puller.gather(_assign(dead), _no_cancel, lambda: None, log)
+    missing = puller.gather(ASSIGN, _sources(dead), _no_cancel, lambda: None, log)
     assert missing == [0, 1, 2]
     assert time.monotonic() - started < 2.0
     assert [(f["map_task"], f["why"]) for _, f in log.events] == [(0, LOST)]
@@ -107,7 +110,7 @@ def test_word_about_another_attempt_or_peer_changes_nothing(
                            addr=silent_peer))    # a later attempt
     lost.add(m.SourcesLost(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), addr="tcp://127.0.0.1:1"))
     log = Recorder()
-    assert puller.gather(_assign(silent_peer, 1), _no_cancel, lambda: None, log) == [0]
+    assert puller.gather(ASSIGN, _sources(silent_peer, 1), _no_cancel, lambda: None, log) == [0]
     assert [f["why"] for _, f in log.events] == [SILENT]
 
 
@@ -123,7 +126,7 @@ def test_a_cancelled_attempt_stops_pulling_at_once(ctx: zmq.Context[Any], tmp_pa
 
     started = time.monotonic()
     with pytest.raises(_Cancelled):
-        puller.gather(_assign(silent_peer), check_cancel, lambda: None, Recorder())
+        puller.gather(ASSIGN, _sources(silent_peer), check_cancel, lambda: None, Recorder())
     assert time.monotonic() - started < 2.0
 
 
@@ -152,7 +155,7 @@ def test_a_live_peer_serves_its_kept_copy_and_every_batch_counts_as_progress(
         puller, _ = _puller(ctx, tmp_path / "reducer", timeout=5.0)
         ticks: list[None] = []
         log = Recorder()
-        assert puller.gather(_assign(server.address, 2), _no_cancel, lambda: ticks.append(None), log) == []
+        assert puller.gather(ASSIGN, _sources(server.address, 2), _no_cancel, lambda: ticks.append(None), log) == []
         assert (len(ticks), log.events) == (4, [])
     finally:
         server.stop()

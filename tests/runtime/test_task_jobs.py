@@ -33,8 +33,8 @@ class _ProcessOverChannel:
 
 
 def _job(number: int, blob: bytes) -> JobContext:
-    setup = m.JobSetup(job_id=f"job-{number:04d}", app_blob=blob, args=[], n_reduce=1, owners=["a"],
-                       owners_epoch=1, push=False, batch_bytes=1 << 20, window_bytes=1 << 20)
+    setup = m.JobSetup(job_id=f"job-{number:04d}", app_blob=blob, args=[], n_reduce=1, peers=["a"], cycle=[0],
+                       moved={}, owners_epoch=1, push=False, batch_bytes=1 << 20, window_bytes=1 << 20)
     return JobContext(setup=setup, owners=("a",), owners_epoch=1)
 
 

@@ -134,7 +134,10 @@ class Dispatch(SchedulerBase):
         if task.kind == MAP:
             msg: m.FromCoordinator = m.AssignMap(attempt=attempt, split=job.spec.splits[task.index])
         else:
-            msg = m.AssignReduce(attempt=attempt, output_dir=job.spec.output_dir, sources=self._sources(job))
+            base = job.commits_sent.get(worker.id, 0)
+            job.commits_sent[worker.id] = len(job.commit_log)
+            msg = m.AssignReduce(attempt=attempt, output_dir=job.spec.output_dir, n_maps=len(job.maps),
+                                 commits_base=base, commits=job.commit_log[base:])
         self._send(worker.peer, msg)
         self._log("task_assigned", "debug", **attempt.log_fields(), worker=worker.id)
 
@@ -158,7 +161,12 @@ class Dispatch(SchedulerBase):
         """Send the job (and so a lease on its data) to a worker once per worker life."""
         if worker.id not in job.set_up_on and worker.alive and worker.peer:
             job.set_up_on.add(worker.id)
-            self._send(worker.peer, self._job_setup(job))
+            self._send_setup(job, worker)
+
+    def _send_setup(self, job: Job, worker: WorkerEntry) -> None:
+        """The job's setup; the worker may start its commit table afresh from here, so it gets all of it."""
+        job.commits_sent.pop(worker.id, None)
+        self._send(worker.peer, self._job_setup(job))
 
     def _set_up_owners(self, job: Job) -> None:
         """Owners get the job before any mapper pushes to them, so they only ever store leased data."""
@@ -168,13 +176,14 @@ class Dispatch(SchedulerBase):
                 self._set_up(job, worker)
 
     def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
-        """New owners for some partitions: journaled, announced to the job's workers, set up on the new ones."""
-        owners = list(job.owners)
+        """New owners for some partitions: journaled, announced to the job's workers (as the change only),
+        set up on the new ones."""
         for p, new in moves.items():
-            self._move_ready_reduce(job, p, owners[p], new)
-            owners[p] = new
-        self._record(j.OwnersMoved(job_id=job.id, owners=owners, epoch=job.owners_epoch + 1))
-        update = m.OwnersUpdate(job_id=job.id, owners=self._owner_addrs(job), owners_epoch=job.owners_epoch)
+            self._move_ready_reduce(job, p, job.owners[p], new)
+        base = job.owners_epoch
+        self._record(j.OwnersMoved(job_id=job.id, moves=dict(moves), epoch=base + 1))
+        update = m.OwnersUpdate(job_id=job.id, base_epoch=base, owners_epoch=job.owners_epoch,
+                                moves={p: self._data_addr(w) for p, w in moves.items()})
         for worker_id in job.set_up_on:
             worker = self.workers[worker_id]
             if worker.alive and worker.peer:
@@ -207,24 +216,31 @@ class Dispatch(SchedulerBase):
         task.running.clear()
 
     def _job_setup(self, job: Job) -> m.JobSetup:
+        """The job as a worker needs it; owners in their compact form, O(workers + moved partitions)."""
         p = self.params
+        slots: dict[str, int] = {}
+        cycle = [slots.setdefault(w, len(slots)) for w in job.owner_cycle]
+        moved = {q: slots.setdefault(w, len(slots)) for q, w in job.owner_moves.items()}
         return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
-                          n_reduce=job.spec.n_reduce, owners=self._owner_addrs(job),
-                          owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
+                          n_reduce=job.spec.n_reduce, peers=[self._data_addr(w) for w in slots], cycle=cycle,
+                          moved=moved, owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
                           window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
                           released=[t.index for t in job.reduces if t.state is TaskState.DONE])
 
-    def _owner_addrs(self, job: Job) -> list[str]:
-        return [self.workers[w].data_addr if w in self.workers and self.workers[w].alive else ""
-                for w in job.owners]
+    def _data_addr(self, worker_id: str) -> str:
+        """Where a worker serves data; "" for one that is gone."""
+        worker = self.workers.get(worker_id)
+        return worker.data_addr if worker is not None and worker.alive else ""
 
-    def _sources(self, job: Job) -> list[m.MapSource]:
-        sources = []
-        for task in job.maps:
-            worker = self.workers.get(task.committed_worker or "")
-            addr = worker.data_addr if worker is not None and worker.alive else ""
-            sources.append(m.MapSource(task=task.index, attempt=task.committed or 0, addr=addr))
-        return sources
+    def _locations(self, job: Job, maps: list[int]) -> list[m.MapSource]:
+        """Where the committed output of each of `maps` is kept (addr "" if nowhere live)."""
+        out = []
+        for index in dict.fromkeys(maps):
+            task = job.task(MAP, index)
+            if task is not None:
+                out.append(m.MapSource(task=index, attempt=task.committed or 0,
+                                       addr=self._data_addr(task.committed_worker or "")))
+        return out
 
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)

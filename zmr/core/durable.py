@@ -86,7 +86,7 @@ def job_records(job: Job) -> list[j.Record]:
     if job.state is JobState.QUEUED:
         return out
     out.append(j.JobStarted(job_id=job.id, started=job.started or job.submitted, owners=list(job.owners)))
-    out.append(j.OwnersMoved(job_id=job.id, owners=list(job.owners), epoch=job.owners_epoch))
+    out.append(j.OwnersMoved(job_id=job.id, moves={}, epoch=job.owners_epoch))
     for task in itertools.chain(job.maps, job.reduces):
         out += _task_records(job, task)
     return out
@@ -133,10 +133,19 @@ def job_number(job_id: str) -> int:
 
 def _started(job: Job, rec: j.JobStarted) -> None:
     job.state, job.started, job.owners = JobState.RUNNING, rec.started, list(rec.owners)
+    job.owner_cycle = list(dict.fromkeys(job.owners))   # owners are dealt round-robin at the start
+    job.owner_moves = {p: w for p, w in enumerate(job.owners) if w != job.owner_cycle[p % len(job.owner_cycle)]}
 
 
 def _owners_moved(job: Job, rec: j.OwnersMoved) -> None:
-    job.owners, job.owners_epoch = list(rec.owners), rec.epoch
+    for partition, owner in rec.moves.items():
+        if 0 <= partition < len(job.owners):
+            job.owners[partition] = owner
+            if owner == job.owner_cycle[partition % len(job.owner_cycle)]:
+                job.owner_moves.pop(partition, None)
+            else:
+                job.owner_moves[partition] = owner
+    job.owners_epoch = rec.epoch
 
 
 def _ended(job: Job, rec: j.JobConcluded) -> None:

@@ -90,8 +90,9 @@ class Rejoin(Reports):
                         and (task.index, task.committed) not in kept):
                     self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
                     self._uncommit_map(job, task)
-            if job.id not in held:
-                job.set_up_on.discard(worker.id)   # it lost the job (its lease ran out): set it up again
+            # messages to the old connection may be lost (an owner update, say), or it lost the job when
+            # its lease ran out: it is set up again (its next reduce gets the whole commit table too)
+            job.set_up_on.discard(worker.id)
             if job.id in held or worker.id in job.owners:
                 self._set_up(job, worker)
         self._readopt_running(worker, msg.running)

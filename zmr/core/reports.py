@@ -55,6 +55,8 @@ class Reports(Losses):
     def _commit_map(self, job: Job, task: Task, worker: WorkerEntry, number: int, report: m.MapDone) -> None:
         self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=number, worker_id=worker.id,
                                     records_out=report.records_out, bytes_out=report.bytes_out, finished=self._now))
+        if number != 1:
+            job.commit_log.append((task.index, number))
         self._cancel_other_attempts(job, task)
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
         self._sample(job)
@@ -95,10 +97,7 @@ class Reports(Losses):
         self._record(j.CommitConfirmed(job_id=job.id, task=task.index, attempt=attempt.number,
                                        worker_id=worker.id, records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
-        release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
-        for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
-            if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
-                self._send(self.workers[worker_id].peer, release)
+        job.releasing.append(task.index)   # its batches and kept copies are garbage now: said on the next tick
         self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=attempt.number,
                   worker=worker.id)
         self._sample(job)
@@ -111,6 +110,8 @@ class Reports(Losses):
         if found is None:
             return
         job, task = found
+        if task.kind == REDUCE:   # perhaps its commit table was out of step: the next one carries all of it
+            job.commits_sent.pop(worker.id, None)
         run = task.running.get(attempt.number)
         assigned = run.started if run is not None else self._now
         self._finish_attempt(worker, task, attempt.number)
@@ -144,6 +145,20 @@ class Reports(Losses):
                 self._uncommit_map(job, task)
         self._requeue(job, reduce)
 
+    def _on_locate_maps(self, worker: WorkerEntry, msg: m.LocateMaps) -> None:
+        """A reduce attempt asks where the committed output of the maps it lacks is kept."""
+        found = self._own_attempt(worker, msg.attempt, REDUCE)
+        if found is not None:
+            self._send(worker.peer, m.MapLocations(attempt=msg.attempt, sources=self._locations(found[0], msg.maps)))
+
+    def _on_setup_request(self, worker: WorkerEntry, msg: m.SetupRequest) -> None:
+        """The worker missed an owner update: it gets the whole setup again (or hears the job is over)."""
+        job = self.jobs.get(msg.job_id)
+        if job is None or job.state is not JobState.RUNNING:
+            self._send(worker.peer, m.JobEnded(job_id=msg.job_id))
+        elif worker.id in job.set_up_on:
+            self._send_setup(job, worker)
+
     _WORKER_HANDLERS: dict[type, Callable[[Reports, WorkerEntry, Any], None]] = {
         m.Heartbeat: _on_heartbeat,
         m.TaskRequest: _on_task_request,
@@ -151,4 +166,6 @@ class Reports(Losses):
         m.ReduceDone: _on_reduce_done,
         m.ReduceCommitted: _on_reduce_committed,
         m.TaskFailed: _on_task_failed,
+        m.LocateMaps: _on_locate_maps,
+        m.SetupRequest: _on_setup_request,
     }

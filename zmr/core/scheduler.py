@@ -104,6 +104,8 @@ class Scheduler(Rejoin):
             for task in job.maps:
                 if task.state is TaskState.DONE:
                     awaited.add(task.committed_worker or "")
+                    if task.committed != 1:
+                        job.commit_log.append((task.index, task.committed or 0))
                 else:
                     task.state = TaskState.READY
                     job.ready_maps.append(task.index)
@@ -204,8 +206,22 @@ class Scheduler(Rejoin):
             if worker.alive and worker.peer:
                 self._send(worker.peer, m.Ping(jobs=sorted(renew.get(worker.id, [])),
                                                lease_ttl=self.params.lease_ttl))
+        self._release_committed()
         self._dispatch()
         self._speculate()
+
+    def _release_committed(self) -> None:
+        """Tell each job's workers which partitions committed since the last tick: one message per worker
+        and tick, not one per partition and worker."""
+        for job in self._running_jobs():
+            if not job.releasing:
+                continue
+            release = m.ReleasePartitions(job_id=job.id, partitions=job.releasing)
+            job.releasing = []
+            for worker_id in sorted(job.set_up_on):
+                worker = self.workers[worker_id]
+                if worker.alive and worker.peer:
+                    self._send(worker.peer, release)
 
     def output_dir_busy(self, output_dir: str) -> bool:
         """Does a job that has not ended write to `output_dir`?"""

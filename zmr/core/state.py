@@ -94,6 +94,13 @@ class Job:
     timeline: list[TimelinePoint] = field(default_factory=list)
 
     bytes_committed: int = 0   # kept up to date on every map commit and uncommit: no O(maps) sums per event
+    owner_cycle: list[str] = field(default_factory=list)    # owners repeat this list over the partitions ...
+    owner_moves: dict[int, str] = field(default_factory=dict)   # ... except these (partition -> worker)
+    # live only (rebuilt on recovery): the commit log workers' tables are built from, and how much of it
+    # each worker has been sent (see m.AssignReduce); partitions committed since the last tick's release
+    commit_log: list[tuple[int, int]] = field(default_factory=list)
+    commits_sent: dict[str, int] = field(default_factory=dict)
+    releasing: list[int] = field(default_factory=list)
 
     @property
     def bytes_shuffled(self) -> int:

@@ -9,6 +9,7 @@ event that needs it, so the machine never does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,20 +17,26 @@ from zmr.protocol import messages as m
 
 Assignment = m.AssignMap | m.AssignReduce
 Level = Literal["debug", "info", "warning", "error"]
-Report = m.MapDone | m.ReduceDone | m.ReduceCommitted | m.TaskFailed
+Report = m.MapDone | m.ReduceDone | m.ReduceCommitted | m.TaskFailed | m.LocateMaps
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a worker knows of a job, from JobSetup and OwnersUpdate.
+    """What a worker knows of a job, from JobSetup, OwnersUpdate and the commit changes of AssignReduce.
 
-    Immutable: an owner change makes a new context, which replaces the old one in one reference write,
-    so the executor's thread always reads a consistent (owners, epoch) pair.
+    Immutable: a change makes a new context, which replaces the old one in one reference write, so the
+    executor's thread always reads a consistent (owners, epoch) pair and a whole commit table.
     """
 
     setup: m.JobSetup
     owners: tuple[str, ...]
     owners_epoch: int
+    commits: Mapping[int, int] = field(default_factory=dict)   # map task -> committed attempt, if not 1
+    commits_version: int = 0    # how many entries of the job's commit log `commits` holds
+
+    def committed(self, task: int) -> int:
+        """The attempt of map `task` whose output counts, as this worker last heard."""
+        return self.commits.get(task, 1)
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,13 @@ class DeliverDecision:
 
 
 @dataclass(frozen=True)
+class DeliverLocations:
+    """Give the running reduce the answer to its LocateMaps."""
+
+    locations: m.MapLocations
+
+
+@dataclass(frozen=True)
 class FenceStalled:
     """Tell the reduce awaiting its commit that the worker stood still: a grant read now may be stale."""
 
@@ -221,5 +235,5 @@ class LogLine:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-WorkerAction = (Say | StartTask | CancelAttempt | DeliverDecision | FenceStalled | PublishJob | OpenJob
-                | DropPartitions | DropJob | NoteLostSource | StopWorker | EndSession | LogLine)
+WorkerAction = (Say | StartTask | CancelAttempt | DeliverDecision | DeliverLocations | FenceStalled | PublishJob
+                | OpenJob | DropPartitions | DropJob | NoteLostSource | StopWorker | EndSession | LogLine)

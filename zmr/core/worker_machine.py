@@ -26,6 +26,7 @@ from zmr.core.worker_events import (
     CancelAttempt,
     Connected,
     DeliverDecision,
+    DeliverLocations,
     DropJob,
     DropPartitions,
     EndSession,
@@ -144,7 +145,8 @@ class WorkerMachine:
             self._recent.append(msg)
         elif isinstance(msg, m.ReduceDone):
             self.awaiting = msg
-        elif self.awaiting is not None and _same_report(self.awaiting, msg):
+        elif isinstance(msg, m.ReduceCommitted | m.TaskFailed) and self.awaiting is not None \
+                and _same_report(self.awaiting, msg):
             self.awaiting = None
         self._report(msg)
 
@@ -223,11 +225,16 @@ class WorkerMachine:
 
     def _on_job_setup(self, msg: m.JobSetup, view: WorkerView | None) -> None:
         """Grants the job's lease: its data may exist here from now on."""
+        try:
+            owners = m.owner_table(msg)
+        except ValueError as exc:
+            self._log("bad_job_setup", "warning", job=msg.job_id, error=str(exc))
+            return
         known = self.jobs.get(msg.job_id)
         if known is None:
-            self._publish(JobContext(msg, tuple(msg.owners), msg.owners_epoch))
+            self._publish(JobContext(msg, owners, msg.owners_epoch))
         elif msg.owners_epoch > known.owners_epoch:
-            self._publish(dataclasses.replace(known, owners=tuple(msg.owners), owners_epoch=msg.owners_epoch))
+            self._publish(dataclasses.replace(known, owners=owners, owners_epoch=msg.owners_epoch))
         self.leases[msg.job_id] = self._now + msg.lease_ttl
         self._out.append(OpenJob(msg.job_id, msg.n_reduce))
         if msg.released:
@@ -243,11 +250,24 @@ class WorkerMachine:
         self._out.append(DropPartitions(msg.job_id, tuple(msg.partitions)))
 
     def _on_owners(self, msg: m.OwnersUpdate, view: WorkerView | None) -> None:
+        """Moves apply only on top of the epoch they were made from; a gap means an update was lost."""
         known = self.jobs.get(msg.job_id)
-        if known is not None and msg.owners_epoch > known.owners_epoch:
-            self._publish(dataclasses.replace(known, owners=tuple(msg.owners), owners_epoch=msg.owners_epoch))
+        if known is None or msg.owners_epoch <= known.owners_epoch:
+            return
+        if msg.base_epoch != known.owners_epoch:
+            self._log("owners_update_missed", "warning", job=msg.job_id, epoch=known.owners_epoch,
+                      base=msg.base_epoch)
+            self._report(m.SetupRequest(worker_id=self.params.worker_id, job_id=msg.job_id))
+            return
+        owners = list(known.owners)
+        for partition, addr in msg.moves.items():
+            if 0 <= partition < len(owners):
+                owners[partition] = addr
+        self._publish(dataclasses.replace(known, owners=tuple(owners), owners_epoch=msg.owners_epoch))
 
     def _on_assign(self, msg: Assignment, view: WorkerView | None) -> None:
+        if isinstance(msg, m.AssignReduce) and not self._learn_commits(msg):
+            return
         if self.running is None:
             self._start(msg)
         else:
@@ -258,6 +278,10 @@ class WorkerMachine:
         if pending is not None and pending.attempt == msg.attempt:
             self.awaiting = None   # the executor acts on the first decision only
             self._out.append(DeliverDecision(msg))
+
+    def _on_locations(self, msg: m.MapLocations, view: WorkerView | None) -> None:
+        if self.running == msg.attempt:
+            self._out.append(DeliverLocations(msg))
 
     def _on_sources_lost(self, msg: m.SourcesLost, view: WorkerView | None) -> None:
         self._out.append(NoteLostSource(msg))   # a pull from that peer must not wait for its timeout
@@ -274,7 +298,8 @@ class WorkerMachine:
         m.Welcome: _on_welcome, m.RegisterAgain: _on_register_again, m.Reject: _on_reject,
         m.JobSetup: _on_job_setup, m.Ping: _on_ping, m.ReleasePartitions: _on_release,
         m.OwnersUpdate: _on_owners, m.AssignMap: _on_assign, m.AssignReduce: _on_assign,
-        m.CommitDecision: _on_decision, m.SourcesLost: _on_sources_lost, m.CancelTask: _on_cancel,
+        m.CommitDecision: _on_decision, m.MapLocations: _on_locations, m.SourcesLost: _on_sources_lost,
+        m.CancelTask: _on_cancel,
         m.JobEnded: _on_job_ended,
     }
 
@@ -307,6 +332,30 @@ class WorkerMachine:
             self._out.append(Say(msg, keep=True))
         else:
             self._held.append(msg)
+
+    def _learn_commits(self, msg: m.AssignReduce) -> bool:
+        """Apply the commit changes a reduce assignment carries to the job's table; False (and the attempt
+        given back at once) if they do not follow on from the table this worker has."""
+        known = self.jobs.get(msg.attempt.job_id)
+        if known is None:
+            return True   # the executor finds no job and fails the attempt, as for a map
+        if msg.commits_base == 0:
+            table: dict[int, int] = {}
+        elif msg.commits_base == known.commits_version:
+            table = dict(known.commits)
+        else:
+            self._log("commits_out_of_step", "warning", **msg.attempt.log_fields(), have=known.commits_version,
+                      base=msg.commits_base)
+            self._report(m.TaskFailed(worker_id=self.params.worker_id, attempt=msg.attempt, kind="internal",
+                                      error=f"the commit table here is at {known.commits_version}, the "
+                                            f"assignment builds on {msg.commits_base}"))
+            if self.running is None and not self.queued:
+                self._report(m.TaskRequest(worker_id=self.params.worker_id, finished=msg.attempt))
+            return False
+        table.update(msg.commits)
+        self._publish(dataclasses.replace(known, commits=table,
+                                          commits_version=msg.commits_base + len(msg.commits)))
+        return True
 
     def _start(self, assign: Assignment) -> None:
         self.running = assign.attempt

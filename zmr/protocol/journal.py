@@ -19,7 +19,7 @@ import msgspec
 
 from zmr.protocol.messages import JobInfo, JobSpec
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
 _HEAD = struct.Struct("<II")
 MAX_RECORD_BYTES = 1 << 30
 
@@ -55,8 +55,10 @@ class JobStarted(_Rec, frozen=True):
 
 
 class OwnersMoved(_Rec, frozen=True):
+    """Partitions moved to new owners (worker ids), making owner epoch `epoch`."""
+
     job_id: str
-    owners: list[str]
+    moves: dict[int, str]
     epoch: int
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 
 
@@ -265,6 +265,21 @@ class ReduceCommitted(_Msg, frozen=True):
     attempt: AttemptId
 
 
+class LocateMaps(_Msg, frozen=True):
+    """A reduce attempt lacks the complete pushed output of these maps: where is their kept copy?"""
+
+    worker_id: str
+    attempt: AttemptId
+    maps: list[int]
+
+
+class SetupRequest(_Msg, frozen=True):
+    """The worker missed an owner update of this job (its epoch is behind): send the job's setup again."""
+
+    worker_id: str
+    job_id: str
+
+
 FailureKind = Literal["app", "io", "missing_data", "internal"]
 
 
@@ -301,13 +316,20 @@ class Ping(_Msg, frozen=True):
 
 
 class JobSetup(_Msg, frozen=True):
-    """Everything a worker needs to run tasks of a job; resent when partition owners move."""
+    """Everything a worker needs to run tasks of a job; sent again when the worker lost track of owners.
+
+    Partition owners travel compactly, in O(workers + moved partitions) rather than O(partitions):
+    partition p is owned by `peers[cycle[p % len(cycle)]]` unless `moved` names it (then by
+    `peers[moved[p]]`); see `owner_table`.
+    """
 
     job_id: str
     app_blob: bytes
     args: list[str]
     n_reduce: int
-    owners: list[str]
+    peers: list[str]            # data addresses ("" for an owner that is gone)
+    cycle: list[int]            # indices into peers, repeated over the partitions
+    moved: dict[int, int]       # partition -> index into peers, where it differs from the cycle
     owners_epoch: int
     push: bool
     batch_bytes: int
@@ -316,10 +338,29 @@ class JobSetup(_Msg, frozen=True):
     released: list[int] = []    # partitions already committed: nothing of them is kept
 
 
+def owner_table(setup: JobSetup) -> tuple[str, ...]:
+    """Every partition's owner address, from a JobSetup's compact form; refuses an inconsistent one."""
+    peers, cycle = setup.peers, setup.cycle
+    if setup.n_reduce and not cycle:
+        raise ValueError("a JobSetup with partitions needs a non-empty owner cycle")
+    if any(not 0 <= i < len(peers) for i in cycle) or any(
+            not 0 <= p < setup.n_reduce or not 0 <= i < len(peers) for p, i in setup.moved.items()):
+        raise ValueError("a JobSetup's owner table points outside its peers or partitions")
+    return tuple(peers[setup.moved[p]] if p in setup.moved else peers[cycle[p % len(cycle)]]
+                 for p in range(setup.n_reduce))
+
+
 class OwnersUpdate(_Msg, frozen=True):
+    """Partitions moved to new owners: applies on top of `base_epoch` and makes `owners_epoch`.
+
+    A worker whose epoch is not `base_epoch` missed an update: it asks for the job's setup again
+    (`SetupRequest`) rather than apply a change to a table it does not have.
+    """
+
     job_id: str
-    owners: list[str]
+    base_epoch: int
     owners_epoch: int
+    moves: dict[int, str]       # partition -> its new owner's data address ("" if none is alive)
 
 
 class AssignMap(_Msg, frozen=True):
@@ -336,8 +377,28 @@ class MapSource(msgspec.Struct, frozen=True, array_like=True):
 
 
 class AssignReduce(_Msg, frozen=True):
+    """Run one reduce over the committed output of the job's `n_maps` maps.
+
+    Which attempt of each map counts is a table the worker keeps per job, sent as changes: attempt 1
+    unless the table says otherwise. `commits` are the table's changes from position `commits_base`
+    of the job's commit log on (from 0: the worker starts a fresh table), so each worker gets each
+    change once. Where a committed map's output is kept is asked for only when needed (`LocateMaps`).
+    """
+
     attempt: AttemptId
     output_dir: str
+    n_maps: int
+    commits_base: int
+    commits: list[tuple[int, int]]   # (map task, its committed attempt), in commit order
+
+
+class MapLocations(_Msg, frozen=True):
+    """The answer to a LocateMaps: where the committed output of each asked map is kept.
+
+    `addr` is "" when no live worker holds it.
+    """
+
+    attempt: AttemptId
     sources: list[MapSource]
 
 
@@ -423,12 +484,15 @@ class PullEnd(_Msg, frozen=True):
 
 
 ClientToCoord = SubmitJob | StatusRequest | WaitJob | CancelJob
-WorkerToCoord = Register | Heartbeat | TaskRequest | MapDone | ReduceDone | ReduceCommitted | TaskFailed
+WorkerToCoord = (
+    Register | Heartbeat | TaskRequest | MapDone | ReduceDone | ReduceCommitted | TaskFailed | LocateMaps
+    | SetupRequest
+)
 ToCoordinator = ClientToCoord | WorkerToCoord
 CoordToClient = JobAccepted | ErrorReply | StatusReply
 CoordToWorker = (
     Welcome | Reject | RegisterAgain | Ping | JobSetup | OwnersUpdate | AssignMap | AssignReduce
-    | SourcesLost | CommitDecision | CancelTask | JobEnded | ReleasePartitions
+    | MapLocations | SourcesLost | CommitDecision | CancelTask | JobEnded | ReleasePartitions
 )
 FromCoordinator = CoordToClient | CoordToWorker
 DataMessage = Batch | StreamEnd | BatchAck | PullRequest | PullEnd

@@ -66,7 +66,7 @@ class Quit:
     """Put in the inbox when the executor stops: wakes the thread, which then ends."""
 
 
-InboxItem = m.AssignMap | m.AssignReduce | m.CommitDecision | Stalled | Wake | Quit
+InboxItem = m.AssignMap | m.AssignReduce | m.CommitDecision | m.MapLocations | Stalled | Wake | Quit
 ExecutorReport = Reported | TaskEnded
 
 
@@ -100,6 +100,10 @@ class MissingData(Exception):
     def __init__(self, maps: list[int]) -> None:
         super().__init__(f"map output unavailable for map tasks {maps[:10]}")
         self.maps = maps
+
+
+class _NoAnswer(Exception):
+    """The coordinator did not answer a question this attempt needs answered."""
 
 
 class Executor(threading.Thread):
@@ -207,6 +211,8 @@ class Executor(threading.Thread):
             self._fail(assign, "app", f"{exc}{cap}", "")
         except MissingData as exc:
             self._fail(assign, "missing_data", str(exc), "", exc.maps)
+        except _NoAnswer as exc:
+            self._fail(assign, "internal", str(exc), "")
         except AppError as exc:
             self._fail(assign, "app", str(exc), "")
         except _TaskFailed as exc:
@@ -299,16 +305,16 @@ class Executor(threading.Thread):
 
     def _run_reduce(self, assign: m.AssignReduce, log: FilteringBoundLogger) -> None:
         job = self._context(assign.attempt.job_id)
+        inputs = {task: job.committed(task) for task in range(assign.n_maps)}   # map task -> attempt that counts
         if job.setup.push:
-            self._received.await_streams(assign.attempt.job_id, assign.attempt.task,
-                                         [(src.task, src.attempt) for src in assign.sources if src.addr],
+            self._received.await_streams(assign.attempt.job_id, assign.attempt.task, list(inputs.items()),
                                          settle=_STREAM_SETTLE, limit=_STREAM_WAIT_LIMIT)
-        self._gather(assign, log)
+        self._gather(assign, inputs, log)
         out_dir = Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / temp_output_name(assign.attempt)
         try:
-            records = self._write_reduce(assign, tmp)
+            records = self._write_reduce(assign, inputs, tmp)
             done = m.ReduceDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=records,
                                 received=self._received.stat(assign.attempt.job_id, assign.attempt.task))
             self._tell(done)
@@ -325,9 +331,9 @@ class Executor(threading.Thread):
             tmp.unlink(missing_ok=True)
         self._tell(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt))
 
-    def _write_reduce(self, assign: m.AssignReduce, tmp: Path) -> int:
+    def _write_reduce(self, assign: m.AssignReduce, inputs: dict[int, int], tmp: Path) -> int:
         scratch = self._received.scratch(assign.attempt.job_id, assign.attempt.task, assign.attempt.number)
-        run = t.RunReduce(attempt=assign.attempt, runs=self._runs(assign), tmp_path=str(tmp),
+        run = t.RunReduce(attempt=assign.attempt, runs=self._runs(assign, inputs), tmp_path=str(tmp),
                           scratch=str(scratch), fan_in=self._fan_in)
         try:
             result = self._call(run, self._context(assign.attempt.job_id))
@@ -337,13 +343,13 @@ class Executor(threading.Thread):
             raise TypeError(f"a reduce answered {type(result).__name__}")
         return result.records_out
 
-    def _runs(self, assign: m.AssignReduce) -> list[Run]:
+    def _runs(self, assign: m.AssignReduce, inputs: dict[int, int]) -> list[Run]:
         """Every batch of the committed map attempts, as runs in this partition's file."""
-        path = str(self._received.path(assign.attempt.job_id, assign.attempt.task))
+        job_id, partition = assign.attempt.job_id, assign.attempt.task
+        path = str(self._received.path(job_id, partition))
         return [(path, offset, length)
-                for src in assign.sources
-                for offset, length in self._received.segments(assign.attempt.job_id, assign.attempt.task, src.task,
-                                                              src.attempt)]
+                for task, attempt in inputs.items()
+                for offset, length in self._received.segments(job_id, partition, task, attempt)]
 
     def _await_commit(self, assign: m.AssignReduce) -> bool:
         """Only the attempt the coordinator accepts renames its output; no answer means no commit."""
@@ -361,11 +367,34 @@ class Executor(threading.Thread):
                 return item.ok
         return False
 
-    def _gather(self, assign: m.AssignReduce, log: FilteringBoundLogger) -> None:
-        """Make sure every committed map's output for this partition is here; pull what is not."""
-        missing = self._puller.gather(assign, self._check_cancel, self._tick, log)
+    def _gather(self, assign: m.AssignReduce, inputs: dict[int, int], log: FilteringBoundLogger) -> None:
+        """Make sure every committed map's output for this partition is here: ask where what is not here
+        is kept, and pull it. `inputs` learns the attempts the answer names (a map may have run again)."""
+        job_id, partition = assign.attempt.job_id, assign.attempt.task
+        lacking = [task for task, attempt in inputs.items()
+                   if not self._received.complete(job_id, partition, task, attempt)]
+        if not lacking:
+            return
+        self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, maps=lacking))
+        sources = self._await_locations(assign).sources
+        inputs.update((src.task, src.attempt) for src in sources)
+        missing = self._puller.gather(assign, sources, self._check_cancel, self._tick, log)
+        missing += sorted(set(lacking) - {src.task for src in sources})
         if missing:
             raise MissingData(missing)
+
+    def _await_locations(self, assign: m.AssignReduce) -> m.MapLocations:
+        """The coordinator's answer to this attempt's LocateMaps; no answer in time fails the attempt."""
+        deadline = time.monotonic() + self._commit_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = self.inbox.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self._check_cancel()
+            if isinstance(item, m.MapLocations) and item.attempt == assign.attempt:
+                return item
+        raise _NoAnswer(f"no answer from the coordinator to LocateMaps within {self._commit_timeout:g} s")
 
     def _tick(self) -> None:
         """The running task moved on: heartbeats carry this, so the coordinator sees it is not stalled."""

@@ -73,16 +73,16 @@ class Puller:
         self._timeout = timeout
         self._curve = curve
 
-    def gather(self, assign: m.AssignReduce, check_cancel: Callable[[], None], progress: Callable[[], None],
-               log: Any) -> list[int]:
-        """Pull every source not complete here; returns the map tasks whose output could not be had.
+    def gather(self, assign: m.AssignReduce, sources: list[m.MapSource], check_cancel: Callable[[], None],
+               progress: Callable[[], None], log: Any) -> list[int]:
+        """Pull every one of `sources` not complete here; returns the map tasks whose output could not be had.
 
         `check_cancel` raises when the attempt is cancelled; `progress` is called for every batch pulled and
         every slice spent waiting (a wait is bounded by the timeout, so it is the shuffle at work).
         """
         missing: list[int] = []
         given_up: set[str] = set()
-        for src in assign.sources:
+        for src in sources:
             check_cancel()
             if self._received.complete(assign.attempt.job_id, assign.attempt.task, src.task, src.attempt):
                 continue

@@ -33,6 +33,7 @@ from zmr.core.worker_events import (
     CancelAttempt,
     Connected,
     DeliverDecision,
+    DeliverLocations,
     DropJob,
     DropPartitions,
     EndSession,
@@ -339,7 +340,7 @@ class WorkerProcess:
                 self._flush(sock)
             elif sock is not None:
                 transport.send(sock, encode(action.msg))
-        elif isinstance(action, StartTask | DeliverDecision | FenceStalled):
+        elif isinstance(action, StartTask | DeliverDecision | DeliverLocations | FenceStalled):
             self._executor.inbox.put(_inbox_item(action))
         elif isinstance(action, CancelAttempt):
             self._executor.cancel(action.attempt)
@@ -378,9 +379,11 @@ class WorkerProcess:
             self._unsent.popleft()
 
 
-def _inbox_item(action: StartTask | DeliverDecision | FenceStalled) -> InboxItem:
+def _inbox_item(action: StartTask | DeliverDecision | DeliverLocations | FenceStalled) -> InboxItem:
     if isinstance(action, StartTask):
         return action.assign
     if isinstance(action, DeliverDecision):
         return action.decision
+    if isinstance(action, DeliverLocations):
+        return action.locations
     return Stalled(action.seconds)
