@@ -166,7 +166,7 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 def cmd_status(ns: argparse.Namespace) -> int:
     config = _load(ns)
     with _client(_coordinator_address(ns, config), config) as client:
-        print(format_status(client.status(ns.job_id), detail=ns.job_id is not None))
+        print(format_status(client.status(ns.job_id, tasks=ns.tasks), detail=ns.job_id is not None))
     return EXIT_OK
 
 
@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="jobs and workers of a running cluster, or one job in detail")
     p.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    p.add_argument("--tasks", action="store_true",
+                   help="with JOB_ID: every task and partition of the job too (one line each)")
     p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
     _config_flags(p)
     p.set_defaults(func=cmd_status)

@@ -120,14 +120,17 @@ class Client:
             return reply.job_id
         raise ClusterError(_error_text(reply))
 
-    def status(self, job_id: str | None = None) -> m.StatusReply:
-        reply = self._request(m.StatusRequest(job_id=job_id))
+    def status(self, job_id: str | None = None, tasks: bool = False) -> m.StatusReply:
+        """Every job in brief and the workers; or one job, with its task and partition tables and
+        timeline only if `tasks` (they grow with the job)."""
+        reply = self._request(m.StatusRequest(job_id=job_id, tasks=tasks))
         if isinstance(reply, m.StatusReply):
             return reply
         raise ClusterError(_error_text(reply))
 
-    def job(self, job_id: str) -> m.JobInfo:
-        return self.status(job_id).jobs[0]
+    def job(self, job_id: str, tasks: bool = True) -> m.JobInfo:
+        """One job's status, by default in full (tasks, partitions, timeline)."""
+        return self.status(job_id, tasks).jobs[0]
 
     def cancel(self, job_id: str) -> m.JobInfo:
         reply = self._request(m.CancelJob(job_id=job_id))

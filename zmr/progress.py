@@ -102,6 +102,9 @@ def _job_detail(job: m.JobInfo, now: float) -> list[str]:
              f"{job.leases} live leases"]
     if job.error:
         lines += ["error:", *("  " + line for line in job.error.splitlines())]
+    if not job.tasks:
+        return lines + ["", f"(its {job.maps_total + job.reduces_total} tasks and {job.reduces_total} partitions, "
+                        f"one line each: zmr status {job.job_id} --tasks)"]
     lines += ["", "times are relative to the job's start", f"{'TASK':<12} {'STATE':<10} {'ATTEMPTS':>8} "
               f"{'STARTED':>10} {'FINISHED':>10}  WORKER"]
     for t in job.tasks:

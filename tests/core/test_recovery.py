@@ -207,7 +207,7 @@ def test_the_timeline_follows_reported_leases_until_they_are_gone() -> None:
     timeline = sim.job(job).timeline
     assert timeline[-1].leases == 0 and timeline[-1].reduces_done == 1
     assert max(p.leases for p in timeline) == 3
-    status = sim.scheduler.status(job)
+    status = sim.scheduler.status(job, tasks=True)
     assert isinstance(status, m.StatusReply) and status.jobs[0].timeline == timeline
 
 

@@ -870,7 +870,7 @@ def test_status_reports_jobs_tasks_and_workers() -> None:
     sim.finish("w1")
     sim.kill("w2")
     sim.advance(sim.liveness_timeout)
-    [reply] = sim.client_send(m.StatusRequest(job_id=job))
+    [reply] = sim.client_send(m.StatusRequest(job_id=job, tasks=True))
     assert isinstance(reply, m.StatusReply)
     assert reply.now == sim.clock.now
     [info] = reply.jobs
@@ -883,11 +883,14 @@ def test_status_reports_jobs_tasks_and_workers() -> None:
         m.TaskInfo(kind=MAP, index=0, state="done", attempts=1, worker="w1", started=start, finished=start + 1.0),
         m.TaskInfo(kind=MAP, index=1, state="running", attempts=2, worker="w1", started=start, finished=None),
         m.TaskInfo(kind=REDUCE, index=0, state="waiting", attempts=0, worker="", started=None, finished=None)]
-    assert [(w.worker_id, w.state, w.task) for w in reply.workers] == [
-        ("w1", "busy", f"{job}/map-1"), ("w2", "dead", "")]
     [summary] = sim.client_send(m.StatusRequest())
     assert isinstance(summary, m.StatusReply)
     assert [(j.job_id, j.tasks, j.partitions) for j in summary.jobs] == [(job, [], [])]
+    assert [(w.worker_id, w.state, w.task) for w in summary.workers] == [
+        ("w1", "busy", f"{job}/map-1"), ("w2", "dead", "")]
+    [alone] = sim.client_send(m.StatusRequest(job_id=job))   # a job without its tables: O(1) whatever its size
+    assert isinstance(alone, m.StatusReply) and alone.workers == []
+    assert [(j.job_id, j.maps_done, j.tasks, j.partitions, j.timeline) for j in alone.jobs] == [(job, 1, [], [], [])]
     assert sim.client_send(m.StatusRequest(job_id="job-9999")) == [m.ErrorReply(message="no job job-9999")]
 
 
@@ -940,7 +943,7 @@ def test_heartbeat_partition_stats_show_in_status() -> None:
     stat = m.PartitionStat(job_id=job, partition=1, bytes_in=300, batches_in=3, first_batch=1.0, last_batch=2.0)
     junk = m.PartitionStat(job_id=job, partition=7, bytes_in=1, batches_in=1, first_batch=1.0, last_batch=1.0)
     sim.send("w1", m.Heartbeat(worker_id="w1", partitions=[stat, junk]))
-    [reply] = sim.client_send(m.StatusRequest(job_id=job))
+    [reply] = sim.client_send(m.StatusRequest(job_id=job, tasks=True))
     assert isinstance(reply, m.StatusReply)
     assert reply.jobs[0].partitions == [m.PartitionInfo(partition=1, owner="w1", bytes_in=300, batches_in=3,
                                                         first_batch=1.0, last_batch=2.0)]

@@ -55,7 +55,7 @@ def _garbage(limit: int) -> dict[str, list[bytes]]:
         "five-frames": [VERSION_FRAME, status[1], b"a", b"b", b"c"],
         "unknown-tag": [VERSION_FRAME, _body(["NoSuchMessage", 1])],
         "wrong-type": [VERSION_FRAME, _body(["StatusRequest", 42])],
-        "extra-field": [VERSION_FRAME, _body(["StatusRequest", None, "extra"])],
+        "extra-field": [VERSION_FRAME, _body(["StatusRequest", None, False, "extra"])],
         "not-msgpack": [VERSION_FRAME, b"\xc1\xc1\xc1"],
         "random-body": [VERSION_FRAME, RNG.randbytes(300)],
         "stray-payload": [*status, b"a payload no message of this kind has"],

@@ -87,7 +87,11 @@ def test_status_shows_jobs_workers_and_per_task_and_partition_times(library: Pat
     worker_rows = re.findall(r"^w-\S+\s+tcp://127\.0\.0\.1:\d+\s+idle\s+[\d.]+s ago", overview.stdout, re.M)
     assert len(worker_rows) == 2, overview.stdout
 
-    detail = run_zmr("status", job, "--coordinator", c.address)
+    brief = run_zmr("status", job, "--coordinator", c.address)   # the job alone: small whatever its size
+    assert brief.returncode == 0, str(brief)
+    assert f"job {job}: succeeded" in brief.stdout and f"zmr status {job} --tasks" in brief.stdout, brief.stdout
+    assert not re.search(r"^(TASK|PARTITION|WORKER)\s", brief.stdout, re.M), brief.stdout
+    detail = run_zmr("status", job, "--tasks", "--coordinator", c.address)
     assert detail.returncode == 0, str(detail)
     text = detail.stdout
     assert re.search(r"^TASK\s+STATE\s+ATTEMPTS\s+STARTED\s+FINISHED\s+WORKER", text, re.M), text

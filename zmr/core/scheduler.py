@@ -53,7 +53,7 @@ class Scheduler(Rejoin):
         if isinstance(msg, m.SubmitJob):
             self._on_submit(peer, msg.spec)
         elif isinstance(msg, m.StatusRequest):
-            self._send(peer, self.status(msg.job_id))
+            self._send(peer, self.status(msg.job_id, msg.tasks))
         elif isinstance(msg, m.WaitJob):
             # one held wait per client and job (a client waits for one answer at a time): a repeat replaces it
             self._waiters[(peer, msg.job_id)] = self._now + msg.timeout
@@ -227,8 +227,8 @@ class Scheduler(Rejoin):
         """Does a job that has not ended write to `output_dir`?"""
         return any(j.spec.output_dir == output_dir and not j.state.ended for j in self.jobs.values())
 
-    def status(self, job_id: str | None) -> m.StatusReply | m.ErrorReply:
-        return views.status(self.book, job_id, self._now)
+    def status(self, job_id: str | None, tasks: bool = False) -> m.StatusReply | m.ErrorReply:
+        return views.status(self.book, job_id, self._now, tasks)
 
     def _answer_waiters(self) -> None:
         """Answer each held WaitJob whose job has ended (or is unknown), or whose time is up."""

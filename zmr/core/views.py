@@ -11,16 +11,18 @@ from zmr.core.state import Job, WorkerEntry
 from zmr.protocol import messages as m
 
 
-def status(book: Ledger, job_id: str | None, now: float) -> m.StatusReply | m.ErrorReply:
-    """One job in detail, or every job in brief; the workers either way."""
-    if job_id is not None and job_id not in book.jobs and job_id not in book.archived:
-        return m.ErrorReply(message=f"no job {job_id}")
-    if job_id is not None:
-        jobs = [book.archived[job_id] if job_id in book.archived else job_info(book.jobs[job_id], book, True)]
-    else:
+def status(book: Ledger, job_id: str | None, now: float, tasks: bool = False) -> m.StatusReply | m.ErrorReply:
+    """Every job in brief with the workers; or one job, with its tables and timeline if `tasks`."""
+    if job_id is None:
         jobs = [brief(info) for info in book.archived.values()]
         jobs += [job_info(job, book, detail=False) for job in book.jobs.values()]
-    return m.StatusReply(now=now, jobs=jobs, workers=[worker_info(w) for w in book.workers.values()])
+        return m.StatusReply(now=now, jobs=jobs, workers=[worker_info(w) for w in book.workers.values()])
+    if job_id in book.archived:
+        info = book.archived[job_id]
+        return m.StatusReply(now=now, jobs=[info if tasks else brief(info)], workers=[])
+    if job_id in book.jobs:
+        return m.StatusReply(now=now, jobs=[job_info(book.jobs[job_id], book, detail=tasks)], workers=[])
+    return m.ErrorReply(message=f"no job {job_id}")
 
 
 def wait_reply(book: Ledger, job_id: str, now: float) -> m.StatusReply | m.ErrorReply:

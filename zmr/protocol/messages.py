@@ -80,7 +80,11 @@ class SubmitJob(_Msg, frozen=True):
 
 
 class StatusRequest(_Msg, frozen=True):
+    """Every job in brief with the workers; or one job (`job_id`), whose task and partition tables and
+    timeline, O(tasks), come only with `tasks`: a large job's status stays small unless asked."""
+
     job_id: str | None = None
+    tasks: bool = False
 
 
 class WaitJob(_Msg, frozen=True):
