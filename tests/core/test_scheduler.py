@@ -582,6 +582,22 @@ def test_missing_data_reported_late_does_not_undo_map_output_committed_after_the
     assert [t.attempts_made for t in sim.job(job).maps] == [1, 2, 1]
 
 
+def test_time_the_coordinator_stood_still_is_not_held_against_its_workers() -> None:
+    """Ticks 10 s apart (liveness is 3 s): the coordinator did not listen, so no worker is lost for it and
+    no attempt is taken for stalled; a worker that stays silent after the coordinator is back is lost."""
+    sim = sim_with("w1", "w2", task_timeout=4.0)
+    sim.submit(n_splits=2, n_reduce=1)
+    sim.tick()
+    sim.clock.advance(10.0)
+    actions = sim.tick()
+    assert logged(actions, "worker_lost") == [] and logged(actions, "attempt_lost") == []
+    assert [log.fields["seconds"] for log in logged(actions, "coordinator_stalled")] == [10.0]
+    assert sorted(sim.busy()) == ["w1", "w2"]
+    sim.kill("w2")
+    actions = sim.advance(sim.liveness_timeout)          # ticks at the usual pace: w2's silence counts again
+    assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == ["w2"]
+
+
 # ---------------------------------------------------------------- failing tasks
 
 

@@ -36,6 +36,7 @@ class SchedulerBase:
         self._waiters: dict[tuple[bytes, str], float] = {}   # WaitJob held: (client, job) -> answer by
         self._out: list[Action] = []
         self._now = 0.0
+        self._last_tick: float | None = None
 
     @property
     def jobs(self) -> dict[str, Job]:

@@ -29,6 +29,10 @@ __all__ = ["Action", "ConnectionsAlive", "Event", "JobFinished", "Journal", "Log
            "SchedulerParams", "Send", "Tick"]
 
 
+# ticks this many heartbeat intervals apart mean the coordinator stood still (see _forgive_own_stall)
+_STALL_TICKS = 4
+
+
 class Scheduler(Rejoin):
     """Owns jobs, tasks and workers; decides who runs what and what counts."""
 
@@ -187,6 +191,7 @@ class Scheduler(Rejoin):
         self._send(peer, self.status(job_id))
 
     def _on_tick(self) -> None:
+        self._forgive_own_stall()
         self._expire_workers()
         self._expire_stalled_tasks()
         while self._backoff and self._backoff[0][0] <= self._now:
@@ -222,6 +227,24 @@ class Scheduler(Rejoin):
                 worker = self.workers[worker_id]
                 if worker.alive and worker.peer:
                     self._send(worker.peer, release)
+
+    def _forgive_own_stall(self) -> None:
+        """Time the coordinator itself stood still (ticks far apart: a long journal compaction, a frozen
+        process, a starved CPU) is not held against workers: while it did not listen it heard no
+        heartbeat and no progress, and once it listens again the backlog is read only bit by bit. So
+        every worker's silence and every attempt's quiet since the last tick starts from now."""
+        last, self._last_tick = self._last_tick, self._now
+        gap = self._now - last if last is not None else 0.0
+        if gap <= self.params.heartbeat_interval * _STALL_TICKS:
+            return
+        self._log("coordinator_stalled", "warning", seconds=round(gap, 1), workers=len(self.workers))
+        for worker in self.workers.values():
+            if worker.alive:
+                worker.last_seen = max(worker.last_seen, self._now - self.params.heartbeat_interval)
+                self._push_liveness(worker)
+                run = self._current_run(worker)
+                if run is not None:
+                    run.last_progress = max(run.last_progress, self._now - self.params.heartbeat_interval)
 
     def output_dir_busy(self, output_dir: str) -> bool:
         """Does a job that has not ended write to `output_dir`?"""
