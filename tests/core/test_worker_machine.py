@@ -389,6 +389,15 @@ def test_heartbeats_go_out_every_interval_with_the_running_attempt() -> None:
     assert said(d(TimePassed(), dt=INTERVAL / 2)) == []
     [beat] = said(d(TimePassed(view), dt=INTERVAL / 2))
     assert isinstance(beat, m.Heartbeat) and beat.task == "j1/map-4.2"
+    assert beat.partitions == [] and beat.leases == list(view.leases)   # the stat did not change: not repeated
+    moved = m.PartitionStat("j1", 0, 20, 2, 1.0, 3.0)
+    grown = WorkerView(progress=4, partitions=(moved, m.PartitionStat("j1", 1, 5, 1, 3.0, 3.0)))
+    [beat] = said(d(TimePassed(grown), dt=INTERVAL))
+    assert isinstance(beat, m.Heartbeat) and beat.partitions == list(grown.partitions)
+    d.hear(m.RegisterAgain(), view=grown)   # a registration: the next beat carries every stat again
+    d.hear(m.Welcome(worker_id=W, heartbeat_interval=INTERVAL))
+    [beat] = said(d(TimePassed(grown), dt=INTERVAL))
+    assert isinstance(beat, m.Heartbeat) and beat.partitions == list(grown.partitions)
 
 
 def test_a_due_heartbeat_needs_the_view() -> None:

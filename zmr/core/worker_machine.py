@@ -86,6 +86,7 @@ class WorkerMachine:
         self.heartbeat_interval = params.heartbeat_interval
         self._recent: deque[m.MapDone] = deque(maxlen=params.recent_maps)
         self._held: list[m.WorkerToCoord] = []          # reports made while no session was open
+        self._sent_stats: dict[tuple[str, int], m.PartitionStat] = {}   # as last sent in a heartbeat
         self._registered_at: float | None = None
         self._next_beat = 0.0
         self._heard = 0.0
@@ -312,6 +313,7 @@ class WorkerMachine:
             holdings=self._holdings(view), running=self.running, finished_maps=list(self._recent),
             token=p.token)))
         self._registered_at = self._now
+        self._sent_stats.clear()   # perhaps a new coordinator: it hears every stat again
 
     def _holdings(self, view: WorkerView) -> list[m.Holding]:
         held = {h.job_id: h for h in view.held}
@@ -321,10 +323,17 @@ class WorkerMachine:
         if self.registered:
             self._out.append(Say(m.Heartbeat(
                 worker_id=self.params.worker_id, task=self.running.label if self.running else "",
-                progress=view.progress, partitions=list(view.partitions), leases=list(view.leases))))
+                progress=view.progress, partitions=self._changed_stats(view), leases=list(view.leases))))
         else:
             self._register(view)
         self._next_beat = self._now + self.heartbeat_interval
+
+    def _changed_stats(self, view: WorkerView) -> list[m.PartitionStat]:
+        """The partition stats that changed since the last heartbeat of this registration: an owner of
+        many partitions does not repeat the quiet ones twice a second (the coordinator keeps the last)."""
+        changed = [s for s in view.partitions if self._sent_stats.get((s.job_id, s.partition)) != s]
+        self._sent_stats.update(((s.job_id, s.partition), s) for s in changed)
+        return changed
 
     def _report(self, msg: m.WorkerToCoord) -> None:
         """The executor's reports go out in order once a session is open (after its Register)."""
