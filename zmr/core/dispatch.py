@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 
 from zmr.core.events import JobFinished
+from zmr.core.median import RunningMedian
 from zmr.core.schedbase import SchedulerBase
 from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as j
@@ -229,7 +229,10 @@ class Dispatch(SchedulerBase):
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)
         if attempt is not None:
-            bisect.insort(job.durations.setdefault(task.kind, []), self._now - attempt.started)
+            durations = job.durations.get(task.kind)
+            if durations is None:
+                durations = job.durations[task.kind] = RunningMedian()
+            durations.add(self._now - attempt.started)
 
     def _speculate(self) -> None:
         """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
@@ -264,6 +267,6 @@ class Dispatch(SchedulerBase):
             return None
         if task.kind == REDUCE and job.maps_done < len(job.maps):
             return None   # some map output was lost since it started: a backup could not read it
-        median = durations[len(durations) // 2]
-        slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
+        limit = max(self.params.min_elapsed, self.params.slow_factor * durations.median)
+        slow = self._now - attempt.started >= limit
         return (job, task) if slow else None

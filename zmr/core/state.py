@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from zmr.core.median import RunningMedian
 from zmr.protocol.messages import AttemptId, JobSpec, PartitionStat, TaskKind, TimelinePoint
 
 
@@ -88,7 +89,7 @@ class Job:
     finished: float | None = None
     error: str = ""
     partition_stats: dict[int, PartitionStat] = field(default_factory=dict)
-    durations: dict[str, list[float]] = field(default_factory=dict)   # kind -> sorted committed durations
+    durations: dict[str, RunningMedian] = field(default_factory=dict)   # kind -> finished attempts' durations
     number: int = 0
     output_done: bool = False   # its JobFinished was carried out (and journaled as such)
     timeline: list[TimelinePoint] = field(default_factory=list)
