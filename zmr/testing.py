@@ -655,7 +655,8 @@ def check_invariants(scheduler: Scheduler) -> None:
     ready map or one of its own ready reduces could run now; every live worker has a liveness deadline.
 
     Workers: idle workers are alive and run nothing; dead workers run nothing; the owner of every
-    partition exists, and while any worker is alive, every partition not yet reduced has a live owner.
+    partition exists, and while any worker is alive, every partition not yet reduced has a live owner;
+    each job's running lease total is the sum of what its live workers last reported.
 
     Jobs: a queued job has no owners and nothing started; an ended job runs nothing; a succeeded job has
     every reduce DONE.
@@ -674,6 +675,12 @@ def _worker_problems(s: Scheduler) -> list[str]:
         worker = s.workers.get(worker_id)
         if worker is None or not worker.alive or worker.current is not None:
             problems.append(f"idle worker {worker_id} is unknown, dead or busy")
+    totals: dict[str, int] = {}
+    for worker in s.workers.values():
+        for job_id, count in worker.leases.items() if worker.alive else ():
+            totals[job_id] = totals.get(job_id, 0) + count
+    if s._leases != {job_id: count for job_id, count in totals.items() if count}:
+        problems.append(f"lease totals {s._leases} are not what live workers report: {totals}")
     for worker in s.workers.values():
         if not worker.alive and worker.current is not None:
             problems.append(f"dead worker {worker.id} still runs {worker.current}")

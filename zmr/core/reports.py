@@ -21,7 +21,7 @@ class Reports(Losses):
                     and job.owners[stat.partition] == worker.id
                     and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
                 job.partition_stats[stat.partition] = stat
-        worker.leases = {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0}
+        self._set_leases(worker, {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0})
         run = self._current_run(worker)
         if run is not None and msg.progress != run.progress:
             run.progress = msg.progress
