@@ -27,7 +27,9 @@ class Dispatch(SchedulerBase):
         if task.kind == MAP:
             job.ready_maps.append(task.index)
         else:
-            self._ready_reduces.setdefault(job.owners[task.index], {})[(job.id, task.index)] = None
+            owner = job.owners[task.index]
+            self._ready_reduces.setdefault(owner, {})[(job.id, task.index)] = None
+            self._wake[owner] = None
 
     def _requeue(self, job: Job, task: Task) -> None:
         """Back to ready now (a reduce waits again if its maps are not all committed)."""
@@ -57,17 +59,29 @@ class Dispatch(SchedulerBase):
         if (job.id, partition) in queue:
             del queue[(job.id, partition)]
             self._ready_reduces.setdefault(new, {})[(job.id, partition)] = None
+            self._wake[new] = None
 
     def _dispatch(self) -> None:
-        """Give every idle worker work: its own partitions' reduces first, then maps, oldest job first."""
-        for worker_id in [w for w in self._idle if self._ready_reduces.get(w)]:
-            self._assign_reduce(self.workers[worker_id])
+        """Give every idle worker work: its own partitions' reduces first, then maps, oldest job first.
+
+        Runs after every event, so it costs what it hands out, not a scan of every idle worker: only the
+        workers woken since the last dispatch (idle now, or an owner given a ready reduce) can have one of
+        their own reduces to run, and stealing, which waits for an owner to be busy for `min_elapsed`,
+        is left to the tick (`_steal_reduces`).
+        """
+        woken, self._wake = self._wake, {}
+        for worker_id in woken:
+            if worker_id in self._idle and self._ready_reduces.get(worker_id):
+                self._assign_reduce(self.workers[worker_id])
         while self._idle:
             found = self._next_map()
             if found is None:
                 break
             worker_id = next(iter(self._idle))
             self._assign(self.workers[worker_id], found[0], found[1])
+
+    def _steal_reduces(self) -> None:
+        """On a tick: idle workers take over ready partitions whose owners have been busy too long."""
         for worker_id in list(self._idle):
             if not self._steal_reduce(self.workers[worker_id]):
                 return

@@ -39,6 +39,7 @@ class Reports(Losses):
             if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
                 job.set_up_on.discard(worker.id)
         self._idle[worker.id] = None
+        self._wake[worker.id] = None
 
     def _on_map_done(self, worker: WorkerEntry, msg: m.MapDone) -> None:
         attempt = msg.attempt

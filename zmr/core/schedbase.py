@@ -30,6 +30,7 @@ class SchedulerBase:
         self._by_peer: dict[bytes, str] = {}
         self._idle: dict[str, None] = {}                     # ordered set of idle worker ids
         self._ready_reduces: dict[str, dict[tuple[str, int], None]] = {}   # owner -> (job, partition)
+        self._wake: dict[str, None] = {}   # idle workers, or owners given a ready reduce, since the last dispatch
         self._backoff: list[tuple[float, str, str, int]] = []               # (not_before, job, kind, index)
         self._liveness: list[tuple[float, str]] = []                        # (deadline, worker)
         self._draining: list[Job] = []               # ended jobs whose workers still report leases

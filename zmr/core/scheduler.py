@@ -205,6 +205,7 @@ class Scheduler(Rejoin):
                 self._send(worker.peer, m.Ping(jobs=sorted(renew.get(worker.id, [])),
                                                lease_ttl=self.params.lease_ttl))
         self._dispatch()
+        self._steal_reduces()
         self._speculate()
 
     def output_dir_busy(self, output_dir: str) -> bool:
