@@ -85,9 +85,9 @@ class Rejoin(Reports):
                 self._send(peer, m.JobEnded(job_id=holding.job_id))
         for job in self._running_jobs():
             kept = set(map(tuple, held[job.id].maps)) if job.id in held else set()
-            for task in job.maps:
-                if (task.state is TaskState.DONE and task.committed_worker == worker.id
-                        and (task.index, task.committed) not in kept):
+            for index in sorted(job.maps_held.get(worker.id, ())):   # its committed maps, by index
+                task = job.maps[index]
+                if (task.index, task.committed) not in kept:
                     self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
                     self._uncommit_map(job, task)
             if job.id not in held:

@@ -95,6 +95,10 @@ class Job:
     timeline: list[TimelinePoint] = field(default_factory=list)
 
     bytes_committed: int = 0   # kept up to date on every map commit and uncommit: no O(maps) sums per event
+    # Indexes of durable state, kept by Ledger.apply (so replay rebuilds them): what one worker's loss or
+    # return touches is found without a scan of every task.
+    maps_held: dict[str, set[int]] = field(default_factory=dict)   # worker -> committed maps whose output it keeps
+    grants: dict[str, set[int]] = field(default_factory=dict)      # worker -> reduces granted the rename there
 
     @property
     def bytes_shuffled(self) -> int:
