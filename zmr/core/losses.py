@@ -112,11 +112,12 @@ class Losses(Dispatch):
         """A reduce granted to this worker before a restart, which it no longer runs, must run again.
 
         Its output may already be in place; running again replaces it atomically with the same records.
+        Only the reduces granted on this worker are looked at (`Job.grants`), not every reduce.
         """
         for job in self._running_jobs():
-            for task in job.reduces:
-                if (task.state is TaskState.COMMITTING and task.granted_worker == worker.id
-                        and task.committing not in task.running):
+            for index in sorted(job.grants.get(worker.id, ())):
+                task = job.reduces[index]
+                if task.state is TaskState.COMMITTING and task.committing not in task.running:
                     self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=task.committing,
                               worker=worker.id, why="granted before a restart, not running any more")
                     self._revoke_grant(job, task)
@@ -144,13 +145,17 @@ class Losses(Dispatch):
         if not moves:
             return
         self._move_partitions(job, moves)
-        for task in job.maps:
-            if task.state is TaskState.DONE and task.committed_worker not in load:
-                self._uncommit_map(job, task)
+        lost = sorted(i for w, held in job.maps_held.items() if w not in load for i in held)
+        for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
+            self._uncommit_map(job, job.maps[index])
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
+        """The map must run again; its job's ready reduces wait for it (only if they can be ready at all:
+        a reduce is READY only while every map is committed, so most uncommits need no look at them)."""
+        every_map_was_done = job.maps_done == len(job.maps)
         self._record(j.MapUncommitted(job_id=job.id, task=task.index))
-        for reduce in job.reduces:
-            if reduce.state is TaskState.READY:
-                self._unready_reduce(job, reduce)
+        if every_map_was_done:
+            for reduce in job.reduces:
+                if reduce.state is TaskState.READY:
+                    self._unready_reduce(job, reduce)
         self._enqueue(job, task)
