@@ -34,7 +34,7 @@ MAP: TaskKind = "map"
 REDUCE: TaskKind = "reduce"
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRun:
     """How one attempt (named by its AttemptId) runs on its worker: where, since when, how far."""
 
@@ -44,8 +44,10 @@ class AttemptRun:
     progress: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
+    """One map or reduce of a job. There are up to 100,000 of them per job, so no per-instance __dict__."""
+
     kind: TaskKind
     index: int
     state: TaskState
