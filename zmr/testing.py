@@ -659,7 +659,8 @@ def check_invariants(scheduler: Scheduler) -> None:
     each job's running lease total is the sum of what its live workers last reported.
 
     Jobs: a queued job has no owners and nothing started; an ended job runs nothing; a succeeded job has
-    every reduce DONE; its indexes (`maps_held`, `grants`) match its tasks.
+    every reduce DONE; its indexes (`maps_held`, `grants`) match its tasks, and the owner addresses kept
+    for its JobSetup and OwnersUpdate messages are the owners' current ones.
     """
     problems = _worker_problems(scheduler)
     for job in scheduler.jobs.values():
@@ -722,6 +723,11 @@ def _job_problems(s: Scheduler, job: Job) -> list[str]:
     if job.state is JobState.SUCCEEDED and job.reduces_done != len(job.reduces):
         problems.append(f"{job.id}: succeeded with {job.reduces_done}/{len(job.reduces)} reduces done")
     problems += index_problems(job)
+    cached = s._owner_addrs_of.get(job.id)
+    if cached is not None and cached[0] is job.owners and cached[1] == s._addrs_version:
+        fresh = [s.workers[w].data_addr if w in s.workers and s.workers[w].alive else "" for w in job.owners]
+        if cached[2] != fresh:
+            problems.append(f"{job.id}: owner addresses kept as {cached[2]}, but they are {fresh}")
     if job.state is JobState.RUNNING:
         problems += _running_job_problems(s, job)
     return problems

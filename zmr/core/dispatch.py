@@ -209,6 +209,7 @@ class Dispatch(SchedulerBase):
             if worker.alive:
                 self._send(worker.peer, m.JobEnded(job_id=job.id))
         self._out.append(JobFinished(job.id, state, job.spec.output_dir, job.spec.n_reduce))
+        self._owner_addrs_of.pop(job.id, None)
         self._draining.append(job)
         level = "info" if state is JobState.SUCCEEDED else "error"
         self._log("job_" + state.value, level, job=job.id, error=error.splitlines()[0] if error else "")
@@ -226,11 +227,26 @@ class Dispatch(SchedulerBase):
                           n_reduce=job.spec.n_reduce, owners=self._owner_addrs(job),
                           owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
                           window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
-                          released=[t.index for t in job.reduces if t.state is TaskState.DONE])
+                          released=[t.index for t in job.reduces if t.state is TaskState.DONE]
+                          if job.reduces_done else [])
 
     def _owner_addrs(self, job: Job) -> list[str]:
-        return [self.workers[w].data_addr if w in self.workers and self.workers[w].alive else ""
-                for w in job.owners]
+        """Each partition's owner's data address ("" for a dead one).
+
+        Every worker's JobSetup carries the whole list, so it is built once and kept until the job's
+        owners, or any worker's address or liveness, change (`_addrs_version`), rather than once per
+        worker: O(partitions) per change instead of O(workers x partitions) per job.
+        """
+        cached = self._owner_addrs_of.get(job.id)
+        if cached is not None and cached[0] is job.owners and cached[1] == self._addrs_version:
+            return cached[2]
+        workers = self.workers
+        addrs = []
+        for owner in job.owners:
+            worker = workers.get(owner)
+            addrs.append(worker.data_addr if worker is not None and worker.alive else "")
+        self._owner_addrs_of[job.id] = (job.owners, self._addrs_version, addrs)
+        return addrs
 
     def _sources(self, job: Job) -> list[m.MapSource]:
         sources = []

@@ -35,6 +35,8 @@ class SchedulerBase:
         self._liveness: list[tuple[float, str]] = []                        # (deadline, worker)
         self._draining: list[Job] = []               # ended jobs whose workers still report leases
         self._waiters: dict[tuple[bytes, str], float] = {}   # WaitJob held: (client, job) -> answer by
+        self._addrs_version = 0   # bumped whenever a worker's data address or liveness changes
+        self._owner_addrs_of: dict[str, tuple[list[str], int, list[str]]] = {}   # job -> (owners, version, addrs)
         self._leases: dict[str, int] = {}   # job -> leases its live workers last reported (no zero entries)
         self._out: list[Action] = []
         self._now = 0.0
@@ -134,6 +136,8 @@ class SchedulerBase:
         """Make a state change: journal it (before any Send of this batch goes out) and apply it."""
         self._out.append(Journal(record))
         self.book.apply(record)
+        if isinstance(record, j.WorkerJoined):
+            self._addrs_version += 1
 
     def _setback(self, job: Job, task: Task, app_failures: int = 0, worker_losses: int = 0) -> None:
         """Count a task's failure. The counts are journaled whole, so a restart keeps them."""

@@ -120,6 +120,7 @@ class Scheduler(Rejoin):
                                 last_seen=now + self.params.recovery_grace - timeout)
                 self.workers[worker_id] = worker
                 self._push_liveness(worker)
+                self._addrs_version += 1
         for job in self.jobs.values():   # it ended, but the crash came before its output was finished
             if job.state.ended and not job.output_done:
                 self._out.append(JobFinished(job.id, job.state, job.spec.output_dir, job.spec.n_reduce))
