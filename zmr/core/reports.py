@@ -96,10 +96,12 @@ class Reports(Losses):
         self._record(j.CommitConfirmed(job_id=job.id, task=task.index, attempt=attempt.number,
                                        worker_id=worker.id, records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
-        release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
-        for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
-            if self.workers[worker_id].alive and job.reduces_done < len(job.reduces):
-                self._send(self.workers[worker_id].peer, release)
+        if job.reduces_done < len(job.reduces):   # (the last one ends the job, and JobEnded drops everything)
+            release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
+            workers = self.workers
+            for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
+                if workers[worker_id].alive:
+                    self._send(workers[worker_id].peer, release)
         self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=attempt.number,
                   worker=worker.id)
         self._sample(job)
