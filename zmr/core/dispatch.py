@@ -153,20 +153,22 @@ class Dispatch(SchedulerBase):
         self._log("task_assigned", "debug", **attempt.log_fields(), worker=worker.id)
 
     def _start_queued_jobs(self) -> None:
-        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer)
+        """Start every queued job on the workers up now. Called on every registration (all of them come
+        back after a restart), so the workers are only listed when a job is waiting to start."""
+        queued = [job for job in self.jobs.values() if job.state is JobState.QUEUED]
+        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer) if queued else []
         if not alive:
             return
-        for job in self.jobs.values():
-            if job.state is JobState.QUEUED:
-                owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
-                self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
-                job.ready_maps.extend(range(len(job.maps)))
-                self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
-                self._set_up_owners(job)
-                self._sample(job)
-                if not job.maps:
-                    for reduce in job.reduces:
-                        self._make_ready(job, reduce)
+        for job in queued:
+            owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
+            self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
+            job.ready_maps.extend(range(len(job.maps)))
+            self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
+            self._set_up_owners(job)
+            self._sample(job)
+            if not job.maps:
+                for reduce in job.reduces:
+                    self._make_ready(job, reduce)
 
     def _set_up(self, job: Job, worker: WorkerEntry) -> None:
         """Send the job (and so a lease on its data) to a worker once per worker life."""
