@@ -659,7 +659,7 @@ def check_invariants(scheduler: Scheduler) -> None:
     each job's running lease total is the sum of what its live workers last reported.
 
     Jobs: a queued job has no owners and nothing started; an ended job runs nothing; a succeeded job has
-    every reduce DONE; its indexes (`maps_held`, `grants`) match its tasks, and the owner addresses kept
+    every reduce DONE; its indexes (`maps_held`, `grants`, `owned`) match its tasks, and the owner addresses kept
     for its JobSetup and OwnersUpdate messages are the owners' current ones.
     """
     problems = _worker_problems(scheduler)
@@ -734,8 +734,8 @@ def _job_problems(s: Scheduler, job: Job) -> list[str]:
 
 
 def index_problems(job: Job) -> list[str]:
-    """The job's indexes of durable state say what its tasks say: who holds each committed map, and who
-    was granted each reduce's rename that has not committed yet."""
+    """The job's indexes of durable state say what its tasks say: who holds each committed map, who was
+    granted each reduce's rename that has not committed yet, and how many partitions each owner owns."""
     held: dict[str, set[int]] = {}
     for task in job.maps:
         if task.state is TaskState.DONE:
@@ -744,7 +744,12 @@ def index_problems(job: Job) -> list[str]:
     for task in job.reduces:
         if task.granted_worker is not None and task.state is not TaskState.DONE:
             granted.setdefault(task.granted_worker, set()).add(task.index)
+    owned: dict[str, int] = {}
+    for owner in job.owners:
+        owned[owner] = owned.get(owner, 0) + 1
     problems = []
+    if job.owned != owned:
+        problems.append(f"{job.id}: owned {job.owned} does not count the owners' partitions: {owned}")
     if job.maps_held != held:
         problems.append(f"{job.id}: maps_held {job.maps_held} is not where committed maps are: {held}")
     if job.grants != granted:

@@ -163,7 +163,7 @@ class Dispatch(SchedulerBase):
             owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
             self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
             job.ready_maps.extend(range(len(job.maps)))
-            self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
+            self._log("job_started", "info", job=job.id, owners=len(job.owned))
             self._set_up_owners(job)
             self._sample(job)
             if not job.maps:
@@ -178,7 +178,7 @@ class Dispatch(SchedulerBase):
 
     def _set_up_owners(self, job: Job) -> None:
         """Owners get the job before any mapper pushes to them, so they only ever store leased data."""
-        for owner in sorted(set(job.owners)):
+        for owner in sorted(job.owned):
             worker = self.workers.get(owner)
             if worker is not None:
                 self._set_up(job, worker)

@@ -132,11 +132,21 @@ def job_number(job_id: str) -> int:
 
 
 def _started(job: Job, rec: j.JobStarted) -> None:
-    job.state, job.started, job.owners = JobState.RUNNING, rec.started, list(rec.owners)
+    job.state, job.started = JobState.RUNNING, rec.started
+    _set_owners(job, rec.owners)
 
 
 def _owners_moved(job: Job, rec: j.OwnersMoved) -> None:
-    job.owners, job.owners_epoch = list(rec.owners), rec.epoch
+    job.owners_epoch = rec.epoch
+    _set_owners(job, rec.owners)
+
+
+def _set_owners(job: Job, owners: list[str]) -> None:
+    """A new owner table (the record carries all of it) and the count of partitions per owner."""
+    job.owners = list(owners)
+    job.owned = {}
+    for owner in job.owners:
+        job.owned[owner] = job.owned.get(owner, 0) + 1
 
 
 def _ended(job: Job, rec: j.JobConcluded) -> None:

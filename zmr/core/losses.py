@@ -129,24 +129,30 @@ class Losses(Dispatch):
         task.state = TaskState.RUNNING   # a backup may run on; if none does, the caller puts the task back
 
     def _replan(self, job: Job) -> None:
-        """Move partitions off dead owners; map output the new owners cannot pull is made again."""
-        alive = [w for w in self.workers.values() if w.alive]
+        """Move partitions off dead owners; map output the new owners cannot pull is made again.
+
+        Runs for every running job on each lost or new worker, so it first asks the owner counts
+        (`Job.owned`) whether any owner is dead at all; only then does it visit the partitions. Each
+        moved partition goes to the live worker that owns the fewest (by id on a tie), taken off a heap.
+        """
+        workers = self.workers
+        dead = {w for w in job.owned if w not in workers or not workers[w].alive}
+        alive = [w.id for w in workers.values() if w.alive] if dead else []
         if not alive:
             return
-        load = {w.id: 0 for w in alive}
-        for owner in job.owners:
-            if owner in load:
-                load[owner] += 1
+        load = [(job.owned.get(w, 0), w) for w in alive]
+        heapq.heapify(load)
         moves: dict[int, str] = {}
         for p, owner in enumerate(job.owners):
-            if owner not in load and job.reduces[p].state is not TaskState.DONE:
-                new = min(load, key=lambda w: (load[w], w))
-                load[new] += 1
+            if owner in dead and job.reduces[p].state is not TaskState.DONE:
+                count, new = heapq.heappop(load)
+                heapq.heappush(load, (count + 1, new))
                 moves[p] = new
         if not moves:
             return
         self._move_partitions(job, moves)
-        lost = sorted(i for w, held in job.maps_held.items() if w not in load for i in held)
+        live = set(alive)
+        lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
             self._uncommit_map(job, job.maps[index])
 

@@ -92,7 +92,7 @@ class Rejoin(Reports):
                     self._uncommit_map(job, task)
             if job.id not in held:
                 job.set_up_on.discard(worker.id)   # it lost the job (its lease ran out): set it up again
-            if job.id in held or worker.id in job.owners:
+            if job.id in held or worker.id in job.owned:
                 self._set_up(job, worker)
         self._readopt_running(worker, msg.running)
         self._drop_orphan_grants(worker)

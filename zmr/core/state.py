@@ -101,6 +101,7 @@ class Job:
     # return touches is found without a scan of every task.
     maps_held: dict[str, set[int]] = field(default_factory=dict)   # worker -> committed maps whose output it keeps
     grants: dict[str, set[int]] = field(default_factory=dict)      # worker -> reduces granted the rename there
+    owned: dict[str, int] = field(default_factory=dict)            # owner -> how many partitions it owns
 
     @property
     def bytes_shuffled(self) -> int:
