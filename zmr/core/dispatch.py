@@ -173,7 +173,7 @@ class Dispatch(SchedulerBase):
     def _set_up(self, job: Job, worker: WorkerEntry) -> None:
         """Send the job (and so a lease on its data) to a worker once per worker life."""
         if worker.id not in job.set_up_on and worker.alive and worker.peer:
-            job.set_up_on.add(worker.id)
+            job.set_up_on[worker.id] = None
             self._send(worker.peer, self._job_setup(job))
 
     def _set_up_owners(self, job: Job) -> None:

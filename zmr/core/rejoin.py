@@ -28,7 +28,7 @@ class Rejoin(Reports):
         if old is not None and old.alive:
             self._lose_worker(old, "registered again")
         for job in self.jobs.values():   # a new life: it gets every job's setup afresh
-            job.set_up_on.discard(msg.worker_id)
+            job.set_up_on.pop(msg.worker_id, None)
         for holding in msg.holdings:    # and nothing it held before counts
             self._send(peer, m.JobEnded(job_id=holding.job_id))
         if msg.running is not None:
@@ -91,7 +91,7 @@ class Rejoin(Reports):
                     self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
                     self._uncommit_map(job, task)
             if job.id not in held:
-                job.set_up_on.discard(worker.id)   # it lost the job (its lease ran out): set it up again
+                job.set_up_on.pop(worker.id, None)   # it lost the job (its lease ran out): set it up again
             if job.id in held or worker.id in job.owned:
                 self._set_up(job, worker)
         self._readopt_running(worker, msg.running)

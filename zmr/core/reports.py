@@ -37,7 +37,7 @@ class Reports(Losses):
             job = self.jobs.get(worker.current.job_id)
             self._abandon_current(worker, "the worker ended it without a report that counts")
             if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
-                job.set_up_on.discard(worker.id)
+                job.set_up_on.pop(worker.id, None)
         self._idle[worker.id] = None
         self._wake[worker.id] = None
 
@@ -99,7 +99,7 @@ class Reports(Losses):
         if job.reduces_done < len(job.reduces):   # (the last one ends the job, and JobEnded drops everything)
             release = m.ReleasePartitions(job_id=job.id, partitions=[task.index])
             workers = self.workers
-            for worker_id in sorted(job.set_up_on):   # its batches and kept copies are garbage now
+            for worker_id in job.set_up_on:   # its batches and kept copies are garbage now
                 if workers[worker_id].alive:
                     self._send(workers[worker_id].peer, release)
         self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=attempt.number,
