@@ -707,10 +707,12 @@ def check_invariants(scheduler: Scheduler) -> None:
     ready map or one of its own ready reduces could run now; every live worker has a liveness deadline.
 
     Workers: idle workers are alive and run nothing; dead workers run nothing; the owner of every
-    partition exists, and while any worker is alive, every partition not yet reduced has a live owner.
+    partition exists, and while any worker is alive, every partition not yet reduced has a live owner;
+    each job's running lease total is the sum of what its live workers last reported.
 
     Jobs: a queued job has no owners and nothing started; an ended job runs nothing; a succeeded job has
-    every reduce DONE.
+    every reduce DONE; its indexes (`maps_held`, `grants`, `owned`) match its tasks, and the owner addresses kept
+    for its JobSetup and OwnersUpdate messages are the owners' current ones.
     """
     problems = _worker_problems(scheduler)
     for job in scheduler.jobs.values():
@@ -726,6 +728,12 @@ def _worker_problems(s: Scheduler) -> list[str]:
         worker = s.workers.get(worker_id)
         if worker is None or not worker.alive or worker.current is not None:
             problems.append(f"idle worker {worker_id} is unknown, dead or busy")
+    totals: dict[str, int] = {}
+    for worker in s.workers.values():
+        for job_id, count in worker.leases.items() if worker.alive else ():
+            totals[job_id] = totals.get(job_id, 0) + count
+    if s._leases != {job_id: count for job_id, count in totals.items() if count}:
+        problems.append(f"lease totals {s._leases} are not what live workers report: {totals}")
     for worker in s.workers.values():
         if not worker.alive and worker.current is not None:
             problems.append(f"dead worker {worker.id} still runs {worker.current}")
@@ -766,8 +774,33 @@ def _job_problems(s: Scheduler, job: Job) -> list[str]:
         problems.append(f"{job.id}: {job.state.value}, yet attempts still run")
     if job.state is JobState.SUCCEEDED and job.reduces_done != len(job.reduces):
         problems.append(f"{job.id}: succeeded with {job.reduces_done}/{len(job.reduces)} reduces done")
+    problems += index_problems(job)
     if job.state is JobState.RUNNING:
         problems += _running_job_problems(s, job)
+    return problems
+
+
+def index_problems(job: Job) -> list[str]:
+    """The job's indexes of durable state say what its tasks say: who holds each committed map, who was
+    granted each reduce's rename that has not committed yet, and how many partitions each owner owns."""
+    held: dict[str, set[int]] = {}
+    for task in job.maps:
+        if task.state is TaskState.DONE:
+            held.setdefault(task.committed_worker or "", set()).add(task.index)
+    granted: dict[str, set[int]] = {}
+    for task in job.reduces:
+        if task.granted_worker is not None and task.state is not TaskState.DONE:
+            granted.setdefault(task.granted_worker, set()).add(task.index)
+    owned: dict[str, int] = {}
+    for owner in job.owners:
+        owned[owner] = owned.get(owner, 0) + 1
+    problems = []
+    if job.owned != owned:
+        problems.append(f"{job.id}: owned {job.owned} does not count the owners' partitions: {owned}")
+    if job.maps_held != held:
+        problems.append(f"{job.id}: maps_held {job.maps_held} is not where committed maps are: {held}")
+    if job.grants != granted:
+        problems.append(f"{job.id}: grants {job.grants} are not the pending grants: {granted}")
     return problems
 
 
@@ -877,14 +910,15 @@ def check_replay(records: list[jr.Record], scheduler: Scheduler) -> None:
 
     Replayed onto an empty ledger they must give the same jobs, durable task states, committed and granted
     attempts, owners, failure counts, archived statuses and next job number, and the addresses of the
-    workers they name that the scheduler knows. Which of the remaining tasks are ready, waiting or running
-    is not durable: a restart decides it again.
+    workers they name that the scheduler knows; the indexes replay builds match its tasks. Which of the
+    remaining tasks are ready, waiting or running is not durable: a restart decides it again.
     """
     ledger = Ledger(scheduler.params.first_job_number)
     for record in records:
         ledger.apply(record)
     live, replayed = durable_view(scheduler.book), durable_view(ledger)
     problems = [f"{key}: live {live[key]!r}, replayed {replayed[key]!r}" for key in live if live[key] != replayed[key]]
+    problems += [f"replayed: {p}" for job in ledger.jobs.values() for p in index_problems(job)]
     for rec in {r.worker_id: r for r in records if isinstance(r, jr.WorkerJoined)}.values():
         worker = scheduler.workers.get(rec.worker_id)
         if worker is not None and (worker.data_addr, worker.key) != (rec.data_addr, rec.key):

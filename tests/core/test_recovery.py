@@ -418,3 +418,28 @@ def test_a_task_worker_losses_survive_a_restart_and_a_compaction() -> None:
     sim.restart_coordinator()   # replays the journal, then compacts it into a snapshot
     sim.restart_coordinator()   # replays the snapshot
     assert sim.task(job, MAP, 0).worker_losses == 1
+
+
+def test_a_lost_workers_leases_leave_the_timeline_with_it() -> None:
+    """The job's lease count is a running total: a worker that dies takes its share off, one that
+    registers again under a new life starts from nothing, and status sums the same."""
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=2)
+    beat = m.Heartbeat(worker_id="w1", leases=[m.LeaseStat(job_id=job, leases=3)])
+    sim.send("w1", beat)
+    sim.send("w2", m.Heartbeat(worker_id="w2", leases=[m.LeaseStat(job_id=job, leases=2)]))
+    sim.tick()
+    assert sim.job(job).timeline[-1].leases == 5
+    sim.kill("w2")
+    for _ in range(round(sim.liveness_timeout / sim.params.heartbeat_interval)):   # ticks at the usual pace
+        sim.clock.advance(sim.params.heartbeat_interval)
+        sim.send("w1", beat)    # w1 beats on; w2 does not
+        sim.tick()
+    assert sim.worker_state("w2").alive is False
+    assert sim.job(job).timeline[-1].leases == 3
+    status = sim.scheduler.status(job)
+    assert isinstance(status, m.StatusReply) and status.jobs[0].leases == 3
+    sim.add_worker("w2")
+    sim.send("w2", m.Heartbeat(worker_id="w2", leases=[m.LeaseStat(job_id=job, leases=1)]))
+    sim.tick()
+    assert sim.job(job).timeline[-1].leases == 4

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 
 from zmr.core.events import JobFinished
+from zmr.core.median import RunningMedian
 from zmr.core.schedbase import SchedulerBase
 from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as j
@@ -27,7 +27,9 @@ class Dispatch(SchedulerBase):
         if task.kind == MAP:
             job.ready_maps.append(task.index)
         else:
-            self._ready_reduces.setdefault(job.owners[task.index], {})[(job.id, task.index)] = None
+            owner = job.owners[task.index]
+            self._ready_reduces.setdefault(owner, {})[(job.id, task.index)] = None
+            self._wake[owner] = None
 
     def _requeue(self, job: Job, task: Task) -> None:
         """Back to ready now (a reduce waits again if its maps are not all committed)."""
@@ -57,17 +59,29 @@ class Dispatch(SchedulerBase):
         if (job.id, partition) in queue:
             del queue[(job.id, partition)]
             self._ready_reduces.setdefault(new, {})[(job.id, partition)] = None
+            self._wake[new] = None
 
     def _dispatch(self) -> None:
-        """Give every idle worker work: its own partitions' reduces first, then maps, oldest job first."""
-        for worker_id in [w for w in self._idle if self._ready_reduces.get(w)]:
-            self._assign_reduce(self.workers[worker_id])
+        """Give every idle worker work: its own partitions' reduces first, then maps, oldest job first.
+
+        Runs after every event, so it costs what it hands out, not a scan of every idle worker: only the
+        workers woken since the last dispatch (idle now, or an owner given a ready reduce) can have one of
+        their own reduces to run, and stealing, which waits for an owner to be busy for `min_elapsed`,
+        is left to the tick (`_steal_reduces`).
+        """
+        woken, self._wake = self._wake, {}
+        for worker_id in woken:
+            if worker_id in self._idle and self._ready_reduces.get(worker_id):
+                self._assign_reduce(self.workers[worker_id])
         while self._idle:
             found = self._next_map()
             if found is None:
                 break
             worker_id = next(iter(self._idle))
             self._assign(self.workers[worker_id], found[0], found[1])
+
+    def _steal_reduces(self) -> None:
+        """On a tick: idle workers take over ready partitions whose owners have been busy too long."""
         for worker_id in list(self._idle):
             if not self._steal_reduce(self.workers[worker_id]):
                 return
@@ -142,25 +156,27 @@ class Dispatch(SchedulerBase):
         self._log("task_assigned", "debug", **attempt.log_fields(), worker=worker.id)
 
     def _start_queued_jobs(self) -> None:
-        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer)
+        """Start every queued job on the workers up now. Called on every registration (all of them come
+        back after a restart), so the workers are only listed when a job is waiting to start."""
+        queued = [job for job in self.jobs.values() if job.state is JobState.QUEUED]
+        alive = sorted(w.id for w in self.workers.values() if w.alive and w.peer) if queued else []
         if not alive:
             return
-        for job in self.jobs.values():
-            if job.state is JobState.QUEUED:
-                owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
-                self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
-                job.ready_maps.extend(range(len(job.maps)))
-                self._log("job_started", "info", job=job.id, owners=len(set(job.owners)))
-                self._set_up_owners(job)
-                self._sample(job)
-                if not job.maps:
-                    for reduce in job.reduces:
-                        self._make_ready(job, reduce)
+        for job in queued:
+            owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
+            self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
+            job.ready_maps.extend(range(len(job.maps)))
+            self._log("job_started", "info", job=job.id, owners=len(job.owned))
+            self._set_up_owners(job)
+            self._sample(job)
+            if not job.maps:
+                for reduce in job.reduces:
+                    self._make_ready(job, reduce)
 
     def _set_up(self, job: Job, worker: WorkerEntry) -> None:
         """Send the job (and so a lease on its data) to a worker once per worker life."""
         if worker.id not in job.set_up_on and worker.alive and worker.peer:
-            job.set_up_on.add(worker.id)
+            job.set_up_on[worker.id] = None
             self._send_setup(job, worker)
 
     def _send_setup(self, job: Job, worker: WorkerEntry) -> None:
@@ -170,7 +186,7 @@ class Dispatch(SchedulerBase):
 
     def _set_up_owners(self, job: Job) -> None:
         """Owners get the job before any mapper pushes to them, so they only ever store leased data."""
-        for owner in sorted(set(job.owners)):
+        for owner in sorted(job.owned):
             worker = self.workers.get(owner)
             if worker is not None:
                 self._set_up(job, worker)
@@ -225,7 +241,8 @@ class Dispatch(SchedulerBase):
                           n_reduce=job.spec.n_reduce, peers=[self._data_addr(w) for w in slots], cycle=cycle,
                           moved=moved, owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
                           window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
-                          released=[t.index for t in job.reduces if t.state is TaskState.DONE])
+                          released=[t.index for t in job.reduces if t.state is TaskState.DONE]
+                          if job.reduces_done else [])
 
     def _data_addr(self, worker_id: str) -> str:
         """Where a worker serves data; "" for one that is gone."""
@@ -245,7 +262,10 @@ class Dispatch(SchedulerBase):
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)
         if attempt is not None:
-            bisect.insort(job.durations.setdefault(task.kind, []), self._now - attempt.started)
+            durations = job.durations.get(task.kind)
+            if durations is None:
+                durations = job.durations[task.kind] = RunningMedian()
+            durations.add(self._now - attempt.started)
 
     def _speculate(self) -> None:
         """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
@@ -280,6 +300,6 @@ class Dispatch(SchedulerBase):
             return None
         if task.kind == REDUCE and job.maps_done < len(job.maps):
             return None   # some map output was lost since it started: a backup could not read it
-        median = durations[len(durations) // 2]
-        slow = self._now - attempt.started >= max(self.params.min_elapsed, self.params.slow_factor * median)
+        limit = max(self.params.min_elapsed, self.params.slow_factor * durations.median)
+        slow = self._now - attempt.started >= limit
         return (job, task) if slow else None

@@ -135,16 +135,26 @@ def _started(job: Job, rec: j.JobStarted) -> None:
     job.state, job.started, job.owners = JobState.RUNNING, rec.started, list(rec.owners)
     job.owner_cycle = list(dict.fromkeys(job.owners))   # owners are dealt round-robin at the start
     job.owner_moves = {p: w for p, w in enumerate(job.owners) if w != job.owner_cycle[p % len(job.owner_cycle)]}
+    job.owned = {}
+    for owner in job.owners:
+        job.owned[owner] = job.owned.get(owner, 0) + 1
 
 
 def _owners_moved(job: Job, rec: j.OwnersMoved) -> None:
+    """Only the moved partitions change: their owners, the cycle's exceptions and the per-owner counts."""
     for partition, owner in rec.moves.items():
-        if 0 <= partition < len(job.owners):
-            job.owners[partition] = owner
-            if owner == job.owner_cycle[partition % len(job.owner_cycle)]:
-                job.owner_moves.pop(partition, None)
-            else:
-                job.owner_moves[partition] = owner
+        if not 0 <= partition < len(job.owners):
+            continue
+        old = job.owners[partition]
+        job.owned[old] = job.owned.get(old, 0) - 1
+        if job.owned[old] <= 0:
+            del job.owned[old]
+        job.owned[owner] = job.owned.get(owner, 0) + 1
+        job.owners[partition] = owner
+        if owner == job.owner_cycle[partition % len(job.owner_cycle)]:
+            job.owner_moves.pop(partition, None)
+        else:
+            job.owner_moves[partition] = owner
     job.owners_epoch = rec.epoch
 
 
@@ -177,6 +187,7 @@ def _map_committed(job: Job, rec: j.MapCommitted) -> None:
     task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
     task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
     job.maps_done += 1
+    _index(job.maps_held, rec.worker_id, task.index)
     job.bytes_committed += rec.bytes_out
 
 
@@ -185,6 +196,7 @@ def _map_uncommitted(job: Job, rec: j.MapUncommitted) -> None:
     task = job.task(MAP, rec.task)
     if task is None or task.state is not TaskState.DONE:
         return
+    _unindex(job.maps_held, task.committed_worker, task.index)
     task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
     job.maps_done -= 1
     job.bytes_committed -= task.bytes_out
@@ -194,8 +206,10 @@ def _commit_granted(job: Job, rec: j.CommitGranted) -> None:
     task = job.task(REDUCE, rec.task)
     if task is None or task.state is TaskState.DONE:
         return
+    _unindex(job.grants, task.granted_worker, task.index)
     task.state, task.committing, task.granted_worker = TaskState.COMMITTING, rec.attempt, rec.worker_id
     task.records_out = rec.records_out
+    _index(job.grants, rec.worker_id, task.index)
 
 
 def _commit_revoked(job: Job, rec: j.CommitRevoked) -> None:
@@ -203,6 +217,7 @@ def _commit_revoked(job: Job, rec: j.CommitRevoked) -> None:
     task = job.task(REDUCE, rec.task)
     if task is None or task.state is not TaskState.COMMITTING:
         return
+    _unindex(job.grants, task.granted_worker, task.index)
     task.state, task.committing, task.granted_worker = TaskState.WAITING, None, None
 
 
@@ -210,9 +225,22 @@ def _commit_confirmed(job: Job, rec: j.CommitConfirmed) -> None:
     task = job.task(REDUCE, rec.task)
     if task is None or task.state is TaskState.DONE:
         return
+    _unindex(job.grants, task.granted_worker, task.index)   # committed: no grant is pending any more
     task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
     task.committing, task.records_out, task.finished = rec.attempt, rec.records_out, rec.finished
     job.reduces_done += 1
+
+
+def _index(index: dict[str, set[int]], worker: str, task: int) -> None:
+    index.setdefault(worker, set()).add(task)
+
+
+def _unindex(index: dict[str, set[int]], worker: str | None, task: int) -> None:
+    tasks = index.get(worker or "")
+    if tasks is not None:
+        tasks.discard(task)
+        if not tasks:
+            del index[worker or ""]
 
 
 _JOB_CHANGES: dict[type, Callable[[Job, Any], None]] = {

@@ -65,6 +65,7 @@ class Losses(Dispatch):
         return job, task
 
     def _lose_worker(self, worker: WorkerEntry, why: str) -> None:
+        self._count_leases(worker, -1)   # what a dead worker held is gone with it
         worker.alive = False
         self._idle.pop(worker.id, None)
         self._log("worker_lost", "warning", worker=worker.id, why=why)
@@ -111,11 +112,12 @@ class Losses(Dispatch):
         """A reduce granted to this worker before a restart, which it no longer runs, must run again.
 
         Its output may already be in place; running again replaces it atomically with the same records.
+        Only the reduces granted on this worker are looked at (`Job.grants`), not every reduce.
         """
         for job in self._running_jobs():
-            for task in job.reduces:
-                if (task.state is TaskState.COMMITTING and task.granted_worker == worker.id
-                        and task.committing not in task.running):
+            for index in sorted(job.grants.get(worker.id, ())):
+                task = job.reduces[index]
+                if task.state is TaskState.COMMITTING and task.committing not in task.running:
                     self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=task.committing,
                               worker=worker.id, why="granted before a restart, not running any more")
                     self._revoke_grant(job, task)
@@ -126,30 +128,40 @@ class Losses(Dispatch):
         task.state = TaskState.RUNNING   # a backup may run on; if none does, the caller puts the task back
 
     def _replan(self, job: Job) -> None:
-        """Move partitions off dead owners; map output the new owners cannot pull is made again."""
-        alive = [w for w in self.workers.values() if w.alive]
+        """Move partitions off dead owners; map output the new owners cannot pull is made again.
+
+        Runs for every running job on each lost or new worker, so it first asks the owner counts
+        (`Job.owned`) whether any owner is dead at all; only then does it visit the partitions. Each
+        moved partition goes to the live worker that owns the fewest (by id on a tie), taken off a heap.
+        """
+        workers = self.workers
+        dead = {w for w in job.owned if w not in workers or not workers[w].alive}
+        alive = [w.id for w in workers.values() if w.alive] if dead else []
         if not alive:
             return
-        load = {w.id: 0 for w in alive}
-        for owner in job.owners:
-            if owner in load:
-                load[owner] += 1
+        load = [(job.owned.get(w, 0), w) for w in alive]
+        heapq.heapify(load)
         moves: dict[int, str] = {}
         for p, owner in enumerate(job.owners):
-            if owner not in load and job.reduces[p].state is not TaskState.DONE:
-                new = min(load, key=lambda w: (load[w], w))
-                load[new] += 1
+            if owner in dead and job.reduces[p].state is not TaskState.DONE:
+                count, new = heapq.heappop(load)
+                heapq.heappush(load, (count + 1, new))
                 moves[p] = new
         if not moves:
             return
         self._move_partitions(job, moves)
-        for task in job.maps:
-            if task.state is TaskState.DONE and task.committed_worker not in load:
-                self._uncommit_map(job, task)
+        live = set(alive)
+        lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
+        for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
+            self._uncommit_map(job, job.maps[index])
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
+        """The map must run again; its job's ready reduces wait for it (only if they can be ready at all:
+        a reduce is READY only while every map is committed, so most uncommits need no look at them)."""
+        every_map_was_done = job.maps_done == len(job.maps)
         self._record(j.MapUncommitted(job_id=job.id, task=task.index))
-        for reduce in job.reduces:
-            if reduce.state is TaskState.READY:
-                self._unready_reduce(job, reduce)
+        if every_map_was_done:
+            for reduce in job.reduces:
+                if reduce.state is TaskState.READY:
+                    self._unready_reduce(job, reduce)
         self._enqueue(job, task)

@@ -28,7 +28,7 @@ class Rejoin(Reports):
         if old is not None and old.alive:
             self._lose_worker(old, "registered again")
         for job in self.jobs.values():   # a new life: it gets every job's setup afresh
-            job.set_up_on.discard(msg.worker_id)
+            job.set_up_on.pop(msg.worker_id, None)
         for holding in msg.holdings:    # and nothing it held before counts
             self._send(peer, m.JobEnded(job_id=holding.job_id))
         if msg.running is not None:
@@ -85,15 +85,15 @@ class Rejoin(Reports):
                 self._send(peer, m.JobEnded(job_id=holding.job_id))
         for job in self._running_jobs():
             kept = set(map(tuple, held[job.id].maps)) if job.id in held else set()
-            for task in job.maps:
-                if (task.state is TaskState.DONE and task.committed_worker == worker.id
-                        and (task.index, task.committed) not in kept):
+            for index in sorted(job.maps_held.get(worker.id, ())):   # its committed maps, by index
+                task = job.maps[index]
+                if (task.index, task.committed) not in kept:
                     self._log("map_output_gone", "warning", job=job.id, task=task.label, worker=worker.id)
                     self._uncommit_map(job, task)
             # messages to the old connection may be lost (an owner update, say), or it lost the job when
             # its lease ran out: it is set up again (its next reduce gets the whole commit table too)
-            job.set_up_on.discard(worker.id)
-            if job.id in held or worker.id in job.owners:
+            job.set_up_on.pop(worker.id, None)
+            if job.id in held or worker.id in job.owned:
                 self._set_up(job, worker)
         self._readopt_running(worker, msg.running)
         self._drop_orphan_grants(worker)

@@ -21,7 +21,7 @@ class Reports(Losses):
                     and job.owners[stat.partition] == worker.id
                     and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
                 job.partition_stats[stat.partition] = stat
-        worker.leases = {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0}
+        self._set_leases(worker, {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0})
         run = self._current_run(worker)
         if run is not None and msg.progress != run.progress:
             run.progress = msg.progress
@@ -37,8 +37,9 @@ class Reports(Losses):
             job = self.jobs.get(worker.current.job_id)
             self._abandon_current(worker, "the worker ended it without a report that counts")
             if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
-                job.set_up_on.discard(worker.id)
+                job.set_up_on.pop(worker.id, None)
         self._idle[worker.id] = None
+        self._wake[worker.id] = None
 
     def _on_map_done(self, worker: WorkerEntry, msg: m.MapDone) -> None:
         attempt = msg.attempt

@@ -30,10 +30,12 @@ class SchedulerBase:
         self._by_peer: dict[bytes, str] = {}
         self._idle: dict[str, None] = {}                     # ordered set of idle worker ids
         self._ready_reduces: dict[str, dict[tuple[str, int], None]] = {}   # owner -> (job, partition)
+        self._wake: dict[str, None] = {}   # idle workers, or owners given a ready reduce, since the last dispatch
         self._backoff: list[tuple[float, str, str, int]] = []               # (not_before, job, kind, index)
         self._liveness: list[tuple[float, str]] = []                        # (deadline, worker)
         self._draining: list[Job] = []               # ended jobs whose workers still report leases
         self._waiters: dict[tuple[bytes, str], float] = {}   # WaitJob held: (client, job) -> answer by
+        self._leases: dict[str, int] = {}   # job -> leases its live workers last reported (no zero entries)
         self._out: list[Action] = []
         self._now = 0.0
         self._last_tick: float | None = None
@@ -86,8 +88,28 @@ class SchedulerBase:
         heapq.heappush(self._liveness, (deadline, worker.id))
 
     def job_leases(self, job: Job) -> int:
-        """Leased resources the job's live workers last reported holding."""
-        return views.job_leases(job, self.book)
+        """Leased resources the job's live workers last reported holding (as `views.job_leases` sums them).
+
+        Read at every map and reduce commit, so it is a running total, not a sum over every worker.
+        """
+        return self._leases.get(job.id, 0)
+
+    def _set_leases(self, worker: WorkerEntry, leases: dict[str, int]) -> None:
+        """What a live worker now reports holding, job by job; the running totals follow."""
+        self._count_leases(worker, -1)
+        worker.leases = leases
+        self._count_leases(worker, +1)
+
+    def _count_leases(self, worker: WorkerEntry, sign: int) -> None:
+        """Add (+1) or take off (-1) a live worker's leases from the totals: a dead worker's count for nothing."""
+        if not worker.alive:
+            return
+        for job_id, count in worker.leases.items():
+            total = self._leases.get(job_id, 0) + sign * count
+            if total:
+                self._leases[job_id] = total
+            else:
+                self._leases.pop(job_id, None)
 
     def _sample(self, job: Job) -> None:
         """Add a timeline point if anything changed; an ended job is followed until its leases are gone."""

@@ -213,6 +213,7 @@ class Scheduler(Rejoin):
                                                lease_ttl=self.params.lease_ttl))
         self._release_committed()
         self._dispatch()
+        self._steal_reduces()
         self._speculate()
 
     def _release_committed(self) -> None:
@@ -223,7 +224,7 @@ class Scheduler(Rejoin):
                 continue
             release = m.ReleasePartitions(job_id=job.id, partitions=job.releasing)
             job.releasing = []
-            for worker_id in sorted(job.set_up_on):
+            for worker_id in job.set_up_on:
                 worker = self.workers[worker_id]
                 if worker.alive and worker.peer:
                     self._send(worker.peer, release)
