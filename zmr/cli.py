@@ -259,8 +259,11 @@ def cmd_coord(ns: argparse.Namespace) -> int:
     config = _load(ns, {"coordinator.bind": ns.bind, "coordinator.state_dir": ns.state_dir,
                         "coordinator.recover_damaged_journal": ns.recover_damaged_journal or None,
                         "security.insecure": ns.insecure or None})
+    from zmr.runtime.gctune import tune_for_data
+
     coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
     _stop_on_signals(coordinator.stop, coordinator.stop_flag)
+    tune_for_data()   # a large job is 100,000s of long-lived task records: no full heap walk every few ms
     coordinator.run()
     return EXIT_OK
 
