@@ -72,7 +72,7 @@ def test_reduce_inputs_pull_what_was_not_pushed_and_miss_what_died() -> None:
     sim.run()
     reducer, holder = list(sim.workers.values())[:2]
     job = "job-x"
-    sim.pushed[(job, 0, 1)] = tuple(reducer.addr for _ in range(40))   # pushed to the reducer
+    sim.pushed[(0, 1)] = sim.owner_table(job, 99, [reducer.addr] * 40)   # pushed to the reducer
     holder.kept[job] = {(1, 1)}
     sources = [m.MapSource(task=0, attempt=1, addr=holder.addr), m.MapSource(task=1, attempt=1, addr=holder.addr),
                m.MapSource(task=2, attempt=1, addr=holder.addr)]

@@ -34,7 +34,6 @@ import heapq
 import itertools
 import math
 import random
-import sys
 import time
 import tracemalloc
 from collections import deque
@@ -139,7 +138,7 @@ class SimWorker:
     missing: list[int] = field(default_factory=list)         # the running reduce cannot get these maps
     pulls: dict[str, list[int]] = field(default_factory=dict)  # the running reduce pulls these maps from addr
     pull_end: float = 0.0
-    owners: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)   # job -> (epoch, addresses)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)   # job -> (epoch, owner table index)
     kept: dict[str, set[tuple[int, int]]] = field(default_factory=dict)           # job -> (map, attempt)
     recent: deque[m.MapDone] = field(default_factory=lambda: deque(maxlen=RECENT_MAPS))
 
@@ -269,7 +268,11 @@ class Simulation:
         self._live_at: dict[str, int] = {}
         self._names = itertools.count(1)
         self._death_gen = 0
-        self.pushed: dict[tuple[str, int, int], tuple[str, ...]] = {}   # map attempt -> owners it pushed to
+        # (map, attempt) -> the owner table it pushed by (this simulates one job)
+        self.pushed: dict[tuple[int, int], int] = {}
+        self._tables: list[tuple[str, ...]] = []           # every owner table workers heard, shared
+        self._table_at: dict[tuple[str, int], int] = {}    # (job, epoch) -> its table
+        self._ints = list(range(max(config.maps, config.partitions) + 1))   # see _canonical
         self.journal = bytearray()
         self._snapshot_size = 0
         self._to_worker = codec.peer_decoder(MAX_MESSAGE_BYTES)
@@ -281,7 +284,6 @@ class Simulation:
         self._submitted_at = 0.0
         self._restarted = False
         self._memory_points: list[tuple[str, Callable[[], bool]]] = []
-        self._tables: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}   # shared owner tables
 
     # ------------------------------------------------------------ the run
 
@@ -375,7 +377,9 @@ class Simulation:
     def _finish_map(self, worker: SimWorker, attempt: m.AttemptId) -> None:
         job = attempt.job_id
         worker.kept.setdefault(job, set()).add((attempt.task, attempt.number))
-        self.pushed[(job, attempt.task, attempt.number)] = worker.owners.get(job, (0, ()))[1]
+        table = worker.owners.get(job)
+        if table is not None:
+            self.pushed[(attempt.task, attempt.number)] = table[1]
         bytes_out = int(self.cost.map_output_mb * 1e6)
         done = m.MapDone(worker_id=worker.id, attempt=attempt, records_out=1000, bytes_out=bytes_out)
         worker.recent.append(done)
@@ -468,14 +472,21 @@ class Simulation:
         return []
 
     def _learn_owners(self, worker: SimWorker, job_id: str, epoch: int, owners: list[str]) -> None:
-        """Workers share one interned copy of each owner table (1,000 copies of 10,000 names would not fit)."""
         known = worker.owners.get(job_id)
         if known is None or epoch > known[0]:
-            worker.owners[job_id] = (epoch, self._owner_table(epoch, owners))
+            worker.owners[job_id] = (epoch, self.owner_table(job_id, epoch, owners))
 
-    def _owner_table(self, epoch: int, owners: list[str]) -> tuple[str, ...]:
-        table = tuple(sys.intern(a) for a in owners)
-        return self._tables.setdefault((epoch, table), table)
+    def owner_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
+        """Workers share one copy of each owner table (1,000 copies of 10,000 names would not fit), made
+        of the simulation's own address strings, so that tracemalloc does not book it to the coordinator."""
+        index = self._table_at.get((job_id, epoch))
+        if index is not None and self._tables[index] == tuple(owners):
+            return index
+        by_addr = self._by_addr
+        table = tuple(by_addr[a].addr if a in by_addr else "" for a in owners)
+        self._table_at[(job_id, epoch)] = len(self._tables)
+        self._tables.append(table)
+        return len(self._tables) - 1
 
     def _on_assign(self, worker: SimWorker, msg: Assignment) -> list[m.WorkerToCoord]:
         if worker.running is None:
@@ -529,7 +540,7 @@ class Simulation:
     # ------------------------------------------------------------ running tasks
 
     def _start_task(self, worker: SimWorker, assign: Assignment) -> None:
-        attempt = assign.attempt
+        attempt = self._canonical(assign.attempt)
         worker.running, worker.generation = attempt, worker.generation + 1
         worker.missing, worker.pulls = [], {}
         slow = self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0
@@ -542,6 +553,13 @@ class Simulation:
             worker.pull_end = self.now + pull
             duration = MISSING_DATA_DELAY if inputs.missing else pull + self.reduce_work[attempt.task] * slow
         self._push(self.now + duration, _DONE, worker, worker.generation)
+
+    def _canonical(self, attempt: m.AttemptId) -> m.AttemptId:
+        """The attempt rebuilt of the simulation's own objects: what a worker keeps must not be booked to
+        the coordinator by tracemalloc (whose allocation site of a decoded message is zmr/protocol)."""
+        job_id = self.job_id if attempt.job_id == self.job_id else attempt.job_id
+        kind: m.TaskKind = "map" if attempt.kind == "map" else "reduce"
+        return m.AttemptId(job_id, kind, self._ints[attempt.task], attempt.number)
 
     def reduce_inputs(self, worker: SimWorker, assign: m.AssignReduce) -> ReduceInputs:
         """Where the reduce attempt `assign` on `worker` finds each committed map's output, or that it cannot.
@@ -558,16 +576,17 @@ class Simulation:
         output; otherwise it is missing.
         """
         job_id, partition, addr = assign.attempt.job_id, assign.attempt.task, worker.addr
+        here = {i for i, table in enumerate(self._tables) if partition < len(table) and table[partition] == addr}
         pushed, by_addr = self.pushed, self._by_addr
         missing: list[int] = []
         pulls: dict[str, list[int]] = {}
-        for source in assign.sources:
-            owners = pushed.get((job_id, source.task, source.attempt))
-            if owners is not None and partition < len(owners) and owners[partition] == addr:
+        for source in assign.sources:   # a plain loop: faster than map/compress chains over msgspec structs
+            key = (source.task, source.attempt)
+            if pushed.get(key) in here:
                 continue
             holder = by_addr.get(source.addr)
-            if holder is not None and holder.alive and (source.task, source.attempt) in holder.kept.get(job_id, ()):
-                pulls.setdefault(source.addr, []).append(source.task)
+            if holder is not None and holder.alive and key in holder.kept.get(job_id, ()):
+                pulls.setdefault(holder.addr, []).append(self._ints[source.task])
             else:
                 missing.append(source.task)
         return ReduceInputs(missing, pulls)
