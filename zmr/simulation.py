@@ -34,6 +34,7 @@ import heapq
 import itertools
 import math
 import random
+import sys
 import time
 import tracemalloc
 from collections import deque
@@ -110,6 +111,8 @@ class SimConfig:
     task_timeout: float = 10.0
     speculation: bool = True
     max_sim_seconds: float = 1e6        # give up (the job did not end) after this much simulated time
+    max_wall_seconds: float = math.inf  # ... or after this much real time: the measures so far are reported
+    progress_every: float = 0.0         # print a progress line to stderr every this many wall seconds (0: never)
 
 
 def lognormal(rng: random.Random, mean: float, sigma: float) -> float:
@@ -270,6 +273,8 @@ class Simulation:
         self._death_gen = 0
         # (map, attempt) -> the owner table it pushed by (this simulates one job)
         self.pushed: dict[tuple[int, int], int] = {}
+        self._last_sent: tuple[m.FromCoordinator, list[Any], m.FromCoordinator | None] | None = None
+        self._last_owners: tuple[list[str], int] | None = None   # the last owner list decoded, and its table
         self._tables: list[tuple[str, ...]] = []           # every owner table workers heard, shared
         self._table_at: dict[tuple[str, int], int] = {}    # (job, epoch) -> its table
         self._ints = list(range(max(config.maps, config.partitions) + 1))   # see _canonical
@@ -316,13 +321,31 @@ class Simulation:
     def _loop(self) -> None:
         heap, handlers = self._heap, self._HANDLERS
         limit = self.config.max_sim_seconds
-        while heap and not self.ended:
+        started = last_report = time.perf_counter()
+        for count in itertools.count():
+            if not heap or self.ended:
+                return
             when, _, kind, who, gen = heapq.heappop(heap)
             if when > limit:
-                break
+                return
             self.now = when
             handlers[kind](self, who, gen)
             self._after_event()
+            if count % 1024 == 0:
+                wall = time.perf_counter()
+                if wall - started > self.config.max_wall_seconds:
+                    return
+                if self.config.progress_every and wall - last_report >= self.config.progress_every:
+                    last_report = wall
+                    self._report_progress(wall - started)
+
+    def _report_progress(self, wall: float) -> None:
+        job = self.scheduler.jobs.get(self.job_id)
+        reduces = job.reduces_done if job is not None else 0
+        print(f"[{wall:7.1f} s] sim {self.now:8.1f} s  maps {self._maps_done():,}/{self.config.maps:,}  "
+              f"reduces {reduces:,}/{self.config.partitions:,}  events {self.result.events:,}  "
+              f"scheduler CPU {self.result.scheduler_cpu_s:.1f} s  codec CPU {self.result.codec_cpu_s:.1f} s",
+              file=sys.stderr, flush=True)
 
     def _after_event(self) -> None:
         """Points in the job's life where something is measured or done: memory, the restart."""
@@ -479,9 +502,16 @@ class Simulation:
     def owner_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
         """Workers share one copy of each owner table (1,000 copies of 10,000 names would not fit), made
         of the simulation's own address strings, so that tracemalloc does not book it to the coordinator."""
+        last = self._last_owners
+        if last is not None and last[0] is owners:   # one broadcast, heard by every worker
+            return last[1]
         index = self._table_at.get((job_id, epoch))
-        if index is not None and self._tables[index] == tuple(owners):
-            return index
+        if index is None or self._tables[index] != tuple(owners):
+            index = self._new_table(job_id, epoch, owners)
+        self._last_owners = (owners, index)
+        return index
+
+    def _new_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
         by_addr = self._by_addr
         table = tuple(by_addr[a].addr if a in by_addr else "" for a in owners)
         self._table_at[(job_id, epoch)] = len(self._tables)
@@ -616,6 +646,7 @@ class Simulation:
     def _pump(self, first: Event, pinged: set[bytes] | None = None) -> None:
         """Handle an event and, in order, everything the workers say in reply."""
         queue: deque[Event] = deque([first])
+        self._last_sent = None
         while queue:
             event = queue.popleft()
             actions = self._handle(event)
@@ -627,6 +658,8 @@ class Simulation:
                     self._note(action)
                 elif isinstance(action, JobFinished):
                     self._job_finished(action)
+        # nothing decoded outlives its batch (tracemalloc would book it to zmr/protocol)
+        self._last_sent = self._last_owners = None
 
     def _handle(self, event: Event) -> list[Action]:
         start = time.process_time()
@@ -662,10 +695,21 @@ class Simulation:
         return Received(peer, decoded)
 
     def _wire_to_peer(self, msg: m.FromCoordinator, decode: bool) -> m.FromCoordinator | None:
-        start = time.process_time()
-        frames = codec.encode(msg)
-        decoded = self._to_worker.decode(frames)[0] if decode else None
-        self.result.codec_cpu_s += time.process_time() - start
+        """Encode and decode what the coordinator sends; its bytes are counted on every send.
+
+        The scheduler sends one message object to many workers when it broadcasts (an owner move, a
+        release): that object is encoded and decoded once per batch of actions and its bytes counted
+        for every worker, so CPU here is one copy's, not the shell's per-send encoding.
+        """
+        last = self._last_sent
+        if last is not None and last[0] is msg and (last[2] is not None or not decode):
+            frames, decoded = last[1], last[2]
+        else:
+            start = time.process_time()
+            frames = codec.encode(msg)
+            decoded = self._to_worker.decode(frames)[0] if decode else None
+            self.result.codec_cpu_s += time.process_time() - start
+            self._last_sent = (msg, frames, decoded)
         size = len(frames[0]) + len(frames[1])
         self.result.bytes_from_coordinator += size
         self._count(type(msg).__name__, size)
