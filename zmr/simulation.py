@@ -73,6 +73,8 @@ RECENT_MAPS = 32               # MapDone reports a worker offers again when it r
 CLIENT = b"client"
 
 Assignment = m.AssignMap | m.AssignReduce
+# owner table index (None: unknown) -> holder address -> ((map, attempt) keys, map tasks): see reduce_inputs
+SourceGroups = dict[int | None, dict[str, tuple[list[tuple[int, int]], list[int]]]]
 
 
 # ---------------------------------------------------------------- settings
@@ -283,7 +285,7 @@ class Simulation:
         self._last_sent: tuple[m.FromCoordinator, list[Any], m.FromCoordinator | None] | None = None
         self._last_owners: tuple[list[str], int] | None = None   # the last owner list decoded, and its table
         # the last AssignReduce sources seen, grouped by owner table (see reduce_inputs)
-        self._source_groups: tuple[list[m.MapSource], dict[int | None, list[m.MapSource]]] | None = None
+        self._source_groups: tuple[list[m.MapSource], SourceGroups] | None = None
         self._tables: list[tuple[str, ...]] = []           # every owner table workers heard, shared
         self._table_at: dict[tuple[str, int], int] = {}    # (job, epoch) -> its table
         self._ints = list(range(max(config.maps, config.partitions) + 1))   # see _canonical
@@ -616,29 +618,38 @@ class Simulation:
         Otherwise it is pulled if the worker at the source address is alive and still keeps that attempt's
         output; otherwise it is missing.
 
-        Cost: the sources are grouped by the owner table each map pushed by once per distinct list (the
-        reduces of a phase mostly get the same one), so a reduce whose input was all pushed to it costs
-        one list comparison, not a Python step per map.
+        Cost: the sources are grouped by the owner table each map pushed by, then by holder, once per
+        distinct list (the reduces of a phase mostly get the same one), so a reduce whose input was all
+        pushed to it, or is all kept by live holders, costs a list comparison and a set test per holder,
+        not a Python step per map.
         """
         sources, cached = assign.sources, self._source_groups
         if cached is None or cached[0] != sources:   # compared in C: reduces of one phase mostly get one list
-            groups: dict[int | None, list[m.MapSource]] = {}
-            for source in sources:   # by the owner table each map pushed by (None: it pushed nowhere known)
-                groups.setdefault(self.pushed.get((source.task, source.attempt)), []).append(source)
+            groups: SourceGroups = {}
+            for source in sources:   # by the owner table each map pushed by (None: none known), then holder
+                table = self.pushed.get((source.task, source.attempt))
+                keys, tasks = groups.setdefault(table, {}).setdefault(source.addr, ([], []))
+                keys.append((source.task, source.attempt))
+                tasks.append(self._ints[source.task])
             cached = self._source_groups = (sources, groups)
-        job_id, partition, addr, by_addr = assign.attempt.job_id, assign.attempt.task, worker.addr, self._by_addr
+        job_id, partition, addr = assign.attempt.job_id, assign.attempt.task, worker.addr
         missing: list[int] = []
         pulls: dict[str, list[int]] = {}
-        for table, group in cached[1].items():
+        for table, by_holder in cached[1].items():
             owners = self._tables[table] if table is not None else ()
             if partition < len(owners) and owners[partition] == addr:
                 continue   # pushed here
-            for source in group:
-                holder = by_addr.get(source.addr)
-                if holder is not None and holder.alive and (source.task, source.attempt) in holder.kept.get(job_id, ()):
-                    pulls.setdefault(holder.addr, []).append(self._ints[source.task])
-                else:
-                    missing.append(source.task)
+            for holder_addr, (keys, tasks) in by_holder.items():
+                holder = self._by_addr.get(holder_addr)
+                kept = holder.kept.get(job_id, set()) if holder is not None and holder.alive else set()
+                if holder is not None and kept.issuperset(keys):   # the common case, checked in C
+                    pulls.setdefault(holder.addr, []).extend(tasks)
+                    continue
+                for key, task in zip(keys, tasks, strict=True):
+                    if holder is not None and key in kept:
+                        pulls.setdefault(holder.addr, []).append(task)
+                    else:
+                        missing.append(task)
         return ReduceInputs(missing, pulls)
 
     def _end_task(self, worker: SimWorker) -> list[m.WorkerToCoord]:
