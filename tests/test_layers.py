@@ -45,7 +45,8 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("core", {"zmr.core"}),
     ("common", {"zmr.config", "zmr.log", "zmr.apps", "zmr.inputs"}),
     ("runtime", {"zmr.runtime"}),
-    ("client", {"zmr.client", "zmr.local", "zmr.seq", "zmr.report", "zmr.progress", "zmr.testing"}),
+    ("client", {"zmr.client", "zmr.local", "zmr.seq", "zmr.report", "zmr.progress", "zmr.testing",
+                "zmr.simulation"}),
     ("cli", {"zmr.cli", "zmr.__main__", "zmr"}),
 ]
 PACKAGES = {"zmr", *(f"zmr.{p.parent.name}" for p in ZMR.glob("*/__init__.py"))}

@@ -1,0 +1,106 @@
+"""The at-scale simulator (zmr.simulation, scripts/simulate) at a size that runs in seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from zmr.protocol import journal as jr
+from zmr.protocol import messages as m
+from zmr.simulation import CostModel, SimConfig, Simulation, compare_run, simulate
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"workers": 20, "maps": 400, "partitions": 40, "memory": False}
+
+
+def test_a_calm_job_succeeds_and_commits_every_partition_once() -> None:
+    result = simulate(SimConfig(**SMALL, check_every=50), CostModel())
+    assert result.succeeded and result.job_state == "succeeded"
+    assert result.commits == {p: 1 for p in range(40)}
+    assert result.invariant_checks > 0
+    assert result.deaths == result.replacements == 0
+    assert result.attempts >= 440   # every task ran at least once
+    assert result.job_time_s >= result.ideal_time_s
+
+
+def test_messages_and_journal_are_counted_as_encoded() -> None:
+    sim = Simulation(SimConfig(**SMALL), CostModel())
+    result = sim.run()
+    counted = result.messages
+    assert counted["AssignMap"]["count"] >= 400 and counted["AssignReduce"]["count"] >= 40
+    assert counted["Register"]["count"] >= 20 and counted["Welcome"]["count"] >= 20
+    total = sum(c["bytes"] for c in counted.values())
+    assert total == result.bytes_to_coordinator + result.bytes_from_coordinator
+    parsed = jr.parse(bytes(sim.journal))   # the journal is real framed records, and intact
+    assert not parsed.problem
+    assert result.compactions == 0 and len(parsed.records) == result.journal_records
+    assert len(sim.journal) == result.journal_bytes
+
+
+def test_deaths_and_stragglers_cost_time_but_the_job_succeeds_with_invariants_checked() -> None:
+    config = SimConfig(**SMALL, deaths_per_min=10.0, replace_after=5.0, check_every=25, seed=3)
+    result = compare_run(config, CostModel(stragglers=0.1, straggler_factor=5.0))
+    assert result.succeeded
+    assert result.commits == {p: 1 for p in range(40)}
+    assert result.deaths > 0 and result.replacements > 0
+    assert result.attempts > 440   # lost work ran again
+    assert result.invariant_checks > 0
+    assert result.baseline_time_s is not None and result.job_time_s > result.baseline_time_s
+
+
+def test_deaths_without_replacement_shrink_the_cluster() -> None:
+    result = simulate(SimConfig(**SMALL, deaths_per_min=5.0, replace_after=0.0, seed=2), CostModel())
+    assert result.succeeded and result.deaths > 0 and result.replacements == 0
+
+
+def test_a_coordinator_restarted_from_its_journal_finishes_the_job() -> None:
+    config = SimConfig(**SMALL, restart_at=0.5, check_every=25)
+    result = simulate(config, CostModel(stragglers=0.05))
+    assert result.succeeded
+    assert result.commits == {p: 1 for p in range(40)}
+    restart = result.restart
+    assert restart is not None
+    assert restart["maps_done"] >= 200 and restart["journal_records"] > 0 and restart["journal_bytes"] > 0
+    assert result.messages["RegisterAgain"]["count"] >= 1   # workers heard of the restart and came back
+
+
+def test_reduce_inputs_pull_what_was_not_pushed_and_miss_what_died() -> None:
+    sim = Simulation(SimConfig(**SMALL), CostModel())
+    sim.run()
+    reducer, holder = list(sim.workers.values())[:2]
+    job = "job-x"
+    sim.pushed[(0, 1)] = sim.owner_table(job, 99, [reducer.addr] * 40)   # pushed to the reducer
+    holder.kept[job] = {(1, 1)}
+    sources = [m.MapSource(task=0, attempt=1, addr=holder.addr), m.MapSource(task=1, attempt=1, addr=holder.addr),
+               m.MapSource(task=2, attempt=1, addr=holder.addr)]
+    assign = m.AssignReduce(attempt=m.AttemptId(job, "reduce", 3, 1), output_dir="/out", sources=sources)
+    inputs = sim.reduce_inputs(reducer, assign)
+    assert inputs.pulls == {holder.addr: [1]} and inputs.missing == [2]
+    holder.alive = False
+    assert sim.reduce_inputs(reducer, assign).missing == [1, 2]
+
+
+def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:
+    out = tmp_path / "sim.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "simulate"), "--workers", "8", "--maps", "60",
+                           "--partitions", "8", "--deaths-per-min", "5", "--stragglers", "0.1",
+                           "--restart-at", "0.5", "--check", "20", "--json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "scheduler events" in proc.stdout and "control bytes" in proc.stdout
+    data = json.loads(out.read_text())
+    for key in ("events", "scheduler_cpu_s", "events_per_s", "scheduler_us_per_task", "codec_cpu_s",
+                "simulator_cpu_s", "wall_s", "control_bytes", "journal", "job_time_s", "ideal_time_s",
+                "baseline_time_s", "memory", "restart", "counts", "partitions_committed_once"):
+        assert key in data, key
+    assert data["succeeded"] and data["partitions_committed_once"]
+    assert {"to_coordinator", "from_coordinator", "per_task", "by_type"} <= set(data["control_bytes"])
+    assert {"bytes", "records", "compactions"} <= set(data["journal"])
+    assert {"deaths", "replacements", "reruns", "backups"} <= set(data["counts"])
+    assert data["baseline_time_s"] is not None   # --compare is on by default with faults
+    assert data["memory"]["peak_per_task_bytes"] > 0
+    assert data["restart"]["replay_s"] >= 0 and data["restart"]["journal_bytes"] > 0

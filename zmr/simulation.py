@@ -1,0 +1,938 @@
+"""A fast discrete-event simulation of one job on a large cluster: the real scheduler, lean workers.
+
+`zmr.testing.SimCluster` plays every worker with the real `WorkerMachine` and checks every step: right
+for tests, too slow for 1,000 workers. Here each worker is a few fields and a handful of handlers that
+speak the same control protocol (register, ask for tasks, run them, report, beat, obey cancels, job ends,
+commit decisions and `RegisterAgain`), on a simulated clock: a heap of timed events. The scheduler is the
+real `zmr.core.scheduler.Scheduler`, fed exactly what the coordinator shell feeds it (`Received`, a `Tick`
+every heartbeat interval followed by `ConnectionsAlive` for the pinged live workers), and everything it
+says is carried out as the shell does: every message both ways goes through the real codec (encoded by
+the sender, decoded by the receiver), every journal record through the journal's real framing, and the
+journal is compacted by the runtime's rule. So the bytes counted are real bytes and the CPU measured
+around `Scheduler.handle` is the scheduler's own.
+
+Cost model (all randomness from `seed`; task work is drawn per task, the same for every run of a seed):
+
+- A map takes a lognormal time of mean `map_mean` s and shape `map_sigma`; a reduce takes a lognormal
+  base (`reduce_mean`, `reduce_sigma`) plus the time to pull what was not pushed to it.
+- A fraction `stragglers` of attempts (drawn per attempt) runs `straggler_factor` times slower.
+- Each map writes `map_output_mb` MB, spread evenly over the partitions. Pushed data is modelled as at
+  its owner when the map commits; pulled data costs bytes / (`bandwidth_mbps` megabits per second).
+- Deaths: `deaths_per_min` percent of the live workers die per simulated minute (a Poisson process,
+  its rate redrawn whenever the number of live workers changes). A dead worker falls silent and its
+  kept map output is gone. With `replace_after` > 0 a new worker (a new id and address) joins that
+  many seconds after each death.
+- Control messages arrive at once (no network latency); heartbeats carry the task progress counter
+  (it moves on every beat while a task runs) but no partition or lease statistics.
+
+What a reduce attempt can read is decided in one place, `Simulation.reduce_inputs` (see there).
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import itertools
+import math
+import random
+import sys
+import time
+import tracemalloc
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zmr.core.scheduler import (
+    Action,
+    ConnectionsAlive,
+    Event,
+    JobFinished,
+    Journal,
+    Log,
+    Received,
+    Scheduler,
+    SchedulerParams,
+    Send,
+    Tick,
+)
+from zmr.protocol import codec
+from zmr.protocol import journal as jr
+from zmr.protocol import messages as m
+from zmr.testing import PYTHON, check_invariants
+
+__all__ = ["CostModel", "Result", "SimConfig", "Simulation", "compare_run", "format_result", "simulate"]
+
+# The runtime's compaction rule (zmr.runtime.journal.JournalFile.wants_compaction, which this floor may not
+# import): rewrite the journal from a snapshot once it has grown past 16 MiB and four times its last snapshot.
+COMPACT_MIN_BYTES = 16 << 20
+COMPACT_GROWTH = 4
+MAX_MESSAGE_BYTES = 1 << 30    # decoders here bound nothing: the sizes are what is measured
+MISSING_DATA_DELAY = 0.1       # how long a reducer takes to find that some input is nowhere to be had
+RECENT_MAPS = 32               # MapDone reports a worker offers again when it registers (as WorkerParams)
+CLIENT = b"client"
+
+Assignment = m.AssignMap | m.AssignReduce
+# owner table index (None: unknown) -> holder address -> ((map, attempt) keys, map tasks): see reduce_inputs
+SourceGroups = dict[int | None, dict[str, tuple[list[tuple[int, int]], list[int]]]]
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """How long tasks take and how much they move; see the module docstring."""
+
+    map_mean: float = 4.0
+    map_sigma: float = 0.5
+    reduce_mean: float = 4.0
+    reduce_sigma: float = 0.5
+    stragglers: float = 0.0
+    straggler_factor: float = 5.0
+    map_output_mb: float = 64.0
+    bandwidth_mbps: float = 1000.0
+
+    def pull_seconds(self, n_pieces: int, partitions: int) -> float:
+        """Time to pull `n_pieces` map outputs' shares of one partition."""
+        piece_bytes = self.map_output_mb * 1e6 / max(1, partitions)
+        return n_pieces * piece_bytes * 8 / (self.bandwidth_mbps * 1e6)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    workers: int = 20
+    maps: int = 400
+    partitions: int = 40
+    seed: int = 1
+    deaths_per_min: float = 0.0
+    replace_after: float = 10.0
+    restart_at: float | None = None     # restart the coordinator once this fraction of maps has committed
+    memory: bool = True                 # tracemalloc the coordinator's allocations
+    check_every: int = 0                # run check_invariants every this many events (0: never)
+    heartbeat_interval: float = 0.5
+    task_timeout: float = 10.0
+    speculation: bool = True
+    max_sim_seconds: float = 1e6        # give up (the job did not end) after this much simulated time
+    max_wall_seconds: float = math.inf  # ... or after this much real time: the measures so far are reported
+    progress_every: float = 0.0         # print a progress line to stderr every this many wall seconds (0: never)
+
+
+def lognormal(rng: random.Random, mean: float, sigma: float) -> float:
+    """A lognormal draw with the given mean (not median) and shape."""
+    return rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma) if sigma > 0 else mean
+
+
+# ---------------------------------------------------------------- the simulated worker
+
+
+@dataclass(slots=True, eq=False)
+class SimWorker:
+    """One worker process: only what its protocol and the cost model need."""
+
+    id: str
+    peer: bytes
+    addr: str
+    alive: bool = True
+    registered: bool = False
+    registered_at: float = -math.inf
+    running: m.AttemptId | None = None
+    generation: int = 0             # bumped when an attempt starts or ends: stale completions are dropped
+    queued: deque[Assignment] = field(default_factory=deque)
+    awaiting: m.ReduceDone | None = None
+    progress: int = 0
+    missing: list[int] = field(default_factory=list)         # the running reduce cannot get these maps
+    pulls: dict[str, list[int]] = field(default_factory=dict)  # the running reduce pulls these maps from addr
+    pull_end: float = 0.0
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)   # job -> (epoch, owner table index)
+    kept: dict[str, set[tuple[int, int]]] = field(default_factory=dict)           # job -> (map, attempt)
+    recent: deque[m.MapDone] = field(default_factory=lambda: deque(maxlen=RECENT_MAPS))
+
+
+@dataclass(frozen=True)
+class ReduceInputs:
+    """Where a reduce attempt's input comes from: maps it cannot get, and maps it pulls, by address."""
+
+    missing: list[int]
+    pulls: dict[str, list[int]]
+
+    @property
+    def pulled(self) -> int:
+        return sum(len(maps) for maps in self.pulls.values())
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    """Everything measured in one run (see `format_result` for what each figure means)."""
+
+    config: dict[str, Any]
+    cost_model: dict[str, Any]
+    job_state: str = ""
+    succeeded: bool = False
+    tasks: int = 0
+    events: int = 0
+    scheduler_cpu_s: float = 0.0
+    codec_cpu_s: float = 0.0
+    snapshot_cpu_s: float = 0.0
+    check_cpu_s: float = 0.0
+    gc_in_scheduler_cpu_s: float = 0.0   # the cyclic collector, run while the scheduler handled an event
+    gc_elsewhere_cpu_s: float = 0.0
+    process_cpu_s: float = 0.0
+    wall_s: float = 0.0
+    bytes_to_coordinator: int = 0
+    bytes_from_coordinator: int = 0
+    messages: dict[str, dict[str, int]] = field(default_factory=dict)   # type -> count, bytes
+    journal_bytes: int = 0           # appended over the run (compactions' rewrites not included)
+    journal_records: int = 0
+    journal_file_bytes: int = 0      # the file at the end
+    compactions: int = 0
+    job_time_s: float = 0.0
+    ideal_time_s: float = 0.0
+    baseline_time_s: float | None = None
+    memory_bytes: dict[str, int] = field(default_factory=dict)   # snapshot point -> traced bytes
+    restart: dict[str, Any] | None = None
+    deaths: int = 0
+    replacements: int = 0
+    attempts: int = 0
+    reruns: int = 0                  # attempts beyond each task's first (of the tasks that were started)
+    backups: int = 0
+    missing_data_failures: int = 0
+    timeouts: int = 0
+    commits: dict[int, int] = field(default_factory=dict)   # partition -> renames of its output
+    invariant_checks: int = 0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.scheduler_cpu_s if self.scheduler_cpu_s else 0.0
+
+    @property
+    def simulator_cpu_s(self) -> float:
+        """CPU spent outside the scheduler, the codec, snapshots and invariant checks: the simulator's own."""
+        spent = self.scheduler_cpu_s + self.codec_cpu_s + self.snapshot_cpu_s + self.check_cpu_s
+        return max(0.0, self.process_cpu_s - spent)
+
+    def to_json(self) -> dict[str, Any]:
+        tasks = max(1, self.tasks)
+        control = self.bytes_to_coordinator + self.bytes_from_coordinator
+        peak = max(self.memory_bytes.values()) if self.memory_bytes else None
+        return {
+            "config": self.config, "cost_model": self.cost_model,
+            "job_state": self.job_state, "succeeded": self.succeeded, "tasks": self.tasks,
+            "events": self.events, "scheduler_cpu_s": self.scheduler_cpu_s, "events_per_s": self.events_per_s,
+            "scheduler_us_per_task": self.scheduler_cpu_s * 1e6 / tasks,
+            "codec_cpu_s": self.codec_cpu_s, "snapshot_cpu_s": self.snapshot_cpu_s, "check_cpu_s": self.check_cpu_s,
+            "gc_cpu_s": {"in_scheduler": self.gc_in_scheduler_cpu_s, "elsewhere": self.gc_elsewhere_cpu_s},
+            "simulator_cpu_s": self.simulator_cpu_s, "process_cpu_s": self.process_cpu_s, "wall_s": self.wall_s,
+            "control_bytes": {"to_coordinator": self.bytes_to_coordinator,
+                              "from_coordinator": self.bytes_from_coordinator,
+                              "per_task": control / tasks, "by_type": self.messages},
+            "journal": {"bytes": self.journal_bytes, "records": self.journal_records,
+                        "bytes_per_task": self.journal_bytes / tasks, "file_bytes": self.journal_file_bytes,
+                        "compactions": self.compactions},
+            "job_time_s": self.job_time_s, "ideal_time_s": self.ideal_time_s,
+            "job_over_ideal": self.job_time_s / self.ideal_time_s if self.ideal_time_s else None,
+            "baseline_time_s": self.baseline_time_s,
+            "job_over_baseline": (self.job_time_s / self.baseline_time_s if self.baseline_time_s else None),
+            "memory": {"points": self.memory_bytes, "peak_bytes": peak,
+                       "peak_per_task_bytes": peak / tasks if peak is not None else None},
+            "restart": self.restart,
+            "counts": {"deaths": self.deaths, "replacements": self.replacements, "attempts": self.attempts,
+                       "reruns": self.reruns, "backups": self.backups,
+                       "missing_data_failures": self.missing_data_failures, "timeouts": self.timeouts},
+            "partitions_committed": len(self.commits),
+            "partitions_committed_once": (len(self.commits) == self.config["partitions"]
+                                          and all(n == 1 for n in self.commits.values())),
+            "invariant_checks": self.invariant_checks,
+        }
+
+
+# ---------------------------------------------------------------- the simulation
+
+_TICK, _BEAT, _DONE, _DEATH, _JOIN = range(5)
+
+
+class Simulation:
+    """One job from submission to its end; `run()` returns what was measured."""
+
+    def __init__(self, config: SimConfig, cost: CostModel) -> None:
+        self.config, self.cost = config, cost
+        self.params = SchedulerParams(python=PYTHON, heartbeat_interval=config.heartbeat_interval,
+                                      task_timeout=config.task_timeout, speculation=config.speculation)
+        self.result = Result(config=asdict(config), cost_model=asdict(cost),
+                             tasks=config.maps + config.partitions)
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, Any, int]] = []
+        self._seq = itertools.count()
+        work = random.Random(config.seed)   # task work: the same for every run of a seed
+        self.map_work = [lognormal(work, cost.map_mean, cost.map_sigma) for _ in range(config.maps)]
+        self.reduce_work = [lognormal(work, cost.reduce_mean, cost.reduce_sigma) for _ in range(config.partitions)]
+        self.result.ideal_time_s = (sum(self.map_work) + sum(self.reduce_work)) / config.workers
+        self._chance = random.Random(config.seed * 7919 + 1)     # stragglers, deaths, beat phases
+        self.workers: dict[str, SimWorker] = {}
+        self._by_peer: dict[bytes, SimWorker] = {}
+        self._by_addr: dict[str, SimWorker] = {}
+        self._live: list[SimWorker] = []
+        self._live_at: dict[str, int] = {}
+        self._names = itertools.count(1)
+        self._death_gen = 0
+        # (map, attempt) -> the owner table it pushed by (this simulates one job)
+        self.pushed: dict[tuple[int, int], int] = {}
+        self._in_scheduler = False
+        self._gc_started = 0.0
+        self._last_sent: tuple[m.FromCoordinator, list[Any], m.FromCoordinator | None] | None = None
+        self._last_owners: tuple[list[str], int] | None = None   # the last owner list decoded, and its table
+        # the last AssignReduce sources seen, grouped by owner table (see reduce_inputs)
+        self._source_groups: tuple[list[m.MapSource], SourceGroups] | None = None
+        self._tables: list[tuple[str, ...]] = []           # every owner table workers heard, shared
+        self._table_at: dict[tuple[str, int], int] = {}    # (job, epoch) -> its table
+        self._ints = list(range(max(config.maps, config.partitions) + 1))   # see _canonical
+        self.journal = bytearray()
+        self._snapshot_size = 0
+        self._to_worker = codec.peer_decoder(MAX_MESSAGE_BYTES)
+        self._to_coord = codec.coordinator_decoder(MAX_MESSAGE_BYTES)
+        self._messages: dict[str, list[int]] = {}
+        self.scheduler = Scheduler(self.params)
+        self.job_id = ""
+        self.ended = False
+        self._submitted_at = 0.0
+        self._restarted = False
+        self._memory_points: list[tuple[str, Callable[[], bool]]] = []
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> Result:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self.config.memory:
+            tracemalloc.start()
+        gc.callbacks.append(self._on_gc)
+        try:
+            self._start()
+            self._loop()
+            self._snap_memory("end")
+        finally:
+            gc.callbacks.remove(self._on_gc)
+            if self.config.memory:
+                tracemalloc.stop()
+        self._finish_result()
+        self.result.wall_s = time.perf_counter() - wall
+        self.result.process_cpu_s = time.process_time() - cpu
+        return self.result
+
+    def _start(self) -> None:
+        half, maps = max(1, self.config.maps // 2), self.config.maps
+        self._memory_points = [("half_maps", lambda: self._maps_done() >= half),
+                               ("all_maps", lambda: self._maps_done() >= maps)]
+        for _ in range(self.config.workers):
+            self._join()
+        self._submit()
+        self._push(self.config.heartbeat_interval, _TICK)
+        self._schedule_death()
+
+    def _loop(self) -> None:
+        heap, handlers = self._heap, self._HANDLERS
+        limit = self.config.max_sim_seconds
+        started = last_report = time.perf_counter()
+        for count in itertools.count():
+            if not heap or self.ended:
+                return
+            when, _, kind, who, gen = heapq.heappop(heap)
+            if when > limit:
+                return
+            self.now = when
+            handlers[kind](self, who, gen)
+            self._after_event()
+            if count % 1024 == 0:
+                wall = time.perf_counter()
+                if wall - started > self.config.max_wall_seconds:
+                    return
+                if self.config.progress_every and wall - last_report >= self.config.progress_every:
+                    last_report = wall
+                    self._report_progress(wall - started)
+
+    def _report_progress(self, wall: float) -> None:
+        job = self.scheduler.jobs.get(self.job_id)
+        reduces = job.reduces_done if job is not None else 0
+        print(f"[{wall:7.1f} s] sim {self.now:8.1f} s  maps {self._maps_done():,}/{self.config.maps:,}  "
+              f"reduces {reduces:,}/{self.config.partitions:,}  events {self.result.events:,}  "
+              f"scheduler CPU {self.result.scheduler_cpu_s:.1f} s  codec CPU {self.result.codec_cpu_s:.1f} s",
+              file=sys.stderr, flush=True)
+
+    def _after_event(self) -> None:
+        """Points in the job's life where something is measured or done: memory, the restart."""
+        while self._memory_points and self._memory_points[0][1]():
+            self._snap_memory(self._memory_points.pop(0)[0])
+        at = self.config.restart_at
+        if at is not None and not self._restarted and self._maps_done() >= at * self.config.maps:
+            self._restart()
+
+    def _maps_done(self) -> int:
+        job = self.scheduler.jobs.get(self.job_id)
+        return job.maps_done if job is not None else 0
+
+    def _push(self, when: float, kind: int, who: Any = None, gen: int = 0) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), kind, who, gen))
+
+    # ------------------------------------------------------------ timed events
+
+    def _on_tick(self, who: Any, gen: int) -> None:
+        pinged: set[bytes] = set()
+        self._pump(Tick(), pinged)
+        if pinged:
+            self._pump(ConnectionsAlive(frozenset(pinged)))
+        self._push(self.now + self.config.heartbeat_interval, _TICK)
+
+    def _on_beat(self, worker: SimWorker, gen: int) -> None:
+        if not worker.alive:
+            return
+        if worker.running is not None:
+            worker.progress += 1
+        if worker.registered:
+            label = worker.running.label if worker.running is not None else ""
+            self._say(worker, m.Heartbeat(worker_id=worker.id, task=label, progress=worker.progress))
+        else:
+            self._say(worker, self._register_msg(worker))
+        self._push(self.now + self.config.heartbeat_interval, _BEAT, worker)
+
+    def _on_done(self, worker: SimWorker, gen: int) -> None:
+        attempt = worker.running
+        if not worker.alive or gen != worker.generation or attempt is None:
+            return
+        if attempt.kind == "map":
+            self._finish_map(worker, attempt)
+        elif worker.missing:
+            failed = m.TaskFailed(worker_id=worker.id, attempt=attempt, kind="missing_data",
+                                  error=f"no output of {len(worker.missing)} maps", missing_maps=worker.missing)
+            self._say_all(worker, [failed, *self._end_task(worker)])
+        else:
+            worker.awaiting = m.ReduceDone(worker_id=worker.id, attempt=attempt, records_out=1)
+            self._say(worker, worker.awaiting)
+
+    def _finish_map(self, worker: SimWorker, attempt: m.AttemptId) -> None:
+        job = attempt.job_id
+        worker.kept.setdefault(job, set()).add((attempt.task, attempt.number))
+        table = worker.owners.get(job)
+        if table is not None:
+            self.pushed[(attempt.task, attempt.number)] = table[1]
+        bytes_out = int(self.cost.map_output_mb * 1e6)
+        done = m.MapDone(worker_id=worker.id, attempt=attempt, records_out=1000, bytes_out=bytes_out)
+        worker.recent.append(done)
+        self._say_all(worker, [done, *self._end_task(worker)])
+
+    def _on_death(self, who: Any, gen: int) -> None:
+        if gen != self._death_gen or not self._live:
+            return
+        victim = self._live[self._chance.randrange(len(self._live))]
+        victim.alive = False
+        victim.kept.clear()
+        self._drop_live(victim)
+        self.result.deaths += 1
+        if self.config.replace_after > 0:
+            self._push(self.now + self.config.replace_after, _JOIN)
+        self._schedule_death()
+
+    def _on_join(self, who: Any, gen: int) -> None:
+        self.result.replacements += 1
+        self._join()
+        self._schedule_death()
+
+    _HANDLERS: dict[int, Callable[[Simulation, Any, int], None]] = {
+        _TICK: _on_tick, _BEAT: _on_beat, _DONE: _on_done, _DEATH: _on_death, _JOIN: _on_join,
+    }
+
+    def _schedule_death(self) -> None:
+        """Draw the next death for the current number of live workers (earlier draws no longer count)."""
+        self._death_gen += 1
+        rate = self.config.deaths_per_min / 100 * len(self._live) / 60
+        if rate > 0:
+            self._push(self.now + self._chance.expovariate(rate), _DEATH, None, self._death_gen)
+
+    def _join(self) -> None:
+        n = next(self._names)
+        wid = f"w{n:05d}"
+        worker = SimWorker(wid, f"peer-{wid}".encode(), f"tcp://{wid}.sim:7000")
+        self.workers[wid] = self._by_peer[worker.peer] = self._by_addr[worker.addr] = worker
+        self._live_at[wid] = len(self._live)
+        self._live.append(worker)
+        self._push(self.now + self._chance.uniform(0, self.config.heartbeat_interval), _BEAT, worker)
+        self._say(worker, self._register_msg(worker))
+
+    def _drop_live(self, worker: SimWorker) -> None:
+        at = self._live_at.pop(worker.id)
+        last = self._live.pop()
+        if last is not worker:
+            self._live[at] = last
+            self._live_at[last.id] = at
+
+    def _submit(self) -> None:
+        splits = [m.InputSplit(f"in-{i}", f"/in/{i}", 0, 1 << 26) for i in range(self.config.maps)]
+        spec = m.JobSpec(app_name="sim", app_blob=b"\0" * 1024, splits=splits, output_dir="/out/sim",
+                         n_reduce=self.config.partitions)
+        self._submitted_at = self.now
+        self._pump(self._wire_to_coordinator(CLIENT, m.SubmitJob(spec=spec)))
+
+    # ------------------------------------------------------------ what a worker does on a message
+
+    def _hear(self, worker: SimWorker, msg: m.FromCoordinator) -> list[m.WorkerToCoord]:
+        handler = self._MESSAGES.get(type(msg))
+        return handler(self, worker, msg) if handler is not None else []   # Ping, ReleasePartitions: not modelled
+
+    def _on_welcome(self, worker: SimWorker, msg: m.Welcome) -> list[m.WorkerToCoord]:
+        if worker.registered:
+            return []
+        worker.registered = True
+        if worker.awaiting is not None:   # its ReduceDone may have gone to a coordinator that died
+            return [worker.awaiting]
+        if worker.running is None and not worker.queued:
+            return [m.TaskRequest(worker_id=worker.id)]
+        return []
+
+    def _on_register_again(self, worker: SimWorker, msg: m.RegisterAgain) -> list[m.WorkerToCoord]:
+        worker.registered = False
+        if self.now - worker.registered_at < self.config.heartbeat_interval:
+            return []   # once per interval, as the worker machine does
+        return [self._register_msg(worker)]
+
+    def _on_reject(self, worker: SimWorker, msg: m.Reject) -> list[m.WorkerToCoord]:
+        raise RuntimeError(f"worker {worker.id} rejected: {msg.reason}")
+
+    def _on_job_setup(self, worker: SimWorker, msg: m.JobSetup) -> list[m.WorkerToCoord]:
+        self._learn_owners(worker, msg.job_id, msg.owners_epoch, msg.owners)
+        return []
+
+    def _on_owners(self, worker: SimWorker, msg: m.OwnersUpdate) -> list[m.WorkerToCoord]:
+        if msg.job_id in worker.owners:
+            self._learn_owners(worker, msg.job_id, msg.owners_epoch, msg.owners)
+        return []
+
+    def _learn_owners(self, worker: SimWorker, job_id: str, epoch: int, owners: list[str]) -> None:
+        known = worker.owners.get(job_id)
+        if known is None or epoch > known[0]:
+            worker.owners[job_id] = (epoch, self.owner_table(job_id, epoch, owners))
+
+    def owner_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
+        """Workers share one copy of each owner table (1,000 copies of 10,000 names would not fit), made
+        of the simulation's own address strings, so that tracemalloc does not book it to the coordinator."""
+        last = self._last_owners
+        if last is not None and last[0] is owners:   # one broadcast, heard by every worker
+            return last[1]
+        index = self._table_at.get((job_id, epoch))
+        if index is None or self._tables[index] != tuple(owners):
+            index = self._new_table(job_id, epoch, owners)
+        self._last_owners = (owners, index)
+        return index
+
+    def _new_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
+        by_addr = self._by_addr
+        table = tuple(by_addr[a].addr if a in by_addr else "" for a in owners)
+        self._table_at[(job_id, epoch)] = len(self._tables)
+        self._tables.append(table)
+        return len(self._tables) - 1
+
+    def _on_assign(self, worker: SimWorker, msg: Assignment) -> list[m.WorkerToCoord]:
+        if worker.running is None:
+            self._start_task(worker, msg)
+        else:
+            worker.queued.append(msg)
+        return []
+
+    def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[m.WorkerToCoord]:
+        if worker.awaiting is None or worker.awaiting.attempt != msg.attempt:
+            return []
+        worker.awaiting = None
+        if not msg.ok:
+            return self._end_task(worker)
+        partition = msg.attempt.task
+        self.result.commits[partition] = self.result.commits.get(partition, 0) + 1
+        return [m.ReduceCommitted(worker_id=worker.id, attempt=msg.attempt), *self._end_task(worker)]
+
+    def _on_cancel(self, worker: SimWorker, msg: m.CancelTask) -> list[m.WorkerToCoord]:
+        return self._end_task(worker) if worker.running == msg.attempt else []
+
+    def _on_job_ended(self, worker: SimWorker, msg: m.JobEnded) -> list[m.WorkerToCoord]:
+        worker.owners.pop(msg.job_id, None)
+        worker.kept.pop(msg.job_id, None)
+        running = worker.running
+        return self._end_task(worker) if running is not None and running.job_id == msg.job_id else []
+
+    def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[m.WorkerToCoord]:
+        """A reduce still pulling from the dead peer fails at once with the maps it was pulling from it."""
+        lost = worker.pulls.get(msg.addr)
+        if worker.running != msg.attempt or worker.awaiting is not None or not lost or self.now >= worker.pull_end:
+            return []
+        failed = m.TaskFailed(worker_id=worker.id, attempt=msg.attempt, kind="missing_data",
+                              error=f"no output of {len(lost)} maps", missing_maps=list(lost))
+        return [failed, *self._end_task(worker)]
+
+    _MESSAGES: dict[type, Callable[..., list[m.WorkerToCoord]]] = {
+        m.Welcome: _on_welcome, m.RegisterAgain: _on_register_again, m.Reject: _on_reject,
+        m.JobSetup: _on_job_setup, m.OwnersUpdate: _on_owners, m.AssignMap: _on_assign,
+        m.AssignReduce: _on_assign, m.CommitDecision: _on_decision, m.CancelTask: _on_cancel,
+        m.JobEnded: _on_job_ended, m.SourcesLost: _on_sources_lost,
+    }
+
+    def _register_msg(self, worker: SimWorker) -> m.Register:
+        worker.registered_at = self.now
+        held = [m.Holding(job_id=job, maps=sorted(worker.kept.get(job, ())))
+                for job in sorted(set(worker.owners) | set(worker.kept))]
+        return m.Register(worker_id=worker.id, data_addr=worker.addr, python=PYTHON, pid=1, host="sim",
+                          holdings=held, running=worker.running, finished_maps=list(worker.recent))
+
+    # ------------------------------------------------------------ running tasks
+
+    def _start_task(self, worker: SimWorker, assign: Assignment) -> None:
+        attempt = self._canonical(assign.attempt)
+        worker.running, worker.generation = attempt, worker.generation + 1
+        worker.missing, worker.pulls = [], {}
+        slow = self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0
+        if isinstance(assign, m.AssignMap):
+            duration = self.map_work[attempt.task] * slow
+        else:
+            inputs = self.reduce_inputs(worker, assign)
+            worker.missing, worker.pulls = inputs.missing, inputs.pulls
+            pull = self.cost.pull_seconds(inputs.pulled, self.config.partitions)
+            worker.pull_end = self.now + pull
+            duration = MISSING_DATA_DELAY if inputs.missing else pull + self.reduce_work[attempt.task] * slow
+        self._push(self.now + duration, _DONE, worker, worker.generation)
+
+    def _canonical(self, attempt: m.AttemptId) -> m.AttemptId:
+        """The attempt rebuilt of the simulation's own objects: what a worker keeps must not be booked to
+        the coordinator by tracemalloc (whose allocation site of a decoded message is zmr/protocol)."""
+        job_id = self.job_id if attempt.job_id == self.job_id else attempt.job_id
+        kind: m.TaskKind = "map" if attempt.kind == "map" else "reduce"
+        return m.AttemptId(job_id, kind, self._ints[attempt.task], attempt.number)
+
+    def reduce_inputs(self, worker: SimWorker, assign: m.AssignReduce) -> ReduceInputs:
+        """Where the reduce attempt `assign` on `worker` finds each committed map's output, or that it cannot.
+
+        What this needs from the coordinator, per map task of the job: which attempt's output counts (the
+        committed one) and where that output is kept (the data address of the worker holding it, "" if
+        none is known alive). Today both come from `AssignReduce.sources` (one `MapSource` per map): this
+        is the only place the simulation reads them.
+
+        The output of a map attempt is here if it was pushed here: this partition's owner, as the mapper
+        knew it (JobSetup / OwnersUpdate) when the map finished, is this worker's address (a worker that
+        comes back is a new worker with a new address, so "has not restarted since" holds by construction).
+        Otherwise it is pulled if the worker at the source address is alive and still keeps that attempt's
+        output; otherwise it is missing.
+
+        Cost: the sources are grouped by the owner table each map pushed by, then by holder, once per
+        distinct list (the reduces of a phase mostly get the same one), so a reduce whose input was all
+        pushed to it, or is all kept by live holders, costs a list comparison and a set test per holder,
+        not a Python step per map.
+        """
+        sources, cached = assign.sources, self._source_groups
+        if cached is None or cached[0] != sources:   # compared in C: reduces of one phase mostly get one list
+            groups: SourceGroups = {}
+            for source in sources:   # by the owner table each map pushed by (None: none known), then holder
+                table = self.pushed.get((source.task, source.attempt))
+                keys, tasks = groups.setdefault(table, {}).setdefault(source.addr, ([], []))
+                keys.append((source.task, source.attempt))
+                tasks.append(self._ints[source.task])
+            cached = self._source_groups = (sources, groups)
+        job_id, partition, addr = assign.attempt.job_id, assign.attempt.task, worker.addr
+        missing: list[int] = []
+        pulls: dict[str, list[int]] = {}
+        for table, by_holder in cached[1].items():
+            owners = self._tables[table] if table is not None else ()
+            if partition < len(owners) and owners[partition] == addr:
+                continue   # pushed here
+            for holder_addr, (keys, tasks) in by_holder.items():
+                holder = self._by_addr.get(holder_addr)
+                kept = holder.kept.get(job_id, set()) if holder is not None and holder.alive else set()
+                if holder is not None and kept.issuperset(keys):   # the common case, checked in C
+                    pulls.setdefault(holder.addr, []).extend(tasks)
+                    continue
+                for key, task in zip(keys, tasks, strict=True):
+                    if holder is not None and key in kept:
+                        pulls.setdefault(holder.addr, []).append(task)
+                    else:
+                        missing.append(task)
+        return ReduceInputs(missing, pulls)
+
+    def _end_task(self, worker: SimWorker) -> list[m.WorkerToCoord]:
+        """The running attempt is over (done, failed or cancelled): ask for work, start what waited."""
+        attempt = worker.running
+        if attempt is None:
+            return []
+        worker.running, worker.generation, worker.awaiting = None, worker.generation + 1, None
+        worker.missing, worker.pulls = [], {}
+        if worker.queued:
+            self._start_task(worker, worker.queued.popleft())
+        return [m.TaskRequest(worker_id=worker.id, finished=attempt)]
+
+    # ------------------------------------------------------------ delivery, as the shells do it
+
+    def _say(self, worker: SimWorker, msg: m.WorkerToCoord) -> None:
+        self._pump(self._wire_to_coordinator(worker.peer, msg))
+
+    def _say_all(self, worker: SimWorker, msgs: list[m.WorkerToCoord]) -> None:
+        """Each message in turn, with everything that follows it played out before the next."""
+        for msg in msgs:
+            if worker.alive:
+                self._say(worker, msg)
+
+    def _pump(self, first: Event, pinged: set[bytes] | None = None) -> None:
+        """Handle an event and, in order, everything the workers say in reply."""
+        queue: deque[Event] = deque([first])
+        self._last_sent = None
+        while queue:
+            event = queue.popleft()
+            actions = self._handle(event)
+            self._write_journal(actions)
+            for action in actions:
+                if isinstance(action, Send):
+                    queue.extend(self._deliver(action.peer, action.msg, pinged))
+                elif isinstance(action, Log):
+                    self._note(action)
+                elif isinstance(action, JobFinished):
+                    self._job_finished(action)
+        # nothing decoded outlives its batch (tracemalloc would book it to zmr/protocol)
+        self._last_sent = self._last_owners = None
+
+    def _handle(self, event: Event) -> list[Action]:
+        start = time.process_time()
+        self._in_scheduler = True
+        actions = self.scheduler.handle(event, self.now)
+        self._in_scheduler = False
+        self.result.scheduler_cpu_s += time.process_time() - start
+        self.result.events += 1
+        every = self.config.check_every
+        if every and self.result.events % every == 0:
+            start = time.process_time()
+            check_invariants(self.scheduler)
+            self.result.invariant_checks += 1
+            self.result.check_cpu_s += time.process_time() - start
+        return actions
+
+    def _deliver(self, peer: bytes, msg: m.FromCoordinator, pinged: set[bytes] | None) -> list[Received]:
+        worker = self._by_peer.get(peer)
+        heard = self._wire_to_peer(msg, decode=worker is None or worker.alive)
+        if worker is None or not worker.alive or heard is None:
+            return []   # a client's reply, or a dead worker's connection: nobody reads it
+        if pinged is not None and isinstance(heard, m.Ping):
+            pinged.add(peer)
+        replies = self._hear(worker, heard)
+        return [self._wire_to_coordinator(worker.peer, reply) for reply in replies if worker.alive]
+
+    def _wire_to_coordinator(self, peer: bytes, msg: m.ToCoordinator) -> Received:
+        start = time.process_time()
+        frames = codec.encode(msg)
+        decoded, _ = self._to_coord.decode(frames)
+        self.result.codec_cpu_s += time.process_time() - start
+        size = len(frames[0]) + len(frames[1])
+        self.result.bytes_to_coordinator += size
+        self._count(type(msg).__name__, size)
+        return Received(peer, decoded)
+
+    def _wire_to_peer(self, msg: m.FromCoordinator, decode: bool) -> m.FromCoordinator | None:
+        """Encode and decode what the coordinator sends; its bytes are counted on every send.
+
+        The scheduler sends one message object to many workers when it broadcasts (an owner move, a
+        release): that object is encoded and decoded once per batch of actions and its bytes counted
+        for every worker, so CPU here is one copy's, not the shell's per-send encoding.
+        """
+        last = self._last_sent
+        if last is not None and last[0] is msg and (last[2] is not None or not decode):
+            frames, decoded = last[1], last[2]
+        else:
+            start = time.process_time()
+            frames = codec.encode(msg)
+            decoded = self._to_worker.decode(frames)[0] if decode else None
+            self.result.codec_cpu_s += time.process_time() - start
+            self._last_sent = (msg, frames, decoded)
+        size = len(frames[0]) + len(frames[1])
+        self.result.bytes_from_coordinator += size
+        self._count(type(msg).__name__, size)
+        return decoded
+
+    def _count(self, name: str, size: int) -> None:
+        counted = self._messages.get(name)
+        if counted is None:
+            counted = self._messages[name] = [0, 0]
+        counted[0] += 1
+        counted[1] += size
+
+    def _note(self, log: Log) -> None:
+        event = log.event
+        if event == "task_assigned":
+            self.result.attempts += 1
+        elif event == "backup_attempt":
+            self.result.backups += 1
+        elif event == "task_failed" and log.fields.get("kind") == "missing_data":
+            self.result.missing_data_failures += 1
+        elif event == "attempt_lost" and log.fields.get("why") == "no progress within the task timeout":
+            self.result.timeouts += 1
+        elif event == "job_submitted":
+            self.job_id = str(log.fields["job"])
+
+    def _job_finished(self, action: JobFinished) -> None:
+        """The shell finishes the output (here: nothing to write), then journals that it did."""
+        self._write_journal(self.scheduler.output_finished(action.job_id))
+        if action.job_id == self.job_id:
+            self.ended = True
+            self.result.job_state = action.state.value
+            self.result.succeeded = action.state.value == "succeeded"
+            self.result.job_time_s = self.now - self._submitted_at
+
+    # ------------------------------------------------------------ the journal
+
+    def _write_journal(self, actions: list[Action]) -> None:
+        """Frame this batch's records and append them; compact by the runtime's rule."""
+        records = [a.record for a in actions if isinstance(a, Journal)]
+        if not records:
+            return
+        data = b"".join(jr.frame(r) for r in records)
+        self.journal += data
+        self.result.journal_bytes += len(data)
+        self.result.journal_records += len(records)
+        if len(self.journal) > max(COMPACT_MIN_BYTES, COMPACT_GROWTH * self._snapshot_size):
+            self._compact()
+
+    def _compact(self) -> None:
+        start = time.process_time()
+        self.scheduler.archive_ended()
+        self.journal = bytearray(b"".join(jr.frame(r) for r in self.scheduler.snapshot()))
+        self._snapshot_size = len(self.journal)
+        self.result.snapshot_cpu_s += time.process_time() - start
+        self.result.compactions += 1
+
+    def _restart(self) -> None:
+        """The coordinator dies and starts again from its journal's bytes, as `zmr-coord --state-dir` does.
+
+        The journal is as the runtime left it (compacted only when its rule said so). Replay = parse the
+        framed bytes, `Scheduler.recover`, then the snapshot the runtime writes at start. Workers keep
+        their connections: the next thing each says is answered with RegisterAgain, and it registers again
+        with what it holds and runs.
+        """
+        self._restarted = True
+        data = bytes(self.journal)
+        start, cpu = time.perf_counter(), time.process_time()
+        parsed = jr.parse(data)
+        if parsed.problem:
+            raise RuntimeError(f"journal unreadable at restart: {parsed.problem}")
+        self.scheduler = Scheduler(self.params)
+        actions = self.scheduler.recover(parsed.records, self.now)
+        self.scheduler.archive_ended()
+        self.journal = bytearray(b"".join(jr.frame(r) for r in self.scheduler.snapshot()))
+        self._snapshot_size = len(self.journal)
+        replay_s, replay_cpu = time.perf_counter() - start, time.process_time() - cpu
+        self.result.snapshot_cpu_s += replay_cpu
+        self.result.restart = {"at_fraction": self.config.restart_at, "at_sim_s": self.now,
+                               "maps_done": self._maps_done(), "journal_bytes": len(data),
+                               "journal_records": len(parsed.records), "compaction": "runtime rule",
+                               "compactions_before": self.result.compactions, "replay_s": replay_s,
+                               "replay_cpu_s": replay_cpu, "snapshot_bytes": self._snapshot_size}
+        self._write_journal(actions)
+        for action in actions:
+            if isinstance(action, JobFinished):
+                self._job_finished(action)
+
+    # ------------------------------------------------------------ measures
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Book the cyclic collector's time: inside `handle` it is part of the scheduler CPU measured."""
+        if phase == "start":
+            self._gc_started = time.process_time()
+            return
+        spent = time.process_time() - self._gc_started
+        if self._in_scheduler:
+            self.result.gc_in_scheduler_cpu_s += spent
+        else:
+            self.result.gc_elsewhere_cpu_s += spent
+
+    def _snap_memory(self, point: str) -> None:
+        if not self.config.memory or point in self.result.memory_bytes:
+            return
+        self._source_groups = None   # a cache of decoded messages: not the coordinator's
+        snapshot = tracemalloc.take_snapshot().filter_traces([
+            tracemalloc.Filter(True, "*/zmr/core/*"), tracemalloc.Filter(True, "*/zmr/protocol/*")])
+        self.result.memory_bytes[point] = sum(stat.size for stat in snapshot.statistics("filename"))
+
+    def _finish_result(self) -> None:
+        self.result.messages = {name: {"count": c, "bytes": b} for name, (c, b) in
+                                sorted(self._messages.items(), key=lambda kv: -kv[1][1])}
+        self.result.journal_file_bytes = len(self.journal)
+        job = self.scheduler.jobs.get(self.job_id)
+        if job is not None:
+            self.result.reruns = sum(max(0, t.attempts_made - 1) for t in job.maps + job.reduces)
+        if not self.ended:
+            self.result.job_state = job.state.value if job is not None else "unknown"
+            self.result.job_time_s = self.now - self._submitted_at
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def simulate(config: SimConfig, cost: CostModel) -> Result:
+    return Simulation(config, cost).run()
+
+
+def compare_run(config: SimConfig, cost: CostModel) -> Result:
+    """Run, then the same seed with no deaths and no stragglers (and no restart) as the baseline."""
+    result = simulate(config, cost)
+    calm = SimConfig(**{**asdict(config), "deaths_per_min": 0.0, "restart_at": None, "memory": False,
+                        "check_every": 0})
+    baseline = simulate(calm, CostModel(**{**asdict(cost), "stragglers": 0.0}))
+    result.baseline_time_s = baseline.job_time_s
+    return result
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{n:,.0f} B"
+        n /= 1024
+    return f"{n:,.1f} GiB"
+
+
+def format_result(result: Result, top: int = 8) -> str:
+    """The measures as a table of `name  value` lines."""
+    data = result.to_json()
+    c = data["config"]
+    rows: list[tuple[str, str]] = [
+        ("cluster", f"{c['workers']} workers, {c['maps']} maps, {c['partitions']} partitions, seed {c['seed']}"),
+        ("job", f"{data['job_state']} in {data['job_time_s']:.1f} s simulated"),
+        ("ideal (work / workers)", f"{data['ideal_time_s']:.1f} s   job/ideal = {data['job_over_ideal']:.2f}"),
+    ]
+    if data["baseline_time_s"] is not None:
+        rows.append(("baseline (no deaths, no stragglers)",
+                     f"{data['baseline_time_s']:.1f} s   job/baseline = {data['job_over_baseline']:.2f}"))
+    rows += [
+        ("scheduler events", f"{data['events']:,}"),
+        ("scheduler CPU", f"{data['scheduler_cpu_s']:.2f} s   {data['events_per_s']:,.0f} events/s   "
+                          f"{data['scheduler_us_per_task']:,.1f} us/task"),
+        ("codec CPU (both sides)", f"{data['codec_cpu_s']:.2f} s"),
+        ("snapshots + replay CPU", f"{data['snapshot_cpu_s']:.2f} s"),
+        ("cyclic GC CPU", f"{data['gc_cpu_s']['in_scheduler']:.2f} s inside the scheduler (counted above), "
+                          f"{data['gc_cpu_s']['elsewhere']:.2f} s elsewhere"),
+        ("invariant checks CPU", f"{data['check_cpu_s']:.2f} s ({data['invariant_checks']:,} checks)"),
+        ("simulator CPU (the rest)", f"{data['simulator_cpu_s']:.2f} s"),
+        ("wall", f"{data['wall_s']:.2f} s"),
+        ("control bytes", f"to coordinator {_fmt_bytes(data['control_bytes']['to_coordinator'])}, from "
+                          f"{_fmt_bytes(data['control_bytes']['from_coordinator'])}, "
+                          f"{_fmt_bytes(data['control_bytes']['per_task'])}/task"),
+    ]
+    for name, counted in list(data["control_bytes"]["by_type"].items())[:top]:
+        rows.append((f"  {name}", f"{counted['count']:,} msgs  {_fmt_bytes(counted['bytes'])}  "
+                                  f"{_fmt_bytes(counted['bytes'] / max(1, data['tasks']))}/task"))
+    j = data["journal"]
+    rows.append(("journal", f"{_fmt_bytes(j['bytes'])} in {j['records']:,} records "
+                            f"({_fmt_bytes(j['bytes_per_task'])}/task), {j['compactions']} compactions, "
+                            f"file {_fmt_bytes(j['file_bytes'])} at the end"))
+    mem = data["memory"]
+    if mem["peak_bytes"] is not None:
+        points = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in mem["points"].items())
+        rows.append(("coordinator memory", f"{points}; peak {_fmt_bytes(mem['peak_per_task_bytes'])}/task"))
+    if data["restart"] is not None:
+        r = data["restart"]
+        rows.append(("restart", f"at {r['maps_done']} maps done: journal {_fmt_bytes(r['journal_bytes'])} in "
+                                f"{r['journal_records']:,} records, replay {r['replay_s']:.3f} s"))
+    k = data["counts"]
+    rows.append(("counts", ", ".join(f"{name} {value:,}" for name, value in k.items())))
+    rows.append(("partitions committed once", f"{data['partitions_committed_once']} "
+                                              f"({data['partitions_committed']}/{c['partitions']})"))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
