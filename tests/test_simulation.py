@@ -67,20 +67,23 @@ def test_a_coordinator_restarted_from_its_journal_finishes_the_job() -> None:
     assert result.messages["RegisterAgain"]["count"] >= 1   # workers heard of the restart and came back
 
 
-def test_reduce_inputs_pull_what_was_not_pushed_and_miss_what_died() -> None:
+def test_a_reduce_asks_about_what_was_not_pushed_then_pulls_it_or_misses_what_died() -> None:
     sim = Simulation(SimConfig(**SMALL), CostModel())
     sim.run()
     reducer, holder = list(sim.workers.values())[:2]
     job = "job-x"
     sim.pushed[(0, 1)] = sim.owner_table(job, 99, [reducer.addr] * 40)   # pushed to the reducer
+    sim.pushed[(2, 3)] = sim.pushed[(0, 1)]                               # attempt 3 of map 2 was too ...
+    reducer.commits[job] = (sim._life, 1, {2: 3})                         # ... and it is the one that counts
+    assign = m.AssignReduce(attempt=m.AttemptId(job, "reduce", 3, 1), output_dir="/out", n_maps=4,
+                            commits_base=1, commits=[])
+    assert sim.reduce_inputs(reducer, assign).missing == [1, 3]            # to ask the coordinator about
     holder.kept[job] = {(1, 1)}
-    sources = [m.MapSource(task=0, attempt=1, addr=holder.addr), m.MapSource(task=1, attempt=1, addr=holder.addr),
-               m.MapSource(task=2, attempt=1, addr=holder.addr)]
-    assign = m.AssignReduce(attempt=m.AttemptId(job, "reduce", 3, 1), output_dir="/out", sources=sources)
-    inputs = sim.reduce_inputs(reducer, assign)
-    assert inputs.pulls == {holder.addr: [1]} and inputs.missing == [2]
+    sources = [m.MapSource(task=1, attempt=1, addr=holder.addr), m.MapSource(task=3, attempt=1, addr=holder.addr)]
+    plan = sim.pull_plan(job, sources)
+    assert plan.pulls == {holder.addr: [1]} and plan.missing == [3]
     holder.alive = False
-    assert sim.reduce_inputs(reducer, assign).missing == [1, 2]
+    assert sim.pull_plan(job, sources).missing == [1, 3]
 
 
 def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ Cost model (all randomness from `seed`; task work is drawn per task, the same fo
 - Control messages arrive at once (no network latency); heartbeats carry the task progress counter
   (it moves on every beat while a task runs) but no partition or lease statistics.
 
-What a reduce attempt can read is decided in one place, `Simulation.reduce_inputs` (see there).
+What a reduce attempt finds pushed to it is decided in one place, `Simulation.reduce_inputs`, and what it
+can pull once the coordinator says where its missing input is kept in another, `Simulation.pull_plan`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import sys
 import time
 import tracemalloc
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,12 +70,13 @@ COMPACT_MIN_BYTES = 16 << 20
 COMPACT_GROWTH = 4
 MAX_MESSAGE_BYTES = 1 << 30    # decoders here bound nothing: the sizes are what is measured
 MISSING_DATA_DELAY = 0.1       # how long a reducer takes to find that some input is nowhere to be had
+LOCATE_TIMEOUT = 10.0          # a reduce gives up on an unanswered LocateMaps after this (the commit timeout)
 RECENT_MAPS = 32               # MapDone reports a worker offers again when it registers (as WorkerParams)
 CLIENT = b"client"
 
 Assignment = m.AssignMap | m.AssignReduce
-# owner table index (None: unknown) -> holder address -> ((map, attempt) keys, map tasks): see reduce_inputs
-SourceGroups = dict[int | None, dict[str, tuple[list[tuple[int, int]], list[int]]]]
+# owner table index each committed map pushed by (None: none known) -> its map tasks: see reduce_inputs
+PushGroups = dict[int | None, list[int]]
 
 
 # ---------------------------------------------------------------- settings
@@ -145,13 +147,17 @@ class SimWorker:
     pulls: dict[str, list[int]] = field(default_factory=dict)  # the running reduce pulls these maps from addr
     pull_end: float = 0.0
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)   # job -> (epoch, owner table index)
+    # job -> (coordinator life, version, table): which attempt of each map counts, as m.AssignReduce says
+    commits: dict[str, tuple[int, int, dict[int, int]]] = field(default_factory=dict)
+    locating: bool = False          # the running reduce asked where its missing input is kept
     kept: dict[str, set[tuple[int, int]]] = field(default_factory=dict)           # job -> (map, attempt)
     recent: deque[m.MapDone] = field(default_factory=lambda: deque(maxlen=RECENT_MAPS))
 
 
 @dataclass(frozen=True)
 class ReduceInputs:
-    """Where a reduce attempt's input comes from: maps it cannot get, and maps it pulls, by address."""
+    """Where a reduce attempt's input comes from: maps it cannot get, and maps it pulls, by address.
+    (Before the coordinator answers a LocateMaps: `missing` are the maps not pushed here, to ask about.)"""
 
     missing: list[int]
     pulls: dict[str, list[int]]
@@ -283,9 +289,9 @@ class Simulation:
         self._in_scheduler = False
         self._gc_started = 0.0
         self._last_sent: tuple[m.FromCoordinator, list[Any], m.FromCoordinator | None] | None = None
-        self._last_owners: tuple[list[str], int] | None = None   # the last owner list decoded, and its table
-        # the last AssignReduce sources seen, grouped by owner table (see reduce_inputs)
-        self._source_groups: tuple[list[m.MapSource], SourceGroups] | None = None
+        self._life = 0   # the coordinator's restarts: a commit log is numbered within one life
+        # (life, version) of a commit table -> the committed maps grouped by owner table (see reduce_inputs)
+        self._push_groups: dict[tuple[int, int], PushGroups] = {}
         self._tables: list[tuple[str, ...]] = []           # every owner table workers heard, shared
         self._table_at: dict[tuple[str, int], int] = {}    # (job, epoch) -> its table
         self._ints = list(range(max(config.maps, config.partitions) + 1))   # see _canonical
@@ -402,6 +408,10 @@ class Simulation:
             return
         if attempt.kind == "map":
             self._finish_map(worker, attempt)
+        elif worker.locating:
+            failed = m.TaskFailed(worker_id=worker.id, attempt=attempt, kind="internal",
+                                  error="no answer from the coordinator to LocateMaps")
+            self._say_all(worker, [failed, *self._end_task(worker)])
         elif worker.missing:
             failed = m.TaskFailed(worker_id=worker.id, attempt=attempt, kind="missing_data",
                                   error=f"no output of {len(worker.missing)} maps", missing_maps=worker.missing)
@@ -499,32 +509,39 @@ class Simulation:
         raise RuntimeError(f"worker {worker.id} rejected: {msg.reason}")
 
     def _on_job_setup(self, worker: SimWorker, msg: m.JobSetup) -> list[m.WorkerToCoord]:
-        self._learn_owners(worker, msg.job_id, msg.owners_epoch, msg.owners)
+        known = worker.owners.get(msg.job_id)
+        if known is None or msg.owners_epoch > known[0]:
+            index = self._table_at.get((msg.job_id, msg.owners_epoch))
+            if index is None:   # one broadcast: decoded into a table once, shared by every worker
+                index = self._new_table(msg.job_id, msg.owners_epoch, m.owner_table(msg))
+            worker.owners[msg.job_id] = (msg.owners_epoch, index)
         return []
 
     def _on_owners(self, worker: SimWorker, msg: m.OwnersUpdate) -> list[m.WorkerToCoord]:
-        if msg.job_id in worker.owners:
-            self._learn_owners(worker, msg.job_id, msg.owners_epoch, msg.owners)
+        """Moves apply on top of the epoch they were made from; a worker that missed one asks again."""
+        known = worker.owners.get(msg.job_id)
+        if known is None or msg.owners_epoch <= known[0]:
+            return []
+        if msg.base_epoch != known[0]:
+            return [m.SetupRequest(worker_id=worker.id, job_id=msg.job_id)]
+        index = self._table_at.get((msg.job_id, msg.owners_epoch))
+        if index is None:
+            owners = list(self._tables[known[1]])
+            for partition, addr in msg.moves.items():
+                if 0 <= partition < len(owners):
+                    owners[partition] = addr
+            index = self._new_table(msg.job_id, msg.owners_epoch, owners)
+        worker.owners[msg.job_id] = (msg.owners_epoch, index)
         return []
 
-    def _learn_owners(self, worker: SimWorker, job_id: str, epoch: int, owners: list[str]) -> None:
-        known = worker.owners.get(job_id)
-        if known is None or epoch > known[0]:
-            worker.owners[job_id] = (epoch, self.owner_table(job_id, epoch, owners))
-
     def owner_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
+        """The shared table of this job's owners at `epoch` (made once: every worker hears the same)."""
+        index = self._table_at.get((job_id, epoch))
+        return index if index is not None else self._new_table(job_id, epoch, owners)
+
+    def _new_table(self, job_id: str, epoch: int, owners: Sequence[str]) -> int:
         """Workers share one copy of each owner table (1,000 copies of 10,000 names would not fit), made
         of the simulation's own address strings, so that tracemalloc does not book it to the coordinator."""
-        last = self._last_owners
-        if last is not None and last[0] is owners:   # one broadcast, heard by every worker
-            return last[1]
-        index = self._table_at.get((job_id, epoch))
-        if index is None or self._tables[index] != tuple(owners):
-            index = self._new_table(job_id, epoch, owners)
-        self._last_owners = (owners, index)
-        return index
-
-    def _new_table(self, job_id: str, epoch: int, owners: list[str]) -> int:
         by_addr = self._by_addr
         table = tuple(by_addr[a].addr if a in by_addr else "" for a in owners)
         self._table_at[(job_id, epoch)] = len(self._tables)
@@ -532,10 +549,39 @@ class Simulation:
         return len(self._tables) - 1
 
     def _on_assign(self, worker: SimWorker, msg: Assignment) -> list[m.WorkerToCoord]:
+        if isinstance(msg, m.AssignReduce) and not self._learn_commits(worker, msg):
+            failed = m.TaskFailed(worker_id=worker.id, attempt=msg.attempt, kind="internal",
+                                  error="the commit table here is out of step")
+            idle = worker.running is None and not worker.queued
+            return [failed, *([m.TaskRequest(worker_id=worker.id, finished=msg.attempt)] if idle else [])]
         if worker.running is None:
-            self._start_task(worker, msg)
+            return self._start_task(worker, msg)
+        worker.queued.append(msg)
+        return []
+
+    def _learn_commits(self, worker: SimWorker, msg: m.AssignReduce) -> bool:
+        """Apply the commit-table changes a reduce assignment carries, as the worker machine does."""
+        job_id = msg.attempt.job_id
+        life, version, table = worker.commits.get(job_id, (self._life, 0, {}))
+        if msg.commits_base == 0:
+            life, table = self._life, {}
+        elif msg.commits_base != version:
+            return False
         else:
-            worker.queued.append(msg)
+            table = dict(table)
+        ints = self._ints
+        for task, attempt in msg.commits:
+            table[ints[task]] = attempt
+        worker.commits[job_id] = (life, msg.commits_base + len(msg.commits), table)
+        return True
+
+    def _on_locations(self, worker: SimWorker, msg: m.MapLocations) -> list[m.WorkerToCoord]:
+        """The coordinator says where the maps the reduce lacks are kept: pull them (or miss them)."""
+        if worker.running != msg.attempt or not worker.locating:
+            return []
+        inputs = self.pull_plan(msg.attempt.job_id, m.located_sources(msg))
+        worker.locating, worker.generation = False, worker.generation + 1   # the LocateMaps timeout is moot
+        self._run_reduce(worker, worker.running, inputs)
         return []
 
     def _on_decision(self, worker: SimWorker, msg: m.CommitDecision) -> list[m.WorkerToCoord]:
@@ -553,6 +599,7 @@ class Simulation:
 
     def _on_job_ended(self, worker: SimWorker, msg: m.JobEnded) -> list[m.WorkerToCoord]:
         worker.owners.pop(msg.job_id, None)
+        worker.commits.pop(msg.job_id, None)
         worker.kept.pop(msg.job_id, None)
         running = worker.running
         return self._end_task(worker) if running is not None and running.job_id == msg.job_id else []
@@ -569,8 +616,8 @@ class Simulation:
     _MESSAGES: dict[type, Callable[..., list[m.WorkerToCoord]]] = {
         m.Welcome: _on_welcome, m.RegisterAgain: _on_register_again, m.Reject: _on_reject,
         m.JobSetup: _on_job_setup, m.OwnersUpdate: _on_owners, m.AssignMap: _on_assign,
-        m.AssignReduce: _on_assign, m.CommitDecision: _on_decision, m.CancelTask: _on_cancel,
-        m.JobEnded: _on_job_ended, m.SourcesLost: _on_sources_lost,
+        m.AssignReduce: _on_assign, m.MapLocations: _on_locations, m.CommitDecision: _on_decision,
+        m.CancelTask: _on_cancel, m.JobEnded: _on_job_ended, m.SourcesLost: _on_sources_lost,
     }
 
     def _register_msg(self, worker: SimWorker) -> m.Register:
@@ -582,19 +629,31 @@ class Simulation:
 
     # ------------------------------------------------------------ running tasks
 
-    def _start_task(self, worker: SimWorker, assign: Assignment) -> None:
+    def _start_task(self, worker: SimWorker, assign: Assignment) -> list[m.WorkerToCoord]:
+        """Run an attempt; a reduce missing pushed input first asks where it is kept (what it says)."""
         attempt = self._canonical(assign.attempt)
         worker.running, worker.generation = attempt, worker.generation + 1
-        worker.missing, worker.pulls = [], {}
-        slow = self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0
+        worker.missing, worker.pulls, worker.locating = [], {}, False
         if isinstance(assign, m.AssignMap):
-            duration = self.map_work[attempt.task] * slow
-        else:
-            inputs = self.reduce_inputs(worker, assign)
-            worker.missing, worker.pulls = inputs.missing, inputs.pulls
-            pull = self.cost.pull_seconds(inputs.pulled, self.config.partitions)
-            worker.pull_end = self.now + pull
-            duration = MISSING_DATA_DELAY if inputs.missing else pull + self.reduce_work[attempt.task] * slow
+            self._push(self.now + self.map_work[attempt.task] * self._slowdown(), _DONE, worker, worker.generation)
+            return []
+        inputs = self.reduce_inputs(worker, assign)
+        if not inputs.missing:
+            self._run_reduce(worker, attempt, inputs)
+            return []
+        worker.locating = True
+        self._push(self.now + LOCATE_TIMEOUT, _DONE, worker, worker.generation)
+        return [m.LocateMaps(worker_id=worker.id, attempt=attempt, maps=inputs.missing)]
+
+    def _slowdown(self) -> float:
+        return self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0
+
+    def _run_reduce(self, worker: SimWorker, attempt: m.AttemptId, inputs: ReduceInputs) -> None:
+        worker.missing, worker.pulls = inputs.missing, inputs.pulls
+        pull = self.cost.pull_seconds(inputs.pulled, self.config.partitions)
+        worker.pull_end = self.now + pull
+        slow = self._slowdown()
+        duration = MISSING_DATA_DELAY if inputs.missing else pull + self.reduce_work[attempt.task] * slow
         self._push(self.now + duration, _DONE, worker, worker.generation)
 
     def _canonical(self, attempt: m.AttemptId) -> m.AttemptId:
@@ -605,51 +664,55 @@ class Simulation:
         return m.AttemptId(job_id, kind, self._ints[attempt.task], attempt.number)
 
     def reduce_inputs(self, worker: SimWorker, assign: m.AssignReduce) -> ReduceInputs:
-        """Where the reduce attempt `assign` on `worker` finds each committed map's output, or that it cannot.
+        """Which committed map outputs were pushed to the reduce attempt `assign` on `worker`; the rest are
+        `missing`, for the worker to ask the coordinator about (LocateMaps).
 
-        What this needs from the coordinator, per map task of the job: which attempt's output counts (the
-        committed one) and where that output is kept (the data address of the worker holding it, "" if
-        none is known alive). Today both come from `AssignReduce.sources` (one `MapSource` per map): this
-        is the only place the simulation reads them.
+        Which attempt of each map counts is the worker's commit table (attempt 1 unless it says otherwise,
+        built from the changes each AssignReduce carries). That attempt's output is here if this
+        partition's owner, as the mapper knew it (JobSetup / OwnersUpdate) when the map finished, is this
+        worker's address (a worker that comes back is a new worker with a new address, so "has not
+        restarted since" holds by construction).
 
-        The output of a map attempt is here if it was pushed here: this partition's owner, as the mapper
-        knew it (JobSetup / OwnersUpdate) when the map finished, is this worker's address (a worker that
-        comes back is a new worker with a new address, so "has not restarted since" holds by construction).
-        Otherwise it is pulled if the worker at the source address is alive and still keeps that attempt's
-        output; otherwise it is missing.
-
-        Cost: the sources are grouped by the owner table each map pushed by, then by holder, once per
-        distinct list (the reduces of a phase mostly get the same one), so a reduce whose input was all
-        pushed to it, or is all kept by live holders, costs a list comparison and a set test per holder,
-        not a Python step per map.
+        Cost: the committed maps are grouped by the owner table each pushed by, once per distinct commit
+        table (the reduces of a phase mostly share one), so a reduce costs a test per owner table, not a
+        Python step per map.
         """
-        sources, cached = assign.sources, self._source_groups
-        if cached is None or cached[0] != sources:   # compared in C: reduces of one phase mostly get one list
-            groups: SourceGroups = {}
-            for source in sources:   # by the owner table each map pushed by (None: none known), then holder
-                table = self.pushed.get((source.task, source.attempt))
-                keys, tasks = groups.setdefault(table, {}).setdefault(source.addr, ([], []))
-                keys.append((source.task, source.attempt))
-                tasks.append(self._ints[source.task])
-            cached = self._source_groups = (sources, groups)
-        job_id, partition, addr = assign.attempt.job_id, assign.attempt.task, worker.addr
+        job_id, partition = assign.attempt.job_id, assign.attempt.task
+        life, version, table = worker.commits.get(job_id, (self._life, 0, {}))
+        groups = self._push_groups.get((life, version))
+        if groups is None:
+            groups = {}
+            pushed, ints = self.pushed, self._ints
+            for task in range(assign.n_maps):
+                groups.setdefault(pushed.get((task, table.get(task, 1))), []).append(ints[task])
+            self._push_groups[(life, version)] = groups
+        missing: list[int] = []
+        for index, tasks in groups.items():
+            owners = self._tables[index] if index is not None else ()
+            if not (partition < len(owners) and owners[partition] == worker.addr):
+                missing += tasks
+        return ReduceInputs(sorted(missing), {})
+
+    def pull_plan(self, job_id: str, sources: list[m.MapSource]) -> ReduceInputs:
+        """What a reduce pulls of `sources` (the coordinator's MapLocations): from a live holder that
+        still keeps that attempt's output; anything else is missing."""
+        by_holder: dict[str, list[tuple[int, int]]] = {}
+        for source in sources:
+            by_holder.setdefault(source.addr, []).append((source.task, source.attempt))
         missing: list[int] = []
         pulls: dict[str, list[int]] = {}
-        for table, by_holder in cached[1].items():
-            owners = self._tables[table] if table is not None else ()
-            if partition < len(owners) and owners[partition] == addr:
-                continue   # pushed here
-            for holder_addr, (keys, tasks) in by_holder.items():
-                holder = self._by_addr.get(holder_addr)
-                kept = holder.kept.get(job_id, set()) if holder is not None and holder.alive else set()
-                if holder is not None and kept.issuperset(keys):   # the common case, checked in C
-                    pulls.setdefault(holder.addr, []).extend(tasks)
-                    continue
-                for key, task in zip(keys, tasks, strict=True):
-                    if holder is not None and key in kept:
-                        pulls.setdefault(holder.addr, []).append(task)
-                    else:
-                        missing.append(task)
+        ints = self._ints
+        for addr, keys in by_holder.items():
+            holder = self._by_addr.get(addr)
+            kept = holder.kept.get(job_id, set()) if holder is not None and holder.alive else set()
+            if holder is not None and kept.issuperset(keys):   # the common case, checked in C
+                pulls.setdefault(holder.addr, []).extend(ints[task] for task, _ in keys)
+                continue
+            for key in keys:
+                if holder is not None and key in kept:
+                    pulls.setdefault(holder.addr, []).append(ints[key[0]])
+                else:
+                    missing.append(ints[key[0]])
         return ReduceInputs(missing, pulls)
 
     def _end_task(self, worker: SimWorker) -> list[m.WorkerToCoord]:
@@ -658,10 +721,11 @@ class Simulation:
         if attempt is None:
             return []
         worker.running, worker.generation, worker.awaiting = None, worker.generation + 1, None
-        worker.missing, worker.pulls = [], {}
+        worker.missing, worker.pulls, worker.locating = [], {}, False
+        said: list[m.WorkerToCoord] = [m.TaskRequest(worker_id=worker.id, finished=attempt)]
         if worker.queued:
-            self._start_task(worker, worker.queued.popleft())
-        return [m.TaskRequest(worker_id=worker.id, finished=attempt)]
+            said += self._start_task(worker, worker.queued.popleft())
+        return said
 
     # ------------------------------------------------------------ delivery, as the shells do it
 
@@ -690,7 +754,7 @@ class Simulation:
                 elif isinstance(action, JobFinished):
                     self._job_finished(action)
         # nothing decoded outlives its batch (tracemalloc would book it to zmr/protocol)
-        self._last_sent = self._last_owners = None
+        self._last_sent = None
 
     def _handle(self, event: Event) -> list[Action]:
         start = time.process_time()
@@ -814,6 +878,7 @@ class Simulation:
         if parsed.problem:
             raise RuntimeError(f"journal unreadable at restart: {parsed.problem}")
         self.scheduler = Scheduler(self.params)
+        self._life += 1
         actions = self.scheduler.recover(parsed.records, self.now)
         self.scheduler.archive_ended()
         self.journal = bytearray(b"".join(jr.frame(r) for r in self.scheduler.snapshot()))
@@ -846,7 +911,6 @@ class Simulation:
     def _snap_memory(self, point: str) -> None:
         if not self.config.memory or point in self.result.memory_bytes:
             return
-        self._source_groups = None   # a cache of decoded messages: not the coordinator's
         snapshot = tracemalloc.take_snapshot().filter_traces([
             tracemalloc.Filter(True, "*/zmr/core/*"), tracemalloc.Filter(True, "*/zmr/protocol/*")])
         self.result.memory_bytes[point] = sum(stat.size for stat in snapshot.statistics("filename"))

@@ -434,7 +434,7 @@ class SimCluster:
         if not isinstance(task, m.AssignReduce) or not worker.locating or not worker.runs(msg.attempt):
             return []
         worker.locating = False
-        missing = [s.task for s in msg.sources if not self._kept_at(s, task.attempt.job_id)]
+        missing = [s.task for s in m.located_sources(msg) if not self._kept_at(s, task.attempt.job_id)]
         if missing:
             self._drop_task(worker)
             return [Reported(m.TaskFailed(worker_id=worker.id, attempt=task.attempt, kind="missing_data",

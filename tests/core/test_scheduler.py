@@ -258,9 +258,11 @@ def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> 
     owner = sim.job(job).owners[0]
     answer = sim.send(owner, m.LocateMaps(worker_id=owner, attempt=reduce, maps=[2, 0, 2, 7]))
     committed = [sim.task(job, MAP, i).committed_worker for i in (2, 0)]
-    assert sent(answer, m.MapLocations, peer(sim, owner)) == [m.MapLocations(attempt=reduce, sources=[
+    [located] = sent(answer, m.MapLocations, peer(sim, owner))
+    assert located.attempt == reduce and m.located_sources(located) == [
         m.MapSource(task=2, attempt=1, addr=addr(sim, committed[0] or "")),
-        m.MapSource(task=0, attempt=1, addr=addr(sim, committed[1] or ""))])]   # each once; no map 7
+        m.MapSource(task=0, attempt=1, addr=addr(sim, committed[1] or ""))]   # each once; no map 7
+    assert len(located.peers) == len(set(committed))   # each address once
     other = next(w for w in ("w1", "w2") if w != owner)
     stale = sim.send(other, m.LocateMaps(worker_id=other, attempt=reduce, maps=[0]))   # not its attempt
     assert sent(stale, m.MapLocations) == []

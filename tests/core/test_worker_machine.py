@@ -263,10 +263,15 @@ def test_map_locations_reach_the_running_reduce_only() -> None:
     d = Driver().welcomed()
     d.hear(setup())
     d.hear(assign_reduce(task=0))
-    answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, sources=[m.MapSource(task=1, attempt=1, addr="x")])
+    answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[(1, 1, 0)])
     assert of(d.hear(answer), DeliverLocations) == [DeliverLocations(answer)]
-    other = m.MapLocations(attempt=assign_reduce(task=1).attempt, sources=[])
+    assert m.located_sources(answer) == [m.MapSource(task=1, attempt=1, addr="x")]
+    other = m.MapLocations(attempt=assign_reduce(task=1).attempt, peers=[], maps=[])
     assert of(d.hear(other), DeliverLocations) == []
+    bad = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[(1, 1, 1)])   # no peer 1
+    actions = d.hear(bad)
+    assert of(actions, DeliverLocations) == []
+    assert [a.event for a in of(actions, LogLine)] == ["bad_coordinator_message"]
 
 
 def test_a_lease_expires_exactly_at_its_ttl_and_drops_the_job() -> None:

@@ -249,15 +249,16 @@ class Dispatch(SchedulerBase):
         worker = self.workers.get(worker_id)
         return worker.data_addr if worker is not None and worker.alive else ""
 
-    def _locations(self, job: Job, maps: list[int]) -> list[m.MapSource]:
+    def _locations(self, attempt: m.AttemptId, job: Job, maps: list[int]) -> m.MapLocations:
         """Where the committed output of each of `maps` is kept (addr "" if nowhere live)."""
-        out = []
+        peers: dict[str, int] = {}
+        found = []
         for index in dict.fromkeys(maps):
             task = job.task(MAP, index)
             if task is not None:
-                out.append(m.MapSource(task=index, attempt=task.committed or 0,
-                                       addr=self._data_addr(task.committed_worker or "")))
-        return out
+                addr = self._data_addr(task.committed_worker or "")
+                found.append((index, task.committed or 0, peers.setdefault(addr, len(peers))))
+        return m.MapLocations(attempt=attempt, peers=list(peers), maps=found)
 
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)

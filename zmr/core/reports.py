@@ -150,7 +150,7 @@ class Reports(Losses):
         """A reduce attempt asks where the committed output of the maps it lacks is kept."""
         found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is not None:
-            self._send(worker.peer, m.MapLocations(attempt=msg.attempt, sources=self._locations(found[0], msg.maps)))
+            self._send(worker.peer, self._locations(msg.attempt, found[0], msg.maps))
 
     def _on_setup_request(self, worker: WorkerEntry, msg: m.SetupRequest) -> None:
         """The worker missed an owner update: it gets the whole setup again (or hears the job is over)."""

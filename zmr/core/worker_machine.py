@@ -281,8 +281,14 @@ class WorkerMachine:
             self._out.append(DeliverDecision(msg))
 
     def _on_locations(self, msg: m.MapLocations, view: WorkerView | None) -> None:
-        if self.running == msg.attempt:
-            self._out.append(DeliverLocations(msg))
+        if self.running != msg.attempt:
+            return
+        try:
+            m.located_sources(msg)
+        except ValueError as exc:   # the reduce waits on, and gives up when no answer comes
+            self._log("bad_coordinator_message", "warning", error=str(exc))
+            return
+        self._out.append(DeliverLocations(msg))
 
     def _on_sources_lost(self, msg: m.SourcesLost, view: WorkerView | None) -> None:
         self._out.append(NoteLostSource(msg))   # a pull from that peer must not wait for its timeout

@@ -399,11 +399,22 @@ class AssignReduce(_Msg, frozen=True):
 class MapLocations(_Msg, frozen=True):
     """The answer to a LocateMaps: where the committed output of each asked map is kept.
 
-    `addr` is "" when no live worker holds it.
+    Compact, since a reduce that took a partition over asks about every map: each map is
+    (map task, committed attempt, index into `peers`), and a peer's address ("" when no live worker
+    holds the output) is written once. `located_sources` unpacks it.
     """
 
     attempt: AttemptId
-    sources: list[MapSource]
+    peers: list[str]
+    maps: list[tuple[int, int, int]]
+
+
+def located_sources(msg: MapLocations) -> list[MapSource]:
+    """The sources a MapLocations names; refuses one that points outside its peers."""
+    peers = msg.peers
+    if any(not 0 <= peer < len(peers) for _, _, peer in msg.maps):
+        raise ValueError("a MapLocations points outside its peers")
+    return [MapSource(task=task, attempt=attempt, addr=peers[peer]) for task, attempt, peer in msg.maps]
 
 
 class SourcesLost(_Msg, frozen=True):

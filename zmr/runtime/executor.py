@@ -376,7 +376,7 @@ class Executor(threading.Thread):
         if not lacking:
             return
         self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, maps=lacking))
-        sources = self._await_locations(assign).sources
+        sources = m.located_sources(self._await_locations(assign))
         inputs.update((src.task, src.attempt) for src in sources)
         missing = self._puller.gather(assign, sources, self._check_cancel, self._tick, log)
         missing += sorted(set(lacking) - {src.task for src in sources})
