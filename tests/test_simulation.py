@@ -79,11 +79,11 @@ def test_a_reduce_asks_about_what_was_not_pushed_then_pulls_it_or_misses_what_di
                             commits_base=1, commits=[])
     assert sim.reduce_inputs(reducer, assign).missing == [1, 3]            # to ask the coordinator about
     holder.kept[job] = {(1, 1)}
-    sources = [m.MapSource(task=1, attempt=1, addr=holder.addr), m.MapSource(task=3, attempt=1, addr=holder.addr)]
-    plan = sim.pull_plan(job, sources)
+    located = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], maps=[[1, 3]], commits={})
+    plan = sim.pull_plan(job, located)
     assert plan.pulls == {holder.addr: [1]} and plan.missing == [3]
     holder.alive = False
-    assert sim.pull_plan(job, sources).missing == [1, 3]
+    assert sim.pull_plan(job, located).missing == [1, 3]
 
 
 def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:

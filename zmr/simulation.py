@@ -579,7 +579,7 @@ class Simulation:
         """The coordinator says where the maps the reduce lacks are kept: pull them (or miss them)."""
         if worker.running != msg.attempt or not worker.locating:
             return []
-        inputs = self.pull_plan(msg.attempt.job_id, m.located_sources(msg))
+        inputs = self.pull_plan(msg.attempt.job_id, msg)
         worker.locating, worker.generation = False, worker.generation + 1   # the LocateMaps timeout is moot
         self._run_reduce(worker, worker.running, inputs)
         return []
@@ -693,20 +693,18 @@ class Simulation:
                 missing += tasks
         return ReduceInputs(sorted(missing), {})
 
-    def pull_plan(self, job_id: str, sources: list[m.MapSource]) -> ReduceInputs:
-        """What a reduce pulls of `sources` (the coordinator's MapLocations): from a live holder that
-        still keeps that attempt's output; anything else is missing."""
-        by_holder: dict[str, list[tuple[int, int]]] = {}
-        for source in sources:
-            by_holder.setdefault(source.addr, []).append((source.task, source.attempt))
+    def pull_plan(self, job_id: str, located: m.MapLocations) -> ReduceInputs:
+        """What a reduce pulls of what the coordinator located: from a live holder that still keeps that
+        attempt's output; anything else is missing."""
         missing: list[int] = []
         pulls: dict[str, list[int]] = {}
-        ints = self._ints
-        for addr, keys in by_holder.items():
+        ints, commits = self._ints, located.commits
+        for addr, tasks in zip(located.peers, located.maps, strict=True):
             holder = self._by_addr.get(addr)
             kept = holder.kept.get(job_id, set()) if holder is not None and holder.alive else set()
+            keys = [(task, commits.get(task, 1)) for task in tasks]
             if holder is not None and kept.issuperset(keys):   # the common case, checked in C
-                pulls.setdefault(holder.addr, []).extend(ints[task] for task, _ in keys)
+                pulls.setdefault(holder.addr, []).extend(ints[task] for task in tasks)
                 continue
             for key in keys:
                 if holder is not None and key in kept:

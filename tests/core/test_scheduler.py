@@ -259,10 +259,10 @@ def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> 
     answer = sim.send(owner, m.LocateMaps(worker_id=owner, attempt=reduce, maps=[2, 0, 2, 7]))
     committed = [sim.task(job, MAP, i).committed_worker for i in (2, 0)]
     [located] = sent(answer, m.MapLocations, peer(sim, owner))
-    assert located.attempt == reduce and m.located_sources(located) == [
-        m.MapSource(task=2, attempt=1, addr=addr(sim, committed[0] or "")),
-        m.MapSource(task=0, attempt=1, addr=addr(sim, committed[1] or ""))]   # each once; no map 7
-    assert len(located.peers) == len(set(committed))   # each address once
+    assert located.attempt == reduce and sorted(m.located_sources(located), key=lambda s: s.task) == [
+        m.MapSource(task=0, attempt=1, addr=addr(sim, committed[1] or "")),
+        m.MapSource(task=2, attempt=1, addr=addr(sim, committed[0] or ""))]   # each once; no map 7
+    assert len(located.peers) == len(set(committed)) and located.commits == {}   # each address once
     other = next(w for w in ("w1", "w2") if w != owner)
     stale = sim.send(other, m.LocateMaps(worker_id=other, attempt=reduce, maps=[0]))   # not its attempt
     assert sent(stale, m.MapLocations) == []
@@ -279,6 +279,9 @@ def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     sim.finish("w1")                                    # map 1, attempt 2
     first = sim.assignment("w1")
     assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
+    answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, maps=[1, 2]))
+    [located] = sent(answer, m.MapLocations)
+    assert (located.peers, located.maps, located.commits) == ([addr(sim, "w1")], [[1, 2]], {1: 2})
     sim.finish("w1")
     second = sim.assignment("w1")
     assert isinstance(second, m.AssignReduce) and (second.commits_base, second.commits) == (1, [])

@@ -263,12 +263,14 @@ def test_map_locations_reach_the_running_reduce_only() -> None:
     d = Driver().welcomed()
     d.hear(setup())
     d.hear(assign_reduce(task=0))
-    answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[(1, 1, 0)])
+    answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x", "y"], maps=[[1, 3], [2]],
+                            commits={3: 2})
     assert of(d.hear(answer), DeliverLocations) == [DeliverLocations(answer)]
-    assert m.located_sources(answer) == [m.MapSource(task=1, attempt=1, addr="x")]
-    other = m.MapLocations(attempt=assign_reduce(task=1).attempt, peers=[], maps=[])
+    assert m.located_sources(answer) == [m.MapSource(task=1, attempt=1, addr="x"), m.MapSource(task=3, attempt=2, addr="x"),
+                                         m.MapSource(task=2, attempt=1, addr="y")]
+    other = m.MapLocations(attempt=assign_reduce(task=1).attempt, peers=[], maps=[], commits={})
     assert of(d.hear(other), DeliverLocations) == []
-    bad = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[(1, 1, 1)])   # no peer 1
+    bad = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[[1], [2]], commits={})
     actions = d.hear(bad)
     assert of(actions, DeliverLocations) == []
     assert [a.event for a in of(actions, LogLine)] == ["bad_coordinator_message"]

@@ -250,15 +250,23 @@ class Dispatch(SchedulerBase):
         return worker.data_addr if worker is not None and worker.alive else ""
 
     def _locations(self, attempt: m.AttemptId, job: Job, maps: list[int]) -> m.MapLocations:
-        """Where the committed output of each of `maps` is kept (addr "" if nowhere live)."""
-        peers: dict[str, int] = {}
-        found = []
-        for index in dict.fromkeys(maps):
-            task = job.task(MAP, index)
-            if task is not None:
-                addr = self._data_addr(task.committed_worker or "")
-                found.append((index, task.committed or 0, peers.setdefault(addr, len(peers))))
-        return m.MapLocations(attempt=attempt, peers=list(peers), maps=found)
+        """Where the committed output of each of `maps` is kept, by holder ("" for maps no live worker
+        keeps). Built from the per-worker index with set operations: a reduce that took a partition
+        over asks about every map, and that must not cost a Python step per map."""
+        asked = set(maps).intersection(range(len(job.maps)))
+        by_addr: dict[str, list[int]] = {}
+        covered: set[int] = set()
+        for worker_id, held in job.maps_held.items():
+            mine = held & asked
+            if mine:
+                by_addr.setdefault(self._data_addr(worker_id), []).extend(mine)
+                covered |= mine
+        if len(covered) < len(asked):
+            by_addr.setdefault("", []).extend(asked - covered)   # not committed now
+        commits = {i: job.maps[i].committed or 0 for i, _ in job.commit_log if i in asked}
+        commits.update((i, 0) for i in by_addr.get("", ()) if job.maps[i].committed is None)
+        return m.MapLocations(attempt=attempt, peers=list(by_addr), maps=[sorted(v) for v in by_addr.values()],
+                              commits={i: a for i, a in commits.items() if a != 1})
 
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)

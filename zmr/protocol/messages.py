@@ -399,22 +399,24 @@ class AssignReduce(_Msg, frozen=True):
 class MapLocations(_Msg, frozen=True):
     """The answer to a LocateMaps: where the committed output of each asked map is kept.
 
-    Compact, since a reduce that took a partition over asks about every map: each map is
-    (map task, committed attempt, index into `peers`), and a peer's address ("" when no live worker
-    holds the output) is written once. `located_sources` unpacks it.
+    Compact, since a reduce that took a partition over asks about every map: for each peer (a data
+    address; "" for maps no live worker keeps), the asked maps it keeps, each map's committed attempt
+    being 1 unless `commits` says otherwise. `located_sources` unpacks it.
     """
 
     attempt: AttemptId
     peers: list[str]
-    maps: list[tuple[int, int, int]]
+    maps: list[list[int]]        # per peer, in the order of `peers`
+    commits: dict[int, int]      # asked maps whose committed attempt is not 1 (0: none is committed)
 
 
 def located_sources(msg: MapLocations) -> list[MapSource]:
-    """The sources a MapLocations names; refuses one that points outside its peers."""
-    peers = msg.peers
-    if any(not 0 <= peer < len(peers) for _, _, peer in msg.maps):
-        raise ValueError("a MapLocations points outside its peers")
-    return [MapSource(task=task, attempt=attempt, addr=peers[peer]) for task, attempt, peer in msg.maps]
+    """The sources a MapLocations names; refuses one whose lists do not match its peers."""
+    if len(msg.maps) != len(msg.peers):
+        raise ValueError(f"a MapLocations names {len(msg.peers)} peers and {len(msg.maps)} lists of maps")
+    commits = msg.commits
+    return [MapSource(task=task, attempt=commits.get(task, 1), addr=addr)
+            for addr, tasks in zip(msg.peers, msg.maps, strict=True) for task in tasks]
 
 
 class SourcesLost(_Msg, frozen=True):
