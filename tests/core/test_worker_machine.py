@@ -266,8 +266,9 @@ def test_map_locations_reach_the_running_reduce_only() -> None:
     answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x", "y"], maps=[[1, 3], [2]],
                             commits={3: 2})
     assert of(d.hear(answer), DeliverLocations) == [DeliverLocations(answer)]
-    assert m.located_sources(answer) == [m.MapSource(task=1, attempt=1, addr="x"), m.MapSource(task=3, attempt=2, addr="x"),
-                                         m.MapSource(task=2, attempt=1, addr="y")]
+    assert m.located_sources(answer) == [
+        m.MapSource(task=1, attempt=1, addr="x"), m.MapSource(task=3, attempt=2, addr="x"),
+        m.MapSource(task=2, attempt=1, addr="y")]
     other = m.MapLocations(attempt=assign_reduce(task=1).attempt, peers=[], maps=[], commits={})
     assert of(d.hear(other), DeliverLocations) == []
     bad = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[[1], [2]], commits={})
