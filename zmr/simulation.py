@@ -643,7 +643,7 @@ class Simulation:
             return []
         worker.locating = True
         self._push(self.now + LOCATE_TIMEOUT, _DONE, worker, worker.generation)
-        return [m.LocateMaps(worker_id=worker.id, attempt=attempt, maps=inputs.missing)]
+        return [m.LocateMaps(worker_id=worker.id, attempt=attempt, runs=m.to_runs(inputs.missing))]
 
     def _slowdown(self) -> float:
         return self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0

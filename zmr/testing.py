@@ -402,7 +402,7 @@ class SimCluster:
         lacking = self._lacking(worker, task)
         if lacking:
             worker.locating = True
-            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, maps=lacking))]
+            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, runs=m.to_runs(lacking)))]
         return self._reduce_done(worker, task)
 
     def _reduce_done(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:

@@ -256,7 +256,7 @@ def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> 
     reduce = next(a.attempt for w in ("w1", "w2") if isinstance(a := sim.assignment(w), m.AssignReduce)
                   and a.attempt.task == 0)
     owner = sim.job(job).owners[0]
-    answer = sim.send(owner, m.LocateMaps(worker_id=owner, attempt=reduce, maps=[2, 0, 2, 7]))
+    answer = sim.send(owner, m.LocateMaps(worker_id=owner, attempt=reduce, runs=[(2, 3), (0, 1), (2, 3), (7, 9)]))
     committed = [sim.task(job, MAP, i).committed_worker for i in (2, 0)]
     [located] = sent(answer, m.MapLocations, peer(sim, owner))
     assert located.attempt == reduce and sorted(m.located_sources(located), key=lambda s: s.task) == [
@@ -264,7 +264,7 @@ def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> 
         m.MapSource(task=2, attempt=1, addr=addr(sim, committed[0] or ""))]   # each once; no map 7
     assert len(located.peers) == len(set(committed)) and located.commits == {}   # each address once
     other = next(w for w in ("w1", "w2") if w != owner)
-    stale = sim.send(other, m.LocateMaps(worker_id=other, attempt=reduce, maps=[0]))   # not its attempt
+    stale = sim.send(other, m.LocateMaps(worker_id=other, attempt=reduce, runs=[(0, 1)]))   # not its attempt
     assert sent(stale, m.MapLocations) == []
 
 
@@ -279,7 +279,7 @@ def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     sim.finish("w1")                                    # map 1, attempt 2
     first = sim.assignment("w1")
     assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
-    answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, maps=[1, 2]))
+    answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, runs=[(1, 3)]))
     [located] = sent(answer, m.MapLocations)
     assert (located.peers, located.maps, located.commits) == ([addr(sim, "w1")], [[1, 2]], {1: 2})
     sim.finish("w1")
@@ -493,6 +493,25 @@ def test_a_new_life_of_a_worker_drops_what_its_old_life_held() -> None:
     assert [log.fields["why"] for log in logged(actions, "worker_lost")] == ["registered again"]
     assert m.JobEnded(job_id=job) in [a.msg for a in actions if isinstance(a, Send)]
 
+
+
+def test_partition_moves_are_announced_once_per_tick_on_top_of_the_epoch_the_workers_last_heard() -> None:
+    """w2 comes back as a new life (another address): its partition moves at once, in the journal, but the
+    job's other workers hear of it on the next tick, in one OwnersUpdate made from the epoch they know."""
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=3)           # owners w1, w2, w3
+    actions = sim.send("w2", m.Register(worker_id="w2", data_addr="tcp://127.0.0.1:1", python="3.11", pid=9,
+                                        host="h"))
+    assert sim.job(job).owners_epoch == 1 and sim.job(job).owners[1] != "w2"
+    assert sent(actions, m.OwnersUpdate) == []
+    new = sim.job(job).owners[1]
+    update = m.OwnersUpdate(job_id=job, base_epoch=0, owners_epoch=1, moves={1: addr(sim, new)})
+    actions = sim.tick()
+    assert sent(actions, m.OwnersUpdate, peer(sim, "w1")) == [update]
+    assert sent(actions, m.OwnersUpdate, peer(sim, "w3")) == [update]
+    assert sent(sim.tick(), m.OwnersUpdate) == []    # nothing moved since
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
 
 
 def test_a_lost_worker_is_announced_to_every_running_reduce_and_those_holding_its_pushed_output_carry_on(

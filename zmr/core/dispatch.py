@@ -192,19 +192,27 @@ class Dispatch(SchedulerBase):
                 self._set_up(job, worker)
 
     def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
-        """New owners for some partitions: journaled, announced to the job's workers (as the change only),
-        set up on the new ones."""
+        """New owners for some partitions: journaled now, set up on the new owners now, announced to the
+        job's other workers on the next tick (`_announce_moves`)."""
         for p, new in moves.items():
             self._move_ready_reduce(job, p, job.owners[p], new)
-        base = job.owners_epoch
-        self._record(j.OwnersMoved(job_id=job.id, moves=dict(moves), epoch=base + 1))
-        update = m.OwnersUpdate(job_id=job.id, base_epoch=base, owners_epoch=job.owners_epoch,
-                                moves={p: self._data_addr(w) for p, w in moves.items()})
-        for worker_id in job.set_up_on:
-            worker = self.workers[worker_id]
-            if worker.alive and worker.peer:
-                self._send(worker.peer, update)
+        self._record(j.OwnersMoved(job_id=job.id, moves=dict(moves), epoch=job.owners_epoch + 1))
+        job.unannounced.update(moves)
         self._set_up_owners(job)
+
+    def _announce_moves(self) -> None:
+        """Each job's partition moves since the last tick, as one OwnersUpdate per worker: a tail of
+        partition take-overs costs a message per worker and tick, not per move and worker."""
+        for job in self._running_jobs():
+            if not job.unannounced:
+                continue
+            update = m.OwnersUpdate(job_id=job.id, base_epoch=job.announced_epoch, owners_epoch=job.owners_epoch,
+                                    moves={p: self._data_addr(job.owners[p]) for p in job.unannounced})
+            job.announced_epoch, job.unannounced = job.owners_epoch, {}
+            for worker_id in job.set_up_on:
+                worker = self.workers[worker_id]
+                if worker.alive and worker.peer:
+                    self._send(worker.peer, update)
 
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
         self._record(j.JobConcluded(job_id=job.id, state=state.value, error=error, finished=self._now))
@@ -249,20 +257,20 @@ class Dispatch(SchedulerBase):
         worker = self.workers.get(worker_id)
         return worker.data_addr if worker is not None and worker.alive else ""
 
-    def _locations(self, attempt: m.AttemptId, job: Job, maps: list[int]) -> m.MapLocations:
-        """Where the committed output of each of `maps` is kept, by holder ("" for maps no live worker
-        keeps). Built from the per-worker index with set operations: a reduce that took a partition
-        over asks about every map, and that must not cost a Python step per map."""
-        asked = set(maps).intersection(range(len(job.maps)))
+    def _locations(self, attempt: m.AttemptId, job: Job, asked: set[int]) -> m.MapLocations:
+        """Where the committed output of each of the `asked` maps is kept, by holder ("" for maps no live
+        worker keeps). Built from the per-worker index with set operations: a reduce that took a
+        partition over asks about every map, and that must not cost a Python step per map."""
+        every = len(asked) == len(job.maps)   # (asked holds valid map numbers only)
         by_addr: dict[str, list[int]] = {}
-        covered: set[int] = set()
+        covered = 0
         for worker_id, held in job.maps_held.items():
-            mine = held & asked
+            mine = held if every else held & asked
             if mine:
                 by_addr.setdefault(self._data_addr(worker_id), []).extend(mine)
-                covered |= mine
-        if len(covered) < len(asked):
-            by_addr.setdefault("", []).extend(asked - covered)   # not committed now
+                covered += len(mine)
+        if covered < len(asked):   # not committed now
+            by_addr.setdefault("", []).extend(asked.difference(*job.maps_held.values()))
         commits = {i: job.maps[i].committed or 0 for i, _ in job.commit_log if i in asked}
         commits.update((i, 0) for i in by_addr.get("", ()) if job.maps[i].committed is None)
         return m.MapLocations(attempt=attempt, peers=list(by_addr), maps=[sorted(v) for v in by_addr.values()],

@@ -150,7 +150,8 @@ class Reports(Losses):
         """A reduce attempt asks where the committed output of the maps it lacks is kept."""
         found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is not None:
-            self._send(worker.peer, self._locations(msg.attempt, found[0], msg.maps))
+            job = found[0]
+            self._send(worker.peer, self._locations(msg.attempt, job, m.from_runs(msg.runs, len(job.maps))))
 
     def _on_setup_request(self, worker: WorkerEntry, msg: m.SetupRequest) -> None:
         """The worker missed an owner update: it gets the whole setup again (or hears the job is over)."""

@@ -105,6 +105,7 @@ class Scheduler(Rejoin):
         timeout = self.params.heartbeat_interval * self.params.heartbeat_liveness
         for job in self._running_jobs():
             awaited = set(job.owners)
+            job.announced_epoch = job.owners_epoch   # every worker is set up afresh when it comes back
             for task in job.maps:
                 if task.state is TaskState.DONE:
                     awaited.add(task.committed_worker or "")
@@ -215,6 +216,7 @@ class Scheduler(Rejoin):
         self._dispatch()
         self._steal_reduces()
         self._speculate()
+        self._announce_moves()
 
     def _release_committed(self) -> None:
         """Tell each job's workers which partitions committed since the last tick: one message per worker

@@ -106,6 +106,8 @@ class Job:
     commit_log: list[tuple[int, int]] = field(default_factory=list)
     commits_sent: dict[str, int] = field(default_factory=dict)
     releasing: list[int] = field(default_factory=list)
+    announced_epoch: int = 0    # the owner epoch the job's workers were last told of, in JobSetup or OwnersUpdate
+    unannounced: dict[int, str] = field(default_factory=dict)   # partitions moved since: told on the next tick
     # Indexes of durable state, kept by Ledger.apply (so replay rebuilds them): what one worker's loss or
     # return touches is found without a scan of every task.
     maps_held: dict[str, set[int]] = field(default_factory=dict)   # worker -> committed maps whose output it keeps

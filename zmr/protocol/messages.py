@@ -7,6 +7,7 @@ Bulky bytes (partition batches) travel in a separate frame, never inside a recor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 import msgspec
@@ -270,11 +271,33 @@ class ReduceCommitted(_Msg, frozen=True):
 
 
 class LocateMaps(_Msg, frozen=True):
-    """A reduce attempt lacks the complete pushed output of these maps: where is their kept copy?"""
+    """A reduce attempt lacks the complete pushed output of these maps: where is their kept copy?
+
+    The maps travel as runs `[start, end)`: a reduce that took a partition over lacks every map, one run.
+    """
 
     worker_id: str
     attempt: AttemptId
-    maps: list[int]
+    runs: list[tuple[int, int]]
+
+
+def to_runs(tasks: Iterable[int]) -> list[tuple[int, int]]:
+    """Task numbers as `[start, end)` runs, in order."""
+    runs: list[tuple[int, int]] = []
+    for task in sorted(set(tasks)):
+        if runs and runs[-1][1] == task:
+            runs[-1] = (runs[-1][0], task + 1)
+        else:
+            runs.append((task, task + 1))
+    return runs
+
+
+def from_runs(runs: list[tuple[int, int]], limit: int) -> set[int]:
+    """The task numbers `runs` name, below `limit` (a run outside [0, limit) names nothing past it)."""
+    out: set[int] = set()
+    for start, end in runs:
+        out.update(range(max(0, start), min(end, limit)))
+    return out
 
 
 class SetupRequest(_Msg, frozen=True):

@@ -375,7 +375,7 @@ class Executor(threading.Thread):
                    if not self._received.complete(job_id, partition, task, attempt)]
         if not lacking:
             return
-        self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, maps=lacking))
+        self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, runs=m.to_runs(lacking)))
         sources = m.located_sources(self._await_locations(assign))
         inputs.update((src.task, src.attempt) for src in sources)
         missing = self._puller.gather(assign, sources, self._check_cancel, self._tick, log)
