@@ -268,6 +268,25 @@ def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> 
     assert sent(stale, m.MapLocations) == []
 
 
+def test_the_answer_about_every_map_is_made_once_until_a_map_or_a_worker_changes() -> None:
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=3)
+    for _ in range(3):
+        sim.finish(sim.busy()[0])
+    reduces = {w: a.attempt for w in ("w1", "w2", "w3") if isinstance(a := sim.assignment(w), m.AssignReduce)}
+    every = [(0, 3)]
+    [first] = sent(sim.send("w1", m.LocateMaps(worker_id="w1", attempt=reduces["w1"], runs=every)), m.MapLocations)
+    [second] = sent(sim.send("w2", m.LocateMaps(worker_id="w2", attempt=reduces["w2"], runs=every)), m.MapLocations)
+    assert second.attempt == reduces["w2"] and (second.peers, second.maps) == (first.peers, first.maps)
+    assert sim.job(job).every_location is not None and sim.job(job).every_location[1].peers is first.peers
+    sim.kill("w3")
+    sim.advance(sim.liveness_timeout)                    # w3's map is made again: the answer is made anew
+    w1 = sim.assignment("w1")
+    assert isinstance(w1, m.AssignReduce) and w1.attempt == reduces["w1"]   # its input was pushed: it runs on
+    [third] = sent(sim.send("w1", m.LocateMaps(worker_id="w1", attempt=w1.attempt, runs=every)), m.MapLocations)
+    assert addr(sim, "w3") not in third.peers and "" in third.peers   # map 2 is no longer kept anywhere live
+
+
 def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     sim = sim_with("w1", task_timeout=4.0)
     job = sim.submit(n_splits=3, n_reduce=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import heapq
 import itertools
 
+import msgspec
+
 from zmr.core.events import JobFinished
 from zmr.core.median import RunningMedian
 from zmr.core.schedbase import SchedulerBase
@@ -260,8 +262,19 @@ class Dispatch(SchedulerBase):
     def _locations(self, attempt: m.AttemptId, job: Job, asked: set[int]) -> m.MapLocations:
         """Where the committed output of each of the `asked` maps is kept, by holder ("" for maps no live
         worker keeps). Built from the per-worker index with set operations: a reduce that took a
-        partition over asks about every map, and that must not cost a Python step per map."""
+        partition over asks about every map, and that must not cost a Python step per map. The answer
+        about every map is kept until a map commits or uncommits or a worker comes or goes: the
+        take-overs of a reduce phase's tail all ask it."""
         every = len(asked) == len(job.maps)   # (asked holds valid map numbers only)
+        key = (job.map_changes, self._membership_changes)
+        if every and job.every_location is not None and job.every_location[0] == key:
+            return msgspec.structs.replace(job.every_location[1], attempt=attempt)
+        located = self._locate(attempt, job, asked, every)
+        if every:
+            job.every_location = (key, located)
+        return located
+
+    def _locate(self, attempt: m.AttemptId, job: Job, asked: set[int], every: bool) -> m.MapLocations:
         by_addr: dict[str, list[int]] = {}
         covered = 0
         for worker_id, held in job.maps_held.items():
