@@ -655,7 +655,7 @@ class SimCluster:
         if job is None or context is None:
             return []
         wrong = [(t.index, context.committed(t.index), t.committed) for t in job.maps
-                 if t.committed is not None and context.committed(t.index) != t.committed]
+                 if context.committed(t.index) != t.committed]
         return [f"{msg.attempt.label}: the worker's commit table is wrong (map, table, committed): {wrong}"] \
             if wrong else []
 
@@ -697,12 +697,11 @@ def check_invariants(scheduler: Scheduler) -> None:
       looser: a worker's `current` may name an attempt that no longer runs, because it was cancelled (its
       job ended, or another attempt committed first) and the worker has not asked for new work yet.
 
-    Reduces and maps: a reduce becomes READY only once every map of its job was committed (the job's
-    reduce phase began). When committed map output is lost later (its worker died, or a reducer reported
-    it missing), the maps run again but reduces are not held back: one whose pushed input is complete
-    goes on, one that lacks something reports missing_data and then waits until every map is committed
-    again. So the invariant is "READY implies the reduce phase began", and conversely "every map
-    committed implies no reduce WAITING".
+    Reduces and maps: a reduce becomes READY only once every map of its job is committed. When committed
+    map output is lost (its worker died, or a reducer reported it missing), READY reduces go back to
+    WAITING, but a reduce already RUNNING or COMMITTING keeps going: it may already hold all its input, and
+    if not it reports missing_data. So the invariant is "READY implies maps_done == maps total", and
+    conversely "every map committed implies no reduce WAITING".
 
     Queues (liveness): a READY task is in a ready queue or in the backoff heap; no worker is idle while a
     ready map or one of its own ready reduces could run now; every live worker has a liveness deadline.
@@ -855,12 +854,9 @@ def _live_task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
 def _running_job_problems(s: Scheduler, job: Job) -> list[str]:
     problems = []
     all_maps_done = job.maps_done == len(job.maps)
-    if all_maps_done and not job.reduce_phase:
-        problems.append(f"{job.id}: every map is committed, yet its reduce phase has not begun")
     for reduce in job.reduces:
-        if reduce.state is TaskState.READY and not job.reduce_phase:
-            problems.append(f"{job.id}/{reduce.label}: ready before the reduce phase "
-                            f"({job.maps_done}/{len(job.maps)} maps committed)")
+        if reduce.state is TaskState.READY and not all_maps_done:
+            problems.append(f"{job.id}/{reduce.label}: ready with {job.maps_done}/{len(job.maps)} maps committed")
         if reduce.state is TaskState.WAITING and all_maps_done:
             problems.append(f"{job.id}/{reduce.label}: waiting although every map is committed")
     problems += _owner_problems(s, job)

@@ -33,34 +33,28 @@ class Dispatch(SchedulerBase):
             self._ready_reduces.setdefault(owner, {})[(job.id, task.index)] = None
             self._wake[owner] = None
 
-    def _requeue(self, job: Job, task: Task, lacks_maps: bool = False) -> None:
-        """Back to ready now. A reduce waits instead before its job's reduce phase, or if it found map
-        output missing (`lacks_maps`) and some map is not committed again yet.
-
-        Once every map was committed, lost map output (a worker died with its kept copies) no longer
-        holds back reduces that have not run: the maps run again, and meanwhile a reduce whose pushed
-        input is complete goes on; one that lacks something finds out itself and waits. So a reduce
-        phase under a steady trickle of worker deaths keeps going instead of stopping at each."""
+    def _requeue(self, job: Job, task: Task) -> None:
+        """Back to ready now (a reduce waits again if its maps are not all committed)."""
         if task.running:
             return
-        if task.kind == REDUCE and self._must_wait(job, lacks_maps):
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
             task.state = TaskState.WAITING
         else:
             self._make_ready(job, task)
-
-    @staticmethod
-    def _must_wait(job: Job, lacks_maps: bool) -> bool:
-        return not job.reduce_phase or (lacks_maps and job.maps_done < len(job.maps))
 
     def _retry_later(self, job: Job, task: Task, delay: float) -> None:
         if task.running:
             return
         task.not_before = self._now + delay
-        if task.kind == REDUCE and self._must_wait(job, lacks_maps=False):
-            task.state = TaskState.WAITING
+        if task.kind == REDUCE and job.maps_done < len(job.maps):
+            task.state = TaskState.WAITING   # some map output was lost meanwhile: wait for it again
             return
         task.state = TaskState.READY
         heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
+
+    def _unready_reduce(self, job: Job, task: Task) -> None:
+        task.state = TaskState.WAITING
+        self._ready_reduces.get(job.owners[task.index], {}).pop((job.id, task.index), None)
 
     def _move_ready_reduce(self, job: Job, partition: int, old: str, new: str) -> None:
         queue = self._ready_reduces.get(old, {})
@@ -178,7 +172,6 @@ class Dispatch(SchedulerBase):
             self._set_up_owners(job)
             self._sample(job)
             if not job.maps:
-                job.reduce_phase = True
                 for reduce in job.reduces:
                     self._make_ready(job, reduce)
 

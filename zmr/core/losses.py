@@ -155,14 +155,14 @@ class Losses(Dispatch):
         lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
             self._uncommit_map(job, job.maps[index])
-        if job.maps_done < len(job.maps):   # a moved partition's new owner has none of its pushed input:
-            for p in moves:                 # it will pull every map, so it waits for all to be committed
-                reduce = job.reduces[p]
-                if reduce.state is TaskState.READY and not reduce.running:
-                    reduce.state = TaskState.WAITING
-                    self._ready_reduces.get(job.owners[p], {}).pop((job.id, p), None)
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
-        """The map must run again. Ready reduces are not held back (see Dispatch._requeue)."""
+        """The map must run again; its job's ready reduces wait for it (only if they can be ready at all:
+        a reduce is READY only while every map is committed, so most uncommits need no look at them)."""
+        every_map_was_done = job.maps_done == len(job.maps)
         self._record(j.MapUncommitted(job_id=job.id, task=task.index))
+        if every_map_was_done:
+            for reduce in job.reduces:
+                if reduce.state is TaskState.READY:
+                    self._unready_reduce(job, reduce)
         self._enqueue(job, task)

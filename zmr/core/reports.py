@@ -62,7 +62,6 @@ class Reports(Losses):
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
         self._sample(job)
         if job.maps_done == len(job.maps):
-            job.reduce_phase = True
             for reduce in job.reduces:
                 if reduce.state is TaskState.WAITING:
                     self._make_ready(job, reduce)
@@ -145,7 +144,7 @@ class Reports(Losses):
             task = job.task(MAP, index)
             if task is not None and task.state is TaskState.DONE and (task.finished or 0.0) <= assigned:
                 self._uncommit_map(job, task)
-        self._requeue(job, reduce, lacks_maps=True)
+        self._requeue(job, reduce)
 
     def _on_locate_maps(self, worker: WorkerEntry, msg: m.LocateMaps) -> None:
         """A reduce attempt asks where the committed output of the maps it lacks is kept."""

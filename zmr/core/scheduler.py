@@ -114,14 +114,12 @@ class Scheduler(Rejoin):
                 else:
                     task.state = TaskState.READY
                     job.ready_maps.append(task.index)
-            job.reduce_phase = job.maps_done == len(job.maps) or any(
-                t.state in (TaskState.COMMITTING, TaskState.DONE) for t in job.reduces)
             for task in job.reduces:
                 if task.state is TaskState.COMMITTING:
                     awaited.add(task.granted_worker or "")
                 elif task.state is not TaskState.DONE:
                     task.state = TaskState.WAITING
-                    if job.reduce_phase:
+                    if job.maps_done == len(job.maps):
                         self._make_ready(job, task)
             for worker_id in sorted(awaited - {""} - set(self.workers)):
                 known = joined.get(worker_id, j.WorkerJoined(worker_id=worker_id, data_addr=""))

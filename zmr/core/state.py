@@ -106,7 +106,6 @@ class Job:
     commit_log: list[tuple[int, int]] = field(default_factory=list)
     commits_sent: dict[str, int] = field(default_factory=dict)
     releasing: list[int] = field(default_factory=list)
-    reduce_phase: bool = False  # every map was committed once: reduces run from now on (see Dispatch._requeue)
     map_changes: int = 0        # map commits and uncommits so far (a cache key: see Dispatch._locations)
     every_location: tuple[tuple[int, int], MapLocations] | None = None   # ... the cached answer
     announced_epoch: int = 0    # the owner epoch the job's workers were last told of, in JobSetup or OwnersUpdate
