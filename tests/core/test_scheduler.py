@@ -641,6 +641,23 @@ def test_time_the_coordinator_stood_still_is_not_held_against_its_workers() -> N
     assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == ["w2"]
 
 
+def test_a_worker_back_after_a_restart_that_dies_is_found_dead_on_time_not_at_the_grace_end() -> None:
+    """After a coordinator restart a returning worker's liveness is checked at its usual pace: found
+    dead within the liveness timeout (a lost worker), not after `recovery_grace`, by which time the task
+    timeout would have counted its silent attempt as the app's failure."""
+    sim = sim_with("w1", "w2", task_timeout=3.0, recovery_grace=10.0)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.restart_coordinator()
+    holder = sim.busy()[0]
+    sim.kill(holder)
+    actions = sim.advance(sim.liveness_timeout)
+    assert [log.fields["worker"] for log in logged(actions, "worker_lost")] == [holder]
+    assert logged(actions, "attempt_lost")[0].fields["why"].startswith("worker lost")
+    assert sim.task(job, MAP, 0).app_failures == 0
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
 # ---------------------------------------------------------------- failing tasks
 
 

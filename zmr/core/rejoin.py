@@ -78,6 +78,7 @@ class Rejoin(Reports):
             worker.peer = peer
             self._by_peer[peer] = worker.id
         worker.last_seen = self._now
+        self._push_liveness(worker)   # one awaited since a restart had its first check at the grace's end
         held = {h.job_id: h for h in msg.holdings}
         for holding in msg.holdings:
             job = self.jobs.get(holding.job_id)
