@@ -292,19 +292,21 @@ class RetryPolicy(_Section):
 
 @dataclass(frozen=True)
 class SpeculationConfig(_Section):
-    """Backup attempts for stragglers near the end of a phase; the first attempt to commit wins."""
+    """Stragglers: backup attempts near the end of a phase (the first attempt to commit wins), and
+    restarts of maps far slower than the rest while every worker is busy."""
 
     SECTION: ClassVar[str] = "speculation"
-    enabled: bool = _setting(True, "Start backup attempts of slow tasks.")
+    enabled: bool = _setting(True, "Start backup attempts of slow tasks, and restart slow maps.")
     slow_factor: float = _setting(
         3.0,
         "A task running longer than this times the median time of its phase's finished tasks may get a "
-        "backup.",
+        "backup; a map moving at under 1/this of the median pace of its job's finished maps may be "
+        "restarted.",
         "x median",
         _at_least(1),
     )
     min_elapsed: float = _setting(
-        2.0, "A task that has run less than this never gets a backup.", "s", _at_least(0)
+        2.0, "A task that has run less than this never gets a backup or a restart.", "s", _at_least(0)
     )
 
 

@@ -17,13 +17,16 @@ Cost model (all randomness from `seed`; task work is drawn per task, the same fo
   base (`reduce_mean`, `reduce_sigma`) plus the time to pull what was not pushed to it.
 - A fraction `stragglers` of attempts (drawn per attempt) runs `straggler_factor` times slower.
 - Each map writes `map_output_mb` MB, spread evenly over the partitions. Pushed data is modelled as at
-  its owner when the map commits; pulled data costs bytes / (`bandwidth_mbps` megabits per second).
+  its owner when the map commits; pulled data costs bytes / (`bandwidth_mbps` megabits per second). A
+  reduce attempt pulls all it can before it fails for what it cannot get (a dead holder's maps, say),
+  and what it got stays on its worker for the partition's next attempt there, as the ReceiveStore keeps it.
 - Deaths: `deaths_per_min` percent of the live workers die per simulated minute (a Poisson process,
   its rate redrawn whenever the number of live workers changes). A dead worker falls silent and its
   kept map output is gone. With `replace_after` > 0 a new worker (a new id and address) joins that
   many seconds after each death.
 - Control messages arrive at once (no network latency); heartbeats carry the task progress counter
-  (it moves on every beat while a task runs) but no partition or lease statistics.
+  (`PACE` a second of work done at full speed: a straggler's moves `straggler_factor` times slower, as
+  a real task's counts of records do) but no partition or lease statistics.
 
 What a reduce attempt finds pushed to it is decided in one place, `Simulation.reduce_inputs`, and what it
 can pull once the coordinator says where its missing input is kept in another, `Simulation.pull_plan`.
@@ -71,6 +74,7 @@ COMPACT_GROWTH = 4
 MAX_MESSAGE_BYTES = 1 << 30    # decoders here bound nothing: the sizes are what is measured
 MISSING_DATA_DELAY = 0.1       # how long a reducer takes to find that some input is nowhere to be had
 LOCATE_TIMEOUT = 10.0          # a reduce gives up on an unanswered LocateMaps after this (the commit timeout)
+PACE = 100.0                   # progress a task reports per second of work at full speed (a straggler: less)
 RECENT_MAPS = 32               # MapDone reports a worker offers again when it registers (as WorkerParams)
 CLIENT = b"client"
 
@@ -143,6 +147,8 @@ class SimWorker:
     queued: deque[Assignment] = field(default_factory=deque)
     awaiting: m.ReduceDone | None = None
     progress: int = 0
+    pace: float = 0.0               # progress per second of the running attempt (PACE, or less if slow)
+    started: float = 0.0            # ... since when
     missing: list[int] = field(default_factory=list)         # the running reduce cannot get these maps
     pulls: dict[str, list[int]] = field(default_factory=dict)  # the running reduce pulls these maps from addr
     pull_end: float = 0.0
@@ -151,6 +157,10 @@ class SimWorker:
     commits: dict[str, tuple[int, int, dict[int, int]]] = field(default_factory=dict)
     locating: bool = False          # the running reduce asked where its missing input is kept
     kept: dict[str, set[tuple[int, int]]] = field(default_factory=dict)           # job -> (map, attempt)
+    # (job, partition) -> the commit table of a reduce attempt that failed here, and the maps it could not
+    # get: everything else it had (pushed or pulled) is still here for the next attempt, as in a ReceiveStore
+    fetched: dict[tuple[str, int], tuple[dict[int, int], frozenset[int]]] = field(default_factory=dict)
+    table: dict[int, int] = field(default_factory=dict)   # the running reduce's commit table
     recent: deque[m.MapDone] = field(default_factory=lambda: deque(maxlen=RECENT_MAPS))
 
 
@@ -394,7 +404,7 @@ class Simulation:
         if not worker.alive:
             return
         if worker.running is not None:
-            worker.progress += 1
+            worker.progress = int((self.now - worker.started) * worker.pace)
         if worker.registered:
             label = worker.running.label if worker.running is not None else ""
             self._say(worker, m.Heartbeat(worker_id=worker.id, task=label, progress=worker.progress))
@@ -413,8 +423,9 @@ class Simulation:
                                   error="no answer from the coordinator to LocateMaps")
             self._say_all(worker, [failed, *self._end_task(worker)])
         elif worker.missing:
+            worker.fetched[(attempt.job_id, attempt.task)] = (worker.table, frozenset(worker.missing))
             failed = m.TaskFailed(worker_id=worker.id, attempt=attempt, kind="missing_data",
-                                  error=f"no output of {len(worker.missing)} maps", missing_maps=worker.missing)
+                                  error=f"no output of {len(worker.missing)} maps", missing_maps=sorted(worker.missing))
             self._say_all(worker, [failed, *self._end_task(worker)])
         else:
             worker.awaiting = m.ReduceDone(worker_id=worker.id, attempt=attempt, records_out=1)
@@ -591,6 +602,7 @@ class Simulation:
         if not msg.ok:
             return self._end_task(worker)
         partition = msg.attempt.task
+        worker.fetched.pop((msg.attempt.job_id, partition), None)
         self.result.commits[partition] = self.result.commits.get(partition, 0) + 1
         return [m.ReduceCommitted(worker_id=worker.id, attempt=msg.attempt), *self._end_task(worker)]
 
@@ -601,17 +613,20 @@ class Simulation:
         worker.owners.pop(msg.job_id, None)
         worker.commits.pop(msg.job_id, None)
         worker.kept.pop(msg.job_id, None)
+        worker.fetched.clear()
         running = worker.running
         return self._end_task(worker) if running is not None and running.job_id == msg.job_id else []
 
     def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[m.WorkerToCoord]:
-        """A reduce still pulling from the dead peer fails at once with the maps it was pulling from it."""
-        lost = worker.pulls.get(msg.addr)
+        """A reduce still pulling gives up on the dead peer's maps (as if not yet pulled) but pulls the rest,
+        then fails with missing data; what it pulled stays here for its next attempt (see reduce_inputs)."""
+        lost = worker.pulls.pop(msg.addr, None)
         if worker.running != msg.attempt or worker.awaiting is not None or not lost or self.now >= worker.pull_end:
             return []
-        failed = m.TaskFailed(worker_id=worker.id, attempt=msg.attempt, kind="missing_data",
-                              error=f"no output of {len(lost)} maps", missing_maps=list(lost))
-        return [failed, *self._end_task(worker)]
+        worker.missing = [*worker.missing, *lost]
+        worker.generation += 1   # no reduce work: it ends when the other pulls do
+        self._push(worker.pull_end, _DONE, worker, worker.generation)
+        return []
 
     _MESSAGES: dict[type, Callable[..., list[m.WorkerToCoord]]] = {
         m.Welcome: _on_welcome, m.RegisterAgain: _on_register_again, m.Reject: _on_reject,
@@ -634,8 +649,11 @@ class Simulation:
         attempt = self._canonical(assign.attempt)
         worker.running, worker.generation = attempt, worker.generation + 1
         worker.missing, worker.pulls, worker.locating = [], {}, False
+        worker.started, worker.pace = self.now, PACE
         if isinstance(assign, m.AssignMap):
-            self._push(self.now + self.map_work[attempt.task] * self._slowdown(), _DONE, worker, worker.generation)
+            slow = self._slowdown()
+            worker.pace = PACE / slow
+            self._push(self.now + self.map_work[attempt.task] * slow, _DONE, worker, worker.generation)
             return []
         inputs = self.reduce_inputs(worker, assign)
         if not inputs.missing:
@@ -653,7 +671,9 @@ class Simulation:
         pull = self.cost.pull_seconds(inputs.pulled, self.config.partitions)
         worker.pull_end = self.now + pull
         slow = self._slowdown()
-        duration = MISSING_DATA_DELAY if inputs.missing else pull + self.reduce_work[attempt.task] * slow
+        worker.pace = PACE / slow
+        # as the executor: it pulls what is to be had, then fails if anything was not
+        duration = max(MISSING_DATA_DELAY, pull) if inputs.missing else pull + self.reduce_work[attempt.task] * slow
         self._push(self.now + duration, _DONE, worker, worker.generation)
 
     def _canonical(self, attempt: m.AttemptId) -> m.AttemptId:
@@ -691,6 +711,12 @@ class Simulation:
             owners = self._tables[index] if index is not None else ()
             if not (partition < len(owners) and owners[partition] == worker.addr):
                 missing += tasks
+        worker.table = table
+        fetched = worker.fetched.get((job_id, partition))
+        if fetched is not None and missing:   # an earlier attempt here got all but these (of the attempts it knew)
+            old, not_got = fetched
+            changed = {k for k in old.keys() | table.keys() if old.get(k, 1) != table.get(k, 1)}
+            missing = sorted(set(missing) & (not_got | changed))
         return ReduceInputs(sorted(missing), {})
 
     def pull_plan(self, job_id: str, located: m.MapLocations) -> ReduceInputs:

@@ -107,8 +107,10 @@ class SimWorker:
     up: bool = True               # the process runs (kill is for good: a restart is a new incarnation)
     connected: bool = True        # its control messages get through (False: a network partition)
     stuck: bool = False           # it beats, but its task makes no progress
+    slowness: int = 1             # its task moves on at one beat in this many (a straggler)
     hold_commit: bool = False     # after a granted commit, wait for `SimCluster.commit` before renaming
-    progress: int = 0
+    progress: int = 0             # of the attempt it runs, as the executor counts it
+    beats: int = 0                # ... and the beats since it began
     task: Assignment | None = None
     stalled: set[m.AttemptId] = field(default_factory=set)   # attempts it held while stuck: each may time out
     awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
@@ -289,6 +291,10 @@ class SimCluster:
             self._by_peer[worker.peer] = worker
         worker.connected = not isolated
 
+    def slow(self, worker_id: str, slowness: int = 2) -> None:
+        """The worker's tasks move on at one heartbeat in `slowness` (1: at full speed again)."""
+        self.workers[worker_id].slowness = slowness
+
     def hang(self, worker_id: str, stuck: bool = True) -> None:
         """The worker keeps beating, but its task makes no progress (or progresses again)."""
         worker = self.workers[worker_id]
@@ -299,7 +305,8 @@ class SimCluster:
     def heartbeat(self, worker_id: str) -> list[Action]:
         worker = self.workers[worker_id]
         if worker.task is not None and not worker.stuck:
-            worker.progress += 1
+            worker.beats += 1
+            worker.progress += worker.beats % worker.slowness == 0
         return self._say(worker, [BeatDue(worker.view())])
 
     def send(self, worker_id: str, msg: m.ToCoordinator) -> list[Action]:
@@ -456,6 +463,7 @@ class SimCluster:
         """What the simulated executor and stores do on one of the machine's actions; the events that follow."""
         if isinstance(action, StartTask):
             worker.task, worker.awaiting, worker.granted, worker.locating = action.assign, False, None, False
+            worker.progress = worker.beats = 0
             self._busy[worker.id] = None
             if worker.stuck:
                 worker.stalled.add(action.assign.attempt)
@@ -649,13 +657,14 @@ class SimCluster:
         return problems
 
     def _audit_commit_table(self, worker: SimWorker, msg: m.AssignReduce) -> list[str]:
-        """Once a reduce assignment is applied, the worker's table names the committed attempt of every map."""
+        """Once a reduce assignment is applied, the worker's table names the committed attempt of every
+        committed map (of a map being made again, the last one that was: its owner may hold that output)."""
         job = self.scheduler.jobs.get(msg.attempt.job_id)
         context = worker.machine.job(msg.attempt.job_id)
         if job is None or context is None:
             return []
         wrong = [(t.index, context.committed(t.index), t.committed) for t in job.maps
-                 if context.committed(t.index) != t.committed]
+                 if t.committed is not None and context.committed(t.index) != t.committed]
         return [f"{msg.attempt.label}: the worker's commit table is wrong (map, table, committed): {wrong}"] \
             if wrong else []
 
@@ -697,11 +706,15 @@ def check_invariants(scheduler: Scheduler) -> None:
       looser: a worker's `current` may name an attempt that no longer runs, because it was cancelled (its
       job ended, or another attempt committed first) and the worker has not asked for new work yet.
 
-    Reduces and maps: a reduce becomes READY only once every map of its job is committed. When committed
-    map output is lost (its worker died, or a reducer reported it missing), READY reduces go back to
-    WAITING, but a reduce already RUNNING or COMMITTING keeps going: it may already hold all its input, and
-    if not it reports missing_data. So the invariant is "READY implies maps_done == maps total", and
-    conversely "every map committed implies no reduce WAITING".
+    Reduces and maps: the reduce phase begins once every map of the job has committed at least once
+    (`remaking` holds those whose output was lost since); before it every reduce not started waits. In
+    it, lost map output (its worker died, or a reducer reported it missing) sends no reduce back to
+    waiting wholesale: an owner holds what was pushed to it. Only a reduce that found some input
+    nowhere, or whose partition moved while maps were being made again, WAITS, for exactly those maps,
+    each still not committed (`Job.lacking`, indexed by map in `Job.awaited`). So: "READY implies the
+    reduce phase", "WAITING in the reduce phase implies lacking some uncommitted map", "every map
+    committed implies no reduce WAITING", and `remaking` holds only maps not committed (in the reduce
+    phase: all of them).
 
     Queues (liveness): a READY task is in a ready queue or in the backoff heap; no worker is idle while a
     ready map or one of its own ready reduces could run now; every live worker has a liveness deadline.
@@ -795,6 +808,12 @@ def index_problems(job: Job) -> list[str]:
     for owner in job.owners:
         owned[owner] = owned.get(owner, 0) + 1
     problems = []
+    uncommitted = {t.index for t in job.maps if t.state is not TaskState.DONE}
+    if not job.remaking <= uncommitted or (job.reduce_phase and job.remaking != uncommitted):
+        problems.append(f"{job.id}: remaking {sorted(job.remaking)}, but the maps not committed are "
+                        f"{sorted(uncommitted)}{' in the reduce phase' if job.reduce_phase else ''}")
+    if job.state is JobState.RUNNING and not job.reduce_phase and job.maps_done + len(job.remaking) == len(job.maps):
+        problems.append(f"{job.id}: every map committed once, yet the reduce phase has not begun")
     if job.owned != owned:
         problems.append(f"{job.id}: owned {job.owned} does not count the owners' partitions: {owned}")
     if job.maps_held != held:
@@ -855,10 +874,23 @@ def _running_job_problems(s: Scheduler, job: Job) -> list[str]:
     problems = []
     all_maps_done = job.maps_done == len(job.maps)
     for reduce in job.reduces:
-        if reduce.state is TaskState.READY and not all_maps_done:
-            problems.append(f"{job.id}/{reduce.label}: ready with {job.maps_done}/{len(job.maps)} maps committed")
+        lacking = job.lacking.get(reduce.index)
+        if reduce.state is TaskState.READY and not job.reduce_phase:
+            problems.append(f"{job.id}/{reduce.label}: ready before the reduce phase "
+                            f"({job.maps_done}/{len(job.maps)} maps committed)")
         if reduce.state is TaskState.WAITING and all_maps_done:
             problems.append(f"{job.id}/{reduce.label}: waiting although every map is committed")
+        if reduce.state is TaskState.WAITING and job.reduce_phase and not lacking:
+            problems.append(f"{job.id}/{reduce.label}: waiting in the reduce phase for no map")
+        if lacking and (reduce.state is not TaskState.WAITING
+                        or any(job.maps[i].state is TaskState.DONE for i in lacking)):
+            problems.append(f"{job.id}/{reduce.label}: {reduce.state.value}, lacking maps {sorted(lacking)}")
+    awaited: dict[int, set[int]] = {}
+    for partition, maps in job.lacking.items():
+        for i in maps:
+            awaited.setdefault(i, set()).add(partition)
+    if awaited != job.awaited:
+        problems.append(f"{job.id}: awaited {job.awaited} does not index what reduces lack: {awaited}")
     problems += _owner_problems(s, job)
     problems += _queue_problems(s, job)
     return problems

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 
+from zmr.core.durable import Ledger
 from zmr.core.scheduler import Action, JobFinished, Journal, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import messages as m
@@ -565,7 +566,8 @@ def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_aga
     """Partition 3 moved off its busy owner w1 to idle w3, which pulls every map's kept copy; w2 dies.
 
     Without word from the coordinator, w3 would wait for pulls from a dead peer until the task timeout
-    took its attempt for a stalled app. Told, it gives up on map 1 at once: a lost input, not a failure.
+    took its attempt for a stalled app. Told, it gives up on map 1 at once: a lost input, not a failure,
+    and not a loss held against reduce 3 either (w2's death explains it); it waits for map 1 alone.
     """
     sim = sim_with("w1", "w2", "w3", min_elapsed=1.0, task_timeout=30.0)
     job = sim.submit(n_splits=3, n_reduce=4)           # owners w1, w2, w3, w1; map i on worker i+1
@@ -586,7 +588,8 @@ def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_aga
     assert [(log.fields["task"], log.fields["kind"]) for log in logged(actions, "task_failed")] == [
         ("reduce-3", "missing_data")]
     reduce3 = sim.task(job, REDUCE, 3)
-    assert (reduce3.state, reduce3.worker_losses, reduce3.app_failures) == (TaskState.WAITING, 1, 0)
+    assert (reduce3.state, reduce3.worker_losses, reduce3.app_failures) == (TaskState.WAITING, 0, 0)
+    assert sim.job(job).lacking == {1: {1}, 3: {1}}   # partition 1 moved off w2: its new owner needs map 1 too
     assert sim.task(job, MAP, 1).state is TaskState.RUNNING   # made again: its kept copy died with w2
     sim.hang("w1", False)
     sim.run()
@@ -597,7 +600,8 @@ def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_aga
 
 def test_missing_data_reported_late_does_not_undo_map_output_committed_after_the_attempt_began() -> None:
     """Map 1 died with w2 and was made again while w3's stalled pull went on; w3's report that it could
-    not get map 1 is about the old output, so the new one stands and nothing runs a third time."""
+    not get map 1 is about the old output, so the new one stands and nothing runs a third time. A
+    worker's death explains the report, so it is not held against reduce 3 either."""
     sim = sim_with("w1", "w2", "w3", min_elapsed=1.0, task_timeout=30.0)
     job = sim.submit(n_splits=3, n_reduce=4)
     for worker in ("w1", "w2", "w3"):
@@ -619,7 +623,8 @@ def test_missing_data_reported_late_does_not_undo_map_output_committed_after_the
     sim.hang("w3", False)
     sim.fail("w3", kind="missing_data", error="no output of maps [1]", missing=[1])
     assert (map1.state, map1.committed) == (TaskState.DONE, 2)
-    assert sim.task(job, REDUCE, 3).worker_losses == 1
+    assert sim.task(job, REDUCE, 3).worker_losses == 0
+    assert sim.task(job, REDUCE, 3).state in (TaskState.READY, TaskState.RUNNING)   # map 1 is there: no wait
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert [t.attempts_made for t in sim.job(job).maps] == [1, 2, 1]
@@ -818,18 +823,92 @@ def test_the_grantee_dying_before_it_reports_lets_another_attempt_commit() -> No
     assert sim.renamed == {(job, 0): [2]}
 
 
-def test_a_reduce_retried_after_an_app_failure_waits_for_lost_map_output() -> None:
+def test_a_reduce_retried_after_an_app_failure_goes_on_with_the_input_pushed_to_it() -> None:
+    """Map 1's kept copy died with w2, but its output for partition 0 was pushed to w1: reduce 0, retried
+    after an app failure, need not wait for map 1 to run again (the reduce phase keeps going)."""
     sim = sim_with("w1", "w2", "w3")
     job = sim.submit(n_splits=3, n_reduce=2)           # owners w1, w2
     for worker in ("w1", "w2", "w3"):
         sim.finish(worker)                              # map i on worker i+1; reduces on w1, w2
     sim.kill("w2")
-    sim.advance(sim.liveness_timeout)                   # map 1's output is gone with w2
+    sim.advance(sim.liveness_timeout)                   # map 1's kept output is gone with w2
     assert sim.job(job).maps_done == 2
-    sim.fail("w1")                                      # reduce 0 raised: it must wait for map 1 again
-    assert sim.task(job, REDUCE, 0).state is TaskState.WAITING
+    sim.fail("w1")                                      # reduce 0 raised
+    assert sim.task(job, REDUCE, 0).state is TaskState.READY   # backing off, not waiting for map 1
+    assert sim.task(job, REDUCE, 1).state is TaskState.WAITING  # moved to a new owner: it needs map 1
+    assert sim.job(job).lacking == {1: {1}}
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sim.task(job, REDUCE, 0).worker_losses == 0 and sim.renamed[(job, 0)] == [2]
+
+
+def test_a_death_in_the_reduce_phase_holds_back_only_the_partitions_it_moved() -> None:
+    """w2 dies mid reduce: its kept map 1 is made again, before any reduce, and only its partitions (1, 5),
+    whose new owners hold none of their input, wait for it; every other reduce goes on as it was."""
+    sim = sim_with("w1", "w2", "w3", "w4")
+    job = sim.submit(n_splits=4, n_reduce=8)           # owners w1..w4, w1..w4; map i on worker i+1
+    for worker in ("w1", "w2", "w3", "w4"):
+        sim.finish(worker)                              # then reduce i on worker i+1
+    assert [t.state for t in sim.job(job).reduces] == [TaskState.RUNNING] * 4 + [TaskState.READY] * 4
+    sim.kill("w2")
+    sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert [(p, state.owners[p]) for p in (1, 5)] == [(1, "w1"), (5, "w3")]
+    assert [t.state for t in state.reduces] == [TaskState.RUNNING, TaskState.WAITING, TaskState.RUNNING,
+                                                TaskState.RUNNING, TaskState.READY, TaskState.WAITING,
+                                                TaskState.READY, TaskState.READY]
+    assert (state.lacking, state.awaited, state.remaking) == ({1: {1}, 5: {1}}, {1: {1, 5}}, {1})
+    sim.finish("w1")                                    # reduce 0 commits; w1 has reduce 4 ready, but ...
+    assert sim.assignment("w1") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=2),
+                                               split=state.spec.splits[1])   # ... map 1 goes first
+    sim.finish("w1")
+    assert (state.lacking, state.awaited, state.remaking) == ({}, {}, set())
+    assert state.reduces[1].state is not TaskState.WAITING and state.reduces[5].state is not TaskState.WAITING
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.worker_losses for t in state.reduces] == [0, 1, 0, 0, 0, 0, 0, 0]   # reduce 1 lost its worker
+    assert [t.attempts_made for t in state.maps] == [1, 2, 1, 1]
+
+
+def test_the_reduce_phase_begins_once_every_map_committed_once_not_after_lost_output_is_remade() -> None:
+    """w2 dies holding map 1's output: map 1 runs again, but reduces 0 and 2, whose owners hold what map 1
+    pushed to them, start as soon as every map has committed once; only moved partition 1 waits for it."""
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=6, n_reduce=3)           # owners w1, w2, w3; maps 0-2 on w1-w3, then 3-5
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)
+    sim.kill("w2")                                      # mid map 4, holding map 1
+    sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert (state.owners[1], state.remaking, state.reduce_phase) == ("w1", {1}, False)
+    sim.finish("w3")                                    # map 5; w3 runs map 4 again
+    sim.finish("w1")                                    # map 3; w1 makes map 1 again
+    assert sim.assignment("w1") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=2),
+                                               split=state.spec.splits[1])
+    sim.finish("w3")                                    # map 4: every map has committed once
+    assert (state.reduce_phase, state.maps_done, state.lacking) == (True, 5, {1: {1}})
+    assert [t.state for t in state.reduces] == [TaskState.READY, TaskState.WAITING, TaskState.RUNNING]
+    sim.finish("w1")                                    # map 1 is in: partition 1 is ready
+    assert state.lacking == {} and state.reduces[1].state is not TaskState.WAITING
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.worker_losses for t in state.reduces] == [0, 0, 0]
+
+
+def test_a_snapshot_taken_in_the_reduce_phase_replays_to_it() -> None:
+    """A snapshot has no record of the phase's start: its reduces' assignments say it, and the maps not
+    committed then are the ones being made again."""
+    sim = sim_with("w1", "w2", "w3")
+    job = sim.submit(n_splits=3, n_reduce=2)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)
+    sim.kill("w2")
+    sim.advance(sim.liveness_timeout)
+    assert (sim.job(job).reduce_phase, sim.job(job).remaking) == (True, {1})
+    ledger = Ledger(1)
+    for record in sim.scheduler.snapshot():
+        ledger.apply(record)
+    assert (ledger.jobs[job].reduce_phase, ledger.jobs[job].remaking) == (True, {1})
 
 
 def test_a_reduce_backing_off_is_not_started_early_when_its_maps_come_back() -> None:
@@ -1065,6 +1144,34 @@ def test_a_reduce_running_ahead_of_lost_map_output_gets_no_backup() -> None:
     assert sorted(sim.task(job, REDUCE, 1).running) == [1]
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
+
+
+def test_a_map_far_slower_than_its_jobs_finished_maps_is_restarted_once_while_no_worker_is_idle() -> None:
+    """Six maps move on at a beat each (2 per s) and take 1 s. Then w1's map moves at a quarter of that
+    pace: with both workers busy no backup can start, so at 2 s it is cancelled and put first in line,
+    not left to hold w1 for its whole slow run. A map is restarted once: its next attempt runs on."""
+    sim = sim_with("w1", "w2", speculation=True, min_elapsed=2.0)
+    job = sim.submit(n_splits=20, n_reduce=1)
+    for _ in range(3):
+        sim.advance(1.0)
+        sim.finish("w1")
+        sim.finish("w2")
+    slow = sim.assignment("w1")
+    assert isinstance(slow, m.AssignMap)
+    sim.slow("w1", 4)
+    actions = sim.advance(2.0)
+    assert sent(actions, m.CancelTask, peer(sim, "w1")) == [m.CancelTask(attempt=slow.attempt)]
+    assert [log.fields["why"] for log in logged(actions, "attempt_lost")] == [
+        "moving at 0.25 of the median pace of its job's maps"]
+    task = sim.task(job, MAP, slow.attempt.task)
+    assert task.restarted and sim.assignment("w1") == m.AssignMap(   # first in line, so w1 got it back
+        attempt=m.AttemptId(job_id=job, kind=MAP, task=task.index, number=2), split=slow.split)
+    actions = sim.advance(4.0)
+    assert logged(actions, "attempt_lost") == [] and sorted(task.running) == [2]
+    sim.slow("w1", 1)
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert (task.committed, task.app_failures, task.worker_losses) == (2, 0, 0)
 
 
 def test_an_idle_worker_takes_over_a_ready_partition_whose_owner_is_busy_for_long() -> None:

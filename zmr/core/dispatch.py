@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterable
 
 import msgspec
 
@@ -34,10 +35,10 @@ class Dispatch(SchedulerBase):
             self._wake[owner] = None
 
     def _requeue(self, job: Job, task: Task) -> None:
-        """Back to ready now (a reduce waits again if its maps are not all committed)."""
+        """Back to ready now (a reduce before its job's reduce phase waits for it)."""
         if task.running:
             return
-        if task.kind == REDUCE and job.maps_done < len(job.maps):
+        if task.kind == REDUCE and not job.reduce_phase:
             task.state = TaskState.WAITING
         else:
             self._make_ready(job, task)
@@ -46,15 +47,43 @@ class Dispatch(SchedulerBase):
         if task.running:
             return
         task.not_before = self._now + delay
-        if task.kind == REDUCE and job.maps_done < len(job.maps):
-            task.state = TaskState.WAITING   # some map output was lost meanwhile: wait for it again
+        if task.kind == REDUCE and not job.reduce_phase:
+            task.state = TaskState.WAITING
             return
         task.state = TaskState.READY
         heapq.heappush(self._backoff, (task.not_before, job.id, task.kind, task.index))
 
-    def _unready_reduce(self, job: Job, task: Task) -> None:
+    def _await_maps(self, job: Job, task: Task, maps: Iterable[int]) -> bool:
+        """The reduce waits for those of `maps` that are being made again; False if none is.
+
+        In the reduce phase a lost map output holds back only the reduces that lack it: their owners
+        still hold what was pushed to them. A reduce that found some input nowhere, or whose partition
+        moved to a worker that holds none of it, waits here for just those maps (`Job.lacking`, indexed
+        by map in `Job.awaited`) and is ready again when the last of them commits (`_maps_arrived`).
+        """
+        need = {i for i in maps if job.maps[i].state is not TaskState.DONE}
+        if not need:
+            return False
+        if task.state is TaskState.READY:
+            self._ready_reduces.get(job.owners[task.index], {}).pop((job.id, task.index), None)
         task.state = TaskState.WAITING
-        self._ready_reduces.get(job.owners[task.index], {}).pop((job.id, task.index), None)
+        job.lacking.setdefault(task.index, set()).update(need)
+        for i in need:
+            job.awaited.setdefault(i, set()).add(task.index)
+        return True
+
+    def _maps_arrived(self, job: Job, index: int) -> None:
+        """Map `index` committed again: the reduces that lacked only it are ready."""
+        for partition in sorted(job.awaited.pop(index, ())):
+            lacking = job.lacking.get(partition)
+            if lacking is None:
+                continue
+            lacking.discard(index)
+            if not lacking:
+                del job.lacking[partition]
+                task = job.reduces[partition]
+                if task.state is TaskState.WAITING and not task.running:
+                    self._make_ready(job, task)
 
     def _move_ready_reduce(self, job: Job, partition: int, old: str, new: str) -> None:
         queue = self._ready_reduces.get(old, {})
@@ -72,11 +101,16 @@ class Dispatch(SchedulerBase):
         is left to the tick (`_steal_reduces`).
         """
         woken, self._wake = self._wake, {}
+        self._assign_maps(remade=True)   # maps made again go first: reduces wait for them
         for worker_id in woken:
             if worker_id in self._idle and self._ready_reduces.get(worker_id):
                 self._assign_reduce(self.workers[worker_id])
+        self._assign_maps(remade=False)
+
+    def _assign_maps(self, remade: bool) -> None:
+        """Ready maps to idle workers, oldest job first (`remade`: only maps of jobs in the reduce phase)."""
         while self._idle:
-            found = self._next_map()
+            found = self._next_map(remade)
             if found is None:
                 break
             worker_id = next(iter(self._idle))
@@ -109,6 +143,8 @@ class Dispatch(SchedulerBase):
                         or task.state is not TaskState.READY or task.running or task.not_before > self._now):
                     del queue[(job_id, partition)]
                     continue
+                if job.remaking:   # the thief would pull every map's output, and some is being made again
+                    continue
                 self._log("partition_moved", "info", job=job.id, partition=partition, old=owner_id,
                           worker=thief.id, why="its owner is busy")
                 self._move_partitions(job, {partition: thief.id})
@@ -116,8 +152,10 @@ class Dispatch(SchedulerBase):
                 return True
         return False
 
-    def _next_map(self) -> tuple[Job, Task] | None:
+    def _next_map(self, remade: bool) -> tuple[Job, Task] | None:
         for job in self._running_jobs():
+            if remade and not job.reduce_phase:
+                continue
             while job.ready_maps:
                 task = job.maps[job.ready_maps.popleft()]
                 if task.state is TaskState.READY and not task.running and task.not_before <= self._now:
@@ -225,6 +263,8 @@ class Dispatch(SchedulerBase):
                     self._send(worker.peer, m.CancelTask(attempt=task.attempt_id(job.id, number)))
             task.running.clear()
         job.ready_maps.clear()
+        job.lacking.clear()
+        job.awaited.clear()
         for worker_id in job.set_up_on:
             worker = self.workers[worker_id]
             if worker.alive:
@@ -292,10 +332,10 @@ class Dispatch(SchedulerBase):
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)
         if attempt is not None:
-            durations = job.durations.get(task.kind)
-            if durations is None:
-                durations = job.durations[task.kind] = RunningMedian()
-            durations.add(self._now - attempt.started)
+            job.durations.setdefault(task.kind, RunningMedian()).add(self._now - attempt.started)
+            if attempt.progress > 0 and attempt.last_progress > attempt.started:
+                job.paces.setdefault(task.kind, RunningMedian()).add(
+                    attempt.progress / (attempt.last_progress - attempt.started))
 
     def _speculate(self) -> None:
         """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
@@ -328,7 +368,7 @@ class Dispatch(SchedulerBase):
         durations = job.durations.get(task.kind)
         if task.state is not TaskState.RUNNING or not durations:
             return None
-        if task.kind == REDUCE and job.maps_done < len(job.maps):
+        if task.kind == REDUCE and job.remaking:
             return None   # some map output was lost since it started: a backup could not read it
         limit = max(self.params.min_elapsed, self.params.slow_factor * durations.median)
         slow = self._now - attempt.started >= limit

@@ -138,6 +138,7 @@ def _started(job: Job, rec: j.JobStarted) -> None:
     job.owned = {}
     for owner in job.owners:
         job.owned[owner] = job.owned.get(owner, 0) + 1
+    job.reduce_phase = not job.maps
 
 
 def _owners_moved(job: Job, rec: j.OwnersMoved) -> None:
@@ -171,6 +172,9 @@ def _assigned(job: Job, rec: j.TaskAssigned) -> None:
     task = job.task(rec.kind, rec.task)
     if task is not None:
         task.attempts_made = max(task.attempts_made, rec.attempt)
+    if rec.kind == REDUCE and not job.reduce_phase:   # only in replay of a snapshot: see _map_committed
+        job.reduce_phase = True
+        job.remaking = {t.index for t in job.maps if t.state is not TaskState.DONE}   # all committed once
 
 
 def _setback(job: Job, rec: j.TaskSetback) -> None:
@@ -190,6 +194,9 @@ def _map_committed(job: Job, rec: j.MapCommitted) -> None:
     job.map_changes += 1
     _index(job.maps_held, rec.worker_id, task.index)
     job.bytes_committed += rec.bytes_out
+    job.remaking.discard(task.index)
+    if job.maps_done + len(job.remaking) == len(job.maps):   # every map has committed once: see Job.reduce_phase
+        job.reduce_phase = True   # (a snapshot keeps no record of this: its reduces' assignments say it)
 
 
 def _map_uncommitted(job: Job, rec: j.MapUncommitted) -> None:
@@ -202,6 +209,7 @@ def _map_uncommitted(job: Job, rec: j.MapUncommitted) -> None:
     job.maps_done -= 1
     job.map_changes += 1
     job.bytes_committed -= task.bytes_out
+    job.remaking.add(task.index)
 
 
 def _commit_granted(job: Job, rec: j.CommitGranted) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import heapq
 
 from zmr.core.dispatch import Dispatch
-from zmr.core.state import REDUCE, Job, JobState, Task, TaskState, WorkerEntry
+from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEntry
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
+
+# finished maps whose paces must be known before a map attempt is judged slow by its pace
+_PACE_SAMPLES = 5
 
 
 class Losses(Dispatch):
@@ -33,6 +36,46 @@ class Losses(Dispatch):
                     and run.last_progress + self.params.task_timeout <= self._now:
                 self._send(worker.peer, m.CancelTask(attempt=worker.current))
                 self._time_out_current(worker, worker.current)
+
+    def _restart_slow_maps(self) -> None:
+        """While no worker is idle, a map attempt moving far slower than its job's finished maps did is
+        cancelled and its map put first in line: it costs what it ran, not the rest of a slow run.
+
+        Backups (`_speculate`) need an idle worker, so they help only at a phase's end; while every worker
+        is busy, a straggler holds its slot for its whole slow run. Like Mantri's restarts, this acts when
+        the attempt's pace (progress per second, from heartbeats) is under 1/`slow_factor` of the
+        median pace of the job's finished maps, after `min_elapsed`, and only if what is left of it at
+        that pace would take longer than a median map. Once per map: a map slow by nature (a heavy
+        split) runs on after that, and the task timeout still catches one that stops moving.
+        """
+        p = self.params
+        if not p.speculation or self._idle:
+            return
+        for worker in self.workers.values():
+            current = worker.current
+            if current is None or current.kind != MAP or not worker.alive:
+                continue
+            job, task = self._task_of(current)
+            run = task.running.get(current.number) if task is not None else None
+            if job is None or task is None or run is None or task.restarted or len(task.running) != 1:
+                continue
+            durations, paces = job.durations.get(MAP), job.paces.get(MAP)
+            elapsed = run.last_progress - run.started
+            if not durations or not paces or len(paces) < _PACE_SAMPLES or run.progress <= 0 \
+                    or self._now - run.started < p.min_elapsed or elapsed <= 0:
+                continue
+            pace, typical = run.progress / elapsed, paces.median
+            left = durations.median * typical / pace - (self._now - run.started)
+            if pace * p.slow_factor < typical and left > durations.median:
+                self._restart(worker, job, task, current, pace / typical)
+
+    def _restart(self, worker: WorkerEntry, job: Job, task: Task, current: m.AttemptId, ratio: float) -> None:
+        self._send(worker.peer, m.CancelTask(attempt=current))
+        self._take_attempt_off(worker, current, f"moving at {ratio:.2f} of the median pace of its job's maps")
+        task.restarted = True
+        if job.state is JobState.RUNNING and task.state is not TaskState.DONE and not task.running:
+            task.state = TaskState.READY
+            job.ready_maps.appendleft(task.index)   # first in line: the next idle worker runs it
 
     def _time_out_current(self, worker: WorkerEntry, current: m.AttemptId) -> None:
         """A stalled attempt is the app's failure, not the worker's: a map that loops for ever would
@@ -155,14 +198,14 @@ class Losses(Dispatch):
         lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
             self._uncommit_map(job, job.maps[index])
+        if job.remaking:   # a moved partition's new owner holds none of its input: it waits for what is remade
+            for p in moves:
+                task = job.reduces[p]
+                if task.state in (TaskState.READY, TaskState.WAITING) and not task.running and job.reduce_phase:
+                    self._await_maps(job, task, job.remaking)
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
-        """The map must run again; its job's ready reduces wait for it (only if they can be ready at all:
-        a reduce is READY only while every map is committed, so most uncommits need no look at them)."""
-        every_map_was_done = job.maps_done == len(job.maps)
+        """The map must run again. Before the reduce phase no reduce is ready; in it, a reduce whose owner
+        lacks this output finds out (SourcesLost, or missing data) and waits for it then."""
         self._record(j.MapUncommitted(job_id=job.id, task=task.index))
-        if every_map_was_done:
-            for reduce in job.reduces:
-                if reduce.state is TaskState.READY:
-                    self._unready_reduce(job, reduce)
         self._enqueue(job, task)

@@ -23,7 +23,9 @@ class Reports(Losses):
                 job.partition_stats[stat.partition] = stat
         self._set_leases(worker, {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0})
         run = self._current_run(worker)
-        if run is not None and msg.progress != run.progress:
+        # the progress of the attempt the beat names (one about the attempt before may cross an assignment)
+        if run is not None and msg.progress != run.progress and worker.current is not None \
+                and msg.task == worker.current.label:
             run.progress = msg.progress
             run.last_progress = self._now
 
@@ -54,6 +56,7 @@ class Reports(Losses):
         self._commit_map(job, task, worker, attempt.number, msg)
 
     def _commit_map(self, job: Job, task: Task, worker: WorkerEntry, number: int, report: m.MapDone) -> None:
+        in_reduce_phase = job.reduce_phase
         self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=number, worker_id=worker.id,
                                     records_out=report.records_out, bytes_out=report.bytes_out, finished=self._now))
         if number != 1:
@@ -61,10 +64,19 @@ class Reports(Losses):
         self._cancel_other_attempts(job, task)
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
         self._sample(job)
-        if job.maps_done == len(job.maps):
-            for reduce in job.reduces:
-                if reduce.state is TaskState.WAITING:
-                    self._make_ready(job, reduce)
+        if in_reduce_phase:
+            self._maps_arrived(job, task.index)
+        elif job.reduce_phase:
+            self._begin_reduce_phase(job)
+
+    def _begin_reduce_phase(self, job: Job) -> None:
+        """Every map has committed once: every reduce can run, but a partition that moved while some
+        output was being made again has not had that output pushed to its new owner: it waits for it."""
+        for reduce in job.reduces:
+            if reduce.state is not TaskState.WAITING:
+                continue
+            if not (job.remaking and reduce.index in job.owner_moves and self._await_maps(job, reduce, job.remaking)):
+                self._make_ready(job, reduce)
 
     def _on_reduce_done(self, worker: WorkerEntry, msg: m.ReduceDone) -> None:
         attempt = msg.attempt
@@ -131,20 +143,28 @@ class Reports(Losses):
         self._retry_later(job, task, self.params.retry_delay(task.app_failures))
 
     def _on_missing_data(self, job: Job, reduce: Task, missing: list[int], assigned: float) -> None:
-        """A reducer could not get some committed map output: run those maps again.
+        """A reducer could not get some map output: those maps run again, and the reduce waits for them.
 
         Only output committed before the failed attempt was assigned is what it looked for: a map whose
         output was lost, and that ran again and committed since (its worker died, say), is not undone.
+        The failure counts against the reduce (`max_worker_losses`) unless a worker's death explains
+        every map it names: each such map is being made again, was made again since, or was kept by a
+        worker now dead. So a reduce phase under a steady trickle of deaths never fails a reduce, and a
+        reducer that cannot read output a live worker keeps still ends its job in a bounded number of tries.
         """
-        self._setback(job, reduce, worker_losses=1)
-        if reduce.worker_losses > self.params.max_worker_losses:
-            self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
-            return
-        for index in missing:
-            task = job.task(MAP, index)
-            if task is not None and task.state is TaskState.DONE and (task.finished or 0.0) <= assigned:
-                self._uncommit_map(job, task)
-        self._requeue(job, reduce)
+        maps = [task for index in missing if (task := job.task(MAP, index)) is not None]
+        lost = {task.index for task in maps if task.state is TaskState.DONE and (task.finished or 0.0) <= assigned}
+        explained = bool(maps) and all(task.index not in lost or not self._alive(task.committed_worker)
+                                       for task in maps)
+        if not explained:
+            self._setback(job, reduce, worker_losses=1)
+            if reduce.worker_losses > self.params.max_worker_losses:
+                self._end_job(job, JobState.FAILED, f"{reduce.label} lost its input too many times")
+                return
+        for index in sorted(lost):
+            self._uncommit_map(job, job.maps[index])
+        if reduce.running or not self._await_maps(job, reduce, [task.index for task in maps]):
+            self._requeue(job, reduce)
 
     def _on_locate_maps(self, worker: WorkerEntry, msg: m.LocateMaps) -> None:
         """A reduce attempt asks where the committed output of the maps it lacks is kept."""

@@ -80,6 +80,10 @@ class SchedulerBase:
             return None
         return job, task
 
+    def _alive(self, worker_id: str | None) -> bool:
+        worker = self.workers.get(worker_id or "")
+        return worker is not None and worker.alive
+
     def _finish_attempt(self, worker: WorkerEntry, task: Task, number: int) -> None:
         task.running.pop(number, None)
         worker.current = None

@@ -119,7 +119,7 @@ class Scheduler(Rejoin):
                     awaited.add(task.granted_worker or "")
                 elif task.state is not TaskState.DONE:
                     task.state = TaskState.WAITING
-                    if job.maps_done == len(job.maps):
+                    if job.reduce_phase:   # an owner that lacks some input remade since says so
                         self._make_ready(job, task)
             for worker_id in sorted(awaited - {""} - set(self.workers)):
                 known = joined.get(worker_id, j.WorkerJoined(worker_id=worker_id, data_addr=""))
@@ -216,6 +216,7 @@ class Scheduler(Rejoin):
         self._dispatch()
         self._steal_reduces()
         self._speculate()
+        self._restart_slow_maps()
         self._announce_moves()
 
     def _release_committed(self) -> None:

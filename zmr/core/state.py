@@ -11,7 +11,7 @@ from zmr.protocol.messages import AttemptId, JobSpec, MapLocations, PartitionSta
 
 
 class TaskState(StrEnum):
-    WAITING = "waiting"        # a reduce whose maps are not all committed yet
+    WAITING = "waiting"        # a reduce before its job's reduce phase, or one lacking maps being made again
     READY = "ready"            # can run now (or after its backoff)
     RUNNING = "running"
     COMMITTING = "committing"  # a reduce attempt was granted the rename
@@ -60,6 +60,7 @@ class Task:
     app_failures: int = 0
     worker_losses: int = 0
     not_before: float = 0.0
+    restarted: bool = False               # an attempt was cancelled for its slow pace (once per task)
     started: float | None = None
     finished: float | None = None
     records_out: int = 0
@@ -94,6 +95,7 @@ class Job:
     error: str = ""
     partition_stats: dict[int, PartitionStat] = field(default_factory=dict)
     durations: dict[str, RunningMedian] = field(default_factory=dict)   # kind -> finished attempts' durations
+    paces: dict[str, RunningMedian] = field(default_factory=dict)   # ... and their progress per second
     number: int = 0
     output_done: bool = False   # its JobFinished was carried out (and journaled as such)
     timeline: list[TimelinePoint] = field(default_factory=list)
@@ -115,6 +117,14 @@ class Job:
     maps_held: dict[str, set[int]] = field(default_factory=dict)   # worker -> committed maps whose output it keeps
     grants: dict[str, set[int]] = field(default_factory=dict)      # worker -> reduces granted the rename there
     owned: dict[str, int] = field(default_factory=dict)            # owner -> how many partitions it owns
+    # Maps whose committed output was lost, not committed again yet. The reduce phase begins once every
+    # map has committed at least once (in replay of a snapshot: once a reduce was assigned): owners hold
+    # what was pushed to them, so lost output holds back only the reduces that lack it, not every reduce.
+    remaking: set[int] = field(default_factory=set)
+    reduce_phase: bool = False
+    # live only: reduce -> the maps being made again that it waits for, and map -> the reduces waiting for it
+    lacking: dict[int, set[int]] = field(default_factory=dict)
+    awaited: dict[int, set[int]] = field(default_factory=dict)
 
     @property
     def bytes_shuffled(self) -> int:

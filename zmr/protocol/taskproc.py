@@ -101,7 +101,12 @@ class Ready(_Rec, frozen=True):
 
 
 class Tick(_Rec, frozen=True):
-    """The task moved on; sent at most a few times a second."""
+    """The task moved on by `progress` units of work since the last Tick; sent at most a few times a second.
+
+    Its pace (units per second) is what the coordinator compares with the job's other tasks' to find a
+    map far slower than the rest, so a unit is a piece of work (a chunk read, a few thousand pairs, a
+    batch sent, a bounded wait on an owner), never a slice of time alone.
+    """
 
     progress: int
 

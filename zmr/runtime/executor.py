@@ -193,7 +193,7 @@ class Executor(threading.Thread):
         attempt = assign.attempt
         self.current = attempt
         self._cancel.clear()
-        self.progress += 1
+        self.progress = 0   # counted per attempt: its pace is progress over the time since it began
         log = self._log.bind(**attempt.log_fields())
         log.debug("task_started")
         wall, cpu = time.monotonic(), time.thread_time()
@@ -396,6 +396,7 @@ class Executor(threading.Thread):
                 return item
         raise _NoAnswer(f"no answer from the coordinator to LocateMaps within {self._commit_timeout:g} s")
 
-    def _tick(self) -> None:
-        """The running task moved on: heartbeats carry this, so the coordinator sees it is not stalled."""
-        self.progress += 1
+    def _tick(self, units: int = 1) -> None:
+        """The running attempt moved on by `units` of work: heartbeats carry the attempt's count, so the
+        coordinator sees it is not stalled, and how fast it goes."""
+        self.progress += units

@@ -69,7 +69,7 @@ class Runner:
         self._pusher = Pusher(ctx, 8 << 20, setup.max_message_bytes, ack_timeout=setup.ack_timeout, curve=curve)
         self._jobs: dict[str, _Job] = {}   # the latest t.JOBS_KEPT, oldest first
         self._warm: list[Pairs] = []
-        self._progress = 0
+        self._progress = 0   # units of work (chunks read, thousands of pairs, batches, waits) not yet reported
         self._last_tick = 0.0
         self._log = bound_logger(worker=setup.worker_id, pid=os.getpid())
 
@@ -119,6 +119,7 @@ class Runner:
         if now - self._last_tick >= _TICK_EVERY:
             self._last_tick = now
             self._chan.send(t.encode_rec(t.Tick(self._progress)))
+            self._progress = 0
             self._drain_notes()
 
     def _run(self, rec: t.RunMap | t.RunReduce) -> t.FromProc:

@@ -184,7 +184,7 @@ class TaskProcess:
             self._read_reports(_SLICE)
         return self._died()
 
-    def call(self, rec: t.RunMap | t.RunReduce, on_tick: Callable[[], None], stop: Callable[[], bool],
+    def call(self, rec: t.RunMap | t.RunReduce, on_tick: Callable[[int], None], stop: Callable[[], bool],
              each_slice: Callable[[], None]) -> t.MapResult | t.ReduceResult | t.TaskError:
         """Run one task to its result. `stop()` true: kill the process and raise Stopped; the process
         dying raises ProcessDied. Either way a fresh process is started before this returns."""
@@ -199,7 +199,7 @@ class TaskProcess:
                 while self._sock.poll(0):
                     reply = self._decode(self._sock.recv())
                     if isinstance(reply, t.Tick):
-                        on_tick()
+                        on_tick(max(1, reply.progress))
                     elif isinstance(reply, t.MapResult | t.ReduceResult | t.TaskError):
                         return reply
             if stop():
