@@ -79,11 +79,14 @@ def test_a_reduce_asks_about_what_was_not_pushed_then_pulls_it_or_misses_what_di
                             commits_base=1, commits=[])
     assert sim.reduce_inputs(reducer, assign).missing == [1, 3]            # to ask the coordinator about
     holder.kept[job] = {(1, 1)}
-    located = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], maps=[[1, 3]], commits={})
-    plan = sim.pull_plan(job, located)
-    assert plan.pulls == {holder.addr: [1]} and plan.missing == [3]
-    holder.alive = False
-    assert sim.pull_plan(job, located).missing == [1, 3]
+    asked = m.to_runs([1, 3])
+    listed = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], maps=[[1]], nowhere=[3])
+    counted = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], counts=[1], nowhere=[3])
+    for located in (listed, counted):
+        plan = sim.pull_plan(job, located, asked)
+        assert plan.pulls == {holder.addr: 1} and plan.missing == [3]
+    holder.alive = False                                                   # what it kept died with it
+    assert sim.pull_plan(job, counted, asked).missing == [1, 3]
 
 
 def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:

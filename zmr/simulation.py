@@ -150,7 +150,9 @@ class SimWorker:
     pace: float = 0.0               # progress per second of the running attempt (PACE, or less if slow)
     started: float = 0.0            # ... since when
     missing: list[int] = field(default_factory=list)         # the running reduce cannot get these maps
-    pulls: dict[str, list[int]] = field(default_factory=dict)  # the running reduce pulls these maps from addr
+    pulls: dict[str, int] = field(default_factory=dict)   # the running reduce pulls this many maps from addr ...
+    asked: list[tuple[int, int]] = field(default_factory=list)   # ... of these, located thus (LocateMaps)
+    located: dict[int, int] = field(default_factory=dict)        # ... with these commits (MapLocations)
     pull_end: float = 0.0
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)   # job -> (epoch, owner table index)
     # job -> (coordinator life, version, table): which attempt of each map counts, as m.AssignReduce says
@@ -170,11 +172,11 @@ class ReduceInputs:
     (Before the coordinator answers a LocateMaps: `missing` are the maps not pushed here, to ask about.)"""
 
     missing: list[int]
-    pulls: dict[str, list[int]]
+    pulls: dict[str, int]
 
     @property
     def pulled(self) -> int:
-        return sum(len(maps) for maps in self.pulls.values())
+        return sum(self.pulls.values())
 
 
 # ---------------------------------------------------------------- results
@@ -446,8 +448,7 @@ class Simulation:
         if gen != self._death_gen or not self._live:
             return
         victim = self._live[self._chance.randrange(len(self._live))]
-        victim.alive = False
-        victim.kept.clear()
+        victim.alive = False   # what it kept is gone (pull_plan asks `alive`), but SourcesLost still names it
         self._drop_live(victim)
         self.result.deaths += 1
         if self.config.replace_after > 0:
@@ -533,7 +534,7 @@ class Simulation:
         known = worker.owners.get(msg.job_id)
         if known is None or msg.owners_epoch <= known[0]:
             return []
-        if msg.base_epoch != known[0]:
+        if msg.base_epoch > known[0]:
             return [m.SetupRequest(worker_id=worker.id, job_id=msg.job_id)]
         index = self._table_at.get((msg.job_id, msg.owners_epoch))
         if index is None:
@@ -590,7 +591,8 @@ class Simulation:
         """The coordinator says where the maps the reduce lacks are kept: pull them (or miss them)."""
         if worker.running != msg.attempt or not worker.locating:
             return []
-        inputs = self.pull_plan(msg.attempt.job_id, msg)
+        inputs = self.pull_plan(msg.attempt.job_id, msg, worker.asked)
+        worker.located = msg.commits
         worker.locating, worker.generation = False, worker.generation + 1   # the LocateMaps timeout is moot
         self._run_reduce(worker, worker.running, inputs)
         return []
@@ -620,9 +622,10 @@ class Simulation:
     def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[m.WorkerToCoord]:
         """A reduce still pulling gives up on the dead peer's maps (as if not yet pulled) but pulls the rest,
         then fails with missing data; what it pulled stays here for its next attempt (see reduce_inputs)."""
-        lost = worker.pulls.pop(msg.addr, None)
-        if worker.running != msg.attempt or worker.awaiting is not None or not lost or self.now >= worker.pull_end:
+        count = worker.pulls.pop(msg.addr, None)
+        if worker.running != msg.attempt or worker.awaiting is not None or not count or self.now >= worker.pull_end:
             return []
+        lost = self._held_by(self._by_addr.get(msg.addr), msg.attempt.job_id, worker.asked, worker.located)
         worker.missing = [*worker.missing, *lost]
         worker.generation += 1   # no reduce work: it ends when the other pulls do
         self._push(worker.pull_end, _DONE, worker, worker.generation)
@@ -659,9 +662,9 @@ class Simulation:
         if not inputs.missing:
             self._run_reduce(worker, attempt, inputs)
             return []
-        worker.locating = True
+        worker.locating, worker.asked = True, m.to_runs(inputs.missing)
         self._push(self.now + LOCATE_TIMEOUT, _DONE, worker, worker.generation)
-        return [m.LocateMaps(worker_id=worker.id, attempt=attempt, runs=m.to_runs(inputs.missing))]
+        return [m.LocateMaps(worker_id=worker.id, attempt=attempt, runs=worker.asked)]
 
     def _slowdown(self) -> float:
         return self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0
@@ -719,25 +722,28 @@ class Simulation:
             missing = sorted(set(missing) & (not_got | changed))
         return ReduceInputs(sorted(missing), {})
 
-    def pull_plan(self, job_id: str, located: m.MapLocations) -> ReduceInputs:
-        """What a reduce pulls of what the coordinator located: from a live holder that still keeps that
-        attempt's output; anything else is missing."""
-        missing: list[int] = []
-        pulls: dict[str, list[int]] = {}
-        ints, commits = self._ints, located.commits
-        for addr, tasks in zip(located.peers, located.maps, strict=True):
-            holder = self._by_addr.get(addr)
-            kept = holder.kept.get(job_id, set()) if holder is not None and holder.alive else set()
-            keys = [(task, commits.get(task, 1)) for task in tasks]
-            if holder is not None and kept.issuperset(keys):   # the common case, checked in C
-                pulls.setdefault(holder.addr, []).extend(ints[task] for task in tasks)
-                continue
-            for key in keys:
-                if holder is not None and key in kept:
-                    pulls.setdefault(holder.addr, []).append(ints[key[0]])
-                else:
-                    missing.append(ints[key[0]])
-        return ReduceInputs(missing, pulls)
+    def pull_plan(self, job_id: str, located: m.MapLocations, asked: list[tuple[int, int]]) -> ReduceInputs:
+        """What a reduce pulls of what the coordinator located: from each live holder, all it keeps of the
+        asked maps (as many as the answer says); the maps of a dead holder, and those kept nowhere, are
+        missing. In the common case a count per holder, not a Python step per map."""
+        missing = set(located.nowhere) | {task for task, attempt in located.commits.items() if not attempt}
+        pulls: dict[str, int] = {}
+        for request in m.peer_requests(located, asked):
+            holder = self._by_addr.get(request.addr)
+            if holder is not None and holder.alive:
+                pulls[holder.addr] = pulls.get(holder.addr, 0) + request.expected
+            else:
+                missing.update(self._held_by(holder, job_id, request.runs, located.commits))
+        return ReduceInputs(sorted(missing), pulls)
+
+    def _held_by(self, holder: SimWorker | None, job_id: str, runs: list[tuple[int, int]],
+                 commits: dict[int, int]) -> list[int]:
+        """The maps among `runs` whose attempt that counts (`commits`, else 1) `holder` kept (dead or not)."""
+        if holder is None:
+            return []
+        asked, ints = m.runs_filter(runs), self._ints
+        return [ints[task] for task, attempt in holder.kept.get(job_id, ())
+                if asked(task) and commits.get(task, 1) == attempt]
 
     def _end_task(self, worker: SimWorker) -> list[m.WorkerToCoord]:
         """The running attempt is over (done, failed or cancelled): ask for work, start what waited."""

@@ -114,7 +114,8 @@ class SimWorker:
     task: Assignment | None = None
     stalled: set[m.AttemptId] = field(default_factory=set)   # attempts it held while stuck: each may time out
     awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
-    locating: bool = False        # the current reduce asked where the map output it lacks is kept
+    locating: bool = False        # the current reduce asked where the map output it lacks is kept ...
+    asked: list[int] = field(default_factory=list)   # ... of these maps
     granted: bool | None = None   # the CommitDecision for the current reduce, once it came
     kept: set[tuple[str, int, int]] = field(default_factory=set)   # (job, map, attempt) output kept here
     inbox: deque[m.FromCoordinator] = field(default_factory=lambda: deque(maxlen=1000))
@@ -408,7 +409,7 @@ class SimCluster:
         """Pushed input complete: done. Otherwise ask where the maps it lacks are kept (as the executor does)."""
         lacking = self._lacking(worker, task)
         if lacking:
-            worker.locating = True
+            worker.locating, worker.asked = True, lacking
             return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, runs=m.to_runs(lacking)))]
         return self._reduce_done(worker, task)
 
@@ -430,10 +431,13 @@ class SimCluster:
         pushed_to = self._pushes.get((job_id, map_task, attempt), [])
         return partition < len(pushed_to) and pushed_to[partition] == worker.addr
 
-    def _kept_at(self, source: m.MapSource, job_id: str) -> bool:
-        """Still kept by a live mapper at `source.addr`."""
-        mapper = self._by_addr.get(source.addr)
-        return mapper is not None and mapper.up and (job_id, source.task, source.attempt) in mapper.kept
+    def _pulled(self, job_id: str, request: m.PeerRequest, wanted: dict[int, int]) -> set[int]:
+        """The maps of `wanted` whose attempt that counts a live mapper at `request.addr` keeps and serves."""
+        mapper = self._by_addr.get(request.addr)
+        if mapper is None or not mapper.up:
+            return set()
+        asked = m.runs_filter(request.runs)
+        return {t for j, t, a in mapper.kept if j == job_id and asked(t) and wanted.get(t) == a}
 
     def _on_locations(self, worker: SimWorker, msg: m.MapLocations) -> list[WorkerEvent]:
         """Pull what the answer locates; what cannot be had fails the attempt with missing data."""
@@ -441,7 +445,12 @@ class SimCluster:
         if not isinstance(task, m.AssignReduce) or not worker.locating or not worker.runs(msg.attempt):
             return []
         worker.locating = False
-        missing = [s.task for s in m.located_sources(msg) if not self._kept_at(s, task.attempt.job_id)]
+        wanted = {t: msg.commits.get(t, 1) for t in worker.asked}
+        nowhere = set(msg.nowhere) | {t for t, a in wanted.items() if not a}
+        got: set[int] = set()
+        for request in m.peer_requests(msg, m.to_runs(worker.asked)):
+            got |= self._pulled(task.attempt.job_id, request, wanted)
+        missing = sorted(nowhere | (set(wanted) - got))
         if missing:
             self._drop_task(worker)
             return [Reported(m.TaskFailed(worker_id=worker.id, attempt=task.attempt, kind="missing_data",

@@ -260,32 +260,40 @@ def test_a_reduce_hears_where_the_map_output_it_lacks_is_kept_when_it_asks() -> 
     answer = sim.send(owner, m.LocateMaps(worker_id=owner, attempt=reduce, runs=[(2, 3), (0, 1), (2, 3), (7, 9)]))
     committed = [sim.task(job, MAP, i).committed_worker for i in (2, 0)]
     [located] = sent(answer, m.MapLocations, peer(sim, owner))
-    assert located.attempt == reduce and sorted(m.located_sources(located), key=lambda s: s.task) == [
-        m.MapSource(task=0, attempt=1, addr=addr(sim, committed[1] or "")),
-        m.MapSource(task=2, attempt=1, addr=addr(sim, committed[0] or ""))]   # each once; no map 7
-    assert len(located.peers) == len(set(committed)) and located.commits == {}   # each address once
+    held: dict[str, list[int]] = {}
+    for index, worker in zip((2, 0), committed, strict=True):
+        held.setdefault(addr(sim, worker or ""), []).append(index)
+    assert located.attempt == reduce and dict(zip(located.peers, located.maps, strict=True)) == {
+        a: sorted(maps) for a, maps in held.items()}   # each map once, each address once; no map 7
+    assert (located.counts, located.nowhere, located.commits) == ([], [], {})
     other = next(w for w in ("w1", "w2") if w != owner)
     stale = sim.send(other, m.LocateMaps(worker_id=other, attempt=reduce, runs=[(0, 1)]))   # not its attempt
     assert sent(stale, m.MapLocations) == []
 
 
-def test_the_answer_about_every_map_is_made_once_until_a_map_or_a_worker_changes() -> None:
+def test_a_reduce_that_asks_about_every_map_hears_how_many_each_holder_keeps_not_which() -> None:
+    """A take-over asks about every map, as one run: the answer counts the maps per holder, O(workers)
+    however many maps, and each holder is then asked for all of them. Maps that no live worker keeps
+    are named, with no committed attempt while they are made again."""
     sim = sim_with("w1", "w2", "w3")
-    job = sim.submit(n_splits=3, n_reduce=3)
-    for _ in range(3):
+    job = sim.submit(n_splits=9, n_reduce=3)
+    for _ in range(9):
         sim.finish(sim.busy()[0])
-    reduces = {w: a.attempt for w in ("w1", "w2", "w3") if isinstance(a := sim.assignment(w), m.AssignReduce)}
-    every = [(0, 3)]
-    [first] = sent(sim.send("w1", m.LocateMaps(worker_id="w1", attempt=reduces["w1"], runs=every)), m.MapLocations)
-    [second] = sent(sim.send("w2", m.LocateMaps(worker_id="w2", attempt=reduces["w2"], runs=every)), m.MapLocations)
-    assert second.attempt == reduces["w2"] and (second.peers, second.maps) == (first.peers, first.maps)
-    assert sim.job(job).every_location is not None and sim.job(job).every_location[1].peers is first.peers
+    reduce = sim.assignment("w1")
+    assert isinstance(reduce, m.AssignReduce)
+    every = [(0, 9)]
+    [located] = sent(sim.send("w1", m.LocateMaps(worker_id="w1", attempt=reduce.attempt, runs=every)), m.MapLocations)
+    held = {w: sorted(sim.job(job).maps_held[w]) for w in ("w1", "w2", "w3")}
+    assert dict(zip(located.peers, located.counts, strict=True)) == {addr(sim, w): len(held[w]) for w in held}
+    assert (located.maps, located.nowhere, located.commits) == ([], [], {})
+    assert m.peer_requests(located, every) == [m.PeerRequest(a, every, n)
+                                               for a, n in zip(located.peers, located.counts, strict=True)]
     sim.kill("w3")
-    sim.advance(sim.liveness_timeout)                    # w3's map is made again: the answer is made anew
-    w1 = sim.assignment("w1")
-    assert isinstance(w1, m.AssignReduce) and w1.attempt == reduces["w1"]   # its input was pushed: it runs on
-    [third] = sent(sim.send("w1", m.LocateMaps(worker_id="w1", attempt=w1.attempt, runs=every)), m.MapLocations)
-    assert addr(sim, "w3") not in third.peers and "" in third.peers   # map 2 is no longer kept anywhere live
+    sim.advance(sim.liveness_timeout)                    # w3's maps are made again
+    assert sim.assignment("w1") == reduce                # its input was pushed: it runs on
+    [after] = sent(sim.send("w1", m.LocateMaps(worker_id="w1", attempt=reduce.attempt, runs=every)), m.MapLocations)
+    assert addr(sim, "w3") not in after.peers and after.nowhere == held["w3"]
+    assert after.commits == {i: 0 for i in held["w3"]}
 
 
 def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
@@ -301,7 +309,7 @@ def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
     answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, runs=[(1, 3)]))
     [located] = sent(answer, m.MapLocations)
-    assert (located.peers, located.maps, located.commits) == ([addr(sim, "w1")], [[1, 2]], {1: 2})
+    assert (located.peers, located.counts, located.commits) == ([addr(sim, "w1")], [2], {1: 2})
     sim.finish("w1")
     second = sim.assignment("w1")
     assert isinstance(second, m.AssignReduce) and (second.commits_base, second.commits) == (1, [])

@@ -220,6 +220,17 @@ def test_owner_changes_apply_on_top_of_their_base_epoch_only() -> None:
     assert d.hear(m.OwnersUpdate(job_id="j9", base_epoch=8, owners_epoch=9, moves={0: "c"})) == []   # unknown job
 
 
+def test_an_owner_update_made_from_an_older_epoch_applies_to_a_table_set_up_since() -> None:
+    """Set up at epoch 3 between two announcements: the update from epoch 2 names every partition moved
+    since, with its owner at epoch 4, so it applies (no setup asked again); one from epoch 4 to 5 too."""
+    d = Driver().welcomed()
+    d.hear(setup(epoch=3))
+    actions = d.hear(m.OwnersUpdate(job_id="j1", base_epoch=2, owners_epoch=4, moves={0: "c", 1: "d"}))
+    assert said(actions) == [] and d.machine.jobs["j1"].owners == ("c", "d")
+    d.hear(m.OwnersUpdate(job_id="j1", base_epoch=4, owners_epoch=5, moves={1: "e"}))
+    assert d.machine.jobs["j1"].owners == ("c", "e") and d.machine.jobs["j1"].owners_epoch == 5
+
+
 def test_a_missed_owner_update_asks_for_the_setup_again_instead_of_applying_a_change() -> None:
     d = Driver().welcomed()
     d.hear(setup(epoch=2))
@@ -266,15 +277,19 @@ def test_map_locations_reach_the_running_reduce_only() -> None:
     answer = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x", "y"], maps=[[1, 3], [2]],
                             commits={3: 2})
     assert of(d.hear(answer), DeliverLocations) == [DeliverLocations(answer)]
-    assert m.located_sources(answer) == [
-        m.MapSource(task=1, attempt=1, addr="x"), m.MapSource(task=3, attempt=2, addr="x"),
-        m.MapSource(task=2, attempt=1, addr="y")]
+    assert m.peer_requests(answer, [(1, 4)]) == [m.PeerRequest("x", [(1, 2), (3, 4)], 2),
+                                                 m.PeerRequest("y", [(2, 3)], 1)]
+    counted = m.MapLocations(attempt=answer.attempt, peers=["x", "y"], counts=[2, 1])
+    assert of(d.hear(counted), DeliverLocations) == [DeliverLocations(counted)]
+    assert m.peer_requests(counted, [(1, 4)]) == [m.PeerRequest("x", [(1, 4)], 2), m.PeerRequest("y", [(1, 4)], 1)]
     other = m.MapLocations(attempt=assign_reduce(task=1).attempt, peers=[], maps=[], commits={})
     assert of(d.hear(other), DeliverLocations) == []
-    bad = m.MapLocations(attempt=assign_reduce(task=0).attempt, peers=["x"], maps=[[1], [2]], commits={})
-    actions = d.hear(bad)
-    assert of(actions, DeliverLocations) == []
-    assert [a.event for a in of(actions, LogLine)] == ["bad_coordinator_message"]
+    for bad in (m.MapLocations(attempt=answer.attempt, peers=["x"], maps=[[1], [2]]),
+                m.MapLocations(attempt=answer.attempt, peers=["x"], counts=[1, 2]),
+                m.MapLocations(attempt=answer.attempt, peers=["x"], maps=[[1]], counts=[1])):
+        actions = d.hear(bad)
+        assert of(actions, DeliverLocations) == []
+        assert [a.event for a in of(actions, LogLine)] == ["bad_coordinator_message"]
 
 
 def test_a_lease_expires_exactly_at_its_ttl_and_drops_the_job() -> None:

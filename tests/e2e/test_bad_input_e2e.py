@@ -192,7 +192,7 @@ def _attack_with_misuse(c: Cluster, siege: Siege, job: str) -> None:
 
 def _pulled(peer: Peer) -> bool:
     """Does the data socket still answer this peer? (Its answer also proves the garbage before it arrived.)"""
-    peer.send_msg(m.PullRequest(source=GHOST_MAP, partition=0))
+    peer.send_msg(m.PullMaps(job_id=GHOST_MAP.job_id, partition=0, runs=[(0, 1)]))
     return any(isinstance(r, m.PullEnd) for r in peer.replies(10, until=m.PullEnd))
 
 
@@ -203,7 +203,7 @@ def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
     source = m.AttemptId(job_id=job, kind="map", task=0, number=1)
     garbage = {**_garbage(DATA_LIMIT),
                "batch-ack": encode(m.BatchAck(source=source, partition=0, seq=0, nbytes=1)),
-               "pull-end": encode(m.PullEnd(source=source, partition=0, n_batches=0, found=False))}
+               "pull-end": encode(m.PullEnd(job_id=job, partition=0, served=[(0, 1, 3)]))}
     for name, frames in garbage.items():
         with Peer(addr, (tag + name).encode()) as peer:
             for _ in range(REPEAT):
@@ -220,7 +220,7 @@ def _attack_data_socket(addr: str, index: int, siege: Siege, job: str) -> None:
         # well-formed, but for a job and partition that do not exist
         peer.send_msg(m.Batch(source=GHOST_MAP, partition=7, seq=0, n_records=1), b"not a batch at all")
         peer.send_msg(m.StreamEnd(source=GHOST_MAP, counts={7: 1}))
-        peer.send_msg(m.PullRequest(source=GHOST_MAP, partition=7))
+        peer.send_msg(m.PullMaps(job_id=GHOST_MAP.job_id, partition=7, runs=[(0, 1 << 30)]))
         siege.data_replies[tag] = peer.replies(10, until=m.PullEnd)
 
 
@@ -359,7 +359,7 @@ def test_an_oversized_batch_costs_only_its_connection(siege: Siege, index: int) 
 @pytest.mark.parametrize("index", [0, 1])
 def test_a_data_socket_answers_well_formed_messages_about_unknown_jobs(siege: Siege, index: int) -> None:
     replies = siege.data_replies[f"w{index}-"]
-    assert replies[-1] == m.PullEnd(source=GHOST_MAP, partition=7, n_batches=0, found=False), replies
+    assert replies[-1] == m.PullEnd(job_id=GHOST_MAP.job_id, partition=7, served=[]), replies
 
 
 def test_batches_for_a_job_that_never_existed_are_not_kept(siege: Siege) -> None:

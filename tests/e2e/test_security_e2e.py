@@ -378,15 +378,15 @@ def test_a_client_key_cannot_pull_from_a_workers_data_socket(secure: SecureClust
     server = _public(keys / "workers" / "worker.key")
     client_public, client_secret = _pair(keys / "client.key_secret")
     with Peer(worker.data_addr, b"client-pulls", curve=(client_public, client_secret, server)) as peer:
-        peer.send_msg(m.PullRequest(source=m.AttemptId(job_id="job-0001", kind="map", task=0, number=1), partition=0))
+        peer.send_msg(m.PullMaps(job_id="job-0001", partition=0, runs=[(0, 1)]))
         assert peer.replies(SILENCE) == []
     logs = [secure.worker_log(i) for i in range(2)]
     assert any(wait_for_event(p, "curve_key_rejected", 5, key=client_public.decode()) for p in logs)
     # a worker key is served (the job does not exist, so the answer is "not found")
     with Peer(worker.data_addr, b"worker-pulls", curve=(*_pair(keys / "worker.key_secret"), server)) as peer:
-        peer.send_msg(m.PullRequest(source=m.AttemptId(job_id="job-9999", kind="map", task=0, number=1), partition=0))
+        peer.send_msg(m.PullMaps(job_id="job-9999", partition=0, runs=[(0, 1)]))
         replies = peer.replies(10, until=m.PullEnd)
-    assert any(isinstance(r, m.PullEnd) and not r.found for r in replies), replies
+    assert m.PullEnd(job_id="job-9999", partition=0, served=[]) in replies, replies
 
 
 # ------------------------------------------------------------------ the wire

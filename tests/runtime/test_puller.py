@@ -1,4 +1,4 @@
-"""Pulling from peers that cannot answer: a dead or silent mapper costs one wait at most, never one per map."""
+"""Pulling from peers: one request per peer, however many maps; a dead or silent mapper costs one wait at most."""
 
 from __future__ import annotations
 
@@ -63,8 +63,25 @@ ASSIGN = m.AssignReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, n
                         n_maps=3, commits_base=0, commits=[])
 
 
-def _sources(addr: str, n_maps: int = 3) -> list[m.MapSource]:
-    return [m.MapSource(task=i, attempt=1, addr=addr) for i in range(n_maps)]
+def _requests(addr: str, n_maps: int = 3) -> list[m.PeerRequest]:
+    return [m.PeerRequest(addr, [(0, n_maps)], n_maps)]
+
+
+def _wanted(n_maps: int = 3) -> dict[int, int]:
+    return {task: 1 for task in range(n_maps)}
+
+
+def _keep(kept: MapOutputStore, task: int, attempt: int, batches: dict[int, list[bytes]]) -> None:
+    """A finished map attempt's kept copy, written and indexed as a worker does (partition -> batches)."""
+    segments = []
+    for partition, payloads in batches.items():
+        path = kept.folder(JOB) / f"p{partition}.data"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for payload in payloads:
+            with open(path, "ab") as f:
+                segments.append((partition, f.tell(), len(payload)))
+                f.write(payload)
+    kept.add_attempt(JOB, task, attempt, segments)
 
 
 def _puller(ctx: zmq.Context[Any], tmp_path: Path, timeout: float) -> tuple[Puller, LostPeers]:
@@ -83,10 +100,10 @@ def test_a_silent_peer_costs_one_timeout_and_its_other_maps_are_missing_without_
     puller, _ = _puller(ctx, tmp_path, timeout=0.5)
     log = Recorder()
     started = time.monotonic()
-    missing = puller.gather(ASSIGN, _sources(silent_peer), _no_cancel, lambda: None, log)
+    missing = puller.gather(ASSIGN, _requests(silent_peer), _wanted(), _no_cancel, lambda: None, log)
     assert missing == [0, 1, 2]
     assert time.monotonic() - started < 1.0   # one timeout, not three
-    assert [(e, f["map_task"], f["why"]) for e, f in log.events] == [("pull_failed", 0, SILENT)]
+    assert [(e, f["peer"], f["maps"], f["why"]) for e, f in log.events] == [("pull_failed", silent_peer, 3, SILENT)]
 
 
 def test_a_peer_declared_dead_ends_the_wait_at_once(ctx: zmq.Context[Any], tmp_path: Path) -> None:
@@ -97,10 +114,10 @@ def test_a_peer_declared_dead_ends_the_wait_at_once(ctx: zmq.Context[Any], tmp_p
     threading.Timer(0.3, lost.add, [notice]).start()
     log = Recorder()
     started = time.monotonic()
-    missing = puller.gather(ASSIGN, _sources(dead), _no_cancel, lambda: None, log)
+    missing = puller.gather(ASSIGN, _requests(dead), _wanted(), _no_cancel, lambda: None, log)
     assert missing == [0, 1, 2]
     assert time.monotonic() - started < 2.0
-    assert [(f["map_task"], f["why"]) for _, f in log.events] == [(0, LOST)]
+    assert [(f["peer"], f["why"]) for _, f in log.events] == [(dead, LOST)]
 
 
 def test_word_about_another_attempt_or_peer_changes_nothing(
@@ -110,7 +127,7 @@ def test_word_about_another_attempt_or_peer_changes_nothing(
                            addr=silent_peer))    # a later attempt
     lost.add(m.SourcesLost(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), addr="tcp://127.0.0.1:1"))
     log = Recorder()
-    assert puller.gather(ASSIGN, _sources(silent_peer, 1), _no_cancel, lambda: None, log) == [0]
+    assert puller.gather(ASSIGN, _requests(silent_peer, 1), _wanted(1), _no_cancel, lambda: None, log) == [0]
     assert [f["why"] for _, f in log.events] == [SILENT]
 
 
@@ -126,7 +143,7 @@ def test_a_cancelled_attempt_stops_pulling_at_once(ctx: zmq.Context[Any], tmp_pa
 
     started = time.monotonic()
     with pytest.raises(_Cancelled):
-        puller.gather(ASSIGN, _sources(silent_peer), check_cancel, lambda: None, Recorder())
+        puller.gather(ASSIGN, _requests(silent_peer), _wanted(), check_cancel, lambda: None, Recorder())
     assert time.monotonic() - started < 2.0
 
 
@@ -140,49 +157,61 @@ def test_lost_peers_keep_a_bounded_number_of_attempts() -> None:
     assert lost.of(attempts[2]) == frozenset()
 
 
-def test_a_live_peer_serves_its_kept_copy_and_every_batch_counts_as_progress(
+def test_a_live_peer_serves_every_asked_map_it_keeps_in_one_reply_and_every_batch_counts_as_progress(
         ctx: zmq.Context[Any], tmp_path: Path) -> None:
+    """Maps 0 and 1 (attempt 1) and map 2's losing attempt 2 are kept here; the reducer asks for maps 0-3
+    with attempt 1 counting for each: it stores maps 0 and 1 whole, ignores map 2's other attempt, and
+    finds map 3 missing (nobody kept it), all from one request."""
     kept = MapOutputStore(tmp_path / "mapper")
     kept.open_job(JOB)
     for task in (0, 1):
-        kept.begin(JOB, task, 1)
-        for payload in (b"first", b"second"):
-            kept.append(JOB, task, 1, 0, payload)
+        _keep(kept, task, 1, {0: [b"first", b"second"], 1: [b"other partition"]})
+    _keep(kept, 2, 2, {0: [b"a losing attempt"]})
     server = DataServer(ctx, "tcp://127.0.0.1:*", 1 << 20, ReceiveStore(tmp_path / "server"), kept,
                         structlog.get_logger())
     server.start()
     try:
-        puller, _ = _puller(ctx, tmp_path / "reducer", timeout=5.0)
+        received = ReceiveStore(tmp_path / "reducer")
+        received.open_job(JOB, 1)
+        puller = Puller(ctx, received, LostPeers(), 1 << 20, 5.0)
         ticks: list[None] = []
         log = Recorder()
-        assert puller.gather(ASSIGN, _sources(server.address, 2), _no_cancel, lambda: ticks.append(None), log) == []
-        assert (len(ticks), log.events) == (4, [])
+        missing = puller.gather(ASSIGN, _requests(server.address, 4), _wanted(4), _no_cancel,
+                                lambda: ticks.append(None), log)
+        assert (missing, len(ticks), log.events) == ([2, 3], 5, [])   # 5 batches of partition 0 came
+        assert [received.complete(JOB, 0, task, 1) for task in range(4)] == [True, True, False, False]
+        assert received.segments(JOB, 0, 2, 2) == []                   # not the attempt that counts: not kept
     finally:
         server.stop()
         server.join(timeout=5)
 
 
-def test_a_data_server_refuses_to_serve_a_pull_of_a_reduce_attempts_output(
+def test_a_data_server_serves_only_finished_attempts_among_the_asked_maps_whatever_the_runs(
         ctx: zmq.Context[Any], tmp_path: Path) -> None:
-    """Only map attempts have output on the data plane: a request naming another kind is malformed."""
+    """Runs out of order, overlapping or empty name the same maps; an attempt begun but never reported
+    whole (killed half-way) is never served, nor is anything of a job not held here."""
     kept = MapOutputStore(tmp_path / "mapper")
     kept.open_job(JOB)
-    kept.begin(JOB, 0, 1)
-    kept.append(JOB, 0, 1, 0, b"records")
+    _keep(kept, 0, 1, {0: [b"records"]})
+    _keep(kept, 5, 1, {0: [b"more", b"records"]})
+    kept.begin(JOB, 3, 1)                                              # killed before it finished
     server = DataServer(ctx, "tcp://127.0.0.1:*", 1 << 20, ReceiveStore(tmp_path / "server"), kept,
                         structlog.get_logger())
     server.start()
     sock = transport.dealer(ctx, server.address, 1 << 20, immediate=False)
     try:
         decoder = data_decoder(1 << 20)
-        for kind, answered in (("reduce", False), ("map", True)):
-            source = m.AttemptId(job_id=JOB, kind=kind, task=0, number=1)   # type: ignore[arg-type]  # both kinds
-            transport.send(sock, encode(m.PullRequest(source=source, partition=0)))
+        asks = [(JOB, [(4, 9), (0, 2), (1, 6), (7, 3)], [(0, 1, 1), (5, 1, 2)]), (JOB, [(1, 5)], []),
+                ("job-9999", [(0, 9)], [])]
+        for job_id, runs, served in asks:
+            transport.send(sock, encode(m.PullMaps(job_id=job_id, partition=0, runs=runs)))
             replies = []
-            while sock.poll(1000 if answered else 300):
+            while sock.poll(1000):
                 replies.append(decoder.decode(sock.recv_multipart())[0])
-            assert (replies != []) is answered, (kind, replies)
-        assert isinstance(replies[-1], m.PullEnd) and replies[-1].found and replies[-1].n_batches == 1
+                if isinstance(replies[-1], m.PullEnd):
+                    break
+            assert replies[-1] == m.PullEnd(job_id=job_id, partition=0, served=served), (runs, replies)
+            assert len(replies) == 1 + sum(n for _, _, n in served)
     finally:
         sock.close(linger=0)
         server.stop()

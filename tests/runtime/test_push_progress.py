@@ -79,11 +79,11 @@ def test_a_reducer_pulling_from_an_unreachable_mapper_keeps_counting_progress(
     puller = Puller(ctx, ReceiveStore(tmp_path / "recv"), LostPeers(), 1 << 20, ACK_TIMEOUT)
     assign = m.AssignReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1),
                             output_dir=str(tmp_path / "out"), n_maps=1, commits_base=0, commits=[])
-    sources = [m.MapSource(task=0, attempt=1, addr=silent_owner)]
+    requests = [m.PeerRequest(silent_owner, [(0, 1)], 1)]
     progress = []
     try:
         started = time.monotonic()
-        assert puller.gather(assign, sources, lambda: None, lambda: progress.append(1), get_logger()) == [0]
+        assert puller.gather(assign, requests, {0: 1}, lambda: None, lambda: progress.append(1), get_logger()) == [0]
         waited = time.monotonic() - started
         assert waited >= ACK_TIMEOUT, "the mapper was never waited for: the test shows nothing"
         assert len(progress) >= waited / 0.2 / 2, f"progress moved by {len(progress)} in {waited:.1f} s"

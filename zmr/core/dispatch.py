@@ -6,8 +6,6 @@ import heapq
 import itertools
 from collections.abc import Iterable
 
-import msgspec
-
 from zmr.core.events import JobFinished
 from zmr.core.median import RunningMedian
 from zmr.core.schedbase import SchedulerBase
@@ -299,35 +297,32 @@ class Dispatch(SchedulerBase):
         worker = self.workers.get(worker_id)
         return worker.data_addr if worker is not None and worker.alive else ""
 
-    def _locations(self, attempt: m.AttemptId, job: Job, asked: set[int]) -> m.MapLocations:
-        """Where the committed output of each of the `asked` maps is kept, by holder ("" for maps no live
-        worker keeps). Built from the per-worker index with set operations: a reduce that took a
-        partition over asks about every map, and that must not cost a Python step per map. The answer
-        about every map is kept until a map commits or uncommits or a worker comes or goes: the
-        take-overs of a reduce phase's tail all ask it."""
-        every = len(asked) == len(job.maps)   # (asked holds valid map numbers only)
-        key = (job.map_changes, self._membership_changes)
-        if every and job.every_location is not None and job.every_location[0] == key:
-            return msgspec.structs.replace(job.every_location[1], attempt=attempt)
-        located = self._locate(attempt, job, asked, every)
-        if every:
-            job.every_location = (key, located)
-        return located
+    def _locations(self, attempt: m.AttemptId, job: Job, asked: set[int], runs: int) -> m.MapLocations:
+        """Which live workers keep the committed output of the `asked` maps (`runs` runs of them).
 
-    def _locate(self, attempt: m.AttemptId, job: Job, asked: set[int], every: bool) -> m.MapLocations:
-        by_addr: dict[str, list[int]] = {}
+        Built from the per-worker index (`Job.maps_held`) with set operations, never a Python step per
+        map. When naming each holder's maps would cost more than asking every holder for all of the asked
+        runs (a reduce that took a partition over asks about every map, as one run), the answer only
+        counts them per holder: O(workers), however many maps."""
+        holders: list[tuple[str, set[int]]] = []
         covered = 0
+        every = len(asked) == len(job.maps)   # (asked holds valid map numbers only)
         for worker_id, held in job.maps_held.items():
+            addr = self._data_addr(worker_id)
             mine = held if every else held & asked
-            if mine:
-                by_addr.setdefault(self._data_addr(worker_id), []).extend(mine)
+            if mine and addr:
+                holders.append((addr, mine))
                 covered += len(mine)
-        if covered < len(asked):   # not committed now
-            by_addr.setdefault("", []).extend(asked.difference(*job.maps_held.values()))
+        nowhere = sorted(asked.difference(*(held for _, held in holders))) if covered < len(asked) else []
         commits = {i: job.maps[i].committed or 0 for i, _ in job.commit_log if i in asked}
-        commits.update((i, 0) for i in by_addr.get("", ()) if job.maps[i].committed is None)
-        return m.MapLocations(attempt=attempt, peers=list(by_addr), maps=[sorted(v) for v in by_addr.values()],
-                              commits={i: a for i, a in commits.items() if a != 1})
+        commits.update((i, 0) for i in nowhere if job.maps[i].committed is None)
+        commits = {i: a for i, a in commits.items() if a != 1}
+        peers = [addr for addr, _ in holders]
+        if runs * len(holders) < covered:
+            return m.MapLocations(attempt=attempt, peers=peers, counts=[len(mine) for _, mine in holders],
+                                  nowhere=nowhere, commits=commits)
+        return m.MapLocations(attempt=attempt, peers=peers, maps=[sorted(mine) for _, mine in holders],
+                              nowhere=nowhere, commits=commits)
 
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)

@@ -191,7 +191,6 @@ def _map_committed(job: Job, rec: j.MapCommitted) -> None:
     task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
     task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
     job.maps_done += 1
-    job.map_changes += 1
     _index(job.maps_held, rec.worker_id, task.index)
     job.bytes_committed += rec.bytes_out
     job.remaking.discard(task.index)
@@ -207,7 +206,6 @@ def _map_uncommitted(job: Job, rec: j.MapUncommitted) -> None:
     _unindex(job.maps_held, task.committed_worker, task.index)
     task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
     job.maps_done -= 1
-    job.map_changes += 1
     job.bytes_committed -= task.bytes_out
     job.remaking.add(task.index)
 

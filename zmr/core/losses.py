@@ -110,7 +110,6 @@ class Losses(Dispatch):
     def _lose_worker(self, worker: WorkerEntry, why: str) -> None:
         self._count_leases(worker, -1)   # what a dead worker held is gone with it
         worker.alive = False
-        self._membership_changes += 1
         self._idle.pop(worker.id, None)
         self._log("worker_lost", "warning", worker=worker.id, why=why)
         if worker.current is not None:

@@ -171,7 +171,8 @@ class Reports(Losses):
         found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is not None:
             job = found[0]
-            self._send(worker.peer, self._locations(msg.attempt, job, m.from_runs(msg.runs, len(job.maps))))
+            asked = m.from_runs(msg.runs, len(job.maps))
+            self._send(worker.peer, self._locations(msg.attempt, job, asked, len(msg.runs)))
 
     def _on_setup_request(self, worker: WorkerEntry, msg: m.SetupRequest) -> None:
         """The worker missed an owner update: it gets the whole setup again (or hears the job is over)."""

@@ -39,7 +39,6 @@ class SchedulerBase:
         self._out: list[Action] = []
         self._now = 0.0
         self._last_tick: float | None = None
-        self._membership_changes = 0   # workers that came or went, or changed address: a cache key
 
     @property
     def jobs(self) -> dict[str, Job]:
@@ -140,8 +139,6 @@ class SchedulerBase:
         """Make a state change: journal it (before any Send of this batch goes out) and apply it."""
         self._out.append(Journal(record))
         self.book.apply(record)
-        if isinstance(record, j.WorkerJoined):
-            self._membership_changes += 1
 
     def _setback(self, job: Job, task: Task, app_failures: int = 0, worker_losses: int = 0) -> None:
         """Count a task's failure. The counts are journaled whole, so a restart keeps them."""

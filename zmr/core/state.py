@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from zmr.core.median import RunningMedian
-from zmr.protocol.messages import AttemptId, JobSpec, MapLocations, PartitionStat, TaskKind, TimelinePoint
+from zmr.protocol.messages import AttemptId, JobSpec, PartitionStat, TaskKind, TimelinePoint
 
 
 class TaskState(StrEnum):
@@ -108,8 +108,6 @@ class Job:
     commit_log: list[tuple[int, int]] = field(default_factory=list)
     commits_sent: dict[str, int] = field(default_factory=dict)
     releasing: list[int] = field(default_factory=list)
-    map_changes: int = 0        # map commits and uncommits so far (a cache key: see Dispatch._locations)
-    every_location: tuple[tuple[int, int], MapLocations] | None = None   # ... the cached answer
     announced_epoch: int = 0    # the owner epoch the job's workers were last told of, in JobSetup or OwnersUpdate
     unannounced: dict[int, str] = field(default_factory=dict)   # partitions moved since: told on the next tick
     # Indexes of durable state, kept by Ledger.apply (so replay rebuilds them): what one worker's loss or

@@ -251,11 +251,12 @@ class WorkerMachine:
         self._out.append(DropPartitions(msg.job_id, tuple(msg.partitions)))
 
     def _on_owners(self, msg: m.OwnersUpdate, view: WorkerView | None) -> None:
-        """Moves apply only on top of the epoch they were made from; a gap means an update was lost."""
+        """Moves apply on top of any epoch from the one they were made from on (they name every partition
+        moved since, with its owner now); a base past ours means an update was lost."""
         known = self.jobs.get(msg.job_id)
         if known is None or msg.owners_epoch <= known.owners_epoch:
             return
-        if msg.base_epoch != known.owners_epoch:
+        if msg.base_epoch > known.owners_epoch:
             self._log("owners_update_missed", "warning", job=msg.job_id, epoch=known.owners_epoch,
                       base=msg.base_epoch)
             self._report(m.SetupRequest(worker_id=self.params.worker_id, job_id=msg.job_id))
@@ -284,7 +285,7 @@ class WorkerMachine:
         if self.running != msg.attempt:
             return
         try:
-            m.located_sources(msg)
+            m.check_locations(msg)
         except ValueError as exc:   # the reduce waits on, and gives up when no answer comes
             self._log("bad_coordinator_message", "warning", error=str(exc))
             return

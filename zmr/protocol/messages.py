@@ -7,12 +7,13 @@ Bulky bytes (partition batches) travel in a separate frame, never inside a recor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated, Literal
+import bisect
+from collections.abc import Callable, Iterable
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 
 
@@ -283,13 +284,32 @@ class LocateMaps(_Msg, frozen=True):
 
 def to_runs(tasks: Iterable[int]) -> list[tuple[int, int]]:
     """Task numbers as `[start, end)` runs, in order."""
+    ordered = sorted(set(tasks))
+    if ordered and ordered[-1] - ordered[0] + 1 == len(ordered):   # one run: every map, as a take-over asks
+        return [(ordered[0], ordered[-1] + 1)]
     runs: list[tuple[int, int]] = []
-    for task in sorted(set(tasks)):
+    for task in ordered:
         if runs and runs[-1][1] == task:
             runs[-1] = (runs[-1][0], task + 1)
         else:
             runs.append((task, task + 1))
     return runs
+
+
+def runs_filter(runs: list[tuple[int, int]]) -> Callable[[int], bool]:
+    """A test of whether a task number is in `runs` (in any order, overlapping or not): O(log runs)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(r for r in runs if r[0] < r[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    starts = [start for start, _ in merged]
+
+    def contains(task: int) -> bool:
+        i = bisect.bisect_right(starts, task) - 1
+        return i >= 0 and task < merged[i][1]
+    return contains
 
 
 def from_runs(runs: list[tuple[int, int]], limit: int) -> set[int]:
@@ -378,9 +398,11 @@ def owner_table(setup: JobSetup) -> tuple[str, ...]:
 
 
 class OwnersUpdate(_Msg, frozen=True):
-    """Partitions moved to new owners: applies on top of `base_epoch` and makes `owners_epoch`.
+    """Partitions moved to new owners: every partition moved since `base_epoch`, with its owner at
+    `owners_epoch`, so it makes `owners_epoch` of a table at any epoch from `base_epoch` on (a worker
+    set up between two updates has such a table).
 
-    A worker whose epoch is not `base_epoch` missed an update: it asks for the job's setup again
+    A worker whose epoch is before `base_epoch` missed an update: it asks for the job's setup again
     (`SetupRequest`) rather than apply a change to a table it does not have.
     """
 
@@ -393,14 +415,6 @@ class OwnersUpdate(_Msg, frozen=True):
 class AssignMap(_Msg, frozen=True):
     attempt: AttemptId
     split: InputSplit
-
-
-class MapSource(msgspec.Struct, frozen=True, array_like=True):
-    """Where the committed output of one map task lives."""
-
-    task: int
-    attempt: int
-    addr: str
 
 
 class AssignReduce(_Msg, frozen=True):
@@ -420,26 +434,47 @@ class AssignReduce(_Msg, frozen=True):
 
 
 class MapLocations(_Msg, frozen=True):
-    """The answer to a LocateMaps: where the committed output of each asked map is kept.
+    """The answer to a LocateMaps: which live peers keep the committed output of the asked maps.
 
-    Compact, since a reduce that took a partition over asks about every map: for each peer (a data
-    address; "" for maps no live worker keeps), the asked maps it keeps, each map's committed attempt
-    being 1 unless `commits` says otherwise. `located_sources` unpacks it.
+    A reduce that took a partition over asks about every map, so the answer must not grow with the
+    maps. When the asked maps outnumber what naming them per peer would save, it says only how many of
+    them each peer keeps (`counts`), and the reducer asks each peer for all the asked maps it keeps; the
+    answer is then O(peers). Otherwise it lists them per peer (`maps`). Asked maps no live worker keeps
+    are `nowhere`; each asked map's committed attempt is 1 unless `commits` says otherwise (0: none is
+    committed now). `peer_requests` unpacks it; `check_locations` refuses one whose lists do not match.
     """
 
     attempt: AttemptId
     peers: list[str]
-    maps: list[list[int]]        # per peer, in the order of `peers`
-    commits: dict[int, int]      # asked maps whose committed attempt is not 1 (0: none is committed)
+    maps: list[list[int]] = []   # per peer, in the order of `peers`, the asked maps it keeps ...
+    counts: list[int] = []       # ... or, instead, how many of them it keeps
+    nowhere: list[int] = []
+    commits: dict[int, int] = {}
 
 
-def located_sources(msg: MapLocations) -> list[MapSource]:
-    """The sources a MapLocations names; refuses one whose lists do not match its peers."""
-    if len(msg.maps) != len(msg.peers):
+class PeerRequest(NamedTuple):
+    """What a reducer asks one peer for: its kept output of the maps in `runs`, `expected` of them."""
+
+    addr: str
+    runs: list[tuple[int, int]]
+    expected: int
+
+
+def check_locations(msg: MapLocations) -> None:
+    """ValueError unless the answer's per-peer lists (or counts) match its peers."""
+    if msg.counts and (msg.maps or len(msg.counts) != len(msg.peers)):
+        raise ValueError(f"a MapLocations names {len(msg.peers)} peers, {len(msg.counts)} counts and "
+                         f"{len(msg.maps)} lists of maps")
+    if not msg.counts and len(msg.maps) != len(msg.peers):
         raise ValueError(f"a MapLocations names {len(msg.peers)} peers and {len(msg.maps)} lists of maps")
-    commits = msg.commits
-    return [MapSource(task=task, attempt=commits.get(task, 1), addr=addr)
-            for addr, tasks in zip(msg.peers, msg.maps, strict=True) for task in tasks]
+
+
+def peer_requests(msg: MapLocations, asked: list[tuple[int, int]]) -> list[PeerRequest]:
+    """One request per peer the answer names, for the maps of the LocateMaps that asked (`asked`, as runs)."""
+    check_locations(msg)
+    if msg.counts:
+        return [PeerRequest(addr, asked, n) for addr, n in zip(msg.peers, msg.counts, strict=True)]
+    return [PeerRequest(addr, to_runs(tasks), len(tasks)) for addr, tasks in zip(msg.peers, msg.maps, strict=True)]
 
 
 class SourcesLost(_Msg, frozen=True):
@@ -507,20 +542,22 @@ class BatchAck(_Msg, frozen=True):
     nbytes: int
 
 
-class PullRequest(_Msg, frozen=True):
-    """Fallback: a reducer asks a mapper for its kept copy of one partition."""
+class PullMaps(_Msg, frozen=True):
+    """Fallback: a reducer asks a mapper for its kept copy of one partition of every finished map
+    attempt it keeps among the maps in `runs` (one request per peer, however many maps)."""
 
-    source: AttemptId
+    job_id: str
     partition: int
+    runs: list[tuple[int, int]]
 
 
 class PullEnd(_Msg, frozen=True):
-    """Closes a pull reply: `n_batches` batches came before it, or `found` is False."""
+    """Closes a pull reply: the map attempts served, each `(map, attempt, n_batches)` with that many
+    batches of it before this message (none served: the peer keeps none of them)."""
 
-    source: AttemptId
+    job_id: str
     partition: int
-    n_batches: int
-    found: bool
+    served: list[tuple[int, int, int]]
 
 
 ClientToCoord = SubmitJob | StatusRequest | WaitJob | CancelJob
@@ -535,4 +572,4 @@ CoordToWorker = (
     | MapLocations | SourcesLost | CommitDecision | CancelTask | JobEnded | ReleasePartitions
 )
 FromCoordinator = CoordToClient | CoordToWorker
-DataMessage = Batch | StreamEnd | BatchAck | PullRequest | PullEnd
+DataMessage = Batch | StreamEnd | BatchAck | PullMaps | PullEnd

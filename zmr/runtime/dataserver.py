@@ -14,7 +14,7 @@ import zmq
 
 from zmr.errors import ProtocolError
 from zmr.protocol.codec import data_decoder, encode
-from zmr.protocol.messages import Batch, BatchAck, PullEnd, PullRequest, StreamEnd
+from zmr.protocol.messages import AttemptId, Batch, BatchAck, PullEnd, PullMaps, StreamEnd, runs_filter
 from zmr.runtime import transport
 from zmr.runtime.security import WORKER, Curve
 from zmr.runtime.stopflag import StopFlag
@@ -71,7 +71,7 @@ class DataServer(threading.Thread):
                 self._log.error("data_store_failed", error=str(exc))
 
     def _handle(self, peer: bytes, msg: Any, payload: Any) -> None:
-        if isinstance(msg, Batch | StreamEnd | PullRequest) and msg.source.kind != "map":
+        if isinstance(msg, Batch | StreamEnd) and msg.source.kind != "map":
             self._bad_message(peer, ProtocolError(f"{type(msg).__name__} of {msg.source.label}, not a map attempt"))
         elif isinstance(msg, Batch):
             s = msg.source
@@ -81,22 +81,27 @@ class DataServer(threading.Thread):
         elif isinstance(msg, StreamEnd):
             s = msg.source
             self._received.add_end(s.job_id, s.task, s.number, msg.counts)
-        elif isinstance(msg, PullRequest):
+        elif isinstance(msg, PullMaps):
             self._serve_pull(peer, msg)
         else:
             self._bad_message(peer, ProtocolError(f"unexpected {type(msg).__name__} on the data socket"))
 
-    def _serve_pull(self, peer: bytes, req: PullRequest) -> None:
-        s = req.source
-        batches = self._kept.batches(s.job_id, s.task, s.number, req.partition)
-        for seq, payload in enumerate(batches or []):
-            header = Batch(source=s, partition=req.partition, seq=seq, n_records=0)
-            try:
-                self._sock.send_multipart([peer, *encode(header, payload)])
-            except zmq.ZMQError:
-                return  # the puller is gone or stuck; it times out and reports missing data
-        end = PullEnd(source=s, partition=req.partition, n_batches=len(batches or []), found=batches is not None)
-        transport.send(self._sock, encode(end), peer)
+    def _serve_pull(self, peer: bytes, req: PullMaps) -> None:
+        """Every finished map attempt kept here among the asked maps: its batches, then one PullEnd."""
+        served: list[tuple[int, int, int]] = []
+        for task, number in self._kept.finished(req.job_id, runs_filter(req.runs)):
+            batches = self._kept.batches(req.job_id, task, number, req.partition)
+            if batches is None:
+                continue   # the partition is committed (released): nobody reads it any more
+            source = AttemptId(job_id=req.job_id, kind="map", task=task, number=number)
+            for seq, payload in enumerate(batches):
+                header = Batch(source=source, partition=req.partition, seq=seq, n_records=0)
+                try:
+                    self._sock.send_multipart([peer, *encode(header, payload)])
+                except zmq.ZMQError:
+                    return  # the puller is gone or stuck; it times out and reports missing data
+            served.append((task, number, len(batches)))
+        transport.send(self._sock, encode(PullEnd(job_id=req.job_id, partition=req.partition, served=served)), peer)
 
     def _bad_message(self, peer: bytes, exc: ProtocolError) -> None:
         if peer not in self._bad_peers:

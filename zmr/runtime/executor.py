@@ -375,13 +375,17 @@ class Executor(threading.Thread):
                    if not self._received.complete(job_id, partition, task, attempt)]
         if not lacking:
             return
-        self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, runs=m.to_runs(lacking)))
-        sources = m.located_sources(self._await_locations(assign))
-        inputs.update((src.task, src.attempt) for src in sources)
-        missing = self._puller.gather(assign, sources, self._check_cancel, self._tick, log)
-        missing += sorted(set(lacking) - {src.task for src in sources})
-        if missing:
-            raise MissingData(missing)
+        runs = m.to_runs(lacking)
+        self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, runs=runs))
+        located = self._await_locations(assign)
+        wanted = {task: located.commits.get(task, 1) for task in lacking}
+        inputs.update(wanted)
+        nowhere = set(located.nowhere) | {task for task, attempt in wanted.items() if not attempt}
+        wanted = {task: attempt for task, attempt in wanted.items() if task not in nowhere}
+        missing = self._puller.gather(assign, m.peer_requests(located, runs), wanted, self._check_cancel,
+                                      self._tick, log)
+        if missing or nowhere:
+            raise MissingData(sorted(nowhere.union(missing)))
 
     def _await_locations(self, assign: m.AssignReduce) -> m.MapLocations:
         """The coordinator's answer to this attempt's LocateMaps; no answer in time fails the attempt."""

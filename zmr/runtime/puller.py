@@ -1,11 +1,11 @@
 """A reducer's fallback: pull the map output its partition still misses from the mappers' kept copies.
 
-Runs on the executor's thread, one source at a time, so at most one pulled stream is in flight. Waiting
-is done in short slices, so that a cancelled attempt stops at once, every batch that lands counts as
-the task's progress (a long pull is not a stalled task), and word from the coordinator that a mapper
-was declared dead (`SourcesLost`) ends the wait for it at once. A peer that is declared dead, or that
-stays silent for the whole pull timeout, is given up for the rest of the attempt: its other sources are
-reported missing without asking again, so a dead mapper costs at most one timeout, never one per map.
+Runs on the executor's thread, one peer at a time: each peer is asked once (`PullMaps`) for its kept
+copy of this partition of every map in the request, so a reduce that took a partition over costs one
+request per peer, not one per map. Waiting is done in short slices, so that a cancelled attempt stops
+at once, every batch that lands counts as the task's progress (a long pull is not a stalled task), and
+word from the coordinator that a mapper was declared dead (`SourcesLost`) ends the wait for it at once.
+A dead or silent peer costs at most one pull timeout; what it kept is reported missing.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from zmr.runtime.stores import ReceiveStore
 _SLICE = 0.1          # seconds between looks at cancellation and lost peers while a pull waits
 _KEEP_ATTEMPTS = 16   # lost-peer notes kept for attempts that never asked for them (they ended first)
 
-# Why a pull got nothing: the first two give up on the peer for the rest of the attempt.
+# Why a pull from a peer got less than it should have
 LOST = "declared dead by the coordinator"
 SILENT = "no answer within the pull timeout"
-NOT_FOUND = "the peer does not hold it"
 BAD_REPLY = "the peer sent a malformed reply"
 
 
@@ -73,51 +72,58 @@ class Puller:
         self._timeout = timeout
         self._curve = curve
 
-    def gather(self, assign: m.AssignReduce, sources: list[m.MapSource], check_cancel: Callable[[], None],
-               progress: Callable[[], None], log: Any) -> list[int]:
-        """Pull every one of `sources` not complete here; returns the map tasks whose output could not be had.
+    def gather(self, assign: m.AssignReduce, requests: list[m.PeerRequest], wanted: dict[int, int],
+               check_cancel: Callable[[], None], progress: Callable[[], None], log: Any) -> list[int]:
+        """Ask each peer for its kept output of the maps its request names; returns the maps of `wanted`
+        (map -> the attempt that counts) whose output is still not complete here, in order.
 
         `check_cancel` raises when the attempt is cancelled; `progress` is called for every batch pulled and
         every slice spent waiting (a wait is bounded by the timeout, so it is the shuffle at work).
         """
-        missing: list[int] = []
-        given_up: set[str] = set()
-        for src in sources:
+        job_id, partition = assign.attempt.job_id, assign.attempt.task
+        for request in requests:
             check_cancel()
-            if self._received.complete(assign.attempt.job_id, assign.attempt.task, src.task, src.attempt):
+            if not request.addr:
                 continue
-            why = NOT_FOUND if not src.addr else (LOST if src.addr in given_up else "")
-            if not why:
-                why = self._pull(assign, src, check_cancel, progress)
-                if why:
-                    log.warning("pull_failed", map_task=src.task, map_attempt=src.attempt, peer=src.addr, why=why)
-                if why in (LOST, SILENT):
-                    given_up.add(src.addr)
+            why = self._pull(assign, request, wanted, check_cancel, progress)
             if why:
-                missing.append(src.task)
-        return missing
+                log.warning("pull_failed", peer=request.addr, maps=request.expected, why=why)
+        return sorted(task for task, attempt in wanted.items()
+                      if not self._received.complete(job_id, partition, task, attempt))
 
-    def _pull(self, assign: m.AssignReduce, src: m.MapSource, check_cancel: Callable[[], None],
-              progress: Callable[[], None]) -> str:
-        """One stream, whole: '' once it is here, otherwise why not."""
-        self._received.forget(assign.attempt.job_id, assign.attempt.task, src.task, src.attempt)
-        sock = transport.dealer(self._ctx, src.addr, self._max_bytes, immediate=False, curve=self._curve)
+    def _pull(self, assign: m.AssignReduce, request: m.PeerRequest, wanted: dict[int, int],
+              check_cancel: Callable[[], None], progress: Callable[[], None]) -> str:
+        """One peer's reply, whole: '' once its PullEnd came, otherwise why not."""
+        sock = transport.dealer(self._ctx, request.addr, self._max_bytes, immediate=False, curve=self._curve)
         try:
-            request = m.PullRequest(source=_map_attempt(assign, src), partition=assign.attempt.task)
-            transport.send(sock, encode(request))
-            return self._receive(sock, assign, src, check_cancel, progress)
+            pull = m.PullMaps(job_id=assign.attempt.job_id, partition=assign.attempt.task, runs=request.runs)
+            transport.send(sock, encode(pull))
+            reply = _Reply(self._received, assign, wanted, data_decoder(self._max_bytes))
+            return reply.read(sock, request.addr, self._lost, self._timeout, check_cancel, progress)
         finally:
             sock.close(linger=0)
 
-    def _receive(self, sock: zmq.Socket[Any], assign: m.AssignReduce, src: m.MapSource,
-                 check_cancel: Callable[[], None], progress: Callable[[], None]) -> str:
-        """Read the reply until its PullEnd; the timeout counts silence, so a long stream never times out."""
-        decoder = data_decoder(self._max_bytes)
-        key = assign.attempt
-        quiet_until = time.monotonic() + self._timeout
+
+class _Reply:
+    """One peer's answer to a PullMaps, stored as it comes: only the attempts that count, each stream
+    started afresh (a pushed stream that broke off half-way is replaced, never mixed)."""
+
+    def __init__(self, received: ReceiveStore, assign: m.AssignReduce, wanted: dict[int, int],
+                 decoder: Any) -> None:
+        self._received = received
+        self._decoder = decoder
+        self._job_id, self._partition = assign.attempt.job_id, assign.attempt.task
+        self._key = assign.attempt
+        self._wanted = wanted
+        self._started: set[int] = set()
+
+    def read(self, sock: zmq.Socket[Any], addr: str, lost: LostPeers, timeout: float,
+             check_cancel: Callable[[], None], progress: Callable[[], None]) -> str:
+        """Read until the PullEnd; the timeout counts silence, so a long reply never times out."""
+        quiet_until = time.monotonic() + timeout
         while True:
             check_cancel()
-            if src.addr in self._lost.of(key):
+            if addr in lost.of(self._key):
                 return LOST
             remaining = quiet_until - time.monotonic()
             if remaining <= 0:
@@ -126,31 +132,36 @@ class Puller:
                 progress()   # waiting on a peer is the shuffle at work, bounded by the timeout: not a hung app
                 continue
             try:
-                msg, payload = transport.recv_dealer(sock, decoder, copy=False)
+                msg, payload = transport.recv_dealer(sock, self._decoder, copy=False)
             except ProtocolError:
                 return BAD_REPLY
-            quiet_until = time.monotonic() + self._timeout
-            done = self._take(assign, src, msg, payload, progress)
-            if done is not None:
-                return done
+            quiet_until = time.monotonic() + timeout
+            if isinstance(msg, m.Batch):
+                self._batch(msg, payload)
+                progress()
+            elif isinstance(msg, m.PullEnd) and (msg.job_id, msg.partition) == (self._job_id, self._partition):
+                self._end(msg)
+                return ""
 
-    def _take(self, assign: m.AssignReduce, src: m.MapSource, msg: Any, payload: Any,
-              progress: Callable[[], None]) -> str | None:
-        """Store one reply message; the pull's outcome once it ends, None while it goes on."""
-        job_id, partition = assign.attempt.job_id, assign.attempt.task
-        if not isinstance(msg, m.Batch | m.PullEnd) or (msg.source, msg.partition) != (
-                _map_attempt(assign, src), partition):
-            return None   # not this stream's: ignored, as before
-        if isinstance(msg, m.Batch):
-            self._received.add_batch(job_id, src.task, src.attempt, partition, msg.seq, payload, time.time())
-            progress()
-            return None
-        if not msg.found:
-            return NOT_FOUND
-        self._received.set_pulled(job_id, src.task, src.attempt, partition, msg.n_batches)
-        return "" if self._received.complete(job_id, partition, src.task, src.attempt) else "the stream is incomplete"
+    def _counts(self, source: m.AttemptId) -> bool:
+        """A stream of an attempt that counts, not complete here yet (started afresh on its first batch)."""
+        if source.job_id != self._job_id or source.kind != "map" or self._wanted.get(source.task) != source.number:
+            return False
+        if source.task in self._started:
+            return True
+        if self._received.complete(self._job_id, self._partition, source.task, source.number):
+            return False
+        self._received.forget(self._job_id, self._partition, source.task, source.number)
+        self._started.add(source.task)
+        return True
 
+    def _batch(self, msg: m.Batch, payload: Any) -> None:
+        s = msg.source
+        if msg.partition == self._partition and self._counts(s):
+            self._received.add_batch(self._job_id, s.task, s.number, self._partition, msg.seq, payload, time.time())
 
-def _map_attempt(assign: m.AssignReduce, src: m.MapSource) -> m.AttemptId:
-    """The committed map attempt whose output `src` locates, for the reduce `assign`."""
-    return m.AttemptId(job_id=assign.attempt.job_id, kind="map", task=src.task, number=src.attempt)
+    def _end(self, msg: m.PullEnd) -> None:
+        for task, number, n_batches in msg.served:
+            source = m.AttemptId(job_id=self._job_id, kind="map", task=task, number=number)
+            if self._counts(source):
+                self._received.set_pulled(self._job_id, task, number, self._partition, n_batches)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -277,6 +278,7 @@ class _KeptPartition:
 class _KeptJob:
     folder: Path
     attempts: set[tuple[int, int]] = field(default_factory=set)     # (map, attempt) run here
+    finished: set[tuple[int, int]] = field(default_factory=set)     # ... and reported whole: these are served
     parts: dict[int, _KeptPartition] = field(default_factory=dict)
     released: set[int] = field(default_factory=set)
 
@@ -335,6 +337,7 @@ class MapOutputStore(_LeasedFiles[_KeptJob]):
         with self._lock:
             job = self._open(job_id)
             job.attempts.add((map_task, attempt))
+            job.finished.add((map_task, attempt))
             for partition, offset, length in segments:
                 if partition in job.released:
                     continue
@@ -363,6 +366,12 @@ class MapOutputStore(_LeasedFiles[_KeptJob]):
             segments = list(part.index.get((map_task, attempt), []))
             path = part.path
         return [_read(path, seg) for seg in segments]
+
+    def finished(self, job_id: str, wanted: Callable[[int], bool]) -> list[tuple[int, int]]:
+        """The finished map attempts kept here whose map `wanted` accepts, in order (none: job not here)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return sorted(key for key in job.finished if wanted(key[0])) if job else []
 
     def attempts(self, job_id: str) -> list[tuple[int, int]]:
         with self._lock:
