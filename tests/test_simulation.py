@@ -83,10 +83,10 @@ def test_a_reduce_asks_about_what_was_not_pushed_then_pulls_it_or_misses_what_di
     listed = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], maps=[[1]], nowhere=[3])
     counted = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], counts=[1], nowhere=[3])
     for located in (listed, counted):
-        plan = sim.pull_plan(job, located, asked)
+        plan = sim.pull_plan(job, located, asked, frozenset({1, 3}), {})
         assert plan.pulls == {holder.addr: 1} and plan.missing == [3]
     holder.alive = False                                                   # what it kept died with it
-    assert sim.pull_plan(job, counted, asked).missing == [1, 3]
+    assert sim.pull_plan(job, counted, asked, frozenset({1, 3}), {}).missing == [1, 3]
 
 
 def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:

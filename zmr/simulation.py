@@ -151,8 +151,9 @@ class SimWorker:
     started: float = 0.0            # ... since when
     missing: list[int] = field(default_factory=list)         # the running reduce cannot get these maps
     pulls: dict[str, int] = field(default_factory=dict)   # the running reduce pulls this many maps from addr ...
-    asked: list[tuple[int, int]] = field(default_factory=list)   # ... of these, located thus (LocateMaps)
-    located: dict[int, int] = field(default_factory=dict)        # ... with these commits (MapLocations)
+    asked: list[tuple[int, int]] = field(default_factory=list)   # ... of these, located thus (LocateMaps) ...
+    lacking: frozenset[int] = frozenset()                         # ... though it lacks only these
+    located: dict[int, int] = field(default_factory=dict)        # ... the attempts that count (table + answer)
     pull_end: float = 0.0
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)   # job -> (epoch, owner table index)
     # job -> (coordinator life, version, table): which attempt of each map counts, as m.AssignReduce says
@@ -591,8 +592,8 @@ class Simulation:
         """The coordinator says where the maps the reduce lacks are kept: pull them (or miss them)."""
         if worker.running != msg.attempt or not worker.locating:
             return []
-        inputs = self.pull_plan(msg.attempt.job_id, msg, worker.asked)
-        worker.located = msg.commits
+        worker.located = {**worker.table, **msg.commits}   # the attempt of each map that counts, now
+        inputs = self.pull_plan(msg.attempt.job_id, msg, worker.asked, worker.lacking, worker.located)
         worker.locating, worker.generation = False, worker.generation + 1   # the LocateMaps timeout is moot
         self._run_reduce(worker, worker.running, inputs)
         return []
@@ -625,7 +626,8 @@ class Simulation:
         count = worker.pulls.pop(msg.addr, None)
         if worker.running != msg.attempt or worker.awaiting is not None or not count or self.now >= worker.pull_end:
             return []
-        lost = self._held_by(self._by_addr.get(msg.addr), msg.attempt.job_id, worker.asked, worker.located)
+        lost = self._held_by(self._by_addr.get(msg.addr), msg.attempt.job_id, worker.asked, worker.located,
+                             worker.lacking)
         worker.missing = [*worker.missing, *lost]
         worker.generation += 1   # no reduce work: it ends when the other pulls do
         self._push(worker.pull_end, _DONE, worker, worker.generation)
@@ -662,7 +664,8 @@ class Simulation:
         if not inputs.missing:
             self._run_reduce(worker, attempt, inputs)
             return []
-        worker.locating, worker.asked = True, m.to_runs(inputs.missing)
+        worker.locating, worker.asked = True, m.coarse_runs(inputs.missing)
+        worker.lacking = frozenset(inputs.missing)
         self._push(self.now + LOCATE_TIMEOUT, _DONE, worker, worker.generation)
         return [m.LocateMaps(worker_id=worker.id, attempt=attempt, runs=worker.asked)]
 
@@ -722,28 +725,32 @@ class Simulation:
             missing = sorted(set(missing) & (not_got | changed))
         return ReduceInputs(sorted(missing), {})
 
-    def pull_plan(self, job_id: str, located: m.MapLocations, asked: list[tuple[int, int]]) -> ReduceInputs:
+    def pull_plan(self, job_id: str, located: m.MapLocations, asked: list[tuple[int, int]],
+                  lacking: frozenset[int], attempts: dict[int, int]) -> ReduceInputs:
         """What a reduce pulls of what the coordinator located: from each live holder, all it keeps of the
-        asked maps (as many as the answer says); the maps of a dead holder, and those kept nowhere, are
-        missing. In the common case a count per holder, not a Python step per map."""
-        missing = set(located.nowhere) | {task for task, attempt in located.commits.items() if not attempt}
+        asked maps (as many as the answer says, some of them here already: `asked` is coarse); the lacking
+        maps of a dead holder, and those kept nowhere, are missing. In the common case a count per holder,
+        not a Python step per map. `attempts`: the attempt of each map that counts (1 if not named)."""
+        missing = set(lacking.intersection(located.nowhere))
+        missing.update(t for t, a in located.commits.items() if not a and t in lacking)
         pulls: dict[str, int] = {}
         for request in m.peer_requests(located, asked):
             holder = self._by_addr.get(request.addr)
             if holder is not None and holder.alive:
                 pulls[holder.addr] = pulls.get(holder.addr, 0) + request.expected
             else:
-                missing.update(self._held_by(holder, job_id, request.runs, located.commits))
+                missing.update(self._held_by(holder, job_id, request.runs, attempts, lacking))
         return ReduceInputs(sorted(missing), pulls)
 
     def _held_by(self, holder: SimWorker | None, job_id: str, runs: list[tuple[int, int]],
-                 commits: dict[int, int]) -> list[int]:
-        """The maps among `runs` whose attempt that counts (`commits`, else 1) `holder` kept (dead or not)."""
+                 commits: dict[int, int], lacking: frozenset[int]) -> list[int]:
+        """The lacking maps among `runs` whose attempt that counts (`commits`, else 1) `holder` kept (dead or
+        not)."""
         if holder is None:
             return []
         asked, ints = m.runs_filter(runs), self._ints
         return [ints[task] for task, attempt in holder.kept.get(job_id, ())
-                if asked(task) and commits.get(task, 1) == attempt]
+                if task in lacking and asked(task) and commits.get(task, 1) == attempt]
 
     def _end_task(self, worker: SimWorker) -> list[m.WorkerToCoord]:
         """The running attempt is over (done, failed or cancelled): ask for work, start what waited."""

@@ -410,7 +410,7 @@ class SimCluster:
         lacking = self._lacking(worker, task)
         if lacking:
             worker.locating, worker.asked = True, lacking
-            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, runs=m.to_runs(lacking)))]
+            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, runs=m.coarse_runs(lacking)))]
         return self._reduce_done(worker, task)
 
     def _reduce_done(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
@@ -445,10 +445,11 @@ class SimCluster:
         if not isinstance(task, m.AssignReduce) or not worker.locating or not worker.runs(msg.attempt):
             return []
         worker.locating = False
-        wanted = {t: msg.commits.get(t, 1) for t in worker.asked}
-        nowhere = set(msg.nowhere) | {t for t, a in wanted.items() if not a}
+        context = worker.machine.job(task.attempt.job_id)
+        wanted = {t: msg.commits.get(t, context.committed(t) if context else 1) for t in worker.asked}
+        nowhere = {t for t in msg.nowhere if t in wanted} | {t for t, a in wanted.items() if not a}
         got: set[int] = set()
-        for request in m.peer_requests(msg, m.to_runs(worker.asked)):
+        for request in m.peer_requests(msg, m.coarse_runs(worker.asked)):
             got |= self._pulled(task.attempt.job_id, request, wanted)
         missing = sorted(nowhere | (set(wanted) - got))
         if missing:

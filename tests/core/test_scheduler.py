@@ -309,7 +309,7 @@ def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
     answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, runs=[(1, 3)]))
     [located] = sent(answer, m.MapLocations)
-    assert (located.peers, located.counts, located.commits) == ([addr(sim, "w1")], [2], {1: 2})
+    assert (located.peers, located.counts, located.commits) == ([addr(sim, "w1")], [2], {})   # its table has it
     sim.finish("w1")
     second = sim.assignment("w1")
     assert isinstance(second, m.AssignReduce) and (second.commits_base, second.commits) == (1, [])
@@ -1169,6 +1169,7 @@ def test_a_map_far_slower_than_its_jobs_finished_maps_is_restarted_once_while_no
     sim.slow("w1", 4)
     actions = sim.advance(2.0)
     assert sent(actions, m.CancelTask, peer(sim, "w1")) == [m.CancelTask(attempt=slow.attempt)]
+    assert sent(actions, m.JobSetup, peer(sim, "w1")) == []   # it was told to stop: it still has the job
     assert [log.fields["why"] for log in logged(actions, "attempt_lost")] == [
         "moving at 0.25 of the median pace of its job's maps"]
     task = sim.task(job, MAP, slow.attempt.task)

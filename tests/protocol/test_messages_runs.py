@@ -25,3 +25,24 @@ def test_runs_give_back_the_tasks(tasks: set[int]) -> None:
     assert m.from_runs(runs, 301) == tasks
     assert all(start < end for start, end in runs)
     assert all(a[1] < b[0] for a, b in zip(runs, runs[1:], strict=False))   # apart, in order
+
+
+def test_coarse_runs_fill_the_smallest_gaps_first() -> None:
+    tasks = [0, 1, 3, 4, 10, 11, 12, 14]                  # runs (0,2) (3,5) (10,13) (14,15): gaps 1, 5, 1
+    assert m.coarse_runs(tasks, 4) == m.to_runs(tasks)
+    assert m.coarse_runs(tasks, 2) == [(0, 5), (10, 15)]  # the largest gap stays
+    assert m.coarse_runs(tasks, 1) == [(0, 15)]
+
+
+@given(st.sets(st.integers(0, 300)), st.integers(1, 10))
+def test_coarse_runs_cover_the_tasks_in_at_most_so_many_runs(tasks: set[int], most: int) -> None:
+    runs = m.coarse_runs(tasks, most)
+    assert len(runs) <= most and m.from_runs(runs, 301) >= tasks
+    assert all(a[1] < b[0] for a, b in zip(runs, runs[1:], strict=False))
+    assert not tasks or (runs[0][0], runs[-1][1]) == (min(tasks), max(tasks) + 1)
+
+
+@given(st.lists(st.tuples(st.integers(-5, 60), st.integers(-5, 60)), max_size=8), st.integers(-5, 60))
+def test_a_runs_filter_says_what_from_runs_says(runs: list[tuple[int, int]], task: int) -> None:
+    """Runs in any order, overlapping or empty (a peer's PullMaps may carry anything)."""
+    assert m.runs_filter(runs)(task) is (task in {t for s, e in runs for t in range(s, e)})

@@ -177,7 +177,7 @@ class Dispatch(SchedulerBase):
         number = task.attempts_made + 1
         self._record(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
                                     worker_id=worker.id))
-        task.running[number] = AttemptRun(worker.id, self._now, self._now)
+        task.running[number] = AttemptRun(worker.id, self._now, self._now, commits_seen=len(job.commit_log))
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
         attempt = task.attempt_id(job.id, number)
@@ -297,8 +297,9 @@ class Dispatch(SchedulerBase):
         worker = self.workers.get(worker_id)
         return worker.data_addr if worker is not None and worker.alive else ""
 
-    def _locations(self, attempt: m.AttemptId, job: Job, asked: set[int], runs: int) -> m.MapLocations:
-        """Which live workers keep the committed output of the `asked` maps (`runs` runs of them).
+    def _locations(self, attempt: m.AttemptId, job: Job, asked: set[int], runs: int, seen: int) -> m.MapLocations:
+        """Which live workers keep the committed output of the `asked` maps (`runs` runs of them), and
+        which of them committed another attempt since the asking attempt's table held `seen` of the log.
 
         Built from the per-worker index (`Job.maps_held`) with set operations, never a Python step per
         map. When naming each holder's maps would cost more than asking every holder for all of the asked
@@ -314,9 +315,8 @@ class Dispatch(SchedulerBase):
                 holders.append((addr, mine))
                 covered += len(mine)
         nowhere = sorted(asked.difference(*(held for _, held in holders))) if covered < len(asked) else []
-        commits = {i: job.maps[i].committed or 0 for i, _ in job.commit_log if i in asked}
+        commits = {i: a for i, a in job.commit_log[seen:] if i in asked}   # the rest its table has right
         commits.update((i, 0) for i in nowhere if job.maps[i].committed is None)
-        commits = {i: a for i, a in commits.items() if a != 1}
         peers = [addr for addr, _ in holders]
         if runs * len(holders) < covered:
             return m.MapLocations(attempt=attempt, peers=peers, counts=[len(mine) for _, mine in holders],

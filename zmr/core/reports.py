@@ -37,8 +37,9 @@ class Reports(Losses):
                 self._log("stale_task_request", "debug", worker=worker.id)
                 return
             job = self.jobs.get(worker.current.job_id)
+            unexplained = self._current_run(worker) is not None   # not cancelled here: it ended it by itself
             self._abandon_current(worker, "the worker ended it without a report that counts")
-            if job is not None:   # perhaps it had lost the job: the next assignment sets it up again
+            if job is not None and unexplained:   # perhaps it had lost the job: the next assignment sets it up
                 job.set_up_on.pop(worker.id, None)
         self._idle[worker.id] = None
         self._wake[worker.id] = None
@@ -170,9 +171,10 @@ class Reports(Losses):
         """A reduce attempt asks where the committed output of the maps it lacks is kept."""
         found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is not None:
-            job = found[0]
+            job, task = found
             asked = m.from_runs(msg.runs, len(job.maps))
-            self._send(worker.peer, self._locations(msg.attempt, job, asked, len(msg.runs)))
+            seen = task.running[msg.attempt.number].commits_seen
+            self._send(worker.peer, self._locations(msg.attempt, job, asked, len(msg.runs), seen))
 
     def _on_setup_request(self, worker: WorkerEntry, msg: m.SetupRequest) -> None:
         """The worker missed an owner update: it gets the whole setup again (or hears the job is over)."""

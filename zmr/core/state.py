@@ -42,6 +42,7 @@ class AttemptRun:
     started: float
     last_progress: float
     progress: int = 0
+    commits_seen: int = 0   # a reduce: how much of its job's commit log its worker's table held when it began
 
 
 @dataclass(slots=True)

@@ -296,6 +296,31 @@ def to_runs(tasks: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
+LOCATE_RUNS = 64   # the most runs a reducer's LocateMaps (and so each PullMaps) carries: see coarse_runs
+
+
+def coarse_runs(tasks: Iterable[int], most: int = LOCATE_RUNS) -> list[tuple[int, int]]:
+    """`to_runs(tasks)` with the smallest gaps between runs filled until at most `most` runs are left.
+
+    A partition that moved lacks most maps but holds scattered ones pushed to it since: thousands of
+    runs, which a LocateMaps and every PullMaps would carry. Coarse runs keep both small at the cost of
+    asking for some maps that are here already; a reducer keeps only the streams it lacks.
+    """
+    runs = to_runs(tasks)
+    if len(runs) <= most:
+        return runs
+    by_size = sorted(range(len(runs) - 1), key=lambda i: runs[i + 1][0] - runs[i][1])
+    kept = set(by_size[len(runs) - max(1, most):])   # the largest gaps stay
+    out: list[tuple[int, int]] = []
+    start = runs[0][0]
+    for i in range(len(runs) - 1):
+        if i in kept:
+            out.append((start, runs[i][1]))
+            start = runs[i + 1][0]
+    out.append((start, runs[-1][1]))
+    return out
+
+
 def runs_filter(runs: list[tuple[int, int]]) -> Callable[[int], bool]:
     """A test of whether a task number is in `runs` (in any order, overlapping or not): O(log runs)."""
     merged: list[list[int]] = []
@@ -440,8 +465,9 @@ class MapLocations(_Msg, frozen=True):
     maps. When the asked maps outnumber what naming them per peer would save, it says only how many of
     them each peer keeps (`counts`), and the reducer asks each peer for all the asked maps it keeps; the
     answer is then O(peers). Otherwise it lists them per peer (`maps`). Asked maps no live worker keeps
-    are `nowhere`; each asked map's committed attempt is 1 unless `commits` says otherwise (0: none is
-    committed now). `peer_requests` unpacks it; `check_locations` refuses one whose lists do not match.
+    are `nowhere`. `commits` names the asked maps committed again since the attempt's commit table was
+    made (their attempt now), and those none of whose attempts is committed now (0); for the others the
+    table is right. `peer_requests` unpacks it; `check_locations` refuses one whose lists do not match.
     """
 
     attempt: AttemptId

@@ -375,12 +375,13 @@ class Executor(threading.Thread):
                    if not self._received.complete(job_id, partition, task, attempt)]
         if not lacking:
             return
-        runs = m.to_runs(lacking)
+        runs = m.coarse_runs(lacking)
         self._tell(m.LocateMaps(worker_id=self._worker_id, attempt=assign.attempt, runs=runs))
         located = self._await_locations(assign)
-        wanted = {task: located.commits.get(task, 1) for task in lacking}
+        wanted = {task: located.commits.get(task, inputs[task]) for task in lacking}
         inputs.update(wanted)
-        nowhere = set(located.nowhere) | {task for task, attempt in wanted.items() if not attempt}
+        nowhere = {task for task in located.nowhere if task in wanted} | {
+            task for task, attempt in wanted.items() if not attempt}
         wanted = {task: attempt for task, attempt in wanted.items() if task not in nowhere}
         missing = self._puller.gather(assign, m.peer_requests(located, runs), wanted, self._check_cancel,
                                       self._tick, log)
