@@ -296,6 +296,27 @@ def test_a_reduce_that_asks_about_every_map_hears_how_many_each_holder_keeps_not
     assert after.commits == {i: 0 for i in held["w3"]}
 
 
+def test_map_locations_name_only_the_commits_the_asking_attempts_table_lacks() -> None:
+    """Reduce 0 began on w1 before map 1 was made again (attempt 2): its answer names that commit. Reduce 1,
+    assigned since, got it in its AssignReduce, so its answer names nothing."""
+    sim = sim_with("w1", "w2", "w3")
+    sim.submit(n_splits=3, n_reduce=2)                  # owners w1, w2; map i on worker i+1
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # reduces 0, 1 on w1, w2; w3 is idle
+    first = sim.assignment("w1")
+    assert isinstance(first, m.AssignReduce)
+    sim.kill("w2")
+    sim.advance(sim.liveness_timeout)                   # map 1 is made again on w3 ...
+    sim.finish("w3")                                    # ... and committed; w3 takes over partition 1
+    later = sim.assignment("w3")
+    assert isinstance(later, m.AssignReduce) and later.commits == [(1, 2)]
+    every = [(0, 3)]
+    for worker, assign, commits in (("w1", first, {1: 2}), ("w3", later, {})):
+        [located] = sent(sim.send(worker, m.LocateMaps(worker_id=worker, attempt=assign.attempt, runs=every)),
+                         m.MapLocations)
+        assert (located.commits, located.nowhere) == (commits, [])
+
+
 def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     sim = sim_with("w1", task_timeout=4.0)
     job = sim.submit(n_splits=3, n_reduce=2)

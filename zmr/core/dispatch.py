@@ -70,6 +70,11 @@ class Dispatch(SchedulerBase):
             job.awaited.setdefault(i, set()).add(task.index)
         return True
 
+    def _await_remade(self, job: Job, task: Task) -> bool:
+        """A reduce whose partition moved holds none of the output being made again (it was pushed to the
+        old owner): it waits for those maps; False if it need not wait."""
+        return bool(job.remaking) and not task.running and self._await_maps(job, task, job.remaking)
+
     def _maps_arrived(self, job: Job, index: int) -> None:
         """Map `index` committed again: the reduces that lacked only it are ready."""
         for partition in sorted(job.awaited.pop(index, ())):

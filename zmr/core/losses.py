@@ -197,11 +197,10 @@ class Losses(Dispatch):
         lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
             self._uncommit_map(job, job.maps[index])
-        if job.remaking:   # a moved partition's new owner holds none of its input: it waits for what is remade
+        if job.reduce_phase:   # (before it, every reduce waits anyway: see _begin_reduce_phase)
             for p in moves:
-                task = job.reduces[p]
-                if task.state in (TaskState.READY, TaskState.WAITING) and not task.running and job.reduce_phase:
-                    self._await_maps(job, task, job.remaking)
+                if job.reduces[p].state in (TaskState.READY, TaskState.WAITING):
+                    self._await_remade(job, job.reduces[p])
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
         """The map must run again. Before the reduce phase no reduce is ready; in it, a reduce whose owner

@@ -76,7 +76,7 @@ class Reports(Losses):
         for reduce in job.reduces:
             if reduce.state is not TaskState.WAITING:
                 continue
-            if not (job.remaking and reduce.index in job.owner_moves and self._await_maps(job, reduce, job.remaking)):
+            if not (reduce.index in job.owner_moves and self._await_remade(job, reduce)):
                 self._make_ready(job, reduce)
 
     def _on_reduce_done(self, worker: WorkerEntry, msg: m.ReduceDone) -> None:
