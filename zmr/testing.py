@@ -116,6 +116,7 @@ class SimWorker:
     awaiting: bool = False        # the current reduce reported ReduceDone and waits for the decision
     locating: bool = False        # the current reduce asked where the map output it lacks is kept ...
     asked: list[int] = field(default_factory=list)   # ... of these maps
+    asked_runs: list[tuple[int, int]] = field(default_factory=list)   # ... in these runs (what LocateMaps said)
     granted: bool | None = None   # the CommitDecision for the current reduce, once it came
     kept: set[tuple[str, int, int]] = field(default_factory=set)   # (job, map, attempt) output kept here
     inbox: deque[m.FromCoordinator] = field(default_factory=lambda: deque(maxlen=1000))
@@ -409,8 +410,8 @@ class SimCluster:
         """Pushed input complete: done. Otherwise ask where the maps it lacks are kept (as the executor does)."""
         lacking = self._lacking(worker, task)
         if lacking:
-            worker.locating, worker.asked = True, lacking
-            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, runs=m.coarse_runs(lacking)))]
+            worker.locating, worker.asked, worker.asked_runs = True, lacking, m.coarse_runs(lacking)
+            return [Reported(m.LocateMaps(worker_id=worker.id, attempt=task.attempt, runs=worker.asked_runs))]
         return self._reduce_done(worker, task)
 
     def _reduce_done(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
@@ -449,7 +450,7 @@ class SimCluster:
         wanted = {t: msg.commits.get(t, context.committed(t) if context else 1) for t in worker.asked}
         nowhere = {t for t in msg.nowhere if t in wanted} | {t for t, a in wanted.items() if not a}
         got: set[int] = set()
-        for request in m.peer_requests(msg, m.coarse_runs(worker.asked)):
+        for request in m.peer_requests(msg, worker.asked_runs):
             got |= self._pulled(task.attempt.job_id, request, wanted)
         missing = sorted(nowhere | (set(wanted) - got))
         if missing:
