@@ -13,6 +13,11 @@ from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskSta
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 
+# finished tasks whose paces must be known before an attempt is judged slow by its pace
+_PACE_SAMPLES = 5
+# attempts of one task that may run at once: the first and up to two backups
+_MOST_ATTEMPTS_AT_ONCE = 3
+
 
 class Dispatch(SchedulerBase):
     """Keeps idle workers busy, oldest job first, and starts and ends jobs."""
@@ -340,8 +345,8 @@ class Dispatch(SchedulerBase):
     def _speculate(self) -> None:
         """Near the end of a phase, a task far slower than its finished peers gets a backup attempt.
 
-        Runs on ticks only. Conservative on purpose: a backup needs an idle worker (so no task is waiting
-        for one), at least one finished task to compare with, and `slow_factor` times its median.
+        Runs on ticks only. A backup needs an idle worker (so no task is waiting for one) and finished
+        tasks to compare with; which attempts qualify is `_straggler`'s rule.
         """
         if not self.params.speculation or not self._idle:
             return
@@ -359,17 +364,40 @@ class Dispatch(SchedulerBase):
                 self._assign(self.workers[backup], job, task)
 
     def _straggler(self, worker: WorkerEntry) -> tuple[Job, Task] | None:
+        """The task of the worker's attempt if it wants a backup: the attempt is its task's newest, fewer
+        than `_MOST_ATTEMPTS_AT_ONCE` run, and it has run `slow_factor` times its job's median task of
+        its kind, or (a map) moves at under 1/`slow_factor` of their median pace. So a backup that
+        straggles too gets a backup of its own, and a map seen slow early is not waited on."""
         if not worker.alive or worker.current is None:
             return None
         job, task = self._task_of(worker.current)
         attempt = task.running.get(worker.current.number) if task else None
-        if job is None or task is None or attempt is None or len(task.running) != 1:
+        if job is None or task is None or attempt is None or len(task.running) >= _MOST_ATTEMPTS_AT_ONCE:
             return None
         durations = job.durations.get(task.kind)
-        if task.state is not TaskState.RUNNING or not durations:
+        if task.state is not TaskState.RUNNING or not durations \
+                or any(run.started > attempt.started for run in task.running.values()):
             return None
         if task.kind == REDUCE and job.remaking:
             return None   # some map output was lost since it started: a backup could not read it
         limit = max(self.params.min_elapsed, self.params.slow_factor * durations.median)
-        slow = self._now - attempt.started >= limit
-        return (job, task) if slow else None
+        if self._now - attempt.started >= limit:
+            return job, task
+        if task.kind == MAP and self._slow_pace(job, task, worker.current.number) is not None:
+            return job, task
+        return None
+
+    def _slow_pace(self, job: Job, task: Task, number: int) -> float | None:
+        """The attempt's pace over the median pace of its job's finished tasks of its kind, if that is
+        under 1/`slow_factor` after `min_elapsed` and its rest at that pace outlasts a median task."""
+        p = self.params
+        run = task.running.get(number)
+        durations, paces = job.durations.get(task.kind), job.paces.get(task.kind)
+        if run is None or not durations or not paces or len(paces) < _PACE_SAMPLES or run.progress <= 0:
+            return None
+        elapsed = run.last_progress - run.started
+        if self._now - run.started < p.min_elapsed or elapsed <= 0:
+            return None
+        pace, typical = run.progress / elapsed, paces.median
+        left = durations.median * typical / pace - (self._now - run.started)
+        return pace / typical if pace * p.slow_factor < typical and left > durations.median else None

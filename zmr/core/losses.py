@@ -9,9 +9,6 @@ from zmr.core.state import MAP, REDUCE, Job, JobState, Task, TaskState, WorkerEn
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 
-# finished maps whose paces must be known before a map attempt is judged slow by its pace
-_PACE_SAMPLES = 5
-
 
 class Losses(Dispatch):
     """Puts back what a lost worker, a stalled attempt or lost map output took away."""
@@ -37,45 +34,48 @@ class Losses(Dispatch):
                 self._send(worker.peer, m.CancelTask(attempt=worker.current))
                 self._time_out_current(worker, worker.current)
 
-    def _restart_slow_maps(self) -> None:
-        """While no worker is idle, a map attempt moving far slower than its job's finished maps did is
-        cancelled and its map put first in line: it costs what it ran, not the rest of a slow run.
+    def _restart_slow_attempts(self) -> None:
+        """An attempt moving far slower than its job's finished tasks of its kind did is cancelled and
+        its task put first in line: it costs what it ran, not the rest of a slow run.
 
-        Backups (`_speculate`) need an idle worker, so they help only at a phase's end; while every worker
-        is busy, a straggler holds its slot for its whole slow run. Like Mantri's restarts, this acts when
-        the attempt's pace (progress per second, from heartbeats) is under 1/`slow_factor` of the
-        median pace of the job's finished maps, after `min_elapsed`, and only if what is left of it at
-        that pace would take longer than a median map. Once per map: a map slow by nature (a heavy
-        split) runs on after that, and the task timeout still catches one that stops moving.
+        A map is restarted only while no worker is idle: then no backup (`_speculate`) can start, and a
+        straggler would hold its slot for its whole slow run. A reduce is restarted whenever it is slow:
+        it runs again on its partition's owner, which still holds what was pushed to it, where a backup
+        elsewhere would first pull the whole partition. Like Mantri's restarts, this acts when the
+        attempt's pace (progress per second, from heartbeats) is under 1/`slow_factor` of the median pace
+        of its job's finished tasks of its kind, after `min_elapsed`, and only if what is left of it at
+        that pace would take longer than a median task. Once per task: a task slow by nature (a heavy
+        split, a large partition) runs on after that, and the task timeout still catches one that stops.
         """
-        p = self.params
-        if not p.speculation or self._idle:
+        if not self.params.speculation:
             return
+        maps_too = not self._idle
         for worker in self.workers.values():
             current = worker.current
-            if current is None or current.kind != MAP or not worker.alive:
+            if current is None or not worker.alive or (current.kind == MAP and not maps_too):
                 continue
             job, task = self._task_of(current)
-            run = task.running.get(current.number) if task is not None else None
-            if job is None or task is None or run is None or task.restarted or len(task.running) != 1:
+            if job is None or task is None or task.restarted or len(task.running) != 1 \
+                    or task.state is not TaskState.RUNNING:
                 continue
-            durations, paces = job.durations.get(MAP), job.paces.get(MAP)
-            elapsed = run.last_progress - run.started
-            if not durations or not paces or len(paces) < _PACE_SAMPLES or run.progress <= 0 \
-                    or self._now - run.started < p.min_elapsed or elapsed <= 0:
-                continue
-            pace, typical = run.progress / elapsed, paces.median
-            left = durations.median * typical / pace - (self._now - run.started)
-            if pace * p.slow_factor < typical and left > durations.median:
-                self._restart(worker, job, task, current, pace / typical)
+            if task.kind == REDUCE and job.owners[task.index] != worker.id:
+                continue   # a backup: its partition's input is kept on the owner, not here
+            ratio = self._slow_pace(job, task, current.number)
+            if ratio is not None:
+                self._restart(worker, job, task, current, ratio)
 
     def _restart(self, worker: WorkerEntry, job: Job, task: Task, current: m.AttemptId, ratio: float) -> None:
         self._send(worker.peer, m.CancelTask(attempt=current))
-        self._take_attempt_off(worker, current, f"moving at {ratio:.2f} of the median pace of its job's maps")
+        self._take_attempt_off(worker, current,
+                               f"moving at {ratio:.2f} of the median pace of its job's {task.kind}s")
         task.restarted = True
-        if job.state is JobState.RUNNING and task.state is not TaskState.DONE and not task.running:
+        if job.state is not JobState.RUNNING or task.state is TaskState.DONE or task.running:
+            return
+        if task.kind == MAP:
             task.state = TaskState.READY
             job.ready_maps.appendleft(task.index)   # first in line: the next idle worker runs it
+        else:
+            self._make_ready(job, task)   # on its owner, which is about to be idle
 
     def _time_out_current(self, worker: WorkerEntry, current: m.AttemptId) -> None:
         """A stalled attempt is the app's failure, not the worker's: a map that loops for ever would

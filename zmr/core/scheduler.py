@@ -216,7 +216,7 @@ class Scheduler(Rejoin):
         self._dispatch()
         self._steal_reduces()
         self._speculate()
-        self._restart_slow_maps()
+        self._restart_slow_attempts()
         self._announce_moves()
 
     def _release_committed(self) -> None:
