@@ -816,8 +816,11 @@ def index_problems(job: Job) -> list[str]:
         if task.granted_worker is not None and task.state is not TaskState.DONE:
             granted.setdefault(task.granted_worker, set()).add(task.index)
     owned: dict[str, int] = {}
-    for owner in job.owners:
+    unfinished: dict[str, int] = {}
+    for partition, owner in enumerate(job.owners):
         owned[owner] = owned.get(owner, 0) + 1
+        if job.reduces[partition].state is not TaskState.DONE:
+            unfinished[owner] = unfinished.get(owner, 0) + 1
     problems = []
     uncommitted = {t.index for t in job.maps if t.state is not TaskState.DONE}
     if not job.remaking <= uncommitted or (job.reduce_phase and job.remaking != uncommitted):
@@ -827,6 +830,9 @@ def index_problems(job: Job) -> list[str]:
         problems.append(f"{job.id}: every map committed once, yet the reduce phase has not begun")
     if job.owned != owned:
         problems.append(f"{job.id}: owned {job.owned} does not count the owners' partitions: {owned}")
+    if job.unfinished != unfinished:
+        problems.append(f"{job.id}: unfinished {job.unfinished} does not count the owners' partitions not "
+                        f"committed: {unfinished}")
     if job.maps_held != held:
         problems.append(f"{job.id}: maps_held {job.maps_held} is not where committed maps are: {held}")
     if job.grants != granted:

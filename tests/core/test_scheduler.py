@@ -899,6 +899,22 @@ def test_a_death_in_the_reduce_phase_holds_back_only_the_partitions_it_moved() -
     assert [t.attempts_made for t in state.maps] == [1, 2, 1, 1]
 
 
+def test_a_dead_owners_partitions_are_dealt_one_each_to_the_workers_with_the_fewest_unfinished() -> None:
+    """w5 joined after the start and owns nothing. w1 dies owning partitions 0 and 4: a newcomer would
+    have to pull both in turn, so it gets one and the next least loaded worker (w2, by id) the other."""
+    sim = sim_with("w1", "w2", "w3", "w4")
+    job = sim.submit(n_splits=4, n_reduce=8)           # owners w1..w4, w1..w4
+    sim.add_worker("w5")
+    sim.kill("w1")
+    sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert [(p, state.owners[p]) for p in (0, 4)] == [(0, "w5"), (4, "w2")]
+    assert state.unfinished == {"w2": 3, "w3": 2, "w4": 2, "w5": 1}
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert state.unfinished == {}
+
+
 def test_the_reduce_phase_begins_once_every_map_committed_once_not_after_lost_output_is_remade() -> None:
     """w2 dies holding map 1's output: map 1 runs again, but reduces 0 and 2, whose owners hold what map 1
     pushed to them, start as soon as every map has committed once; only moved partition 1 waits for it."""
@@ -1202,6 +1218,34 @@ def test_a_map_far_slower_than_its_jobs_finished_maps_is_restarted_once_while_no
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert (task.committed, task.app_failures, task.worker_losses) == (2, 0, 0)
+
+
+def test_an_idle_worker_takes_over_a_busy_owners_ready_partition_even_while_map_output_is_remade() -> None:
+    """w1 hangs in reduce 0 with reduce 4 ready behind it; w4 dies, so map 3 is being made again. An idle
+    worker still takes partition 4 over: it pulls the rest meanwhile and waits only for map 3."""
+    sim = sim_with("w1", "w2", "w3", "w4", min_elapsed=5.0)
+    job = sim.submit(n_splits=4, n_reduce=8)           # owners w1..w4, w1..w4; map i on worker i+1
+    for worker in ("w1", "w2", "w3", "w4"):
+        sim.finish(worker)                              # then reduce i on worker i+1
+    sim.hang("w1")
+    for worker in ("w2", "w3", "w4"):
+        sim.finish(worker)                              # reduces 1-3 commit; 5-7 start
+    sim.finish("w2")
+    sim.finish("w3")                                    # reduces 5, 6 commit: w2 and w3 are idle
+    sim.kill("w4")                                      # mid reduce 7, holding map 3's output
+    actions = sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert state.remaking == {3} and state.owners[4] == "w1"
+    actions = sim.advance(2.5)                          # w1 has been busy for 5 s
+    moved = [(log.fields["partition"], log.fields["old"]) for log in logged(actions, "partition_moved")]
+    assert moved == [(4, "w1")] and state.remaking == {3}
+    thief = state.owners[4]
+    assigned = sim.assignment(thief)
+    assert isinstance(assigned, m.AssignReduce) and assigned.attempt.task == 4
+    sim.hang("w1", False)
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.app_failures for t in state.reduces] == [0] * 8
 
 
 def test_an_idle_worker_takes_over_a_ready_partition_whose_owner_is_busy_for_long() -> None:

@@ -136,7 +136,9 @@ class Dispatch(SchedulerBase):
         A reduce runs on its partition's owner, which holds the pushed batches. If that owner is stuck
         in a long task (a straggling map that lost to its backup may still be in app code), the job
         should not wait for it: the partition moves to the idle worker, which pulls its input from the
-        mappers' kept copies.
+        mappers' kept copies. It does so even while some map output is being made again: the thief pulls
+        all the rest meanwhile, keeps it, and fails for just those maps, a loss no worker is blamed for,
+        then waits for them (`_await_maps`) as the old owner would have had to.
         """
         for owner_id, queue in self._ready_reduces.items():
             owner = self.workers.get(owner_id)
@@ -150,8 +152,6 @@ class Dispatch(SchedulerBase):
                 if (job is None or task is None or job.state is not JobState.RUNNING
                         or task.state is not TaskState.READY or task.running or task.not_before > self._now):
                     del queue[(job_id, partition)]
-                    continue
-                if job.remaking:   # the thief would pull every map's output, and some is being made again
                     continue
                 self._log("partition_moved", "info", job=job.id, partition=partition, old=owner_id,
                           worker=thief.id, why="its owner is busy")

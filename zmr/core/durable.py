@@ -138,6 +138,10 @@ def _started(job: Job, rec: j.JobStarted) -> None:
     job.owned = {}
     for owner in job.owners:
         job.owned[owner] = job.owned.get(owner, 0) + 1
+    job.unfinished = dict(job.owned)
+    for task in job.reduces:
+        if task.state is TaskState.DONE:
+            _count(job.unfinished, job.owners[task.index], -1)
     job.reduce_phase = not job.maps
 
 
@@ -147,10 +151,11 @@ def _owners_moved(job: Job, rec: j.OwnersMoved) -> None:
         if not 0 <= partition < len(job.owners):
             continue
         old = job.owners[partition]
-        job.owned[old] = job.owned.get(old, 0) - 1
-        if job.owned[old] <= 0:
-            del job.owned[old]
-        job.owned[owner] = job.owned.get(owner, 0) + 1
+        _count(job.owned, old, -1)
+        _count(job.owned, owner, 1)
+        if job.reduces[partition].state is not TaskState.DONE:
+            _count(job.unfinished, old, -1)
+            _count(job.unfinished, owner, 1)
         job.owners[partition] = owner
         if owner == job.owner_cycle[partition % len(job.owner_cycle)]:
             job.owner_moves.pop(partition, None)
@@ -237,6 +242,17 @@ def _commit_confirmed(job: Job, rec: j.CommitConfirmed) -> None:
     task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
     task.committing, task.records_out, task.finished = rec.attempt, rec.records_out, rec.finished
     job.reduces_done += 1
+    if 0 <= task.index < len(job.owners):
+        _count(job.unfinished, job.owners[task.index], -1)
+
+
+def _count(counts: dict[str, int], worker: str, change: int) -> None:
+    """A per-worker count that holds only positive counts."""
+    count = counts.get(worker, 0) + change
+    if count > 0:
+        counts[worker] = count
+    else:
+        counts.pop(worker, None)
 
 
 def _index(index: dict[str, set[int]], worker: str, task: int) -> None:

@@ -174,22 +174,22 @@ class Losses(Dispatch):
         """Move partitions off dead owners; map output the new owners cannot pull is made again.
 
         Runs for every running job on each lost or new worker, so it first asks the owner counts
-        (`Job.owned`) whether any owner is dead at all; only then does it visit the partitions. Each
-        moved partition goes to the live worker that owns the fewest (by id on a tie), taken off a heap.
+        (`Job.unfinished`) whether any owner of a partition not committed yet is dead at all; only then
+        does it visit the partitions. The moved partitions are dealt one each to the live workers with the
+        fewest such partitions (by id on a tie; round again if there are more partitions than workers):
+        a moved partition's new owner must pull what was pushed before the move, so a dead owner's
+        partitions are spread out, not piled on one newcomer that would pull every one of them in turn,
+        and in the reduce phase they go to workers done with their own.
         """
         workers = self.workers
-        dead = {w for w in job.owned if w not in workers or not workers[w].alive}
+        dead = {w for w in job.unfinished if w not in workers or not workers[w].alive}
         alive = [w.id for w in workers.values() if w.alive] if dead else []
         if not alive:
             return
-        load = [(job.owned.get(w, 0), w) for w in alive]
-        heapq.heapify(load)
-        moves: dict[int, str] = {}
-        for p, owner in enumerate(job.owners):
-            if owner in dead and job.reduces[p].state is not TaskState.DONE:
-                count, new = heapq.heappop(load)
-                heapq.heappush(load, (count + 1, new))
-                moves[p] = new
+        orphans = [p for p, owner in enumerate(job.owners)
+                   if owner in dead and job.reduces[p].state is not TaskState.DONE]
+        heirs = [w for _, w in heapq.nsmallest(len(orphans), ((job.unfinished.get(w, 0), w) for w in alive))]
+        moves = {p: heirs[k % len(heirs)] for k, p in enumerate(orphans)}
         if not moves:
             return
         self._move_partitions(job, moves)

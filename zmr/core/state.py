@@ -116,6 +116,7 @@ class Job:
     maps_held: dict[str, set[int]] = field(default_factory=dict)   # worker -> committed maps whose output it keeps
     grants: dict[str, set[int]] = field(default_factory=dict)      # worker -> reduces granted the rename there
     owned: dict[str, int] = field(default_factory=dict)            # owner -> how many partitions it owns
+    unfinished: dict[str, int] = field(default_factory=dict)       # ... and how many of them have not committed
     # Maps whose committed output was lost, not committed again yet. The reduce phase begins once every
     # map has committed at least once (in replay of a snapshot: once a reduce was assigned): owners hold
     # what was pushed to them, so lost output holds back only the reduces that lack it, not every reduce.
