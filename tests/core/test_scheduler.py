@@ -296,6 +296,33 @@ def test_a_reduce_that_asks_about_every_map_hears_how_many_each_holder_keeps_not
     assert after.commits == {i: 0 for i in held["w3"]}
 
 
+def test_an_answer_about_every_map_agrees_with_the_one_built_map_by_map() -> None:
+    """Asking about every map takes a path that never steps over the maps; after a death in the reduce
+    phase (its maps being made again) and with a map committed by a second attempt, it names the same
+    holders with the same counts, the same maps nowhere and the same commits as the general one."""
+    sim = sim_with("w1", "w2", "w3", "w4")
+    job = sim.submit(n_splits=12, n_reduce=4)
+    for _ in range(3):
+        for worker in ("w1", "w2", "w3", "w4"):
+            sim.finish(worker)                          # the maps; then reduce i on worker i+1
+    sim.kill("w4")                                      # it holds maps 3, 7 and 11: they are made again
+    sim.advance(sim.liveness_timeout)
+    sim.finish("w1")                                    # reduce 0 commits; w1 makes one of them again ...
+    assert isinstance(sim.assignment("w1"), m.AssignMap)
+    sim.finish("w1")                                    # ... and commits it: attempt 2
+    state = sim.job(job)
+    assert state.reduce_phase and state.remaking and state.commit_log
+    reduce = sim.assignment("w2")
+    assert isinstance(reduce, m.AssignReduce)
+    scheduler = sim.scheduler
+    fast = scheduler._every_location(reduce.attempt, state, 0)
+    slow = scheduler._locations(reduce.attempt, state, set(range(12)), 1, 0)
+    every = [(0, 12)]
+    assert sorted(m.peer_requests(fast, every)) == sorted(m.peer_requests(slow, every))
+    assert (fast.nowhere, fast.commits) == (slow.nowhere, slow.commits)
+    assert fast.nowhere == sorted(state.remaking) and set(fast.commits) >= {i for i, _ in state.commit_log}
+
+
 def test_map_locations_name_only_the_commits_the_asking_attempts_table_lacks() -> None:
     """Reduce 0 began on w1 before map 1 was made again (attempt 2): its answer names that commit. Reduce 1,
     assigned since, got it in its AssignReduce, so its answer names nothing."""

@@ -334,6 +334,26 @@ class Dispatch(SchedulerBase):
         return m.MapLocations(attempt=attempt, peers=peers, maps=[sorted(mine) for _, mine in holders],
                               nowhere=nowhere, commits=commits)
 
+    def _every_location(self, attempt: m.AttemptId, job: Job, seen: int) -> m.MapLocations:
+        """`_locations` of every map (a reduce that took a partition over asks for all), in the reduce
+        phase, without a step or a set operation over every map: each live holder is counted, and what is
+        nowhere is what is being made again (in the reduce phase, every map not committed) plus what
+        holders now gone still have on their index."""
+        peers: list[str] = []
+        counts: list[int] = []
+        gone: list[set[int]] = []
+        for worker_id, held in job.maps_held.items():
+            addr = self._data_addr(worker_id)
+            if not addr:
+                gone.append(held)
+            elif held:
+                peers.append(addr)
+                counts.append(len(held))
+        nowhere = sorted(job.remaking.union(*gone))
+        commits = dict(job.commit_log[seen:])
+        commits.update((i, 0) for i in nowhere if job.maps[i].committed is None)
+        return m.MapLocations(attempt=attempt, peers=peers, counts=counts, nowhere=nowhere, commits=commits)
+
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)
         if attempt is not None:

@@ -172,8 +172,12 @@ class Reports(Losses):
         found = self._own_attempt(worker, msg.attempt, REDUCE)
         if found is not None:
             job, task = found
-            asked = m.from_runs(msg.runs, len(job.maps))
             seen = task.running[msg.attempt.number].commits_seen
+            n = len(job.maps)
+            if job.reduce_phase and any(start <= 0 and end >= n for start, end in msg.runs):
+                self._send(worker.peer, self._every_location(msg.attempt, job, seen))
+                return
+            asked = m.from_runs(msg.runs, n)
             self._send(worker.peer, self._locations(msg.attempt, job, asked, len(msg.runs), seen))
 
     def _on_setup_request(self, worker: WorkerEntry, msg: m.SetupRequest) -> None:
