@@ -34,10 +34,15 @@ class DataSet:
         return sum(Path(f).stat().st_size for f in self.files)
 
 
-def corpus(root: Path, mb: float, files: int = 8) -> DataSet:
-    """Zipf-distributed text from `scripts/gencorpus.py`."""
-    name = f"corpus-{mb:g}mb-{files}f"
+CORPUS_VOCABULARY = 50_000   # gencorpus.py's default: the corpus every earlier figure was measured on
+
+
+def corpus(root: Path, mb: float, files: int = 8, vocabulary: int = CORPUS_VOCABULARY) -> DataSet:
+    """Zipf-distributed text from `scripts/gencorpus.py` over `vocabulary` distinct words."""
+    name = f"corpus-{mb:g}mb-{files}f" + ("" if vocabulary == CORPUS_VOCABULARY else f"-{vocabulary}w")
     cmd = [sys.executable, str(REPO / "scripts/gencorpus.py"), "--mb", f"{mb:g}", "--files", str(files)]
+    if vocabulary != CORPUS_VOCABULARY:   # (the default's command, so its stamp, stays as it was)
+        cmd += ["--vocab", str(vocabulary)]
     return _generated(root, name, mb, cmd)
 
 

@@ -206,7 +206,7 @@ def _skip_notes(skipped: dict[str, str]) -> list[str]:
 
 
 def job_wc(ctx: Context) -> JobReport:
-    ds = data.corpus(ctx.data, ctx.ns.mb)
+    ds = data.corpus(ctx.data, ctx.ns.mb, vocabulary=ctx.ns.wc_vocab)
     names, skipped = ctx.contenders("wc")
     outcomes = race(ctx, "wc", ds, names, ctx.ns.wc_reduce, "wc", verify.wordcount_digest)
     reference = _baseline_digest(outcomes)
@@ -221,7 +221,8 @@ def job_wc(ctx: Context) -> JobReport:
                       ("slower than " + ", ".join(slower_than)) if slower_than else "faster than " +
                       (", ".join(n for n, w in peers.items() if w) or "no peer that ran"),
                       _status(None if zmr is None or not any(peers.values()) else not slower_than))]
-    title = f"wc: word count, {ds.size_bytes / 1e6:.0f} MB in {len(ds.files)} files, R={ctx.ns.wc_reduce}"
+    title = (f"wc: word count, {ds.size_bytes / 1e6:.0f} MB in {len(ds.files)} files over "
+             f"{ctx.ns.wc_vocab:,} distinct words, R={ctx.ns.wc_reduce}")
     return JobReport("wc", title, RACE_HEADERS, table, rows, targets, _skip_notes(skipped),
                      {"input": str(ds.path), "bytes": ds.size_bytes, "reference_lines": reference and reference.lines})
 
