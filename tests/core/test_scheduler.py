@@ -365,6 +365,35 @@ def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     assert sim.finished == {job: JobState.SUCCEEDED}
 
 
+@pytest.mark.parametrize(("kind", "base"), [("missing_data", 1), ("internal", 0)])
+def test_after_a_failed_reduce_the_commit_table_is_sent_whole_only_if_it_may_be_out_of_step(
+        kind: m.FailureKind, base: int) -> None:
+    """w1's table holds map 1's attempt 2 (one change). Missing data says nothing of the table: the next
+    assignment carries only the changes since (map 0's attempt 2). Any other failure, such as the
+    worker's report that its table is out of step, gets the whole table again."""
+    sim = sim_with("w1", task_timeout=4.0)
+    job = sim.submit(n_splits=3, n_reduce=1)
+    sim.finish("w1")                                    # map 0, attempt 1
+    sim.hang("w1")
+    sim.advance(4.0)                                    # map 1's attempt 1 made no progress: given up
+    sim.hang("w1", False)
+    sim.finish("w1")                                    # map 2
+    sim.finish("w1")                                    # map 1, attempt 2
+    first = sim.assignment("w1")
+    assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
+    if kind == "missing_data":
+        sim.fail("w1", kind=kind, error="no output of map 0", missing=[0])
+        sim.finish("w1")                                # map 0, attempt 2
+    else:
+        sim.fail("w1", kind=kind, error="the commit table here is at 0, the assignment builds on 1")
+        sim.advance(5.0)                                # past the retry backoff
+    second = sim.assignment("w1")
+    expected = [(0, 2)] if kind == "missing_data" else [(1, 2)]
+    assert isinstance(second, m.AssignReduce) and (second.commits_base, second.commits) == (base, expected)
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
 def test_a_healthy_run_does_each_task_exactly_once() -> None:
     sim = sim_with("w1", "w2", "w3")
     job = sim.submit(n_splits=7, n_reduce=4)
@@ -783,7 +812,7 @@ def test_missing_data_reruns_the_listed_maps_then_the_reduce() -> None:
     sim.settle()
     assert state.state is JobState.SUCCEEDED
     assign = [msg for msg in sim.received("w1") if isinstance(msg, m.AssignReduce)][-1]
-    assert (assign.commits_base, assign.commits) == (0, [(0, 2), (2, 2)])   # after a failure: the whole table
+    assert (assign.commits_base, assign.commits) == (0, [(0, 2), (2, 2)])   # the changes since its last one
 
 
 def test_a_reduce_that_loses_its_input_too_often_fails_the_job() -> None:

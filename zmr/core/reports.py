@@ -124,7 +124,10 @@ class Reports(Losses):
         if found is None:
             return
         job, task = found
-        if task.kind == REDUCE:   # perhaps its commit table was out of step: the next one carries all of it
+        if task.kind == REDUCE and msg.kind != "missing_data":
+            # perhaps its commit table was out of step (a worker says so as an internal failure): the next
+            # assignment carries all of it. Missing data, the everyday loss under deaths, says nothing of
+            # the table, and resending it each time would cost O(maps made again) per such failure.
             job.commits_sent.pop(worker.id, None)
         run = task.running.get(attempt.number)
         assigned = run.started if run is not None else self._now
