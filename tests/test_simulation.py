@@ -110,3 +110,20 @@ def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:
     assert data["baseline_time_s"] is not None   # --compare is on by default with faults
     assert data["memory"]["peak_per_task_bytes"] > 0
     assert data["restart"]["replay_s"] >= 0 and data["restart"]["journal_bytes"] > 0
+
+
+def test_the_command_runs_several_seeds_and_sums_up_their_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "seeds.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "simulate"), "--workers", "8", "--maps", "60",
+                           "--partitions", "8", "--deaths-per-min", "5", "--stragglers", "0.1", "--no-memory",
+                           "--seeds", "1,2", "--json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    runs, summary = data["runs"], data["summary"]
+    assert [run["config"]["seed"] for run in runs] == [1, 2] == summary["seeds"]
+    ratios = [run["job_time_s"] / run["baseline_time_s"] for run in runs]
+    assert summary["job_over_baseline"] == ratios
+    assert summary["mean_job_over_baseline"] == sum(ratios) / 2 and summary["worst_job_over_baseline"] == max(ratios)
+    assert f"job/baseline mean x{sum(ratios) / 2:.3f}, worst x{max(ratios):.3f}" in proc.stdout
