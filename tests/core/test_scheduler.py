@@ -344,9 +344,11 @@ def test_map_locations_name_only_the_commits_the_asking_attempts_table_lacks() -
         assert (located.commits, located.nowhere) == (commits, [])
 
 
-def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
+def _first_reduce_after_map_1_ran_twice(n_reduce: int) -> tuple[SimCluster, str, m.AssignReduce]:
+    """One worker, three maps; map 1's first attempt stalls, so its second commits: the commit log holds
+    one change, and the first reduce's assignment carries it."""
     sim = sim_with("w1", task_timeout=4.0)
-    job = sim.submit(n_splits=3, n_reduce=2)
+    job = sim.submit(n_splits=3, n_reduce=n_reduce)
     sim.finish("w1")                                    # map 0, attempt 1
     sim.hang("w1")
     sim.advance(4.0)                                    # map 1's attempt 1 made no progress: given up
@@ -355,6 +357,11 @@ def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     sim.finish("w1")                                    # map 1, attempt 2
     first = sim.assignment("w1")
     assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
+    return sim, job, first
+
+
+def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
+    sim, job, first = _first_reduce_after_map_1_ran_twice(n_reduce=2)
     answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, runs=[(1, 3)]))
     [located] = sent(answer, m.MapLocations)
     assert (located.peers, located.counts, located.commits) == ([addr(sim, "w1")], [2], {})   # its table has it
@@ -371,16 +378,7 @@ def test_after_a_failed_reduce_the_commit_table_is_sent_whole_only_if_it_may_be_
     """w1's table holds map 1's attempt 2 (one change). Missing data says nothing of the table: the next
     assignment carries only the changes since (map 0's attempt 2). Any other failure, such as the
     worker's report that its table is out of step, gets the whole table again."""
-    sim = sim_with("w1", task_timeout=4.0)
-    job = sim.submit(n_splits=3, n_reduce=1)
-    sim.finish("w1")                                    # map 0, attempt 1
-    sim.hang("w1")
-    sim.advance(4.0)                                    # map 1's attempt 1 made no progress: given up
-    sim.hang("w1", False)
-    sim.finish("w1")                                    # map 2
-    sim.finish("w1")                                    # map 1, attempt 2
-    first = sim.assignment("w1")
-    assert isinstance(first, m.AssignReduce) and (first.commits_base, first.commits) == (0, [(1, 2)])
+    sim, job, _ = _first_reduce_after_map_1_ran_twice(n_reduce=1)
     if kind == "missing_data":
         sim.fail("w1", kind=kind, error="no output of map 0", missing=[0])
         sim.finish("w1")                                # map 0, attempt 2

@@ -325,8 +325,7 @@ class Dispatch(SchedulerBase):
                 holders.append((addr, mine))
                 covered += len(mine)
         nowhere = sorted(asked.difference(*(held for _, held in holders))) if covered < len(asked) else []
-        commits = {i: a for i, a in job.commit_log[seen:] if i in asked}   # the rest its table has right
-        commits.update((i, 0) for i in nowhere if job.maps[i].committed is None)
+        commits = self._commit_changes(job, seen, nowhere, asked)
         peers = [addr for addr, _ in holders]
         if runs * len(holders) < covered:
             return m.MapLocations(attempt=attempt, peers=peers, counts=[len(mine) for _, mine in holders],
@@ -350,9 +349,17 @@ class Dispatch(SchedulerBase):
                 peers.append(addr)
                 counts.append(len(held))
         nowhere = sorted(job.remaking.union(*gone))
-        commits = dict(job.commit_log[seen:])
-        commits.update((i, 0) for i in nowhere if job.maps[i].committed is None)
+        commits = self._commit_changes(job, seen, nowhere)
         return m.MapLocations(attempt=attempt, peers=peers, counts=counts, nowhere=nowhere, commits=commits)
+
+    @staticmethod
+    def _commit_changes(job: Job, seen: int, nowhere: list[int], asked: set[int] | None = None) -> dict[int, int]:
+        """What an attempt whose table held `seen` of the commit log lacks about the asked maps (all when
+        `asked` is None): later commits, and 0 for the maps not committed now."""
+        log = job.commit_log[seen:]
+        commits = dict(log) if asked is None else {i: a for i, a in log if i in asked}
+        commits.update((i, 0) for i in nowhere if job.maps[i].committed is None)
+        return commits
 
     def _record_duration(self, job: Job, task: Task, number: int) -> None:
         attempt = task.running.get(number)

@@ -138,10 +138,7 @@ def _started(job: Job, rec: j.JobStarted) -> None:
     job.owned = {}
     for owner in job.owners:
         job.owned[owner] = job.owned.get(owner, 0) + 1
-    job.unfinished = dict(job.owned)
-    for task in job.reduces:
-        if task.state is TaskState.DONE:
-            _count(job.unfinished, job.owners[task.index], -1)
+    job.unfinished = dict(job.owned)   # (a job's records, in a snapshot too, commit nothing before its start)
     job.reduce_phase = not job.maps
 
 
