@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zmr.inputs as inputs
+from zmr.compressed import detect
 from zmr.core.specs import SpecLimits
 from zmr.errors import JobSpecError
 from zmr.inputs import InputFile, expand_inputs, plan_splits, read_split
@@ -139,7 +140,8 @@ def test_lines_longer_than_a_read_chunk(tmp_path: Path) -> None:
     data=st.lists(st.sampled_from([b"\n", b"a", b"bc", b"\xc3\xa9", b"\xff", b"\xe2\x82", b"\r\n"])).map(
         b"".join
     )
-    | st.binary(max_size=200),
+    # a NUL byte or a compressed file's magic: not read as text (tests/test_compressed_inputs.py)
+    | st.binary(max_size=200).map(lambda b: b.replace(b"\0", b"\1")).filter(lambda b: not detect(b[:10])),
     split_size=st.integers(min_value=1, max_value=64),
     chunk=st.sampled_from([1, 2, 5, 1 << 20]),
 )

@@ -46,7 +46,8 @@ def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int
     _refuse(app_problem(len(blob), limits))
     files = expand_inputs(inputs, limits)
     _refuse(outputs.overlap_problem(inputs, (f.path for f in files), output))
-    splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end)
+    codecs = {f.path: f.codec for f in files}
+    splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end, codec=codecs[s.path])
               for s in plan_splits(files, split_size, workers=workers)]
     _refuse(map_tasks_problem(len(splits), limits))
     name = _display_name(app if isinstance(app, str) else loaded.name)

@@ -4,6 +4,7 @@
      +-- ConfigError        a config file, environment variable or flag is wrong
      +-- AppError           an app module cannot be loaded, lacks map/reduce, or cannot be shipped
      +-- JobSpecError       a job spec is invalid (missing input, n_reduce < 1, output exists, ...)
+     +-- InputError         an input cannot be read as text (binary, or a damaged compressed file)
      +-- ProtocolError      a peer sent a malformed, oversized or wrong-version message
      |    +-- OversizedMessage  ... one over the size limit, refused before it is parsed
      +-- JobFailed          a job ended in failure; carries the reason (and the app's traceback)
@@ -33,6 +34,11 @@ class AppError(ZmrError):
 
 class JobSpecError(ZmrError):
     """A job spec is invalid; the job is not queued."""
+
+
+class InputError(ZmrError):
+    """An input file is not text (it holds a NUL byte) or is a damaged compressed file: reading it again
+    gives the same answer, so a task that meets it fails its job at once."""
 
 
 class ProtocolError(ZmrError):

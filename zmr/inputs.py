@@ -1,6 +1,9 @@
-"""Input files: expand what the user typed into readable files, and read one split's lines.
+"""Input files: expand what the user typed into readable text files, and read one split's lines.
 
-Split planning itself is pure and lives in `zmr.core.splits`; it is re-exported here.
+Split planning itself is pure and lives in `zmr.core.splits`; it is re-exported here. Compressed files
+(gzip, bzip2, xz, zstd; see `zmr.compressed`) are read decompressed, each as one split. Input must be
+text: a NUL byte, which no text file holds, fails the job with an InputError naming the file, rather
+than feeding garbage to map.
 """
 
 from __future__ import annotations
@@ -10,24 +13,28 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from zmr import compressed
 from zmr.core.specs import SpecLimits, map_tasks_problem
 from zmr.core.splits import Split, plan_splits
-from zmr.errors import JobSpecError
+from zmr.errors import InputError, JobSpecError
 
 __all__ = ["MAP_CHUNK_BYTES", "InputFile", "Split", "expand_inputs", "plan_splits", "read_chunks", "read_split"]
 
 _CHUNK = 1 << 20
 MAP_CHUNK_BYTES = 16 << 20   # the most text one map call gets: memory stays bounded whatever the lines
 _WHITESPACE = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
+TEXT_PROBE_BYTES = 8192   # how much of each input (decompressed) is looked at when the job is submitted
 
 
 @dataclass(frozen=True)
 class InputFile:
-    """An input file: `name` as the user typed it (map receives it), `path` absolute (workers open it)."""
+    """An input file: `name` as the user typed it (map receives it), `path` absolute (workers open it),
+    `size` in bytes as stored, `codec` its compression ("" for none)."""
 
     name: str
     path: str
     size: int
+    codec: compressed.Codec = ""
 
 
 def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None) -> list[InputFile]:
@@ -83,13 +90,25 @@ def _parts(rel: str) -> tuple[str, ...]:
 
 
 def _input_file(name: str) -> InputFile:
-    """Check `name` can be opened for reading now, so a bad input fails the job before it is queued."""
+    """Check `name` can be read now, and that its start is text (decompressed, if it is compressed), so a
+    bad input fails the job before it is queued."""
     try:
         with open(name, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            head = f.read(TEXT_PROBE_BYTES)
     except OSError as exc:
         raise JobSpecError(f"input {name!r} cannot be read: {exc.strerror or exc}") from exc
-    return InputFile(name=name, path=os.path.abspath(name), size=size)
+    codec = compressed.detect(head[:compressed.MAGIC_BYTES])
+    if codec:
+        try:
+            with compressed.open_decompressed(name, codec) as stream:
+                head = stream.read(TEXT_PROBE_BYTES)
+        except compressed.DECODE_ERRORS as exc:
+            raise JobSpecError(f"input {name!r} is not a readable {codec} file: {exc}") from exc
+    if (nul := head.find(b"\0")) >= 0:
+        where = f"at byte {nul}" + (" of its decompressed text" if codec else "")
+        raise JobSpecError(f"input {name!r} is not text: it holds a NUL byte {where}")
+    return InputFile(name=name, path=os.path.abspath(name), size=size, codec=codec)
 
 
 def read_split(path: str, start: int, end: int) -> tuple[str, int]:
@@ -109,35 +128,65 @@ def read_split(path: str, start: int, end: int) -> tuple[str, int]:
 
 
 def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BYTES,
-                count_lines: bool = True) -> Iterator[tuple[str, int]]:
+                count_lines: bool = True, codec: str = "") -> Iterator[tuple[str, int]]:
     """The split's text (as `read_split` reads it) in pieces of at most about `chunk_bytes`, with line numbers.
 
     Pieces end at a line end. A line longer than `chunk_bytes` is cut at its last whitespace within the
     limit (or, for a run without any, before a UTF-8 sequence), so words stay whole and memory stays
     bounded; the pieces of one line share its line number. Without `count_lines` every line number is 0:
     counting means reading the file up to the split, which only apps that take `first_line` need.
+
+    A compressed file (`codec`) is one split: all of its decompressed text, whatever `start` and `end`.
+    Raises InputError for a NUL byte (the file is not text) or a damaged compressed stream.
     """
+    if codec:
+        try:
+            with compressed.open_decompressed(path, codec) as stream:
+                yield from _pieces(path, stream, None, chunk_bytes, 1 if count_lines else 0, count_lines)
+        except compressed.DECODE_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise   # the file itself cannot be read: an I/O error, which may pass
+            raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc
+        return
     with open(path, "rb") as f:
         first = 0 if start == 0 else _next_line_start(f, start - 1)
         stop = _next_line_start(f, end - 1) if end > first else first
         line = 1 + _count_newlines(f, first) if count_lines else 0
         f.seek(first)
-        pos, carry = first, b""
-        if first == stop:
-            yield "", line   # map still sees the (empty) split, as with `read_split`
-        while pos < stop or carry:
-            want = min(max(chunk_bytes - len(carry), 1), stop - pos)
-            data = carry + f.read(want)
-            pos += want
-            cut = len(data) if pos >= stop else _cut(data)
-            piece, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])   # no needless copy
-            if not piece:
-                continue   # one UTF-8 sequence longer than the chunk: read on
-            text = piece.decode("utf-8", errors="replace")
-            newlines = piece.count(b"\n") if count_lines else 0
-            del data, piece   # the bytes go before map runs on the text
-            yield text, line
-            line += newlines
+        yield from _pieces(path, f, stop - first, chunk_bytes, line, count_lines)
+
+
+def _pieces(path: str, f: compressed.Stream | BinaryIO, limit: int | None, chunk_bytes: int, line: int,
+            count_lines: bool) -> Iterator[tuple[str, int]]:
+    """`read_chunks`' pieces of the next `limit` bytes of `f` (None: up to its end)."""
+    pos, carry, done = 0, b"", limit == 0
+    if done:
+        yield "", line   # map still sees the (empty) split, as with `read_split`
+    while not done or carry:
+        want = max(chunk_bytes - len(carry), 1)
+        if limit is not None:
+            want = min(want, limit - pos)
+        got = f.read(want) if not done else b""
+        if (nul := got.find(b"\0")) >= 0:
+            raise InputError(f"input {path!r} is not text: it holds a NUL byte (at byte {pos + nul} of the "
+                             f"{'split' if limit is not None else 'decompressed text'})")
+        pos += len(got)
+        done = done or not got or (limit is not None and pos >= limit)
+        data = carry + got
+        del got
+        if not data:
+            if pos == 0:
+                yield "", line   # an empty stream: map still sees it
+            break
+        cut = len(data) if done else _cut(data)
+        piece, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])   # no needless copy
+        if not piece:
+            continue   # one UTF-8 sequence longer than the chunk: read on
+        text = piece.decode("utf-8", errors="replace")
+        newlines = piece.count(b"\n") if count_lines else 0
+        del data, piece   # the bytes go before map runs on the text
+        yield text, line
+        line += newlines
 
 
 def _cut(data: bytes) -> int:

@@ -44,7 +44,7 @@ def run_sequential(
     groups: dict[str, list[Value]] = {}
     for split in splits:
         for contents, first_line in read_chunks(split.path, split.start, split.end,
-                                                count_lines=the_app.map_takes_first_line):
+                                                count_lines=the_app.map_takes_first_line, codec=split.codec):
             for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
                 groups.setdefault(key, []).append(value)
     lines = (f"{key} {the_app.reduce(key, groups[key], job_args)}\n" for key in sorted(groups))

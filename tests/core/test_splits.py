@@ -21,10 +21,18 @@ class File:
     name: str
     path: str
     size: int
+    codec: str = ""
 
 
 def test_small_file_is_one_split() -> None:
     assert plan_splits([File("a", "/a", 10)], 64) == [Split("a", "/a", 0, 10)]
+
+
+def test_a_compressed_file_is_one_split_wherever_it_comes() -> None:
+    files = [File("a", "/a", 100), File("b.gz", "/b.gz", 100, "gzip"), File("c.zst", "/c.zst", 10, "zstd")]
+    assert plan_splits(files, 30, min_tail_piece=1) == [
+        Split("a", "/a", 0, 25), Split("a", "/a", 25, 50), Split("a", "/a", 50, 75), Split("a", "/a", 75, 100),
+        Split("b.gz", "/b.gz", 0, 100, "gzip"), Split("c.zst", "/c.zst", 0, 10, "zstd")]
 
 
 def test_empty_file_still_gives_one_empty_split() -> None:

@@ -8,6 +8,9 @@ newlines, empty splits), which must equal each file decoded whole.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 import random
 import subprocess
@@ -17,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
+
+from zmr.errors import JobFailed, JobSpecError
 
 from .conftest import (
     APPS,
@@ -93,7 +99,7 @@ def test_empty_files_give_empty_partitions_and_success(shared: Cluster, tmp_path
 def test_random_bytes_are_decoded_with_replacement_and_counted_like_the_reference(
         shared: Cluster, tmp_path: Path, seq_oracle: SeqOracle) -> None:
     binary = tmp_path / "random.bin"
-    binary.write_bytes(random.Random(7).randbytes(3 << 20))
+    binary.write_bytes(random.Random(7).randbytes(3 << 20).replace(b"\0", b"\1"))   # NUL: see the next test
     out = tmp_path / "out"
     _run(shared, APPS / "wc.py", [binary], out, 3, split_size=1 << 20)
     lines = read_output(out, 3)
@@ -103,6 +109,24 @@ def test_random_bytes_are_decoded_with_replacement_and_counted_like_the_referenc
     expected = _decoded_whole([binary])
     assert expected["fffd"] > 1 << 20   # random bytes are mostly not UTF-8
     assert counts == {**expected, "splits": 3, "empty_splits": 0}
+
+
+def test_binary_input_is_refused_at_submit_or_fails_the_job_at_once(shared: Cluster, tmp_path: Path) -> None:
+    """A NUL byte marks a file that is not text: refused when the job is submitted if it lies in the first
+    block, else the map that meets it fails the job at once, naming the file (never garbage output)."""
+    assert shared.client is not None
+    early = tmp_path / "early.bin"
+    early.write_bytes(b"\0" + random.Random(8).randbytes(1 << 20))
+    with pytest.raises(JobSpecError, match=r"early.bin' is not text: it holds a NUL byte at byte 0"):
+        shared.client.submit(str(APPS / "wc.py"), [str(early)], str(tmp_path / "out-early"), n_reduce=2)
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"words and more words\n" * 200_000 + b"a NUL \0 here\n")
+    job = shared.client.submit(str(APPS / "wc.py"), [str(late)], str(tmp_path / "out-late"), n_reduce=2)
+    with pytest.raises(JobFailed, match=r"map-\d+ failed: input '.*late.txt' is not text: it holds a NUL byte"):
+        shared.client.wait(job, timeout=60)
+    assert not list((tmp_path / "out-late").glob("mr-out-*"))
+    [info] = shared.client.status(job, tasks=True).jobs
+    assert max(task.attempts for task in info.tasks) == 1   # no retries of a file that is not text
 
 
 def _not_utf8() -> bytes:
@@ -237,3 +261,18 @@ def test_one_50mb_line_gives_the_reference_output_in_bounded_memory(
     assert engine_peak < idle + (4 + 4 * width) * (16 * mib), \
         f"a worker peaked at {engine_peak // mib} MiB reading a 50 MiB line ({width} bytes a character)"
     assert wc_peak < 1.25 * seq_peak + 64 * mib, (wc_peak // mib, seq_peak // mib)
+
+
+def test_compressed_inputs_are_read_as_their_text(shared: Cluster, tmp_path: Path, library: Path,
+                                                  seq_oracle: SeqOracle) -> None:
+    """gzip, bzip2, xz and zstd files, named as such or not, each a map task of its decompressed text."""
+    books = sorted(p for p in library.iterdir() if p.is_file())[:4]
+    packers = [gzip.compress, bz2.compress, lzma.compress, zstandard.ZstdCompressor().compress]
+    folder = tmp_path / "packed"
+    folder.mkdir()
+    for i, (book, pack) in enumerate(zip(books, packers, strict=True)):
+        (folder / f"{book.name}.{i}").write_bytes(pack(book.read_bytes()))
+    out = tmp_path / "out"
+    info = _run(shared, APPS / "wc.py", [folder], out, 3, split_size=1 << 16)   # small splits: still 1 per file
+    assert info.maps_total == 4
+    assert read_output(out, 3) == independent_word_count(books) == seq_oracle(APPS / "wc.py", [folder])

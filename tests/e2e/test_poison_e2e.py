@@ -6,6 +6,7 @@ time that reduce is reached, so the number of attempts is counted by the app its
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,33 @@ def test_a_poisoned_reduce_fails_its_job_alone_with_the_traceback_and_no_output(
     client.wait(after, timeout=60)
     assert read_output(tmp_path / "after", 2) == seq_oracle(APPS / "wc.py", [library])
     assert sorted(p.name for p in out.iterdir()) == [], "the failed job's output came back"
+
+
+BROKEN_CONTRACT = '''
+def map(filename, contents):
+    for n, word in enumerate(contents.split()):
+        yield (n, word) if word == "Holmes" else (word, 1)   # an int key: zmr refuses it
+
+
+def reduce(key, values):
+    return sum(values)
+'''
+
+
+def test_a_broken_contract_fails_the_job_after_one_attempt(library: Path, tmp_path: Path, cluster) -> None:
+    """zmr's own check of the app's output (here: an int key) is no fault that a retry could mend: the job
+    fails with the first error, not after `retry.max_attempts` tries with backoff."""
+    c: Cluster = cluster(2, retry__max_attempts=str(MAX_ATTEMPTS), retry__base="2", retry__cap="4")
+    assert c.client is not None
+    app = tmp_path / "int_keys.py"
+    app.write_text(BROKEN_CONTRACT)
+    job = c.client.submit(str(app), [str(library)], str(tmp_path / "out"), n_reduce=2)
+    with pytest.raises(JobFailed) as failed:
+        c.client.wait(job, timeout=60)
+    reason = failed.value.reason
+    assert re.search(r"map-\d+ failed: app '.*int_keys.py': map yielded \(\d+, 'Holmes'\), expected a str key",
+                     reason), reason
+    info = c.client.job(job)
+    assert info.state == "failed" and max(t.attempts for t in info.tasks) == 1
+    assert info.finished is not None and info.started is not None and info.finished - info.started < 2.0
+    assert not list((tmp_path / "out").glob("mr-out-*"))

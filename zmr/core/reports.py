@@ -140,6 +140,10 @@ class Reports(Losses):
             self._on_missing_data(job, task, msg.missing_maps, assigned)
             return
         self._setback(job, task, app_failures=1)
+        if msg.kind == "invalid":   # a broken contract, not a fault: another attempt would break it again
+            detail = f"{task.label} failed: {msg.error}"
+            self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
+            return
         if task.app_failures >= self.params.max_attempts:
             detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))

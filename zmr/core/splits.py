@@ -1,7 +1,8 @@
 """Split planning: cut input files into byte ranges that become map tasks. Pure; reads nothing.
 
 A split is only a byte range. Which lines it owns is decided when it is read (`zmr.inputs.read_split`):
-the lines that *start* inside the range, so every line belongs to exactly one split.
+the lines that *start* inside the range, so every line belongs to exactly one split. A compressed file
+cannot be entered at a byte offset, so it is always one split, the whole file.
 """
 
 from __future__ import annotations
@@ -26,15 +27,20 @@ class SizedFile(Protocol):
     @property
     def size(self) -> int: ...
 
+    @property
+    def codec(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Split:
-    """Bytes [start, end) of the file at `path`; `name` is the file's name as the user typed it."""
+    """Bytes [start, end) of the file at `path`; `name` is the file's name as the user typed it; `codec`
+    the file's compression ("" for none: see `zmr.compressed`)."""
 
     name: str
     path: str
     start: int
     end: int
+    codec: str = ""
 
 
 DEFAULT_SPLIT_SIZE = 16 << 20
@@ -91,6 +97,8 @@ def _largest(splits: list[Split]) -> int:
 
 
 def _pieces(split: Split, min_piece: int) -> list[Split]:
+    if split.codec:
+        return [split]
     n = max(1, min(TAIL_PIECES, (split.end - split.start) // max(1, min_piece)))
     size = split.end - split.start
     bounds = [split.start + size * i // n for i in range(n + 1)]
@@ -100,8 +108,8 @@ def _pieces(split: Split, min_piece: int) -> list[Split]:
 def _file_splits(file: SizedFile, split_size: int) -> list[Split]:
     if file.size < 0:
         raise JobSpecError(f"input {file.name!r} has a negative size {file.size}")
-    if file.size == 0:
-        return [Split(file.name, file.path, 0, 0)]
+    if file.size == 0 or file.codec:
+        return [Split(file.name, file.path, 0, file.size, file.codec)]
     n = -(-file.size // split_size)
     bounds = [file.size * i // n for i in range(n + 1)]
     return [Split(file.name, file.path, start, end) for start, end in zip(bounds, bounds[1:], strict=False)]

@@ -22,6 +22,8 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknow
 
 
 TaskKind = Literal["map", "reduce"]
+Codec = Literal["", "gzip", "bz2", "xz", "zstd"]
+"""How an input file is compressed; "" for not at all (see `zmr.compressed`)."""
 
 
 class AttemptId(msgspec.Struct, frozen=True, array_like=True):
@@ -54,12 +56,14 @@ class AttemptId(msgspec.Struct, frozen=True, array_like=True):
 
 
 class InputSplit(msgspec.Struct, frozen=True, array_like=True):
-    """A byte range of an input file; `name` is the path as the user typed it."""
+    """A byte range of an input file; `name` is the path as the user typed it; `codec` the file's
+    compression (the split is then the whole file, read decompressed)."""
 
     name: str
     path: str
     start: int
     end: int
+    codec: Codec = ""
 
 
 class JobSpec(msgspec.Struct, frozen=True, array_like=True):
@@ -352,7 +356,10 @@ class SetupRequest(_Msg, frozen=True):
     job_id: str
 
 
-FailureKind = Literal["app", "io", "missing_data", "internal"]
+FailureKind = Literal["app", "io", "missing_data", "internal", "invalid"]
+"""Why an attempt failed: the app raised; an I/O error; its input was lost; a worker's own bug; or
+"invalid", a broken contract zmr detected (the app's output, its module, an input that is not text),
+which running it again would only repeat, so the job fails at once."""
 
 
 class TaskFailed(_Msg, frozen=True):

@@ -130,7 +130,7 @@ class ReduceResult(_Rec, frozen=True):
 
 
 class TaskError(_Rec, frozen=True):
-    kind: Literal["app", "io"]
+    kind: Literal["app", "io", "invalid"]   # see messages.FailureKind
     error: str
     traceback: str = ""
     fatal: bool = False   # the process may be damaged (e.g. after a MemoryError): replace it

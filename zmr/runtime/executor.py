@@ -213,8 +213,8 @@ class Executor(threading.Thread):
             self._fail(assign, "missing_data", str(exc), "", exc.maps)
         except _NoAnswer as exc:
             self._fail(assign, "internal", str(exc), "")
-        except AppError as exc:
-            self._fail(assign, "app", str(exc), "")
+        except AppError as exc:   # the app cannot be unpacked here
+            self._fail(assign, "invalid", str(exc), "")
         except _TaskFailed as exc:
             if exc.error.kind == "io" and (attempt.job_id not in self._jobs or self._cancelled()):
                 log.info("task_dropped", why=exc.error.error)   # its job (or attempt) ended here meanwhile

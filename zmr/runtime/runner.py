@@ -27,7 +27,7 @@ import zmq
 
 from zmr.apps import App, unship_app
 from zmr.core.batches import Pairs, PartitionBuffers, encode_batch
-from zmr.errors import AppError
+from zmr.errors import AppError, InputError
 from zmr.inputs import read_chunks
 from zmr.log import bound_logger
 from zmr.protocol import messages as m
@@ -132,8 +132,8 @@ class Runner:
             cap = self._setup.task_memory_mb
             return t.TaskError("app", f"MemoryError: the task went over its memory cap (worker.task_memory_mb={cap})"
                                if cap else "MemoryError", traceback.format_exc(), fatal=True)
-        except AppError as exc:
-            return t.TaskError("app", str(exc))
+        except (AppError, InputError) as exc:   # a broken contract: the same again on any worker
+            return t.TaskError("invalid", str(exc))
         except OSError as exc:
             return t.TaskError("io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         except Exception as exc:  # the app's own error, whatever it is
@@ -150,7 +150,7 @@ class Runner:
         self._pusher.start_task(info.window_bytes)
         emit = _Emitter(self, rec, job)
         for contents, first_line in read_chunks(rec.split.path, rec.split.start, rec.split.end,
-                                                count_lines=app.map_takes_first_line):
+                                                count_lines=app.map_takes_first_line, codec=rec.split.codec):
             pairs = app.map_iter(rec.split.name, contents, info.args, first_line=first_line)
             for due in buffers.add_all(pairs, app.check_pair):
                 if due is None:   # a tick, every few thousand pairs
