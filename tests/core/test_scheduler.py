@@ -783,6 +783,23 @@ def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another
     assert sim.finished == {bad: JobState.FAILED, good: JobState.SUCCEEDED}
 
 
+def test_an_invalid_failure_ends_the_job_at_once_and_survives_replay() -> None:
+    sim = sim_with("w1", "w2", max_attempts=3, retry_base=1.0)
+    bad = sim.submit(n_splits=2, n_reduce=1)
+    actions = sim.fail("w1", kind="invalid", error="app 'x.py': map yielded (3, 'a'), expected a str key",
+                       traceback="")
+    state = sim.job(bad)
+    assert (state.state, state.error) == (JobState.FAILED,
+                                          "map-0 failed: app 'x.py': map yielded (3, 'a'), expected a str key")
+    assert [a for a in actions if isinstance(a, JobFinished)] == [
+        JobFinished(bad, JobState.FAILED, state.spec.output_dir, 1)]
+    assert sim.task(bad, MAP, 0).attempts_made == 1
+    sim.restart_coordinator()
+    [reply] = sim.client_send(m.StatusRequest(job_id=bad))
+    assert isinstance(reply, m.StatusReply)
+    assert [(job.state, job.error) for job in reply.jobs] == [("failed", state.error)]
+
+
 def test_a_failed_job_cancels_its_other_running_tasks() -> None:
     sim = sim_with("w1", "w2", max_attempts=1)
     job = sim.submit(n_splits=2, n_reduce=1)
