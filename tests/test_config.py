@@ -9,6 +9,7 @@ from typing import get_type_hints
 
 import pytest
 
+import zmr.config as config_module
 from zmr.config import (
     ClusterConfig,
     Config,
@@ -134,11 +135,19 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
     assert "did you mean 'worker.work_dir'" in str(info.value)
 
 
-def test_a_removed_key_is_refused_saying_it_was_removed(tmp_path: Path) -> None:
-    path = write(tmp_path, '[shuffle]\ncompression = "none"\n')
-    with pytest.raises(ConfigError, match=re.escape(f"unknown key 'shuffle.compression' in {path} (it was removed")):
+def test_a_removed_key_is_refused_saying_it_was_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(config_module._REMOVED, "shuffle.codec", "see shuffle.compression")
+    path = write(tmp_path, '[shuffle]\ncodec = "none"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"unknown key 'shuffle.codec' in {path} (it was removed")):
         load_config(path, env={})
-    with pytest.raises(ConfigError, match=re.escape("unknown setting 'shuffle.compression' (it was removed")):
+    with pytest.raises(ConfigError, match=re.escape("unknown setting 'shuffle.codec' (it was removed")):
+        load_config(env={}, overrides={"shuffle.codec": "zlib"})
+
+
+def test_shuffle_compression_names_a_codec() -> None:
+    assert load_config(env={"ZMR_SHUFFLE_COMPRESSION": "lz4"}).shuffle.compression == "lz4"
+    assert load_config(env={}, overrides={"shuffle.compression": "zstd"}).shuffle.compression == "zstd"
+    with pytest.raises(ConfigError, match="shuffle.compression"):
         load_config(env={}, overrides={"shuffle.compression": "zlib"})
 
 

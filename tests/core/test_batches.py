@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import random
 import struct
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 
+import lz4.block
 import msgspec
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,9 +19,11 @@ from zmr.core.batches import (
     CHUNK_RECORDS,
     INT_MAX,
     INT_MIN,
+    MAX_CHUNK_BYTES,
+    Packer,
     Pairs,
     PartitionBuffers,
-    chunk_length,
+    chunk_header,
     decode_batch,
     decode_chunk,
     encode_batch,
@@ -332,12 +337,58 @@ def test_decode_batch_rejects_garbage(payload: bytes) -> None:
         decode_batch(payload)
 
 
-def test_chunk_length_checks_the_header_against_the_run() -> None:
-    assert chunk_length(struct.pack("<I", 10), 14) == 10
+def test_chunk_header_checks_the_length_against_the_run_and_names_the_codec() -> None:
+    assert chunk_header(struct.pack("<I", 10), 14) == (0, 10)
+    assert chunk_header(struct.pack("<I", 10 | 2 << 30), 14) == (2, 10)
     with pytest.raises(ProtocolError):
-        chunk_length(struct.pack("<I", 11), 14)
+        chunk_header(struct.pack("<I", 11), 14)
     with pytest.raises(ProtocolError):
-        chunk_length(b"\x01\x00", 14)
+        chunk_header(b"\x01\x00", 14)
+
+
+WORDS = [(f"word{i // 3:05d}", i % 7) for i in range(3 * CHUNK_RECORDS)]   # sorted, compressible
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_chunks_read_back_as_the_pairs_and_are_smaller(compression: str) -> None:
+    packer = Packer(compression)  # type: ignore[arg-type]
+    payload = packer.batch(WORDS)
+    assert decode_batch(payload) == WORDS
+    assert len(payload) < len(encode_batch(WORDS)) // 2
+    codecs = {chunk_header(payload, len(payload))[0]}
+    assert codecs == {1 if compression == "lz4" else 2}
+
+
+def test_a_chunk_that_compression_does_not_shrink_stays_raw() -> None:
+    draw = random.Random(3)
+    noise = [(f"k{i:03d}", "".join(chr(0x4E00 + draw.randrange(20000)) for _ in range(60))) for i in range(30)]
+    tiny = [("a", 1)]
+    for pairs, compression in [(noise, "lz4"), (tiny, "lz4"), (tiny, "zstd")]:   # no repeats; too small
+        chunk = Packer(compression).chunk(pairs)  # type: ignore[arg-type]
+        assert chunk == encode_chunk(pairs) and decode_batch(chunk) == pairs
+
+
+def test_an_unknown_compression_is_refused() -> None:
+    with pytest.raises(ValueError, match="compression must be one of"):
+        Packer("gzip")  # type: ignore[arg-type]
+
+
+def _compressed(codec: int, body: bytes) -> bytes:
+    return struct.pack("<I", len(body) | codec << 30) + body
+
+
+@pytest.mark.parametrize("payload", [
+    _compressed(1, b"\x05\x00\x00\x00garbage!"),                              # lz4 that does not decode
+    _compressed(1, b"\x01"),                                                  # lz4 without its size
+    _compressed(1, struct.pack("<I", MAX_CHUNK_BYTES + 1) + b"\x00" * 8),     # a bomb: claims 1 GiB
+    _compressed(1, lz4.block.compress(b"\xc1", store_size=True)),             # decodes to garbage
+    _compressed(2, b"\x28\xb5\x2f\xfd garbage"),                               # zstd that does not decode
+    _compressed(2, zstandard.ZstdCompressor(write_content_size=False).compress(b"\x90")),   # no size
+    _compressed(3, b"\x00" * 8),                                              # no such codec
+])
+def test_compressed_garbage_is_a_protocol_error(payload: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_batch(payload)
 
 
 

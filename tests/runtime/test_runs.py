@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zmr.core.batches import CHUNK_RECORDS, encode_batch
+from zmr.core.batches import CHUNK_RECORDS, Packer, encode_batch
 from zmr.errors import ProtocolError
+from zmr.protocol.messages import Compression
 from zmr.runtime.runs import merged, read_run, write_run
 
 keys = st.text(alphabet="abcdefgh", min_size=1, max_size=4)
@@ -60,22 +61,26 @@ def test_a_truncated_run_is_a_protocol_error(tmp_path: Path) -> None:
 @settings(max_examples=25, deadline=None)
 @given(runs=st.lists(st.lists(st.tuples(st.sampled_from("abc"), st.text(max_size=2)), max_size=3 * CHUNK_RECORDS)
                      .map(lambda pairs: sorted(pairs, key=lambda pair: pair[0])), max_size=7),
-       fan_in=st.integers(min_value=2, max_value=3))
+       fan_in=st.integers(min_value=2, max_value=3),
+       compression=st.sampled_from(["none", "lz4", "zstd"]))
 def test_keys_spanning_chunks_survive_merges_on_disk(tmp_path_factory: pytest.TempPathFactory,
-                                                     runs: list[list[tuple[str, str]]], fan_in: int) -> None:
-    """Runs where one key fills many chunks, merged in levels through files: each key once, no value lost."""
+                                                     runs: list[list[tuple[str, str]]], fan_in: int,
+                                                     compression: Compression) -> None:
+    """Runs where one key fills many chunks, merged in levels through files: each key once, no value lost;
+    the same with compressed chunks, received and merged on disk."""
     folder = tmp_path_factory.mktemp("dups")
     path = folder / "p0.data"
     segments = []
+    packer = Packer(compression)
     with open(path, "wb") as f:
         for run in runs:
-            payload = encode_batch(run)
+            payload = packer.batch(run)
             segments.append((str(path), f.tell(), len(payload)))
             f.write(payload)
     expected: dict[str, list[str]] = defaultdict(list)
     for run in runs:
         for key, value in run:
             expected[key].append(value)
-    got = [(key, list(values)) for key, values in merged(segments, fan_in, folder / "scratch")]
+    got = [(key, list(values)) for key, values in merged(segments, fan_in, folder / "scratch", packer)]
     assert [k for k, _ in got] == sorted(expected)
     assert {k: sorted(v) for k, v in got} == {k: sorted(v) for k, v in expected.items()}

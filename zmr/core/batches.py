@@ -3,7 +3,9 @@
 A batch is a sorted run of (key, value) pairs (keys str; values str, int or float): keys ascending, a key's
 pairs side by side (one pair per key once a combiner has run). On the wire and on disk it is a sequence of
 chunks, each a 4-byte little-endian length and a msgpack array of at most `CHUNK_RECORDS` [key, value] pairs,
-so a reader holds one small chunk per run in memory however large the run. Pairs stay flat, as map emitted
+so a reader holds one small chunk per run in memory however large the run. A chunk may be compressed (lz4
+or zstd, `shuffle.compression`): the top two bits of its length word name the codec (0: none), so runs of
+either kind, and chunks left raw because compressing them did not pay, read alike. Pairs stay flat, as map emitted
 them: no list per key to build on the map side or to decode on the reduce side. Because every run is sorted, a
 reducer k-way merges runs and streams each key's values into `reduce`, even a key whose pairs span many
 chunks.
@@ -20,10 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
+import lz4.block
 import msgspec
+import zstandard
 from xxhash import xxh3_64_intdigest
 
 from zmr.errors import ProtocolError
+from zmr.protocol.messages import Compression
 
 Value = str | int | float
 """What a value may be: text, or a number the app adds up without converting it to text and back."""
@@ -37,36 +42,94 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[tuple[str, str | int | float]])
 _LENGTH = struct.Struct("<I")
 _PAIR_OVERHEAD = 8  # rough msgpack framing per pair
+_CODEC_SHIFT = 30
+MAX_CHUNK_BYTES = (1 << _CODEC_SHIFT) - 1   # a chunk's body, stored or decompressed
+_CODEC_TAGS: dict[str, int] = {"none": 0, "lz4": 1, "zstd": 2}
+_LZ4, _ZSTD = 1, 2
+_MIN_PACK = 256      # smaller bodies stay raw: a codec's framing eats what it would save
+_ZSTD_LEVEL = 1      # the fastest of zstd's normal levels: the shuffle is CPU-bound more often than not
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 
 
+class Packer:
+    """Encodes chunks, compressed with one codec where that makes a chunk at least an eighth smaller.
+
+    One per task process and job: it holds the codec's reusable context (a fresh zstd context per chunk
+    would cost more than the compression itself).
+    """
+
+    def __init__(self, compression: Compression = "none") -> None:
+        if compression not in _CODEC_TAGS:
+            raise ValueError(f"compression must be one of {sorted(_CODEC_TAGS)}, got {compression!r}")
+        self.compression = compression
+        self._tag = _CODEC_TAGS[compression]
+        self._zstd = zstandard.ZstdCompressor(level=_ZSTD_LEVEL) if self._tag == _ZSTD else None
+
+    def chunk(self, pairs: Pairs) -> bytes:
+        """One length-prefixed chunk."""
+        body = _ENCODER.encode(pairs)
+        if self._tag and len(body) >= _MIN_PACK:
+            packed = self._zstd.compress(body) if self._zstd is not None else lz4.block.compress(body, store_size=True)
+            if len(packed) <= len(body) - len(body) // 8:
+                return _LENGTH.pack(len(packed) | self._tag << _CODEC_SHIFT) + packed
+        if len(body) > MAX_CHUNK_BYTES:
+            raise ValueError(f"{len(pairs)} pairs take {len(body)} bytes, more than a chunk holds ({MAX_CHUNK_BYTES})")
+        return _LENGTH.pack(len(body)) + body
+
+    def batch(self, pairs: Pairs) -> bytes:
+        return b"".join(self.chunk(pairs[i:i + CHUNK_RECORDS]) for i in range(0, len(pairs), CHUNK_RECORDS))
+
+
+_RAW = Packer()
+
+
 def encode_chunk(pairs: Pairs) -> bytes:
-    """One length-prefixed chunk."""
-    body = _ENCODER.encode(pairs)
-    return _LENGTH.pack(len(body)) + body
+    """One length-prefixed chunk, uncompressed."""
+    return _RAW.chunk(pairs)
 
 
 def encode_batch(pairs: Pairs) -> bytes:
-    return b"".join(encode_chunk(pairs[i:i + CHUNK_RECORDS]) for i in range(0, len(pairs), CHUNK_RECORDS))
+    """A batch of uncompressed chunks."""
+    return _RAW.batch(pairs)
 
 
-def decode_chunk(body: bytes | memoryview) -> Pairs:
-    """Parse one chunk body; garbage raises ProtocolError, never anything else."""
+def decode_chunk(body: bytes | memoryview, codec: int = 0) -> Pairs:
+    """Parse one chunk body (stored with `codec`, from its header); garbage raises ProtocolError, never
+    anything else, and a compressed body may not claim to grow past `MAX_CHUNK_BYTES`."""
+    if codec:
+        body = _unpack(body, codec)
     try:
         return _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"malformed batch: {exc}") from exc
 
 
-def chunk_length(header: bytes | memoryview, remaining: int) -> int:
-    """The body length a chunk header announces, checked against what is left of the run."""
+def _unpack(body: bytes | memoryview, codec: int) -> bytes:
+    try:
+        if codec == _LZ4:
+            if len(body) < 4 or _LENGTH.unpack(body[:4])[0] > MAX_CHUNK_BYTES:
+                raise ProtocolError("lz4 batch chunk without a size, or one past the largest chunk")
+            return bytes(lz4.block.decompress(body))
+        if codec == _ZSTD:
+            size = zstandard.frame_content_size(body)
+            if not 0 <= size <= MAX_CHUNK_BYTES:
+                raise ProtocolError("zstd batch chunk without a content size, or one past the largest chunk")
+            return bytes(zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_CHUNK_BYTES))
+    except (lz4.block.LZ4BlockError, zstandard.ZstdError) as exc:
+        raise ProtocolError(f"malformed compressed batch chunk: {exc}") from exc
+    raise ProtocolError(f"batch chunk compressed with an unknown codec ({codec})")
+
+
+def chunk_header(header: bytes | memoryview, remaining: int) -> tuple[int, int]:
+    """The (codec, body length) a chunk header announces, the length checked against what is left of the run."""
     if len(header) < _LENGTH.size:
         raise ProtocolError("truncated batch chunk header")
-    (length,) = _LENGTH.unpack(header[:_LENGTH.size])
+    (word,) = _LENGTH.unpack(header[:_LENGTH.size])
+    codec, length = word >> _CODEC_SHIFT, word & MAX_CHUNK_BYTES
     if length > remaining - _LENGTH.size:
         raise ProtocolError(f"batch chunk of {length} bytes overruns its run")
-    return int(length)
+    return int(codec), int(length)
 
 
 def iter_batch(payload: bytes | memoryview) -> Iterator[Pair]:
@@ -74,9 +137,9 @@ def iter_batch(payload: bytes | memoryview) -> Iterator[Pair]:
     view = memoryview(payload)
     pos = 0
     while pos < len(view):
-        length = chunk_length(view[pos:pos + _LENGTH.size], len(view) - pos)
+        codec, length = chunk_header(view[pos:pos + _LENGTH.size], len(view) - pos)
         start = pos + _LENGTH.size
-        yield from decode_chunk(view[start:start + length])
+        yield from decode_chunk(view[start:start + length], codec)
         pos = start + length
 
 

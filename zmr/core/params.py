@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from zmr.core.specs import SpecLimits
+from zmr.protocol.messages import Compression
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class SchedulerParams:
     push: bool = True
     batch_bytes: int = 1 << 20
     window_bytes: int = 8 << 20
+    compression: Compression = "none"   # of map output chunks (zmr.core.batches.Packer)
     first_job_number: int = 1
     speculation: bool = True       # backup attempts for stragglers near the end of a phase
     slow_factor: float = 3.0       # ... running this many times longer than the phase's median task

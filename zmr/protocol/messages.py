@@ -22,6 +22,8 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknow
 
 
 TaskKind = Literal["map", "reduce"]
+Compression = Literal["none", "lz4", "zstd"]
+"""How map output chunks may be compressed on the wire and on disk (`shuffle.compression`)."""
 Codec = Literal["", "gzip", "bz2", "xz", "zstd"]
 """How an input file is compressed; "" for not at all (see `zmr.compressed`)."""
 
@@ -415,6 +417,7 @@ class JobSetup(_Msg, frozen=True):
     window_bytes: int
     lease_ttl: float = 30.0
     released: list[int] = []    # partitions already committed: nothing of them is kept
+    compression: Compression = "none"   # of the map output chunks this worker makes
 
 
 def owner_table(setup: JobSetup) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from zmr.protocol.messages import AttemptId, InputSplit
+from zmr.protocol.messages import AttemptId, Compression, InputSplit
 
 
 class _Rec(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
@@ -47,6 +47,7 @@ class JobInfo(_Rec, frozen=True):
     window_bytes: int
     owners: list[str]
     owners_epoch: int
+    compression: Compression = "none"
 
 
 class JobUpdate(_Rec, frozen=True):

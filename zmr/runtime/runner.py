@@ -26,7 +26,7 @@ import msgspec
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import Pairs, PartitionBuffers, encode_batch
+from zmr.core.batches import Packer, Pairs, PartitionBuffers
 from zmr.errors import AppError, InputError
 from zmr.inputs import read_chunks
 from zmr.log import bound_logger
@@ -51,6 +51,7 @@ class _Job:
         self.info = info
         self.owners = list(info.owners)
         self.epoch = info.owners_epoch
+        self.packer = Packer(info.compression)
         self._app: App | None = None
 
     def app(self) -> App:
@@ -187,7 +188,7 @@ class Runner:
         try:
             with open(rec.tmp_path, "w", encoding="utf-8", errors="surrogateescape") as out:
                 lines: list[str] = []   # written a few thousand at a time: one write call per line costs more
-                for key, values in merged(list(rec.runs), rec.fan_in, Path(rec.scratch)):
+                for key, values in merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer):
                     lines.append(f"{key} {reduce(key, values)}\n")
                     if len(lines) == _LINES_PER_WRITE:
                         out.write("".join(lines))
@@ -217,7 +218,7 @@ class _Emitter:
 
     def batch(self, partition: int, run: Pairs) -> None:
         """Keep the run in the map's own copy and push it to the partition's owner."""
-        payload = encode_batch(run)
+        payload = self._job.packer.batch(run)
         self.bytes_out += len(payload)
         if partition not in self._released:
             seq = self._seqs.get(partition, 0)

@@ -15,16 +15,17 @@ from pathlib import Path
 from zmr.core.batches import (
     CHUNK_RECORDS,
     HEADER_BYTES,
+    Packer,
     Pair,
     Pairs,
     Value,
-    chunk_length,
+    chunk_header,
     decode_chunk,
-    encode_chunk,
     merge_chunked,
 )
 
 Run = tuple[str, int, int]   # (path, offset, length)
+_RAW = Packer()
 MERGE_READ_BYTES = 256 << 10   # read per run at a time while merging: ~1 MiB decoded, as `fan_in` assumes
 
 
@@ -47,10 +48,10 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
         read = 0
         while offset < end:
             length_left = end - offset
-            size = chunk_length(os.pread(fd, HEADER_BYTES, offset), length_left)
+            codec, size = chunk_header(os.pread(fd, HEADER_BYTES, offset), length_left)
             body = os.pread(fd, size, offset + HEADER_BYTES)
             offset += HEADER_BYTES + size
-            records += decode_chunk(body)
+            records += decode_chunk(body, codec)
             read += size
             if read >= min_bytes:
                 yield records
@@ -61,18 +62,18 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
         os.close(fd)
 
 
-def write_run(path: Path, records: Iterable[Pair]) -> Run:
-    """Append pairs (already sorted by key) to `path` as one run."""
+def write_run(path: Path, records: Iterable[Pair], packer: Packer = _RAW) -> Run:
+    """Append pairs (already sorted by key) to `path` as one run, its chunks encoded by `packer`."""
     with open(path, "ab") as out:
         start = out.tell()
         chunk: Pairs = []
         for record in records:
             chunk.append(record)
             if len(chunk) == CHUNK_RECORDS:
-                out.write(encode_chunk(chunk))
+                out.write(packer.chunk(chunk))
                 chunk = []
         if chunk:
-            out.write(encode_chunk(chunk))
+            out.write(packer.chunk(chunk))
         return str(path), start, out.tell() - start
 
 
@@ -83,13 +84,16 @@ def _flattened(groups: Iterator[tuple[str, Iterator[Value]]]) -> Iterator[Pair]:
             yield key, value
 
 
-def merged(runs: list[Run], fan_in: int, scratch: Path) -> Iterator[tuple[str, Iterator[Value]]]:
-    """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open."""
+def merged(runs: list[Run], fan_in: int, scratch: Path,
+           packer: Packer = _RAW) -> Iterator[tuple[str, Iterator[Value]]]:
+    """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open.
+    Runs merged on disk on the way are encoded by `packer`."""
     level = 0
     while len(runs) > fan_in:
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"merge-{level}.run"
-        runs = [write_run(path, _flattened(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])))
+        runs = [write_run(path, _flattened(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])),
+                          packer)
                 for i in range(0, len(runs), fan_in)]
         level += 1
     return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs)
