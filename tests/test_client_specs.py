@@ -4,6 +4,7 @@ here, so a check that let the spec through would show as a timeout."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from zmr.client import Client, build_spec
 from zmr.core.specs import SpecLimits
-from zmr.errors import JobSpecError
+from zmr.errors import AppError, ClusterError, JobSpecError, NoAnswer
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 NOBODY = "tcp://127.0.0.1:9"
@@ -68,3 +69,39 @@ def test_the_client_checks_with_its_own_limits(books: Path, tmp_path: Path) -> N
     with Client(NOBODY, timeout=10, limits=SpecLimits(max_n_reduce=4)) as client, \
             pytest.raises(JobSpecError, match=r"limit of 4 \(job.max_n_reduce\)"):
         client.submit(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), n_reduce=5)
+
+
+def test_an_arg_for_an_app_that_takes_none_is_refused(books: Path, tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match=r"app '.*wc.py' takes no arguments .* so --arg 'x' would be ignored"):
+        build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, args=["x"])
+    assert build_spec(str(APPS / "grep.py"), [str(books)], str(tmp_path / "out"), 2, args=["book"]).args == ["book"]
+
+
+def test_an_imported_module_is_an_app_and_anything_else_a_clear_error(books: Path, tmp_path: Path) -> None:
+    import apps.wc
+
+    spec = build_spec(apps.wc, [str(books)], str(tmp_path / "out"), 2)   # type: ignore[arg-type]
+    assert spec.app_name == "apps.wc" and spec.app_blob
+    with pytest.raises(AppError, match="an app is a module, a path ending in .py or a module name, got int 42"):
+        build_spec(42, [str(books)], str(tmp_path / "out"), 2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("127.0.0.1:5555", "did you mean 'tcp://127.0.0.1:5555'"),
+    ("tcp://127.0.0.1:99999", "a port from 1 to 65535"),
+    ("tcp://127.0.0.1:*", "a port from 1 to 65535"),
+    ("tcp://:5555", "'tcp://host:port'"),
+    ("localhost", "must be a ZeroMQ endpoint like 'tcp://host:port', got 'localhost'"),
+])
+def test_a_malformed_coordinator_address_is_one_clear_error(address: str, message: str) -> None:
+    with pytest.raises(ClusterError, match=re.escape(message)):
+        Client(address)
+
+
+def test_an_address_where_nothing_listens_is_reported_within_seconds_with_a_hint() -> None:
+    with Client(NOBODY, timeout=10) as client:
+        started = time.perf_counter()
+        with pytest.raises(NoAnswer, match=re.escape(f"nothing accepted a connection at {NOBODY} within 3 s: "
+                                                     "is a coordinator running there?")):
+            client.status()
+        assert time.perf_counter() - started < 5

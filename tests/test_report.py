@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -10,9 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+import zmr
 from zmr import cli, report
 from zmr.errors import ClusterError, ZmrError
-from zmr.progress import format_status
+from zmr.progress import STATUS_JSON_VERSION, format_status, status_json
 from zmr.protocol import messages as m
 
 T0 = 1_700_000_000.0
@@ -250,3 +252,20 @@ def test_status_shows_live_leases_per_job_and_per_worker() -> None:
 def test_status_of_one_job_shows_its_live_leases() -> None:
     text = format_status(status_reply(detail=True), detail=True)
     assert "job job-0008: running, output /tmp/out, 123 records out, 4 live leases" in text.splitlines()
+
+
+def test_status_json_names_every_field_and_carries_its_version() -> None:
+    reply = status_reply(detail=True)
+    doc = json.loads(status_json(reply))
+    assert doc["version"] == STATUS_JSON_VERSION == 1 and doc["now"] == reply.now
+    [job] = doc["jobs"]
+    assert set(job) == set(m.JobInfo.__struct_fields__)
+    assert (job["job_id"], job["state"], job["maps_done"], job["leases"]) == ("job-0008", "running", 4, 4)
+    assert job["timeline"][0] == {name: getattr(TIMELINE[0], name) for name in m.TimelinePoint.__struct_fields__}
+    assert [w["worker_id"] for w in doc["workers"]] == ["w-1", "w-2"]
+    assert doc["workers"][0]["task"] == "job-0008/reduce-1"
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("--version") == 0
+    assert capsys.readouterr().out == f"zmr {zmr.__version__}\n"

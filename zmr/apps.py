@@ -39,7 +39,7 @@ from zmr.core.batches import INT_MAX, INT_MIN, Value, is_value
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
 
-__all__ = ["App", "load_app", "ship_app", "unship_app"]
+__all__ = ["App", "app_of", "load_app", "ship_app", "unship_app"]
 
 MapFn = Callable[..., Iterable[tuple[str, Value]]]
 FoldFn = Callable[..., Value]
@@ -291,6 +291,17 @@ def _import_failure(spec: str, exc: BaseException) -> AppError:
 
 def _is_loader_frame(filename: str) -> bool:
     return filename == __file__ or "importlib" in filename
+
+
+def app_of(app: App | str | ModuleType) -> App:
+    """An app from what a user passes: an App, a spec for `load_app`, or an imported module object."""
+    if isinstance(app, App):
+        return app
+    if isinstance(app, str):
+        return load_app(app)
+    if isinstance(app, ModuleType):
+        return _app_from_module(app.__name__, app)
+    raise AppError(f"an app is a module, a path ending in .py or a module name, got {type(app).__name__} {app!r}")
 
 
 def _app_from_module(spec: str, module: ModuleType) -> App:

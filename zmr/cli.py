@@ -13,17 +13,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from zmr import report
+from zmr import __version__, report
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.errors import JobFailed, ZmrError
 from zmr.local import LocalCluster
 from zmr.log import configure_logging, get_logger
-from zmr.progress import ProgressLine, format_status, format_summary
+from zmr.progress import STATUS_JSON_VERSION, ProgressLine, format_status, format_summary, status_json
 from zmr.protocol.messages import JobInfo, JobSpec
-from zmr.runtime import security
+from zmr.runtime import outputs, security
 from zmr.runtime.stopflag import StopFlag
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -115,20 +116,26 @@ def cmd_run(ns: argparse.Namespace) -> int:
     spec = _job_spec(ns, config, workers)
     started = time.monotonic()
     keys = config.security.keys_dir
-    cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=run_command)
-    if not os.path.exists(spec.output_dir):
+    cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=run_command,
+                           keep_logs=ns.keep_logs)
+    made_output = not os.path.lexists(spec.output_dir)
+    if made_output:
         cluster.made_output(spec.output_dir)
     on_term = _terminate_by_exception()
     try:
         with cluster, _client(cluster.address, config) as client:
             info = _wait_with_progress(client, client.submit_spec(spec))
         print(format_summary(info, time.monotonic() - started))
+        if ns.keep_logs:
+            print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_OK
     except JobFailed as exc:
         print(f"zmr: job failed: {exc.reason}", file=sys.stderr)
         print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt as exc:
+        if made_output:   # the cluster is down: nothing writes there any more
+            outputs.remove_abandoned(Path(spec.output_dir))
         return _interrupted(exc, f"; cluster stopped, its logs are in {cluster.log_dir}")
     finally:
         if on_term is not None:
@@ -166,7 +173,8 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 def cmd_status(ns: argparse.Namespace) -> int:
     config = _load(ns)
     with _client(_coordinator_address(ns, config), config) as client:
-        print(format_status(client.status(ns.job_id, tasks=ns.tasks), detail=ns.job_id is not None))
+        reply = client.status(ns.job_id, tasks=ns.tasks)
+    print(status_json(reply) if ns.json else format_status(reply, detail=ns.job_id is not None))
     return EXIT_OK
 
 
@@ -197,6 +205,9 @@ def cmd_cancel(ns: argparse.Namespace) -> int:
     config = _load(ns)
     with _client(_coordinator_address(ns, config), config) as client:
         info = client.cancel(ns.job_id)
+    if info.state in ("succeeded", "failed"):
+        print(f"zmr: job {info.job_id} had already {info.state}: nothing to cancel", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{info.job_id} {info.state}")
     return EXIT_OK
 
@@ -347,11 +358,14 @@ def _worker_parser(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zmr", description="zmr: MapReduce for Python on ZeroMQ, "
                                      "with a streaming peer-to-peer shuffle.")
+    parser.add_argument("--version", action="version", version=f"zmr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a job on an embedded local cluster (coordinator + workers on loopback)")
     _cluster_job_flags(p)
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: number of cores)")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the cluster's logs after a success too (their folder is printed)")
     _config_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -366,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id", nargs="?", metavar="JOB_ID")
     p.add_argument("--tasks", action="store_true",
                    help="with JOB_ID: every task and partition of the job too (one line each)")
+    p.add_argument("--json", action="store_true",
+                   help=f"print it as one JSON document (format version {STATUS_JSON_VERSION}) instead of tables")
     p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
     _config_flags(p)
     p.set_defaults(func=cmd_status)

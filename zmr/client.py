@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import zmq
 
-from zmr.apps import App, load_app, ship_app
-from zmr.config import CoordinatorConfig
+from zmr.apps import App, app_of, ship_app
+from zmr.config import CoordinatorConfig, endpoint_problem
 from zmr.core.specs import DEFAULT_N_REDUCE, SpecLimits, app_problem, map_tasks_problem, n_reduce_problem
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
 from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
@@ -29,11 +29,12 @@ from zmr.runtime.security import Keyring
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 _MAX_REPLY_BYTES = 256 << 20
+_CONNECT_GRACE = 3.0   # seconds without any connection to the coordinator's address before saying so
 _DEFAULT_LIMITS = SpecLimits()
 _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 
 
-def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
+def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
                limits: SpecLimits = _DEFAULT_LIMITS) -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued and the user
@@ -41,7 +42,10 @@ def build_spec(app: App | str, inputs: Sequence[str], output: str, n_reduce: int
     first: a huge `n_reduce` is refused before the app is loaded, too many files before any is opened.
     `workers`: how many workers will run it, when known (see `plan_splits`)."""
     _refuse(n_reduce_problem(n_reduce, limits))
-    loaded = load_app(app) if isinstance(app, str) else app
+    loaded = app_of(app)
+    if args and not loaded.takes_args:
+        raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
+                           f"`args`), so --arg {args[0]!r} would be ignored")
     blob = ship_app(loaded)
     _refuse(app_problem(len(blob), limits))
     files = expand_inputs(inputs, limits)
@@ -68,7 +72,10 @@ class Client:
         """`keys_dir`: the cluster's key directory when it runs with CURVE (the client key pair is used).
         `max_message_bytes` (coordinator.max_message_bytes) and `limits` (job.max_*): the cluster's
         bounds as this client knows them, checked before anything is sent."""
+        if problem := endpoint_problem(coordinator, connect=True):
+            raise ClusterError(f"the coordinator address {problem}")
         self.coordinator = coordinator
+        self._inproc = coordinator.startswith("inproc://")   # no connection events to watch for
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
         self.limits = limits
@@ -101,7 +108,7 @@ class Client:
 
     # ------------------------------------------------------------ API
 
-    def submit(self, app: App | str, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
+    def submit(self, app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
@@ -196,9 +203,19 @@ class Client:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(watch.monitor, zmq.POLLIN)
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline = start + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            ready = dict(poller.poll(int(remaining * 1000) + 1))
+            if not watch.connected and time.monotonic() - start >= _CONNECT_GRACE and not self._inproc:
+                watch.poll()
+                if not watch.connected:
+                    self._drop_socket()
+                    raise NoAnswer(f"nothing accepted a connection at {self.coordinator} within {_CONNECT_GRACE:g} s: "
+                                   "is a coordinator running there? (start one with `zmr cluster up` or "
+                                   "`zmr-coord --bind ADDR`, or name its address with --coordinator)")
+            wait = remaining if watch.connected or self._inproc else min(
+                remaining, max(0.0, start + _CONNECT_GRACE - time.monotonic()))
+            ready = dict(poller.poll(int(wait * 1000) + 1))
             if watch.monitor in ready and watch.poll() and watch.refused:
                 self._drop_socket()
                 raise AuthenticationFailed(f"{watch.failure} (coordinator {self.coordinator})")

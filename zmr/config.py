@@ -64,9 +64,22 @@ def _at_least(bound: int) -> Check:
 
 
 def _endpoint(value: str) -> str | None:
+    return endpoint_problem(value)
+
+
+def endpoint_problem(value: str, connect: bool = False) -> str | None:
+    """What is wrong with a ZeroMQ endpoint (None: nothing), with the likely fix; `connect`: it is
+    connected to, so a tcp port must be a number (a bind may say '*')."""
     transport, sep, address = value.partition("://")
-    ok = sep and address and transport in {"tcp", "ipc", "inproc"}
-    return None if ok else f"must be a ZeroMQ endpoint like 'tcp://host:port', got {value!r}"
+    if not (sep and address and transport in {"tcp", "ipc", "inproc"}):
+        hint = f" (did you mean 'tcp://{value}'?)" if not sep and ":" in value else ""
+        return f"must be a ZeroMQ endpoint like 'tcp://host:port', got {value!r}{hint}"
+    if transport == "tcp":
+        host, colon, port = address.rpartition(":")
+        if not (colon and host) or not (port == "*" and not connect or port.isdigit() and 0 < int(port) < 65536):
+            return (f"must be 'tcp://host:port' with a port from 1 to 65535{'' if connect else ' or *'}, "
+                    f"got {value!r}")
+    return None
 
 
 def _setting(default: Any, doc: str, unit: str = "", check: Check | None = None) -> Any:

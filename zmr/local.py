@@ -99,7 +99,7 @@ class LocalCluster:
 
     def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
                  bind: str | None = None, log_dir: str | None = None, keys_dir: str = "",
-                 fork: CommandRunner | None = None) -> None:
+                 fork: CommandRunner | None = None, keep_logs: bool = False) -> None:
         """`bind` None: a free loopback port, picked here. `keys_dir` lets the launcher itself talk to a
         cluster that runs with CURVE keys. `fork`: start children as forks of this process that run their
         command with it, when it is safe to (see the module docstring)."""
@@ -109,7 +109,8 @@ class LocalCluster:
         self._config_args = (["--config", config_path] if config_path else []) + override_flags(overrides or {})
         self._scratch = _new_scratch()
         self._bind = bind
-        self._keep_logs = log_dir is not None
+        self._logs_elsewhere = log_dir is not None
+        self._keep_logs = keep_logs   # the scratch directory stays, for its logs, even after a success
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.address = ""
@@ -125,9 +126,9 @@ class LocalCluster:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         """Stop every process and remove the scratch directory, but for the logs in it when the block
-        failed (logs in a given `log_dir` are kept)."""
+        failed or `keep_logs` was given (logs in a given `log_dir` are kept anyway)."""
         self.stop()
-        if exc_type is None or self._keep_logs:
+        if (exc_type is None and not self._keep_logs) or self._logs_elsewhere:
             self.cleanup()
         else:
             scratch.release(self._scratch)   # kept for its logs, on purpose: not for the next launcher to reap

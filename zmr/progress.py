@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Any, TextIO
+
+import msgspec
 
 from zmr.protocol import messages as m
+
+STATUS_JSON_VERSION = 1
+"""The version of `zmr status --json`'s document; it changes when a field is renamed or removed, not
+when one is added."""
 
 
 def human_bytes(n: float) -> str:
@@ -115,3 +121,20 @@ def _job_detail(job: m.JobInfo, now: float) -> list[str]:
         lines.append(f"{p.partition:<10} {human_bytes(p.bytes_in):>10} {p.batches_in:>8} "
                      f"{_rel(job, p.first_batch):>12} {_rel(job, p.last_batch):>12}  {p.owner}")
     return lines
+
+
+def status_json(reply: m.StatusReply) -> str:
+    """The status reply as one JSON document with named fields: `{"version": 1, "now": ..., "jobs":
+    [...], "workers": [...]}`, each job and worker with the fields of `JobInfo` and `WorkerInfo`."""
+    doc = {"version": STATUS_JSON_VERSION, "now": reply.now, "jobs": _named(reply.jobs),
+           "workers": _named(reply.workers)}
+    return msgspec.json.encode(doc).decode()
+
+
+def _named(value: Any) -> Any:
+    """Records as objects with named fields (on the wire they are arrays), all the way down."""
+    if isinstance(value, msgspec.Struct):
+        return {name: _named(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, list | tuple):
+        return [_named(item) for item in value]
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -60,6 +61,18 @@ def test_run_success_leaves_no_process_and_no_scratch(library: Path, tmp_path: P
     assert list(result.tmpdir.iterdir()) == [], "zmr run left scratch files (work dirs or logs) after success"
 
 
+def test_run_keep_logs_keeps_them_after_a_success_too(library: Path, tmp_path: Path, run_zmr) -> None:
+    out = tmp_path / "out"
+    result = run_zmr(*_run(APPS / "wc.py", [library], out, 2, 2, "--keep-logs"))
+    assert result.returncode == 0, str(result)
+    found = re.search(r"cluster logs are in (\S+)", result.stderr)
+    assert found, str(result)
+    logs = Path(found.group(1))
+    assert (logs / "coordinator.log").stat().st_size > 0 and len(list(logs.glob("worker-*.log"))) == 2
+    assert "job_succeeded" in (logs / "coordinator.log").read_text()
+    assert result.leftovers == [] and logs.is_relative_to(result.tmpdir)   # in its TMPDIR: no other run reaps it
+
+
 def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(library: Path, tmp_path: Path,
                                                                             run_zmr) -> None:
     out = tmp_path / "out"
@@ -71,8 +84,8 @@ def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(libr
     assert "Traceback (most recent call last)" in result.stderr         # ... with its traceback,
     assert "fail_reduce.py" in result.stderr and "_explode" in result.stderr   # into the app's code
     assert result.leftovers == []
-    # the failed job left no output, not even partial or temporary files
-    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+    # the failed job left no output, not even partial or temporary files, nor the directory made for it
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
     # the logs are kept and their place is printed
     found = re.search(r"cluster logs are in (\S+)", result.stderr)
     assert found, str(result)
@@ -97,7 +110,7 @@ def test_run_interrupted_or_terminated_stops_its_cluster_and_leaves_no_process(
     assert result.returncode == code, str(result)
     assert f"zmr: {word}; cluster stopped" in result.stderr, str(result)
     assert result.leftovers == []
-    assert not any(out.glob("mr-out-*")) and not (out / "_SUCCESS").exists()
+    assert not out.exists(), "the interrupted run left the output directory it made"
     found = re.search(r"its logs are in (\S+)", result.stderr)
     assert found, str(result)
     worker_logs = "".join(p.read_text() for p in Path(found.group(1)).glob("worker-*.log"))
@@ -324,6 +337,20 @@ def test_cluster_up_serves_jobs_restarts_a_dead_worker_and_stops_on_sigterm(
                    and worker.pid not in {p.pid for p in children_of(proc.pid)}, 20, what="a replacement worker")
         status = run_zmr("status", "--coordinator", address)
         assert status.returncode == 0, str(status)
+        job_id = submitted.stdout.splitlines()[0]
+        as_json = run_zmr("status", job_id, "--json", "--coordinator", address)
+        assert as_json.returncode == 0, str(as_json)
+        doc = json.loads(as_json.stdout)
+        assert doc["version"] == 1 and [(j["job_id"], j["state"]) for j in doc["jobs"]] == [(job_id, "succeeded")]
+        assert doc["jobs"][0]["output_dir"] == str(out) and doc["jobs"][0]["tasks"] == []
+        overall = json.loads(run_zmr("status", "--json", "--coordinator", address).stdout)
+        assert len(overall["workers"]) >= 2 and all(w["data_addr"].startswith("tcp://") for w in overall["workers"])
+
+        # cancelling a job that has ended says so, and fails
+        late = run_zmr("cancel", job_id, "--coordinator", address)
+        assert late.returncode == 1 and f"job {job_id} had already succeeded: nothing to cancel" in late.stderr, \
+            str(late)
+        assert read_output(out, 3) == seq_oracle(APPS / "wc.py", [library])
 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)

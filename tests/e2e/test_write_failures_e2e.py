@@ -90,8 +90,9 @@ def test_output_past_the_file_size_limit_fails_the_job_cleanly_and_the_workers_l
     reason = failed.value.reason
     assert "reduce-" in reason and "failed 2 times" in reason, reason
     assert "File too large" in reason and "Errno 27" in reason, reason
-    # the job left nothing: no output under its final name, no temporary file, no _SUCCESS
-    assert sorted(p.name for p in out.iterdir()) == [], sorted(p.name for p in out.iterdir())
+    # the job left nothing: no output under its final name, no temporary file, no _SUCCESS, and not the
+    # directory the coordinator made for it
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
     # each attempt failed with the OS error as an io failure, and was retried
     failures = events(limited.base / "coordinator.log", "task_failed", job=job)
     assert len(failures) >= 2 and all(f["kind"] == "io" and "File too large" in f["error"] for f in failures)

@@ -85,6 +85,7 @@ class Coordinator:
         self.stop_flag = StopFlag()
         self._log = bound_logger(role="coordinator")
         self._bad_peers: set[bytes] = set()
+        self._made_dirs: set[str] = set()   # output directories this process created for running jobs
         self._decoder = coordinator_decoder(config.coordinator.max_message_bytes)
         self._journal: JournalFile | None = None
 
@@ -203,8 +204,12 @@ class Coordinator:
         if spec_problem(spec, self.scheduler.params.limits) or self.scheduler.output_dir_busy(spec.output_dir):
             return ""
         files = (split.path for split in spec.splits)
-        return (outputs.files_in_output(files, spec.output_dir)
-                or outputs.prepare_output_dir(spec.output_dir, spec.overwrite))
+        existed = os.path.lexists(spec.output_dir)
+        problem = (outputs.files_in_output(files, spec.output_dir)
+                   or outputs.prepare_output_dir(spec.output_dir, spec.overwrite))
+        if not problem and not existed:
+            self._made_dirs.add(spec.output_dir)   # a failed or cancelled job takes it away again
+        return problem
 
     def _execute(self, sock: zmq.Socket[Any] | None, actions: list[Any]) -> None:
         self._write_journal(actions)
@@ -241,6 +246,8 @@ class Coordinator:
             raise ClusterError(f"cannot write the journal in {self._journal.dir}: {exc}") from exc
 
     def _finish_output(self, action: JobFinished) -> None:
+        """`_SUCCESS` for a job that succeeded; for one that did not, nothing left of it: no output, and
+        no output directory if this coordinator made it (unless someone else put something there)."""
         try:
             if action.state is JobState.SUCCEEDED:
                 outputs.remove_temporaries(action.output_dir, action.job_id)
@@ -250,9 +257,13 @@ class Coordinator:
                 outputs.write_success(action.output_dir, marker)
             else:
                 outputs.remove_job_output(action.output_dir, action.job_id, action.n_reduce)
+                if action.output_dir in self._made_dirs:
+                    outputs.remove_abandoned(Path(action.output_dir))
         except OSError as exc:
             self._log.error("output_finish_failed", job=action.job_id, error=str(exc))
             return
+        finally:
+            self._made_dirs.discard(action.output_dir)
         self._write_journal(self.scheduler.output_finished(action.job_id))
 
     def _bad_message(self, sock: zmq.Socket[Any], peer: bytes, error: ProtocolError) -> None:

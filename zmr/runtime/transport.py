@@ -172,7 +172,7 @@ def recv_dealer(sock: zmq.Socket[Any], decoder: Decoder[Any], copy: bool = True)
 
 
 _WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | \
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_CONNECTED
 
 
 class HandshakeWatch:
@@ -192,6 +192,7 @@ class HandshakeWatch:
         self._server, self._who, self._curve = server, who, curve
         self.refused = False   # the server refused our key: definite, retrying cannot help
         self.failure = ""      # what the latest failed handshake says ("" once one succeeded)
+        self.connected = False   # a connection was made (to something listening there) at least once
 
     def poll(self) -> str:
         """Read the events so far; returns `failure`."""
@@ -204,7 +205,9 @@ class HandshakeWatch:
         return self.failure
 
     def _note(self, event: int, value: int) -> None:
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        if event == zmq.EVENT_CONNECTED:
+            self.connected = True
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.refused, self.failure = False, ""
         elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             self.refused = True
