@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zmr.apps import App, load_app, ship_app, unship_app
+from zmr.apps import App, companions, load_app, ship_app, unship_app
 from zmr.core.batches import encode_batch
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
@@ -540,3 +540,20 @@ def test_a_shipped_app_s_traceback_names_its_file(tmp_path: Path) -> None:
     app_frames = [line for line in frames if str(path) in line]
     assert [line.rsplit(" in ", 1)[1] for line in app_frames] == ["reduce", "score", "inner"], frames
     assert "boom-k" in done.stdout.decode()
+
+
+def test_only_the_modules_beside_the_app_that_it_uses_travel_with_it(tmp_path: Path) -> None:
+    name = f"helper_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text("import json\n\ndef shout(s):\n    return s.upper()\n")
+    (tmp_path / f"unused_{name}.py").write_text("X = 1\n")
+    (tmp_path / "app.py").write_text(
+        f"import re\nimport zmr\nfrom zmr.apps import App\nfrom {name} import shout\n\n"
+        "def map(filename, contents):\n    return [(shout(w), 1) for w in re.findall('[a-z]+', contents)]\n\n"
+        "def reduce(key, values):\n    return sum(values)\n")
+    app = load_app(str(tmp_path / "app.py"))
+    assert str(tmp_path) not in sys.path   # only while the app was imported
+    assert [m.__name__ for m in companions(sys.modules[app.module])] == [name]
+    blob = ship_app(app)
+    del sys.modules[name]   # as on a worker that never saw the folder
+    shipped = unship_app(blob)
+    assert list(shipped.map("f", "ab cd", [])) == [("AB", 1), ("CD", 1)]

@@ -10,8 +10,10 @@ The contract (any function may also declare a keyword parameter `args` to receiv
 A Value is a str, an int (64-bit: -2**63 .. 2**64-1; not a bool) or a float, so counts and sums travel as
 numbers, with no str() on the map side and int() per value on the reduce side. Keys are str.
 
-An app is shipped by value (cloudpickle), so workers need no copy of its file. Only the app module
-itself travels by value; modules it imports must be importable on the workers.
+An app is shipped by value (cloudpickle), so workers need no copy of its file. Modules the app uses that
+live beside it (in its folder, or its package's, and not installed) travel by value with it; installed
+modules it imports must be importable on the workers. A file app is imported with its folder first on
+sys.path, as Python runs a script, so `import helper` finds `helper.py` next to it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import re
 import secrets
 import sys
+import sysconfig
 import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -253,11 +256,16 @@ def _import_file(spec: str) -> ModuleType:
         raise AppError(f"app file {spec!r} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[name] = module
+    folder = os.path.dirname(os.path.abspath(spec))
+    sys.path.insert(0, folder)
     try:
         loader_spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise _import_failure(spec, exc) from exc
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
     return module
 
 
@@ -324,33 +332,84 @@ def _app_from_module(spec: str, module: ModuleType) -> App:
 
 
 def ship_app(app_or_spec: App | str) -> bytes:
-    """Pickle the app by value, so a worker without the app's file (or module) can run it."""
+    """Pickle the app by value, with the modules beside it that it uses (see `companions`), so a worker
+    without the app's files (or modules) can run it."""
     app = load_app(app_or_spec) if isinstance(app_or_spec, str) else app_or_spec
     module = sys.modules.get(app.module)
-    registered = cloudpickle.list_registry_pickle_by_value()
-    by_value = module is not None and app.module != "__main__" and app.module not in registered
-    if by_value:
-        cloudpickle.register_pickle_by_value(module)
+    registered = set(cloudpickle.list_registry_pickle_by_value())
+    travelling = [] if module is None or app.module == "__main__" else [module, *companions(module)]
+    by_value = [m for m in travelling if m.__name__ not in registered]
+    for mod in by_value:
+        cloudpickle.register_pickle_by_value(mod)
+    if module is not None and module in by_value:
         app = dataclasses.replace(app, source_file=getattr(module, "__file__", None) or "")
     try:
         blob: bytes = cloudpickle.dumps(app)
     except Exception as exc:
         raise AppError(f"app {app.name!r} cannot be shipped: {exc}") from exc
     finally:
-        if by_value:
-            cloudpickle.unregister_pickle_by_value(module)
+        for mod in by_value:
+            cloudpickle.unregister_pickle_by_value(mod)
     if by_value:
-        _check_unpacks_alone(app, blob)
+        _check_unpacks_alone(app, blob, [m.__name__ for m in by_value])
     return blob
 
 
-def _check_unpacks_alone(app: App, blob: bytes) -> None:
-    """Fail at submit, not on every worker, when the blob still needs the app's module.
+def companions(module: ModuleType) -> list[ModuleType]:
+    """The modules an app module uses, directly or through one another, that live in its own folder (for
+    a module of a package, the package's folder) and are not installed: a worker has no copy of them, so
+    they travel by value with the app. Found through the module's globals: a module imported (`import
+    helper`) or a function or class taken from one (`from helper import tokenize`)."""
+    if not module.__file__:
+        return []
+    home = _package_home(module) if module.__package__ else os.path.dirname(os.path.abspath(module.__file__))
+    if not home:
+        return []
+    installed = {os.path.abspath(p) for key in ("purelib", "platlib", "stdlib", "platstdlib")
+                 if (p := sysconfig.get_paths().get(key))}
+    found: dict[str, ModuleType] = {}
+    todo = [module]
+    while todo:
+        for value in list(vars(todo.pop()).values()):
+            name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            used = sys.modules.get(name) if isinstance(name, str) else None
+            if (used is None or used is module or name in found or name == "zmr" or str(name).startswith("zmr.")
+                    or not _lives_in(used, home, installed)):
+                continue
+            found[str(name)] = used
+            todo.append(used)
+    return list(found.values())
+
+
+def _package_home(module: ModuleType) -> str:
+    """The folder of the top package of a module such as `apps.wc` (where its siblings live)."""
+    top = sys.modules.get((module.__package__ or "").split(".")[0])
+    file = getattr(top, "__file__", None)
+    return os.path.dirname(os.path.abspath(file)) if file else ""
+
+
+def _lives_in(module: ModuleType, home: str, installed: set[str]) -> bool:
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    path = os.path.abspath(file)
+    return _inside(path, home) and not any(_inside(path, place) for place in installed)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_unpacks_alone(app: App, blob: bytes, names: list[str]) -> None:
+    """Fail at submit, not on every worker, when the blob still needs the app's module or its companions.
 
     Some objects are pickled by reference even when their module is shipped by value, for example a
-    function wrapped in `functools.lru_cache`; a worker has no such module to find them in.
+    function wrapped in `functools.lru_cache`; a worker has no such module to find them in. Here those
+    modules are hidden (an import of one fails) while the blob is unpacked.
     """
-    module = sys.modules.pop(app.module)
+    hidden = {name: sys.modules.get(name) for name in names}
+    for name in names:
+        sys.modules[name] = None  # type: ignore[assignment]   # import fails, as on a worker without it
     try:
         cloudpickle.loads(blob)
     except Exception as exc:
@@ -358,7 +417,11 @@ def _check_unpacks_alone(app: App, blob: bytes) -> None:
                        f"{exc}); objects such as functools.lru_cache wrappers travel by reference, so "
                        "define them inside a function or use a plain dict") from exc
     finally:
-        sys.modules[app.module] = module
+        for name, mod in hidden.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
 
 
 def unship_app(blob: bytes) -> App:

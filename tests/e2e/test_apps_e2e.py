@@ -126,3 +126,47 @@ def test_many_small_splits_through_the_api_and_no_temporary_name_is_ever_output(
     for name, seen in watcher.snapshots.items():
         assert seen == {(out / name).read_text(encoding="utf-8")}, f"{name} was seen incomplete"
     assert all(n.startswith(".") or n.startswith("mr-out-") or n == "_SUCCESS" for n in watcher.names), watcher.names
+
+
+HELPER = '''
+import re
+
+WORD = re.compile(r"[a-z']+")
+
+
+def words(text):
+    return WORD.findall(text.lower())
+'''
+
+BIGRAM = '''
+import {helper}
+from {helper} import words
+
+
+def map(filename, contents):
+    first = {helper}.words(contents)
+    return ((f"{{a}}_{{b}}", 1) for a, b in zip(first, words(contents)[1:]))
+
+
+def reduce(key, values):
+    return sum(values)
+'''
+
+
+def test_a_helper_module_beside_the_app_travels_with_it(library: Path, tmp_path: Path, cluster,
+                                                         seq_oracle: SeqOracle) -> None:
+    """`import textutil` from the app's folder: found when the app is loaded (its folder comes first on
+    sys.path, as for a script), and shipped by value, so workers that never saw the folder run it."""
+    helper = f"textutil_{tmp_path.name.replace('-', '_')}"   # a name no other test has imported
+    folder = tmp_path / "myapp"
+    folder.mkdir()
+    (folder / f"{helper}.py").write_text(HELPER)
+    (folder / "bigram.py").write_text(BIGRAM.format(helper=helper))
+    c: Cluster = cluster(2)
+    assert c.client is not None
+    out = tmp_path / "out"
+    c.client.wait(c.client.submit(str(folder / "bigram.py"), [str(library)], str(out), n_reduce=2), timeout=60)
+    got = read_output(out, 2)
+    assert got == seq_oracle(folder / "bigram.py", [library]) and len(got) > 1000
+    texts = [book.read_bytes().decode("utf-8", errors="replace").lower() for book in sorted(library.glob("*.txt"))]
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in got) == sum(len(re.findall(r"[a-z']+", t)) - 1 for t in texts)
