@@ -71,6 +71,12 @@ def test_the_client_checks_with_its_own_limits(books: Path, tmp_path: Path) -> N
         client.submit(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), n_reduce=5)
 
 
+def test_a_job_attempt_limit_out_of_range_is_refused(books: Path, tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="max_attempts must be from 1 to 100, got 101"):
+        build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, max_attempts=101)
+    assert build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, max_attempts=7).max_attempts == 7
+
+
 def test_an_arg_for_an_app_that_takes_none_is_refused(books: Path, tmp_path: Path) -> None:
     with pytest.raises(JobSpecError, match=r"app '.*wc.py' takes no arguments .* so --arg 'x' would be ignored"):
         build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, args=["x"])

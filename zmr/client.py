@@ -18,7 +18,14 @@ import zmq
 
 from zmr.apps import App, app_of, ship_app
 from zmr.config import CoordinatorConfig, endpoint_problem
-from zmr.core.specs import DEFAULT_N_REDUCE, SpecLimits, app_problem, map_tasks_problem, n_reduce_problem
+from zmr.core.specs import (
+    DEFAULT_N_REDUCE,
+    SpecLimits,
+    app_problem,
+    map_tasks_problem,
+    max_attempts_problem,
+    n_reduce_problem,
+)
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
 from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
 from zmr.inputs import expand_inputs
@@ -36,12 +43,12 @@ _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 
 def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
-               limits: SpecLimits = _DEFAULT_LIMITS) -> m.JobSpec:
+               limits: SpecLimits = _DEFAULT_LIMITS, max_attempts: int = 0) -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued and the user
     hears why without a round trip; the coordinator checks again with its own `limits`. Cheap checks come
     first: a huge `n_reduce` is refused before the app is loaded, too many files before any is opened.
     `workers`: how many workers will run it, when known (see `plan_splits`)."""
-    _refuse(n_reduce_problem(n_reduce, limits))
+    _refuse(n_reduce_problem(n_reduce, limits) or max_attempts_problem(max_attempts))
     loaded = app_of(app)
     if args and not loaded.takes_args:
         raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
@@ -56,7 +63,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     _refuse(map_tasks_problem(len(splits), limits))
     name = _display_name(app if isinstance(app, str) else loaded.name)
     return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=os.path.abspath(output),
-                     n_reduce=n_reduce, args=list(args), overwrite=overwrite)
+                     n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts)
 
 
 def _refuse(problem: str) -> None:
@@ -109,10 +116,12 @@ class Client:
     # ------------------------------------------------------------ API
 
     def submit(self, app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
-               args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False) -> str:
-        """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent."""
+               args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False,
+               max_attempts: int = 0) -> str:
+        """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent.
+        `max_attempts`: failed attempts of one task that fail the job (0: the cluster's retry.max_attempts)."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
-                                           limits=self.limits))
+                                           limits=self.limits, max_attempts=max_attempts))
 
     def submit_spec(self, spec: m.JobSpec) -> str:
         """Queue a job built by `build_spec`; returns its id."""

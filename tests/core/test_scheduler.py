@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import msgspec
 import pytest
 
 from zmr.core.durable import Ledger
@@ -182,6 +183,8 @@ def test_a_restarted_coordinator_holds_an_awaited_worker_id_for_the_key_it_regis
     ({"splits": []}, "the job has no input"),
     ({"output_dir": ""}, "the job has no output directory"),
     ({"app_blob": b""}, "the job has no app"),
+    ({"max_attempts": 101}, "max_attempts must be from 1 to 100, got 101"),
+    ({"max_attempts": -1}, "max_attempts must be from 1 to 100, got -1"),
 ])
 def test_an_invalid_job_is_refused_and_the_queue_untouched(change: dict[str, object], message: str) -> None:
     sim = sim_with("w1")
@@ -781,6 +784,18 @@ def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another
     assert sim.job(good).state is JobState.RUNNING
     sim.run()
     assert sim.finished == {bad: JobState.FAILED, good: JobState.SUCCEEDED}
+
+
+def test_a_job_may_set_its_own_attempt_limit() -> None:
+    sim = sim_with("w1", max_attempts=4, retry_base=0.1)
+    spec = msgspec.structs.replace(sim.spec(n_splits=1, n_reduce=1), max_attempts=2)
+    [accepted] = sim.client_send(m.SubmitJob(spec=spec))
+    assert isinstance(accepted, m.JobAccepted)
+    sim.fail("w1", error="ValueError: boom 1")
+    sim.advance(0.2)
+    sim.fail("w1", error="ValueError: boom 2")
+    state = sim.job(accepted.job_id)
+    assert state.state is JobState.FAILED and state.error.startswith("map-0 failed 2 times; last error: ValueError: boom 2")
 
 
 def test_an_invalid_failure_ends_the_job_at_once_and_survives_replay() -> None:

@@ -73,13 +73,13 @@ def test_run_keep_logs_keeps_them_after_a_success_too(library: Path, tmp_path: P
     assert result.leftovers == [] and logs.is_relative_to(result.tmpdir)   # in its TMPDIR: no other run reaps it
 
 
+@pytest.mark.parametrize("limit", [["--set", "retry.max_attempts=2"], ["--max-attempts", "2"]])
 def test_run_with_a_failing_app_reports_the_traceback_and_leaves_no_process(library: Path, tmp_path: Path,
-                                                                            run_zmr) -> None:
+                                                                            run_zmr, limit: list[str]) -> None:
     out = tmp_path / "out"
-    result = run_zmr(*_run(TEST_APPS / "fail_reduce.py", [library], out, 3, 2,
-                           "--set", "retry.max_attempts=2", "--set", "retry.base=0.05"))
+    result = run_zmr(*_run(TEST_APPS / "fail_reduce.py", [library], out, 3, 2, *limit, "--set", "retry.base=0.05"))
     assert result.returncode not in (0, 130), str(result)
-    assert "job failed" in result.stderr, str(result)
+    assert "job failed" in result.stderr and "failed 2 times" in result.stderr, str(result)
     assert "zmr-e2e-reduce-boom" in result.stderr, str(result)          # the app's error ...
     assert "Traceback (most recent call last)" in result.stderr         # ... with its traceback,
     assert "fail_reduce.py" in result.stderr and "_explode" in result.stderr   # into the app's code

@@ -89,7 +89,7 @@ class Losses(Dispatch):
         if job.state is not JobState.RUNNING or task.state is TaskState.DONE:
             return
         self._setback(job, task, app_failures=1)
-        if task.app_failures >= self.params.max_attempts:
+        if task.app_failures >= self._max_attempts(job):
             self._end_job(job, JobState.FAILED, f"{task.label} failed {task.app_failures} times; last error: "
                           f"no progress within {self.params.task_timeout:g} s")
             return

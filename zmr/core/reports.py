@@ -144,7 +144,7 @@ class Reports(Losses):
             detail = f"{task.label} failed: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
             return
-        if task.app_failures >= self.params.max_attempts:
+        if task.app_failures >= self._max_attempts(job):
             detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
             return

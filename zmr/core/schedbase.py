@@ -146,6 +146,10 @@ class SchedulerBase:
                                    app_failures=task.app_failures + app_failures,
                                    worker_losses=task.worker_losses + worker_losses))
 
+    def _max_attempts(self, job: Job) -> int:
+        """Failed attempts of one of the job's tasks that fail the job: its own limit, else the cluster's."""
+        return job.spec.max_attempts or self.params.max_attempts
+
     def _log(self, event: str, level: str, **fields: Any) -> None:
         self._out.append(Log(event, level, fields))
 

@@ -80,4 +80,14 @@ def spec_problem(spec: m.JobSpec, limits: SpecLimits) -> str:
         return "the job has no output directory"
     if not spec.app_blob:
         return "the job has no app"
+    return max_attempts_problem(spec.max_attempts)
+
+
+MAX_ATTEMPTS_LIMIT = 100
+
+
+def max_attempts_problem(max_attempts: int) -> str:
+    """Why a job's own attempt limit is refused, or '' (0 stands for the cluster's retry.max_attempts)."""
+    if not 0 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        return f"max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {max_attempts}"
     return ""

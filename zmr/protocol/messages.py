@@ -78,6 +78,7 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     n_reduce: int
     args: list[str] = []
     overwrite: bool = False
+    max_attempts: int = 0   # failed attempts of one task that fail the job; 0: the cluster's retry.max_attempts
 
 
 # ---------------------------------------------------------------- client -> coordinator
