@@ -41,6 +41,7 @@ import cloudpickle
 from zmr.core.batches import INT_MAX, INT_MIN, Value, is_value
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
+from zmr.formats import TEXT, InputFormat, input_format
 
 __all__ = ["App", "app_of", "load_app", "ship_app", "unship_app"]
 
@@ -64,6 +65,7 @@ class App:
     partition_fn: PartitionFn | None = None
     takes_args: frozenset[str] = frozenset()
     map_takes_first_line: bool = False
+    input: InputFormat = TEXT   # what map receives (the module's INPUT; see zmr.formats)
     source_file: str = ""   # the app module's file, when shipped by value: tracebacks name it
 
     @classmethod
@@ -98,19 +100,35 @@ class App:
         return self.combine_fn is not None
 
     def map(
-        self, filename: str, contents: str, args: Sequence[str], first_line: int = 1
+        self, filename: str, contents: Any, args: Sequence[str], first_line: int = 1
     ) -> Iterator[tuple[str, Value]]:
         """The app's (key, value) pairs for one split, each checked (see `check_pair`)."""
         return _checked_pairs(self, self.map_iter(filename, contents, args, first_line))
 
-    def map_iter(self, filename: str, contents: str, args: Sequence[str], first_line: int = 1) -> Iterator[Any]:
-        """What `map` yields, not yet checked: a hot loop checks each item itself (see `check_pair`)."""
+    def map_iter(self, filename: str, contents: Any, args: Sequence[str], first_line: int = 1) -> Iterator[Any]:
+        """What `map` yields, not yet checked: a hot loop checks each item itself (see `check_pair`).
+        `contents` is a piece of the split, or for a per-record input format a list of records, each of
+        which `map` gets on its own (see `zmr.formats.map_inputs`)."""
         kwargs: dict[str, Any] = {}
         if "map" in self.takes_args:
             kwargs["args"] = args
+        if self.input.per_record:
+            return self._each_record(filename, contents, kwargs, first_line)
         if self.map_takes_first_line:
             kwargs["first_line"] = first_line
-        pairs = self.map_fn(filename, contents, **kwargs)
+        return self._iterable(self.map_fn(filename, contents, **kwargs))
+
+    def _each_record(self, filename: str, records: list[Any], kwargs: dict[str, Any],
+                     first_line: int) -> Iterator[Any]:
+        numbered = self.map_takes_first_line and self.input.kind == "lines"   # one record a line
+        for index, record in enumerate(records):
+            if numbered:
+                kwargs["first_line"] = first_line + index if first_line else 0
+            elif self.map_takes_first_line:
+                kwargs["first_line"] = first_line
+            yield from self._iterable(self.map_fn(filename, record, **kwargs))
+
+    def _iterable(self, pairs: Any) -> Iterator[Any]:
         try:
             return iter(pairs)
         except TypeError:
@@ -328,7 +346,7 @@ def _app_from_module(spec: str, module: ModuleType) -> App:
         combine=getattr(module, "combine", None),
         partition=getattr(module, "partition", None),
     )
-    return dataclasses.replace(app, module=module.__name__)
+    return dataclasses.replace(app, module=module.__name__, input=input_format(getattr(module, "INPUT", None), spec))
 
 
 def ship_app(app_or_spec: App | str) -> bytes:

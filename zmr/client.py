@@ -55,7 +55,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
                            f"`args`), so --arg {args[0]!r} would be ignored")
     blob = ship_app(loaded)
     _refuse(app_problem(len(blob), limits))
-    files = expand_inputs(inputs, limits)
+    files = expand_inputs(inputs, limits, text=not loaded.input.binary)
     _refuse(outputs.overlap_problem(inputs, (f.path for f in files), output))
     codecs = {f.path: f.codec for f in files}
     splits = [m.InputSplit(name=s.name, path=s.path, start=s.start, end=s.end, codec=codecs[s.path])

@@ -37,13 +37,14 @@ class InputFile:
     codec: compressed.Codec = ""
 
 
-def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None) -> list[InputFile]:
+def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None, text: bool = True) -> list[InputFile]:
     """Files as given, directories expanded recursively (sorted, hidden entries skipped).
 
     Raises JobSpecError naming the path for: no inputs, a missing path, an unreadable file,
     something that is neither a file nor a directory, or a directory holding no files; and, with
     `limits`, for more files than `limits.max_map_tasks`, before any file is opened (each file is at
-    least one map task, so such a job would be refused anyway).
+    least one map task, so such a job would be refused anyway). With `text` (the input format of most
+    apps), a file whose start holds a NUL byte is refused as not text.
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -52,7 +53,7 @@ def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None) -> li
     names = [name for typed in inputs for name in _list_one(typed)]
     if limits is not None and (problem := map_tasks_problem(len(names), limits, "the number of input files")):
         raise JobSpecError(problem)
-    return [_input_file(name) for name in names]
+    return [_input_file(name, text) for name in names]
 
 
 def _list_one(typed: str) -> list[str]:
@@ -89,9 +90,9 @@ def _parts(rel: str) -> tuple[str, ...]:
     return tuple(rel.split(os.sep))
 
 
-def _input_file(name: str) -> InputFile:
-    """Check `name` can be read now, and that its start is text (decompressed, if it is compressed), so a
-    bad input fails the job before it is queued."""
+def _input_file(name: str, text: bool = True) -> InputFile:
+    """Check `name` can be read now, and (if `text`) that its start is text (decompressed, if it is
+    compressed), so a bad input fails the job before it is queued."""
     try:
         with open(name, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -105,7 +106,7 @@ def _input_file(name: str) -> InputFile:
                 head = stream.read(TEXT_PROBE_BYTES)
         except compressed.DECODE_ERRORS as exc:
             raise JobSpecError(f"input {name!r} is not a readable {codec} file: {exc}") from exc
-    if (nul := head.find(b"\0")) >= 0:
+    if text and (nul := head.find(b"\0")) >= 0:
         where = f"at byte {nul}" + (" of its decompressed text" if codec else "")
         raise JobSpecError(f"input {name!r} is not text: it holds a NUL byte {where}")
     return InputFile(name=name, path=os.path.abspath(name), size=size, codec=codec)

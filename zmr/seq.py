@@ -15,7 +15,8 @@ from zmr.apps import App, load_app
 from zmr.core.batches import Value
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
-from zmr.inputs import expand_inputs, plan_splits, read_chunks
+from zmr.formats import map_inputs
+from zmr.inputs import expand_inputs, plan_splits
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
 
@@ -33,7 +34,7 @@ def run_sequential(
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
     the_app = load_app(app) if isinstance(app, str) else app
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, text=not the_app.input.binary)
     if problem := outputs.overlap_problem(inputs, (f.path for f in files), str(output_dir)):
         raise JobSpecError(problem)
     splits = plan_splits(files, split_size)
@@ -43,8 +44,8 @@ def run_sequential(
     job_args = list(args)
     groups: dict[str, list[Value]] = {}
     for split in splits:
-        for contents, first_line in read_chunks(split.path, split.start, split.end,
-                                                count_lines=the_app.map_takes_first_line, codec=split.codec):
+        for contents, first_line in map_inputs(the_app.input, split.path, split.start, split.end, split.codec,
+                                               count_lines=the_app.map_takes_first_line):
             for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
                 groups.setdefault(key, []).append(value)
     lines = (f"{key} {the_app.reduce(key, groups[key], job_args)}\n" for key in sorted(groups))

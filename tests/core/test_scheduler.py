@@ -795,7 +795,8 @@ def test_a_job_may_set_its_own_attempt_limit() -> None:
     sim.advance(0.2)
     sim.fail("w1", error="ValueError: boom 2")
     state = sim.job(accepted.job_id)
-    assert state.state is JobState.FAILED and state.error.startswith("map-0 failed 2 times; last error: ValueError: boom 2")
+    assert state.state is JobState.FAILED
+    assert state.error.startswith("map-0 failed 2 times; last error: ValueError: boom 2")
 
 
 def test_an_invalid_failure_ends_the_job_at_once_and_survives_replay() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import random
 import re
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +174,62 @@ def test_a_helper_module_beside_the_app_travels_with_it(library: Path, tmp_path:
     assert got == seq_oracle(folder / "bigram.py", [library]) and len(got) > 1000
     texts = [book.read_bytes().decode("utf-8", errors="replace").lower() for book in sorted(library.glob("*.txt"))]
     assert sum(int(line.rsplit(" ", 1)[1]) for line in got) == sum(len(re.findall(r"[a-z']+", t)) - 1 for t in texts)
+
+
+EVENTS_APP = '''
+INPUT = "jsonl"
+
+
+def map(filename, event):
+    yield event["user"], event["bytes"]
+
+
+def reduce(user, values):
+    return sum(values)
+'''
+
+BLOCKS_APP = '''
+INPUT = "records:64"
+
+
+def map(filename, record):
+    yield record[:1].hex(), 1
+
+
+def reduce(key, values):
+    return sum(values)
+'''
+
+
+def test_json_lines_and_fixed_size_binary_records_on_a_cluster(tmp_path: Path, cluster, seq_oracle: SeqOracle) -> None:
+    """Apps that declare their input: JSON lines cut into many splits, and 64-byte binary records (NUL bytes
+    and all) in splits that do not fall on record boundaries; each record reaches map exactly once."""
+    draw = random.Random(5)
+    events = [{"user": f"user{draw.randrange(50)}", "bytes": draw.randrange(10**6), "path": "/x" * draw.randrange(9)}
+              for _ in range(60_000)]
+    jsonl = tmp_path / "events.jsonl"
+    jsonl.write_text("".join(json.dumps(e) + "\n" for e in events))
+    blocks = tmp_path / "blocks.dat"
+    blocks.write_bytes(draw.randbytes(64 * 40_000))
+    (tmp_path / "events.py").write_text(EVENTS_APP)
+    (tmp_path / "blocks.py").write_text(BLOCKS_APP)
+    c: Cluster = cluster(2)
+    assert c.client is not None
+    for app, data, expected in [
+        ("events.py", jsonl, _sums(events)),
+        ("blocks.py", blocks, Counter(blocks.read_bytes()[i:i + 1].hex() for i in range(0, 64 * 40_000, 64))),
+    ]:
+        out = tmp_path / f"out-{app}"
+        job = c.client.submit(str(tmp_path / app), [str(data)], str(out), n_reduce=3, split_size=300_001)
+        info = c.client.wait(job, timeout=120)
+        assert info.maps_total >= 8
+        got = read_output(out, 3)
+        assert got == seq_oracle(tmp_path / app, [data])
+        assert {line.split(" ")[0]: int(line.split(" ")[1]) for line in got} == dict(expected)
+
+
+def _sums(events: list[dict[str, Any]]) -> Counter[str]:
+    sums: Counter[str] = Counter()
+    for e in events:
+        sums[e["user"]] += e["bytes"]
+    return sums

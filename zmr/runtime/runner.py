@@ -28,7 +28,7 @@ import zmq
 from zmr.apps import App, unship_app
 from zmr.core.batches import Packer, Pairs, PartitionBuffers
 from zmr.errors import AppError, InputError
-from zmr.inputs import read_chunks
+from zmr.formats import map_inputs
 from zmr.log import bound_logger
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
@@ -150,8 +150,8 @@ class Runner:
                                    app.partitioner(info.args), app.combiner(info.args), app.check_partition)
         self._pusher.start_task(info.window_bytes)
         emit = _Emitter(self, rec, job)
-        for contents, first_line in read_chunks(rec.split.path, rec.split.start, rec.split.end,
-                                                count_lines=app.map_takes_first_line, codec=rec.split.codec):
+        for contents, first_line in map_inputs(app.input, rec.split.path, rec.split.start, rec.split.end,
+                                               rec.split.codec, count_lines=app.map_takes_first_line):
             pairs = app.map_iter(rec.split.name, contents, info.args, first_line=first_line)
             for due in buffers.add_all(pairs, app.check_pair):
                 if due is None:   # a tick, every few thousand pairs
