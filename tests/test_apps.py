@@ -227,11 +227,11 @@ def test_subclasses_of_str_int_and_float_become_the_exact_types_the_wire_carries
     assert encode_batch(pairs), "msgspec encodes only the exact types"
 
 
-@pytest.mark.parametrize(("key", "result"), [("k", None), ("k", True), ("k", b"v"), ("k", [1]),
-                                             ("k", "two\nlines"), ("k\nk", "v"), ("k\nk", 3)])
-def test_reduce_results_that_break_the_output_format_are_app_errors(key: str, result: Any) -> None:
+@pytest.mark.parametrize(("key", "result"), [("k", None), ("k", True), ("k", b"v"), ("k", [1])])
+def test_reduce_results_that_are_not_values_are_app_errors(key: str, result: Any) -> None:
+    """(A newline in a key or value is the text output format's to refuse: tests/test_output_formats.py.)"""
     app = App.from_functions("bad", map=lambda f, c: [], reduce=lambda k, vs: result)
-    with pytest.raises(AppError, match="reduce|newline"):
+    with pytest.raises(AppError, match=r"reduce\('k', ...\) returned .*, expected a str, an int or a float"):
         app.reduce(key, ["v"], [])
 
 

@@ -22,6 +22,7 @@ from zmr.config import Config, load_config
 from zmr.errors import JobFailed, ZmrError
 from zmr.local import LocalCluster
 from zmr.log import configure_logging, get_logger
+from zmr.output_formats import OUTPUT_FORMATS
 from zmr.progress import STATUS_JSON_VERSION, ProgressLine, format_status, format_summary, status_json
 from zmr.protocol.messages import JobInfo, JobSpec
 from zmr.runtime import outputs, security
@@ -54,6 +55,8 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR", help="input files or directories")
     p.add_argument("--output", required=True, metavar="OUTDIR", help="output directory (mr-out-<r> files)")
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="text",
+                   help="how results are written: text (`key value` lines, the default), jsonl or csv")
 
 
 def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
@@ -94,7 +97,8 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
 def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None) -> JobSpec:
     """The job the flags describe, checked before anything starts or is sent."""
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
-                      ns.overwrite, workers, config.job.limits, max_attempts=ns.max_attempts or 0)
+                      ns.overwrite, workers, config.job.limits, max_attempts=ns.max_attempts or 0,
+                      output_format=ns.output_format)
 
 
 def _client(address: str, config: Config) -> Client:
@@ -219,7 +223,7 @@ def cmd_seq(ns: argparse.Namespace) -> int:
 
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb})
     path = run_sequential(ns.app, ns.input, ns.output, ns.arg, config.job.split_size_mb << 20,
-                          overwrite=ns.overwrite)
+                          overwrite=ns.overwrite, output_format=ns.output_format)
     print(path)
     return EXIT_OK
 

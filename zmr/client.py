@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -18,6 +19,7 @@ import zmq
 
 from zmr.apps import App, app_of, ship_app
 from zmr.config import CoordinatorConfig, endpoint_problem
+from zmr.core.batches import Value
 from zmr.core.specs import (
     DEFAULT_N_REDUCE,
     SpecLimits,
@@ -29,8 +31,10 @@ from zmr.core.specs import (
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
 from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
 from zmr.inputs import expand_inputs
+from zmr.output_formats import OUTPUT_FORMATS, read_results
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
+from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs, transport
 from zmr.runtime.security import Keyring
 
@@ -43,12 +47,15 @@ _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 
 def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
-               limits: SpecLimits = _DEFAULT_LIMITS, max_attempts: int = 0) -> m.JobSpec:
+               limits: SpecLimits = _DEFAULT_LIMITS, max_attempts: int = 0,
+               output_format: m.OutputFormat = "text") -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued and the user
     hears why without a round trip; the coordinator checks again with its own `limits`. Cheap checks come
     first: a huge `n_reduce` is refused before the app is loaded, too many files before any is opened.
     `workers`: how many workers will run it, when known (see `plan_splits`)."""
     _refuse(n_reduce_problem(n_reduce, limits) or max_attempts_problem(max_attempts))
+    if output_format not in OUTPUT_FORMATS:
+        raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     loaded = app_of(app)
     if args and not loaded.takes_args:
         raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
@@ -63,7 +70,8 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     _refuse(map_tasks_problem(len(splits), limits))
     name = _display_name(app if isinstance(app, str) else loaded.name)
     return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=os.path.abspath(output),
-                     n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts)
+                     n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts,
+                     output_format=output_format)
 
 
 def _refuse(problem: str) -> None:
@@ -117,11 +125,13 @@ class Client:
 
     def submit(self, app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False,
-               max_attempts: int = 0) -> str:
+               max_attempts: int = 0, output_format: m.OutputFormat = "text") -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent.
-        `max_attempts`: failed attempts of one task that fail the job (0: the cluster's retry.max_attempts)."""
+        `max_attempts`: failed attempts of one task that fail the job (0: the cluster's retry.max_attempts);
+        `output_format`: text, jsonl or csv (see `zmr.output_formats`)."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
-                                           limits=self.limits, max_attempts=max_attempts))
+                                           limits=self.limits, max_attempts=max_attempts,
+                                           output_format=output_format))
 
     def submit_spec(self, spec: m.JobSpec) -> str:
         """Queue a job built by `build_spec`; returns its id."""
@@ -154,6 +164,16 @@ class Client:
         if isinstance(reply, m.StatusReply) and reply.jobs:
             return reply.jobs[0]
         raise ClusterError(_error_text(reply))
+
+    def results(self, job_id: str) -> Iterator[tuple[str, Value | None]]:
+        """The committed output of a job that succeeded, as (key, value) pairs, partition by partition (keys
+        sorted within each). Values keep their types with the jsonl output format and are str otherwise.
+        Reads the output directory, so it must be reachable from here as the coordinator named it."""
+        info = self.job(job_id, tasks=False)
+        if info.state != "succeeded":
+            raise ClusterError(f"job {job_id} has {info.state}" + (" (it has not ended)" if info.state in (
+                "queued", "running") else ": it has no results"))
+        return _results(info)
 
     def wait(self, job_id: str, poll: float = 0.2, timeout: float | None = None,
              on_progress: Callable[[m.JobInfo], None] | None = None, patience: float = 120.0) -> m.JobInfo:
@@ -247,6 +267,12 @@ class Client:
             self._sock, self._watch = transport.watched_dealer(self._ctx, self.coordinator, _MAX_REPLY_BYTES,
                                                                "client", immediate=False, curve=self._curve)
         return self._sock, self._watch
+
+
+def _results(info: m.JobInfo) -> Iterator[tuple[str, Value | None]]:
+    folder = Path(info.output_dir)
+    for r in range(info.reduces_total):
+        yield from read_results(folder / output_name(r), info.output_format)
 
 
 def _size(frames: list[Any]) -> int:

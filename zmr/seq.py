@@ -17,6 +17,7 @@ from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
 from zmr.formats import map_inputs
 from zmr.inputs import expand_inputs, plan_splits
+from zmr.output_formats import OutputFormat, line_writer
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
 
@@ -31,6 +32,7 @@ def run_sequential(
     split_size: int = DEFAULT_SPLIT_SIZE,
     *,
     overwrite: bool = False,
+    output_format: OutputFormat = "text",
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
     the_app = load_app(app) if isinstance(app, str) else app
@@ -48,6 +50,7 @@ def run_sequential(
                                                count_lines=the_app.map_takes_first_line):
             for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
                 groups.setdefault(key, []).append(value)
-    lines = (f"{key} {the_app.reduce(key, groups[key], job_args)}\n" for key in sorted(groups))
+    line_of = line_writer(output_format, the_app.name)
+    lines = (line_of(key, the_app.reduce(key, groups[key], job_args)) for key in sorted(groups))
     return outputs.write_atomically(out_dir / output_name(0), lines, durable=True)
 

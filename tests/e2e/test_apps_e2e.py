@@ -11,10 +11,14 @@ from typing import Any
 
 import pytest
 
+from zmr.errors import ClusterError, JobFailed
+from zmr.output_formats import read_results
+
 from .conftest import (
     APPS,
     FAST_FLAGS,
     GREP_PATTERN,
+    TEST_APPS,
     Cluster,
     SeqOracle,
     Watcher,
@@ -233,3 +237,33 @@ def _sums(events: list[dict[str, Any]]) -> Counter[str]:
     for e in events:
         sums[e["user"]] += e["bytes"]
     return sums
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "csv"])
+def test_results_come_back_through_the_client_in_each_output_format(
+        output_format: str, library: Path, tmp_path: Path, cluster, run_zmr) -> None:
+    """Written as jsonl (types kept) or csv on a cluster, equal to the reference written the same way, and
+    read back by `Client.results`."""
+    app = Path(__file__).parent / "apps" / "numbers.py"
+    c: Cluster = cluster(2)
+    assert c.client is not None
+    out = tmp_path / "out"
+    job = c.client.submit(str(app), [str(library)], str(out), n_reduce=3, output_format=output_format)  # type: ignore[arg-type]
+    c.client.wait(job, timeout=60)
+    assert c.client.job(job).output_format == output_format
+    reference = tmp_path / "seq"
+    seq = run_zmr("seq", "--app", str(app), "--input", str(library), "--output", str(reference),
+                  "--output-format", output_format)
+    assert seq.returncode == 0, str(seq)
+    expected = list(read_results(reference / "mr-out-0", output_format))
+    got = list(c.client.results(job))
+    assert sorted(got, key=lambda kv: kv[0]) == expected and len(got) > 100
+    if output_format == "jsonl":
+        kinds = {key.split(":")[0]: type(value) for key, value in got}
+        assert kinds == {"n": int, "half": float, "first": str}
+    failing = c.client.submit(str(TEST_APPS / "fail_reduce.py"), [str(library)], str(tmp_path / "failed"),
+                              n_reduce=1, max_attempts=1)
+    with pytest.raises(JobFailed):
+        c.client.wait(failing, timeout=60)
+    with pytest.raises(ClusterError, match=f"job {failing} has failed: it has no results"):
+        c.client.results(failing)

@@ -22,6 +22,8 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknow
 
 
 TaskKind = Literal["map", "reduce"]
+OutputFormat = Literal["text", "jsonl", "csv"]
+"""How a job writes its results (see `zmr.output_formats`)."""
 Compression = Literal["none", "lz4", "zstd"]
 """How map output chunks may be compressed on the wire and on disk (`shuffle.compression`)."""
 Codec = Literal["", "gzip", "bz2", "xz", "zstd"]
@@ -79,6 +81,7 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     args: list[str] = []
     overwrite: bool = False
     max_attempts: int = 0   # failed attempts of one task that fail the job; 0: the cluster's retry.max_attempts
+    output_format: OutputFormat = "text"
 
 
 # ---------------------------------------------------------------- client -> coordinator
@@ -171,6 +174,7 @@ class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     partitions: list[PartitionInfo] = []
     leases: int = 0
     timeline: list[TimelinePoint] = []
+    output_format: OutputFormat = "text"
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -419,6 +423,7 @@ class JobSetup(_Msg, frozen=True):
     lease_ttl: float = 30.0
     released: list[int] = []    # partitions already committed: nothing of them is kept
     compression: Compression = "none"   # of the map output chunks this worker makes
+    output_format: OutputFormat = "text"
 
 
 def owner_table(setup: JobSetup) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from zmr.protocol.messages import AttemptId, Compression, InputSplit
+from zmr.protocol.messages import AttemptId, Compression, InputSplit, OutputFormat
 
 
 class _Rec(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
@@ -48,6 +48,7 @@ class JobInfo(_Rec, frozen=True):
     owners: list[str]
     owners_epoch: int
     compression: Compression = "none"
+    output_format: OutputFormat = "text"
 
 
 class JobUpdate(_Rec, frozen=True):

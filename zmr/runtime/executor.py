@@ -295,7 +295,8 @@ class Executor(threading.Thread):
             proc.send(t.JobInfo(job_id=setup.job_id, app_blob=setup.app_blob, args=setup.args,
                                 n_reduce=setup.n_reduce, push=setup.push, batch_bytes=setup.batch_bytes,
                                 window_bytes=setup.window_bytes, owners=list(job.owners),
-                                owners_epoch=job.owners_epoch, compression=setup.compression))
+                                owners_epoch=job.owners_epoch, compression=setup.compression,
+                                output_format=setup.output_format))
             t.keep_latest(proc.jobs, setup.job_id, job.owners_epoch)   # as the process does: it may drop one
         elif job.owners_epoch > known:
             proc.send(t.JobUpdate(job_id=setup.job_id, owners=list(job.owners), owners_epoch=job.owners_epoch))

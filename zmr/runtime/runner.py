@@ -30,6 +30,7 @@ from zmr.core.batches import Packer, Pairs, PartitionBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
 from zmr.log import bound_logger
+from zmr.output_formats import line_writer
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.runtime.pusher import Pusher
@@ -184,12 +185,13 @@ class Runner:
     def _run_reduce(self, rec: t.RunReduce) -> t.ReduceResult:
         job = self._jobs[rec.attempt.job_id]
         reduce = job.app().reducer(job.info.args)
+        line_of = line_writer(job.info.output_format, job.app().name)
         records = 0
         try:
             with open(rec.tmp_path, "w", encoding="utf-8", errors="surrogateescape") as out:
                 lines: list[str] = []   # written a few thousand at a time: one write call per line costs more
                 for key, values in merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer):
-                    lines.append(f"{key} {reduce(key, values)}\n")
+                    lines.append(line_of(key, reduce(key, values)))
                     if len(lines) == _LINES_PER_WRITE:
                         out.write("".join(lines))
                         lines.clear()

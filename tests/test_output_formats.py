@@ -1,0 +1,62 @@
+"""Output formats: every result written in each format reads back as it was (its type too, in jsonl)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from zmr.core.batches import Value
+from zmr.errors import AppError
+from zmr.output_formats import OUTPUT_FORMATS, line_writer, read_results
+
+RESULTS: list[tuple[str, Value]] = [
+    ("plain", 1), ("big", 2**63), ("neg", -3), ("half", 0.5), ("text", "a value"), ("digits", "12"),
+    ("comma,key", 'quote " and, comma'), ("tab\tkey", "tab\tvalue"), ("caf\u00e9", "na\u00efve \u2603"),
+    ("", ""), ("spaces in key", " lead and trail "),
+]
+MULTILINE: list[tuple[str, Value]] = [("two\nlines", "v"), ("k", "line one\nline two\r\n")]
+
+
+def _write(path: Path, fmt: str, results: list[tuple[str, Value]]) -> None:
+    line_of = line_writer(fmt, "app")
+    path.write_text("".join(line_of(k, v) for k, v in results), encoding="utf-8", newline="")
+
+
+def test_jsonl_keeps_every_key_and_value_and_its_type(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    _write(path, "jsonl", RESULTS + MULTILINE)
+    back = list(read_results(path, "jsonl"))
+    assert back == RESULTS + MULTILINE
+    assert [type(v) for _, v in back] == [type(v) for _, v in RESULTS + MULTILINE]
+    assert path.read_text().splitlines()[0] == '{"key":"plain","value":1}'
+
+
+def test_csv_keeps_every_key_and_value_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    _write(path, "csv", RESULTS + MULTILINE)
+    assert list(read_results(path, "csv")) == [(k, str(v)) for k, v in RESULTS + MULTILINE]
+    assert path.read_text().splitlines()[:2] == ["plain,1", "big,9223372036854775808"]
+
+
+def test_text_is_key_space_value_and_refuses_a_newline(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    simple = [(k, v) for k, v in RESULTS if " " not in k]
+    _write(path, "text", simple)
+    assert list(read_results(path, "text")) == [(k, str(v)) for k, v in simple]
+    for key, value in MULTILINE:
+        with pytest.raises(AppError, match="contains a newline.*choose --output-format jsonl or csv"):
+            line_writer("text", "app")(key, value)
+
+
+def test_a_float_json_cannot_hold_reads_back_as_none(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    _write(path, "jsonl", [("nan", math.nan), ("inf", math.inf)])
+    assert list(read_results(path, "jsonl")) == [("nan", None), ("inf", None)]
+
+
+def test_the_formats_are_these() -> None:
+    assert OUTPUT_FORMATS == ("text", "jsonl", "csv")
+    with pytest.raises(ValueError, match="not an output format"):
+        line_writer("parquet", "app")
