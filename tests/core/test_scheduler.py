@@ -363,6 +363,25 @@ def _first_reduce_after_map_1_ran_twice(n_reduce: int) -> tuple[SimCluster, str,
     return sim, job, first
 
 
+def test_a_map_found_committed_as_attempt_1_after_attempt_2_reaches_the_commit_tables() -> None:
+    """Map 0 commits as attempt 2 (its first output was reported lost), but attempt 2's output is gone when the
+    coordinator restarts, and the worker that comes back holds attempt 1's: map 0 is committed as attempt 1
+    again. A worker's table takes attempt 1 for a map it has no entry for, so the log must say 1 once it said
+    2, or the reduce would look for attempt 2 (found by the scheduler property test)."""
+    sim = sim_with("w1")
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.finish("w1", commit=False)                      # map 0.1 commits; reduce 0.1 starts
+    sim.fail("w1", kind="missing_data", missing=[0])    # ... and cannot get map 0's output: map 0.2 runs
+    running = sim.assignment("w1")
+    assert isinstance(running, m.AssignMap) and running.attempt.number == 2
+    sim.send("w1", m.MapDone(worker_id="w1", attempt=running.attempt, records_out=1, bytes_out=1))
+    assert sim.task(job, MAP, 0).committed == 2        # reported done, though w1 holds only 0.1's output
+    sim.restart_coordinator()                            # the SimCluster audits the table sent on the way
+    assert sim.task(job, MAP, 0).committed == 1
+    reduce = sim.assignment("w1")
+    assert isinstance(reduce, m.AssignReduce) and reduce.commits == [(0, 2), (0, 1)]
+
+
 def test_each_worker_gets_each_change_of_the_commit_table_once() -> None:
     sim, job, first = _first_reduce_after_map_1_ran_twice(n_reduce=2)
     answer = sim.send("w1", m.LocateMaps(worker_id="w1", attempt=first.attempt, runs=[(1, 3)]))

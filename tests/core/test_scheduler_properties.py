@@ -139,7 +139,8 @@ class ClusterMachine(RuleBasedStateMachine):
         worker = choose(self.holding(m.AssignReduce), i)
         task = self.sim.assignment(worker)
         assert task is not None
-        n_maps = len(self.sim.job(task.attempt.job_id).maps)
+        job = self.sim.scheduler.jobs.get(task.attempt.job_id)   # None: ended and archived by a restart
+        n_maps = len(job.maps) if job is not None else 1
         self.sim.fail(worker, kind="missing_data", missing=[x % (n_maps + 1) - 1 for x in missing])
 
     @precondition(lambda self: self.up())

@@ -60,8 +60,7 @@ class Reports(Losses):
         in_reduce_phase = job.reduce_phase
         self._record(j.MapCommitted(job_id=job.id, task=task.index, attempt=number, worker_id=worker.id,
                                     records_out=report.records_out, bytes_out=report.bytes_out, finished=self._now))
-        if number != 1:
-            job.commit_log.append((task.index, number))
+        job.log_commit(task.index, number)
         self._cancel_other_attempts(job, task)
         self._log("map_committed", "debug", job=job.id, task=task.label, attempt=number, worker=worker.id)
         self._sample(job)

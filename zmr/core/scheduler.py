@@ -109,8 +109,7 @@ class Scheduler(Rejoin):
             for task in job.maps:
                 if task.state is TaskState.DONE:
                     awaited.add(task.committed_worker or "")
-                    if task.committed != 1:
-                        job.commit_log.append((task.index, task.committed or 0))
+                    job.log_commit(task.index, task.committed or 0)
                 else:
                     task.state = TaskState.READY
                     job.ready_maps.append(task.index)

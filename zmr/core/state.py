@@ -107,6 +107,7 @@ class Job:
     # live only (rebuilt on recovery): the commit log workers' tables are built from, and how much of it
     # each worker has been sent (see m.AssignReduce); partitions committed since the last tick's release
     commit_log: list[tuple[int, int]] = field(default_factory=list)
+    logged_maps: set[int] = field(default_factory=set)   # maps the log names: a commit of attempt 1 is news
     commits_sent: dict[str, int] = field(default_factory=dict)
     releasing: list[int] = field(default_factory=list)
     announced_epoch: int = 0    # the owner epoch the job's workers were last told of, in JobSetup or OwnersUpdate
@@ -138,6 +139,15 @@ class Job:
     def task(self, kind: str, index: int) -> Task | None:
         tasks = self.maps if kind == MAP else self.reduces
         return tasks[index] if 0 <= index < len(tasks) else None
+
+    def log_commit(self, index: int, attempt: int) -> None:
+        """Put a map's commit in the log workers' tables are built from. A table takes attempt 1 for a map
+        it has no entry for, so a first attempt is logged only when the log named another one before
+        (a map committed as attempt 2, lost, and then found committed as attempt 1 on a worker that
+        came back): left out, a worker's table would keep the old attempt."""
+        if attempt != 1 or index in self.logged_maps:
+            self.commit_log.append((index, attempt))
+            self.logged_maps.add(index)
 
 
 @dataclass
