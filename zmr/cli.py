@@ -64,6 +64,8 @@ def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-reduce", type=int, metavar="R", help="number of reduce partitions (default: job.n_reduce)")
     p.add_argument("--split-size-mb", type=int, metavar="MB", help="split input files larger than this")
     p.add_argument("--overwrite", action="store_true", help="replace output already in OUTDIR")
+    p.add_argument("--py-files", nargs="+", default=[], metavar="PATH",
+                   help="code to ship with the job onto the workers' sys.path: .py files, folders, .whl/.zip archives")
     p.add_argument("--max-attempts", type=int, metavar="N",
                    help="failed attempts of one task that fail this job (default: the cluster's retry.max_attempts)")
 
@@ -98,7 +100,7 @@ def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None
     """The job the flags describe, checked before anything starts or is sent."""
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
                       ns.overwrite, workers, config.job.limits, max_attempts=ns.max_attempts or 0,
-                      output_format=ns.output_format)
+                      output_format=ns.output_format, py_files=ns.py_files)
 
 
 def _client(address: str, config: Config) -> Client:

@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from zmr import pyfiles
 from zmr.apps import App, app_of, ship_app
 from zmr.config import CoordinatorConfig, endpoint_problem
 from zmr.core.batches import Value
@@ -48,7 +49,7 @@ _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
                limits: SpecLimits = _DEFAULT_LIMITS, max_attempts: int = 0,
-               output_format: m.OutputFormat = "text") -> m.JobSpec:
+               output_format: m.OutputFormat = "text", py_files: Sequence[str] = ()) -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued and the user
     hears why without a round trip; the coordinator checks again with its own `limits`. Cheap checks come
     first: a huge `n_reduce` is refused before the app is loaded, too many files before any is opened.
@@ -56,12 +57,14 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     _refuse(n_reduce_problem(n_reduce, limits) or max_attempts_problem(max_attempts))
     if output_format not in OUTPUT_FORMATS:
         raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
-    loaded = app_of(app)
+    with pyfiles.on_path(py_files):
+        loaded = app_of(app)
+        blob = ship_app(loaded)
     if args and not loaded.takes_args:
         raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
                            f"`args`), so --arg {args[0]!r} would be ignored")
-    blob = ship_app(loaded)
-    _refuse(app_problem(len(blob), limits))
+    shipped = pyfiles.pack(py_files)
+    _refuse(app_problem(len(blob) + sum(map(len, shipped)), limits))
     files = expand_inputs(inputs, limits, text=not loaded.input.binary)
     _refuse(outputs.overlap_problem(inputs, (f.path for f in files), output))
     codecs = {f.path: f.codec for f in files}
@@ -71,7 +74,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     name = _display_name(app if isinstance(app, str) else loaded.name)
     return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=os.path.abspath(output),
                      n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts,
-                     output_format=output_format)
+                     output_format=output_format, py_files=shipped)
 
 
 def _refuse(problem: str) -> None:
@@ -125,13 +128,14 @@ class Client:
 
     def submit(self, app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False,
-               max_attempts: int = 0, output_format: m.OutputFormat = "text") -> str:
+               max_attempts: int = 0, output_format: m.OutputFormat = "text", py_files: Sequence[str] = ()) -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent.
         `max_attempts`: failed attempts of one task that fail the job (0: the cluster's retry.max_attempts);
-        `output_format`: text, jsonl or csv (see `zmr.output_formats`)."""
+        `output_format`: text, jsonl or csv (see `zmr.output_formats`); `py_files`: files, folders and
+        archives of code to put on the workers' sys.path for this job (see `zmr.pyfiles`)."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
                                            limits=self.limits, max_attempts=max_attempts,
-                                           output_format=output_format))
+                                           output_format=output_format, py_files=py_files))
 
     def submit_spec(self, spec: m.JobSpec) -> str:
         """Queue a job built by `build_spec`; returns its id."""

@@ -267,3 +267,70 @@ def test_results_come_back_through_the_client_in_each_output_format(
         c.client.wait(failing, timeout=60)
     with pytest.raises(ClusterError, match=f"job {failing} has failed: it has no results"):
         c.client.results(failing)
+
+
+LIB_INIT = '''
+from .tokens import domain_of
+'''
+
+LIB_TOKENS = '''
+def domain_of(url):
+    return url.split("/")[2] if url.count("/") >= 2 else url
+'''
+
+VISITS_APP = '''
+INPUT = "jsonl"
+
+import weblib
+
+
+def map(filename, visit):
+    yield weblib.domain_of(visit["url"]), visit["ms"]
+
+
+def reduce(domain, values):
+    return sum(values)
+'''
+
+
+def test_py_files_ship_a_package_from_elsewhere_and_results_come_back_typed(
+        tmp_path: Path, cluster, run_zmr) -> None:
+    """The README's app guide: a JSON-lines app whose helper package lives outside the app's folder, shipped
+    with --py-files (through `zmr run` and through the client onto separate worker processes), results read
+    back with `Client.results` with their types."""
+    lib = tmp_path / "libs" / "weblib"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text(LIB_INIT)
+    (lib / "tokens.py").write_text(LIB_TOKENS)
+    (tmp_path / "app").mkdir()
+    app = tmp_path / "app" / "visits.py"
+    app.write_text(VISITS_APP)
+    draw = random.Random(9)
+    visits = [{"url": f"https://site{draw.randrange(20)}.example/p/{i}", "ms": draw.randrange(1000)}
+              for i in range(20_000)]
+    data = tmp_path / "visits.jsonl"
+    data.write_text("".join(json.dumps(v) + "\n" for v in visits))
+    expected: Counter[str] = Counter()
+    for v in visits:
+        expected[v["url"].split("/")[2]] += v["ms"]
+
+    without = run_zmr("run", "--app", app, "--input", data, "--output", tmp_path / "out-none", "--n-reduce", "2",
+                      "--workers", "2", *FAST_FLAGS)
+    assert without.returncode != 0 and "No module named 'weblib'" in without.stderr, str(without)
+    result = run_zmr("run", "--app", app, "--input", data, "--output", tmp_path / "out-run", "--n-reduce", "2",
+                     "--workers", "2", "--py-files", lib, "--output-format", "jsonl", *FAST_FLAGS)
+    assert result.returncode == 0, str(result)
+    got = {}
+    for r in range(2):
+        for line in (tmp_path / "out-run" / f"mr-out-{r}").read_text().splitlines():
+            row = json.loads(line)
+            got[row["key"]] = row["value"]
+    assert got == dict(expected)
+
+    c: Cluster = cluster(2)
+    assert c.client is not None
+    job = c.client.submit(str(app), [str(data)], str(tmp_path / "out-cluster"), n_reduce=3,
+                          py_files=[str(lib)], output_format="jsonl")
+    c.client.wait(job, timeout=60)
+    results = dict(c.client.results(job))
+    assert results == dict(expected) and all(type(v) is int for v in results.values())

@@ -62,16 +62,17 @@ def map_tasks_problem(count: int, limits: SpecLimits, what: str = "the number of
 
 
 def app_problem(size: int, limits: SpecLimits) -> str:
-    """Why a shipped app of `size` bytes is refused, or ''."""
+    """Why a shipped app of `size` bytes (with its --py-files) is refused, or ''."""
     if size > limits.max_app_bytes:
-        return over_limit("the shipped app's size in bytes", size, "max_app_bytes", limits.max_app_bytes)
+        return over_limit("the shipped app's size in bytes (with its --py-files)", size, "max_app_bytes",
+                          limits.max_app_bytes)
     return ""
 
 
 def spec_problem(spec: m.JobSpec, limits: SpecLimits) -> str:
     """Why a job spec cannot be queued, or '' if it can."""
     problem = (n_reduce_problem(spec.n_reduce, limits) or map_tasks_problem(len(spec.splits), limits)
-               or app_problem(len(spec.app_blob), limits))   # the bounds first: each costs only a length
+               or app_problem(len(spec.app_blob) + sum(map(len, spec.py_files)), limits))   # bounds first: lengths
     if problem:
         return problem
     if not spec.splits:

@@ -82,6 +82,7 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     overwrite: bool = False
     max_attempts: int = 0   # failed attempts of one task that fail the job; 0: the cluster's retry.max_attempts
     output_format: OutputFormat = "text"
+    py_files: list[bytes] = []   # zip archives put on the workers' sys.path for this job (zmr.pyfiles)
 
 
 # ---------------------------------------------------------------- client -> coordinator
@@ -424,6 +425,7 @@ class JobSetup(_Msg, frozen=True):
     released: list[int] = []    # partitions already committed: nothing of them is kept
     compression: Compression = "none"   # of the map output chunks this worker makes
     output_format: OutputFormat = "text"
+    py_files: list[bytes] = []
 
 
 def owner_table(setup: JobSetup) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ class JobInfo(_Rec, frozen=True):
     owners_epoch: int
     compression: Compression = "none"
     output_format: OutputFormat = "text"
+    py_paths: list[str] = []   # archives of the job's --py-files, on this worker's disk: on sys.path for it
 
 
 class JobUpdate(_Rec, frozen=True):

@@ -33,7 +33,7 @@ from zmr.protocol.output_names import output_name, temp_output_name
 from zmr.runtime.puller import LostPeers, Puller
 from zmr.runtime.runs import Run
 from zmr.runtime.security import Curve
-from zmr.runtime.stores import MapOutputStore, ReceiveStore
+from zmr.runtime.stores import MapOutputStore, ReceiveStore, py_files_dir
 from zmr.runtime.taskproc import ProcessDied, Stopped, TaskProcess
 from zmr.runtime.zygote import Zygote
 
@@ -287,6 +287,23 @@ class Executor(threading.Thread):
             raise _TaskFailed(result)
         return result
 
+    def _py_paths(self, setup: m.JobSetup) -> list[str]:
+        """The job's --py-files archives on this worker's disk (written once; the worker removes them with
+        the job), for its task process to put on sys.path."""
+        if not setup.py_files:
+            return []
+        folder = py_files_dir(self._work_dir, setup.job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, archive in enumerate(setup.py_files):
+            path = folder / f"{i}.zip"
+            if not path.exists():
+                tmp = folder / f".{i}.zip.tmp"
+                tmp.write_bytes(archive)
+                tmp.replace(path)
+            paths.append(str(path))
+        return paths
+
     def _sync_job(self, proc: TaskProcess, job: JobContext) -> None:
         """The task process learns a job before its first task, and every owner change after."""
         setup = job.setup
@@ -296,7 +313,7 @@ class Executor(threading.Thread):
                                 n_reduce=setup.n_reduce, push=setup.push, batch_bytes=setup.batch_bytes,
                                 window_bytes=setup.window_bytes, owners=list(job.owners),
                                 owners_epoch=job.owners_epoch, compression=setup.compression,
-                                output_format=setup.output_format))
+                                output_format=setup.output_format, py_paths=self._py_paths(setup)))
             t.keep_latest(proc.jobs, setup.job_id, job.owners_epoch)   # as the process does: it may drop one
         elif job.owners_epoch > known:
             proc.send(t.JobUpdate(job_id=setup.job_id, owners=list(job.owners), owners_epoch=job.owners_epoch))

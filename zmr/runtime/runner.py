@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import sys
 import time
 import traceback
 from functools import partial
@@ -57,8 +58,21 @@ class _Job:
 
     def app(self) -> App:
         if self._app is None:
+            sys.path[:0] = [p for p in self.info.py_paths if p not in sys.path]   # the job's --py-files
             self._app = unship_app(self.info.app_blob)
         return self._app
+
+    def forget(self) -> None:
+        """The job is over here: its --py-files leave sys.path, and so do the modules imported from them."""
+        if not self.info.py_paths:
+            return
+        for path in self.info.py_paths:
+            while path in sys.path:
+                sys.path.remove(path)
+        roots = tuple(self.info.py_paths)
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", None) or "").startswith(roots):
+                del sys.modules[name]
 
 
 class Runner:
@@ -100,13 +114,18 @@ class Runner:
     def _note(self, rec: t.ToProc) -> None:
         """Job bookkeeping, between tasks or while a map pushes."""
         if isinstance(rec, t.JobInfo):
+            before = dict(self._jobs)
             t.keep_latest(self._jobs, rec.job_id, _Job(rec))   # the worker keeps the same count
+            for job_id, old in before.items():
+                if self._jobs.get(job_id) is not old:   # dropped as the oldest, or sent again
+                    old.forget()
         elif isinstance(rec, t.JobUpdate):
             job = self._jobs.get(rec.job_id)
             if job is not None and rec.owners_epoch > job.epoch:
                 job.owners, job.epoch = list(rec.owners), rec.owners_epoch
         elif isinstance(rec, t.ForgetJob):
-            self._jobs.pop(rec.job_id, None)
+            if (gone := self._jobs.pop(rec.job_id, None)) is not None:
+                gone.forget()
 
     def _drain_notes(self) -> None:
         """Take owner changes that came in while a map runs (nothing else arrives then)."""

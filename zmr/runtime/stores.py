@@ -30,6 +30,11 @@ def _safe_name(job_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)[:64] or "_"
 
 
+def py_files_dir(work_dir: Path, job_id: str) -> Path:
+    """Where a worker keeps a job's --py-files archives; removed with the job."""
+    return work_dir / "pyfiles" / _safe_name(job_id)
+
+
 def _append(path: Path, payload: bytes | memoryview) -> int:
     with open(path, "ab") as f:
         offset = f.tell()

@@ -66,7 +66,7 @@ from zmr.runtime.dataserver import DataServer
 from zmr.runtime.executor import Executor, ExecutorReport, ExecutorSettings, InboxItem, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
-from zmr.runtime.stores import MapOutputStore, ReceiveStore
+from zmr.runtime.stores import MapOutputStore, ReceiveStore, py_files_dir
 from zmr.runtime.zygote import Zygote
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -370,6 +370,7 @@ class WorkerProcess:
             self._jobs.pop(action.job_id, None)
             self._received.drop_job(action.job_id)
             self._kept.drop_job(action.job_id)
+            shutil.rmtree(py_files_dir(self.work_dir, action.job_id), ignore_errors=True)
 
     def _flush(self, sock: zmq.Socket[Any] | None) -> None:
         """Send the kept reports; one that cannot go now waits for the next try, and those after it too."""
