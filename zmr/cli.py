@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import shtab
+
 from zmr import __version__, report
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
@@ -42,8 +44,21 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 # ------------------------------------------------------------------ argument helpers
 
 
+def _paths(action: argparse.Action, kind: Any) -> None:
+    """Shell completion offers files (or folders) for this flag."""
+    action.complete = kind  # type: ignore[attr-defined]   # read by shtab
+
+
+def cmd_completion(ns: argparse.Namespace) -> int:
+    try:
+        print(shtab.complete(build_parser(), shell=ns.shell), flush=True)
+    except BrokenPipeError:   # `zmr completion bash | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
 def _config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML config file (see configs/local.toml)")
+    _paths(p.add_argument("--config", metavar="FILE", help="TOML config file (see configs/local.toml)"), shtab.FILE)
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
                    help="override one config key, e.g. --set shuffle.batch_bytes=262144 (repeatable)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
@@ -51,9 +66,12 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _job_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--app", required=True, help="app module: a file path (apps/wc.py) or a module name (apps.wc)")
-    p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR", help="input files or directories")
-    p.add_argument("--output", required=True, metavar="OUTDIR", help="output directory (mr-out-<r> files)")
+    _paths(p.add_argument("--app", required=True, help="app module: a file path (apps/wc.py) or a module name "
+                          "(apps.wc)"), shtab.FILE)
+    _paths(p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR",
+                          help="input files or directories"), shtab.FILE)
+    _paths(p.add_argument("--output", required=True, metavar="OUTDIR", help="output directory (mr-out-<r> files)"),
+           shtab.DIRECTORY)
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="text",
                    help="how results are written: text (`key value` lines, the default), jsonl or csv")
@@ -64,8 +82,9 @@ def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-reduce", type=int, metavar="R", help="number of reduce partitions (default: job.n_reduce)")
     p.add_argument("--split-size-mb", type=int, metavar="MB", help="split input files larger than this")
     p.add_argument("--overwrite", action="store_true", help="replace output already in OUTDIR")
-    p.add_argument("--py-files", nargs="+", default=[], metavar="PATH",
-                   help="code to ship with the job onto the workers' sys.path: .py files, folders, .whl/.zip archives")
+    _paths(p.add_argument("--py-files", nargs="+", default=[], metavar="PATH",
+                          help="code to ship with the job onto the workers' sys.path: .py files, folders, "
+                          ".whl/.zip archives"), shtab.FILE)
     p.add_argument("--max-attempts", type=int, metavar="N",
                    help="failed attempts of one task that fail this job (default: the cluster's retry.max_attempts)")
 
@@ -406,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
     _config_flags(p)
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("completion", help="print a shell completion script: eval \"$(zmr completion bash)\"")
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("seq", help="the sequential reference: run the app in this process into OUTDIR/mr-out-0")
     _job_flags(p)
