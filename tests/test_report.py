@@ -269,3 +269,11 @@ def test_status_json_names_every_field_and_carries_its_version() -> None:
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("--version") == 0
     assert capsys.readouterr().out == f"zmr {zmr.__version__}\n"
+
+
+def test_status_of_a_job_says_how_many_inputs_were_read_whole_as_compressed_files() -> None:
+    reply = status_reply(detail=True)
+    one = msgspec.structs.replace(reply, jobs=[msgspec.structs.replace(reply.jobs[0], compressed_inputs=3)])
+    text = format_status(one, detail=True)
+    assert "3 compressed input files, each read whole by one map task (compressed files cannot be split)" in text
+    assert "compressed" not in format_status(reply, detail=True)

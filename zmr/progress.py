@@ -106,6 +106,9 @@ def _rel(job: m.JobInfo, t: float | None) -> str:
 def _job_detail(job: m.JobInfo, now: float) -> list[str]:
     lines = ["", f"job {job.job_id}: {job.state}, output {job.output_dir}, {job.records_out} records out, "
              f"{job.leases} live leases"]
+    if job.compressed_inputs:
+        lines.append(f"{job.compressed_inputs} compressed input file{'s' if job.compressed_inputs > 1 else ''}, "
+                     "each read whole by one map task (compressed files cannot be split)")
     if job.error:
         lines += ["error:", *("  " + line for line in job.error.splitlines())]
     if not job.tasks:

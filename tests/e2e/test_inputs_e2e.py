@@ -274,5 +274,5 @@ def test_compressed_inputs_are_read_as_their_text(shared: Cluster, tmp_path: Pat
         (folder / f"{book.name}.{i}").write_bytes(pack(book.read_bytes()))
     out = tmp_path / "out"
     info = _run(shared, APPS / "wc.py", [folder], out, 3, split_size=1 << 16)   # small splits: still 1 per file
-    assert info.maps_total == 4
+    assert info.maps_total == 4 and info.compressed_inputs == 4
     assert read_output(out, 3) == independent_word_count(books) == seq_oracle(APPS / "wc.py", [folder])

@@ -55,6 +55,7 @@ class Ledger:
         job = Job(id=rec.job_id, spec=rec.spec, submitted=rec.submitted, number=rec.number)
         job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(rec.spec.splits))]
         job.reduces = [Task(REDUCE, r, TaskState.WAITING) for r in range(rec.spec.n_reduce)]
+        job.compressed_inputs = sum(1 for split in rec.spec.splits if split.codec)   # once: status reads it
         self.jobs[job.id] = job
 
     def snapshot(self, info: JobInfoOf) -> list[j.Record]:

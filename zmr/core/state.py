@@ -85,6 +85,7 @@ class Job:
     reduces: list[Task] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
     owners_epoch: int = 0
+    compressed_inputs: int = 0   # of its input files (each one map task, read whole)
     # workers sent its JobSetup this life, in that order: an ordered set, so messages to all of them go
     # out in an order that is the same in every run without sorting up to 1,000 ids per committed reduce
     set_up_on: dict[str, None] = field(default_factory=dict)

@@ -54,7 +54,8 @@ def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
                      reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
                      records_out=job.records_out, output_dir=job.spec.output_dir, error=job.error,
                      tasks=tasks, partitions=parts, leases=job_leases(job, book),
-                     timeline=list(job.timeline) if detail else [], output_format=job.spec.output_format)
+                     timeline=list(job.timeline) if detail else [], output_format=job.spec.output_format,
+                     compressed_inputs=job.compressed_inputs)
 
 
 def job_leases(job: Job, book: Ledger) -> int:

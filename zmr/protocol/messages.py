@@ -176,6 +176,7 @@ class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     leases: int = 0
     timeline: list[TimelinePoint] = []
     output_format: OutputFormat = "text"
+    compressed_inputs: int = 0   # input files read decompressed, each whole by one map task
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
