@@ -5,7 +5,7 @@ import zmr
 EXPECTED = {
     "App", "AppError", "AuthenticationFailed", "Client", "ClusterError", "Config", "ConfigError", "JobFailed",
     "JobSpecError", "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config",
-    "run_sequential",
+    "run", "run_sequential",
 }
 
 

@@ -23,14 +23,14 @@ if TYPE_CHECKING:
         ProtocolError,
         ZmrError,
     )
-    from zmr.local import LocalCluster
+    from zmr.local import LocalCluster, run
     from zmr.seq import run_sequential
 
 # Where each public name lives. They are imported on first use, so a process that needs a part of
 # zmr (a worker, `zmr --help`) does not pay for loading all of it at start-up.
 _HOMES = {
     "App": "zmr.apps", "load_app": "zmr.apps", "Client": "zmr.client", "Config": "zmr.config",
-    "load_config": "zmr.config", "LocalCluster": "zmr.local", "run_sequential": "zmr.seq",
+    "load_config": "zmr.config", "LocalCluster": "zmr.local", "run": "zmr.local", "run_sequential": "zmr.seq",
     **{name: "zmr.errors" for name in ("AppError", "AuthenticationFailed", "ClusterError", "ConfigError",
                                        "JobFailed", "JobSpecError", "NoAnswer", "ProtocolError", "ZmrError")},
 }
@@ -64,5 +64,6 @@ __all__ = [
     "__version__",
     "load_app",
     "load_config",
+    "run",
     "run_sequential",
 ]

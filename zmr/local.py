@@ -27,8 +27,11 @@ from types import TracebackType
 from typing import Any
 
 from zmr.client import Client
+from zmr.core.batches import Value
+from zmr.core.specs import DEFAULT_N_REDUCE
 from zmr.errors import ClusterError
 from zmr.log import get_logger
+from zmr.protocol.messages import OutputFormat
 from zmr.runtime import outputs, scratch
 from zmr.runtime.forked import ForkedProcess, can_fork, fork_command
 
@@ -254,3 +257,22 @@ class LocalCluster:
                 raise ClusterError(f"the coordinator exited at start; see {self.log_dir / 'coordinator.log'}")
             pause()
         raise ClusterError(f"the coordinator did not start within {timeout} s")
+
+
+def run(app: Any, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE, *,
+        workers: int | None = None, args: Sequence[str] = (), py_files: Sequence[str] = (),
+        output_format: OutputFormat = "jsonl", overwrite: bool = False, max_results: int = 1_000_000,
+        timeout: float | None = None) -> list[tuple[str, Value | None]]:
+    """Run one job on a local cluster of `workers` processes (default: one per core) and return its
+    results, as `Client.results` reads them (with their types: the output is jsonl unless said otherwise).
+
+    For jobs whose results fit in memory: over `max_results` records the results stay in `output` and a
+    ClusterError says so (read them with `Client.results`). A failed job raises JobFailed."""
+    with LocalCluster(workers or os.cpu_count() or 1) as cluster, Client(cluster.address) as client:
+        job = client.submit(app, inputs, output, n_reduce, args=args, overwrite=overwrite, py_files=py_files,
+                            output_format=output_format)
+        info = client.wait(job, timeout=timeout)
+        if info.records_out > max_results:
+            raise ClusterError(f"job {job} wrote {info.records_out:,} results, over max_results={max_results:,}: "
+                               f"they are in {info.output_dir} (read them with Client.results)")
+        return list(client.results(job))

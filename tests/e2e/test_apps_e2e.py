@@ -334,3 +334,14 @@ def test_py_files_ship_a_package_from_elsewhere_and_results_come_back_typed(
     c.client.wait(job, timeout=60)
     results = dict(c.client.results(job))
     assert results == dict(expected) and all(type(v) is int for v in results.values())
+
+
+def test_zmr_run_returns_a_small_jobs_results(library: Path, tmp_path: Path, library_word_count: list[str]) -> None:
+    """`zmr.run(...)`: a local cluster, the job, and its results as Python values, in one call."""
+    import zmr
+
+    results = zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), 3, workers=2)
+    assert sorted(f"{key} {value}" for key, value in results) == sorted(library_word_count)
+    assert all(type(value) is int for _, value in results)
+    with pytest.raises(ClusterError, match=r"over max_results=10: they are in .*out2 \(read them with Client.results\)"):
+        zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out2"), 3, workers=2, max_results=10)
