@@ -416,3 +416,17 @@ def test_worker_stops_cleanly_on_sigterm_and_removes_its_work_dir(zmr_cli: ZmrLa
     assert "Traceback" not in stderr, stderr
     assert code == 0
     assert list(worker_tmp.iterdir()) == [], "the worker left its work dir behind"
+
+
+def test_a_coordinator_address_without_its_transport_is_one_line_and_nothing_listening_is_said_soon(
+        run_zmr) -> None:
+    bare = run_zmr("status", "--coordinator", "127.0.0.1:5555")
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr, str(bare)
+    assert bare.stderr.strip().splitlines() == [
+        "zmr: the coordinator address must be a ZeroMQ endpoint like 'tcp://host:port', got '127.0.0.1:5555' "
+        "(did you mean 'tcp://127.0.0.1:5555'?)"]
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    nobody = run_zmr("status", "--coordinator", address)
+    assert nobody.returncode == 1 and time.monotonic() - started < 8, str(nobody)
+    assert f"nothing accepted a connection at {address} within 3 s: is a coordinator running there?" in nobody.stderr
