@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from zmr import output_formats
 from zmr.core.batches import Value
 from zmr.errors import AppError
-from zmr.output_formats import OUTPUT_FORMATS, line_writer, read_results
+from zmr.output_formats import OUTPUT_FORMATS, line_writer, open_writer, read_results
 
 RESULTS: list[tuple[str, Value]] = [
     ("plain", 1), ("big", 2**63), ("neg", -3), ("half", 0.5), ("text", "a value"), ("digits", "12"),
@@ -57,6 +59,38 @@ def test_a_float_json_cannot_hold_reads_back_as_none(tmp_path: Path) -> None:
 
 
 def test_the_formats_are_these() -> None:
-    assert OUTPUT_FORMATS == ("text", "jsonl", "csv")
+    assert OUTPUT_FORMATS == ("text", "jsonl", "csv", "parquet")
     with pytest.raises(ValueError, match="not an output format"):
         line_writer("parquet", "app")
+
+
+def _parquet(path: Path, results: list[tuple[str, Value]]) -> None:
+    writer = open_writer(str(path), "parquet", "app")
+    for key, value in results:
+        writer.write(key, value)
+    writer.close()
+
+
+@pytest.mark.parametrize("values", [[1, 2**62, -5], [0.5, 2.0], ["a", "b\nc", ""]])
+def test_parquet_keeps_keys_values_and_their_type_across_row_groups(tmp_path: Path, values: list[Value],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(output_formats, "_ROWS_PER_GROUP", 2)   # several row groups
+    results = [(f"k{i:03d}", values[i % len(values)]) for i in range(7)]
+    _parquet(tmp_path / "out", results)
+    assert list(read_results(tmp_path / "out", "parquet")) == results
+    assert pq.ParquetFile(tmp_path / "out").num_row_groups == 4
+
+
+def test_parquet_takes_ints_into_a_float_column_and_refuses_other_mixes(tmp_path: Path) -> None:
+    _parquet(tmp_path / "mixed", [("a", 0.5), ("b", 2)])
+    back = list(read_results(tmp_path / "mixed", "parquet"))
+    assert back == [("a", 0.5), ("b", 2.0)] and type(back[1][1]) is float
+    with pytest.raises(AppError, match="holds one value type, int, but reduce\\('b', ...\\) returned a str"):
+        _parquet(tmp_path / "bad", [("a", 1), ("b", "x")])
+    with pytest.raises(AppError, match="does not fit the parquet int64 column"):
+        _parquet(tmp_path / "big", [("a", 2**63)])
+
+
+def test_an_empty_parquet_output_reads_back_empty(tmp_path: Path) -> None:
+    _parquet(tmp_path / "empty", [])
+    assert list(read_results(tmp_path / "empty", "parquet")) == []

@@ -74,7 +74,7 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
            shtab.DIRECTORY)
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="text",
-                   help="how results are written: text (`key value` lines, the default), jsonl or csv")
+                   help="how results are written: text (`key value` lines, the default), jsonl, csv or parquet")
 
 
 def _cluster_job_flags(p: argparse.ArgumentParser) -> None:

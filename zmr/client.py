@@ -32,7 +32,7 @@ from zmr.core.specs import (
 from zmr.core.splits import DEFAULT_SPLIT_SIZE, plan_splits
 from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecError, NoAnswer, ProtocolError, ZmrError
 from zmr.inputs import expand_inputs
-from zmr.output_formats import OUTPUT_FORMATS, read_results
+from zmr.output_formats import OUTPUT_FORMATS, check_available, read_results
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
 from zmr.protocol.output_names import output_name
@@ -57,6 +57,10 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     _refuse(n_reduce_problem(n_reduce, limits) or max_attempts_problem(max_attempts))
     if output_format not in OUTPUT_FORMATS:
         raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+    try:
+        check_available(output_format)   # here: workers of a cluster may lack it too, but then they say so
+    except ValueError as exc:
+        raise JobSpecError(str(exc)) from None
     with pyfiles.on_path(py_files):
         loaded = app_of(app)
         blob = ship_app(loaded)

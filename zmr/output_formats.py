@@ -1,18 +1,22 @@
 """Output formats: how a job writes its results to `mr-out-<r>`, one line per key, and how they read back.
 
-    text    `key value`, the value as str() writes it (the default); neither may hold a newline
-    jsonl   `{"key": "...", "value": ...}`, the value's type kept (str, int or float)
-    csv     `key,value` with RFC 4180 quoting (no header row, so the files concatenate)
+    text     `key value`, the value as str() writes it (the default); neither may hold a newline
+    jsonl    `{"key": "...", "value": ...}`, the value's type kept (str, int or float)
+    csv      `key,value` with RFC 4180 quoting (no header row, so the files concatenate)
+    parquet  columns `key` (string) and `value` (int64, double or string, by the job's first value; ints
+             go into a double column), in row groups of 64k; needs pyarrow (`pip install 'zmr[parquet]'`)
 
 Keys are sorted within each file in every format. `read_results` gives back (key, value) pairs: with the
-value's type for jsonl, as str for the others (text cannot tell the number 12 from the string "12").
+value's type for jsonl and parquet, as str for the others (text cannot tell 12 from "12").
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
 
@@ -20,9 +24,12 @@ from zmr.core.batches import Value
 from zmr.errors import AppError
 from zmr.protocol.messages import OutputFormat
 
-__all__ = ["OUTPUT_FORMATS", "OutputFormat", "line_writer", "read_results"]
+__all__ = ["OUTPUT_FORMATS", "OutputFormat", "ResultWriter", "check_available", "line_writer", "open_writer",
+           "read_results"]
 
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "csv")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "csv", "parquet")
+_LINES_PER_WRITE = 4096    # one write call per line costs more than joining a few thousand
+_ROWS_PER_GROUP = 1 << 16
 _JSON = msgspec.json.Encoder()
 _QUOTED = frozenset(',"\r\n')
 
@@ -30,6 +37,105 @@ _QUOTED = frozenset(',"\r\n')
 class _Result(msgspec.Struct):
     key: str
     value: str | int | float | None   # None: a float that JSON cannot hold (nan, inf)
+
+
+class ResultWriter(Protocol):
+    """Writes one output file: `write` each result in key order, then `close` (data on disk: fsync)."""
+
+    def write(self, key: str, value: Value) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def check_available(fmt: str) -> None:
+    """A JobSpecError-worthy ValueError now, rather than a failed job later, if `fmt` needs a missing library."""
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ValueError("the parquet output format needs pyarrow: pip install 'zmr[parquet]'") from None
+
+
+def open_writer(path: str, fmt: str, app: str) -> ResultWriter:
+    """A writer of results to a new file at `path`, in `fmt`."""
+    return _ParquetWriter(path, app) if fmt == "parquet" else _LineWriter(path, line_writer(fmt, app))
+
+
+class _LineWriter:
+    def __init__(self, path: str, line_of: Callable[[str, Value], str]) -> None:
+        self._out = open(path, "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+        self._line_of = line_of
+        self._lines: list[str] = []
+
+    def write(self, key: str, value: Value) -> None:
+        self._lines.append(self._line_of(key, value))
+        if len(self._lines) == _LINES_PER_WRITE:
+            self._out.write("".join(self._lines))
+            self._lines.clear()
+
+    def close(self) -> None:
+        try:
+            self._out.write("".join(self._lines))
+            self._out.flush()
+            os.fsync(self._out.fileno())
+        finally:
+            self._out.close()
+
+
+class _ParquetWriter:
+    """Results as a Parquet file; the value column's type is set by the first value."""
+
+    def __init__(self, path: str, app: str) -> None:
+        try:
+            import pyarrow as pa  # an optional dependency: imported only by jobs that write Parquet
+        except ImportError:
+            raise AppError("the parquet output format needs pyarrow where the job runs: "
+                           "pip install 'zmr[parquet]'") from None
+
+        self._pa = pa
+        self._path, self._app = path, app
+        self._keys: list[str] = []
+        self._values: list[Value] = []
+        self._kind: type | None = None
+        self._writer: Any = None
+
+    def write(self, key: str, value: Value) -> None:
+        kind = type(value)
+        if self._kind is None:
+            self._kind = kind
+        elif kind is not self._kind:
+            if kind is int and self._kind is float:
+                value = float(value)
+            else:
+                raise AppError(f"app {self._app!r}: the parquet output holds one value type, {self._kind.__name__}, "
+                               f"but reduce({key!r}, ...) returned a {kind.__name__}; choose --output-format jsonl")
+        if kind is int and not -(1 << 63) <= value < 1 << 63:   # type: ignore[operator]
+            raise AppError(f"app {self._app!r}: {value} for key {key!r} does not fit the parquet int64 column")
+        self._keys.append(key)
+        self._values.append(value)
+        if len(self._keys) == _ROWS_PER_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        pa = self._pa
+        import pyarrow.parquet as pq
+
+        value_type = {int: pa.int64(), float: pa.float64()}.get(self._kind or str, pa.string())
+        table = pa.table({"key": pa.array(self._keys, pa.string()), "value": pa.array(self._values, value_type)})
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._path, table.schema)
+        self._writer.write_table(table)
+        self._keys, self._values = [], []
+
+    def close(self) -> None:
+        if self._keys or self._writer is None:
+            self._flush()
+        self._writer.close()
+        fd = os.open(self._path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def line_writer(fmt: str, app: str) -> Callable[[str, Value], str]:
@@ -57,6 +163,14 @@ def _csv_field(text: str) -> str:
 
 def read_results(path: Path, fmt: str) -> Iterator[tuple[str, Value | None]]:
     """The (key, value) pairs of one output file written in `fmt`."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        reader = pq.ParquetFile(path)
+        for group in range(reader.num_row_groups):
+            table = reader.read_row_group(group)
+            yield from zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True)
+        return
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "jsonl":
             decoder = msgspec.json.Decoder(_Result)

@@ -17,7 +17,7 @@ from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
 from zmr.formats import map_inputs
 from zmr.inputs import expand_inputs, plan_splits
-from zmr.output_formats import OutputFormat, line_writer
+from zmr.output_formats import OutputFormat, check_available
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
 
@@ -36,6 +36,10 @@ def run_sequential(
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
     the_app = load_app(app) if isinstance(app, str) else app
+    try:
+        check_available(output_format)
+    except ValueError as exc:
+        raise JobSpecError(str(exc)) from None
     files = expand_inputs(inputs, text=not the_app.input.binary)
     if problem := outputs.overlap_problem(inputs, (f.path for f in files), str(output_dir)):
         raise JobSpecError(problem)
@@ -50,7 +54,6 @@ def run_sequential(
                                                count_lines=the_app.map_takes_first_line):
             for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
                 groups.setdefault(key, []).append(value)
-    line_of = line_writer(output_format, the_app.name)
-    lines = (line_of(key, the_app.reduce(key, groups[key], job_args)) for key in sorted(groups))
-    return outputs.write_atomically(out_dir / output_name(0), lines, durable=True)
+    results = ((key, the_app.reduce(key, groups[key], job_args)) for key in sorted(groups))
+    return outputs.write_results_atomically(out_dir / output_name(0), results, output_format, the_app.name)
 

@@ -239,12 +239,13 @@ def _sums(events: list[dict[str, Any]]) -> Counter[str]:
     return sums
 
 
-@pytest.mark.parametrize("output_format", ["jsonl", "csv"])
+@pytest.mark.parametrize("output_format", ["jsonl", "csv", "parquet"])
 def test_results_come_back_through_the_client_in_each_output_format(
         output_format: str, library: Path, tmp_path: Path, cluster, run_zmr) -> None:
-    """Written as jsonl (types kept) or csv on a cluster, equal to the reference written the same way, and
-    read back by `Client.results`."""
-    app = Path(__file__).parent / "apps" / "numbers.py"
+    """Written as jsonl or parquet (types kept) or csv on a cluster, equal to the reference written the same
+    way, and read back by `Client.results`. (Parquet holds one value type a column: word counts there.)"""
+    numbers = Path(__file__).parent / "apps" / "numbers.py"
+    app = APPS / "wc.py" if output_format == "parquet" else numbers
     c: Cluster = cluster(2)
     assert c.client is not None
     out = tmp_path / "out"
@@ -261,6 +262,12 @@ def test_results_come_back_through_the_client_in_each_output_format(
     if output_format == "jsonl":
         kinds = {key.split(":")[0]: type(value) for key, value in got}
         assert kinds == {"n": int, "half": float, "first": str}
+    if output_format == "parquet":
+        assert all(type(value) is int for _, value in got)
+        mixed = c.client.submit(str(numbers), [str(library)], str(tmp_path / "mixed"), n_reduce=1,
+                                output_format="parquet")
+        with pytest.raises(JobFailed, match=r"reduce-0 failed: .*the parquet output holds one value type"):
+            c.client.wait(mixed, timeout=60)
     failing = c.client.submit(str(TEST_APPS / "fail_reduce.py"), [str(library)], str(tmp_path / "failed"),
                               n_reduce=1, max_attempts=1)
     with pytest.raises(JobFailed):
@@ -343,5 +350,5 @@ def test_zmr_run_returns_a_small_jobs_results(library: Path, tmp_path: Path, lib
     results = zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), 3, workers=2)
     assert sorted(f"{key} {value}" for key, value in results) == sorted(library_word_count)
     assert all(type(value) is int for _, value in results)
-    with pytest.raises(ClusterError, match=r"over max_results=10: they are in .*out2 \(read them with Client.results\)"):
+    with pytest.raises(ClusterError, match=r"over max_results=10: they are in .*out2 \(read them with Client\.results"):
         zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out2"), 3, workers=2, max_results=10)

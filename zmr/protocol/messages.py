@@ -22,7 +22,7 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknow
 
 
 TaskKind = Literal["map", "reduce"]
-OutputFormat = Literal["text", "jsonl", "csv"]
+OutputFormat = Literal["text", "jsonl", "csv", "parquet"]
 """How a job writes its results (see `zmr.output_formats`)."""
 Compression = Literal["none", "lz4", "zstd"]
 """How map output chunks may be compressed on the wire and on disk (`shuffle.compression`)."""

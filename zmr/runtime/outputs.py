@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from zmr.core.batches import Value
+from zmr.output_formats import open_writer
 from zmr.protocol import output_names, success
 
 _OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
@@ -31,6 +33,22 @@ def write_atomically(path: Path, text: str | Iterable[str], *, durable: bool = F
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_results_atomically(path: Path, results: Iterable[tuple[str, Value]], fmt: str, app: str) -> Path:
+    """`write_atomically` for results in an output format (Parquet included), made durable."""
+    tmp = path.with_name(output_names.temp_name(path.name, secrets.token_hex(4)))
+    try:
+        writer = open_writer(str(tmp), fmt, app)
+        try:
+            for key, value in results:
+                writer.write(key, value)
+        finally:
+            writer.close()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
