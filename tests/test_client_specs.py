@@ -4,6 +4,7 @@ here, so a check that let the spec through would show as a timeout."""
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_a_huge_n_reduce_is_refused_before_the_app_is_even_loaded(books: Path, t
 
 
 def test_an_app_over_the_limit_is_refused(books: Path, tmp_path: Path) -> None:
-    expected = r"app's size in bytes is [\d,]+, over the limit of 100 \(job.max_app_bytes\)"
+    expected = r"app's size in bytes \(with its --py-files\) is [\d,]+, over the limit of 100 \(job.max_app_bytes\)"
     with pytest.raises(JobSpecError, match=expected):
         build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, limits=SpecLimits(max_app_bytes=100))
 
@@ -111,3 +112,13 @@ def test_an_address_where_nothing_listens_is_reported_within_seconds_with_a_hint
                                                      "is a coordinator running there?")):
             client.status()
         assert time.perf_counter() - started < 5
+
+
+def test_py_files_count_against_the_app_size_limit(books: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big_helper.py"
+    big.write_text("DATA = " + repr(random.Random(1).randbytes(150_000).hex()) + "\n")   # zips to ~150 KB
+    limits = SpecLimits(max_app_bytes=100_000)
+    assert build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, limits=limits)
+    with pytest.raises(JobSpecError, match=r"app's size in bytes \(with its --py-files\) is [\d,]+, over the limit "
+                                           r"of 100,000 \(job.max_app_bytes\)"):
+        build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, limits=limits, py_files=[str(big)])

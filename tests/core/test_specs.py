@@ -29,7 +29,9 @@ def test_a_spec_at_every_limit_is_accepted() -> None:
 @pytest.mark.parametrize(("flawed", "key", "figures"), [
     (spec(n_reduce=9), "job.max_n_reduce", ("n_reduce is 9", "limit of 8")),
     (spec(n_splits=6), "job.max_map_tasks", ("map tasks is 6", "limit of 5")),
-    (spec(app=b"x" * 101), "job.max_app_bytes", ("bytes is 101", "limit of 100")),
+    (spec(app=b"x" * 101), "job.max_app_bytes", ("size in bytes (with its --py-files) is 101", "limit of 100")),
+    (msgspec.structs.replace(spec(app=b"x" * 60), py_files=[b"y" * 30, b"z" * 11]), "job.max_app_bytes",
+     ("size in bytes (with its --py-files) is 101", "limit of 100")),
 ])
 def test_a_spec_over_a_limit_is_refused_naming_the_value_the_limit_and_its_key(
         flawed: m.JobSpec, key: str, figures: tuple[str, ...]) -> None:

@@ -352,3 +352,7 @@ def test_zmr_run_returns_a_small_jobs_results(library: Path, tmp_path: Path, lib
     assert all(type(value) is int for _, value in results)
     with pytest.raises(ClusterError, match=r"over max_results=10: they are in .*out2 \(read them with Client\.results"):
         zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out2"), 3, workers=2, max_results=10)
+    import apps.wc  # an imported module is an app too (the repository's root is on sys.path here)
+
+    by_module = zmr.run(apps.wc, [str(library)], str(tmp_path / "out3"), 2, workers=2)
+    assert sorted(by_module) == sorted(results)

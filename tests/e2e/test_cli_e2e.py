@@ -218,6 +218,8 @@ BAD_APP_NO_REDUCE = textwrap.dedent("""
     ("missing-app", r"app file '.*no_such_app\.py' does not exist"),
     ("app-raises-on-import", r"failed to import:(.|\n)*Traceback(.|\n)*bad_import\.py(.|\n)*zmr-e2e-import-boom"),
     ("app-without-reduce", r"`reduce` is missing"),
+    ("arg-for-an-app-without-args", r"app '.*wc\.py' takes no arguments .*so --arg 'x' would be ignored"),
+    ("py-file-missing", r"--py-files: '.*nowhere\.py' does not exist"),
 ])
 def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, library: Path, tmp_path: Path,
                                                       run_zmr) -> None:
@@ -234,8 +236,10 @@ def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, l
     elif case == "app-without-reduce":
         app = tmp_path / "no_reduce.py"
         app.write_text(BAD_APP_NO_REDUCE)
+    extra = {"arg-for-an-app-without-args": ["--arg", "x"],
+             "py-file-missing": ["--py-files", str(tmp_path / "nowhere.py")]}.get(case, [])
     out = tmp_path / "out"
-    result = run_zmr(*_run(app, inputs, out))
+    result = run_zmr(*_run(app, inputs, out, 3, 2, *extra))
     assert result.returncode == 1, str(result)
     assert re.search(message, result.stderr), str(result)
     assert result.stderr.startswith("zmr: "), "expected a one-line zmr error, not a crash"
