@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from zmr.output_formats import OUTPUT_FORMATS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,7 +37,7 @@ def test_bash_completes_commands_and_flags(tmp_path: Path) -> None:
     assert _bash_complete(script, "su") == ["submit"]
     offered = set(_bash_complete(script, "run", "--"))
     assert {"--app", "--input", "--py-files", "--output-format", "--max-attempts", "--keep-logs"} <= offered
-    assert set(_bash_complete(script, "run", "--output-format", "")) == {"text", "jsonl", "csv"}
+    assert set(_bash_complete(script, "run", "--output-format", "")) == set(OUTPUT_FORMATS)
 
 
 def test_zsh_script_names_its_command_and_the_flags() -> None:
