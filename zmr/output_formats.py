@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from zmr.errors import AppError
 from zmr.protocol.messages import OutputFormat
 
 __all__ = ["OUTPUT_FORMATS", "OutputFormat", "ResultWriter", "check_available", "line_writer", "open_writer",
-           "read_results"]
+           "read_results", "write_reduced"]
 
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "csv", "parquet")
 _LINES_PER_WRITE = 4096    # one write call per line costs more than joining a few thousand
@@ -54,6 +54,53 @@ def check_available(fmt: str) -> None:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
             raise ValueError("the parquet output format needs pyarrow: pip install 'zmr[parquet]'") from None
+
+
+def write_reduced(path: str, fmt: str, app: str, groups: Iterable[tuple[str, Iterator[Value]]],
+                  reduce: Callable[[str, Iterator[Value]], Value], tick: Callable[[], None]) -> int:
+    """Reduce each (key, values) group and write the result to a new file at `path` in `fmt`, durably;
+    returns the number of results. `tick` is called every few thousand results (progress)."""
+    if fmt == "text":
+        return _write_text(path, app, groups, reduce, tick)
+    writer = open_writer(path, fmt, app)
+    count = 0
+    try:
+        for key, values in groups:
+            writer.write(key, reduce(key, values))
+            count += 1
+            if count % _LINES_PER_WRITE == 0:
+                tick()
+    finally:
+        writer.close()
+    return count
+
+
+def _write_text(path: str, app: str, groups: Iterable[tuple[str, Iterator[Value]]],
+                reduce: Callable[[str, Iterator[Value]], Value], tick: Callable[[], None]) -> int:
+    """The text format's loop, kept tight: it runs once per key of the job (the sort: every record)."""
+    count = 0
+    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
+        lines: list[str] = []
+        for key, values in groups:
+            value = reduce(key, values)
+            if "\n" in key or (type(value) is str and "\n" in value):
+                _text_newline(app, key, value)
+            lines.append(f"{key} {value}\n")
+            if len(lines) == _LINES_PER_WRITE:
+                out.write("".join(lines))
+                lines.clear()
+                count += _LINES_PER_WRITE
+                tick()
+        out.write("".join(lines))
+        count += len(lines)
+        out.flush()
+        os.fsync(out.fileno())
+    return count
+
+
+def _text_newline(app: str, key: str, value: Value) -> None:
+    raise AppError(f"app {app!r}: output for key {key!r} contains a newline: {value!r} (the text output "
+                   "format has one line per key; choose --output-format jsonl or csv)")
 
 
 def open_writer(path: str, fmt: str, app: str) -> ResultWriter:
@@ -148,11 +195,9 @@ def line_writer(fmt: str, app: str) -> Callable[[str, Value], str]:
         raise ValueError(f"not an output format: {fmt!r}")
 
     def text(key: str, value: Value) -> str:
-        line = f"{key} {value}\n"
-        if line.count("\n") > 1:
-            raise AppError(f"app {app!r}: output for key {key!r} contains a newline: {value!r} (the text output "
-                           "format has one line per key; choose --output-format jsonl or csv)")
-        return line
+        if "\n" in key or (type(value) is str and "\n" in value):
+            _text_newline(app, key, value)
+        return f"{key} {value}\n"
 
     return text
 

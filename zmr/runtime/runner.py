@@ -31,7 +31,7 @@ from zmr.core.batches import Packer, Pairs, PartitionBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
 from zmr.log import bound_logger
-from zmr.output_formats import open_writer
+from zmr.output_formats import write_reduced
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.runtime.pusher import Pusher
@@ -39,7 +39,6 @@ from zmr.runtime.runs import merged
 from zmr.runtime.security import Curve
 
 _TICK_EVERY = 0.2          # seconds between progress reports at most
-_RESULTS_PER_TICK = 4096
 # A map task's final runs are kept until the next map task has made its own (see `_keep_warm`), up to
 # this many pairs, or until a reduce starts or the process has idled this many seconds.
 _WARM_MAX_PAIRS = 1 << 17   # ~20-40 MB of small objects at most
@@ -204,17 +203,9 @@ class Runner:
     def _run_reduce(self, rec: t.RunReduce) -> t.ReduceResult:
         job = self._jobs[rec.attempt.job_id]
         reduce = job.app().reducer(job.info.args)
-        records = 0
         try:
-            out = open_writer(rec.tmp_path, job.info.output_format, job.app().name)
-            try:
-                for key, values in merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer):
-                    out.write(key, reduce(key, values))
-                    records += 1
-                    if records % _RESULTS_PER_TICK == 0:
-                        self._tick()
-            finally:
-                out.close()
+            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer)
+            records = write_reduced(rec.tmp_path, job.info.output_format, job.app().name, groups, reduce, self._tick)
         finally:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(records)
