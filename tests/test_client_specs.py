@@ -72,6 +72,11 @@ def test_the_client_checks_with_its_own_limits(books: Path, tmp_path: Path) -> N
         client.submit(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), n_reduce=5)
 
 
+def test_an_unknown_compression_is_refused(books: Path, tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="compression must be one of none, lz4, zstd, got 'gzip'"):
+        build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, compression="gzip")  # type: ignore[arg-type]
+
+
 def test_a_job_attempt_limit_out_of_range_is_refused(books: Path, tmp_path: Path) -> None:
     with pytest.raises(JobSpecError, match="max_attempts must be from 1 to 100, got 101"):
         build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, max_attempts=101)

@@ -85,6 +85,8 @@ def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
     _paths(p.add_argument("--py-files", nargs="+", default=[], metavar="PATH",
                           help="code to ship with the job onto the workers' sys.path: .py files, folders, "
                           ".whl/.zip archives"), shtab.FILE)
+    p.add_argument("--compression", choices=["none", "lz4", "zstd"],
+                   help="compress this job's shuffle (default: the cluster's shuffle.compression)")
     p.add_argument("--max-attempts", type=int, metavar="N",
                    help="failed attempts of one task that fail this job (default: the cluster's retry.max_attempts)")
 
@@ -119,7 +121,7 @@ def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None
     """The job the flags describe, checked before anything starts or is sent."""
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
                       ns.overwrite, workers, config.job.limits, max_attempts=ns.max_attempts or 0,
-                      output_format=ns.output_format, py_files=ns.py_files)
+                      output_format=ns.output_format, py_files=ns.py_files, compression=ns.compression or "")
 
 
 def _client(address: str, config: Config) -> Client:

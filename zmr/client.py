@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, get_args
 
 import zmq
 
@@ -49,12 +49,15 @@ _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
                limits: SpecLimits = _DEFAULT_LIMITS, max_attempts: int = 0,
-               output_format: m.OutputFormat = "text", py_files: Sequence[str] = ()) -> m.JobSpec:
+               output_format: m.OutputFormat = "text", py_files: Sequence[str] = (),
+               compression: m.JobCompression = "") -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued and the user
     hears why without a round trip; the coordinator checks again with its own `limits`. Cheap checks come
     first: a huge `n_reduce` is refused before the app is loaded, too many files before any is opened.
     `workers`: how many workers will run it, when known (see `plan_splits`)."""
     _refuse(n_reduce_problem(n_reduce, limits) or max_attempts_problem(max_attempts))
+    if compression not in ("", *get_args(m.Compression)):
+        raise JobSpecError(f"compression must be one of {', '.join(get_args(m.Compression))}, got {compression!r}")
     if output_format not in OUTPUT_FORMATS:
         raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     try:
@@ -78,7 +81,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     name = _display_name(app if isinstance(app, str) else loaded.name)
     return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=os.path.abspath(output),
                      n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts,
-                     output_format=output_format, py_files=shipped)
+                     output_format=output_format, py_files=shipped, compression=compression)
 
 
 def _refuse(problem: str) -> None:
@@ -132,14 +135,16 @@ class Client:
 
     def submit(self, app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False,
-               max_attempts: int = 0, output_format: m.OutputFormat = "text", py_files: Sequence[str] = ()) -> str:
+               max_attempts: int = 0, output_format: m.OutputFormat = "text", py_files: Sequence[str] = (),
+               compression: m.JobCompression = "") -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent.
         `max_attempts`: failed attempts of one task that fail the job (0: the cluster's retry.max_attempts);
-        `output_format`: text, jsonl or csv (see `zmr.output_formats`); `py_files`: files, folders and
-        archives of code to put on the workers' sys.path for this job (see `zmr.pyfiles`)."""
+        `output_format`: text, jsonl, csv or parquet (see `zmr.output_formats`); `py_files`: files, folders
+        and archives of code to put on the workers' sys.path for this job (see `zmr.pyfiles`);
+        `compression`: of this job's shuffle, none, lz4 or zstd ("": the cluster's shuffle.compression)."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
                                            limits=self.limits, max_attempts=max_attempts,
-                                           output_format=output_format, py_files=py_files))
+                                           output_format=output_format, py_files=py_files, compression=compression))
 
     def submit_spec(self, spec: m.JobSpec) -> str:
         """Queue a job built by `build_spec`; returns its id."""

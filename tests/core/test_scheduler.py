@@ -805,6 +805,18 @@ def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another
     assert sim.finished == {bad: JobState.FAILED, good: JobState.SUCCEEDED}
 
 
+def test_a_job_may_choose_its_own_shuffle_compression() -> None:
+    sim = sim_with("w1")
+    spec = sim.spec(n_splits=1, n_reduce=1)
+    for chosen, expected in [("zstd", "zstd"), ("", "none")]:   # "": the cluster's shuffle.compression
+        [accepted] = sim.client_send(m.SubmitJob(spec=msgspec.structs.replace(
+            spec, compression=chosen, output_dir=f"/out/{chosen or 'default'}")))
+        assert isinstance(accepted, m.JobAccepted)
+        sim.run()
+        [setup] = [msg for msg in sim.received("w1") if isinstance(msg, m.JobSetup) and msg.job_id == accepted.job_id]
+        assert setup.compression == expected
+
+
 def test_a_job_may_set_its_own_attempt_limit() -> None:
     sim = sim_with("w1", max_attempts=4, retry_base=0.1)
     spec = msgspec.structs.replace(sim.spec(n_splits=1, n_reduce=1), max_attempts=2)

@@ -92,14 +92,14 @@ def test_split_files_give_the_same_output(app: str, split_flags: list[str], env:
         assert got == independent_word_count([big_input])
 
 
-@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+@pytest.mark.parametrize("compression", [["--set", "shuffle.compression=lz4"], ["--compression", "zstd"]])
 def test_compressed_shuffle_with_spills_and_merges_on_disk_gives_the_same_output(
-        compression: str, big_input: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
+        compression: list[str], big_input: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
     """Compressed chunks pushed, kept, spilled and merged in levels (1 KiB batches make over a hundred runs per
     partition, past the reducer's fan-in of 16): the output is the reference's, byte for byte."""
     out = tmp_path / "out"
     result = run_zmr(*_run_args("wc", [big_input], out, 4, 2, "--split-size-mb", "1",
-                                "--set", f"shuffle.compression={compression}", "--set", "worker.memory_budget_mb=1",
+                                *compression, "--set", "worker.memory_budget_mb=1",
                                 "--set", "shuffle.batch_bytes=1024", "--set", "shuffle.window_bytes=65536"))
     _assert_ran(result, maps=-(-big_input.stat().st_size // (1 << 20)), reduces=4)
     assert read_output(out, 4) == seq_oracle(APPS / "wc.py", [big_input]) == independent_word_count([big_input])

@@ -298,7 +298,8 @@ class Dispatch(SchedulerBase):
         return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
                           n_reduce=job.spec.n_reduce, peers=[self._data_addr(w) for w in slots], cycle=cycle,
                           moved=moved, owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
-                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl, compression=p.compression,
+                          window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
+                          compression=job.spec.compression or p.compression,
                           output_format=job.spec.output_format, py_files=job.spec.py_files,
                           released=[t.index for t in job.reduces if t.state is TaskState.DONE]
                           if job.reduces_done else [])

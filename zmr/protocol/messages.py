@@ -26,6 +26,8 @@ OutputFormat = Literal["text", "jsonl", "csv", "parquet"]
 """How a job writes its results (see `zmr.output_formats`)."""
 Compression = Literal["none", "lz4", "zstd"]
 """How map output chunks may be compressed on the wire and on disk (`shuffle.compression`)."""
+JobCompression = Literal["", "none", "lz4", "zstd"]
+"""A job's own choice of `Compression`; "" leaves it to the cluster's `shuffle.compression`."""
 Codec = Literal["", "gzip", "bz2", "xz", "zstd"]
 """How an input file is compressed; "" for not at all (see `zmr.compressed`)."""
 
@@ -83,6 +85,7 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     max_attempts: int = 0   # failed attempts of one task that fail the job; 0: the cluster's retry.max_attempts
     output_format: OutputFormat = "text"
     py_files: list[bytes] = []   # zip archives put on the workers' sys.path for this job (zmr.pyfiles)
+    compression: JobCompression = ""   # of its shuffle; "": the cluster's shuffle.compression
 
 
 # ---------------------------------------------------------------- client -> coordinator
