@@ -1,9 +1,10 @@
 """TeraSort-style sort: 100-byte records (one per line), ordered by their first 10 bytes.
 
-Each input line is a record: a 10-character key followed by its payload. Partitioning is by range over a
-fixed split of the printable-ASCII key space, so `cat mr-out-0 mr-out-1 ... mr-out-<R-1>` (in numeric
-order) is globally sorted. Output lines are `key payload`; records that share a key keep every payload,
-joined by " | " in sorted order (with random 10-byte keys that is vanishingly rare).
+Each input line is a record: a 10-character key followed by the rest of the line. Partitioning is by range
+over a fixed split of the printable-ASCII key space, so `cat mr-out-0 mr-out-1 ... mr-out-<R-1>` (in
+numeric order) is globally sorted, and `format_output` writes each record back as it was read (no separator
+added, nothing trimmed), so that concatenation equals the input's lines in key order. Records that share a
+key keep every payload, joined by " | " in sorted order (with random 10-byte keys that is vanishingly rare).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def map(filename: str, contents: str) -> Iterator[tuple[str, str]]:
     """Every non-empty line is one record: (its first 10 characters, the rest of the line)."""
     for line in contents.splitlines():
         if line:
-            yield line[:KEY_BYTES], line[KEY_BYTES:].lstrip(" ")
+            yield line[:KEY_BYTES], line[KEY_BYTES:]
 
 
 def _rank(ch: str) -> int:
@@ -48,3 +49,8 @@ def reduce(key: str, values: Iterable[str]) -> str:
     """The record's payload (all payloads, sorted, if several records share the key)."""
     payloads = list(values)
     return payloads[0] if len(payloads) == 1 else " | ".join(sorted(payloads))
+
+
+def format_output(key: str, payload: str) -> str:
+    """The record as it was read: its key and the rest of its line, side by side."""
+    return key + payload

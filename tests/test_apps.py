@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
@@ -321,6 +322,7 @@ def test_shipped_module_app_needs_no_copy_of_the_module(
 
 
 CACHED_APP = """
+import dataclasses
 import enum
 import functools
 
@@ -557,3 +559,45 @@ def test_only_the_modules_beside_the_app_that_it_uses_travel_with_it(tmp_path: P
     del sys.modules[name]   # as on a worker that never saw the folder
     shipped = unship_app(blob)
     assert list(shipped.map("f", "ab cd", [])) == [("AB", 1), ("CD", 1)]
+
+
+FORMATTED_APP = '''
+def map(filename, contents):
+    return ((w, 1) for w in contents.split())
+
+
+def reduce(key, values):
+    return sum(values)
+
+
+def format_output(key, value):
+    return f"{value:>5}\\t{key}"
+'''
+
+
+def test_an_app_writes_its_own_output_lines_with_format_output(tmp_path: Path) -> None:
+    app = _app_file(tmp_path, FORMATTED_APP)
+    (tmp_path / "in.txt").write_text("b a b\n")
+    out = run_sequential(str(app), [str(tmp_path / "in.txt")], tmp_path / "out")
+    assert out.read_text() == "    1\ta\n    2\tb\n"
+    shipped = unship_app(ship_app(str(app)))
+    formatter = shipped.output_formatter()
+    assert formatter is not None and formatter("k", 3) == "    3\tk"
+
+
+@pytest.mark.parametrize(("returned", "message"), [(3, "returned 3, expected a str"),
+                                                   ("two\nlines", "returned a line with a newline")])
+def test_a_format_output_that_breaks_the_line_is_an_app_error(returned: object, message: str) -> None:
+    app = dataclasses.replace(App.from_functions("bad", map=lambda f, c: [], reduce=lambda k, vs: 1),
+                              format_fn=lambda key, value: returned)
+    formatter = app.output_formatter()
+    assert formatter is not None
+    with pytest.raises(AppError, match=message):
+        formatter("k", 1)
+
+
+def test_the_sort_app_writes_back_each_record_as_it_was_read(tmp_path: Path) -> None:
+    records = ["zzzzzzzzzz  two spaces", "aaaaaaaaaa payload", "mmmmmmmmmm\ttab"]
+    (tmp_path / "in.txt").write_text("".join(r + "\n" for r in records))
+    out = run_sequential(str(REPO / "apps" / "sort.py"), [str(tmp_path / "in.txt")], tmp_path / "out")
+    assert out.read_text() == "".join(r + "\n" for r in sorted(records))

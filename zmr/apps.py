@@ -6,6 +6,7 @@ The contract (any function may also declare a keyword parameter `args` to receiv
     reduce(key: str, values: Iterable[Value]) -> Value
     combine(key: str, values: Iterable[Value]) -> Value                # optional, map-side, associative
     partition(key: str, n_reduce: int) -> int                          # optional, default stable hash
+    format_output(key: str, value: Value) -> str                       # optional: the text output's line
 
 A Value is a str, an int (64-bit: -2**63 .. 2**64-1; not a bool) or a float, so counts and sums travel as
 numbers, with no str() on the map side and int() per value on the reduce side. Keys are str.
@@ -63,6 +64,7 @@ class App:
     reduce_fn: FoldFn
     combine_fn: FoldFn | None = None
     partition_fn: PartitionFn | None = None
+    format_fn: Callable[..., Any] | None = None   # the module's format_output, if any
     takes_args: frozenset[str] = frozenset()
     map_takes_first_line: bool = False
     input: InputFormat = TEXT   # what map receives (the module's INPUT; see zmr.formats)
@@ -188,6 +190,24 @@ class App:
             return exact
 
         return combine
+
+    def output_formatter(self) -> Callable[[str, Value], str] | None:
+        """The app's `format_output`, checked: the text output's line for a result (without its line end);
+        None when the app has none (lines are then `key value`)."""
+        fn = self.format_fn
+        if fn is None:
+            return None
+
+        def format_output(key: str, value: Value) -> str:
+            line = fn(key, value)
+            if type(line) is not str:
+                raise AppError(f"app {self.name!r}: format_output({key!r}, ...) returned {line!r}, expected a str")
+            if "\n" in line:
+                raise AppError(f"app {self.name!r}: format_output({key!r}, ...) returned a line with a newline: "
+                               f"{line!r}")
+            return line
+
+        return format_output
 
     def partition(self, key: str, n_reduce: int, args: Sequence[str] = ()) -> int:
         """The reduce partition of `key`: the app's partition function if it has one, else the stable hash."""
@@ -344,7 +364,11 @@ def _app_from_module(spec: str, module: ModuleType) -> App:
         combine=getattr(module, "combine", None),
         partition=getattr(module, "partition", None),
     )
-    return dataclasses.replace(app, module=module.__name__, input=input_format(getattr(module, "INPUT", None), spec))
+    formatter = getattr(module, "format_output", None)
+    if formatter is not None and not callable(formatter):
+        raise AppError(f"app {spec!r}: `format_output` is not a function ({type(formatter).__name__})")
+    return dataclasses.replace(app, module=module.__name__, input=input_format(getattr(module, "INPUT", None), spec),
+                               format_fn=formatter)
 
 
 def ship_app(app_or_spec: App | str) -> bytes:
@@ -466,7 +490,7 @@ def _name_source_file(app: App) -> None:
         return code.replace(co_filename=app.source_file, co_consts=consts)
 
     seen: set[int] = set()
-    todo: list[Any] = [app.map_fn, app.reduce_fn, app.combine_fn, app.partition_fn]
+    todo: list[Any] = [app.map_fn, app.reduce_fn, app.combine_fn, app.partition_fn, app.format_fn]
     while todo:
         obj = todo.pop()
         if id(obj) in seen:

@@ -57,10 +57,15 @@ def check_available(fmt: str) -> None:
 
 
 def write_reduced(path: str, fmt: str, app: str, groups: Iterable[tuple[str, Iterator[Value]]],
-                  reduce: Callable[[str, Iterator[Value]], Value], tick: Callable[[], None]) -> int:
+                  reduce: Callable[[str, Iterator[Value]], Value], tick: Callable[[], None],
+                  format_line: Callable[[str, Value], str] | None = None) -> int:
     """Reduce each (key, values) group and write the result to a new file at `path` in `fmt`, durably;
-    returns the number of results. `tick` is called every few thousand results (progress)."""
+    returns the number of results. `tick` is called every few thousand results (progress). `format_line`:
+    the app's own line for a result in the text format (`App.output_formatter`)."""
     if fmt == "text":
+        if format_line is not None:
+            return _write_text(path, app, groups, lambda key, values: format_line(key, reduce(key, values)),
+                               tick, formatted=True)
         return _write_text(path, app, groups, reduce, tick)
     writer = open_writer(path, fmt, app)
     count = 0
@@ -76,16 +81,21 @@ def write_reduced(path: str, fmt: str, app: str, groups: Iterable[tuple[str, Ite
 
 
 def _write_text(path: str, app: str, groups: Iterable[tuple[str, Iterator[Value]]],
-                reduce: Callable[[str, Iterator[Value]], Value], tick: Callable[[], None]) -> int:
-    """The text format's loop, kept tight: it runs once per key of the job (the sort: every record)."""
+                reduce: Callable[[str, Iterator[Value]], Value], tick: Callable[[], None],
+                formatted: bool = False) -> int:
+    """The text format's loop, kept tight: it runs once per key of the job (the sort: every record).
+    `formatted`: `reduce` gives the whole line (the app's format_output), checked already."""
     count = 0
     with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
         lines: list[str] = []
         for key, values in groups:
             value = reduce(key, values)
-            if "\n" in key or (type(value) is str and "\n" in value):
+            if formatted:
+                lines.append(f"{value}\n")
+            elif "\n" in key or (type(value) is str and "\n" in value):
                 _text_newline(app, key, value)
-            lines.append(f"{key} {value}\n")
+            else:
+                lines.append(f"{key} {value}\n")
             if len(lines) == _LINES_PER_WRITE:
                 out.write("".join(lines))
                 lines.clear()

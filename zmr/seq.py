@@ -54,6 +54,8 @@ def run_sequential(
                                                count_lines=the_app.map_takes_first_line):
             for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
                 groups.setdefault(key, []).append(value)
-    results = ((key, the_app.reduce(key, groups[key], job_args)) for key in sorted(groups))
-    return outputs.write_results_atomically(out_dir / output_name(0), results, output_format, the_app.name)
+    reduce = the_app.reducer(job_args)
+    grouped = ((key, iter(groups[key])) for key in sorted(groups))
+    return outputs.write_results_atomically(out_dir / output_name(0), grouped, reduce, output_format, the_app.name,
+                                            the_app.output_formatter())
 

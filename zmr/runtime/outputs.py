@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from zmr.core.batches import Value
-from zmr.output_formats import open_writer
+from zmr.output_formats import write_reduced
 from zmr.protocol import output_names, success
 
 _OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
@@ -39,16 +39,13 @@ def write_atomically(path: Path, text: str | Iterable[str], *, durable: bool = F
     return path
 
 
-def write_results_atomically(path: Path, results: Iterable[tuple[str, Value]], fmt: str, app: str) -> Path:
-    """`write_atomically` for results in an output format (Parquet included), made durable."""
+def write_results_atomically(path: Path, groups: Iterable[tuple[str, Iterator[Value]]],
+                             reduce: Callable[[str, Iterator[Value]], Value], fmt: str, app: str,
+                             format_line: Callable[[str, Value], str] | None = None) -> Path:
+    """`write_atomically` for reduced groups in an output format (see `write_reduced`), made durable."""
     tmp = path.with_name(output_names.temp_name(path.name, secrets.token_hex(4)))
     try:
-        writer = open_writer(str(tmp), fmt, app)
-        try:
-            for key, value in results:
-                writer.write(key, value)
-        finally:
-            writer.close()
+        write_reduced(str(tmp), fmt, app, groups, reduce, lambda: None, format_line)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

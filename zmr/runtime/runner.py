@@ -205,7 +205,8 @@ class Runner:
         reduce = job.app().reducer(job.info.args)
         try:
             groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer)
-            records = write_reduced(rec.tmp_path, job.info.output_format, job.app().name, groups, reduce, self._tick)
+            records = write_reduced(rec.tmp_path, job.info.output_format, job.app().name, groups, reduce, self._tick,
+                                    job.app().output_formatter())
         finally:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(records)
