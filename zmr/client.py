@@ -41,7 +41,7 @@ from zmr.runtime.security import Keyring
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 _MAX_REPLY_BYTES = 256 << 20
-_CONNECT_GRACE = 3.0   # seconds without any connection to the coordinator's address before saying so
+_CONNECT_GRACE = 2.0   # seconds without any connection to the coordinator's address before saying so
 _DEFAULT_LIMITS = SpecLimits()
 _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 

@@ -253,6 +253,17 @@ def kill_all(procs: Sequence[ProcInfo]) -> None:
             pass
 
 
+def live_workers(client: Any) -> int:
+    """Workers registered and alive, as `client` hears them; 0 while its coordinator is not up yet (a client
+    says within 2 s when nothing listens at its address)."""
+    from zmr.errors import NoAnswer
+
+    try:
+        return sum(w.state != "dead" for w in client.status().workers)
+    except NoAnswer:
+        return 0
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -35,10 +35,11 @@ from zmr.core.worker_events import (
     WorkerView,
 )
 from zmr.core.worker_machine import WorkerMachine, WorkerParams
+from zmr.errors import NoAnswer
 from zmr.protocol import messages as m
 from zmr.protocol.output_names import output_name, temp_output_name
 
-from .conftest import APPS, FAST_FLAGS
+from .conftest import APPS, FAST_FLAGS, wait_until
 from .peers import PYTHON, FakeWorker, start_process, stop_process, zmr_command
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +51,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _answers(client: Client) -> bool:
+    """Whether the coordinator answers yet (a client says within 2 s when nothing listens at its address)."""
+    try:
+        client.status()
+    except NoAnswer:
+        return False
+    return True
+
+
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[tuple[str, Client]]:
     """A coordinator with no worker at all, and a client of it."""
@@ -58,7 +68,7 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[str, Client]]:
                                      "--set", "log.format=json", *FAST_FLAGS), tmp_path / "coordinator.log", tmp_path)
     client = Client(address, timeout=20)
     try:
-        client.status()
+        wait_until(lambda: _answers(client), 30, what="the coordinator to start")
         yield address, client
     finally:
         client.close()

@@ -20,7 +20,7 @@ import pytest
 from zmr.client import Client
 from zmr.errors import JobFailed
 
-from .conftest import APPS, FAST_FLAGS, TEST_APPS, SeqOracle, read_output, wait_until
+from .conftest import APPS, FAST_FLAGS, TEST_APPS, SeqOracle, live_workers, read_output, wait_until
 from .peers import events, start_process, stop_process, zmr_command
 
 pytestmark = pytest.mark.e2e
@@ -56,8 +56,7 @@ class LimitedCluster:
                 base / f"worker-{i}.log", base, preexec_fn=_limit_file_size))
         self.client = Client(self.address, timeout=20)
         self._codes: list[int] | None = None
-        wait_until(lambda: sum(w.state != "dead" for w in self.client.status().workers) == workers, 30,
-                   what="the workers to register")
+        wait_until(lambda: live_workers(self.client) == workers, 30, what="the workers to register")
 
     def alive(self) -> list[bool]:
         return [p.poll() is None for p in [self.coordinator, *self.workers]]
