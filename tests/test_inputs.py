@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zmr.inputs as inputs
+from zmr import storage
 from zmr.compressed import detect
 from zmr.core.specs import SpecLimits
 from zmr.errors import JobSpecError
@@ -83,7 +84,7 @@ def test_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     def refuse(name: str, mode: str = "r") -> object:
         raise PermissionError(13, "Permission denied", name)
 
-    monkeypatch.setattr(inputs, "open", refuse, raising=False)  # we may run as root, where chmod is moot
+    monkeypatch.setattr(storage, "open", refuse, raising=False)  # we may run as root, where chmod is moot
     with pytest.raises(JobSpecError, match="cannot be read.*Permission denied") as err:
         expand_inputs([path])
     assert path in str(err.value)

@@ -6,9 +6,9 @@ Floors, lowest first (a module may import its own floor and any below it):
     errors    zmr.errors: the exception tree every layer raises
     protocol  zmr/protocol: messages, codec, journal records, the output contract (pure)
     core      zmr/core: scheduler and worker state machines, batches, splits, spec checks (pure)
-    common    config, log, apps, inputs, compressed, formats, output_formats, pyfiles: what every process uses
-              to configure itself, log, load an app, read its input and write its output; they do I/O,
-              so they sit above the pure floors, yet below the runtime, which needs them
+    common    config, log, apps, inputs, storage, compressed, formats, output_formats, pyfiles: what every
+              process uses to configure itself, log, load an app, read its input (local or at a URL) and
+              write its output; they do I/O, so they sit above the pure floors, yet below the runtime
     runtime   zmr/runtime: sockets, files, processes: the coordinator and worker shells
     client    client, local (the local cluster launcher, which asks a client when its workers are up),
               seq, report, progress, testing: what a user's program or a test drives
@@ -44,7 +44,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("protocol", {"zmr.protocol"}),
     ("core", {"zmr.core"}),
     ("common", {"zmr.config", "zmr.log", "zmr.apps", "zmr.inputs", "zmr.compressed", "zmr.formats",
-                "zmr.output_formats", "zmr.pyfiles"}),
+                "zmr.output_formats", "zmr.pyfiles", "zmr.storage"}),
     ("runtime", {"zmr.runtime"}),
     ("client", {"zmr.client", "zmr.local", "zmr.seq", "zmr.report", "zmr.progress", "zmr.testing",
                 "zmr.simulation"}),

@@ -11,10 +11,11 @@ import bz2
 import gzip
 import lzma
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 import zstandard
 
+from zmr import storage
 from zmr.protocol.messages import Codec
 
 __all__ = ["DECODE_ERRORS", "MAGIC_BYTES", "Codec", "Stream", "detect", "open_decompressed"]
@@ -51,15 +52,36 @@ def detect(head: bytes) -> Codec:
 
 
 def open_decompressed(path: str, codec: str) -> Stream:
-    """`path` opened for reading its decompressed bytes (every member or frame of it, in order)."""
-    if codec == "gzip":
-        return gzip.open(path, "rb")
-    if codec == "bz2":
-        return bz2.open(path, "rb")
-    if codec == "xz":
-        return lzma.open(path, "rb")
-    if codec == "zstd":
-        raw = open(path, "rb")  # noqa: SIM115 - closed with the reader (closefd)
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-        return reader
-    raise ValueError(f"not a compression format: {codec!r}")
+    """`path` (a local file or a URL: `zmr.storage`) opened for reading its decompressed bytes (every
+    member or frame of it, in order); closing it closes the file too."""
+    if codec not in ("gzip", "bz2", "xz", "zstd"):
+        raise ValueError(f"not a compression format: {codec!r}")
+    raw = storage.open_input(path)
+    try:
+        if codec == "zstd":
+            return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        opened: Stream = (gzip.GzipFile(fileobj=raw, mode="rb") if codec == "gzip" else
+                          bz2.BZ2File(raw, "rb") if codec == "bz2" else lzma.LZMAFile(raw, "rb"))
+    except BaseException:
+        raw.close()
+        raise
+    return _Closing(opened, raw)
+
+
+class _Closing:
+    """A decompressing reader that closes the file it reads when it is closed (gzip does not)."""
+
+    def __init__(self, reader: Stream, raw: Any) -> None:
+        self._reader, self._raw = reader, raw
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._reader.read(size)
+
+    def __enter__(self) -> _Closing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._reader.__exit__(None, None, None)
+        finally:
+            self._raw.close()

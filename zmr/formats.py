@@ -17,14 +17,13 @@ would give the same answer. CSV rows are split at line ends, so a quoted field m
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from zmr import compressed
+from zmr import compressed, storage
 from zmr.errors import AppError, InputError
 from zmr.inputs import MAP_CHUNK_BYTES, read_chunks
 
@@ -183,7 +182,7 @@ def _byte_pieces(path: str, start: int, end: int, codec: str, piece_bytes: int) 
                 raise   # the file itself cannot be read: an I/O error, which may pass
             raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc
         return
-    with open(path, "rb") as f:
+    with storage.open_input(path) as f:
         f.seek(start)
         left = end - start
         while left > 0 and (data := f.read(min(piece_bytes, left))):
@@ -195,7 +194,9 @@ def _records(path: str, start: int, end: int, codec: str, size: int) -> Iterator
     """The fixed-size records that start in [start, end), in lists of a few MiB; a file that does not end
     on a record boundary is an InputError."""
     if not codec:
-        start, end = -(-start // size) * size, min(-(-end // size) * size, os.path.getsize(path))
+        with storage.open_input(path) as f:
+            total = storage.size_of(f)
+        start, end = -(-start // size) * size, min(-(-end // size) * size, total)
     per_piece = max(1, (4 << 20) // size) * size
     carry = b""
     for data in _byte_pieces(path, start, end, codec, per_piece):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
-from zmr import compressed
+from zmr import compressed, storage
 from zmr.core.specs import SpecLimits, map_tasks_problem
 from zmr.core.splits import Split, plan_splits
 from zmr.errors import InputError, JobSpecError
@@ -57,7 +57,18 @@ def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None, text:
 
 
 def _list_one(typed: str) -> list[str]:
-    """The file names one typed input stands for: itself, or the visible files under a directory."""
+    """The file names one typed input stands for: itself, or the visible files under a directory (or
+    under a URL's prefix)."""
+    if storage.is_url(typed):
+        try:
+            names = [name for name, _ in storage.list_url(typed)]
+        except FileNotFoundError:
+            raise JobSpecError(f"input {typed!r} does not exist") from None
+        except OSError as exc:
+            raise JobSpecError(f"input {typed!r} cannot be listed: {exc}") from exc
+        if not names:
+            raise JobSpecError(f"input {typed!r} holds no (non-hidden) objects")
+        return names
     if os.path.isdir(typed):
         names = [os.path.join(typed, rel) for rel in _visible_files(typed)]
         if not names:
@@ -94,8 +105,8 @@ def _input_file(name: str, text: bool = True) -> InputFile:
     """Check `name` can be read now, and (if `text`) that its start is text (decompressed, if it is
     compressed), so a bad input fails the job before it is queued."""
     try:
-        with open(name, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with storage.open_input(name) as f:
+            size = storage.size_of(f)
             head = f.read(TEXT_PROBE_BYTES)
     except OSError as exc:
         raise JobSpecError(f"input {name!r} cannot be read: {exc.strerror or exc}") from exc
@@ -109,7 +120,7 @@ def _input_file(name: str, text: bool = True) -> InputFile:
     if text and (nul := head.find(b"\0")) >= 0:
         where = f"at byte {nul}" + (" of its decompressed text" if codec else "")
         raise JobSpecError(f"input {name!r} is not text: it holds a NUL byte {where}")
-    return InputFile(name=name, path=os.path.abspath(name), size=size, codec=codec)
+    return InputFile(name=name, path=name if storage.is_url(name) else os.path.abspath(name), size=size, codec=codec)
 
 
 def read_split(path: str, start: int, end: int) -> tuple[str, int]:
@@ -149,7 +160,7 @@ def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BY
                 raise   # the file itself cannot be read: an I/O error, which may pass
             raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc
         return
-    with open(path, "rb") as f:
+    with storage.open_input(path) as f:
         first = 0 if start == 0 else _next_line_start(f, start - 1)
         stop = _next_line_start(f, end - 1) if end > first else first
         line = 1 + _count_newlines(f, first) if count_lines else 0
@@ -157,7 +168,7 @@ def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BY
         yield from _pieces(path, f, stop - first, chunk_bytes, line, count_lines)
 
 
-def _pieces(path: str, f: compressed.Stream | BinaryIO, limit: int | None, chunk_bytes: int, line: int,
+def _pieces(path: str, f: compressed.Stream | IO[bytes], limit: int | None, chunk_bytes: int, line: int,
             count_lines: bool) -> Iterator[tuple[str, int]]:
     """`read_chunks`' pieces of the next `limit` bytes of `f` (None: up to its end)."""
     pos, carry, done = 0, b"", limit == 0
@@ -211,7 +222,7 @@ def _utf8_end(data: bytes) -> int:
     return len(data)   # not UTF-8 anyway: cut anywhere
 
 
-def _next_line_start(f: BinaryIO, pos: int) -> int:
+def _next_line_start(f: IO[bytes], pos: int) -> int:
     """The offset just past the first b"\\n" at or after `pos`, or the file's size if there is none."""
     f.seek(pos)
     while chunk := f.read(_CHUNK):
@@ -222,7 +233,7 @@ def _next_line_start(f: BinaryIO, pos: int) -> int:
     return pos
 
 
-def _count_newlines(f: BinaryIO, stop: int) -> int:
+def _count_newlines(f: IO[bytes], stop: int) -> int:
     """How many b"\\n" occur in bytes [0, stop), read in chunks."""
     f.seek(0)
     count = 0

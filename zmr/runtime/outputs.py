@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from zmr import storage
 from zmr.core.batches import Value
 from zmr.output_formats import write_reduced
 from zmr.protocol import output_names, success
@@ -75,6 +76,8 @@ def overlap_problem(inputs: Sequence[str], files: Iterable[str], output_dir: str
     `files` every input file they stand for: a file reached through a symbolic link counts where it lives."""
     out = os.path.realpath(output_dir)
     for typed in [inputs] if isinstance(inputs, str) else inputs:
+        if storage.is_url(typed):
+            continue   # an object store is never the local output directory
         real = os.path.realpath(typed)
         if real == out:
             return f"output directory {output_dir!r} is the input {typed!r}; {_OVERLAP}"
@@ -110,6 +113,8 @@ def _by_directory(files: Iterable[str]) -> dict[str, list[str]]:
     """Absolute directory -> names of the files in it (each once: a file cut into many splits is one)."""
     found: dict[str, dict[str, None]] = {}
     for path in files:
+        if storage.is_url(path):
+            continue
         full = path if path.startswith(os.sep) else os.path.abspath(path)
         folder, _, name = full.rpartition(os.sep)
         found.setdefault(folder or os.sep, {})[name] = None

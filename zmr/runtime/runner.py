@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import socket
 import sys
 import time
 import traceback
@@ -154,8 +155,9 @@ class Runner:
                                if cap else "MemoryError", traceback.format_exc(), fatal=True)
         except (AppError, InputError) as exc:   # a broken contract: the same again on any worker
             return t.TaskError("invalid", str(exc))
-        except OSError as exc:
-            return t.TaskError("io", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        except OSError as exc:   # a local input may be readable on some hosts only: say which one this is
+            return t.TaskError("io", f"{type(exc).__name__} on host {socket.gethostname()}: {exc}",
+                               traceback.format_exc())
         except Exception as exc:  # the app's own error, whatever it is
             return t.TaskError("app", f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
