@@ -21,12 +21,14 @@ FORMATS = ("console", "json")
 
 
 def configure_logging(level: str = "info", fmt: str = "console", stream: TextIO | None = None) -> None:
-    """Route every zmr logger to `stream` (default stderr); callable again to reconfigure (e.g. in tests)."""
-    stream = sys.stderr if stream is None else stream
+    """Route every zmr logger to `stream` (default: whatever `sys.stderr` is when a line is written, so
+    logging set up once survives a swap of sys.stderr, such as a test's capture ending); callable again to
+    reconfigure (e.g. in tests)."""
+    out: TextIO = cast(TextIO, _CurrentStderr()) if stream is None else stream
     structlog.configure(
-        processors=[*_shared_processors(), *_renderer(fmt, stream)],
+        processors=[*_shared_processors(), *_renderer(fmt, out)],
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 
@@ -63,6 +65,19 @@ def _shared_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+
+
+class _CurrentStderr:
+    """Writes to the `sys.stderr` of the moment."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def _renderer(fmt: str, stream: TextIO) -> list[Processor]:
