@@ -60,10 +60,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
         raise JobSpecError(f"compression must be one of {', '.join(get_args(m.Compression))}, got {compression!r}")
     if output_format not in OUTPUT_FORMATS:
         raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
-    try:
-        check_available(output_format)   # here: workers of a cluster may lack it too, but then they say so
-    except ValueError as exc:
-        raise JobSpecError(str(exc)) from None
+    check_available(output_format)   # here: workers of a cluster may lack it too, but then they say so
     with pyfiles.on_path(py_files):
         loaded = app_of(app)
         blob = ship_app(loaded)
@@ -245,18 +242,19 @@ class Client:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(watch.monitor, zmq.POLLIN)
-        start = time.monotonic()
-        deadline = start + self.timeout
+        deadline = time.monotonic() + self.timeout
+        # a socket never connected gets a shorter say: nothing listening there is told in seconds
+        connect_by = None if watch.connected or self._inproc else time.monotonic() + _CONNECT_GRACE
         while (remaining := deadline - time.monotonic()) > 0:
-            if not watch.connected and time.monotonic() - start >= _CONNECT_GRACE and not self._inproc:
+            if connect_by is not None and time.monotonic() >= connect_by:
                 watch.poll()
                 if not watch.connected:
                     self._drop_socket()
                     raise NoAnswer(f"nothing accepted a connection at {self.coordinator} within {_CONNECT_GRACE:g} s: "
                                    "is a coordinator running there? (start one with `zmr cluster up` or "
                                    "`zmr-coord --bind ADDR`, or name its address with --coordinator)")
-            wait = remaining if watch.connected or self._inproc else min(
-                remaining, max(0.0, start + _CONNECT_GRACE - time.monotonic()))
+                connect_by = None
+            wait = remaining if connect_by is None else min(remaining, max(0.0, connect_by - time.monotonic()))
             ready = dict(poller.poll(int(wait * 1000) + 1))
             if watch.monitor in ready and watch.poll() and watch.refused:
                 self._drop_socket()

@@ -8,17 +8,20 @@ byte offset, so a compressed file is one split (see `zmr.core.splits`).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import IO, Protocol
 
 import zstandard
 
 from zmr import storage
+from zmr.errors import InputError
 from zmr.protocol.messages import Codec
 
-__all__ = ["DECODE_ERRORS", "MAGIC_BYTES", "Codec", "Stream", "detect", "open_decompressed"]
+__all__ = ["MAGIC_BYTES", "Codec", "Stream", "detect", "reading"]
 
 
 class Stream(AbstractContextManager["Stream"], Protocol):
@@ -34,7 +37,7 @@ _ZSTD = b"\x28\xb5\x2f\xfd"
 _BZ2_BLOCK = b"1AY&SY"    # bzip2's block magic (pi); an empty stream has the end-of-stream magic instead
 _BZ2_END = b"\x17\x72\x45\x38\x50\x90"
 # What each library raises on a damaged stream (zlib.error, EOFError, OSError, ValueError, ...).
-DECODE_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError)
+_DECODE_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError)
 
 
 def detect(head: bytes) -> Codec:
@@ -51,37 +54,24 @@ def detect(head: bytes) -> Codec:
     return ""
 
 
-def open_decompressed(path: str, codec: str) -> Stream:
-    """`path` (a local file or a URL: `zmr.storage`) opened for reading its decompressed bytes (every
-    member or frame of it, in order); closing it closes the file too."""
+@contextlib.contextmanager
+def reading(path: str, codec: str, raw: IO[bytes] | None = None) -> Iterator[Stream]:
+    """The decompressed bytes of `path` (a local file or a URL: `zmr.storage`; or of `raw`, a file of it
+    already open, read from its start), every member or frame in order. A damaged stream, found when it
+    is opened or at any read, is an InputError naming the file: reading it again would give the same.
+    An error reading the file itself stays an OSError (it may pass)."""
     if codec not in ("gzip", "bz2", "xz", "zstd"):
         raise ValueError(f"not a compression format: {codec!r}")
-    raw = storage.open_input(path)
     try:
-        if codec == "zstd":
-            return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-        opened: Stream = (gzip.GzipFile(fileobj=raw, mode="rb") if codec == "gzip" else
-                          bz2.BZ2File(raw, "rb") if codec == "bz2" else lzma.LZMAFile(raw, "rb"))
-    except BaseException:
-        raw.close()
-        raise
-    return _Closing(opened, raw)
-
-
-class _Closing:
-    """A decompressing reader that closes the file it reads when it is closed (gzip does not)."""
-
-    def __init__(self, reader: Stream, raw: Any) -> None:
-        self._reader, self._raw = reader, raw
-
-    def read(self, size: int = -1, /) -> bytes:
-        return self._reader.read(size)
-
-    def __enter__(self) -> _Closing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._reader.__exit__(None, None, None)
-        finally:
-            self._raw.close()
+        with contextlib.ExitStack() as stack:
+            source = raw if raw is not None else stack.enter_context(storage.open_input(path))
+            if codec == "zstd":
+                yield stack.enter_context(zstandard.ZstdDecompressor().stream_reader(
+                    source, read_across_frames=True, closefd=False))
+            else:
+                yield stack.enter_context(gzip.GzipFile(fileobj=source, mode="rb") if codec == "gzip" else
+                                          bz2.BZ2File(source, "rb") if codec == "bz2" else lzma.LZMAFile(source, "rb"))
+    except _DECODE_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc

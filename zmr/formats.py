@@ -174,13 +174,8 @@ def _csv_records(where: _Where, header: list[str], lines: list[str]) -> list[dic
 def _byte_pieces(path: str, start: int, end: int, codec: str, piece_bytes: int) -> Iterator[bytes]:
     """Bytes [start, end) of the file (all of it, decompressed, when `codec`), in pieces."""
     if codec:
-        try:
-            with compressed.open_decompressed(path, codec) as stream:
-                yield from iter(lambda: stream.read(piece_bytes), b"")
-        except compressed.DECODE_ERRORS as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise   # the file itself cannot be read: an I/O error, which may pass
-            raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc
+        with compressed.reading(path, codec) as stream:
+            yield from iter(lambda: stream.read(piece_bytes), b"")
         return
     with storage.open_input(path) as f:
         f.seek(start)
@@ -193,10 +188,8 @@ def _byte_pieces(path: str, start: int, end: int, codec: str, piece_bytes: int) 
 def _records(path: str, start: int, end: int, codec: str, size: int) -> Iterator[list[bytes]]:
     """The fixed-size records that start in [start, end), in lists of a few MiB; a file that does not end
     on a record boundary is an InputError."""
-    if not codec:
-        with storage.open_input(path) as f:
-            total = storage.size_of(f)
-        start, end = -(-start // size) * size, min(-(-end // size) * size, total)
+    if not codec:   # a record belongs to the split it starts in (reading stops at the file's end anyway)
+        start, end = -(-start // size) * size, -(-end // size) * size
     per_piece = max(1, (4 << 20) // size) * size
     carry = b""
     for data in _byte_pieces(path, start, end, codec, per_piece):

@@ -108,15 +108,15 @@ def _input_file(name: str, text: bool = True) -> InputFile:
         with storage.open_input(name) as f:
             size = storage.size_of(f)
             head = f.read(TEXT_PROBE_BYTES)
+            codec = compressed.detect(head[:compressed.MAGIC_BYTES])
+            if codec:
+                f.seek(0)
+                with compressed.reading(name, codec, f) as stream:
+                    head = stream.read(TEXT_PROBE_BYTES)
+    except InputError as exc:
+        raise JobSpecError(str(exc)) from exc
     except OSError as exc:
         raise JobSpecError(f"input {name!r} cannot be read: {exc.strerror or exc}") from exc
-    codec = compressed.detect(head[:compressed.MAGIC_BYTES])
-    if codec:
-        try:
-            with compressed.open_decompressed(name, codec) as stream:
-                head = stream.read(TEXT_PROBE_BYTES)
-        except compressed.DECODE_ERRORS as exc:
-            raise JobSpecError(f"input {name!r} is not a readable {codec} file: {exc}") from exc
     if text and (nul := head.find(b"\0")) >= 0:
         where = f"at byte {nul}" + (" of its decompressed text" if codec else "")
         raise JobSpecError(f"input {name!r} is not text: it holds a NUL byte {where}")
@@ -152,13 +152,8 @@ def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BY
     Raises InputError for a NUL byte (the file is not text) or a damaged compressed stream.
     """
     if codec:
-        try:
-            with compressed.open_decompressed(path, codec) as stream:
-                yield from _pieces(path, stream, None, chunk_bytes, 1 if count_lines else 0, count_lines)
-        except compressed.DECODE_ERRORS as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise   # the file itself cannot be read: an I/O error, which may pass
-            raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc
+        with compressed.reading(path, codec) as stream:
+            yield from _pieces(path, stream, None, chunk_bytes, 1 if count_lines else 0, count_lines)
         return
     with storage.open_input(path) as f:
         first = 0 if start == 0 else _next_line_start(f, start - 1)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import msgspec
 
 from zmr.core.batches import Value
-from zmr.errors import AppError
+from zmr.errors import AppError, JobSpecError
 from zmr.protocol.messages import OutputFormat
 
 __all__ = ["OUTPUT_FORMATS", "OutputFormat", "ResultWriter", "check_available", "line_writer", "open_writer",
@@ -48,12 +48,12 @@ class ResultWriter(Protocol):
 
 
 def check_available(fmt: str) -> None:
-    """A JobSpecError-worthy ValueError now, rather than a failed job later, if `fmt` needs a missing library."""
+    """A JobSpecError now, rather than a failed job later, if `fmt` needs a library that is missing here."""
     if fmt == "parquet":
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
-            raise ValueError("the parquet output format needs pyarrow: pip install 'zmr[parquet]'") from None
+            raise JobSpecError("the parquet output format needs pyarrow: pip install 'zmr[parquet]'") from None
 
 
 def write_reduced(path: str, fmt: str, app: str, groups: Iterable[tuple[str, Iterator[Value]]],

@@ -36,10 +36,7 @@ def run_sequential(
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
     the_app = load_app(app) if isinstance(app, str) else app
-    try:
-        check_available(output_format)
-    except ValueError as exc:
-        raise JobSpecError(str(exc)) from None
+    check_available(output_format)
     files = expand_inputs(inputs, text=not the_app.input.binary)
     if problem := outputs.overlap_problem(inputs, (f.path for f in files), str(output_dir)):
         raise JobSpecError(problem)
