@@ -11,7 +11,7 @@ import pytest
 from zmr import output_formats
 from zmr.core.batches import Value
 from zmr.errors import AppError
-from zmr.output_formats import OUTPUT_FORMATS, line_writer, open_writer, read_results
+from zmr.output_formats import OUTPUT_FORMATS, read_results, write_reduced
 
 RESULTS: list[tuple[str, Value]] = [
     ("plain", 1), ("big", 2**63), ("neg", -3), ("half", 0.5), ("text", "a value"), ("digits", "12"),
@@ -22,8 +22,10 @@ MULTILINE: list[tuple[str, Value]] = [("two\nlines", "v"), ("k", "line one\nline
 
 
 def _write(path: Path, fmt: str, results: list[tuple[str, Value]]) -> None:
-    line_of = line_writer(fmt, "app")
-    path.write_text("".join(line_of(k, v) for k, v in results), encoding="utf-8", newline="")
+    """As a reducer writes: each key's one value, reduced to itself."""
+    written = write_reduced(str(path), fmt, "app", ((k, iter([v])) for k, v in results), lambda k, vs: next(vs),
+                            lambda: None)
+    assert written == len(results)
 
 
 def test_jsonl_keeps_every_key_and_value_and_its_type(tmp_path: Path) -> None:
@@ -49,7 +51,7 @@ def test_text_is_key_space_value_and_refuses_a_newline(tmp_path: Path) -> None:
     assert list(read_results(path, "text")) == [(k, str(v)) for k, v in simple]
     for key, value in MULTILINE:
         with pytest.raises(AppError, match="contains a newline.*choose --output-format jsonl or csv"):
-            line_writer("text", "app")(key, value)
+            _write(tmp_path / "bad", "text", [("a", 1), (key, value)])
 
 
 def test_a_float_json_cannot_hold_reads_back_as_none(tmp_path: Path) -> None:
@@ -58,17 +60,15 @@ def test_a_float_json_cannot_hold_reads_back_as_none(tmp_path: Path) -> None:
     assert list(read_results(path, "jsonl")) == [("nan", None), ("inf", None)]
 
 
-def test_the_formats_are_these() -> None:
+def test_the_formats_are_these(tmp_path: Path) -> None:
     assert OUTPUT_FORMATS == ("text", "jsonl", "csv", "parquet")
     with pytest.raises(ValueError, match="not an output format"):
-        line_writer("parquet", "app")
+        _write(tmp_path / "out", "xml", [])
+    assert not (tmp_path / "out").exists()
 
 
 def _parquet(path: Path, results: list[tuple[str, Value]]) -> None:
-    writer = open_writer(str(path), "parquet", "app")
-    for key, value in results:
-        writer.write(key, value)
-    writer.close()
+    _write(path, "parquet", results)
 
 
 @pytest.mark.parametrize("values", [[1, 2**62, -5], [0.5, 2.0], ["a", "b\nc", ""]])

@@ -24,8 +24,7 @@ from zmr.core.batches import Value
 from zmr.errors import AppError, JobSpecError
 from zmr.protocol.messages import OutputFormat
 
-__all__ = ["OUTPUT_FORMATS", "OutputFormat", "ResultWriter", "check_available", "line_writer", "open_writer",
-           "read_results", "write_reduced"]
+__all__ = ["OUTPUT_FORMATS", "OutputFormat", "check_available", "read_results", "write_reduced"]
 
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "csv", "parquet")
 _LINES_PER_WRITE = 4096    # one write call per line costs more than joining a few thousand
@@ -39,7 +38,7 @@ class _Result(msgspec.Struct):
     value: str | int | float | None   # None: a float that JSON cannot hold (nan, inf)
 
 
-class ResultWriter(Protocol):
+class _ResultWriter(Protocol):
     """Writes one output file: `write` each result in key order, then `close` (data on disk: fsync)."""
 
     def write(self, key: str, value: Value) -> None: ...
@@ -67,7 +66,7 @@ def write_reduced(path: str, fmt: str, app: str, groups: Iterable[tuple[str, Ite
             return _write_text(path, app, groups, lambda key, values: format_line(key, reduce(key, values)),
                                tick, formatted=True)
         return _write_text(path, app, groups, reduce, tick)
-    writer = open_writer(path, fmt, app)
+    writer = _open_writer(path, fmt, app)
     count = 0
     try:
         for key, values in groups:
@@ -113,9 +112,9 @@ def _text_newline(app: str, key: str, value: Value) -> None:
                    "format has one line per key; choose --output-format jsonl or csv)")
 
 
-def open_writer(path: str, fmt: str, app: str) -> ResultWriter:
+def _open_writer(path: str, fmt: str, app: str) -> _ResultWriter:
     """A writer of results to a new file at `path`, in `fmt`."""
-    return _ParquetWriter(path, app) if fmt == "parquet" else _LineWriter(path, line_writer(fmt, app))
+    return _ParquetWriter(path, app) if fmt == "parquet" else _LineWriter(path, _line_of(fmt))
 
 
 class _LineWriter:
@@ -195,21 +194,13 @@ class _ParquetWriter:
             os.close(fd)
 
 
-def line_writer(fmt: str, app: str) -> Callable[[str, Value], str]:
-    """The line (with its newline) that holds one result; a result the format cannot hold is an AppError."""
+def _line_of(fmt: str) -> Callable[[str, Value], str]:
+    """The line (with its newline) that holds one result in jsonl or csv (text has its own loop)."""
     if fmt == "jsonl":
         return lambda key, value: _JSON.encode(_Result(key, value)).decode() + "\n"
     if fmt == "csv":
         return lambda key, value: f"{_csv_field(key)},{_csv_field(str(value))}\n"
-    if fmt != "text":
-        raise ValueError(f"not an output format: {fmt!r}")
-
-    def text(key: str, value: Value) -> str:
-        if "\n" in key or (type(value) is str and "\n" in value):
-            _text_newline(app, key, value)
-        return f"{key} {value}\n"
-
-    return text
+    raise ValueError(f"not an output format: {fmt!r}")
 
 
 def _csv_field(text: str) -> str:
