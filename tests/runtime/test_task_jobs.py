@@ -5,11 +5,14 @@ passed through in between (a long job among many short ones, say).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 
+from zmr import pyfiles
 from zmr.apps import ship_app
 from zmr.log import get_logger
 from zmr.protocol import messages as m
@@ -62,3 +65,43 @@ def test_a_job_the_task_process_dropped_is_sent_again(tmp_path: Path) -> None:
         runner._pusher.close()
         chan.close(linger=0)
         ctx.term()
+
+
+def test_a_jobs_py_files_are_on_the_task_process_path_for_that_job_only(tmp_path: Path) -> None:
+    """The worker writes the job's archives into its work dir; the task process imports from them while it
+    knows the job, and forgets both the path and the modules it imported when the job is over."""
+    helper = f"zmrhelper_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / f"{helper}.py").write_text("def shout(s):\n    return s.upper()\n")
+    app = tmp_path / "app" / "shouting.py"
+    app.parent.mkdir()
+    app.write_text(f"import {helper}\n\ndef map(f, text):\n    return [({helper}.shout(w), 1) for w in text.split()]"
+                   "\n\ndef reduce(k, vs):\n    return sum(vs)\n")
+    with pyfiles.on_path([str(tmp_path / "src")]):
+        blob = ship_app(str(app))
+    del sys.modules[helper]   # as in a task process that never saw it
+    ctx: zmq.Context[Any] = zmq.Context()
+    chan = ctx.socket(zmq.PAIR)
+    runner = Runner(ctx, chan, t.ProcSetup(worker_id="w-1", max_message_bytes=1 << 20, ack_timeout=1.0,
+                                           memory_budget=64 << 20, task_memory_mb=0))
+    settings = ExecutorSettings(worker_id="w-1", work_dir=tmp_path / "work", memory_budget=64 << 20,
+                                max_message_bytes=1 << 20, pull_timeout=1.0, commit_timeout=1.0)
+    executor = Executor(ctx, settings, {}, ReceiveStore(tmp_path / "recv"), MapOutputStore(tmp_path / "kept"),
+                        report=lambda report: None, log=get_logger(),
+                        zygote=None)  # type: ignore[arg-type]  # no task runs: the zygote is never used
+    job = _job(1, blob)
+    job = JobContext(setup=msgspec.structs.replace(job.setup, py_files=pyfiles.pack([str(tmp_path / "src")])),
+                     owners=job.owners, owners_epoch=job.owners_epoch)
+    try:
+        executor._sync_job(_ProcessOverChannel(runner), job)  # type: ignore[arg-type]
+        [archive] = runner._jobs[job.setup.job_id].info.py_paths
+        assert Path(archive).is_relative_to(tmp_path / "work") and Path(archive).is_file()
+        assert list(runner._jobs[job.setup.job_id].app().map("f", "a b", [])) == [("A", 1), ("B", 1)]
+        assert archive in sys.path and helper in sys.modules
+        runner._note(t.ForgetJob(job_id=job.setup.job_id))
+        assert archive not in sys.path and helper not in sys.modules
+    finally:
+        runner._pusher.close()
+        chan.close(linger=0)
+        ctx.term()
+        sys.modules.pop(helper, None)
