@@ -28,7 +28,8 @@ def _filesystem(url: str) -> tuple[Any, str]:
         raise OSError(f"reading {url!r} needs fsspec: pip install fsspec") from None
     protocol = url.partition("://")[0]
     try:
-        return fsspec.core.url_to_fs(url)
+        fs, inner = fsspec.core.url_to_fs(url)
+        return fs, str(inner)
     except (ImportError, ValueError) as exc:
         hint = " (pip install 'zmr[s3]')" if protocol in ("s3", "s3a") else ""
         raise OSError(f"cannot read {protocol}:// inputs here{hint}: {exc}") from exc
