@@ -187,6 +187,7 @@ class Dispatch(SchedulerBase):
         number = task.attempts_made + 1
         self._record(j.TaskAssigned(job_id=job.id, kind=task.kind, task=task.index, attempt=number,
                                     worker_id=worker.id))
+        job.attempt_log.begin(task.kind, task.index, number, worker.id, self._now, backup=bool(task.running))
         task.running[number] = AttemptRun(worker.id, self._now, self._now, commits_seen=len(job.commit_log))
         task.state = TaskState.RUNNING
         task.started = task.started or self._now
@@ -270,6 +271,7 @@ class Dispatch(SchedulerBase):
                 if worker is not None and worker.alive and worker.current is not None:
                     self._send(worker.peer, m.CancelTask(attempt=task.attempt_id(job.id, number)))
             task.running.clear()
+        job.attempt_log.end_all(self._now, "cancelled")
         job.ready_maps.clear()
         job.lacking.clear()
         job.awaited.clear()
@@ -287,6 +289,7 @@ class Dispatch(SchedulerBase):
             worker = self.workers.get(attempt.worker)
             if worker is not None and worker.alive:
                 self._send(worker.peer, m.CancelTask(attempt=task.attempt_id(job.id, number)))
+            job.attempt_log.end(task.kind, task.index, number, self._now, "cancelled")
         task.running.clear()
 
     def _job_setup(self, job: Job) -> m.JobSetup:

@@ -101,6 +101,7 @@ class Losses(Dispatch):
         if job is None or task is None or current.number not in task.running:
             return None
         del task.running[current.number]
+        job.attempt_log.end(task.kind, task.index, current.number, self._now, "lost")
         if task.committing == current.number:
             self._revoke_grant(job, task)
         self._log("attempt_lost", "warning", job=job.id, task=task.label, attempt=current.number, worker=worker.id,

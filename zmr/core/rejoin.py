@@ -134,6 +134,7 @@ class Rejoin(Reports):
             return
         self._idle.pop(worker.id, None)
         task.running[running.number] = AttemptRun(worker.id, self._now, self._now)
+        job.attempt_log.begin(task.kind, task.index, running.number, worker.id, self._now, backup=False)
         task.started = task.started or self._now
         worker.current, worker.busy_since = running, self._now
         if task.committing == running.number:   # it was granted the rename: say so again

@@ -22,6 +22,7 @@ class Reports(Losses):
                     and job.reduces[stat.partition].state not in (TaskState.COMMITTING, TaskState.DONE)):
                 job.partition_stats[stat.partition] = stat
         self._set_leases(worker, {stat.job_id: stat.leases for stat in msg.leases if stat.leases > 0})
+        worker.rss, worker.bytes_in, worker.bytes_out = msg.rss, msg.bytes_in, msg.bytes_out
         run = self._current_run(worker)
         # the progress of the attempt the beat names (one about the attempt before may cross an assignment)
         if run is not None and msg.progress != run.progress and worker.current is not None \
@@ -51,7 +52,7 @@ class Reports(Losses):
             return
         job, task = found
         self._record_duration(job, task, attempt.number)
-        self._finish_attempt(worker, task, attempt.number)
+        self._finish_attempt(worker, job, task, attempt.number, "cancelled" if task.state is TaskState.DONE else "ok")
         if task.state is TaskState.DONE:
             return  # another attempt committed first; this one's output never counts
         self._commit_map(job, task, worker, attempt.number, msg)
@@ -95,7 +96,7 @@ class Reports(Losses):
                 job.partition_stats[task.index] = msg.received   # final: heartbeats may lag behind
         self._send(worker.peer, m.CommitDecision(attempt=attempt, ok=ok))
         if not ok:
-            self._finish_attempt(worker, task, attempt.number)
+            self._finish_attempt(worker, job, task, attempt.number, "cancelled")
 
     def _on_reduce_committed(self, worker: WorkerEntry, msg: m.ReduceCommitted) -> None:
         attempt = msg.attempt
@@ -103,7 +104,8 @@ class Reports(Losses):
         if found is None:
             return
         job, task = found
-        self._finish_attempt(worker, task, attempt.number)
+        self._finish_attempt(worker, job, task, attempt.number,
+                             "ok" if task.committing == attempt.number else "cancelled")
         if task.committing != attempt.number:   # never granted: it does not count, and the task must run again
             self._requeue(job, task)
             return
@@ -130,7 +132,7 @@ class Reports(Losses):
             job.commits_sent.pop(worker.id, None)
         run = task.running.get(attempt.number)
         assigned = run.started if run is not None else self._now
-        self._finish_attempt(worker, task, attempt.number)
+        self._finish_attempt(worker, job, task, attempt.number, "failed")
         if task.committing == attempt.number:   # it failed after its commit was granted (e.g. the rename)
             self._revoke_grant(job, task)   # a backup, if any, may commit now
         self._log("task_failed", "warning", job=job.id, task=task.label, attempt=attempt.number,

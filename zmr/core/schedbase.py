@@ -83,9 +83,11 @@ class SchedulerBase:
         worker = self.workers.get(worker_id or "")
         return worker is not None and worker.alive
 
-    def _finish_attempt(self, worker: WorkerEntry, task: Task, number: int) -> None:
+    def _finish_attempt(self, worker: WorkerEntry, job: Job, task: Task, number: int,
+                        outcome: m.AttemptOutcome) -> None:
         task.running.pop(number, None)
         worker.current = None
+        job.attempt_log.end(task.kind, task.index, number, self._now, outcome)
 
     def _push_liveness(self, worker: WorkerEntry) -> None:
         deadline = worker.last_seen + self.params.heartbeat_interval * self.params.heartbeat_liveness

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from zmr.core.median import RunningMedian
-from zmr.protocol.messages import AttemptId, JobSpec, PartitionStat, TaskKind, TimelinePoint
+from zmr.protocol.messages import (
+    AttemptId,
+    AttemptOutcome,
+    AttemptSpan,
+    JobSpec,
+    PartitionStat,
+    TaskKind,
+    TimelinePoint,
+)
 
 
 class TaskState(StrEnum):
@@ -29,6 +37,8 @@ class JobState(StrEnum):
     def ended(self) -> bool:
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
+
+ATTEMPTS_SHOWN = 20_000   # attempts a job's timeline keeps (each ~100 bytes; later ones are counted)
 
 MAP: TaskKind = "map"
 REDUCE: TaskKind = "reduce"
@@ -75,6 +85,41 @@ class Task:
         return AttemptId(job_id=job_id, kind=self.kind, task=self.index, number=number)
 
 
+class AttemptLog:
+    """A job's attempts as they ran, for the timeline a person reads; live only, like the commit log.
+
+    Bounded: the first `limit` attempts are kept and later ones only counted, so a job of 100,000 tasks
+    costs no more than a small one. An attempt is open (running) until `end` names its outcome.
+    """
+
+    __slots__ = ("spans", "dropped", "_open", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self.spans: list[AttemptSpan] = []
+        self.dropped = 0
+        self._open: dict[tuple[TaskKind, int, int], int] = {}   # (kind, task, number) -> index in spans
+        self._limit = limit
+
+    def begin(self, kind: TaskKind, task: int, number: int, worker: str, now: float, backup: bool) -> None:
+        if len(self.spans) >= self._limit:
+            self.dropped += 1
+            return
+        self._open[(kind, task, number)] = len(self.spans)
+        self.spans.append(AttemptSpan(kind=kind, task=task, number=number, worker=worker, started=now,
+                                      ended=None, outcome="running", backup=backup))
+
+    def end(self, kind: TaskKind, task: int, number: int, now: float, outcome: AttemptOutcome) -> None:
+        index = self._open.pop((kind, task, number), None)
+        if index is not None:
+            span = self.spans[index]
+            self.spans[index] = AttemptSpan(kind=span.kind, task=span.task, number=span.number, worker=span.worker,
+                                            started=span.started, ended=now, outcome=outcome, backup=span.backup)
+
+    def end_all(self, now: float, outcome: AttemptOutcome) -> None:
+        for kind, task, number in list(self._open):
+            self.end(kind, task, number, now, outcome)
+
+
 @dataclass
 class Job:
     id: str
@@ -101,6 +146,7 @@ class Job:
     number: int = 0
     output_done: bool = False   # its JobFinished was carried out (and journaled as such)
     timeline: list[TimelinePoint] = field(default_factory=list)
+    attempt_log: AttemptLog = field(default_factory=lambda: AttemptLog(ATTEMPTS_SHOWN))
 
     bytes_committed: int = 0   # kept up to date on every map commit and uncommit: no O(maps) sums per event
     owner_cycle: list[str] = field(default_factory=list)    # owners repeat this list over the partitions ...
@@ -165,3 +211,6 @@ class WorkerEntry:
     leases: dict[str, int] = field(default_factory=dict)   # job -> leased resources it reported holding
     key: str = ""      # the CURVE public key it registered with ("" without CURVE, or not known yet)
     token: str = ""    # the secret its process registered with ("" if not known yet, e.g. after a restart)
+    rss: int = 0         # what its last heartbeat said (see m.WorkerInfo)
+    bytes_in: int = 0
+    bytes_out: int = 0

@@ -51,6 +51,9 @@ class WorkerView:
     partitions: tuple[m.PartitionStat, ...] = ()
     leases: tuple[m.LeaseStat, ...] = ()
     progress: int = 0
+    rss: int = 0   # see m.WorkerInfo
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 # ---------------------------------------------------------------- events

@@ -330,7 +330,8 @@ class WorkerMachine:
         if self.registered:
             self._out.append(Say(m.Heartbeat(
                 worker_id=self.params.worker_id, task=self.running.label if self.running else "",
-                progress=view.progress, partitions=self._changed_stats(view), leases=list(view.leases))))
+                progress=view.progress, partitions=self._changed_stats(view), leases=list(view.leases),
+                rss=view.rss, bytes_in=view.bytes_in, bytes_out=view.bytes_out)))
         else:
             self._register(view)
         self._next_beat = self._now + self.heartbeat_interval

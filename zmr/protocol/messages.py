@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 
 
@@ -159,6 +159,27 @@ class TimelinePoint(msgspec.Struct, frozen=True, array_like=True):
     bytes_shuffled: int
 
 
+AttemptOutcome = Literal["running", "ok", "failed", "lost", "cancelled"]
+
+
+class AttemptSpan(msgspec.Struct, frozen=True, array_like=True):
+    """One attempt of a task as it ran: on which worker, from when to when, and how it ended.
+
+    `ok` is the attempt whose output counts; `cancelled` lost a race (a backup or the original) or ended
+    with its job; `lost` went with its worker or its timeout. `backup` marks an attempt started while
+    another of the same task ran.
+    """
+
+    kind: TaskKind
+    task: int
+    number: int
+    worker: str
+    started: float
+    ended: float | None
+    outcome: AttemptOutcome
+    backup: bool = False
+
+
 class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     job_id: str
     app_name: str
@@ -180,6 +201,8 @@ class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     timeline: list[TimelinePoint] = []
     output_format: OutputFormat = "text"
     compressed_inputs: int = 0   # input files read decompressed, each whole by one map task
+    attempts: list[AttemptSpan] = []   # the first attempts of its life (see `attempts_dropped`)
+    attempts_dropped: int = 0   # attempts made after the record was full, not in `attempts`
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -189,6 +212,9 @@ class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
     last_heartbeat: float
     task: str
     leases: int = 0
+    rss: int = 0         # resident memory of the worker and its task process, bytes
+    bytes_in: int = 0    # shuffle bytes it received, pushed to it or pulled by it
+    bytes_out: int = 0   # shuffle bytes its map tasks produced
 
 
 class StatusReply(_Msg, frozen=True):
@@ -248,6 +274,9 @@ class Heartbeat(_Msg, frozen=True):
     progress: int = 0
     partitions: list[PartitionStat] = []
     leases: list[LeaseStat] = []
+    rss: int = 0         # see WorkerInfo
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 class TaskRequest(_Msg, frozen=True):

@@ -117,6 +117,7 @@ class Executor(threading.Thread):
         self.inbox: queue.Queue[InboxItem] = queue.Queue()
         self.current: m.AttemptId | None = None
         self.progress = 0
+        self.bytes_out = 0   # shuffle bytes the map attempts run here produced, for the worker's heartbeat
         self._ctx = ctx
         self._worker_id = settings.worker_id
         self._jobs = jobs
@@ -268,6 +269,7 @@ class Executor(threading.Thread):
         self._check_cancel()
         self._kept.add_attempt(assign.attempt.job_id, assign.attempt.task, assign.attempt.number,
                                [(k.partition, k.offset, k.length) for k in result.kept])
+        self.bytes_out += result.bytes_out
         self._tell(m.MapDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=result.records_out,
                              bytes_out=result.bytes_out))
 

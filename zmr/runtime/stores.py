@@ -135,6 +135,7 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
         super().__init__(root)
         self._arrived = threading.Condition(self._lock)
         self._arrivals = 0   # batches and stream ends stored so far, of any job
+        self.bytes_received = 0   # payload bytes of every batch stored, of any job, for the worker's heartbeat
 
     def await_streams(self, job_id: str, partition: int, sources: list[tuple[int, int]],
                       settle: float, limit: float) -> None:
@@ -178,6 +179,7 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
                 return False
             seqs[seq] = (_append(part.path, payload), len(payload))
             part.bytes_in += len(payload)
+            self.bytes_received += len(payload)
             part.first = part.first or now
             part.last = now
             self._arrival()

@@ -61,7 +61,7 @@ from zmr.errors import ClusterError, ProtocolError
 from zmr.log import bound_logger
 from zmr.protocol import messages as m
 from zmr.protocol.codec import encode, peer_decoder
-from zmr.runtime import scratch, security, transport
+from zmr.runtime import procstats, scratch, security, transport
 from zmr.runtime.dataserver import DataServer
 from zmr.runtime.executor import Executor, ExecutorReport, ExecutorSettings, InboxItem, Stalled
 from zmr.runtime.security import Curve, Keyring, RoleAuthenticator
@@ -305,7 +305,8 @@ class WorkerProcess:
             leases[job_id] = leases.get(job_id, 0) + n
         return WorkerView(held=held, partitions=tuple(received.stats()),
                           leases=tuple(m.LeaseStat(job_id=j, leases=n) for j, n in sorted(leases.items())),
-                          progress=self._executor.progress)
+                          progress=self._executor.progress, rss=procstats.tree_rss(os.getpid()),
+                          bytes_in=received.bytes_received, bytes_out=self._executor.bytes_out)
 
     def _forward_reports(self, sock: zmq.Socket[Any] | None) -> None:
         """Hand the machine what the executor reported; outside a session it holds the reports back."""
