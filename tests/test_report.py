@@ -13,8 +13,9 @@ import pytest
 
 import zmr
 from zmr import cli, report
+from zmr.core.views import STATUS_JSON_VERSION
 from zmr.errors import ClusterError, ZmrError
-from zmr.progress import STATUS_JSON_VERSION, format_status, status_json
+from zmr.progress import format_status, status_json
 from zmr.protocol import messages as m
 
 T0 = 1_700_000_000.0

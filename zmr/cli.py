@@ -21,11 +21,12 @@ import shtab
 from zmr import __version__, report
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
+from zmr.core.views import STATUS_JSON_VERSION
 from zmr.errors import JobFailed, ZmrError
 from zmr.local import LocalCluster
 from zmr.log import configure_logging, get_logger
 from zmr.output_formats import OUTPUT_FORMATS
-from zmr.progress import STATUS_JSON_VERSION, ProgressLine, format_status, format_summary, status_json
+from zmr.progress import ProgressLine, format_status, format_summary, status_json
 from zmr.protocol.messages import JobInfo, JobSpec
 from zmr.runtime import outputs, security
 from zmr.runtime.stopflag import StopFlag

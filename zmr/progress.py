@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 import msgspec
 
+from zmr.core.views import status_document
 from zmr.protocol import messages as m
-
-STATUS_JSON_VERSION = 1
-"""The version of `zmr status --json`'s document; it changes when a field is renamed or removed, not
-when one is added."""
 
 
 def human_bytes(n: float) -> str:
@@ -127,17 +124,5 @@ def _job_detail(job: m.JobInfo, now: float) -> list[str]:
 
 
 def status_json(reply: m.StatusReply) -> str:
-    """The status reply as one JSON document with named fields: `{"version": 1, "now": ..., "jobs":
-    [...], "workers": [...]}`, each job and worker with the fields of `JobInfo` and `WorkerInfo`."""
-    doc = {"version": STATUS_JSON_VERSION, "now": reply.now, "jobs": _named(reply.jobs),
-           "workers": _named(reply.workers)}
-    return msgspec.json.encode(doc).decode()
-
-
-def _named(value: Any) -> Any:
-    """Records as objects with named fields (on the wire they are arrays), all the way down."""
-    if isinstance(value, msgspec.Struct):
-        return {name: _named(getattr(value, name)) for name in value.__struct_fields__}
-    if isinstance(value, list | tuple):
-        return [_named(item) for item in value]
-    return value
+    """The status reply as one JSON document (see `zmr.core.views.status_document`)."""
+    return msgspec.json.encode(status_document(reply)).decode()

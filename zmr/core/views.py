@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
+from typing import Any
 
 import msgspec
 
 from zmr.core.durable import Ledger
 from zmr.core.state import Job, WorkerEntry
 from zmr.protocol import messages as m
+
+STATUS_JSON_VERSION = 1
+"""The version of `status_document`'s format: it changes when a field is renamed or removed, not when
+one is added."""
+
+
+def status_document(reply: m.StatusReply) -> dict[str, Any]:
+    """The status reply as one JSON-ready document with named fields: `{"version": 1, "now": ...,
+    "jobs": [...], "workers": [...]}`, each job and worker with the fields of `JobInfo` and `WorkerInfo`.
+    `zmr status --json` prints it; the dashboard's `/api/status` and `/api/jobs/<id>` serve it."""
+    return {"version": STATUS_JSON_VERSION, "now": reply.now, "jobs": named(reply.jobs),
+            "workers": named(reply.workers)}
+
+
+def named(value: Any) -> Any:
+    """Records as objects with named fields (on the wire they are arrays), all the way down."""
+    if isinstance(value, msgspec.Struct):
+        return {name: named(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, list | tuple):
+        return [named(item) for item in value]
+    return value
+
+
+def task_counts(book: Ledger) -> Counter[tuple[str, str]]:
+    """(kind, state) -> tasks of the jobs not ended yet; O(their tasks), so asked for at a bounded rate."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for job in book.jobs.values():
+        if not job.state.ended:
+            counts.update((t.kind, t.state.value) for t in itertools.chain(job.maps, job.reduces))
+    return counts
 
 
 def status(book: Ledger, job_id: str | None, now: float, tasks: bool = False) -> m.StatusReply | m.ErrorReply:
@@ -36,7 +68,7 @@ def wait_reply(book: Ledger, job_id: str, now: float) -> m.StatusReply | m.Error
 
 
 def brief(info: m.JobInfo) -> m.JobInfo:
-    return msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[])
+    return msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[], attempts=[])
 
 
 def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
@@ -55,7 +87,9 @@ def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
                      records_out=job.records_out, output_dir=job.spec.output_dir, error=job.error,
                      tasks=tasks, partitions=parts, leases=job_leases(job, book),
                      timeline=list(job.timeline) if detail else [], output_format=job.spec.output_format,
-                     compressed_inputs=job.compressed_inputs)
+                     compressed_inputs=job.compressed_inputs,
+                     attempts=list(job.attempt_log.spans) if detail else [],
+                     attempts_dropped=job.attempt_log.dropped)
 
 
 def job_leases(job: Job, book: Ledger) -> int:
@@ -68,7 +102,8 @@ def worker_info(worker: WorkerEntry) -> m.WorkerInfo:
     return m.WorkerInfo(worker_id=worker.id, data_addr=worker.data_addr, state=worker_state(worker),
                         last_heartbeat=worker.last_seen,
                         task=f"{current.job_id}/{current.kind}-{current.task}" if current else "",
-                        leases=sum(worker.leases.values()) if worker.alive else 0)
+                        leases=sum(worker.leases.values()) if worker.alive else 0, rss=worker.rss,
+                        bytes_in=worker.bytes_in, bytes_out=worker.bytes_out)
 
 
 def worker_state(worker: WorkerEntry) -> str:
