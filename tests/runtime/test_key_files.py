@@ -18,8 +18,9 @@ from zmr.runtime.security import Keyring, add_worker_key, init_keys
 def test_init_makes_three_pairs_and_lists_the_client_and_worker_keys(tmp_path: Path) -> None:
     folder = tmp_path / "keys"
     made = init_keys(str(folder))
-    assert sorted(p.name for p in made) == sorted(f"{n}.{ext}" for n in ("coordinator", "client", "worker")
-                                                  for ext in ("key", "key_secret"))
+    assert sorted(p.name for p in made) == sorted([f"{n}.{ext}" for n in ("coordinator", "client", "worker")
+                                                   for ext in ("key", "key_secret")] + ["dashboard.token"])
+    assert (folder / "dashboard.token").stat().st_mode & 0o777 == 0o600
     keyring = Keyring.load(str(folder))
     assert sorted(keyring.roles.values()) == ["client", "worker"]
     assert keyring.roles[keyring.pair("client")[0]] == "client"
@@ -75,9 +76,9 @@ def test_a_secret_key_is_never_readable_by_others_not_even_briefly(tmp_path: Pat
 def test_init_with_worker_hosts_makes_one_listed_pair_each_and_an_unlisted_data_pair(tmp_path: Path) -> None:
     folder = tmp_path / "keys"
     made = init_keys(str(folder), ["host1", "host2"])
-    assert sorted(p.name for p in made) == sorted(f"{n}.{ext}" for n in
-                                                  ("coordinator", "client", "data", "worker-host1", "worker-host2")
-                                                  for ext in ("key", "key_secret"))
+    assert sorted(p.name for p in made) == sorted([f"{n}.{ext}" for n in
+                                                   ("coordinator", "client", "data", "worker-host1", "worker-host2")
+                                                   for ext in ("key", "key_secret")] + ["dashboard.token"])
     assert not (folder / "worker.key_secret").exists()
     keyring = Keyring.load(str(folder))
     hosts = {keyring.pair(f"worker-{h}")[0] for h in ("host1", "host2")}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 import shutil
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from zmr.errors import ConfigError
+
+DASHBOARD_TOKEN = "dashboard.token"   # in a keys directory: what the dashboard asks of a request beyond loopback
 
 CLIENT, WORKER = "client", "worker"
 
@@ -136,8 +139,8 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 def init_keys(keys_dir: str, workers: Sequence[str] = ()) -> list[Path]:
-    """Create the coordinator and client key pairs, and the shared worker pair or (with `workers`) one
-    pair per worker host; secret files are readable by the owner only."""
+    """Create the coordinator and client key pairs, the dashboard token, and the shared worker pair or
+    (with `workers`) one pair per worker host; secret files are readable by the owner only."""
     folder = Path(keys_dir)
     existing = sorted(folder.glob("*.key")) + sorted(folder.glob("*.key_secret"))
     if existing:
@@ -148,12 +151,36 @@ def init_keys(keys_dir: str, workers: Sequence[str] = ()) -> list[Path]:
     for sub in ("clients", "workers"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     made = _make_pair(folder, "coordinator") + _make_pair(folder, CLIENT, "clients")
+    made.append(write_dashboard_token(keys_dir))
     if not names:
         return made + _make_pair(folder, WORKER, "workers")
     made += _make_pair(folder, "data")
     for name in names:
         made += _make_pair(folder, name, "workers")
     return made
+
+
+def load_dashboard_token(keys_dir: str) -> str:
+    """The dashboard token `zmr keys init` wrote in `keys_dir`, or '' when there is none."""
+    if not keys_dir:
+        return ""
+    path = Path(keys_dir) / DASHBOARD_TOKEN
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read the dashboard token {path}: {exc}") from exc
+
+
+def write_dashboard_token(keys_dir: str) -> Path:
+    """Make a new dashboard token in `keys_dir` (readable by its owner only) and return its path."""
+    path = Path(keys_dir) / DASHBOARD_TOKEN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    return path
 
 
 def add_worker_key(keys_dir: str, host: str) -> list[Path]:
