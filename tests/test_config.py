@@ -324,3 +324,15 @@ def test_local_toml_documents_every_key_and_loads() -> None:
             assert f"unit: {s.unit}" in block, f"{s.name}: unit not documented"
     config = load_config(LOCAL_TOML, env={})
     assert config.cluster.workers == 2
+
+
+@pytest.mark.parametrize("value", ["", "http://127.0.0.1:8787", "http://0.0.0.0:0", "http://[::1]:9000/"])
+def test_dashboard_addresses_that_are_taken(value: str) -> None:
+    assert load_config(None, overrides={"coordinator.dashboard": value}).coordinator.dashboard == value
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:8787", "https://127.0.0.1:8787", "http://127.0.0.1", "http://:80",
+                                   "http://host:99999", "tcp://127.0.0.1:8787"])
+def test_dashboard_addresses_that_are_refused_say_the_form(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"coordinator.dashboard must be 'http://host:port'"):
+        load_config(None, overrides={"coordinator.dashboard": value})

@@ -82,6 +82,17 @@ def endpoint_problem(value: str, connect: bool = False) -> str | None:
     return None
 
 
+def dashboard_problem(value: str) -> str | None:
+    """What is wrong with a dashboard address ('' turns it off), or None."""
+    if not value:
+        return None
+    scheme, sep, rest = value.partition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if scheme != "http" or not sep or not colon or not host or not (port.isdigit() and int(port) < 65536):
+        return f"must be 'http://host:port' (port 0 picks a free one) or '' for no dashboard, got {value!r}"
+    return None
+
+
 def _setting(default: Any, doc: str, unit: str = "", check: Check | None = None) -> Any:
     """Declare one setting: its default, what it means, its unit and its range check."""
     return field(default=default, metadata={"doc": doc, "unit": unit, "check": check})
@@ -165,6 +176,14 @@ class CoordinatorConfig(_Section):
         "After a restart, how long the coordinator waits for a worker named in its journal to come back "
         "before its work is redone elsewhere.",
         "s", _positive,
+    )
+
+    dashboard: str = _setting(
+        "http://127.0.0.1:8787",
+        "Where the coordinator serves its web dashboard, JSON status and Prometheus metrics: "
+        "'http://host:port' (port 0 or a busy port: a free one, which is logged), or '' for none. Beyond "
+        "loopback every request needs the dashboard token (see `zmr keys init`) unless security.insecure.",
+        check=lambda value: dashboard_problem(value),
     )
 
     @property
