@@ -117,6 +117,7 @@ class LocalCluster:
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.address = ""
+        self.dashboard_url = ""   # the coordinator's dashboard, with its token ("" if it serves none)
         self._keys_dir = keys_dir
         self._fork = fork
         self.coordinator: Child | None = None
@@ -188,9 +189,14 @@ class LocalCluster:
     def _spawn_coordinator(self, bind: str) -> Path:
         endpoint_file = self._scratch / "coordinator.endpoint"
         endpoint_file.unlink(missing_ok=True)
-        self.coordinator = self._spawn("coordinator", ["coord", "--bind", bind,
-                                                       "--endpoint-file", str(endpoint_file)])
+        self._dashboard_file.unlink(missing_ok=True)
+        self.coordinator = self._spawn("coordinator", ["coord", "--bind", bind, "--endpoint-file", str(endpoint_file),
+                                                       "--dashboard-file", str(self._dashboard_file)])
         return endpoint_file
+
+    @property
+    def _dashboard_file(self) -> Path:
+        return self._scratch / "dashboard.url"
 
     def _coordinator_exited(self) -> bool:
         return self.coordinator is not None and self.coordinator.poll() is not None
@@ -251,7 +257,9 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         pause = _Backoff()
         while time.monotonic() < deadline:
-            if endpoint_file.exists():
+            if endpoint_file.exists():   # written after the dashboard's, if any
+                if self._dashboard_file.exists():
+                    self.dashboard_url = self._dashboard_file.read_text().strip()
                 return endpoint_file.read_text().strip()
             if self.coordinator is not None and self.coordinator.poll() is not None:
                 raise ClusterError(f"the coordinator exited at start; see {self.log_dir / 'coordinator.log'}")

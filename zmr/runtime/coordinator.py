@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any, get_args
 
 import zmq
 
 from zmr.config import Config
+from zmr.core import views
 from zmr.core.scheduler import (
     Action,
     ConnectionsAlive,
@@ -36,6 +38,7 @@ from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.codec import coordinator_decoder, encode
 from zmr.runtime import outputs, security, transport
+from zmr.runtime.dashboard import Answer, Dashboard, Question
 from zmr.runtime.journal import JournalFile
 from zmr.runtime.security import Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
@@ -46,6 +49,8 @@ _MAX_REMEMBERED_BAD_PEERS = 10_000
 # makes libzmq drop the connection without a word to the application (its monitor reports a disconnect
 # like any other), so what is logged and answered is bounded by this factor, and so is memory per frame.
 _READ_CAP_FACTOR = 2
+_DASHBOARD_PEER = b"\x00dashboard"   # what the dashboard's cancel is received from: no ROUTER identity looks so
+_WARNINGS_KEPT = 100   # recent warnings and errors the dashboard shows
 _ROLE_OF: dict[type, str] = {   # with CURVE on, the only role allowed to send each message
     **{t: security.CLIENT for t in get_args(m.ClientToCoord)},
     **{t: security.WORKER for t in get_args(m.WorkerToCoord)},
@@ -77,8 +82,13 @@ def recover(journal: JournalFile, scheduler: Scheduler, now: float, recover_dama
 class Coordinator:
     """Serves until `stop()` (or until its parent dies, when started by a launcher)."""
 
-    def __init__(self, config: Config, endpoint_file: str | None = None, parent_pid: int | None = None) -> None:
+    def __init__(self, config: Config, endpoint_file: str | None = None, parent_pid: int | None = None,
+                 dashboard_file: str | None = None) -> None:
         self.config = config
+        self._dashboard_file = dashboard_file
+        self._dashboard: Dashboard | None = None
+        self._dashboard_replies: list[m.FromCoordinator] = []
+        self._warnings: deque[dict[str, Any]] = deque(maxlen=_WARNINGS_KEPT)
         self.scheduler = Scheduler(scheduler_params(config))
         self._endpoint_file = endpoint_file
         self._parent_pid = parent_pid
@@ -137,15 +147,29 @@ class Coordinator:
             raise ClusterError(f"cannot bind {cfg.bind}: {exc}") from exc
         try:
             address = transport.bound_address(sock)
+            self._address = address
+            self._start_dashboard()
             self._log.info("coordinator_started", bind=address, pid=os.getpid())
             if self._endpoint_file:
                 outputs.write_atomically(Path(self._endpoint_file), address + "\n")
             self._serve(sock)
         finally:
             sock.close(linger=0)
+            if self._dashboard is not None:
+                self._dashboard.stop()
             self._stop_auth()
             ctx.term()
             self._log.info("coordinator_stopped")
+
+    def _start_dashboard(self) -> None:
+        """Serve the dashboard if configured; its URL is logged, and written for a launcher to print."""
+        cfg, sec = self.config.coordinator, self.config.security
+        if not cfg.dashboard:
+            return
+        self._dashboard = Dashboard.start(cfg.dashboard, sec.keys_dir, sec.insecure, self._log)
+        self._log.info("dashboard_started", url=self._dashboard.url)
+        if self._dashboard_file:
+            outputs.write_atomically(Path(self._dashboard_file), self._dashboard.url + "\n")
 
     def _stop_auth(self) -> None:
         if self._auth is not None:
@@ -157,9 +181,13 @@ class Coordinator:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self.stop_flag, zmq.POLLIN)
+        dashboard = self._dashboard
+        if dashboard is not None:
+            poller.register(dashboard.bridge, zmq.POLLIN)
         while not self.stop_flag.is_set():
             timeout = max(0.0, next_tick - time.monotonic())
             events = dict(poller.poll(int(timeout * 1000) + 1))
+            began = time.perf_counter()
             if self.stop_flag.fileno() in events:   # a poller names a plain fd by its number
                 self.stop_flag.clear_wakeups()
             if sock in events:
@@ -172,6 +200,10 @@ class Coordinator:
                     return
                 if self._auth is not None and not self._auth.is_alive():
                     raise ClusterError("the CURVE authenticator died: refusing to serve unauthenticated peers")
+            if dashboard is not None:
+                dashboard.loop_seconds.observe(time.perf_counter() - began)
+                if dashboard.bridge.fileno() in events:
+                    dashboard.bridge.serve(lambda question: self._answer(sock, question))
 
     def _drain(self, sock: zmq.Socket[Any]) -> None:
         for _ in range(1000):  # then let the clock tick
@@ -215,7 +247,9 @@ class Coordinator:
         self._write_journal(actions)
         pinged: set[bytes] = set()
         for action in actions:
-            if isinstance(action, Send) and sock is not None:
+            if isinstance(action, Send) and action.peer == _DASHBOARD_PEER:
+                self._dashboard_replies.append(action.msg)
+            elif isinstance(action, Send) and sock is not None:
                 if transport.send(sock, encode(action.msg), action.peer):
                     if isinstance(action.msg, m.Ping):
                         pinged.add(action.peer)
@@ -225,6 +259,8 @@ class Coordinator:
                 self._finish_output(action)
             elif isinstance(action, Log):
                 getattr(self._log, action.level)(action.event, **action.fields)
+                if action.level in ("warning", "error"):
+                    self._warned(action.level, action.event, action.fields)
         if pinged and sock is not None:   # a ping queued to a live connection: that worker's process is alive
             self._execute(sock, self.scheduler.handle(ConnectionsAlive(frozenset(pinged)), time.time()))
 
@@ -276,3 +312,67 @@ class Coordinator:
             self._bad_peers.clear()
         self._bad_peers.add(peer)
         self._log.warning("bad_message", peer=peer.hex(), error=str(error))
+        self._warned("warning", "bad_message", {"peer": peer.hex(), "error": str(error)})
+
+    def _warned(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        """Keep a warning for the dashboard (the last `_WARNINGS_KEPT` of them)."""
+        if self._dashboard is not None:
+            self._warnings.append({"t": time.time(), "level": level, "event": event,
+                                   "fields": {k: v if isinstance(v, int | float | bool) else str(v)
+                                              for k, v in fields.items()}})
+
+    # ------------------------------------------------------------ the dashboard's questions, on the loop
+
+    def _answer(self, sock: zmq.Socket[Any], question: Question) -> Answer:
+        kind, job_id = question
+        now = time.time()
+        if kind == "status":
+            reply = views.status(self.scheduler.book, None, now)
+            assert isinstance(reply, m.StatusReply)
+            return Answer.of({**views.status_document(reply), "warnings": list(self._warnings),
+                              "coordinator": self._coordinator_doc()})
+        if kind == "job":
+            found = views.status(self.scheduler.book, job_id, now, tasks=True)
+            if isinstance(found, m.ErrorReply):
+                return Answer.of({"error": found.message}, 404)
+            return Answer.of({**views.status_document(found), "coordinator": self._coordinator_doc()})
+        if kind == "cancel":
+            return self._cancel(sock, job_id, now)
+        if kind == "metrics":
+            return Answer.of(self._metrics(now))
+        return Answer.of({"error": f"no question {kind!r}"}, 400)
+
+    def _coordinator_doc(self) -> dict[str, Any]:
+        url = self._dashboard.base_url if self._dashboard else ""
+        return {"bind": self._address, "pid": os.getpid(), "dashboard": url, "can_cancel": True}
+
+    def _cancel(self, sock: zmq.Socket[Any], job_id: str, now: float) -> Answer:
+        """Cancel as `zmr cancel` does, through the scheduler; a job that ended already is a conflict."""
+        before = self.scheduler.status(job_id)
+        if isinstance(before, m.ErrorReply):
+            return Answer.of({"error": before.message}, 404)
+        if before.jobs[0].state in ("succeeded", "failed", "cancelled"):
+            return Answer.of({"error": f"job {job_id} {before.jobs[0].state} already", "job_id": job_id,
+                              "state": before.jobs[0].state}, 409)
+        self._log.info("cancel_from_dashboard", job=job_id)
+        self._dashboard_replies.clear()
+        self._execute(sock, self.scheduler.handle(Received(_DASHBOARD_PEER, m.CancelJob(job_id=job_id)), now))
+        replies, self._dashboard_replies = self._dashboard_replies, []
+        reply = next((r for r in replies if isinstance(r, m.StatusReply | m.ErrorReply)), None)
+        if not isinstance(reply, m.StatusReply):
+            return Answer.of({"error": reply.message if reply else "no answer"}, 409)
+        return Answer.of({"job_id": job_id, "state": reply.jobs[0].state})
+
+    def _metrics(self, now: float) -> dict[str, Any]:
+        reply = views.status(self.scheduler.book, None, now)
+        assert isinstance(reply, m.StatusReply)
+        jobs = Counter(j.state for j in reply.jobs)
+        return {
+            "jobs": {state: jobs.get(state, 0) for state in ("queued", "running", "succeeded", "failed", "cancelled")},
+            "tasks": {f"{kind}/{state}": n for (kind, state), n in views.task_counts(self.scheduler.book).items()},
+            "leases": {j.job_id: j.leases for j in reply.jobs if j.leases},
+            "bytes_shuffled": {j.job_id: j.bytes_shuffled for j in reply.jobs if j.state in ("queued", "running")},
+            "workers": dict(Counter(w.state for w in reply.workers)),
+            "heartbeats": [{"worker": w.worker_id, "age": max(0.0, now - w.last_heartbeat), "rss": w.rss}
+                           for w in reply.workers if w.state != "dead"],
+        }
