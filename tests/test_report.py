@@ -278,3 +278,21 @@ def test_status_of_a_job_says_how_many_inputs_were_read_whole_as_compressed_file
     text = format_status(one, detail=True)
     assert "3 compressed input files, each read whole by one map task (compressed files cannot be split)" in text
     assert "compressed" not in format_status(reply, detail=True)
+
+
+def test_the_html_report_is_one_file_that_holds_the_job_and_cannot_be_broken_out_of(tmp_path: Path) -> None:
+    reply = status_reply(detail=True)
+    hostile = "</script><script>alert(1)</script><!--"
+    info = msgspec.structs.replace(reply.jobs[0], app_name=hostile, error=f"map-1 failed: KeyError: {hostile!r}",
+                                   attempts=[m.AttemptSpan(kind="map", task=1, number=1, worker="w-1", started=1.0,
+                                                           ended=2.0, outcome="failed")])
+    page = report.write_html(info, tmp_path / "job.html", now=5.0).read_text(encoding="utf-8")
+    assert page.count("<script>") == 2 and page.count("</script>") == 2   # the data and the page's own script
+    assert hostile not in page and "<\\/script" not in page.split("window.ZMR_REPORT = ", 1)[1].split(";</script>")[0]
+    data = page.split("window.ZMR_REPORT = ", 1)[1].split(";</script>", 1)[0]
+    doc = json.loads(data)
+    assert doc["jobs"][0]["app_name"] == hostile and doc["jobs"][0]["attempts"][0]["outcome"] == "failed"
+    assert doc["now"] == 5.0
+    assert "fetch(" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")   # nothing remote
+    with pytest.raises(ZmrError, match=r"must end in \.html"):
+        report.write_html(info, tmp_path / "job.txt", now=5.0)

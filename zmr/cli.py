@@ -92,14 +92,26 @@ def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
                    help="failed attempts of one task that fail this job (default: the cluster's retry.max_attempts)")
 
 
+def _dashboard_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dashboard", metavar="URL",
+                   help="serve the web dashboard here, e.g. http://127.0.0.1:8787 (the default; a busy port: "
+                   "a free one)")
+    p.add_argument("--no-dashboard", action="store_true", help="serve no dashboard")
+
+
 def _set_overrides(ns: argparse.Namespace) -> dict[str, str]:
-    """The --set SECTION.KEY=VALUE flags, also handed on to the processes a launcher starts."""
+    """The --set SECTION.KEY=VALUE flags (and --dashboard, --no-dashboard), also handed on to the
+    processes a launcher starts."""
     overrides = {}
     for item in ns.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ZmrError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value
+    if getattr(ns, "no_dashboard", False):
+        overrides["coordinator.dashboard"] = ""
+    elif getattr(ns, "dashboard", None):
+        overrides["coordinator.dashboard"] = ns.dashboard
     return overrides
 
 
@@ -154,6 +166,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     on_term = _terminate_by_exception()
     try:
         with cluster, _client(cluster.address, config) as client:
+            if cluster.dashboard_url:
+                print(f"zmr: dashboard at {cluster.dashboard_url} while the job runs", file=sys.stderr, flush=True)
             info = _wait_with_progress(client, client.submit_spec(spec))
         print(format_summary(info, time.monotonic() - started))
         if ns.keep_logs:
@@ -220,9 +234,17 @@ def cmd_report(ns: argparse.Namespace) -> int:
         info = client.job(ns.job_id)
     if ns.plot:
         print(report.plot_timeline(info, ns.plot))
-    else:
+    if ns.html:
+        print(report.write_html(info, ns.html, time.time()))
+    if not (ns.plot or ns.html):
         print(report.format_timeline(info))
     return EXIT_OK
+
+
+def _html_file(value: str) -> str:
+    if not value.lower().endswith(report.HTML_SUFFIXES):
+        raise argparse.ArgumentTypeError(f"must end in .html: {value!r}")
+    return value
 
 
 def _plot_file(value: str) -> str:
@@ -277,6 +299,8 @@ def cmd_cluster_up(ns: argparse.Namespace) -> int:
                       keys_dir=config.security.keys_dir) as cluster:
         print(f"zmr cluster: coordinator at {cluster.address}, {cluster.n_workers} workers "
               f"(logs in {cluster.log_dir}); Ctrl-C stops it", flush=True)
+        if cluster.dashboard_url:
+            print(f"zmr cluster: dashboard at {cluster.dashboard_url}", flush=True)
         while not stopped.wait(0.5):
             for i, proc in enumerate(cluster.workers):
                 if proc.poll() is not None:
@@ -302,7 +326,8 @@ def cmd_coord(ns: argparse.Namespace) -> int:
                         "security.insecure": ns.insecure or None})
     from zmr.runtime.gctune import tune_for_data
 
-    coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent)
+    coordinator = Coordinator(config, endpoint_file=ns.endpoint_file, parent_pid=ns.exit_with_parent,
+                              dashboard_file=ns.dashboard_file)
     _stop_on_signals(coordinator.stop, coordinator.stop_flag)
     tune_for_data()   # a large job is 100,000s of long-lived task records: no full heap walk every few ms
     coordinator.run()
@@ -369,6 +394,8 @@ def _coord_parser(p: argparse.ArgumentParser) -> None:
                    help="start even if the journal is damaged before its end: keep the records before the damage, "
                    "move the file aside as journal.damaged-<time> (default: refuse to start, leave the file alone)")
     p.add_argument("--endpoint-file", help=argparse.SUPPRESS)
+    p.add_argument("--dashboard-file", help=argparse.SUPPRESS)
+    _dashboard_flags(p)
     _insecure_flag(p)
     p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
     _config_flags(p)
@@ -396,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: number of cores)")
     p.add_argument("--keep-logs", action="store_true",
                    help="keep the cluster's logs after a success too (their folder is printed)")
+    _dashboard_flags(p)
     _config_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -416,9 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("report", help="one job's timeline of live leases and progress, as a table or a plot")
+    p = sub.add_parser("report", help="one job's timeline of live leases and progress, as a table, a plot or a page")
     p.add_argument("job_id", metavar="JOB_ID")
     p.add_argument("--plot", metavar="FILE", type=_plot_file, help="draw it to FILE (.png or .svg; needs matplotlib)")
+    p.add_argument("--html", metavar="FILE", type=_html_file,
+                   help="write the dashboard's page of the job (attempts timeline, lease graph, error) to FILE, "
+                   "one self-contained .html file to attach to a bug report")
     p.add_argument("--coordinator", metavar="ADDR", help="coordinator endpoint")
     _config_flags(p)
     p.set_defaults(func=cmd_report)
@@ -448,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
     up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     up.add_argument("--log-format", choices=["console", "json"])
+    _dashboard_flags(up)
     _insecure_flag(up)
     up.set_defaults(func=cmd_cluster_up)
 

@@ -1,4 +1,4 @@
-"""`zmr report`: one job's timeline (live leases and progress over its life) as a table or a plot.
+"""`zmr report`: one job's timeline (live leases and progress over its life) as a table, a plot or a page.
 
 The coordinator samples a job's timeline on its ticks (see `JobInfo.timeline`); this module only reads
 that record, so a report of a job that ended shows the same thing as one taken while it ran. Leases
@@ -10,9 +10,12 @@ matplotlib is optional (`pip install 'zmr[plot]'`) and imported only when a plot
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from zmr.errors import ZmrError
 from zmr.protocol import messages as m
@@ -78,6 +81,33 @@ def _phase_text(ph: Phases) -> str:
     if ph.map_end is None:
         return f"map phase 0.000-{ph.end:.3f} s (maps never all done)"
     return f"map phase 0.000-{ph.map_end:.3f} s, reduce phase {ph.map_end:.3f}-{ph.end:.3f} s"
+
+
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def write_html(info: m.JobInfo, path: str | Path, now: float) -> Path:
+    """The dashboard's page of one job (timeline of attempts, lease graph, tasks, its error) as one
+    self-contained file: the page's script and style inlined, the job's record inside, nothing fetched."""
+    from zmr.core.views import status_document
+    from zmr.runtime.dashboard import web_asset
+
+    path = Path(path)
+    if path.suffix.lower() not in HTML_SUFFIXES:
+        raise ZmrError(f"report file must end in .html, got {str(path)!r}")
+    doc = status_document(m.StatusReply(now=now, jobs=[info], workers=[]))
+    # inside <script>, "<" is the one character that can end the element early (`</script>`, `<!--`)
+    data = msgspec.json.encode(doc).decode().replace("<", "\\u003c")
+    style = web_asset("dashboard.css").decode()
+    script = web_asset("dashboard.js").decode().replace("</script", "<\\/script")
+    title = html.escape(f"zmr job {info.job_id} ({info.app_name}): {info.state}")
+    path.write_text(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{title}</title><style>{style}</style></head>\n"
+        f"<body><main id=\"app\"></main>\n<script>window.ZMR_REPORT = {data};</script>\n"
+        f"<script>{script}</script></body></html>\n", encoding="utf-8")
+    return path
 
 
 def check_plotting() -> None:
