@@ -40,7 +40,8 @@ KILL_SETTINGS = {"speculation__enabled": "false", "coordinator__heartbeat_livene
 CRASH_APP = TEST_APPS / "crash.py"
 PROBE_PREFIX = "~probe:"
 
-FAST = {"coordinator.heartbeat_interval": "0.1"}   # quicker liveness, ticks and shutdown
+FAST = {"coordinator.heartbeat_interval": "0.1",   # quicker liveness, ticks and shutdown
+        "coordinator.dashboard": "http://127.0.0.1:0"}   # a free port: no warning that 8787 is taken
 FAST_FLAGS = [flag for key, value in FAST.items() for flag in ("--set", f"{key}={value}")]
 GREP_PATTERN = "Holmes|Watson|Huck"
 
