@@ -74,26 +74,39 @@ def shot(page: Any, name: str) -> Path:
     return path
 
 
-def gated_job(c: Cluster, library: Path, tmp_path: Path) -> tuple[str, Path]:
+def gated_job(c: Cluster, library: Path, tmp_path: Path, free: int = 0) -> tuple[str, Path]:
+    """A job whose maps wait for `gate`, all but the first `free` of them."""
     assert c.client is not None
     gate = tmp_path / "gate"
     job = c.client.submit(str(GATED_APP), [str(library)], str(tmp_path / "out"), n_reduce=3,
-                          args=[f"gate={gate}", "gate_timeout=60"])
+                          args=[f"gate={gate}", "gate_timeout=60", f"free={free}"])
     return job, gate
 
 
 def test_a_job_appears_its_progress_moves_and_it_ends_succeeded_with_no_leases(
         cluster: Callable[..., Cluster], page: Any, library: Path, tmp_path: Path) -> None:
     c = cluster(2)
-    job, gate = gated_job(c, library, tmp_path)
+    job, gate = gated_job(c, library, tmp_path, free=4)   # 4 maps pass, the other 4 wait at the gate
     page.goto(c.local.dashboard_url)
     row = page.locator(f'tr.job-row[data-job="{job}"]')
     row.and_(page.locator('[data-state="running"]')).wait_for()
-    assert row.locator(".progress-maps").inner_text().strip() == "0/8"   # the maps wait at their gate
+    row.locator(".progress-maps").filter(has_text="4/8").wait_for()
     assert "token=" not in page.url   # the token left the address bar
     assert page.locator("tr.worker-row").count() == 2
     shot(page, "overview-running")
+
+    row.locator("a").first.click()   # the job's own page, part way through its maps
+    page.locator(f'#job[data-job="{job}"][data-state="running"]').wait_for()
+    page.locator("#timeline rect.attempt-map.outcome-ok").nth(3).wait_for()
+    page.locator("#timeline rect.attempt-map.outcome-running").nth(1).wait_for()   # both workers wait
+    wait_until(lambda: int(page.locator("#lease-graph").get_attribute("data-last-leases") or 0) > 0, 10,
+               what="leases of the committed maps")
+    assert page.locator("#cancel-job").count() == 1
+    shot(page, "job-running")
+
     gate.touch()
+    page.locator(f'#job[data-job="{job}"][data-state="succeeded"]').wait_for()
+    page.goto(c.local.dashboard_url.split("?")[0] + "#/")
     page.locator(f'tr.job-row[data-job="{job}"][data-state="succeeded"]').wait_for()
     assert row.locator(".progress-maps").inner_text().strip() == "8/8"
     assert row.locator(".progress-reduces").inner_text().strip() == "3/3"
