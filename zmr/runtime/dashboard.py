@@ -190,6 +190,9 @@ class Dashboard:
         self.log = log
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ClusterCollector(bridge))
+        self.assets = {path: (web_asset(name), ctype) for path, (name, ctype) in _STATIC.items()}
+        self._metrics_lock = threading.Lock()
+        self._metrics: tuple[float, bytes] = (float("-inf"), b"")
         self.loop_seconds = Histogram(
             "zmr_scheduler_loop_seconds", "Time the coordinator's loop spends on one batch of events",
             registry=self.registry, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5))
@@ -201,6 +204,15 @@ class Dashboard:
         self.url = f"{self.base_url}/?token={token}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="dashboard", daemon=True)
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus page, made at most once per `_FRESH` seconds however often it is scraped."""
+        with self._metrics_lock:
+            made, text = self._metrics
+            if time.monotonic() - made >= _FRESH:
+                text = generate_latest(self.registry)
+                self._metrics = (time.monotonic(), text)
+            return text
 
     @classmethod
     def start(cls, address: str, keys_dir: str, insecure: bool, log: Any) -> Dashboard:
@@ -283,16 +295,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(Answer.of({"error": "this dashboard needs its token (the URL zmr printed ends in "
                                                 "?token=...)"}, 401))
             return
-        if url.path in _STATIC:
-            name, ctype = _STATIC[url.path]
+        if url.path in self.dash.assets:
+            body, ctype = self.dash.assets[url.path]
             extra = {}
             if url.path == "/" and self._token_in(query):   # later requests of this page carry it as a cookie
                 extra["Set-Cookie"] = f"{_COOKIE}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/"
-            self._send(200, web_asset(name), ctype, extra)
+            self._send(200, body, ctype, extra)
         elif url.path == "/api/status":
             self._send_json(self.dash.bridge.ask(("status", "")))
         elif url.path == "/metrics":
-            self._send(200, generate_latest(self.dash.registry), "text/plain; version=0.0.4; charset=utf-8")
+            self._send(200, self.dash.metrics_text(), "text/plain; version=0.0.4; charset=utf-8")
         elif (found := _JOB_PATH.match(url.path)) and not found.group(2):
             self._send_json(self.dash.bridge.ask(("job", found.group(1))))
         else:
@@ -334,15 +346,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer.status, answer.body, "application/json", extra)
 
     def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        """Status line, headers and body in one write: one system call, and no wait for the peer's ACK
+        (Nagle) between a response's head and its body."""
+        self.log_request(status)
+        head = [f"{self.protocol_version} {status} {HTTPStatus(status).phrase}",
+                f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
+                f"Content-Type: {ctype}", f"Content-Length: {len(body)}", "Cache-Control: no-store",
+                *(f"{name}: {value}" for name, value in {**_HEADERS, **(extra or {})}.items())]
+        if self.close_connection:
+            head.append("Connection: close")
+        data = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n"
         try:
-            self.send_response(status, HTTPStatus(status).phrase)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in {**_HEADERS, **(extra or {})}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            self.wfile.write(data if self.command == "HEAD" else data + body)
         except (BrokenPipeError, ConnectionResetError):
             pass   # the browser went away; nothing to tell it
