@@ -280,6 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = 30   # seconds a connection may sit idle or trickle a request before its thread lets it go
+    disable_nagle_algorithm = True   # a response's body leaves without waiting for the ACK of its head
 
     @property
     def dash(self) -> Dashboard:
@@ -346,17 +347,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer.status, answer.body, "application/json", extra)
 
     def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
-        """Status line, headers and body in one write: one system call, and no wait for the peer's ACK
-        (Nagle) between a response's head and its body."""
-        self.log_request(status)
-        head = [f"{self.protocol_version} {status} {HTTPStatus(status).phrase}",
-                f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
-                f"Content-Type: {ctype}", f"Content-Length: {len(body)}", "Cache-Control: no-store",
-                *(f"{name}: {value}" for name, value in {**_HEADERS, **(extra or {})}.items())]
-        if self.close_connection:
-            head.append("Connection: close")
-        data = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n"
         try:
-            self.wfile.write(data if self.command == "HEAD" else data + body)
+            self.send_response(status, HTTPStatus(status).phrase)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for name, value in {**_HEADERS, **(extra or {})}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass   # the browser went away; nothing to tell it
