@@ -146,7 +146,7 @@ class _ClusterCollector(Collector):
         self._bridge = bridge
 
     def collect(self) -> Iterator[Any]:
-        answer = self._bridge.ask(("metrics", ""))
+        answer = self._bridge.ask(("metrics", ""), cached=False)   # Dashboard.metrics_text caches
         if answer.status != 200:
             return
         doc = json.loads(answer.body)
@@ -206,7 +206,8 @@ class Dashboard:
                                         name="dashboard", daemon=True)
 
     def metrics_text(self) -> bytes:
-        """The Prometheus page, made at most once per `_FRESH` seconds however often it is scraped."""
+        """The Prometheus page, made from a fresh answer of the loop at most once per `_FRESH` seconds
+        however often it is scraped (the page is the cache, so it is never older than `_FRESH`)."""
         with self._metrics_lock:
             made, text = self._metrics
             if time.monotonic() - made >= _FRESH:
