@@ -106,7 +106,7 @@ def test_a_job_appears_its_progress_moves_and_it_ends_succeeded_with_no_leases(
 
     gate.touch()
     page.locator(f'#job[data-job="{job}"][data-state="succeeded"]').wait_for()
-    page.goto(c.local.dashboard_url.split("?")[0] + "#/")
+    page.locator("a.back").first.click()
     page.locator(f'tr.job-row[data-job="{job}"][data-state="succeeded"]').wait_for()
     assert row.locator(".progress-maps").inner_text().strip() == "8/8"
     assert row.locator(".progress-reduces").inner_text().strip() == "3/3"
