@@ -251,6 +251,12 @@ class ShuffleConfig(_Section):
         "than about 1 Gbit/s) or zstd (smaller, slower; for slow links). A chunk that compression does "
         "not shrink by an eighth stays raw.",
     )
+    replicate: bool = _setting(
+        False,
+        "A mapper also pushes the output of the partitions it owns itself to a second worker, so that when "
+        "it dies the new owners of its partitions need not wait for its maps to run again (they run all the "
+        "same, for the next death). Costs 1/workers more shuffle bytes.",
+    )
 
     def _check(self) -> None:
         if self.window_bytes < self.batch_bytes:

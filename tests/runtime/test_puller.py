@@ -216,3 +216,37 @@ def test_a_data_server_serves_only_finished_attempts_among_the_asked_maps_whatev
         sock.close(linger=0)
         server.stop()
         server.join(timeout=5)
+
+
+def test_a_replica_serves_the_complete_streams_pushed_to_it_only_when_asked_for_received_copies(
+        ctx: zmq.Context[Any], tmp_path: Path) -> None:
+    """The replica was pushed maps 0 and 1 of partition 0 (as second copies: their mapper owned it), and
+    map 2 only in part; its own end counts for map 0 come in two StreamEnds (as owner, then as replica),
+    which add up. Asked for received copies, it serves the complete streams among the asked maps; asked
+    for its kept output, it serves none of them (it ran none of those maps)."""
+    replica = ReceiveStore(tmp_path / "server")
+    replica.open_job(JOB, 2)
+    for task in (0, 1):
+        for seq, payload in enumerate([b"first", b"second"]):
+            replica.add_batch(JOB, task, 1, 0, seq, payload, 0.0)
+    replica.add_batch(JOB, 2, 1, 0, 0, b"half of it", 0.0)
+    replica.add_end(JOB, 0, 1, {1: 0})      # owner of partition 1: no batch of map 0 there
+    replica.add_end(JOB, 0, 1, {0: 2})      # replica of partition 0
+    replica.add_end(JOB, 1, 1, {0: 2})
+    replica.add_end(JOB, 2, 1, {0: 2})      # one of map 2's batches never came
+    kept = MapOutputStore(tmp_path / "mapper")
+    kept.open_job(JOB)
+    server = DataServer(ctx, "tcp://127.0.0.1:*", 1 << 20, replica, kept, structlog.get_logger())
+    server.start()
+    try:
+        for received_copies, want in ((False, [0, 1, 2]), (True, [2])):
+            received = ReceiveStore(tmp_path / f"reducer-{received_copies}")
+            received.open_job(JOB, 2)
+            puller = Puller(ctx, received, LostPeers(), 1 << 20, 5.0)
+            request = m.PeerRequest(server.address, [(0, 3)], 3, received=received_copies)
+            missing = puller.gather(ASSIGN, [request], _wanted(3), _no_cancel, lambda: None, Recorder())
+            assert missing == want
+        assert [bytes(received.path(JOB, 0).read_bytes())] == [b"firstsecondfirstsecond"]
+    finally:
+        server.stop()
+        server.join(timeout=5)

@@ -20,6 +20,7 @@ class SchedulerParams:
     retry_cap: float = 10.0
     max_worker_losses: int = 8
     push: bool = True
+    replicate: bool = False        # second copies of the output a mapper makes for the partitions it owns
     batch_bytes: int = 1 << 20
     window_bytes: int = 8 << 20
     compression: Compression = "none"   # of map output chunks (zmr.core.batches.Packer)

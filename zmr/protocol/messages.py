@@ -8,13 +8,14 @@ Bulky bytes (partition batches) travel in a separate frame, never inside a recor
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
-from typing import Annotated, Literal, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Annotated, Literal, NamedTuple, TypeVar
 
 import msgspec
 
-PROTOCOL_VERSION = 8
+PROTOCOL_VERSION = 9
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
+T = TypeVar("T")
 
 
 class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknown_fields=True):
@@ -459,6 +460,7 @@ class JobSetup(_Msg, frozen=True):
     compression: Compression = "none"   # of the map output chunks this worker makes
     output_format: OutputFormat = "text"
     py_files: list[bytes] = []
+    replicate: bool = False     # a mapper also pushes the output of the partitions it owns to their replica
 
 
 def owner_table(setup: JobSetup) -> tuple[str, ...]:
@@ -471,6 +473,27 @@ def owner_table(setup: JobSetup) -> tuple[str, ...]:
         raise ValueError("a JobSetup's owner table points outside its peers or partitions")
     return tuple(peers[setup.moved[p]] if p in setup.moved else peers[cycle[p % len(cycle)]]
                  for p in range(setup.n_reduce))
+
+
+def replica_owner(owners: Sequence[T], partition: int) -> T | None:
+    """Who keeps the second copy of the map output a partition's owner makes for its own partition: the
+    owner of the next partition (cyclically) that another owner holds; None when one owner holds all.
+
+    A mapper's output for the partitions it owns lives on that worker alone; with `shuffle.replicate`
+    it pushes a second copy there, so that when it dies the new owners of those partitions need not wait
+    for its maps to run again. Mapper and coordinator both derive the replica from the owner table, so
+    it costs no message; where their tables differ (an owner moved meanwhile), the reducer misses that
+    copy and waits for the maps, as without one.
+    """
+    n = len(owners)
+    if not 0 <= partition < n:
+        return None
+    own = owners[partition]
+    for step in range(1, n):
+        other = owners[(partition + step) % n]
+        if other != own:
+            return other
+    return None
 
 
 class OwnersUpdate(_Msg, frozen=True):
@@ -518,7 +541,10 @@ class MapLocations(_Msg, frozen=True):
     answer is then O(peers). Otherwise it lists them per peer (`maps`). Asked maps no live worker keeps
     are `nowhere`. `commits` names the asked maps committed again since the attempt's commit table was
     made (their attempt now), and those none of whose attempts is committed now (0); for the others the
-    table is right. `peer_requests` unpacks it; `check_locations` refuses one whose lists do not match.
+    table is right. Maps kept nowhere whose output for the asking partition has a second copy (their
+    dead mapper owned the partition: see `replica_owner`) are named per `replicas` peer, as runs in
+    `replica_runs`, with the attempts the copies are of in `commits`, and pulled from what that peer
+    received. `peer_requests` unpacks it; `check_locations` refuses one whose lists do not match.
     """
 
     attempt: AttemptId
@@ -527,14 +553,18 @@ class MapLocations(_Msg, frozen=True):
     counts: list[int] = []       # ... or, instead, how many of them it keeps
     nowhere: list[int] = []
     commits: dict[int, int] = {}
+    replicas: list[str] = []
+    replica_runs: list[list[tuple[int, int]]] = []
 
 
 class PeerRequest(NamedTuple):
-    """What a reducer asks one peer for: its kept output of the maps in `runs`, `expected` of them."""
+    """What a reducer asks one peer for: its kept output of the maps in `runs`, `expected` of them (with
+    `received`: the second copies it was pushed, see `replica_owner`)."""
 
     addr: str
     runs: list[tuple[int, int]]
     expected: int
+    received: bool = False
 
 
 def check_locations(msg: MapLocations) -> None:
@@ -544,14 +574,20 @@ def check_locations(msg: MapLocations) -> None:
                          f"{len(msg.maps)} lists of maps")
     if not msg.counts and len(msg.maps) != len(msg.peers):
         raise ValueError(f"a MapLocations names {len(msg.peers)} peers and {len(msg.maps)} lists of maps")
+    if len(msg.replicas) != len(msg.replica_runs):
+        raise ValueError(f"a MapLocations names {len(msg.replicas)} replicas and {len(msg.replica_runs)} "
+                         "lists of their maps")
 
 
 def peer_requests(msg: MapLocations, asked: list[tuple[int, int]]) -> list[PeerRequest]:
     """One request per peer the answer names, for the maps of the LocateMaps that asked (`asked`, as runs)."""
     check_locations(msg)
+    copies = [PeerRequest(addr, runs, sum(end - start for start, end in runs), received=True)
+              for addr, runs in zip(msg.replicas, msg.replica_runs, strict=True)]
     if msg.counts:
-        return [PeerRequest(addr, asked, n) for addr, n in zip(msg.peers, msg.counts, strict=True)]
-    return [PeerRequest(addr, to_runs(tasks), len(tasks)) for addr, tasks in zip(msg.peers, msg.maps, strict=True)]
+        return [*copies, *(PeerRequest(addr, asked, n) for addr, n in zip(msg.peers, msg.counts, strict=True))]
+    return [*copies, *(PeerRequest(addr, to_runs(tasks), len(tasks))
+                       for addr, tasks in zip(msg.peers, msg.maps, strict=True))]
 
 
 class SourcesLost(_Msg, frozen=True):
@@ -626,6 +662,7 @@ class PullMaps(_Msg, frozen=True):
     job_id: str
     partition: int
     runs: list[tuple[int, int]]
+    received: bool = False   # serve the complete streams of this partition pushed here instead (second copies)
 
 
 class PullEnd(_Msg, frozen=True):

@@ -33,6 +33,7 @@ class ProcSetup(_Rec, frozen=True):
     peer_public: bytes = b""        # CURVE keys for pushing to peers; empty when security is off
     peer_secret: bytes = b""
     peer_server_key: bytes = b""
+    data_addr: str = ""             # this worker's data address, as owner tables name it
 
 
 class JobInfo(_Rec, frozen=True):
@@ -50,6 +51,7 @@ class JobInfo(_Rec, frozen=True):
     compression: Compression = "none"
     output_format: OutputFormat = "text"
     py_paths: list[str] = []   # archives of the job's --py-files, on this worker's disk: on sys.path for it
+    replicate: bool = False    # push the output of partitions this worker owns to their replica too
 
 
 class JobUpdate(_Rec, frozen=True):

@@ -63,7 +63,8 @@ def scheduler_params(config: Config) -> SchedulerParams:
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         heartbeat_interval=c.heartbeat_interval, heartbeat_liveness=c.heartbeat_liveness,
         task_timeout=c.task_timeout, max_attempts=r.max_attempts, retry_base=r.base, retry_cap=r.cap,
-        max_worker_losses=r.max_worker_losses, push=s.mode == "push", batch_bytes=s.batch_bytes,
+        max_worker_losses=r.max_worker_losses, push=s.mode == "push", replicate=s.replicate,
+        batch_bytes=s.batch_bytes,
         window_bytes=s.window_bytes, compression=s.compression, speculation=config.speculation.enabled,
         slow_factor=config.speculation.slow_factor, min_elapsed=config.speculation.min_elapsed,
         lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace, limits=config.job.limits)

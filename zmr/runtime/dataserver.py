@@ -87,10 +87,17 @@ class DataServer(threading.Thread):
             self._bad_message(peer, ProtocolError(f"unexpected {type(msg).__name__} on the data socket"))
 
     def _serve_pull(self, peer: bytes, req: PullMaps) -> None:
-        """Every finished map attempt kept here among the asked maps: its batches, then one PullEnd."""
+        """Every finished map attempt kept here among the asked maps (with `received`: every complete
+        stream of the partition pushed here), its batches, then one PullEnd."""
         served: list[tuple[int, int, int]] = []
-        for task, number in self._kept.finished(req.job_id, runs_filter(req.runs)):
-            batches = self._kept.batches(req.job_id, task, number, req.partition)
+        if req.received:
+            found = self._received.complete_streams(req.job_id, req.partition, runs_filter(req.runs))
+            read = self._received.read_stream
+        else:
+            found = self._kept.finished(req.job_id, runs_filter(req.runs))
+            read = self._kept.batches
+        for task, number in found:
+            batches = read(req.job_id, task, number, req.partition)
             if batches is None:
                 continue   # the partition is committed (released): nobody reads it any more
             source = AttemptId(job_id=req.job_id, kind="map", task=task, number=number)

@@ -82,6 +82,7 @@ class ExecutorSettings:
     commit_timeout: float          # no commit decision within this: the reduce's output is not renamed
     task_memory_mb: int = 0        # the task process's address-space cap (0: none)
     peer_curve: Curve | None = None
+    data_addr: str = ""            # where this worker serves data (a mapper replicates what it owns itself)
 
 
 class _StaleGrant(Exception):
@@ -136,6 +137,7 @@ class Executor(threading.Thread):
         self._zygote = zygote
         self._work_dir = settings.work_dir
         self._task_memory_mb = settings.task_memory_mb
+        self._data_addr = settings.data_addr
         self._proc: TaskProcess | None = None   # made on this thread: it owns the channel socket
         self.lost_peers = LostPeers()   # filled by the control thread from SourcesLost
         self._puller = Puller(ctx, received, self.lost_peers, settings.max_message_bytes, settings.pull_timeout,
@@ -188,7 +190,8 @@ class Executor(threading.Thread):
                            ack_timeout=self._pull_timeout, memory_budget=self._memory_budget,
                            task_memory_mb=self._task_memory_mb,
                            peer_public=curve.public if curve else b"", peer_secret=curve.secret if curve else b"",
-                           peer_server_key=(curve.server_key or b"") if curve else b"")
+                           peer_server_key=(curve.server_key or b"") if curve else b"",
+                           data_addr=self._data_addr)
 
     def _run_task(self, assign: m.AssignMap | m.AssignReduce) -> None:
         attempt = assign.attempt
@@ -315,7 +318,8 @@ class Executor(threading.Thread):
                                 n_reduce=setup.n_reduce, push=setup.push, batch_bytes=setup.batch_bytes,
                                 window_bytes=setup.window_bytes, owners=list(job.owners),
                                 owners_epoch=job.owners_epoch, compression=setup.compression,
-                                output_format=setup.output_format, py_paths=self._py_paths(setup)))
+                                output_format=setup.output_format, py_paths=self._py_paths(setup),
+                                replicate=setup.replicate))
             t.keep_latest(proc.jobs, setup.job_id, job.owners_epoch)   # as the process does: it may drop one
         elif job.owners_epoch > known:
             proc.send(t.JobUpdate(job_id=setup.job_id, owners=list(job.owners), owners_epoch=job.owners_epoch))

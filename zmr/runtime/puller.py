@@ -96,7 +96,8 @@ class Puller:
         """One peer's reply, whole: '' once its PullEnd came, otherwise why not."""
         sock = transport.dealer(self._ctx, request.addr, self._max_bytes, immediate=False, curve=self._curve)
         try:
-            pull = m.PullMaps(job_id=assign.attempt.job_id, partition=assign.attempt.task, runs=request.runs)
+            pull = m.PullMaps(job_id=assign.attempt.job_id, partition=assign.attempt.task, runs=request.runs,
+                              received=request.received)
             transport.send(sock, encode(pull))
             reply = _Reply(self._received, assign, wanted, data_decoder(self._max_bytes))
             return reply.read(sock, request.addr, self._lost, self._timeout, check_cancel, progress)

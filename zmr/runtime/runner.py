@@ -55,6 +55,18 @@ class _Job:
         self.epoch = info.owners_epoch
         self.packer = Packer(info.compression)
         self._app: App | None = None
+        self._replicas: dict[int, str | None] = {}   # partition -> its replica, at `_replicas_epoch`
+        self._replicas_epoch = -1
+
+    def replica(self, partition: int) -> str | None:
+        """Where the second copy of this partition's map output goes while this worker owns it."""
+        if self._replicas_epoch != self.epoch:
+            self._replicas, self._replicas_epoch = {}, self.epoch
+            if len(set(self.owners)) < 2:   # one owner of all: no other worker to hold a copy
+                self._replicas = dict.fromkeys(range(len(self.owners)))
+        if partition not in self._replicas:
+            self._replicas[partition] = m.replica_owner(self.owners, partition)
+        return self._replicas[partition]
 
     def app(self) -> App:
         if self._app is None:
@@ -250,12 +262,27 @@ class _Emitter:
             return job.owners[partition] != addr
 
         self._runner._pusher.push(addr, header, payload, give_up=moved)
+        replica = self._replica(partition, addr)
+        if replica:   # a copy that does not arrive is found missing: the reduce then waits for the maps
+            self._runner._pusher.push(replica, header, payload, give_up=moved)
+
+    def _replica(self, partition: int, owner: str) -> str | None:
+        """The partition's replica, if this worker owns the partition itself (else the owner is the copy)."""
+        own = self._runner._setup.data_addr
+        if not (own and owner == own and self._job.info.replicate):
+            return None
+        return self._job.replica(partition)
 
     def end_streams(self) -> None:
-        """Tell each owner how many batches this attempt sent it (their acks come back during later tasks)."""
+        """Tell each owner how many batches this attempt sent it (their acks come back during later tasks);
+        a replica hears the counts of the second copies it was sent in the same message."""
         by_owner: dict[str, dict[int, int]] = {}
         for partition, addr in enumerate(list(self._job.owners)):
             by_owner.setdefault(addr, {})[partition] = self._seqs.get(partition, 0)
+        for partition, count in list(by_owner.get(self._runner._setup.data_addr, {}).items()):
+            replica = self._replica(partition, self._runner._setup.data_addr)
+            if replica:
+                by_owner.setdefault(replica, {})[partition] = count
         for addr, owned in by_owner.items():
             end = m.StreamEnd(source=self._rec.attempt, counts=owned)
             self._runner._pusher.end(addr, end, give_up=partial(self._owner_gone, addr))

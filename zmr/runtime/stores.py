@@ -186,11 +186,12 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
             return True
 
     def add_end(self, job_id: str, map_task: int, attempt: int, counts: dict[int, int]) -> None:
-        """A map attempt's end-of-stream: batch counts (zeros too) for the partitions this worker owned."""
+        """A map attempt's end-of-stream: batch counts (zeros too) for the partitions this worker owned, or
+        holds the second copy of. Counts of one attempt never change, so a later end only adds to them."""
         with self._lock:
             job = self._job(job_id)
             if job is not None:
-                job.ends[(map_task, attempt)] = dict(counts)
+                job.ends.setdefault((map_task, attempt), {}).update(counts)
                 self._arrival()
 
     def set_pulled(self, job_id: str, map_task: int, attempt: int, partition: int, count: int) -> None:
@@ -218,6 +219,28 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
         part = job.parts.get(partition)
         have = len(part.received.get((map_task, attempt), {})) if part else 0
         return have == expected
+
+    def complete_streams(self, job_id: str, partition: int, wanted: Callable[[int], bool]) -> list[tuple[int, int]]:
+        """The (map, attempt) streams of a partition whose every batch arrived here, among the maps `wanted`
+        accepts, in order: the ones a replica may serve (see `zmr.protocol.messages.replica_owner`)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            part = job.parts.get(partition) if job else None
+            if part is None:
+                return []
+            return sorted(key for key in part.received
+                          if wanted(key[0]) and self._complete(job_id, partition, *key))
+
+    def read_stream(self, job_id: str, map_task: int, attempt: int, partition: int) -> list[bytes] | None:
+        """A stream's batches in order; None once the partition is released (or the job gone)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            part = job.parts.get(partition) if job else None
+            if part is None:
+                return None
+            seqs = part.received.get((map_task, attempt), {})
+            segments, path = [seqs[s] for s in sorted(seqs)], part.path
+        return [_read(path, seg) for seg in segments]
 
     def segments(self, job_id: str, partition: int, map_task: int, attempt: int) -> list[Segment]:
         with self._lock:

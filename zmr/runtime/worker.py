@@ -193,7 +193,8 @@ class WorkerProcess:
         return ExecutorSettings(worker_id=self.worker_id, work_dir=self.work_dir,
                                 memory_budget=wcfg.memory_budget_mb << 20, max_message_bytes=wcfg.max_message_bytes,
                                 pull_timeout=max(5.0, timeout), commit_timeout=max(10.0, 2 * timeout),
-                                task_memory_mb=wcfg.task_memory_mb, peer_curve=self._curves.peers)
+                                task_memory_mb=wcfg.task_memory_mb, peer_curve=self._curves.peers,
+                                data_addr=self.data_addr)
 
     def _start_security(self, ctx: zmq.Context[Any]) -> _Curves:
         """With keys: a ZAP handler admitting worker keys only, started before the data socket binds."""
