@@ -83,10 +83,29 @@ def test_a_reduce_asks_about_what_was_not_pushed_then_pulls_it_or_misses_what_di
     listed = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], maps=[[1]], nowhere=[3])
     counted = m.MapLocations(attempt=assign.attempt, peers=[holder.addr], counts=[1], nowhere=[3])
     for located in (listed, counted):
-        plan = sim.pull_plan(job, located, asked, frozenset({1, 3}), {})
+        plan = sim.pull_plan(job, located, asked, frozenset({1, 3}), {}, 3)
         assert plan.pulls == {holder.addr: 1} and plan.missing == [3]
     holder.alive = False                                                   # what it kept died with it
-    assert sim.pull_plan(job, counted, asked, frozenset({1, 3}), {}).missing == [1, 3]
+    assert sim.pull_plan(job, counted, asked, frozenset({1, 3}), {}, 3).missing == [1, 3]
+
+
+def test_a_reduce_pulls_second_copies_only_from_the_replica_they_were_pushed_to() -> None:
+    """Map 1 (attempt 1) ran on a worker that owned partition 3 by the table it pushed by: its output for
+    partition 3 went to the replica, the owner of partition 4, as well. Map 2 did not own partition 3."""
+    sim = Simulation(SimConfig(**SMALL, replicate=True), CostModel())
+    sim.run()
+    mapper, replica, other = list(sim.workers.values())[:3]
+    job = "job-x"
+    table = [other.addr] * 40
+    table[3], table[4] = mapper.addr, replica.addr
+    sim.pushed[(1, 1)] = sim.pushed[(2, 1)] = sim.owner_table(job, 98, table)
+    sim.mapper[(1, 1)], sim.mapper[(2, 1)] = mapper.addr, other.addr
+    located = m.MapLocations(attempt=m.AttemptId(job, "reduce", 3, 1), peers=[], replicas=[replica.addr],
+                             replica_runs=[[(1, 3)]], commits={1: 1, 2: 1})
+    plan = sim.pull_plan(job, located, [(1, 3)], frozenset({1, 2}), {1: 1, 2: 1}, 3)
+    assert (plan.copies, plan.missing) == ({replica.addr: [1]}, [2])
+    replica.alive = False
+    assert sim.pull_plan(job, located, [(1, 3)], frozenset({1, 2}), {1: 1, 2: 1}, 3).missing == [1, 2]
 
 
 def test_the_command_writes_the_measures_it_promises(tmp_path: Path) -> None:

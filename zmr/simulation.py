@@ -119,6 +119,7 @@ class SimConfig:
     heartbeat_interval: float = 0.5
     task_timeout: float = 10.0
     speculation: bool = True
+    replicate: bool = False             # second copies of the output a mapper makes for the partitions it owns
     max_sim_seconds: float = 1e6        # give up (the job did not end) after this much simulated time
     max_wall_seconds: float = math.inf  # ... or after this much real time: the measures so far are reported
     progress_every: float = 0.0         # print a progress line to stderr every this many wall seconds (0: never)
@@ -151,6 +152,7 @@ class SimWorker:
     started: float = 0.0            # ... since when
     missing: list[int] = field(default_factory=list)         # the running reduce cannot get these maps
     pulls: dict[str, int] = field(default_factory=dict)   # the running reduce pulls this many maps from addr ...
+    copies: dict[str, list[int]] = field(default_factory=dict)   # ... and these maps' second copies from addr ...
     asked: list[tuple[int, int]] = field(default_factory=list)   # ... of these, located thus (LocateMaps) ...
     lacking: frozenset[int] = frozenset()                         # ... though it lacks only these
     located: dict[int, int] = field(default_factory=dict)        # ... the attempts that count (table + answer)
@@ -174,10 +176,11 @@ class ReduceInputs:
 
     missing: list[int]
     pulls: dict[str, int]
+    copies: dict[str, list[int]] = field(default_factory=dict)   # maps whose second copy it pulls, by address
 
     @property
     def pulled(self) -> int:
-        return sum(self.pulls.values())
+        return sum(self.pulls.values()) + sum(map(len, self.copies.values()))
 
 
 # ---------------------------------------------------------------- results
@@ -279,7 +282,8 @@ class Simulation:
     def __init__(self, config: SimConfig, cost: CostModel) -> None:
         self.config, self.cost = config, cost
         self.params = SchedulerParams(python=PYTHON, heartbeat_interval=config.heartbeat_interval,
-                                      task_timeout=config.task_timeout, speculation=config.speculation)
+                                      task_timeout=config.task_timeout, speculation=config.speculation,
+                                      replicate=config.replicate)
         self.result = Result(config=asdict(config), cost_model=asdict(cost),
                              tasks=config.maps + config.partitions)
         self.now = 0.0
@@ -297,8 +301,9 @@ class Simulation:
         self._live_at: dict[str, int] = {}
         self._names = itertools.count(1)
         self._death_gen = 0
-        # (map, attempt) -> the owner table it pushed by (this simulates one job)
+        # (map, attempt) -> the owner table it pushed by, and the address of its mapper (one job)
         self.pushed: dict[tuple[int, int], int] = {}
+        self.mapper: dict[tuple[int, int], str] = {}
         self._in_scheduler = False
         self._gc_started = 0.0
         self._last_sent: tuple[m.FromCoordinator, list[Any], m.FromCoordinator | None] | None = None
@@ -440,6 +445,7 @@ class Simulation:
         table = worker.owners.get(job)
         if table is not None:
             self.pushed[(attempt.task, attempt.number)] = table[1]
+        self.mapper[(attempt.task, attempt.number)] = worker.addr
         bytes_out = int(self.cost.map_output_mb * 1e6)
         done = m.MapDone(worker_id=worker.id, attempt=attempt, records_out=1000, bytes_out=bytes_out)
         worker.recent.append(done)
@@ -593,7 +599,8 @@ class Simulation:
         if worker.running != msg.attempt or not worker.locating:
             return []
         worker.located = {**worker.table, **msg.commits}   # the attempt of each map that counts, now
-        inputs = self.pull_plan(msg.attempt.job_id, msg, worker.asked, worker.lacking, worker.located)
+        inputs = self.pull_plan(msg.attempt.job_id, msg, worker.asked, worker.lacking, worker.located,
+                                msg.attempt.task)
         worker.locating, worker.generation = False, worker.generation + 1   # the LocateMaps timeout is moot
         self._run_reduce(worker, worker.running, inputs)
         return []
@@ -624,11 +631,13 @@ class Simulation:
         """A reduce still pulling gives up on the dead peer's maps (as if not yet pulled) but pulls the rest,
         then fails with missing data; what it pulled stays here for its next attempt (see reduce_inputs)."""
         count = worker.pulls.pop(msg.addr, None)
-        if worker.running != msg.attempt or worker.awaiting is not None or not count or self.now >= worker.pull_end:
+        copied = worker.copies.pop(msg.addr, [])
+        if worker.running != msg.attempt or worker.awaiting is not None or not (count or copied) \
+                or self.now >= worker.pull_end:
             return []
         lost = self._held_by(self._by_addr.get(msg.addr), msg.attempt.job_id, worker.asked, worker.located,
-                             worker.lacking)
-        worker.missing = [*worker.missing, *lost]
+                             worker.lacking) if count else []
+        worker.missing = [*worker.missing, *lost, *copied]
         worker.generation += 1   # no reduce work: it ends when the other pulls do
         self._push(worker.pull_end, _DONE, worker, worker.generation)
         return []
@@ -653,7 +662,7 @@ class Simulation:
         """Run an attempt; a reduce missing pushed input first asks where it is kept (what it says)."""
         attempt = self._canonical(assign.attempt)
         worker.running, worker.generation = attempt, worker.generation + 1
-        worker.missing, worker.pulls, worker.locating = [], {}, False
+        worker.missing, worker.pulls, worker.copies, worker.locating = [], {}, {}, False
         worker.started, worker.pace = self.now, PACE
         if isinstance(assign, m.AssignMap):
             slow = self._slowdown()
@@ -673,7 +682,7 @@ class Simulation:
         return self.cost.straggler_factor if self._chance.random() < self.cost.stragglers else 1.0
 
     def _run_reduce(self, worker: SimWorker, attempt: m.AttemptId, inputs: ReduceInputs) -> None:
-        worker.missing, worker.pulls = inputs.missing, inputs.pulls
+        worker.missing, worker.pulls, worker.copies = inputs.missing, inputs.pulls, inputs.copies
         pull = self.cost.pull_seconds(inputs.pulled, self.config.partitions)
         worker.pull_end = self.now + pull
         slow = self._slowdown()
@@ -726,21 +735,38 @@ class Simulation:
         return ReduceInputs(sorted(missing), {})
 
     def pull_plan(self, job_id: str, located: m.MapLocations, asked: list[tuple[int, int]],
-                  lacking: frozenset[int], attempts: dict[int, int]) -> ReduceInputs:
+                  lacking: frozenset[int], attempts: dict[int, int], partition: int) -> ReduceInputs:
         """What a reduce pulls of what the coordinator located: from each live holder, all it keeps of the
         asked maps (as many as the answer says, some of them here already: `asked` is coarse); the lacking
         maps of a dead holder, and those kept nowhere, are missing. In the common case a count per holder,
-        not a Python step per map. `attempts`: the attempt of each map that counts (1 if not named)."""
+        not a Python step per map. `attempts`: the attempt of each map that counts (1 if not named).
+        A request for second copies (a dead mapper's, few) gets those the replica was pushed, map by map."""
         missing = set(lacking.intersection(located.nowhere))
         missing.update(t for t, a in located.commits.items() if not a and t in lacking)
         pulls: dict[str, int] = {}
+        copies: dict[str, list[int]] = {}
         for request in m.peer_requests(located, asked):
             holder = self._by_addr.get(request.addr)
-            if holder is not None and holder.alive:
+            if request.received:
+                named = [t for t in m.from_runs(request.runs, len(self.map_work)) if t in lacking]
+                got = [t for t in named if self._copied_to(holder, partition, t, attempts.get(t, 1))]
+                if got and holder is not None:
+                    copies.setdefault(holder.addr, []).extend(got)
+                missing.update(set(named).difference(got))
+            elif holder is not None and holder.alive:
                 pulls[holder.addr] = pulls.get(holder.addr, 0) + request.expected
             else:
                 missing.update(self._held_by(holder, job_id, request.runs, attempts, lacking))
-        return ReduceInputs(sorted(missing), pulls)
+        return ReduceInputs(sorted(missing), pulls, copies)
+
+    def _copied_to(self, holder: SimWorker | None, partition: int, task: int, attempt: int) -> bool:
+        """Was the second copy of that map attempt's output for `partition` pushed to `holder` (alive), as
+        `m.replica_owner` of the owner table it pushed by, its mapper owning the partition then?"""
+        index = self.pushed.get((task, attempt))
+        if holder is None or not holder.alive or index is None or not self.params.replicate:
+            return False
+        table = self._tables[index]
+        return table[partition] == self.mapper.get((task, attempt)) and m.replica_owner(table, partition) == holder.addr
 
     def _held_by(self, holder: SimWorker | None, job_id: str, runs: list[tuple[int, int]],
                  commits: dict[int, int], lacking: frozenset[int]) -> list[int]:
@@ -758,7 +784,7 @@ class Simulation:
         if attempt is None:
             return []
         worker.running, worker.generation, worker.awaiting = None, worker.generation + 1, None
-        worker.missing, worker.pulls, worker.locating = [], {}, False
+        worker.missing, worker.pulls, worker.copies, worker.locating = [], {}, {}, False
         said: list[m.WorkerToCoord] = [m.TaskRequest(worker_id=worker.id, finished=attempt)]
         if worker.queued:
             said += self._start_task(worker, worker.queued.popleft())

@@ -428,16 +428,31 @@ class SimCluster:
                 if not self._pushed_here(worker, job_id, partition, i, context.committed(i))]
 
     def _pushed_here(self, worker: SimWorker, job_id: str, partition: int, map_task: int, attempt: int) -> bool:
-        """Pushed to this incarnation when that map attempt finished."""
+        """Pushed to this incarnation when that map attempt finished (as the owner, or as the replica)."""
         pushed_to = self._pushes.get((job_id, map_task, attempt), [])
-        return partition < len(pushed_to) and pushed_to[partition] == worker.addr
+        return partition < len(pushed_to) and (pushed_to[partition] == worker.addr or
+                                               self._copied_to(worker.addr, job_id, partition, map_task, attempt))
 
-    def _pulled(self, job_id: str, request: m.PeerRequest, wanted: dict[int, int]) -> set[int]:
-        """The maps of `wanted` whose attempt that counts a live mapper at `request.addr` keeps and serves."""
+    def _copied_to(self, addr: str, job_id: str, partition: int, map_task: int, attempt: int) -> bool:
+        """Did that map attempt push the second copy of its output for `partition` to `addr` (its mapper
+        owned the partition, see `m.replica_owner`), and is that worker the same incarnation and up?"""
+        if not self.params.replicate:
+            return False
+        pushed_to = self._pushes.get((job_id, map_task, attempt), [])
+        holder = self._by_addr.get(addr)
+        return (holder is not None and holder.up and partition < len(pushed_to)
+                and pushed_to[partition] == self._kept_by.get((job_id, map_task, attempt))
+                and m.replica_owner(pushed_to, partition) == addr)
+
+    def _pulled(self, job_id: str, partition: int, request: m.PeerRequest, wanted: dict[int, int]) -> set[int]:
+        """The maps of `wanted` whose attempt that counts a live mapper at `request.addr` keeps and serves
+        (or, for a request for `received` copies, that it was pushed the second copy of)."""
+        asked = m.runs_filter(request.runs)
+        if request.received:
+            return {t for t, a in wanted.items() if asked(t) and self._copied_to(request.addr, job_id, partition, t, a)}
         mapper = self._by_addr.get(request.addr)
         if mapper is None or not mapper.up:
             return set()
-        asked = m.runs_filter(request.runs)
         return {t for j, t, a in mapper.kept if j == job_id and asked(t) and wanted.get(t) == a}
 
     def _on_locations(self, worker: SimWorker, msg: m.MapLocations) -> list[WorkerEvent]:
@@ -451,7 +466,7 @@ class SimCluster:
         nowhere = {t for t in msg.nowhere if t in wanted} | {t for t, a in wanted.items() if not a}
         got: set[int] = set()
         for request in m.peer_requests(msg, worker.asked_runs):
-            got |= self._pulled(task.attempt.job_id, request, wanted)
+            got |= self._pulled(task.attempt.job_id, task.attempt.task, request, wanted)
         missing = sorted(nowhere | (set(wanted) - got))
         if missing:
             self._drop_task(worker)

@@ -570,6 +570,57 @@ def test_owner_death_during_reduce_keeps_running_reduces_and_holds_back_the_rest
     assert sim.renamed == {(job, 0): [2], (job, 1): [1], (job, 2): [1]}
 
 
+def test_with_second_copies_a_dead_owners_partition_runs_at_once_on_the_copies_while_its_maps_run_again() -> None:
+    """With `replicate`, w1's map pushed its output for partition 0, which w1 owns, to the next
+    partition's owner (w2) as well. When w1 dies in the reduce phase, map 0 runs again (later deaths may
+    need it), but partition 0's new owner does not wait for it: it is sent to w2 for map 0's second copy,
+    as the attempt that copy is of, and the reduce commits with it."""
+    sim = sim_with("w1", "w2", "w3", replicate=True)
+    job = sim.submit(n_splits=3, n_reduce=3)           # owners w1, w2, w3; maps 0, 1, 2 on w1, w2, w3
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                              # map i on worker i+1, then reduce i there
+    sim.kill("w1")
+    sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert state.remaking == {0} and state.copied == {0: ("w2", {0: 1})}
+    assert state.reduces[0].state is TaskState.READY   # not waiting for map 0
+    heir = state.owners[0]
+    sim.finish(heir)                                    # its own reduce; then partition 0's
+    reduce = sim.assignment(heir)
+    assert isinstance(reduce, m.AssignReduce) and reduce.attempt.task == 0
+    [located] = sent(sim.send(heir, m.LocateMaps(worker_id=heir, attempt=reduce.attempt, runs=[(0, 3)])),
+                     m.MapLocations)
+    assert (located.replicas, located.replica_runs, located.nowhere) == ([addr(sim, "w2")], [[(0, 1)]], [])
+    assert located.commits == {0: 1}                    # the attempt the copy is of, not "none committed"
+    assert m.peer_requests(located, [(0, 3)])[0] == m.PeerRequest(addr(sim, "w2"), [(0, 1)], 1, received=True)
+    while sim.task(job, REDUCE, 0).state is not TaskState.DONE:
+        sim.finish(heir)                                # it pulls the copy, is granted the commit, renames
+    assert sim.task(job, REDUCE, 0).attempts_made == 2
+    assert sim.task(job, MAP, 0).state is not TaskState.DONE   # made again, but nobody waited for it
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert [t.attempts_made for t in state.reduces] == [2, 1, 1]
+
+
+def test_with_second_copies_whose_holder_died_too_the_partition_waits_for_the_maps_made_again() -> None:
+    """Copies on a dead worker are no copies: the partition's reduce waits for its maps, as without them."""
+    sim = sim_with("w1", "w2", "w3", "w4", replicate=True)
+    job = sim.submit(n_splits=4, n_reduce=4)
+    for worker in ("w1", "w2", "w3", "w4"):
+        sim.finish(worker)                              # map i on worker i+1, then reduce i there
+    sim.kill("w1")
+    sim.kill("w2")                                      # the replica of w1's partition 0
+    sim.advance(sim.liveness_timeout)
+    state = sim.job(job)
+    assert state.remaking == {0, 1}
+    assert state.copied[0][0] == "w2" and state.copied[1][0] == "w3"   # w2 died after w1 was found dead
+    assert state.reduces[0].state is TaskState.WAITING and state.lacking[0] == {0, 1}
+    assert state.lacking.get(1) == {0}                  # partition 1 waits only for the map it has no copy of
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sorted(sim.renamed) == [(job, r) for r in range(4)]
+
+
 def test_with_every_worker_gone_the_job_waits_for_a_new_one() -> None:
     sim = sim_with("w1")
     job = sim.submit(n_splits=2, n_reduce=2)

@@ -14,6 +14,7 @@ the end a scheduler recovered from that journal must hold the same durable state
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Callable
@@ -272,3 +273,18 @@ class ClusterMachine(RuleBasedStateMachine):
 TestScheduler = ClusterMachine.TestCase
 TestScheduler.settings = settings(max_examples=150, stateful_step_count=60, deadline=None, derandomize=True,
                                   database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class CopiesClusterMachine(ClusterMachine):
+    """The same faults with `replicate` on: dead owners' partitions pull second copies of old attempts
+    while those maps run again, and every job still ends as its failures explain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sim = SimCluster(dataclasses.replace(PARAMS, replicate=True))
+
+
+TestSchedulerWithCopies = CopiesClusterMachine.TestCase
+TestSchedulerWithCopies.settings = settings(max_examples=100, stateful_step_count=60, deadline=None,
+                                            derandomize=True, database=None,
+                                            suppress_health_check=[HealthCheck.too_slow])

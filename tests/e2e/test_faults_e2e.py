@@ -135,11 +135,18 @@ def test_partition_owner_killed_after_maps_committed_the_job_still_completes(
     assert any(kind == "map" for kind, _ in necessary_reruns(before, victim))
 
 
-def _kill_a_running_reducer(c: Cluster, library: Path, tmp_path: Path) -> tuple[str, str, Path, m.JobInfo]:
+# A kill with second copies of what a mapper makes for its own partitions (`shuffle.replicate`). A map made
+# again sleeps for a minute: the new owners of the victim's partitions must not wait for it.
+COPIES_SETTINGS = {**KILL_SETTINGS, "shuffle__replicate": "true", "coordinator__task_timeout": "120"}
+SLOW_AGAIN = 60.0
+
+
+def _kill_a_running_reducer(c: Cluster, library: Path, tmp_path: Path, **options: object
+                            ) -> tuple[str, str, Path, m.JobInfo]:
     """Slow reduces (the probe key sleeps); SIGKILL the worker of the first reduce the app sees running."""
     markers, out = tmp_path / "markers", tmp_path / "out"
     markers.mkdir()
-    job = _submit(c, library, out, markers, 6, reduce_sleep=1.5)
+    job = _submit(c, library, out, markers, 6, reduce_sleep=1.5, **options)
     pid = wait_until(lambda: next((r["pid"] for r in read_markers(markers) if r["kind"] == "reduce"), None), 60,
                      interval=0.01, what="a reduce to run")
     assert c.client is not None
@@ -158,6 +165,24 @@ def test_reducer_killed_mid_reduce_the_job_still_completes(library: Path, tmp_pa
     job, victim, out, before = _kill_a_running_reducer(c, library, tmp_path)
     assert c.client is not None
     _check_complete(c.client, job, out, 6, victim, before, seq_oracle, library, library_word_count)
+
+
+def test_with_second_copies_a_reducer_killed_mid_reduce_leaves_no_wait_for_its_maps(
+        library: Path, tmp_path: Path, cluster, seq_oracle: SeqOracle, library_word_count: list[str]) -> None:
+    """With `shuffle.replicate` on, the maps the killed reducer committed run again (slowly), but nothing
+    waits for them: the new owners of its partitions pull the second copies."""
+    c: Cluster = cluster(3, **COPIES_SETTINGS)
+    job, victim, out, before = _kill_a_running_reducer(c, library, tmp_path, slow_again=SLOW_AGAIN)
+    assert c.client is not None
+    final = c.client.wait(job, timeout=SLOW_AGAIN - 15)   # no map made again could have ended by then
+    lines = read_output(out, 6, ignore_hidden=True)
+    assert probe_counts(lines) == {r: final.maps_total for r in range(6)}
+    assert without_probes(lines) == seq_oracle(APPS / "wc.py", [library]) == library_word_count
+    owned = {p.partition for p in before.partitions if p.owner == victim}
+    assert owned and any(t.kind == "map" and t.state == "done" and t.worker == victim for t in before.tasks)
+    attempts = {(t.kind, t.index): t.attempts for t in c.client.job(job).tasks}
+    running = [(t.kind, t.index) for t in before.tasks if t.worker == victim and t.state == "running"]
+    assert running and all(attempts[task] == 2 for task in running)   # its running reduce ran again
 
 
 def test_a_killed_reducer_leaves_no_temporary_file_in_the_output(library: Path, tmp_path: Path, cluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from zmr.core.events import JobFinished
 from zmr.core.median import RunningMedian
@@ -17,6 +18,14 @@ from zmr.protocol import messages as m
 _PACE_SAMPLES = 5
 # attempts of one task that may run at once: the first and up to two backups
 _MOST_ATTEMPTS_AT_ONCE = 3
+
+
+class _Copies(NamedTuple):
+    """The part of a MapLocations about second copies (see `Job.copied`)."""
+
+    replicas: list[str]
+    runs: list[list[tuple[int, int]]]
+    commits: dict[int, int]
 
 
 class Dispatch(SchedulerBase):
@@ -77,8 +86,17 @@ class Dispatch(SchedulerBase):
 
     def _await_remade(self, job: Job, task: Task) -> bool:
         """A reduce whose partition moved holds none of the output being made again (it was pushed to the
-        old owner): it waits for those maps; False if it need not wait."""
-        return bool(job.remaking) and not task.running and self._await_maps(job, task, job.remaking)
+        old owner): it waits for those maps, but for those whose second copies it can pull (`copied`);
+        False if it need not wait."""
+        if not job.remaking or task.running:
+            return False
+        copies = self._live_copies(job, task.index)
+        return self._await_maps(job, task, job.remaking.difference(copies[1]) if copies else job.remaking)
+
+    def _live_copies(self, job: Job, partition: int) -> tuple[str, dict[int, int]] | None:
+        """The second copies of a dead owner's output for this partition, while their holder lives."""
+        found = job.copied.get(partition)
+        return found if found is not None and self._data_addr(found[0]) else None
 
     def _maps_arrived(self, job: Job, index: int) -> None:
         """Map `index` committed again: the reduces that lacked only it are ready."""
@@ -109,11 +127,18 @@ class Dispatch(SchedulerBase):
         is left to the tick (`_steal_reduces`).
         """
         woken, self._wake = self._wake, {}
-        self._assign_maps(remade=True)   # maps made again go first: reduces wait for them
+        if self._remade_first():
+            self._assign_maps(remade=True)   # maps made again go first: reduces wait for them
         for worker_id in woken:
             if worker_id in self._idle and self._ready_reduces.get(worker_id):
                 self._assign_reduce(self.workers[worker_id])
         self._assign_maps(remade=False)
+
+    def _remade_first(self) -> bool:
+        """Maps made again go first, as reduces wait for them. Only where a dead owner's partitions pull
+        second copies instead (`Job.copied`) and no reduce waits are they a safeguard against the next
+        death, and yield to the workers' own reduces."""
+        return any(job.awaited or not job.copied for job in self._running_jobs())
 
     def _assign_maps(self, remade: bool) -> None:
         """Ready maps to idle workers, oldest job first (`remade`: only maps of jobs in the reduce phase)."""
@@ -300,7 +325,8 @@ class Dispatch(SchedulerBase):
         moved = {q: slots.setdefault(w, len(slots)) for q, w in job.owner_moves.items()}
         return m.JobSetup(job_id=job.id, app_blob=job.spec.app_blob, args=job.spec.args,
                           n_reduce=job.spec.n_reduce, peers=[self._data_addr(w) for w in slots], cycle=cycle,
-                          moved=moved, owners_epoch=job.owners_epoch, push=p.push, batch_bytes=p.batch_bytes,
+                          moved=moved, owners_epoch=job.owners_epoch, push=p.push, replicate=p.replicate,
+                          batch_bytes=p.batch_bytes,
                           window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
                           compression=job.spec.compression or p.compression,
                           output_format=job.spec.output_format, py_files=job.spec.py_files,
@@ -330,13 +356,16 @@ class Dispatch(SchedulerBase):
                 holders.append((addr, mine))
                 covered += len(mine)
         nowhere = sorted(asked.difference(*(held for _, held in holders))) if covered < len(asked) else []
+        nowhere, copies = self._from_copies(job, attempt.task, nowhere)
         commits = self._commit_changes(job, seen, nowhere, asked)
         peers = [addr for addr, _ in holders]
         if runs * len(holders) < covered:
             return m.MapLocations(attempt=attempt, peers=peers, counts=[len(mine) for _, mine in holders],
-                                  nowhere=nowhere, commits=commits)
+                                  nowhere=nowhere, commits=commits | copies.commits, replicas=copies.replicas,
+                                  replica_runs=copies.runs)
         return m.MapLocations(attempt=attempt, peers=peers, maps=[sorted(mine) for _, mine in holders],
-                              nowhere=nowhere, commits=commits)
+                              nowhere=nowhere, commits=commits | copies.commits, replicas=copies.replicas,
+                              replica_runs=copies.runs)
 
     def _every_location(self, attempt: m.AttemptId, job: Job, seen: int) -> m.MapLocations:
         """`_locations` of every map (a reduce that took a partition over asks for all), in the reduce
@@ -353,9 +382,21 @@ class Dispatch(SchedulerBase):
             elif held:
                 peers.append(addr)
                 counts.append(len(held))
-        nowhere = sorted(job.remaking.union(*gone))
+        nowhere, copies = self._from_copies(job, attempt.task, sorted(job.remaking.union(*gone)))
         commits = self._commit_changes(job, seen, nowhere)
-        return m.MapLocations(attempt=attempt, peers=peers, counts=counts, nowhere=nowhere, commits=commits)
+        return m.MapLocations(attempt=attempt, peers=peers, counts=counts, nowhere=nowhere,
+                              commits=commits | copies.commits, replicas=copies.replicas, replica_runs=copies.runs)
+
+    def _from_copies(self, job: Job, partition: int, nowhere: list[int]) -> tuple[list[int], _Copies]:
+        """Of the maps kept nowhere, those whose second copies for `partition` a live replica holds: they
+        are pulled from it, as the attempts the copies are of (which may have run again since)."""
+        found = self._live_copies(job, partition) if nowhere else None
+        copied = [i for i in nowhere if found[1].get(i)] if found is not None else []
+        if found is None or not copied:
+            return nowhere, _Copies([], [], {})
+        replica, attempts = found
+        rest = sorted(set(nowhere).difference(copied))
+        return rest, _Copies([self._data_addr(replica)], [m.to_runs(copied)], {i: attempts[i] for i in copied})
 
     @staticmethod
     def _commit_changes(job: Job, seen: int, nowhere: list[int], asked: set[int] | None = None) -> dict[int, int]:

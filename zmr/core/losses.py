@@ -193,8 +193,10 @@ class Losses(Dispatch):
         moves = {p: heirs[k % len(heirs)] for k, p in enumerate(orphans)}
         if not moves:
             return
-        self._move_partitions(job, moves)
         live = set(alive)
+        if self.params.replicate:
+            self._note_copies(job, orphans, live)
+        self._move_partitions(job, moves)
         lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
             self._uncommit_map(job, job.maps[index])
@@ -202,6 +204,21 @@ class Losses(Dispatch):
             for p in moves:
                 if job.reduces[p].state in (TaskState.READY, TaskState.WAITING):
                     self._await_remade(job, job.reduces[p])
+
+    @staticmethod
+    def _note_copies(job: Job, orphans: list[int], live: set[str]) -> None:
+        """Before a dead owner's partitions move: each has the second copies of the output its owner's
+        maps made for it on its replica (by the table they were made with), so its new owner need not
+        wait for those maps to run again. One map-to-attempt table is shared by the owner's partitions.
+        Only a partition's first move is noted: after that, its owner's maps pushed to the old owner."""
+        tables: dict[str, dict[int, int]] = {}
+        for p in orphans:
+            owner, replica = job.owners[p], m.replica_owner(job.owners, p)
+            if p in job.copied or replica is None or replica not in live:
+                continue
+            if owner not in tables:
+                tables[owner] = {i: job.maps[i].committed or 0 for i in job.maps_held.get(owner, ())}
+            job.copied[p] = (replica, tables[owner])
 
     def _uncommit_map(self, job: Job, task: Task) -> None:
         """The map must run again. Before the reduce phase no reduce is ready; in it, a reduce whose owner

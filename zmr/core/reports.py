@@ -162,6 +162,9 @@ class Reports(Losses):
         reducer that cannot read output a live worker keeps still ends its job in a bounded number of tries.
         """
         maps = [task for index in missing if (task := job.task(MAP, index)) is not None]
+        copied = job.copied.get(reduce.index)
+        if copied is not None and any(i in copied[1] for i in missing):
+            del job.copied[reduce.index]   # the copies are not all there: it waits for those maps instead
         lost = {task.index for task in maps if task.state is TaskState.DONE and (task.finished or 0.0) <= assigned}
         explained = bool(maps) and all(task.index not in lost or not self._alive(task.committed_worker)
                                        for task in maps)

@@ -173,6 +173,10 @@ class Job:
     # live only: reduce -> the maps being made again that it waits for, and map -> the reduces waiting for it
     lacking: dict[int, set[int]] = field(default_factory=dict)
     awaited: dict[int, set[int]] = field(default_factory=dict)
+    # live only: a partition whose owner died -> the worker holding the second copies of the output the
+    # dead owner's maps made for it (`m.replica_owner`), and those maps with their attempts then. The maps
+    # run again at once; until they commit again, the partition's reduce pulls those attempts from there.
+    copied: dict[int, tuple[str, dict[int, int]]] = field(default_factory=dict)
 
     @property
     def bytes_shuffled(self) -> int:

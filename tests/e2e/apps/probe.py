@@ -7,6 +7,8 @@ Job arguments are `key=value` strings:
                    map_sleep); later attempts of that file do not (needs `markers`)
   slow_pid=P:S     the first map attempt that runs in process P sleeps S seconds (instead of map_sleep);
                    no other does (needs `markers`)
+  slow_again=S     a map attempt of a split that an earlier attempt mapped to the end sleeps S seconds
+                   (instead of map_sleep): a map made again is slow (needs `markers`)
   reduce_sleep=S   sleep S seconds in the reduce of every probe key
   probe_r=R        every map also emits the key `~probe:<r>` with value "1" for r in range(R); the
                    partition function sends `~probe:<r>` to partition r, so with R == n_reduce each reduce
@@ -30,6 +32,7 @@ every worker has: the module ships by value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -81,7 +84,14 @@ def _first(folder: str | None, name: str) -> bool:
     return True
 
 
-def _map_sleep(filename: str, opts: dict[str, str]) -> float:
+def _mapped(filename: str, first_line: int) -> str:
+    """The name of the file that says a map attempt of this split ran to its end."""
+    return "mapped-" + hashlib.sha1(f"{filename}:{first_line}".encode()).hexdigest()[:16]
+
+
+def _map_sleep(filename: str, first_line: int, opts: dict[str, str]) -> float:
+    if "slow_again" in opts and os.path.exists(os.path.join(opts.get("markers", ""), _mapped(filename, first_line))):
+        return float(opts["slow_again"])
     if "slow_once" in opts:
         text, seconds = opts["slow_once"].rsplit(":", 1)
         if text in filename and _first(opts.get("markers"), "slowed"):
@@ -109,13 +119,15 @@ def map(filename: str, contents: str, args: Sequence[str] = (), first_line: int 
     record: dict[str, object] = {"kind": "map", "file": filename, "first_line": first_line, "pid": worker_pid(),
                                  "task_pid": os.getpid(), "start": time.time(), "end": None}
     _mark(opts.get("markers"), name, record)
-    time.sleep(_map_sleep(filename, opts))
+    time.sleep(_map_sleep(filename, first_line, opts))
     for word, count in Counter(words(contents)).items():
         yield word, str(count)
     for r in range(int(opts.get("probe_r", 0))):
         yield f"{PROBE}{r}", "1"
     record["end"] = time.time()
     _mark(opts.get("markers"), name, record)
+    if "slow_again" in opts:
+        _first(opts.get("markers"), _mapped(filename, first_line))
 
 
 def combine(key: str, values: Iterable[str]) -> str:
