@@ -49,7 +49,7 @@ def _garbage(limit: int) -> dict[str, list[bytes]]:
     """Multipart messages a decoder must refuse, by name (the name is also the peer's routing id)."""
     status = encode(m.StatusRequest())
     return {
-        "bad-version": [b"ZMR\x09", status[1]],
+        "bad-version": [b"ZMR" + bytes([m.PROTOCOL_VERSION + 1]), status[1]],   # a version from the future
         "no-version": [b"", status[1]],
         "one-frame": [b"hello"],
         "five-frames": [VERSION_FRAME, status[1], b"a", b"b", b"c"],
