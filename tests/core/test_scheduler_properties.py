@@ -283,8 +283,22 @@ class CopiesClusterMachine(ClusterMachine):
         super().__init__()
         self.sim = SimCluster(dataclasses.replace(PARAMS, replicate=True))
 
+    def open_owners(self) -> list[str]:
+        """Live owners of partitions not reduced yet, in jobs past their map phase (the copies' case)."""
+        up = set(self.up())
+        return sorted({job.owners[t.index] for job in self.sim.scheduler.jobs.values()
+                       if job.state is JobState.RUNNING and job.reduce_phase
+                       for t in job.reduces if t.state is not TaskState.DONE and job.owners[t.index] in up})
+
+    @precondition(lambda self: len(self.up()) > 2 and self.open_owners())
+    @rule(i=PICK)
+    @step
+    def kill_open_owner(self, i: int) -> None:
+        """An owner dies in the reduce phase: its partitions' new owners may pull second copies."""
+        self.sim.kill(choose(self.open_owners(), i))
+
 
 TestSchedulerWithCopies = CopiesClusterMachine.TestCase
-TestSchedulerWithCopies.settings = settings(max_examples=100, stateful_step_count=60, deadline=None,
+TestSchedulerWithCopies.settings = settings(max_examples=200, stateful_step_count=60, deadline=None,
                                             derandomize=True, database=None,
                                             suppress_health_check=[HealthCheck.too_slow])
