@@ -356,16 +356,10 @@ class Dispatch(SchedulerBase):
                 holders.append((addr, mine))
                 covered += len(mine)
         nowhere = sorted(asked.difference(*(held for _, held in holders))) if covered < len(asked) else []
-        nowhere, copies = self._from_copies(job, attempt.task, nowhere)
-        commits = self._commit_changes(job, seen, nowhere, asked)
         peers = [addr for addr, _ in holders]
         if runs * len(holders) < covered:
-            return m.MapLocations(attempt=attempt, peers=peers, counts=[len(mine) for _, mine in holders],
-                                  nowhere=nowhere, commits=commits | copies.commits, replicas=copies.replicas,
-                                  replica_runs=copies.runs)
-        return m.MapLocations(attempt=attempt, peers=peers, maps=[sorted(mine) for _, mine in holders],
-                              nowhere=nowhere, commits=commits | copies.commits, replicas=copies.replicas,
-                              replica_runs=copies.runs)
+            return self._answer(attempt, job, seen, peers, nowhere, asked, counts=[len(mine) for _, mine in holders])
+        return self._answer(attempt, job, seen, peers, nowhere, asked, maps=[sorted(mine) for _, mine in holders])
 
     def _every_location(self, attempt: m.AttemptId, job: Job, seen: int) -> m.MapLocations:
         """`_locations` of every map (a reduce that took a partition over asks for all), in the reduce
@@ -382,10 +376,18 @@ class Dispatch(SchedulerBase):
             elif held:
                 peers.append(addr)
                 counts.append(len(held))
-        nowhere, copies = self._from_copies(job, attempt.task, sorted(job.remaking.union(*gone)))
-        commits = self._commit_changes(job, seen, nowhere)
-        return m.MapLocations(attempt=attempt, peers=peers, counts=counts, nowhere=nowhere,
-                              commits=commits | copies.commits, replicas=copies.replicas, replica_runs=copies.runs)
+        return self._answer(attempt, job, seen, peers, sorted(job.remaking.union(*gone)), counts=counts)
+
+    def _answer(self, attempt: m.AttemptId, job: Job, seen: int, peers: list[str], nowhere: list[int],
+                asked: set[int] | None = None, *, counts: list[int] | None = None,
+                maps: list[list[int]] | None = None) -> m.MapLocations:
+        """A MapLocations naming these holders (with counts or lists of maps): of the maps kept nowhere,
+        those a live replica holds second copies of for the asking partition are named with it, and the
+        commits are those the asking attempt's table lacks about the asked maps (all when `asked` is None)."""
+        nowhere, copies = self._from_copies(job, attempt.task, nowhere)
+        commits = self._commit_changes(job, seen, nowhere, asked) | copies.commits
+        return m.MapLocations(attempt=attempt, peers=peers, maps=maps or [], counts=counts or [], nowhere=nowhere,
+                              commits=commits, replicas=copies.replicas, replica_runs=copies.runs)
 
     def _from_copies(self, job: Job, partition: int, nowhere: list[int]) -> tuple[list[int], _Copies]:
         """Of the maps kept nowhere, those whose second copies for `partition` a live replica holds: they

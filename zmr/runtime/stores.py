@@ -76,6 +76,12 @@ class _JobReceipts:
         return part
 
 
+def _in_order(part: _Partition, map_task: int, attempt: int) -> list[Segment]:
+    """Where the batches of one (map, attempt) stream of a partition lie, by sequence number."""
+    seqs = part.received.get((map_task, attempt), {})
+    return [seqs[s] for s in sorted(seqs)]
+
+
 def _stat(job_id: str, partition: int, part: _Partition) -> PartitionStat:
     return PartitionStat(job_id=job_id, partition=partition, bytes_in=part.bytes_in,
                          batches_in=sum(len(s) for s in part.received.values()),
@@ -234,20 +240,20 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
     def read_stream(self, job_id: str, map_task: int, attempt: int, partition: int) -> list[bytes] | None:
         """A stream's batches in order; None once the partition is released (or the job gone)."""
         with self._lock:
-            job = self._jobs.get(job_id)
-            part = job.parts.get(partition) if job else None
+            part = self._part(job_id, partition)
             if part is None:
                 return None
-            seqs = part.received.get((map_task, attempt), {})
-            segments, path = [seqs[s] for s in sorted(seqs)], part.path
+            segments, path = _in_order(part, map_task, attempt), part.path
         return [_read(path, seg) for seg in segments]
 
     def segments(self, job_id: str, partition: int, map_task: int, attempt: int) -> list[Segment]:
         with self._lock:
-            job = self._jobs.get(job_id)
-            part = job.parts.get(partition) if job else None
-            seqs = part.received.get((map_task, attempt), {}) if part else {}
-            return [seqs[s] for s in sorted(seqs)]
+            part = self._part(job_id, partition)
+            return _in_order(part, map_task, attempt) if part else []
+
+    def _part(self, job_id: str, partition: int) -> _Partition | None:
+        job = self._jobs.get(job_id)
+        return job.parts.get(partition) if job else None
 
     def path(self, job_id: str, partition: int) -> Path:
         """The file holding a partition's batches (created empty if nothing arrived)."""
