@@ -570,11 +570,9 @@ def test_owner_death_during_reduce_keeps_running_reduces_and_holds_back_the_rest
     assert sim.renamed == {(job, 0): [2], (job, 1): [1], (job, 2): [1]}
 
 
-def test_with_second_copies_a_dead_owners_partition_runs_at_once_on_the_copies_while_its_maps_run_again() -> None:
-    """With `replicate`, w1's map pushed its output for partition 0, which w1 owns, to the next
-    partition's owner (w2) as well. When w1 dies in the reduce phase, map 0 runs again (later deaths may
-    need it), but partition 0's new owner does not wait for it: it is sent to w2 for map 0's second copy,
-    as the attempt that copy is of, and the reduce commits with it."""
+def _heir_of_a_dead_owner_with_copies() -> tuple[SimCluster, str, str, m.AssignReduce]:
+    """Three workers with `replicate`; w1 dies in the reduce phase; its partition 0's new owner, done with
+    its own reduce, is given partition 0's at once, ahead of map 0, which runs again."""
     sim = sim_with("w1", "w2", "w3", replicate=True)
     job = sim.submit(n_splits=3, n_reduce=3)           # owners w1, w2, w3; maps 0, 1, 2 on w1, w2, w3
     for worker in ("w1", "w2", "w3"):
@@ -588,6 +586,16 @@ def test_with_second_copies_a_dead_owners_partition_runs_at_once_on_the_copies_w
     sim.finish(heir)                                    # its own reduce; then partition 0's
     reduce = sim.assignment(heir)
     assert isinstance(reduce, m.AssignReduce) and reduce.attempt.task == 0
+    return sim, job, heir, reduce
+
+
+def test_with_second_copies_a_dead_owners_partition_runs_at_once_on_the_copies_while_its_maps_run_again() -> None:
+    """With `replicate`, w1's map pushed its output for partition 0, which w1 owns, to the next
+    partition's owner (w2) as well. When w1 dies in the reduce phase, map 0 runs again (later deaths may
+    need it), but partition 0's new owner does not wait for it: it is sent to w2 for map 0's second copy,
+    as the attempt that copy is of, and the reduce commits with it."""
+    sim, job, heir, reduce = _heir_of_a_dead_owner_with_copies()
+    state = sim.job(job)
     [located] = sent(sim.send(heir, m.LocateMaps(worker_id=heir, attempt=reduce.attempt, runs=[(0, 3)])),
                      m.MapLocations)
     assert (located.replicas, located.replica_runs, located.nowhere) == ([addr(sim, "w2")], [[(0, 1)]], [])
@@ -600,6 +608,19 @@ def test_with_second_copies_a_dead_owners_partition_runs_at_once_on_the_copies_w
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert [t.attempts_made for t in state.reduces] == [2, 1, 1]
+
+
+def test_with_second_copies_that_are_not_there_the_partition_waits_for_the_maps_made_again() -> None:
+    """The replica lacked the copy (a push lost, an owner table that moved): the reduce fails for that map,
+    the note is dropped so no later attempt is sent there again, and the partition waits for the map."""
+    sim, job, heir, _ = _heir_of_a_dead_owner_with_copies()
+    sim.fail(heir, kind="missing_data", missing=[0])
+    state = sim.job(job)
+    assert 0 not in state.copied
+    assert state.reduces[0].state is TaskState.WAITING and state.lacking[0] == {0}
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+    assert sim.task(job, MAP, 0).attempts_made == 2 and sim.task(job, REDUCE, 0).attempts_made == 3
 
 
 def test_with_second_copies_whose_holder_died_too_the_partition_waits_for_the_maps_made_again() -> None:
