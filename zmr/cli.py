@@ -18,7 +18,7 @@ from typing import Any
 
 import shtab
 
-from zmr import __version__, report
+from zmr import __version__, report, storage
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.core.views import STATUS_JSON_VERSION
@@ -70,8 +70,9 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     _paths(p.add_argument("--app", required=True, help="app module: a file path (apps/wc.py) or a module name "
                           "(apps.wc)"), shtab.FILE)
     _paths(p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR",
-                          help="input files or directories"), shtab.FILE)
-    _paths(p.add_argument("--output", required=True, metavar="OUTDIR", help="output directory (mr-out-<r> files)"),
+                          help="input files, directories or URLs (s3://bucket/prefix)"), shtab.FILE)
+    _paths(p.add_argument("--output", required=True, metavar="OUTDIR",
+                          help="output directory or URL (s3://bucket/prefix): mr-out-<r> files, then _SUCCESS"),
            shtab.DIRECTORY)
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="text",
@@ -160,7 +161,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     keys = config.security.keys_dir
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=run_command,
                            keep_logs=ns.keep_logs)
-    made_output = not os.path.lexists(spec.output_dir)
+    made_output = not storage.is_url(spec.output_dir) and not os.path.lexists(spec.output_dir)
     if made_output:
         cluster.made_output(spec.output_dir)
     on_term = _terminate_by_exception()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, get_args
 
 import zmq
 
-from zmr import pyfiles
+from zmr import pyfiles, storage
 from zmr.apps import App, app_of, ship_app
 from zmr.config import CoordinatorConfig, endpoint_problem
 from zmr.core.batches import Value
@@ -76,7 +75,8 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
               for s in plan_splits(files, split_size, workers=workers)]
     _refuse(map_tasks_problem(len(splits), limits))
     name = _display_name(app if isinstance(app, str) else loaded.name)
-    return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=os.path.abspath(output),
+    output_dir = output if storage.is_url(output) else os.path.abspath(output)
+    return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=output_dir,
                      n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts,
                      output_format=output_format, py_files=shipped, compression=compression)
 
@@ -281,9 +281,8 @@ class Client:
 
 
 def _results(info: m.JobInfo) -> Iterator[tuple[str, Value | None]]:
-    folder = Path(info.output_dir)
     for r in range(info.reduces_total):
-        yield from read_results(folder / output_name(r), info.output_format)
+        yield from read_results(storage.join(info.output_dir, output_name(r)), info.output_format)
 
 
 def _size(frames: list[Any]) -> int:

@@ -13,13 +13,15 @@ value's type for jsonl and parquet, as str for the others (text cannot tell 12 f
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import msgspec
 
+from zmr import storage
 from zmr.core.batches import Value
 from zmr.errors import AppError, JobSpecError
 from zmr.protocol.messages import OutputFormat
@@ -207,17 +209,22 @@ def _csv_field(text: str) -> str:
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if not _QUOTED.isdisjoint(text) else text
 
 
-def read_results(path: Path, fmt: str) -> Iterator[tuple[str, Value | None]]:
-    """The (key, value) pairs of one output file written in `fmt`."""
+def read_results(path: str | Path, fmt: str) -> Iterator[tuple[str, Value | None]]:
+    """The (key, value) pairs of one output file written in `fmt`: a local path or a URL."""
+    with storage.open_input(str(path)) as raw:
+        yield from _read_results(raw, fmt)
+
+
+def _read_results(raw: IO[bytes], fmt: str) -> Iterator[tuple[str, Value | None]]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        reader = pq.ParquetFile(path)
+        reader = pq.ParquetFile(raw)
         for group in range(reader.num_row_groups):
             table = reader.read_row_group(group)
             yield from zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True)
         return
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "jsonl":
             decoder = msgspec.json.Decoder(_Result)
             for line in f:

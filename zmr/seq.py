@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from zmr import storage
 from zmr.apps import App, load_app
 from zmr.core.batches import Value
 from zmr.core.splits import DEFAULT_SPLIT_SIZE
@@ -35,6 +36,8 @@ def run_sequential(
     output_format: OutputFormat = "text",
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
+    if storage.is_url(str(output_dir)):
+        raise JobSpecError(f"the sequential run writes to a local directory, not {str(output_dir)!r}")
     the_app = load_app(app) if isinstance(app, str) else app
     check_available(output_format)
     files = expand_inputs(inputs, text=not the_app.input.binary)

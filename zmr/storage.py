@@ -1,5 +1,5 @@
-"""Where inputs live: local paths, or URLs (`s3://bucket/prefix`, `gs://`, `http(s)://`, any filesystem
-fsspec knows), opened the same way so every reader works on both.
+"""Where inputs and outputs live: local paths, or URLs (`s3://bucket/prefix`, `gs://`, `http(s)://`, any
+filesystem fsspec knows), opened the same way so every reader works on both.
 
 A URL is read through fsspec with the usual credentials of its protocol (for S3: the AWS environment
 variables, profiles or instance roles; an endpoint of another S3 server with `FSSPEC_S3_ENDPOINT_URL`).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-__all__ = ["is_url", "list_url", "open_input", "size_of"]
+__all__ = ["filesystem", "is_url", "join", "list_url", "open_input", "size_of"]
 
 
 def is_url(path: str) -> bool:
@@ -21,25 +21,32 @@ def is_url(path: str) -> bool:
     return bool(sep) and scheme.isidentifier()
 
 
-def _filesystem(url: str) -> tuple[Any, str]:
+def join(folder: str, name: str) -> str:
+    """`name` inside `folder`, a local directory or a URL prefix."""
+    return f"{folder.rstrip('/')}/{name}" if is_url(folder) else os.path.join(folder, name)
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of `url` and the path inside it. Raises OSError if its protocol is unknown here
+    or its implementation is not installed."""
     try:
         import fsspec
     except ImportError:  # pragma: no cover - fsspec is a dependency
-        raise OSError(f"reading {url!r} needs fsspec: pip install fsspec") from None
+        raise OSError(f"using {url!r} needs fsspec: pip install fsspec") from None
     protocol = url.partition("://")[0]
     try:
         fs, inner = fsspec.core.url_to_fs(url)
         return fs, str(inner)
     except (ImportError, ValueError) as exc:
         hint = " (pip install 'zmr[s3]')" if protocol in ("s3", "s3a") else ""
-        raise OSError(f"cannot read {protocol}:// inputs here{hint}: {exc}") from exc
+        raise OSError(f"cannot use {protocol}:// paths here{hint}: {exc}") from exc
 
 
 def list_url(typed: str) -> list[tuple[str, int]]:
     """The objects a typed URL stands for, with their sizes: itself, or the visible objects under it (sorted,
     names with a component starting with '.' skipped), each named by its URL. Raises FileNotFoundError,
     or OSError for anything else that goes wrong."""
-    fs, root = _filesystem(typed)
+    fs, root = filesystem(typed)
     info = fs.info(root)
     if info.get("type") != "directory":
         return [(typed, int(info.get("size") or 0))]
@@ -57,7 +64,7 @@ def open_input(path: str) -> IO[bytes]:
     """`path` opened for reading bytes, with `seek`: a local file, or an object through fsspec."""
     if not is_url(path):
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    fs, inner = _filesystem(path)
+    fs, inner = filesystem(path)
     return fs.open(inner, "rb")  # type: ignore[no-any-return]
 
 

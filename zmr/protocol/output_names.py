@@ -48,6 +48,11 @@ def temp_outputs_glob(job_id: str) -> str:
     return temp_name(OUTPUT_GLOB, f"{job_id}.a*")
 
 
+def is_temp_output_of(name: str, job_id: str) -> bool:
+    """Is `name` the temporary output file of some attempt of job `job_id`?"""
+    return re.fullmatch(rf"\.{re.escape(OUTPUT_PREFIX)}\d+\.{re.escape(job_id)}\.a\d+\.tmp", name) is not None
+
+
 def is_job_file(name: str) -> bool:
     """Could a job have written `name` (committed, `_SUCCESS`, or a temporary file of either)?"""
     return _JOB_FILE.fullmatch(name) is not None

@@ -16,6 +16,7 @@ from typing import Any, get_args
 
 import zmq
 
+from zmr import storage
 from zmr.config import Config
 from zmr.core import views
 from zmr.core.scheduler import (
@@ -237,7 +238,7 @@ class Coordinator:
         if spec_problem(spec, self.scheduler.params.limits) or self.scheduler.output_dir_busy(spec.output_dir):
             return ""
         files = (split.path for split in spec.splits)
-        existed = os.path.lexists(spec.output_dir)
+        existed = storage.is_url(spec.output_dir) or os.path.lexists(spec.output_dir)   # no folder to remove
         problem = (outputs.files_in_output(files, spec.output_dir)
                    or outputs.prepare_output_dir(spec.output_dir, spec.overwrite))
         if not problem and not existed:

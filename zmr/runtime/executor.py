@@ -25,11 +25,13 @@ from typing import Any
 import zmq
 from structlog.typing import FilteringBoundLogger
 
+from zmr import storage
 from zmr.core.worker_events import JobContext, Report, Reported, TaskEnded
 from zmr.errors import AppError
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.protocol.output_names import output_name, temp_output_name
+from zmr.runtime import object_outputs
 from zmr.runtime.puller import LostPeers, Puller
 from zmr.runtime.runs import Run
 from zmr.runtime.security import Curve
@@ -334,11 +336,15 @@ class Executor(threading.Thread):
             self._received.await_streams(assign.attempt.job_id, assign.attempt.task, list(inputs.items()),
                                          settle=_STREAM_SETTLE, limit=_STREAM_WAIT_LIMIT)
         self._gather(assign, inputs, log)
-        out_dir = Path(assign.output_dir)
+        remote = storage.is_url(assign.output_dir)   # an object store: staged, then copied on commit
+        out_dir = self._received.staging(assign.attempt.job_id) if remote else Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / temp_output_name(assign.attempt)
+        staged = ""
         try:
             records = self._write_reduce(assign, inputs, tmp)
+            if remote:
+                staged = object_outputs.stage(tmp, assign.output_dir, assign.attempt)
             done = m.ReduceDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=records,
                                 received=self._received.stat(assign.attempt.job_id, assign.attempt.task))
             self._tell(done)
@@ -350,10 +356,24 @@ class Executor(threading.Thread):
             if not granted:
                 log.info("commit_refused")
                 return
-            os.replace(tmp, out_dir / output_name(assign.attempt.task))
+            if staged:
+                object_outputs.commit(staged, assign.output_dir, assign.attempt.task)
+                staged = ""
+            else:
+                os.replace(tmp, out_dir / output_name(assign.attempt.task))
         finally:
             tmp.unlink(missing_ok=True)
+            if staged:
+                self._discard(staged, assign.output_dir, log)
         self._tell(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt))
+
+    @staticmethod
+    def _discard(staged: str, output_dir: str, log: FilteringBoundLogger) -> None:
+        """Delete an attempt's staged output that was never committed; the job's end deletes what this misses."""
+        try:
+            object_outputs.discard(staged, output_dir)
+        except OSError as exc:
+            log.info("staged_output_left", key=staged, error=str(exc))
 
     def _write_reduce(self, assign: m.AssignReduce, inputs: dict[int, int], tmp: Path) -> int:
         scratch = self._received.scratch(assign.attempt.job_id, assign.attempt.task, assign.attempt.number)

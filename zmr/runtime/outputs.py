@@ -1,5 +1,8 @@
 """Job output directories: checked before a job is queued, `_SUCCESS` on success, cleaned on failure.
 
+An output at a URL (`s3://bucket/prefix`) gets the same treatment through `object_outputs`, which commits
+without a rename; every function here that takes an output directory takes such a URL as well.
+
 An output directory never overlaps the job's inputs: a job that read its own output would count the
 previous run's `mr-out-*` and `_SUCCESS` as input, and `--overwrite` would delete input files after they
 were listed. Paths are compared as resolved real paths, so symbolic links and `..` cannot hide an overlap.
@@ -16,6 +19,7 @@ from zmr import storage
 from zmr.core.batches import Value
 from zmr.output_formats import write_reduced
 from zmr.protocol import output_names, success
+from zmr.runtime import object_outputs
 
 _OVERLAP = "inputs and output must not overlap: choose an output directory outside every input"
 
@@ -74,8 +78,11 @@ def claim_output_dir(folder: Path, overwrite: bool) -> list[Path]:
 def overlap_problem(inputs: Sequence[str], files: Iterable[str], output_dir: str) -> str:
     """Why the output directory overlaps the inputs, or ''. `inputs` as typed (files and directories),
     `files` every input file they stand for: a file reached through a symbolic link counts where it lives."""
+    typed_inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    if storage.is_url(output_dir):
+        return _url_overlap(typed_inputs, output_dir)
     out = os.path.realpath(output_dir)
-    for typed in [inputs] if isinstance(inputs, str) else inputs:
+    for typed in typed_inputs:
         if storage.is_url(typed):
             continue   # an object store is never the local output directory
         real = os.path.realpath(typed)
@@ -88,6 +95,16 @@ def overlap_problem(inputs: Sequence[str], files: Iterable[str], output_dir: str
     return files_in_output(files, output_dir)
 
 
+def _url_overlap(inputs: Sequence[str], output: str) -> str:
+    """Why an output URL overlaps an input URL (the same prefix, or one under the other), or ''."""
+    out = output.rstrip("/") + "/"
+    for typed in inputs:
+        given = typed.rstrip("/") + "/"
+        if given.startswith(out) or out.startswith(given):
+            return f"output {output!r} overlaps the input {typed!r}; {_OVERLAP}"
+    return ""
+
+
 def files_in_output(files: Iterable[str], output_dir: str) -> str:
     """Why an input file lies in the output directory (or below it), or ''.
 
@@ -98,6 +115,8 @@ def files_in_output(files: Iterable[str], output_dir: str) -> str:
     only files that are symbolic links are resolved one by one (found by listing their directory, which
     costs no system call per file).
     """
+    if storage.is_url(output_dir):
+        return _url_overlap([f for f in files if storage.is_url(f)], output_dir)
     out = os.path.realpath(output_dir)
     for folder, names in _by_directory(files).items():
         real_folder = os.path.realpath(folder)
@@ -142,6 +161,8 @@ def _inside(path: str, folder: str) -> bool:
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
     """Create the output directory; '' if the job may write there, else why not."""
+    if storage.is_url(output_dir):
+        return object_outputs.prepare(output_dir, overwrite)
     folder = Path(output_dir)
     try:
         if folder.exists() and not folder.is_dir():
@@ -156,6 +177,8 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
 
 def remove_temporaries(output_dir: str, job_id: str) -> None:
     """Temporary files of the job's attempts that never committed (a reducer killed mid-write)."""
+    if storage.is_url(output_dir):
+        return object_outputs.remove_temporaries(output_dir, job_id)
     for tmp in Path(output_dir).glob(output_names.temp_outputs_glob(job_id)):
         tmp.unlink(missing_ok=True)
 
@@ -177,6 +200,8 @@ def remove_abandoned(folder: Path) -> bool:
 
 def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
     """A failed or cancelled job leaves nothing behind: no mr-out-*, no temporary files of its attempts."""
+    if storage.is_url(output_dir):
+        return object_outputs.remove_job_output(output_dir, job_id, n_reduce)
     folder = Path(output_dir)
     for r in range(n_reduce):
         (folder / output_names.output_name(r)).unlink(missing_ok=True)
@@ -186,6 +211,8 @@ def remove_job_output(output_dir: str, job_id: str, n_reduce: int) -> None:
 
 def write_success(output_dir: str, marker: success.SuccessMarker) -> None:
     """`_SUCCESS`, naming the job that wrote it, so a restart can tell that job's committed output."""
+    if storage.is_url(output_dir):
+        return object_outputs.write_success(output_dir, marker)
     write_atomically(Path(output_dir) / success.SUCCESS_NAME, success.encode(marker))
 
 
@@ -193,12 +220,20 @@ def success_markers(output_dirs: set[str]) -> dict[str, success.SuccessMarker | 
     """What `_SUCCESS` says in each of these directories that holds one (None: it names no job)."""
     found: dict[str, success.SuccessMarker | None] = {}
     for output_dir in sorted(output_dirs):
-        path = Path(output_dir) / success.SUCCESS_NAME
         try:
-            with open(path, "rb") as f:
-                found[output_dir] = success.decode(f.read(success.MAX_MARKER_BYTES + 1))
+            held = _read_success(output_dir)
+            if held is None:
+                continue
+            found[output_dir] = success.decode(held)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError:   # there, but unreadable: it still is a _SUCCESS that recovery must not write over
             found[output_dir] = None
     return found
+
+
+def _read_success(output_dir: str) -> bytes | None:
+    if storage.is_url(output_dir):
+        return object_outputs.read_success(output_dir)
+    with open(Path(output_dir) / success.SUCCESS_NAME, "rb") as f:
+        return f.read(success.MAX_MARKER_BYTES + 1)

@@ -269,6 +269,11 @@ class ReceiveStore(_LeasedFiles[_JobReceipts]):
         """Where a reduce attempt may spill merged runs; removed with the job at the latest."""
         return self._root / _safe_name(job_id) / "merge" / f"p{partition}-a{attempt}"
 
+    def staging(self, job_id: str) -> Path:
+        """Where reduce attempts write output bound for an object store before uploading it; removed with
+        the job at the latest."""
+        return self._root / _safe_name(job_id) / "staged"
+
     def forget(self, job_id: str, partition: int, map_task: int, attempt: int) -> None:
         """Drop a partial stream before pulling it whole again."""
         with self._lock:
