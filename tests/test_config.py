@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import socket
 from pathlib import Path
 from typing import get_type_hints
 
@@ -336,3 +337,28 @@ def test_dashboard_addresses_that_are_taken(value: str) -> None:
 def test_dashboard_addresses_that_are_refused_say_the_form(value: str) -> None:
     with pytest.raises(ConfigError, match=r"coordinator.dashboard must be 'http://host:port'"):
         load_config(None, overrides={"coordinator.dashboard": value})
+
+
+@pytest.mark.parametrize("value", ["tcp://10.0.0.5:*", "a host", "10.0.0.5/24", ":7000"])
+def test_a_bad_advertised_address_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="advertise must be"):
+        load_config(env={"ZMR_WORKER_ADVERTISE": value})
+
+
+def test_the_advertised_address_replaces_the_bound_one() -> None:
+    import zmq
+
+    from zmr.runtime import transport
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    try:
+        sock.bind("tcp://0.0.0.0:*")
+        port = transport.bound_address(sock).rpartition(":")[2]
+        assert transport.advertised_address(sock, "10.0.0.5") == f"tcp://10.0.0.5:{port}"
+        assert transport.advertised_address(sock, "fd00::5") == f"tcp://[fd00::5]:{port}"
+        assert transport.advertised_address(sock, "tcp://203.0.113.7:7000") == "tcp://203.0.113.7:7000"
+        assert transport.advertised_address(sock) == f"tcp://{socket.gethostname()}:{port}"   # a wildcard bind
+    finally:
+        sock.close(linger=0)
+        ctx.term()

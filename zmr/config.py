@@ -82,6 +82,15 @@ def endpoint_problem(value: str, connect: bool = False) -> str | None:
     return None
 
 
+def advertise_problem(value: str) -> str | None:
+    """What is wrong with `worker.advertise` (a host, or an endpoint to connect to), or None."""
+    if "://" in value:
+        return endpoint_problem(value, connect=True)
+    if value and (any(c in value for c in " /*") or value.startswith(":")):
+        return f"must be a host ('10.0.0.5', 'node1.example') or an endpoint 'tcp://host:port', got {value!r}"
+    return None
+
+
 def dashboard_problem(value: str) -> str | None:
     """What is wrong with a dashboard address ('' turns it off), or None."""
     if not value:
@@ -208,6 +217,13 @@ class WorkerConfig(_Section):
         "Data-plane endpoint for the peer-to-peer shuffle; port '*' picks a free port, which the worker "
         "advertises when it registers.",
         check=_endpoint,
+    )
+    advertise: str = _setting(
+        "",
+        "Address peers reach the data endpoint at, when it is not the bound one (bound to 0.0.0.0, or behind "
+        "NAT): a host ('10.0.0.5', keeping the bound port) or a whole endpoint ('tcp://203.0.113.7:7000'). "
+        "Empty: the bound address (a wildcard bind names this host's hostname).",
+        check=advertise_problem,
     )
     memory_budget_mb: int = _setting(
         256, "Shuffle buffer memory; past it, sorted runs are spilled to work_dir.", "MiB", _at_least(1)

@@ -25,12 +25,14 @@ class DataServer(threading.Thread):
     """Owns the worker's data ROUTER socket; nothing else touches it."""
 
     def __init__(self, ctx: zmq.Context[Any], bind: str, max_bytes: int, received: ReceiveStore,
-                 kept: MapOutputStore, log: Any, curve: Curve | None = None, check_role: bool = False) -> None:
+                 kept: MapOutputStore, log: Any, curve: Curve | None = None, check_role: bool = False,
+                 advertise: str = "") -> None:
+        """`advertise`: the address peers reach this socket at, if not the bound one (`worker.advertise`)."""
         super().__init__(name="zmr-data", daemon=True)
         self._sock = transport.router(ctx, bind, max_bytes, curve)
         self._check_role = check_role
         self._sock.setsockopt(zmq.SNDTIMEO, 10_000)
-        self.address = transport.advertised_address(self._sock)
+        self.address = transport.advertised_address(self._sock, advertise)
         self._decoder = data_decoder(max_bytes)
         self._received = received
         self._kept = kept

@@ -111,11 +111,17 @@ def bound_address(sock: zmq.Socket[Any]) -> str:
     return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
 
 
-def advertised_address(sock: zmq.Socket[Any]) -> str:
-    """The endpoint peers should connect to: a wildcard bind is advertised under this host's name."""
+def advertised_address(sock: zmq.Socket[Any], advertise: str = "") -> str:
+    """The endpoint peers should connect to. `advertise` (`worker.advertise`) overrides the bound one: a
+    whole endpoint as it is, a host with the bound port. Else a wildcard bind is advertised under this
+    host's name."""
     endpoint = bound_address(sock)
     transport, _, rest = endpoint.partition("://")
     host, _, port = rest.rpartition(":")
+    if "://" in advertise:
+        return advertise
+    if advertise:
+        return f"{transport}://{f'[{advertise}]' if ':' in advertise.strip('[]') else advertise}:{port}"   # IPv6
     if host in ("0.0.0.0", "[::]", "*"):
         return f"{transport}://{socket.gethostname()}:{port}"
     return endpoint

@@ -133,7 +133,8 @@ class WorkerProcess:
             kept = MapOutputStore(self.work_dir / "jobs")
             self._curves = self._start_security(ctx)
             data = DataServer(ctx, wcfg.data_bind, wcfg.max_message_bytes, received, kept, self._log,
-                              curve=self._curves.data, check_role=self._curves.auth is not None)
+                              curve=self._curves.data, check_role=self._curves.auth is not None,
+                              advertise=wcfg.advertise)
         except BaseException as exc:   # bad keys, a taken address: a clear error, and nothing left behind
             if self._curves.auth is not None:
                 self._curves.auth.stop()
