@@ -362,3 +362,45 @@ def test_the_advertised_address_replaces_the_bound_one() -> None:
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def test_the_multi_host_example_loads_and_lists_its_hosts() -> None:
+    config = load_config(LOCAL_TOML.with_name("hosts.toml"), env={})
+    assert [h.address for h in config.cluster.hosts] == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    assert config.cluster.worker_count() == 0 and config.cluster.worker_count(with_hosts=False) >= 1
+
+
+def test_cluster_hosts_from_a_file_the_environment_and_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cluster]\nssh_command = ["ssh", "-p", "2222"]\n'
+                           '[[cluster.hosts]]\naddress = "10.0.0.2"\nworkers = 3\n'
+                           '[[cluster.hosts]]\naddress = "h3"\nssh = "me@h3"\n')
+    config = load_config(path, env={})
+    assert config.cluster.ssh_command == ("ssh", "-p", "2222")
+    assert [(h.address, h.workers, h.destination()) for h in config.cluster.hosts] == [
+        ("10.0.0.2", 3, "10.0.0.2"), ("h3", 1, "me@h3")]
+    flagged = load_config(env={}, overrides={"cluster.hosts": '[{address = "10.9.9.9"}]'})
+    assert [h.address for h in flagged.cluster.hosts] == ["10.9.9.9"]
+    assert load_config(env={"ZMR_CLUSTER_HOSTS": '[{address = "a"}]'}).cluster.hosts[0].data_bind == "tcp://0.0.0.0:*"
+
+
+@pytest.mark.parametrize(("hosts", "problem"), [
+    ('[{address = ""}]', "host 0 needs an address"),
+    ('[{address = "a", workers = 0}]', "must be a list of tables"),
+    ('[{addr = "a"}]', "unknown field `addr`"),
+    ('[{address = "a", data_bind = "10.0.0.1"}]', "must be a ZeroMQ endpoint"),
+    ('[{address = "a", workers = 2, data_bind = "tcp://0.0.0.0:7000"}]', "fixed data port"),
+    ("not a list", "expected a list of tables"),
+])
+def test_bad_cluster_hosts_are_refused_saying_what_is_wrong(hosts: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(env={"ZMR_CLUSTER_HOSTS": hosts})
+
+
+def test_settings_travel_to_another_process_as_flags() -> None:
+    config = load_config(env={}, overrides={"shuffle.compression": "zstd", "coordinator.heartbeat_interval": "0.2",
+                                            "security.keys_dir": "/etc/zmr/keys", "cluster.workers": "3"})
+    flags = config_module.setting_flags(config)
+    assert flags == ["--set", "coordinator.heartbeat_interval=0.2", "--set", "shuffle.compression=zstd",
+                     "--set", "security.keys_dir=/etc/zmr/keys"]   # the cluster section stays with the launcher
+    pairs = dict(flag.split("=", 1) for flag in flags[1::2])
+    assert load_config(env={}, overrides=pairs) == config.with_overrides({"cluster.workers": 0})

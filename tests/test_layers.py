@@ -11,7 +11,8 @@ Floors, lowest first (a module may import its own floor and any below it):
               write its output; they do I/O, so they sit above the pure floors, yet below the runtime
     runtime   zmr/runtime: sockets, files, processes: the coordinator and worker shells
     client    client, local (the local cluster launcher, which asks a client when its workers are up),
-              seq, report, progress, testing: what a user's program or a test drives
+              remote (workers on hosts over SSH), runfile (which launcher runs a config), seq, report,
+              progress, testing: what a user's program or a test drives
     cli       cli, __main__ and the package itself (`zmr/__init__`, which names the public API)
 
 Moreover zmr/core and zmr/protocol are pure: they import nothing that does I/O, reads the clock, draws
@@ -46,8 +47,8 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("common", {"zmr.config", "zmr.log", "zmr.apps", "zmr.inputs", "zmr.compressed", "zmr.formats",
                 "zmr.output_formats", "zmr.pyfiles", "zmr.storage"}),
     ("runtime", {"zmr.runtime"}),
-    ("client", {"zmr.client", "zmr.local", "zmr.seq", "zmr.report", "zmr.progress", "zmr.testing",
-                "zmr.simulation"}),
+    ("client", {"zmr.client", "zmr.local", "zmr.remote", "zmr.runfile", "zmr.seq", "zmr.report", "zmr.progress",
+                "zmr.testing", "zmr.simulation"}),
     ("cli", {"zmr.cli", "zmr.__main__", "zmr"}),
 ]
 PACKAGES = {"zmr", *(f"zmr.{p.parent.name}" for p in ZMR.glob("*/__init__.py"))}

@@ -18,7 +18,7 @@ from typing import Any
 
 import shtab
 
-from zmr import __version__, report, storage
+from zmr import __version__, report, runfile, storage
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.core.views import STATUS_JSON_VERSION
@@ -28,6 +28,7 @@ from zmr.log import configure_logging, get_logger
 from zmr.output_formats import OUTPUT_FORMATS
 from zmr.progress import ProgressLine, format_status, format_summary, status_json
 from zmr.protocol.messages import JobInfo, JobSpec
+from zmr.remote import RemoteWorkers, worker_coordinator
 from zmr.runtime import outputs, security
 from zmr.runtime.stopflag import StopFlag
 
@@ -155,7 +156,7 @@ def _wait_with_progress(client: Client, job_id: str) -> JobInfo:
 def cmd_run(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce,
                         "cluster.workers": ns.workers})
-    workers = config.cluster.worker_count()
+    workers = config.cluster.worker_count(with_hosts=False)   # all on this machine
     spec = _job_spec(ns, config, workers)
     started = time.monotonic()
     keys = config.security.keys_dir
@@ -279,12 +280,14 @@ def cmd_seq(ns: argparse.Namespace) -> int:
 
 
 def _stop_on_signals(stop: Callable[[], None], flag: StopFlag | None = None) -> None:
-    """SIGTERM and SIGINT call `stop`; with `flag`, the signal also wakes the polls that watch it at once."""
+    """SIGTERM, SIGINT and SIGHUP call `stop`; with `flag`, the signal also wakes the polls that watch it at
+    once. SIGHUP is how a process started over `ssh -tt` hears that its connection or launcher is gone."""
     def handler(signum: int, frame: Any) -> None:
         stop()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, handler)
     if flag is not None:
         flag.route_signals()
 
@@ -293,29 +296,54 @@ def cmd_cluster_up(ns: argparse.Namespace) -> int:
     config = _load(ns, {"cluster.workers": ns.workers, "security.insecure": ns.insecure or None})
     security.check_bind(config.coordinator.bind, bool(config.security.keys_dir), config.security.insecure,
                         get_logger(role="cluster"))
+    if config.cluster.hosts:
+        worker_coordinator(config)   # the hosts can reach the coordinator: checked before anything starts
     stopped = threading.Event()
     _stop_on_signals(stopped.set)
     overrides = {**_set_overrides(ns), **({"security.insecure": "true"} if ns.insecure else {})}
-    with LocalCluster(config.cluster.worker_count(), ns.config, overrides, bind=config.coordinator.bind,
-                      keys_dir=config.security.keys_dir) as cluster:
-        print(f"zmr cluster: coordinator at {cluster.address}, {cluster.n_workers} workers "
-              f"(logs in {cluster.log_dir}); Ctrl-C stops it", flush=True)
-        if cluster.dashboard_url:
-            print(f"zmr cluster: dashboard at {cluster.dashboard_url}", flush=True)
-        while not stopped.wait(0.5):
-            for i, proc in enumerate(cluster.workers):
-                if proc.poll() is not None:
-                    print(f"zmr cluster: worker {i} exited with {proc.returncode}", file=sys.stderr)
-                    cluster.workers[i] = cluster.start_worker(i)
-            if cluster.coordinator is not None and cluster.coordinator.poll() is not None:
-                code = cluster.coordinator.returncode
-                if not config.coordinator.state_dir or config.coordinator.bind.endswith(":*"):
-                    print(f"zmr cluster: the coordinator exited with {code}", file=sys.stderr)
-                    return EXIT_FAILED
-                print(f"zmr cluster: the coordinator exited with {code}; restarting it from "
-                      f"{config.coordinator.state_dir}", file=sys.stderr)
-                cluster.start_coordinator()
+    with runfile.holding(ns.config), LocalCluster(config.cluster.worker_count(), ns.config, overrides,
+                                                  bind=config.coordinator.bind,
+                                                  keys_dir=config.security.keys_dir) as cluster:
+        remote = RemoteWorkers(config, cluster.log_dir)
+        remote.start()
+        try:
+            on_hosts = f" and {len(remote)} on {len(config.cluster.hosts)} hosts over SSH" if len(remote) else ""
+            print(f"zmr cluster: coordinator at {cluster.address}, {cluster.n_workers} workers here{on_hosts} "
+                  f"(logs in {cluster.log_dir}); Ctrl-C or `zmr cluster down {ns.config}` stops it", flush=True)
+            if cluster.dashboard_url:
+                print(f"zmr cluster: dashboard at {cluster.dashboard_url}", flush=True)
+            if code := _supervise(cluster, remote, config, stopped):
+                return code
+        finally:
+            remote.stop()
     print("zmr cluster: stopped", flush=True)
+    return EXIT_OK
+
+
+def _supervise(cluster: LocalCluster, remote: RemoteWorkers, config: Config, stopped: threading.Event) -> int:
+    """Start again whatever of the cluster exits, until `stopped`; EXIT_FAILED if the coordinator exits and
+    cannot be started again (it has no journal, or no fixed address)."""
+    while not stopped.wait(0.5):
+        for i, proc in enumerate(cluster.workers):
+            if proc.poll() is not None:
+                print(f"zmr cluster: worker {i} exited with {proc.returncode}", file=sys.stderr)
+                cluster.workers[i] = cluster.start_worker(i)
+        for news in remote.supervise():
+            print(f"zmr cluster: {news}", file=sys.stderr, flush=True)
+        if cluster.coordinator is not None and cluster.coordinator.poll() is not None:
+            code = cluster.coordinator.returncode
+            if not config.coordinator.state_dir or config.coordinator.bind.endswith(":*"):
+                print(f"zmr cluster: the coordinator exited with {code}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"zmr cluster: the coordinator exited with {code}; restarting it from "
+                  f"{config.coordinator.state_dir}", file=sys.stderr)
+            cluster.start_coordinator()
+    return EXIT_OK
+
+
+def cmd_cluster_down(ns: argparse.Namespace) -> int:
+    pid = runfile.stop(ns.config, timeout=ns.timeout)
+    print(f"zmr cluster: stopped the cluster of {ns.config} (pid {pid})", flush=True)
     return EXIT_OK
 
 
@@ -472,9 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(p)
     p.set_defaults(func=cmd_seq)
 
-    p = sub.add_parser("cluster", help="run a local cluster from a config file")
+    p = sub.add_parser("cluster", help="run a cluster from a config file: workers here and on hosts over SSH")
     cluster_sub = p.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
-    up = cluster_sub.add_parser("up", help="start the coordinator and cluster.workers workers in the foreground")
+    up = cluster_sub.add_parser("up", help="start the coordinator, cluster.workers workers here and the workers "
+                                "of cluster.hosts over SSH, in the foreground; restart what exits")
     up.add_argument("config", metavar="CONFIG", help="TOML config file, e.g. configs/local.toml")
     up.add_argument("--workers", type=int, metavar="N", help="override cluster.workers")
     up.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
@@ -483,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     _dashboard_flags(up)
     _insecure_flag(up)
     up.set_defaults(func=cmd_cluster_up)
+    down = cluster_sub.add_parser("down", help="stop the cluster that `zmr cluster up CONFIG` runs on this machine")
+    down.add_argument("config", metavar="CONFIG", help="the config file it was started with")
+    down.add_argument("--timeout", type=float, default=60.0, metavar="S", help="how long to wait for it to stop")
+    down.set_defaults(func=cmd_cluster_down)
 
     p = sub.add_parser("keys", help="CurveZMQ keys for a cluster that binds beyond loopback")
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

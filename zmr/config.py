@@ -21,7 +21,9 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args, get_origin, get_type_hints
+
+import msgspec
 
 from zmr.core.specs import (
     DEFAULT_MAX_APP_BYTES,
@@ -128,6 +130,12 @@ class _Section:
             value = getattr(self, f.name)
             if hints[f.name] is float and _is_int(value):
                 value = float(value)
+                object.__setattr__(self, f.name, value)
+            if get_origin(hints[f.name]) is tuple:   # a list (from TOML, say): checked and made immutable
+                try:
+                    value = msgspec.convert(value, hints[f.name], strict=True)
+                except msgspec.ValidationError as exc:
+                    raise _FieldError(name, f"must be {_describe(hints[f.name])}: {exc}") from None
                 object.__setattr__(self, f.name, value)
             check: Check | None = f.metadata["check"]
             problem = _type_problem(value, hints[f.name]) or (check(value) if check else None)
@@ -369,16 +377,53 @@ class SpeculationConfig(_Section):
     )
 
 
+class ClusterHost(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One worker host of `cluster.hosts`, started over SSH by `zmr cluster up`."""
+
+    address: str   # where its peers reach it: its workers advertise it (worker.advertise)
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 1
+    data_bind: str = "tcp://0.0.0.0:*"   # its workers' data endpoint (port '*': each picks a free one)
+    ssh: str = ""   # the ssh destination, [user@]host (default: address)
+
+    def problem(self) -> str | None:
+        if self.workers > 1 and self.data_bind.startswith("tcp://") and not self.data_bind.endswith(":*"):
+            return f"has {self.workers} workers but a fixed data port ({self.data_bind}): use port '*'"
+        return ((advertise_problem(self.address) if self.address else "needs an address")
+                or endpoint_problem(self.data_bind))
+
+    def destination(self) -> str:
+        return self.ssh or self.address
+
+
+def _hosts_problem(hosts: tuple[ClusterHost, ...]) -> str | None:
+    return next((f"host {h.address or i} {problem}" for i, h in enumerate(hosts) if (problem := h.problem())), None)
+
+
 @dataclass(frozen=True)
 class ClusterConfig(_Section):
-    """A local cluster started by `zmr cluster up` or `zmr run`."""
+    """A cluster started by `zmr cluster up` (or `zmr run`): workers here, and on hosts over SSH."""
 
     SECTION: ClassVar[str] = "cluster"
-    workers: int = _setting(0, "Workers to start; 0 means one per CPU core.", check=_at_least(0))
+    workers: int = _setting(
+        0, "Workers to start on this machine; 0 means one per CPU core, or none when hosts are listed.",
+        check=_at_least(0))
+    hosts: tuple[ClusterHost, ...] = _setting(
+        (), "Worker hosts that `zmr cluster up` starts workers on over SSH, each a table: address (where "
+        "peers reach it), workers (default 1), data_bind (default 'tcp://0.0.0.0:*'), ssh (the destination, "
+        "default the address). Each runs worker_command with this config's settings as flags.",
+        check=_hosts_problem)
+    ssh_command: tuple[str, ...] = _setting(
+        ("ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5"),
+        "The OpenSSH client and its options, run as SSH_COMMAND DESTINATION -- COMMAND for each worker on a "
+        "host.", check=lambda value: None if value else "must name the ssh client")
+    worker_command: str = _setting(
+        "zmr-worker", "The worker command on the hosts (an absolute path if it is not on their PATH).",
+        check=lambda value: None if value.strip() else "must not be empty")
 
-    def worker_count(self) -> int:
-        """The number of workers to start, with 0 resolved to the CPU count."""
-        return self.workers or os.cpu_count() or 1
+    def worker_count(self, with_hosts: bool = True) -> int:
+        """Workers to start on this machine: `workers`, 0 resolved to one per CPU core, or to none when
+        hosts are listed and will be started too (`with_hosts`)."""
+        return self.workers or (0 if self.hosts and with_hosts else os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -460,6 +505,17 @@ class Setting:
     def env_var(self) -> str:
         """The environment variable that sets it, e.g. 'ZMR_WORKER_WORK_DIR'."""
         return f"ZMR_{self.section}_{self.key}".upper()
+
+
+def setting_flags(config: Config, skip: frozenset[str] = frozenset()) -> list[str]:
+    """`--set name=value` flags that give another process this config's settings where they are not the
+    defaults (but for the names in `skip` and the [cluster] section, which only a launcher reads)."""
+    flags = []
+    for s in settings():
+        value = getattr(getattr(config, s.section), s.key)
+        if s.section != "cluster" and s.name not in skip and value != s.default:
+            flags += ["--set", f"{s.name}={value if isinstance(value, str) else _toml_value(value)}"]
+    return flags
 
 
 def settings() -> tuple[Setting, ...]:
@@ -589,7 +645,9 @@ def _parse_text(text: str, setting: Setting, origin: str) -> Any:
             return int(text.strip())
         if t is float:
             return float(text.strip())
-    except ValueError:
+        if get_origin(t) is tuple:   # a TOML array, e.g. ["ssh", "-p", "2222"] or [{address = "10.0.0.2"}]
+            return tomllib.loads(f"value = {text}")["value"]
+    except (ValueError, tomllib.TOMLDecodeError):
         raise ConfigError(f"{origin}={text!r}: expected {_describe(t)} for {setting.name}") from None
     return text
 
@@ -602,6 +660,8 @@ def _type_problem(value: Any, t: Any) -> str | None:
         ok = isinstance(value, float) and math.isfinite(value)
     elif t is int:
         ok = _is_int(value)
+    elif get_origin(t) is tuple:
+        ok = isinstance(value, tuple)   # its items were converted and checked in __post_init__
     else:
         ok = isinstance(value, t)
     return None if ok else f"must be {_describe(t)}, got {type(value).__name__} {value!r}"
@@ -614,6 +674,8 @@ def _is_int(value: Any) -> bool:
 def _describe(t: Any) -> str:
     if get_origin(t) is Literal:
         return "one of " + ", ".join(map(repr, get_args(t)))
+    if get_origin(t) is tuple:
+        return "a list of tables" if get_args(t)[0] is ClusterHost else "a list of strings"
     names = {bool: "a boolean (true/false/1/0/yes/no)", int: "an integer", float: "a finite number"}
     return names.get(t, "a string")
 
@@ -625,6 +687,10 @@ def _toml_value(value: Any) -> str:
         return f"{value:_}"
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, ClusterHost):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in msgspec.structs.asdict(value).items()) + "}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
     return json.dumps(value)
 
 

@@ -103,11 +103,12 @@ class LocalCluster:
     def __init__(self, workers: int, config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
                  bind: str | None = None, log_dir: str | None = None, keys_dir: str = "",
                  fork: CommandRunner | None = None, keep_logs: bool = False) -> None:
-        """`bind` None: a free loopback port, picked here. `keys_dir` lets the launcher itself talk to a
+        """`workers` 0: the coordinator alone, for workers started elsewhere (`zmr.remote`).
+        `bind` None: a free loopback port, picked here. `keys_dir` lets the launcher itself talk to a
         cluster that runs with CURVE keys. `fork`: start children as forks of this process that run their
         command with it, when it is safe to (see the module docstring)."""
-        if workers < 1:
-            raise ClusterError(f"a local cluster needs at least one worker, got {workers}")
+        if workers < 0:
+            raise ClusterError(f"a local cluster cannot have {workers} workers")
         self.n_workers = workers
         self._config_args = (["--config", config_path] if config_path else []) + override_flags(overrides or {})
         self._scratch = _new_scratch()
