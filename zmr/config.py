@@ -194,6 +194,12 @@ class CoordinatorConfig(_Section):
         "before its work is redone elsewhere.",
         "s", _positive,
     )
+    check_worker_addresses: bool = _setting(
+        True,
+        "Try each new worker's data address from the coordinator's host when it registers; a worker it "
+        "cannot connect to is refused (it is told why and shown as unreachable in zmr status) instead of "
+        "hanging the shuffles of its peers.",
+    )
 
     dashboard: str = _setting(
         "http://127.0.0.1:8787",

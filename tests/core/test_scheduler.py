@@ -13,7 +13,18 @@ import msgspec
 import pytest
 
 from zmr.core.durable import Ledger
-from zmr.core.scheduler import Action, JobFinished, Journal, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import (
+    Action,
+    AddressChecked,
+    CheckAddress,
+    JobFinished,
+    Journal,
+    Received,
+    Scheduler,
+    SchedulerParams,
+    Send,
+    Tick,
+)
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import messages as m
 from zmr.testing import SimCluster, check_invariants, logged, sim_with
@@ -63,6 +74,31 @@ def test_a_worker_on_another_python_is_rejected() -> None:
     assert [a for a in actions if isinstance(a, Send)] == [
         Send(b"p1", m.Reject(reason="worker runs Python 3.12, the cluster needs 3.11"))]
     assert s.workers == {}
+
+
+def test_a_new_workers_data_address_is_checked_and_an_unreachable_one_is_refused() -> None:
+    s = Scheduler(SchedulerParams(python="3.11", check_addresses=True))
+    joined = s.handle(register(b"p1", "w1"), 1.0) + s.handle(register(b"p2", "w2"), 1.0)
+    assert [a for a in joined if isinstance(a, CheckAddress)] == [CheckAddress("w1", "tcp://w1:9"),
+                                                                   CheckAddress("w2", "tcp://w2:9")]
+    s.handle(Received(b"c", m.SubmitJob(spec=SimCluster().spec(n_splits=2, n_reduce=2))), 1.1)
+    assert sorted(s.jobs["job-0001"].owned) == ["w1", "w2"]   # checks run off the loop: work is not held up
+    assert s.handle(AddressChecked("w1", "tcp://w1:9", ""), 1.2) == []   # reachable: nothing to do
+    assert s.handle(AddressChecked("w2", "tcp://elsewhere:9", "refused"), 1.2) == []   # not its address
+    refused = s.handle(AddressChecked("w2", "tcp://w2:9", "Connection refused"), 1.3)
+    check_invariants(s)
+    [reject] = sent(refused, m.Reject, b"p2")
+    assert "tcp://w2:9 cannot be reached from the coordinator (Connection refused)" in reject.reason
+    assert "worker.advertise" in reject.reason
+    assert not s.workers["w2"].alive and sorted(s.jobs["job-0001"].owned) == ["w1"]   # its partitions moved
+    [info] = [w for w in s.status(None).workers if w.worker_id == "w2"]
+    assert info.state == "unreachable"
+    assert s.handle(AddressChecked("w2", "tcp://w2:9", "Connection refused"), 1.4) == []   # once is enough
+
+
+def test_without_address_checks_nothing_is_asked_of_the_shell() -> None:
+    s = Scheduler(SchedulerParams(python="3.11"))
+    assert not [a for a in s.handle(register(b"p1", "w1"), 1.0) if isinstance(a, CheckAddress)]
 
 
 @pytest.mark.parametrize("msg", [

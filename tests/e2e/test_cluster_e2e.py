@@ -225,3 +225,29 @@ def test_a_picked_port_taken_by_another_process_is_tried_again_on_another(tmp_pa
             assert [w.poll() for w in local.workers] == [None], "the cluster came up on the second port"
     finally:
         taken.close()
+
+
+# ------------------------------------------------------------------ advertised addresses
+
+
+def test_a_worker_whose_data_address_cannot_be_reached_is_refused_and_shown_unreachable(
+        library: Path, tmp_path: Path, cluster, run_zmr, seq_oracle: SeqOracle) -> None:
+    """A worker that advertises an address nothing listens at (a typo in worker.advertise, say) is refused
+    when it registers, exits saying why, and `zmr status` shows it unreachable; jobs run on the others."""
+    c: Cluster = cluster(2)
+    assert c.client is not None
+    with socket.socket() as probe:   # a port that refuses connections: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+        bad = run_zmr("worker", "--coordinator", c.local.address, "--set", f"worker.advertise=tcp://127.0.0.1:{closed}",
+                      timeout=60)
+    assert bad.returncode == 0, bad.stderr   # it stopped, as told
+    assert "rejected" in bad.stderr and f"tcp://127.0.0.1:{closed} cannot be reached" in bad.stderr
+    [refused] = [w for w in c.client.status().workers if w.data_addr == f"tcp://127.0.0.1:{closed}"]
+    assert refused.state == "unreachable"
+    status = run_zmr("status", "--coordinator", c.local.address)
+    assert re.search(rf"{refused.worker_id}\s.*unreachable", status.stdout), status.stdout
+    out = tmp_path / "out"
+    job = c.client.submit(str(APPS / "wc.py"), [str(library)], str(out), n_reduce=2)
+    assert c.client.wait(job, timeout=120).state == "succeeded"
+    assert read_output(out, 2) == seq_oracle(APPS / "wc.py", [library])

@@ -45,7 +45,17 @@ class ConnectionsAlive:
     peers: frozenset[bytes]
 
 
-Event = Received | Tick | ConnectionsAlive
+@dataclass(frozen=True)
+class AddressChecked:
+    """What the shell found when it tried a worker's data address (`CheckAddress`): `problem` is why it
+    could not connect, "" if it could."""
+
+    worker_id: str
+    data_addr: str
+    problem: str
+
+
+Event = Received | Tick | ConnectionsAlive | AddressChecked
 
 
 @dataclass(frozen=True)
@@ -78,4 +88,13 @@ class Journal:
     record: j.Record
 
 
-Action = Send | JobFinished | Log | Journal
+@dataclass(frozen=True)
+class CheckAddress:
+    """Try to connect to a worker's data address, off the event loop, and say what happened
+    (`AddressChecked`): a worker its peers cannot reach must not be left to hang a shuffle."""
+
+    worker_id: str
+    data_addr: str
+
+
+Action = Send | JobFinished | Log | Journal | CheckAddress

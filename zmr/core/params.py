@@ -21,6 +21,7 @@ class SchedulerParams:
     max_worker_losses: int = 8
     push: bool = True
     replicate: bool = False        # second copies of the output a mapper makes for the partitions it owns
+    check_addresses: bool = False  # have the shell check each new worker's data address (CheckAddress)
     batch_bytes: int = 1 << 20
     window_bytes: int = 8 << 20
     compression: Compression = "none"   # of map output chunks (zmr.core.batches.Packer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from zmr.core.events import AddressChecked, CheckAddress
 from zmr.core.reports import Reports
 from zmr.core.state import MAP, REDUCE, AttemptRun, JobState, TaskState, WorkerEntry
 from zmr.protocol import journal as j
@@ -40,10 +41,25 @@ class Rejoin(Reports):
         self._record(j.WorkerJoined(worker_id=worker.id, data_addr=worker.data_addr, key=key))
         self._send(peer, m.Welcome(worker_id=worker.id, heartbeat_interval=self.params.heartbeat_interval))
         self._log("worker_joined", "info", worker=worker.id, addr=msg.data_addr, pid=msg.pid, host=msg.host)
+        if self.params.check_addresses:
+            self._out.append(CheckAddress(worker.id, worker.data_addr))
         self._start_queued_jobs()
         for job in self._running_jobs():
             self._replan(job)
             self._set_up_owners(job)
+
+    def _on_address_checked(self, event: AddressChecked) -> None:
+        """A new worker's data address was tried from here. One that cannot be reached is refused at once,
+        before a shuffle hangs on it: it is lost (whatever it was given runs elsewhere), told why, and
+        stays listed as `unreachable`, with the reason, in status."""
+        worker = self.workers.get(event.worker_id)
+        if worker is None or not worker.alive or worker.data_addr != event.data_addr or not event.problem:
+            return
+        why = (f"its data address {worker.data_addr} cannot be reached from the coordinator ({event.problem}); "
+               "set worker.advertise to an address its peers reach")
+        worker.unreachable = why
+        self._lose_worker(worker, why)
+        self._send(worker.peer, m.Reject(reason=why))
 
     def _claim_id(self, old: WorkerEntry, peer: bytes, msg: m.Register, key: str) -> bool:
         """May this Register speak for the worker id `old` already holds? Refuse it (and say so) if not.

@@ -16,7 +16,19 @@ import heapq
 from collections.abc import Iterable
 
 from zmr.core import recovery, views
-from zmr.core.events import Action, ConnectionsAlive, Event, JobFinished, Journal, Log, Received, Send, Tick
+from zmr.core.events import (
+    Action,
+    AddressChecked,
+    CheckAddress,
+    ConnectionsAlive,
+    Event,
+    JobFinished,
+    Journal,
+    Log,
+    Received,
+    Send,
+    Tick,
+)
 from zmr.core.params import SchedulerParams
 from zmr.core.rejoin import Rejoin
 from zmr.core.specs import spec_problem
@@ -25,8 +37,8 @@ from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.success import SuccessMarker
 
-__all__ = ["Action", "ConnectionsAlive", "Event", "JobFinished", "Journal", "Log", "Received", "Scheduler",
-           "SchedulerParams", "Send", "Tick"]
+__all__ = ["Action", "AddressChecked", "CheckAddress", "ConnectionsAlive", "Event", "JobFinished", "Journal", "Log",
+           "Received", "Scheduler", "SchedulerParams", "Send", "Tick"]
 
 
 # ticks this many heartbeat intervals apart mean the coordinator stood still (see _forgive_own_stall)
@@ -46,6 +58,8 @@ class Scheduler(Rejoin):
                 worker = self.workers.get(self._by_peer.get(peer, ""))
                 if worker is not None and worker.alive and worker.peer == peer:
                     worker.last_seen = now
+        elif isinstance(event, AddressChecked):
+            self._on_address_checked(event)
         else:
             self._on_message(event.peer, event.msg, event.key)
         self._dispatch()

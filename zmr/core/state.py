@@ -218,3 +218,4 @@ class WorkerEntry:
     rss: int = 0         # what its last heartbeat said (see m.WorkerInfo)
     bytes_in: int = 0
     bytes_out: int = 0
+    unreachable: str = ""   # why its data address could not be reached (it was refused), or ""

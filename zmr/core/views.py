@@ -107,6 +107,8 @@ def worker_info(worker: WorkerEntry) -> m.WorkerInfo:
 
 
 def worker_state(worker: WorkerEntry) -> str:
+    if worker.unreachable:
+        return "unreachable"   # refused: its peers could not have reached its data address
     if not worker.alive:
         return "dead"
     if not worker.peer:

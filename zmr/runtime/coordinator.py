@@ -21,6 +21,7 @@ from zmr.config import Config
 from zmr.core import views
 from zmr.core.scheduler import (
     Action,
+    CheckAddress,
     ConnectionsAlive,
     JobFinished,
     Journal,
@@ -41,6 +42,7 @@ from zmr.protocol.codec import coordinator_decoder, encode
 from zmr.runtime import outputs, security, transport
 from zmr.runtime.dashboard import Answer, Dashboard, Question
 from zmr.runtime.journal import JournalFile
+from zmr.runtime.probe import AddressProbe
 from zmr.runtime.security import Keyring, RoleAuthenticator
 from zmr.runtime.stopflag import StopFlag
 
@@ -52,6 +54,7 @@ _MAX_REMEMBERED_BAD_PEERS = 10_000
 _READ_CAP_FACTOR = 2
 _DASHBOARD_PEER = b"\x00dashboard"   # what the dashboard's cancel is received from: no ROUTER identity looks so
 _WARNINGS_KEPT = 100   # recent warnings and errors the dashboard shows
+_PROBE_TIMEOUT = 3.0   # seconds a new worker's data address has to accept a connection from here
 _ROLE_OF: dict[type, str] = {   # with CURVE on, the only role allowed to send each message
     **{t: security.CLIENT for t in get_args(m.ClientToCoord)},
     **{t: security.WORKER for t in get_args(m.WorkerToCoord)},
@@ -68,7 +71,8 @@ def scheduler_params(config: Config) -> SchedulerParams:
         batch_bytes=s.batch_bytes,
         window_bytes=s.window_bytes, compression=s.compression, speculation=config.speculation.enabled,
         slow_factor=config.speculation.slow_factor, min_elapsed=config.speculation.min_elapsed,
-        lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace, limits=config.job.limits)
+        lease_ttl=c.lease_ttl, recovery_grace=c.recovery_grace, limits=config.job.limits,
+        check_addresses=c.check_worker_addresses)
 
 
 def recover(journal: JournalFile, scheduler: Scheduler, now: float, recover_damaged: bool) -> list[Action]:
@@ -100,6 +104,7 @@ class Coordinator:
         self._made_dirs: set[str] = set()   # output directories this process created for running jobs
         self._decoder = coordinator_decoder(config.coordinator.max_message_bytes)
         self._journal: JournalFile | None = None
+        self._probe = AddressProbe(_PROBE_TIMEOUT) if config.coordinator.check_worker_addresses else None
 
     def stop(self) -> None:
         self.stop_flag.set()
@@ -160,6 +165,8 @@ class Coordinator:
             if self._dashboard is not None:
                 self._dashboard.stop()
             self._stop_auth()
+            if self._probe is not None:
+                self._probe.close()
             ctx.term()
             self._log.info("coordinator_stopped")
 
@@ -192,6 +199,9 @@ class Coordinator:
             began = time.perf_counter()
             if self.stop_flag.fileno() in events:   # a poller names a plain fd by its number
                 self.stop_flag.clear_wakeups()
+            if self._probe is not None:
+                for checked in self._probe.results():
+                    self._execute(sock, self.scheduler.handle(checked, time.time()))
             if sock in events:
                 self._drain(sock)
             if time.monotonic() >= next_tick:
@@ -259,6 +269,8 @@ class Coordinator:
                     self._log.info("peer_unreachable", peer=action.peer.hex(), msg=type(action.msg).__name__)
             elif isinstance(action, JobFinished):
                 self._finish_output(action)
+            elif isinstance(action, CheckAddress) and self._probe is not None:
+                self._probe.check(action.worker_id, action.data_addr)
             elif isinstance(action, Log):
                 getattr(self._log, action.level)(action.event, **action.fields)
                 if action.level in ("warning", "error"):
