@@ -97,6 +97,21 @@ def _import_servers() -> None:
     import zmr.runtime.worker  # noqa: F401
 
 
+def terminate_all(procs: Sequence[Child], grace: float) -> None:
+    """SIGTERM every process still running, then wait for them all; one still there after `grace` seconds
+    is killed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class LocalCluster:
     """Start with `with LocalCluster(2) as cluster:`; `cluster.address` is the coordinator's endpoint."""
 
@@ -208,17 +223,7 @@ class LocalCluster:
                                                "--work-dir", str(self._scratch / f"worker-{index}")])
 
     def stop(self, grace: float = 5.0) -> None:
-        procs = [p for p in [*self.workers, self.coordinator] if p is not None]
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_all([p for p in [*self.workers, self.coordinator] if p is not None], grace)
         for work_dir in self._scratch.glob("worker-*"):
             shutil.rmtree(work_dir, ignore_errors=True)
 

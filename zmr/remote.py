@@ -13,7 +13,6 @@ credentials the inputs need are expected in place there.
 from __future__ import annotations
 
 import shlex
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from zmr.config import ClusterHost, Config, setting_flags
 from zmr.errors import ConfigError
+from zmr.local import terminate_all
 
 __all__ = ["RemoteWorkers", "worker_coordinator"]
 
@@ -100,16 +100,7 @@ class RemoteWorkers:
 
     def stop(self, grace: float = 10.0) -> None:
         """Hang up every connection (the workers stop on SIGHUP), then wait for them to close."""
-        running = [slot.proc for slot in self._slots if slot.proc is not None and slot.proc.poll() is None]
-        for proc in running:
-            proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in running:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_all([slot.proc for slot in self._slots if slot.proc is not None], grace)
 
     def _log(self, slot: _Slot) -> Path:
         return self._log_dir / f"worker-{slot.host.address}-{slot.number}.log"
