@@ -232,7 +232,7 @@ def test_a_host_killed_for_good_mid_job_changes_nothing_in_the_output(multihost:
     assert probe_counts(lines) == {r: info.maps_total for r in range(3)}
     assert without_probes(lines) == independent_word_count(books)
     assert multihost.names("kill/out") == ["_SUCCESS", "mr-out-0", "mr-out-1", "mr-out-2"]
-    assert multihost.workers_alive() == 2
+    wait_until(lambda: multihost.workers_alive() == 2, 30, what="the killed host's worker to be declared dead")
 
 
 def test_on_100_mbit_links_the_compressed_shuffle_moves_fewer_bytes(multihost: MultiHost, library: Path,
