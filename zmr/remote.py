@@ -62,7 +62,7 @@ class RemoteWorkers:
     """Every worker of `cluster.hosts`: started, watched (`supervise`) and stopped together."""
 
     def __init__(self, config: Config, log_dir: Path) -> None:
-        self._coordinator = worker_coordinator(config)
+        self._coordinator = worker_coordinator(config) if config.cluster.hosts else ""
         self._ssh = list(config.cluster.ssh_command)
         self._command = shlex.split(config.cluster.worker_command)
         self._flags = setting_flags(config, _OWN_FLAGS)

@@ -156,17 +156,24 @@ class Peer:
 
 
 class FakeWorker(Peer):
-    """Registers like a worker (with a data address nobody serves) and never asks for a task."""
+    """Registers like a worker and never asks for a task. Its data address accepts connections (the
+    coordinator tries it) but serves nothing."""
 
     def __init__(self, endpoint: str, worker_id: str, identity: bytes | None = None,
                  curve: tuple[bytes, bytes, bytes] | None = None) -> None:
         super().__init__(endpoint, identity, curve)
         self.worker_id = worker_id
         self.received: list[Any] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.data_addr = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def close(self) -> None:
+        self._listener.close()
+        super().close()
 
     def register(self, timeout: float = 5.0) -> bool:
         """Send Register; True once Welcome came back."""
-        self.send_msg(m.Register(worker_id=self.worker_id, data_addr="tcp://127.0.0.1:9", python=PYTHON,
+        self.send_msg(m.Register(worker_id=self.worker_id, data_addr=self.data_addr, python=PYTHON,
                                  pid=os.getpid(), host="fake"))
         got = self.replies(timeout, until=m.Welcome)
         self.received += got

@@ -83,7 +83,7 @@ class DutifulWorker(FakeWorker):
 
     def __init__(self, endpoint: str, worker_id: str, identity: bytes | None = None) -> None:
         super().__init__(endpoint, worker_id, identity)
-        self.machine = WorkerMachine(WorkerParams(worker_id=worker_id, data_addr="tcp://127.0.0.1:9",
+        self.machine = WorkerMachine(WorkerParams(worker_id=worker_id, data_addr=self.data_addr,
                                                   python=PYTHON, pid=os.getpid(), host="fake"))
         self._events: deque[WorkerEvent] = deque()
         self._reduce: tuple[m.AssignReduce, Path, float] | None = None   # awaiting its commit: (task, tmp, until)
