@@ -420,8 +420,8 @@ class ClusterConfig(_Section):
         check=_hosts_problem)
     ssh_command: tuple[str, ...] = _setting(
         ("ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5"),
-        "The OpenSSH client and its options, run as SSH_COMMAND DESTINATION -- COMMAND for each worker on a "
-        "host.", check=lambda value: None if value else "must name the ssh client")
+        "The OpenSSH client and its options, run as SSH_COMMAND -tt DESTINATION -- COMMAND for each worker on "
+        "a host.", check=lambda value: None if value else "must name the ssh client")
     worker_command: str = _setting(
         "zmr-worker", "The worker command on the hosts (an absolute path if it is not on their PATH).",
         check=lambda value: None if value.strip() else "must not be empty")
