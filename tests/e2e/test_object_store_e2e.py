@@ -214,6 +214,13 @@ def test_only_the_granted_attempt_of_a_partition_is_published(s3: Any, tmp_path:
     assert _names(s3, prefix) == [".mr-out-0.j70.a1.tmp"]
 
 
+def test_an_output_url_without_a_bucket_or_with_an_unknown_protocol_is_refused_by_name(s3: Any) -> None:
+    assert object_outputs.prepare("s3://", overwrite=False) == (
+        "output s3:// names no bucket or folder: give one, e.g. s3://results")
+    assert object_outputs.prepare("nosuchproto://x", overwrite=False).startswith(
+        "cannot use output nosuchproto://x: cannot use nosuchproto:// paths here")
+
+
 def test_an_output_url_overlapping_an_input_url_is_refused(s3: Any, library: Path, cluster) -> None:
     _upload_library(s3, library, "zmr-overlap")
     c: Cluster = cluster(1)

@@ -74,6 +74,9 @@ def prepare(url: str, overwrite: bool) -> str:
     may write there, else why not. Output an earlier job left is deleted if `overwrite`, else refused."""
     try:
         fs, root = _open(url)
+        if not root:
+            scheme = url.partition("://")[0]
+            return f"output {url} names no bucket or folder: give one, e.g. {scheme}://results"
         with _calling(url):
             fs.makedirs(root, exist_ok=True)
         old = existing_output(url)
