@@ -3,7 +3,8 @@
 Each worker is one `SSH_COMMAND -tt DESTINATION -- zmr-worker ...` child of the launcher, with the
 launcher's settings as `--set` flags. The pseudo-terminal ties the remote worker's life to the connection:
 when the launcher stops its ssh client, or the connection drops, the remote side gets SIGHUP and the worker
-stops as it does on SIGTERM. A worker whose ssh exits (the worker died, the host went down, the link broke)
+stops as it does on SIGTERM; the ssh clients die with the launcher, even one killed with SIGKILL, so
+no worker outlives it. A worker whose ssh exits (the worker died, the host went down, the link broke)
 is started again, after a pause that doubles while it keeps failing at once.
 
 Nothing is copied to the hosts: zmr, the key directory (`security.keys_dir`, at the same path) and any
@@ -21,6 +22,7 @@ from pathlib import Path
 from zmr.config import ClusterHost, Config, setting_flags
 from zmr.errors import ConfigError
 from zmr.local import terminate_all
+from zmr.runtime.zygote import die_with_parent
 
 __all__ = ["RemoteWorkers", "worker_coordinator"]
 
@@ -108,5 +110,5 @@ class RemoteWorkers:
     def _start(self, slot: _Slot, now: float) -> None:
         with open(self._log(slot), "ab") as log:
             slot.proc = subprocess.Popen(self.command(slot.host), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, start_new_session=True)
+                                         stderr=log, start_new_session=True, preexec_fn=die_with_parent)
         slot.started = now

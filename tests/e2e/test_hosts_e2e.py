@@ -302,7 +302,8 @@ def _workers_on(host: hosts.Host) -> list[int]:
 
 def test_one_config_starts_a_cluster_across_three_hosts_over_ssh(site: Site, library: Path) -> None:
     """`zmr cluster up CONFIG` on h0 runs the coordinator there and one worker on each of h1..h3 through
-    their SSH servers; a worker killed on its host is started again; `zmr cluster down CONFIG` stops all."""
+    their SSH servers; a worker killed on its host is started again; `zmr cluster down CONFIG` stops all,
+    and so does SIGKILL of the launcher."""
     if not (Path(SSHD).exists() and shutil.which("ssh") and shutil.which("ssh-keygen")):
         pytest.skip("needs the OpenSSH server and client (openssh-server)")
     tmp = site.tmp
@@ -369,6 +370,15 @@ ssh = "root@{host.address}"
         assert up.wait(timeout=30) == 0, up_log.read_text()
         wait_until(lambda: not any(_workers_on(h) for h in workers), 30, what="every remote worker to stop")
         assert not list((tmp / "remote-work").iterdir())   # each stopped worker took its data with it
+
+        # a launcher killed outright takes its remote workers with it: none is left to join a later cluster
+        again = h0.start([str(BIN / "zmr"), "cluster", "up", str(config)], up_log, site.env)
+        with Client(site.coordinator_address, timeout=20.0, keys_dir=str(site.keys)) as client:
+            wait_until(lambda: live_workers(client) == 3, 60, what="three workers over SSH again")
+        os.kill(again.pid, signal.SIGKILL)
+        again.wait(timeout=10)
+        wait_until(lambda: not any(_workers_on(h) for h in workers), 30,
+                   what="every remote worker to stop with its killed launcher")
     finally:
         if up.poll() is None:
             up.kill()
