@@ -31,7 +31,7 @@ from zmr.protocol import output_names, success
 from zmr.protocol.messages import AttemptId
 
 __all__ = ["commit", "discard", "existing_output", "prepare", "read_success", "remove_job_output",
-           "remove_temporaries", "stage", "upload", "write_success"]
+           "remove_temporaries", "stage", "write_success"]
 
 
 @contextlib.contextmanager
@@ -113,15 +113,6 @@ def discard(key: str, url: str) -> None:
     fs, _ = _open(url)
     with _calling(url), contextlib.suppress(FileNotFoundError):
         fs.rm_file(key)
-
-
-def upload(local: Path, url: str, name: str) -> str:
-    """Put a whole local file under `url` as `name` in one upload (visible whole or not at all)."""
-    fs, root = _open(url)
-    with _calling(url):
-        fs.makedirs(root, exist_ok=True)
-        fs.put_file(str(local), f"{root}/{name}")
-    return f"{url.rstrip('/')}/{name}"
 
 
 def remove_temporaries(url: str, job_id: str) -> None:
