@@ -22,7 +22,7 @@ so callers handle one kind of failure and a peer's bad URL never takes a coordin
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +30,21 @@ from zmr import storage
 from zmr.protocol import output_names, success
 from zmr.protocol.messages import AttemptId
 
-__all__ = ["commit", "discard", "existing_output", "prepare", "read_success", "remove_job_output",
-           "remove_temporaries", "stage", "write_success"]
+__all__ = ["commit", "discard", "prepare", "read_success", "remove_job_output", "remove_temporaries", "stage",
+           "write_success"]
 
 
 @contextlib.contextmanager
-def _calling(url: str) -> Iterator[None]:
+def _store(url: str) -> Iterator[tuple[Any, str]]:
+    """The filesystem of an output URL and its root path in it (no trailing slash), for a block whose
+    failures all come out as OSError: the store's own error types (credentials, throttling, ...) too."""
     try:
-        yield
+        fs, root = storage.filesystem(url)
+        yield fs, root.rstrip("/")
     except OSError:
         raise
-    except Exception as exc:   # the store's own error types (credentials, throttling, ...)
+    except Exception as exc:
         raise OSError(f"{url}: {type(exc).__name__}: {exc}") from exc
-
-
-def _open(url: str) -> tuple[Any, str]:
-    """The filesystem of an output URL and its root path in it, without a trailing slash."""
-    with _calling(url):
-        fs, root = storage.filesystem(url)
-    return fs, root.rstrip("/")
 
 
 def _names(fs: Any, root: str) -> list[str]:
@@ -60,32 +56,34 @@ def _names(fs: Any, root: str) -> list[str]:
         return []
 
 
-def existing_output(url: str) -> list[str]:
-    """The committed output (`mr-out-*`, `_SUCCESS`) an earlier job left under `url`, by name."""
-    fs, root = _open(url)
-    with _calling(url):
-        names = _names(fs, root)
-    committed = [n for n in names if output_names.output_partition(n) is not None]
-    return committed + [success.SUCCESS_NAME] if success.SUCCESS_NAME in names else committed
+def _remove_where(fs: Any, root: str, doomed: Callable[[str], bool]) -> list[str]:
+    """Delete the objects directly under `root` whose names are `doomed` (in one request where the store
+    takes several); returns their names."""
+    names = [name for name in _names(fs, root) if doomed(name)]
+    if names:
+        fs.rm([f"{root}/{name}" for name in names])
+    return names
+
+
+def _committed(name: str) -> bool:
+    """Is `name` committed output of some job (`mr-out-<r>` or `_SUCCESS`)?"""
+    return name == success.SUCCESS_NAME or output_names.output_partition(name) is not None
 
 
 def prepare(url: str, overwrite: bool) -> str:
     """Make `url` ready for a job's output (its bucket or directory made, as `mkdir -p` would); '' if the job
     may write there, else why not. Output an earlier job left is deleted if `overwrite`, else refused."""
     try:
-        fs, root = _open(url)
-        if not root:
-            scheme = url.partition("://")[0]
-            return f"output {url} names no bucket or folder: give one, e.g. {scheme}://results"
-        with _calling(url):
+        with _store(url) as (fs, root):
+            if not root:
+                scheme = url.partition("://")[0]
+                return f"output {url} names no bucket or folder: give one, e.g. {scheme}://results"
             fs.makedirs(root, exist_ok=True)
-        old = existing_output(url)
-        if old and not overwrite:
-            return (f"output {url} already holds output ({old[0]}, ...); "
-                    "choose another output or pass --overwrite")
-        if old:
-            with _calling(url):
-                fs.rm([f"{root}/{name}" for name in old])
+            if overwrite:
+                _remove_where(fs, root, _committed)
+            elif old := [name for name in _names(fs, root) if _committed(name)]:
+                return (f"output {url} already holds output ({old[0]}, ...); "
+                        "choose another output or pass --overwrite")
     except OSError as exc:
         return f"cannot use output {url}: {exc}"
     return ""
@@ -93,62 +91,53 @@ def prepare(url: str, overwrite: bool) -> str:
 
 def stage(local: Path, url: str, attempt: AttemptId) -> str:
     """Upload a reduce attempt's finished local output to its temporary key; returns the key."""
-    fs, root = _open(url)
-    key = f"{root}/{output_names.temp_output_name(attempt)}"
-    with _calling(url):
+    with _store(url) as (fs, root):
+        key = f"{root}/{output_names.temp_output_name(attempt)}"
         fs.put_file(str(local), key)
     return key
 
 
 def commit(key: str, url: str, partition: int) -> None:
     """Publish a granted attempt's staged output as the partition's final object."""
-    fs, root = _open(url)
-    with _calling(url):
+    with _store(url) as (fs, root):
         fs.copy(key, f"{root}/{output_names.output_name(partition)}")
         fs.rm_file(key)
 
 
 def discard(key: str, url: str) -> None:
     """Delete a staged output that was not granted (the job's end deletes any that remain)."""
-    fs, _ = _open(url)
-    with _calling(url), contextlib.suppress(FileNotFoundError):
+    with _store(url) as (fs, _), contextlib.suppress(FileNotFoundError):
         fs.rm_file(key)
 
 
 def remove_temporaries(url: str, job_id: str) -> None:
     """The temporary keys of the job's attempts that never committed (a reducer killed after staging)."""
-    fs, root = _open(url)
-    with _calling(url):
-        leftovers = [f"{root}/{name}" for name in _names(fs, root) if output_names.is_temp_output_of(name, job_id)]
-        if leftovers:
-            fs.rm(leftovers)
+    with _store(url) as (fs, root):
+        _remove_where(fs, root, lambda name: output_names.is_temp_output_of(name, job_id))
 
 
 def remove_job_output(url: str, job_id: str, n_reduce: int) -> None:
     """A failed or cancelled job leaves nothing behind: no mr-out-*, no temporary keys, no `_SUCCESS`."""
-    fs, root = _open(url)
-    with _calling(url):
-        doomed = [f"{root}/{name}" for name in _names(fs, root)
-                  if name == success.SUCCESS_NAME or output_names.is_temp_output_of(name, job_id)
-                  or ((r := output_names.output_partition(name)) is not None and r < n_reduce)]
-        if doomed:
-            fs.rm(doomed)
+    def doomed(name: str) -> bool:
+        partition = output_names.output_partition(name)
+        return (name == success.SUCCESS_NAME or output_names.is_temp_output_of(name, job_id)
+                or (partition is not None and partition < n_reduce))
+
+    with _store(url) as (fs, root):
+        _remove_where(fs, root, doomed)
 
 
 def write_success(url: str, marker: success.SuccessMarker) -> None:
     """`_SUCCESS`, one PUT: it appears whole, after every partition's output."""
-    fs, root = _open(url)
-    with _calling(url):
+    with _store(url) as (fs, root):
         fs.pipe_file(f"{root}/{success.SUCCESS_NAME}", success.encode(marker).encode())
 
 
 def read_success(url: str) -> bytes | None:
     """What `_SUCCESS` under `url` holds (at most enough to tell a marker), or None if there is none."""
-    fs, root = _open(url)
-    path = f"{root}/{success.SUCCESS_NAME}"
-    with _calling(url):
+    with _store(url) as (fs, root):
         fs.invalidate_cache(root)
         try:
-            return bytes(fs.cat_file(path, start=0, end=success.MAX_MARKER_BYTES + 1))
+            return bytes(fs.cat_file(f"{root}/{success.SUCCESS_NAME}", start=0, end=success.MAX_MARKER_BYTES + 1))
         except FileNotFoundError:
             return None
