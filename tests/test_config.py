@@ -357,6 +357,7 @@ def test_the_advertised_address_replaces_the_bound_one() -> None:
         port = transport.bound_address(sock).rpartition(":")[2]
         assert transport.advertised_address(sock, "10.0.0.5") == f"tcp://10.0.0.5:{port}"
         assert transport.advertised_address(sock, "fd00::5") == f"tcp://[fd00::5]:{port}"
+        assert transport.advertised_address(sock, "[fd00::5]") == f"tcp://[fd00::5]:{port}"
         assert transport.advertised_address(sock, "tcp://203.0.113.7:7000") == "tcp://203.0.113.7:7000"
         assert transport.advertised_address(sock) == f"tcp://{socket.gethostname()}:{port}"   # a wildcard bind
     finally:

@@ -121,7 +121,8 @@ def advertised_address(sock: zmq.Socket[Any], advertise: str = "") -> str:
     if "://" in advertise:
         return advertise
     if advertise:
-        return f"{transport}://{f'[{advertise}]' if ':' in advertise.strip('[]') else advertise}:{port}"   # IPv6
+        bare = advertise.strip("[]")
+        return f"{transport}://{f'[{bare}]' if ':' in bare else bare}:{port}"   # an IPv6 address in brackets
     if host in ("0.0.0.0", "[::]", "*"):
         return f"{transport}://{socket.gethostname()}:{port}"
     return endpoint
