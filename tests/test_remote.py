@@ -22,8 +22,10 @@ def _config(**overrides: str) -> Config:
 def test_the_hosts_reach_the_coordinator_at_its_bound_address_or_the_one_given() -> None:
     with pytest.raises(ConfigError, match="set worker.coordinator"):
         worker_coordinator(_config())   # bound to loopback: no host reaches that
-    with pytest.raises(ConfigError, match="set worker.coordinator"):
-        worker_coordinator(_config(**{"coordinator.bind": "tcp://0.0.0.0:5555"}))
+    for bind in ("tcp://0.0.0.0:5555", "tcp://[::]:5555", "tcp://localhost:5555", "tcp://[::1]:5555",
+                 "tcp://10.0.0.1:*"):
+        with pytest.raises(ConfigError, match="set worker.coordinator"):
+            worker_coordinator(_config(**{"coordinator.bind": bind}))
     assert worker_coordinator(_config(**{"coordinator.bind": "tcp://10.0.0.1:5555"})) == "tcp://10.0.0.1:5555"
     assert worker_coordinator(_config(**{"coordinator.bind": "tcp://0.0.0.0:5555",
                                          "worker.coordinator": "tcp://coord:5555"})) == "tcp://coord:5555"

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from zmr.config import ClusterHost, Config, setting_flags
+from zmr.config import ClusterHost, Config, WorkerConfig, setting_flags
 from zmr.errors import ConfigError
 from zmr.local import terminate_all
+from zmr.runtime.security import is_loopback
 from zmr.runtime.zygote import die_with_parent
 
 __all__ = ["RemoteWorkers", "worker_coordinator"]
@@ -36,11 +37,11 @@ _STEADY = 60.0        # a worker that ran this long had no trouble starting: its
 def worker_coordinator(config: Config) -> str:
     """The coordinator address remote workers connect to: `worker.coordinator` when set, else the bound
     address when it names a host. Raises ConfigError when neither does."""
-    if config.worker.coordinator != type(config.worker)().coordinator:
+    if config.worker.coordinator != WorkerConfig().coordinator:
         return config.worker.coordinator
     bind = config.coordinator.bind
-    host = bind.partition("://")[2].rpartition(":")[0]
-    if host in ("", "*", "0.0.0.0", "[::]", "127.0.0.1", "localhost", "[::1]") or bind.endswith(":*"):
+    host = bind.partition("://")[2].rpartition(":")[0].strip("[]")
+    if is_loopback(bind) or host in ("", "*", "0.0.0.0", "::") or bind.endswith(":*"):   # no one address
         raise ConfigError(f"workers on cluster.hosts cannot reach a coordinator bound at {bind}: set "
                           "worker.coordinator to the address they reach it at (e.g. tcp://10.0.0.1:5555)")
     return bind
