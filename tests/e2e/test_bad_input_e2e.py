@@ -22,9 +22,10 @@ from typing import Any
 
 import msgspec
 import pytest
+import zstandard
 
 from zmr.protocol import messages as m
-from zmr.protocol.codec import VERSION_FRAME, encode
+from zmr.protocol.codec import COMPRESSED_FRAME, VERSION_FRAME, encode
 
 from .conftest import APPS, FAST, TEST_APPS, Cluster, SeqOracle, read_output, wait_until
 from .peers import FakeWorker, Peer, log_records, send_raw, zmtp_greeting
@@ -61,6 +62,8 @@ def _garbage(limit: int) -> dict[str, list[bytes]]:
         "stray-payload": [*status, b"a payload no message of this kind has"],
         "batch-without-payload": [VERSION_FRAME, _body(["Batch", "job-0001", 0, 1, 0, 0, 1])],
         "too-big-in-total": [VERSION_FRAME, b"\x00" * (limit // 2 + 1), b"\x00" * (limit // 2 + 1)],
+        "compressed-bomb": [COMPRESSED_FRAME, zstandard.ZstdCompressor().compress(b"\x00" * (limit * 64))],
+        "compressed-garbage": [COMPRESSED_FRAME, RNG.randbytes(300)],
     }
 
 

@@ -8,12 +8,22 @@ from typing import Any, get_args
 import msgspec
 import msgspec.inspect as mi
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zmr.errors import OversizedMessage, ProtocolError
 from zmr.protocol import messages as m
-from zmr.protocol.codec import VERSION_FRAME, Decoder, coordinator_decoder, data_decoder, encode, peer_decoder
+from zmr.protocol.codec import (
+    COMPRESS_FROM,
+    COMPRESSED_FRAME,
+    VERSION_FRAME,
+    Decoder,
+    coordinator_decoder,
+    data_decoder,
+    encode,
+    peer_decoder,
+)
 from zmr.protocol.messages import PROTOCOL_VERSION
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None)
@@ -83,7 +93,8 @@ def test_every_message_round_trips(direction: str, cls: type, data: st.DataObjec
     msg = data.draw(messages(cls))
     payload = data.draw(st.binary(max_size=32)) if cls is m.Batch else None
     frames = encode(msg, payload)
-    assert frames[0] == VERSION_FRAME
+    plain = msgspec.msgpack.encode(msg)
+    assert frames[0] == VERSION_FRAME if len(plain) < COMPRESS_FROM else len(frames[1]) <= len(plain)
     decoded, got = DIRECTIONS[direction][1].decode(frames)
     assert decoded == msg and type(decoded) is cls
     assert got == payload
@@ -142,6 +153,49 @@ def test_an_oversized_message_is_refused_naming_the_limit_and_its_config_key() -
     assert issubclass(OversizedMessage, ProtocolError)
 
 
+def big_setup(peers: int = 1000) -> m.JobSetup:
+    """A job's setup for a large cluster: a peer list that grows with it."""
+    return m.JobSetup(job_id="job-0001", app_blob=b"app", args=[], n_reduce=10 * peers,
+                      peers=[f"tcp://10.0.{i // 250}.{i % 250}:7000" for i in range(peers)],
+                      cycle=list(range(peers)), moved={}, owners_epoch=0, push=True, batch_bytes=1 << 20,
+                      window_bytes=8 << 20)
+
+
+def test_a_large_body_travels_compressed_and_decodes_the_same() -> None:
+    setup = big_setup()
+    frames = encode(setup)
+    plain = len(msgspec.msgpack.encode(setup))
+    assert frames[0] == COMPRESSED_FRAME
+    assert len(frames[1]) * 3 < plain
+    assert peer_decoder(LIMIT).decode(frames)[0] == setup
+
+
+def test_a_small_body_travels_as_it_is() -> None:
+    small = m.TaskRequest(worker_id="w1")
+    assert encode(small) == [VERSION_FRAME, msgspec.msgpack.encode(small)]
+
+
+def test_the_limit_applies_to_a_compressed_body_as_it_decompresses() -> None:
+    frames = encode(big_setup())
+    size = len(msgspec.msgpack.encode(big_setup())) + len(frames[0])
+    assert peer_decoder(size).decode(frames)[0] == big_setup()
+    with pytest.raises(OversizedMessage, match="decompressed exceeds"):
+        peer_decoder(size - 1).decode(frames)
+
+
+def test_a_compressed_bomb_is_refused_before_it_is_decompressed() -> None:
+    bomb = zstandard.ZstdCompressor().compress(b"\x00" * (64 << 20))
+    assert len(bomb) < 10_000
+    with pytest.raises(OversizedMessage):
+        coordinator_decoder(LIMIT).decode([COMPRESSED_FRAME, bomb])
+
+
+def test_a_compressed_body_that_does_not_state_its_size_is_refused() -> None:
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(GOOD[1])
+    with pytest.raises(ProtocolError, match="state its size"):
+        coordinator_decoder(LIMIT).decode([COMPRESSED_FRAME, unsized])
+
+
 # ---------------------------------------------------------------- rejections
 
 GOOD = frames_of(m.TaskRequest(worker_id="w1"))
@@ -177,6 +231,14 @@ BATCH = m.Batch(source=m.AttemptId(job_id="j", kind="map", task=0, number=1), pa
         "TaskFailed", "w1", "j", 0, 1, "app", "error", "", ["x"])], id="wrong list items"),
     pytest.param(coordinator_decoder(LIMIT), [VERSION_FRAME, body("SubmitJob", ["wc"])], id="nested too short"),
     pytest.param(coordinator_decoder(LIMIT), [*GOOD, b"payload"], id="payload on a control message"),
+    pytest.param(coordinator_decoder(LIMIT), [COMPRESSED_FRAME, GOOD[1]], id="compressed frame, plain body"),
+    pytest.param(coordinator_decoder(LIMIT), [COMPRESSED_FRAME, zstandard.ZstdCompressor().compress(GOOD[1])[:-3]],
+                 id="compressed body cut short"),
+    pytest.param(coordinator_decoder(LIMIT), [COMPRESSED_FRAME, zstandard.ZstdCompressor().compress(b"\xc1")],
+                 id="compressed body not msgpack"),
+    pytest.param(coordinator_decoder(LIMIT), [b"ZMZ" + bytes([PROTOCOL_VERSION + 1]),
+                                              zstandard.ZstdCompressor().compress(GOOD[1])],
+                 id="compressed, another version"),
     pytest.param(data_decoder(LIMIT), frames_of(m.StreamEnd(source=BATCH.source, counts={})) + [b"payload"],
                  id="payload on a non-batch"),
     pytest.param(data_decoder(LIMIT), encode(BATCH), id="batch without payload"),
@@ -221,10 +283,11 @@ def decode_or_protocol_error(decoder: Decoder[Any], frames: list[bytes]) -> None
 
 
 @settings(SETTINGS, max_examples=200)
-@given(frames=st.lists(st.binary(max_size=40), max_size=4), version=st.booleans())
-def test_random_frames(frames: list[bytes], version: bool) -> None:
+@given(frames=st.lists(st.binary(max_size=40), max_size=4),
+       version=st.sampled_from([None, VERSION_FRAME, COMPRESSED_FRAME]))
+def test_random_frames(frames: list[bytes], version: bytes | None) -> None:
     if version and frames:
-        frames[0] = VERSION_FRAME
+        frames[0] = version
     for _, decoder in DIRECTIONS.values():
         decode_or_protocol_error(decoder, frames)
 
@@ -265,3 +328,18 @@ def test_an_attempt_out_of_range_or_of_an_unknown_kind_is_rejected(kind: str, ta
         coordinator_decoder(LIMIT).decode(frames)
     good = [VERSION_FRAME, body("MapDone", "w-1", ["job-0001", "map", 0, 1], 1, 1)]
     assert coordinator_decoder(LIMIT).decode(good)[0].attempt.label == "job-0001/map-0.1"
+
+
+COMPRESSED = encode(big_setup(100))
+
+
+@settings(SETTINGS, max_examples=100)
+@given(data=st.data())
+def test_mutated_compressed_bodies(data: st.DataObject) -> None:
+    raw = bytearray(COMPRESSED[1])
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    for candidate in ([COMPRESSED_FRAME, bytes(raw)], [COMPRESSED_FRAME, bytes(raw[:cut])]):
+        for _, decoder in DIRECTIONS.values():
+            decode_or_protocol_error(decoder, candidate)

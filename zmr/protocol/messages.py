@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NamedTuple, TypeVar
 
 import msgspec
 
-PROTOCOL_VERSION = 9
+PROTOCOL_VERSION = 10
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 T = TypeVar("T")
 
