@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zmr.core.scheduler import Action, JobFinished, Received, Scheduler, SchedulerParams, Send, Tick
+from zmr.core.scheduler import RELEASE_EVERY, Action, JobFinished, Received, Scheduler, SchedulerParams, Send, Tick
 from zmr.core.state import MAP, REDUCE, JobState, TaskState
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
@@ -154,22 +154,38 @@ def test_records_for_unknown_jobs_or_tasks_are_ignored() -> None:
 # ---------------------------------------------------------------- leases
 
 
-def test_committed_partitions_are_released_on_every_worker_of_the_job_at_the_next_tick() -> None:
-    """One ReleasePartitions per worker and tick, naming every partition committed since the last one."""
+def test_committed_partitions_are_released_on_every_worker_of_the_job_at_most_every_few_seconds() -> None:
+    """One ReleasePartitions per worker at the first tick after a commit, then at most every
+    RELEASE_EVERY s, naming (as runs) every partition committed since the last one."""
     sim = sim_with("w1", "w2")
-    job = sim.submit(n_splits=2, n_reduce=3)
+    job = sim.submit(n_splits=2, n_reduce=4)
     while sim.job(job).maps_done < 2:
         sim.finish(sim.busy()[0])
-    for _ in range(2):   # two reduces commit between ticks (the third still runs)
+
+    def releases() -> dict[str, list[set[int]]]:
+        return {w: [set(msg.partitions.members(4)) for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]
+                for w in ("w1", "w2")}
+
+    def commit_a_reduce() -> None:
         sim.finish(next(w for w in sim.busy() if isinstance(sim.assignment(w), m.AssignReduce)))
-    assert not [msg for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]
+
+    def done() -> set[int]:
+        return {t.index for t in sim.job(job).reduces if t.state is TaskState.DONE}
+
+    for _ in range(2):   # two reduces commit between ticks
+        commit_a_reduce()
+    assert releases() == {"w1": [], "w2": []}
     sim.tick()
-    released = [(w, msg) for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]
-    assert {w for w, _ in released} == {"w1", "w2"} and len(released) == 2
-    done = {t.index for t in sim.job(job).reduces if t.state is TaskState.DONE}
-    assert [sorted(msg.partitions) for _, msg in released] == [sorted(done)] * 2 and len(done) == 2
+    first = done()
+    assert releases() == {"w1": [first], "w2": [first]} and len(first) == 2
+    commit_a_reduce()
+    sim.tick()   # a commit, but the last release was just now: it waits
+    assert releases() == {"w1": [first], "w2": [first]}
+    sim.advance(RELEASE_EVERY)
+    third = done() - first
+    assert len(third) == 1 and releases() == {"w1": [first, third], "w2": [first, third]}
     sim.tick()   # nothing new committed: nothing more is said
-    assert len([msg for w in ("w1", "w2") for msg in sim.received(w) if isinstance(msg, m.ReleasePartitions)]) == 2
+    assert releases() == {"w1": [first, third], "w2": [first, third]}
     sim.settle()   # the last reduce ends the job: JobEnded drops everything, no release needed
     assert sim.finished[job] is JobState.SUCCEEDED
 

@@ -54,10 +54,11 @@ def of(actions: list[WorkerAction], kind: type[T]) -> list[T]:
     return [a for a in actions if isinstance(a, kind)]
 
 
-def setup(job: str = "j1", epoch: int = 1, ttl: float = 30.0, released: list[int] | None = None) -> m.JobSetup:
+def setup(job: str = "j1", epoch: int = 1, ttl: float = 30.0,
+          released: list[int] | None = None) -> m.JobSetup:
     return m.JobSetup(job_id=job, app_blob=b"x", args=[], n_reduce=2, peers=["a", "b"], cycle=[0, 1], moved={},
                       owners_epoch=epoch, push=True, batch_bytes=1, window_bytes=1, lease_ttl=ttl,
-                      released=released or [])
+                      released=m.PartitionSet.of(released or []))
 
 
 def assign_map(job: str = "j1", task: int = 0, attempt: int = 1) -> m.AssignMap:
@@ -321,9 +322,17 @@ def test_leases_expire_while_disconnected_too() -> None:
     assert of(d(TimePassed(), dt=1.9), DropJob) == [DropJob("j1")]
 
 
-def test_release_partitions_drops_them() -> None:
+def test_release_partitions_drops_them_within_the_job() -> None:
     d = Driver().welcomed()
-    assert d.hear(m.ReleasePartitions(job_id="j1", partitions=[0, 3])) == [DropPartitions("j1", (0, 3))]
+    d.hear(setup())   # two partitions
+    assert d.hear(m.ReleasePartitions(job_id="j1", partitions=m.PartitionSet.of([0]))) == [DropPartitions("j1", (0,))]
+    past_the_job = m.PartitionSet(first=0, bits=b"\xff" * 1000)
+    assert d.hear(m.ReleasePartitions(job_id="j1", partitions=past_the_job)) == [DropPartitions("j1", (0, 1))]
+
+
+def test_a_release_of_a_job_not_set_up_here_is_ignored() -> None:
+    d = Driver().welcomed()
+    assert d.hear(m.ReleasePartitions(job_id="j9", partitions=m.PartitionSet.of([0, 1]))) == []
 
 
 def test_sources_lost_goes_to_the_executor() -> None:

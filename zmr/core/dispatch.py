@@ -330,8 +330,8 @@ class Dispatch(SchedulerBase):
                           window_bytes=p.window_bytes, lease_ttl=p.lease_ttl,
                           compression=job.spec.compression or p.compression,
                           output_format=job.spec.output_format, py_files=job.spec.py_files,
-                          released=[t.index for t in job.reduces if t.state is TaskState.DONE]
-                          if job.reduces_done else [])
+                          released=m.PartitionSet.of(t.index for t in job.reduces if t.state is TaskState.DONE)
+                          if job.reduces_done else m.PartitionSet())
 
     def _data_addr(self, worker_id: str) -> str:
         """Where a worker serves data; "" for one that is gone."""

@@ -43,6 +43,7 @@ __all__ = ["Action", "AddressChecked", "CheckAddress", "ConnectionsAlive", "Even
 
 # ticks this many heartbeat intervals apart mean the coordinator stood still (see _forgive_own_stall)
 _STALL_TICKS = 4
+RELEASE_EVERY = 10.0   # s between two ReleasePartitions of a job
 
 
 class Scheduler(Rejoin):
@@ -233,13 +234,14 @@ class Scheduler(Rejoin):
         self._announce_moves()
 
     def _release_committed(self) -> None:
-        """Tell each job's workers which partitions committed since the last tick: one message per worker
-        and tick, not one per partition and worker."""
+        """Tell each job's workers which partitions committed since the last release, at most every
+        `RELEASE_EVERY` s: every worker hears of every partition, so the messages are few (each a
+        bitmap), and a committed partition's data is garbage a few seconds longer at most."""
         for job in self._running_jobs():
-            if not job.releasing:
+            if not job.releasing or self._now < job.released_at + RELEASE_EVERY:
                 continue
-            release = m.ReleasePartitions(job_id=job.id, partitions=job.releasing)
-            job.releasing = []
+            release = m.ReleasePartitions(job_id=job.id, partitions=m.PartitionSet.of(job.releasing))
+            job.releasing, job.released_at = [], self._now
             for worker_id in job.set_up_on:
                 worker = self.workers[worker_id]
                 if worker.alive and worker.peer:

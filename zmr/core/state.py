@@ -152,11 +152,12 @@ class Job:
     owner_cycle: list[str] = field(default_factory=list)    # owners repeat this list over the partitions ...
     owner_moves: dict[int, str] = field(default_factory=dict)   # ... except these (partition -> worker)
     # live only (rebuilt on recovery): the commit log workers' tables are built from, and how much of it
-    # each worker has been sent (see m.AssignReduce); partitions committed since the last tick's release
+    # each worker has been sent (see m.AssignReduce); partitions committed since the last release
     commit_log: list[tuple[int, int]] = field(default_factory=list)
     logged_maps: set[int] = field(default_factory=set)   # maps the log names: a commit of attempt 1 is news
     commits_sent: dict[str, int] = field(default_factory=dict)
     releasing: list[int] = field(default_factory=list)
+    released_at: float = float("-inf")   # when the last ReleasePartitions went out
     announced_epoch: int = 0    # the owner epoch the job's workers were last told of, in JobSetup or OwnersUpdate
     unannounced: dict[int, str] = field(default_factory=dict)   # partitions moved since: told on the next tick
     # Indexes of durable state, kept by Ledger.apply (so replay rebuilds them): what one worker's loss or

@@ -238,8 +238,9 @@ class WorkerMachine:
             self._publish(dataclasses.replace(known, owners=owners, owners_epoch=msg.owners_epoch))
         self.leases[msg.job_id] = self._now + msg.lease_ttl
         self._out.append(OpenJob(msg.job_id, msg.n_reduce))
-        if msg.released:
-            self._out.append(DropPartitions(msg.job_id, tuple(msg.released)))
+        released = msg.released.members(msg.n_reduce)
+        if released:
+            self._out.append(DropPartitions(msg.job_id, tuple(released)))
 
     def _on_ping(self, msg: m.Ping, view: WorkerView | None) -> None:
         renewed = self._now + msg.lease_ttl
@@ -248,7 +249,10 @@ class WorkerMachine:
                 self.leases[job_id] = renewed
 
     def _on_release(self, msg: m.ReleasePartitions, view: WorkerView | None) -> None:
-        self._out.append(DropPartitions(msg.job_id, tuple(msg.partitions)))
+        """Read within the job's partitions: a job this worker was not set up for holds nothing."""
+        known = self.jobs.get(msg.job_id)
+        if known is not None:
+            self._out.append(DropPartitions(msg.job_id, tuple(msg.partitions.members(len(known.owners)))))
 
     def _on_owners(self, msg: m.OwnersUpdate, view: WorkerView | None) -> None:
         """Moves apply on top of any epoch from the one they were made from on (they name every partition

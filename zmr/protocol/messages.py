@@ -33,6 +33,39 @@ Codec = Literal["", "gzip", "bz2", "xz", "zstd"]
 """How an input file is compressed; "" for not at all (see `zmr.compressed`)."""
 
 
+class PartitionSet(msgspec.Struct, frozen=True, array_like=True):
+    """Partition numbers as a bitmap from `first` on: bit i (byte i // 8, least significant bit first)
+    stands for partition `first + i`.
+
+    Every worker of a job hears of every partition committed, and reducers commit in no useful order,
+    so a list (3 bytes a number) or runs cost several times the bitmap over the span they cover.
+    """
+
+    first: Annotated[int, msgspec.Meta(ge=0)] = 0
+    bits: bytes = b""
+
+    @classmethod
+    def of(cls, partitions: Iterable[int]) -> PartitionSet:
+        ordered = sorted(set(partitions))
+        if not ordered:
+            return cls()
+        first = ordered[0]
+        bits = bytearray((ordered[-1] - first) // 8 + 1)
+        for p in ordered:
+            i = p - first
+            bits[i >> 3] |= 1 << (i & 7)
+        return cls(first, bytes(bits))
+
+    def members(self, limit: int) -> list[int]:
+        """The partitions named, in order, below `limit` (the job's partitions: a peer's bitmap may run past)."""
+        out: list[int] = []
+        for at, byte in enumerate(self.bits[:max(0, limit - self.first + 7) // 8]):
+            if byte:
+                base = self.first + 8 * at
+                out.extend(base + bit for bit in range(8) if byte >> bit & 1 and base + bit < limit)
+        return out
+
+
 class AttemptId(msgspec.Struct, frozen=True, array_like=True):
     """One run of one task: the identity an attempt keeps from its assignment to its output's name.
 
@@ -456,7 +489,7 @@ class JobSetup(_Msg, frozen=True):
     batch_bytes: int
     window_bytes: int
     lease_ttl: float = 30.0
-    released: list[int] = []    # partitions already committed: nothing of them is kept
+    released: PartitionSet = PartitionSet()   # partitions already committed: nothing of them is kept
     compression: Compression = "none"   # of the map output chunks this worker makes
     output_format: OutputFormat = "text"
     py_files: list[bytes] = []
@@ -621,7 +654,7 @@ class ReleasePartitions(_Msg, frozen=True):
     """These partitions are committed: their received batches and kept map output are garbage now."""
 
     job_id: str
-    partitions: list[int]
+    partitions: PartitionSet
 
 
 # ---------------------------------------------------------------- worker <-> worker (data plane)
