@@ -1494,6 +1494,33 @@ def test_an_idle_worker_takes_over_a_ready_partition_whose_owner_is_busy_for_lon
     assert sim.job(a).owners == ["w1", "w1"]
     assigned = sim.assignment("w1")
     assert isinstance(assigned, m.AssignReduce) and (assigned.attempt.job_id, assigned.attempt.task) == (a, 1)
-    assert [u.owners_epoch for u in sim.received("w2") if isinstance(u, m.OwnersUpdate)] == [1]
+    # every map of a is committed: no mapper reads the move, so it is not broadcast
+    assert [u for u in sim.received("w2") if isinstance(u, m.OwnersUpdate)] == []
     sim.finish("w1")
     assert sim.finished.get(a) is JobState.SUCCEEDED
+
+
+def test_moves_held_back_after_the_maps_are_announced_before_a_map_runs_again() -> None:
+    sim = sim_with("w1", "w2", "w3", min_elapsed=2.0)
+    a = sim.submit(n_splits=3, n_reduce=3)
+    b = sim.submit(n_splits=1, n_reduce=1)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                               # a's three maps
+    hung = next(w for w in ("w1", "w2", "w3") if isinstance(sim.assignment(w), m.AssignMap))
+    assert sim.assignment(hung).attempt.job_id == b
+    sim.hang(hung)                                       # b/map-0 never ends: its owner's partition of a waits
+    for worker in sorted({"w1", "w2", "w3"} - {hung}):
+        sim.finish(worker)                               # their own reduces of a
+    stolen = sim.job(a).owners.index(hung)
+    sim.advance(2.5)
+    thief = sim.job(a).owners[stolen]
+    assert thief != hung
+    assert [u for w in ("w1", "w2", "w3") for u in sim.received(w) if isinstance(u, m.OwnersUpdate)] == []
+    victim = next(w for w in ("w1", "w2", "w3") if w not in (hung, thief))
+    before = len(sim.received(thief))
+    sim.kill(victim)                                     # its map of a must run again, on the thief
+    sim.advance(sim.liveness_timeout + 0.5)
+    heard = [u for u in sim.received(thief)[before:] if isinstance(u, m.OwnersUpdate | m.AssignMap)]
+    assert isinstance(heard[0], m.OwnersUpdate) and isinstance(heard[1], m.AssignMap), heard
+    assert heard[0].job_id == heard[1].attempt.job_id == a
+    assert heard[0].moves[stolen] == sim.worker_state(thief).data_addr

@@ -220,6 +220,7 @@ class Dispatch(SchedulerBase):
         worker.current, worker.busy_since = attempt, self._now
         self._set_up(job, worker)
         if task.kind == MAP:
+            self._announce(job)   # moves held back while every map was committed: this one pushes by them
             msg: m.FromCoordinator = m.AssignMap(attempt=attempt, split=job.spec.splits[task.index])
         else:
             base = job.commits_sent.get(worker.id, 0)
@@ -267,7 +268,7 @@ class Dispatch(SchedulerBase):
 
     def _move_partitions(self, job: Job, moves: dict[int, str]) -> None:
         """New owners for some partitions: journaled now, set up on the new owners now, announced to the
-        job's other workers on the next tick (`_announce_moves`)."""
+        job's other workers later (`_announce_moves`)."""
         for p, new in moves.items():
             self._move_ready_reduce(job, p, job.owners[p], new)
         self._record(j.OwnersMoved(job_id=job.id, moves=dict(moves), epoch=job.owners_epoch + 1))
@@ -276,17 +277,25 @@ class Dispatch(SchedulerBase):
 
     def _announce_moves(self) -> None:
         """Each job's partition moves since the last tick, as one OwnersUpdate per worker: a tail of
-        partition take-overs costs a message per worker and tick, not per move and worker."""
+        partition take-overs costs a message per worker and tick, not per move and worker.
+
+        Only mappers read the owner table (to push), so a job whose maps are all committed keeps its
+        moves until a map must run again: the broadcast of every take-over of the reduce phase to every
+        worker would cost O(workers x moves) for nothing. `_assign` announces them before the map."""
         for job in self._running_jobs():
-            if not job.unannounced:
-                continue
-            update = m.OwnersUpdate(job_id=job.id, base_epoch=job.announced_epoch, owners_epoch=job.owners_epoch,
-                                    moves={p: self._data_addr(job.owners[p]) for p in job.unannounced})
-            job.announced_epoch, job.unannounced = job.owners_epoch, {}
-            for worker_id in job.set_up_on:
-                worker = self.workers[worker_id]
-                if worker.alive and worker.peer:
-                    self._send(worker.peer, update)
+            if job.maps_done < len(job.maps):
+                self._announce(job)
+
+    def _announce(self, job: Job) -> None:
+        if not job.unannounced:
+            return
+        update = m.OwnersUpdate(job_id=job.id, base_epoch=job.announced_epoch, owners_epoch=job.owners_epoch,
+                                moves={p: self._data_addr(job.owners[p]) for p in job.unannounced})
+        job.announced_epoch, job.unannounced = job.owners_epoch, {}
+        for worker_id in job.set_up_on:
+            worker = self.workers[worker_id]
+            if worker.alive and worker.peer:
+                self._send(worker.peer, update)
 
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
         self._record(j.JobConcluded(job_id=job.id, state=state.value, error=error, finished=self._now))
