@@ -33,7 +33,7 @@ from zmr.errors import AuthenticationFailed, ClusterError, JobFailed, JobSpecErr
 from zmr.inputs import expand_inputs
 from zmr.output_formats import OUTPUT_FORMATS, check_available, read_results
 from zmr.protocol import messages as m
-from zmr.protocol.codec import encode, peer_decoder
+from zmr.protocol.codec import encode, message_size, peer_decoder
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs, transport
 from zmr.runtime.security import Keyring
@@ -286,7 +286,7 @@ def _results(info: m.JobInfo) -> Iterator[tuple[str, Value | None]]:
 
 
 def _size(frames: list[Any]) -> int:
-    return sum(len(f) for f in frames)
+    return message_size(frames)
 
 
 def _display_name(spec: str) -> str:

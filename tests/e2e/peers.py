@@ -20,8 +20,9 @@ from typing import Any
 import msgspec
 import zmq
 
+from zmr.errors import ProtocolError
 from zmr.protocol import messages as m
-from zmr.protocol.codec import VERSION_FRAME, encode
+from zmr.protocol.codec import Decoder, encode
 
 from .conftest import REPO, clean_env
 
@@ -134,14 +135,14 @@ class Peer:
         returns early once a message of type `until` arrived."""
         got: list[Any] = []
         deadline = time.monotonic() + timeout
-        decoder = msgspec.msgpack.Decoder(m.FromCoordinator | m.DataMessage)
+        decoder = Decoder(m.FromCoordinator | m.DataMessage, 1 << 30)
         while (remaining := deadline - time.monotonic()) > 0:
             if not self.sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
                 break
             frames = self.sock.recv_multipart()
             try:
-                msg = decoder.decode(frames[1]) if frames[0] == VERSION_FRAME and len(frames) >= 2 else frames
-            except msgspec.MsgspecError:
+                msg = decoder.decode(frames)[0]
+            except ProtocolError:
                 msg = frames
             got.append(msg)
             if until is not None and isinstance(msg, until):

@@ -22,6 +22,7 @@ from zmr.protocol.codec import (
     coordinator_decoder,
     data_decoder,
     encode,
+    message_size,
     peer_decoder,
 )
 from zmr.protocol.messages import PROTOCOL_VERSION
@@ -343,3 +344,11 @@ def test_mutated_compressed_bodies(data: st.DataObject) -> None:
     for candidate in ([COMPRESSED_FRAME, bytes(raw)], [COMPRESSED_FRAME, bytes(raw[:cut])]):
         for _, decoder in DIRECTIONS.values():
             decode_or_protocol_error(decoder, candidate)
+
+
+def test_a_message_size_counts_a_compressed_body_as_it_decompresses() -> None:
+    frames = encode(big_setup())
+    assert frames[0] == COMPRESSED_FRAME
+    assert message_size(frames) == len(frames[0]) + len(msgspec.msgpack.encode(big_setup()))
+    small = encode(m.TaskRequest(worker_id="w1"))
+    assert message_size(small) == sum(len(f) for f in small)

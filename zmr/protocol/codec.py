@@ -51,6 +51,16 @@ def encode(msg: msgspec.Struct, payload: bytes | memoryview | None = None) -> li
     return frames
 
 
+def message_size(frames: Sequence[bytes | memoryview]) -> int:
+    """The size a decoder holds against its limit: every frame, a compressed body as it decompresses
+    (a sender checks this before it sends what the receiver would refuse)."""
+    total = sum(len(f) for f in frames)
+    if len(frames) >= 2 and bytes(frames[0]) == COMPRESSED_FRAME:
+        stated = zstandard.frame_content_size(frames[1])
+        total += max(stated, 0) - len(frames[1])
+    return total
+
+
 class Decoder(Generic[T]):
     """Decodes one direction's messages; `max_bytes` caps the whole message, not only a frame."""
 
