@@ -287,6 +287,7 @@ class Dispatch(SchedulerBase):
                 self._announce(job)
 
     def _announce(self, job: Job) -> None:
+        """The job's moves not yet told, as one OwnersUpdate to each of its workers."""
         if not job.unannounced:
             return
         update = m.OwnersUpdate(job_id=job.id, base_epoch=job.announced_epoch, owners_epoch=job.owners_epoch,

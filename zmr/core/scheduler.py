@@ -236,7 +236,7 @@ class Scheduler(Rejoin):
     def _release_committed(self) -> None:
         """Tell each job's workers which partitions committed since the last release, at most every
         `RELEASE_EVERY` s: every worker hears of every partition, so the messages are few (each a
-        bitmap), and a committed partition's data is garbage a few seconds longer at most."""
+        bitmap), and a committed partition's data stays on disk up to `RELEASE_EVERY` s longer."""
         for job in self._running_jobs():
             if not job.releasing or self._now < job.released_at + RELEASE_EVERY:
                 continue

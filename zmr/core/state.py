@@ -159,7 +159,7 @@ class Job:
     releasing: list[int] = field(default_factory=list)
     released_at: float = float("-inf")   # when the last ReleasePartitions went out
     announced_epoch: int = 0    # the owner epoch the job's workers were last told of, in JobSetup or OwnersUpdate
-    unannounced: dict[int, str] = field(default_factory=dict)   # partitions moved since: told on the next tick
+    unannounced: dict[int, str] = field(default_factory=dict)   # partitions moved since: see _announce_moves
     # Indexes of durable state, kept by Ledger.apply (so replay rebuilds them): what one worker's loss or
     # return touches is found without a scan of every task.
     maps_held: dict[str, set[int]] = field(default_factory=dict)   # worker -> committed maps whose output it keeps

@@ -7,9 +7,8 @@ A body of `COMPRESS_FROM` bytes or more travels zstd-compressed, marked by its o
 (`ZMZ` + version). The messages that grow with a cluster (a job's setup naming every peer, the
 locations of every map, owner moves) are lists of similar addresses and numbers, which compress
 two to ten times over; small messages, the bulk of the traffic, are left as they are, and so is a
-body that would not shrink. The size limit
-applies to the body as it decompresses, and a compressed body must state its size up front, so no
-peer can make a decoder allocate more than the limit.
+body that would not shrink. The size limit applies to the body as it decompresses, and a compressed
+body must state its size up front, so no peer can make a decoder allocate more than the limit.
 """
 
 from __future__ import annotations

@@ -258,11 +258,14 @@ class Coordinator:
     def _execute(self, sock: zmq.Socket[Any] | None, actions: list[Any]) -> None:
         self._write_journal(actions)
         pinged: set[bytes] = set()
+        last: tuple[Any, list[Any]] | None = None   # a broadcast sends one message object to many workers
         for action in actions:
             if isinstance(action, Send) and action.peer == _DASHBOARD_PEER:
                 self._dashboard_replies.append(action.msg)
             elif isinstance(action, Send) and sock is not None:
-                if transport.send(sock, encode(action.msg), action.peer):
+                if last is None or last[0] is not action.msg:
+                    last = (action.msg, encode(action.msg))   # encoded (and compressed) once per broadcast
+                if transport.send(sock, last[1], action.peer):
                     if isinstance(action.msg, m.Ping):
                         pinged.add(action.peer)
                 else:
