@@ -190,6 +190,22 @@ def test_committed_partitions_are_released_on_every_worker_of_the_job_at_most_ev
     assert sim.finished[job] is JobState.SUCCEEDED
 
 
+def test_a_setup_sent_after_commits_names_the_committed_partitions_as_released() -> None:
+    """A worker that asks for the job's setup again (it missed an owner update) must not keep, or accept,
+    data of partitions committed meanwhile: the setup names them."""
+    sim = sim_with("w1", "w2")
+    job = sim.submit(n_splits=2, n_reduce=4)
+    while sim.job(job).maps_done < 2:
+        sim.finish(sim.busy()[0])
+    for _ in range(2):
+        sim.finish(next(w for w in sim.busy() if isinstance(sim.assignment(w), m.AssignReduce)))
+    done = {t.index for t in sim.job(job).reduces if t.state is TaskState.DONE}
+    assert len(done) == 2
+    actions = sim.send("w1", m.SetupRequest(worker_id="w1", job_id=job))
+    setups = [a.msg for a in actions if isinstance(a, Send) and isinstance(a.msg, m.JobSetup)]
+    assert len(setups) == 1 and set(setups[0].released.members(4)) == done
+
+
 def test_pings_renew_leases_of_the_running_jobs_set_up_on_each_worker_only() -> None:
     sim = sim_with("w1", "w2", lease_ttl=7.0)
     job = sim.submit(n_splits=1, n_reduce=1)
