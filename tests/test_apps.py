@@ -597,7 +597,9 @@ def test_a_format_output_that_breaks_the_line_is_an_app_error(returned: object, 
 
 
 def test_the_sort_app_writes_back_each_record_as_it_was_read(tmp_path: Path) -> None:
-    records = ["zzzzzzzzzz  two spaces", "aaaaaaaaaa payload", "mmmmmmmmmm\ttab"]
-    (tmp_path / "in.txt").write_text("".join(r + "\n" for r in records))
-    out = run_sequential(str(REPO / "apps" / "sort.py"), [str(tmp_path / "in.txt")], tmp_path / "out")
-    assert out.read_text() == "".join(r + "\n" for r in sorted(records))
+    starts = [b"zzzzzzzzzz  two spaces", b"aaaaaaaaaa payload", b"mmmmmmmmmm\ttab", b"aaaaaaaaaa another",
+              b"\x00\xff binary key", b"aaaaaaaaa\x00 a NUL in the key"]
+    records = [start.ljust(99, b"-") + b"\n" for start in starts]
+    (tmp_path / "in.dat").write_bytes(b"".join(records))
+    out = run_sequential(str(REPO / "apps" / "sort.py"), [str(tmp_path / "in.dat")], tmp_path / "out")
+    assert out.read_bytes() == b"".join(sorted(records))

@@ -61,7 +61,7 @@ def test_a_float_json_cannot_hold_reads_back_as_none(tmp_path: Path) -> None:
 
 
 def test_the_formats_are_these(tmp_path: Path) -> None:
-    assert OUTPUT_FORMATS == ("text", "jsonl", "csv", "parquet")
+    assert OUTPUT_FORMATS == ("text", "jsonl", "csv", "parquet", "raw")
     with pytest.raises(ValueError, match="not an output format"):
         _write(tmp_path / "out", "xml", [])
     assert not (tmp_path / "out").exists()

@@ -8,6 +8,13 @@ The contract (any function may also declare a keyword parameter `args` to receiv
     partition(key: str, n_reduce: int) -> int                          # optional, default stable hash
     format_output(key: str, value: Value) -> str                       # optional: the text output's line
 
+A batch app does a split's per-pair work in array passes (see zmr.core.columns):
+
+    map_batch(filename: str, contents) -> (keys, values)               # instead of map: whole columns
+    partition_batch(keys, n_reduce: int) -> int array                  # optional: every key's partition
+    reduce                                                             # optional: without it, every pair
+                                                                       # is output, in (key, value) order
+
 A Value is a str, an int (64-bit: -2**63 .. 2**64-1; not a bool) or a float, so counts and sums travel as
 numbers, with no str() on the map side and int() per value on the reduce side. Keys are str.
 
@@ -35,7 +42,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
@@ -43,6 +50,11 @@ from zmr.core.batches import INT_MAX, INT_MIN, Value, is_value
 from zmr.core.partition import partition_of
 from zmr.errors import AppError
 from zmr.formats import TEXT, InputFormat, input_format
+
+if TYPE_CHECKING:   # numpy is imported by batch apps' jobs only
+    import numpy as np
+
+    from zmr.core.columns import Columns
 
 __all__ = ["App", "app_of", "load_app", "ship_app", "unship_app"]
 
@@ -60,14 +72,17 @@ class App:
 
     name: str
     module: str
-    map_fn: MapFn
-    reduce_fn: FoldFn
+    map_fn: MapFn | None
+    reduce_fn: FoldFn | None
     combine_fn: FoldFn | None = None
     partition_fn: PartitionFn | None = None
     format_fn: Callable[..., Any] | None = None   # the module's format_output, if any
     takes_args: frozenset[str] = frozenset()
     map_takes_first_line: bool = False
     input: InputFormat = TEXT   # what map receives (the module's INPUT; see zmr.formats)
+    map_batch_fn: Callable[..., Any] | None = None        # a batch app's map_batch
+    partition_batch_fn: Callable[..., Any] | None = None  # and its partition_batch
+    output_format: str = ""   # the module's OUTPUT_FORMAT: the job's when none is given ("": text)
     source_file: str = ""   # the app module's file, when shipped by value: tracebacks name it
 
     @classmethod
@@ -101,6 +116,41 @@ class App:
     def has_combine(self) -> bool:
         return self.combine_fn is not None
 
+    @property
+    def is_batch(self) -> bool:
+        """Whether map output travels as columns (`map_batch`) rather than as pairs."""
+        return self.map_batch_fn is not None
+
+    def map_columns(self, filename: str, contents: Any, args: Sequence[str]) -> tuple[Columns, Any]:
+        """`map_batch`'s columns for one piece of a split, and the keys as it returned them (for
+        `partition_batch`); anything else than two columns of one length is an AppError."""
+        from zmr.core.columns import ColumnError, columns_of
+
+        fn = self.map_batch_fn
+        assert fn is not None
+        result = fn(filename, contents, args=args) if "map_batch" in self.takes_args else fn(filename, contents)
+        try:
+            return columns_of(result), result[0]
+        except ColumnError as exc:
+            raise AppError(f"app {self.name!r}: map_batch returned what is not (keys, values) columns: {exc}") from None
+
+    def partitions_of(self, batch: Columns, keys: Any, n_reduce: int, args: Sequence[str]) -> np.ndarray:
+        """Each pair's reduce partition: `partition_batch`, else `partition` per key, else the stable hash."""
+        from zmr.core.columns import ColumnError, checked_partitions, hash_partitions
+
+        fn = self.partition_batch_fn
+        if fn is not None:
+            result = fn(keys, n_reduce, args=args) if "partition_batch" in self.takes_args else fn(keys, n_reduce)
+            try:
+                return checked_partitions(result, len(batch), n_reduce)
+            except ColumnError as exc:
+                raise AppError(f"app {self.name!r}: partition_batch returned {exc}") from None
+        if self.partition_fn is not None:
+            import numpy
+
+            return numpy.array([self.partition(key, n_reduce, args) for key in batch.keys.tolist()], numpy.int64)
+        return hash_partitions(batch.keys, n_reduce)
+
     def map(
         self, filename: str, contents: Any, args: Sequence[str], first_line: int = 1
     ) -> Iterator[tuple[str, Value]]:
@@ -111,6 +161,8 @@ class App:
         """What `map` yields, not yet checked: a hot loop checks each item itself (see `check_pair`).
         `contents` is a piece of the split, or for a per-record input format a list of records, each of
         which `map` gets on its own (see `zmr.formats.map_inputs`)."""
+        if self.map_fn is None:
+            raise AppError(f"app {self.name!r} has no map function (it is a batch app: see map_batch)")
         kwargs: dict[str, Any] = {}
         if "map" in self.takes_args:
             kwargs["args"] = args
@@ -128,7 +180,7 @@ class App:
                 kwargs["first_line"] = first_line + index if first_line else 0
             elif self.map_takes_first_line:
                 kwargs["first_line"] = first_line
-            yield from self._iterable(self.map_fn(filename, record, **kwargs))
+            yield from self._iterable(self.map_fn(filename, record, **kwargs))  # type: ignore[misc]  # checked
 
     def _iterable(self, pairs: Any) -> Iterator[Any]:
         try:
@@ -155,6 +207,8 @@ class App:
 
     def reducer(self, args: Sequence[str]) -> Callable[[str, Iterable[Value]], Value]:
         """`reduce` with `args` bound once, for the reducer's per-key loop."""
+        if self.reduce_fn is None:
+            raise AppError(f"app {self.name!r} has no reduce function")
         fn = functools.partial(self.reduce_fn, args=args) if "reduce" in self.takes_args else self.reduce_fn
 
         def reduce(key: str, values: Iterable[Value]) -> Value:
@@ -349,26 +403,57 @@ def app_of(app: App | str | ModuleType) -> App:
 
 
 def _app_from_module(spec: str, module: ModuleType) -> App:
+    optional = {name: _function(spec, module, name)
+                for name in ("map_batch", "partition_batch", "combine", "partition", "format_output")}
+    batch = optional["map_batch"]
     for required in ("map", "reduce"):
         fn = getattr(module, required, None)
+        if batch is not None and fn is None:
+            continue
         if fn is None or not callable(fn):
             what = "is missing" if fn is None else f"is not a function ({type(fn).__name__})"
             raise AppError(
                 f"app {spec!r}: `{required}` {what}; an app defines map(filename, contents) "
-                "-> iterable of (key, value) and reduce(key, values) -> value"
+                "-> iterable of (key, value) and reduce(key, values) -> value (or a batch app "
+                "map_batch(filename, contents) -> (keys, values), and reduce if it reduces)"
             )
-    app = App.from_functions(
-        spec,
-        map=module.map,
-        reduce=module.reduce,
-        combine=getattr(module, "combine", None),
-        partition=getattr(module, "partition", None),
+    if batch is not None and optional["combine"] is not None:
+        raise AppError(f"app {spec!r}: a batch app (map_batch) has no combine; its reduce runs on the whole group")
+    if optional["partition_batch"] is not None and batch is None:
+        raise AppError(f"app {spec!r}: partition_batch goes with map_batch; a pair app defines partition(key, n)")
+    fns = {"map": getattr(module, "map", None), "reduce": getattr(module, "reduce", None),
+           **{name: fn for name, fn in optional.items() if name != "format_output"}}
+    return App(
+        name=spec,
+        module=module.__name__,
+        map_fn=fns["map"],
+        reduce_fn=fns["reduce"],
+        combine_fn=optional["combine"],
+        partition_fn=optional["partition"],
+        format_fn=optional["format_output"],
+        map_batch_fn=batch,
+        partition_batch_fn=optional["partition_batch"],
+        takes_args=frozenset(role for role, fn in fns.items() if fn is not None and _declares(fn, "args")),
+        map_takes_first_line=fns["map"] is not None and _declares(fns["map"], "first_line"),
+        input=input_format(getattr(module, "INPUT", None), spec),
+        output_format=_output_format(spec, module),
     )
-    formatter = getattr(module, "format_output", None)
-    if formatter is not None and not callable(formatter):
-        raise AppError(f"app {spec!r}: `format_output` is not a function ({type(formatter).__name__})")
-    return dataclasses.replace(app, module=module.__name__, input=input_format(getattr(module, "INPUT", None), spec),
-                               format_fn=formatter)
+
+
+def _function(spec: str, module: ModuleType, name: str) -> Callable[..., Any] | None:
+    fn = getattr(module, name, None)
+    if fn is not None and not callable(fn):
+        raise AppError(f"app {spec!r}: `{name}` must be a function, got {type(fn).__name__}")
+    return fn
+
+
+def _output_format(spec: str, module: ModuleType) -> str:
+    from zmr.output_formats import OUTPUT_FORMATS
+
+    value = getattr(module, "OUTPUT_FORMAT", "")
+    if value and value not in OUTPUT_FORMATS:
+        raise AppError(f"app {spec!r}: OUTPUT_FORMAT = {value!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    return str(value)
 
 
 def ship_app(app_or_spec: App | str) -> bytes:
@@ -490,7 +575,8 @@ def _name_source_file(app: App) -> None:
         return code.replace(co_filename=app.source_file, co_consts=consts)
 
     seen: set[int] = set()
-    todo: list[Any] = [app.map_fn, app.reduce_fn, app.combine_fn, app.partition_fn, app.format_fn]
+    todo: list[Any] = [app.map_fn, app.reduce_fn, app.combine_fn, app.partition_fn, app.format_fn, app.map_batch_fn,
+                       app.partition_batch_fn]
     while todo:
         obj = todo.pop()
         if id(obj) in seen:

@@ -76,8 +76,9 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
                           help="output directory or URL (s3://bucket/prefix): mr-out-<r> files, then _SUCCESS"),
            shtab.DIRECTORY)
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
-    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="text",
-                   help="how results are written: text (`key value` lines, the default), jsonl, csv or parquet")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None,
+                   help="how results are written: text (`key value` lines, the default unless the app sets "
+                        "OUTPUT_FORMAT), jsonl, csv, parquet or raw (key and value bytes, nothing added)")
 
 
 def _cluster_job_flags(p: argparse.ArgumentParser) -> None:

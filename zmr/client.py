@@ -48,7 +48,7 @@ _DEFAULT_MAX_MESSAGE_BYTES = CoordinatorConfig().max_message_bytes
 def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int, args: Sequence[str] = (),
                split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False, workers: int | None = None,
                limits: SpecLimits = _DEFAULT_LIMITS, max_attempts: int = 0,
-               output_format: m.OutputFormat = "text", py_files: Sequence[str] = (),
+               output_format: m.OutputFormat | None = None, py_files: Sequence[str] = (),
                compression: m.JobCompression = "") -> m.JobSpec:
     """Check everything that can be checked here, so a bad job fails before it is queued and the user
     hears why without a round trip; the coordinator checks again with its own `limits`. Cheap checks come
@@ -57,12 +57,13 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     _refuse(n_reduce_problem(n_reduce, limits) or max_attempts_problem(max_attempts))
     if compression not in ("", *get_args(m.Compression)):
         raise JobSpecError(f"compression must be one of {', '.join(get_args(m.Compression))}, got {compression!r}")
-    if output_format not in OUTPUT_FORMATS:
+    if output_format is not None and output_format not in OUTPUT_FORMATS:
         raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
-    check_available(output_format)   # here: workers of a cluster may lack it too, but then they say so
     with pyfiles.on_path(py_files):
         loaded = app_of(app)
         blob = ship_app(loaded)
+    fmt: m.OutputFormat = output_format or loaded.output_format or "text"   # type: ignore[assignment]
+    check_available(fmt)   # here: workers of a cluster may lack it too, but then they say so
     if args and not loaded.takes_args:
         raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
                            f"`args`), so --arg {args[0]!r} would be ignored")
@@ -78,7 +79,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     output_dir = output if storage.is_url(output) else os.path.abspath(output)
     return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=output_dir,
                      n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts,
-                     output_format=output_format, py_files=shipped, compression=compression)
+                     output_format=fmt, py_files=shipped, compression=compression)
 
 
 def _refuse(problem: str) -> None:
@@ -132,11 +133,12 @@ class Client:
 
     def submit(self, app: App | str | ModuleType, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE,
                args: Sequence[str] = (), split_size: int = DEFAULT_SPLIT_SIZE, overwrite: bool = False,
-               max_attempts: int = 0, output_format: m.OutputFormat = "text", py_files: Sequence[str] = (),
+               max_attempts: int = 0, output_format: m.OutputFormat | None = None, py_files: Sequence[str] = (),
                compression: m.JobCompression = "") -> str:
         """Queue a job; returns its id. Raises JobSpecError/AppError before anything is sent.
         `max_attempts`: failed attempts of one task that fail the job (0: the cluster's retry.max_attempts);
-        `output_format`: text, jsonl, csv or parquet (see `zmr.output_formats`); `py_files`: files, folders
+        `output_format`: text, jsonl, csv, parquet or raw (see `zmr.output_formats`; None: the app's
+        OUTPUT_FORMAT, else text); `py_files`: files, folders
         and archives of code to put on the workers' sys.path for this job (see `zmr.pyfiles`);
         `compression`: of this job's shuffle, none, lz4 or zstd ("": the cluster's shuffle.compression)."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,

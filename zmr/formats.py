@@ -72,16 +72,22 @@ def input_format(value: object, app: str) -> InputFormat:
 
 
 def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "",
-               count_lines: bool = True) -> Iterator[tuple[list[Any] | str | bytes, int]]:
+               count_lines: bool = True, batch: bool = False) -> Iterator[tuple[list[Any] | str | bytes, int]]:
     """What `map` gets from the split [start, end) of `path`, a piece at a time, with the 1-based line number
     of the piece's first line (0 when not `count_lines`, and for binary formats): the text or bytes itself,
-    or, for per-record formats, a list of records to call `map` with one by one."""
+    or, for per-record formats, a list of records to call `map` with one by one. `batch` (for `map_batch`):
+    fixed-size records come as one bytes object of whole records per piece of up to 16 MiB."""
     if fmt.kind == "bytes":
         for data in _byte_pieces(path, start, end, codec, MAP_CHUNK_BYTES):
             yield data, 0
         return
     if fmt.kind == "records":
-        yield from ((records, 0) for records in _records(path, start, end, codec, fmt.record_bytes))
+        if batch:
+            yield from ((records, 0) for records in _record_blobs(path, start, end, codec, fmt.record_bytes,
+                                                                  MAP_CHUNK_BYTES))
+        else:
+            yield from ((_cut(records, fmt.record_bytes), 0)
+                        for records in _record_blobs(path, start, end, codec, fmt.record_bytes, 4 << 20))
         return
     pieces = read_chunks(path, start, end, count_lines=count_lines, codec=codec)
     if fmt.kind == "text":
@@ -185,19 +191,23 @@ def _byte_pieces(path: str, start: int, end: int, codec: str, piece_bytes: int) 
             yield data
 
 
-def _records(path: str, start: int, end: int, codec: str, size: int) -> Iterator[list[bytes]]:
-    """The fixed-size records that start in [start, end), in lists of a few MiB; a file that does not end
-    on a record boundary is an InputError."""
+def _cut(blob: bytes, size: int) -> list[bytes]:
+    view = memoryview(blob)
+    return [bytes(view[i:i + size]) for i in range(0, len(blob), size)]
+
+
+def _record_blobs(path: str, start: int, end: int, codec: str, size: int, piece_bytes: int) -> Iterator[bytes]:
+    """The fixed-size records that start in [start, end), whole records of about `piece_bytes` at a time; a
+    file that does not end on a record boundary is an InputError."""
     if not codec:   # a record belongs to the split it starts in (reading stops at the file's end anyway)
         start, end = -(-start // size) * size, -(-end // size) * size
-    per_piece = max(1, (4 << 20) // size) * size
+    per_piece = max(1, piece_bytes // size) * size
     carry = b""
     for data in _byte_pieces(path, start, end, codec, per_piece):
         data = carry + data if carry else data
         whole = len(data) - len(data) % size
         carry = data[whole:]
-        view = memoryview(data)
-        yield [bytes(view[i:i + size]) for i in range(0, whole, size)]
+        yield data if whole == len(data) else data[:whole]
     if carry:
         raise InputError(f"input {path!r} ends with {len(carry)} bytes, not a whole record of {size}")
 

@@ -5,6 +5,8 @@
     csv      `key,value` with RFC 4180 quoting (no header row, so the files concatenate)
     parquet  columns `key` (string) and `value` (int64, double or string, by the job's first value; ints
              go into a double column), in row groups of 64k; needs pyarrow (`pip install 'zmr[parquet]'`)
+    raw      the key's bytes then the value's, nothing added (bytes as they are, str as UTF-8, a number
+             as str() writes it): fixed-size records written back exactly as they were read
 
 Keys are sorted within each file in every format. `read_results` gives back (key, value) pairs: with the
 value's type for jsonl and parquet, as str for the others (text cannot tell 12 from "12").
@@ -17,7 +19,7 @@ import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -26,11 +28,15 @@ from zmr.core.batches import Value
 from zmr.errors import AppError, JobSpecError
 from zmr.protocol.messages import OutputFormat
 
+if TYPE_CHECKING:
+    from zmr.core.columns import Columns
+
 __all__ = ["OUTPUT_FORMATS", "OutputFormat", "check_available", "read_results", "write_reduced"]
 
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "csv", "parquet")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "csv", "parquet", "raw")
 _LINES_PER_WRITE = 4096    # one write call per line costs more than joining a few thousand
 _ROWS_PER_GROUP = 1 << 16
+_RAW_WRITE_BYTES = 4 << 20
 _JSON = msgspec.json.Encoder()
 _QUOTED = frozenset(',"\r\n')
 
@@ -109,6 +115,53 @@ def _write_text(path: str, app: str, groups: Iterable[tuple[str, Iterator[Value]
     return count
 
 
+def write_columns(path: str, fmt: str, app: str, batches: Iterable[Columns], tick: Callable[[], None]) -> int:
+    """Write a batch app's pairs, batch by batch, each pair a result (the app has no reduce), durably;
+    returns the number of results. `raw` joins a batch's bytes in array passes; the other formats take
+    str keys and str or number values, and refuse bytes."""
+    from zmr.core.columns import BYTES, FIXED, chunks, joined
+
+    if fmt != "raw":
+        def pairs() -> Iterator[tuple[str, Iterator[Value]]]:
+            for batch in batches:
+                if {batch.keys.kind, batch.values.kind} & {BYTES, FIXED}:
+                    refuse_bytes(app, fmt, [b""])
+                for key, value in batch.pairs():
+                    yield key, iter((value,))
+                tick()
+        return write_reduced(path, fmt, app, pairs(), _only, lambda: None)
+    count = 0
+    with open(path, "wb") as out:
+        for batch in batches:
+            for piece in chunks(batch, _RAW_WRITE_BYTES):   # bounds the copy that interleaves keys and values
+                out.write(joined(piece))   # type: ignore[arg-type]  # an array is a buffer
+            count += len(batch)
+            tick()
+        out.flush()
+        os.fsync(out.fileno())
+    return count
+
+
+def refuse_bytes(app: str, fmt: str, items: Iterable[Any]) -> None:
+    """An AppError if an item is bytes: only the raw format writes those."""
+    if any(type(item) is bytes for item in items):
+        raise AppError(f"app {app!r}: map_batch gave bytes, which only --output-format raw writes "
+                       f"(or OUTPUT_FORMAT = 'raw' in the app); give str to write {fmt}")
+
+
+def str_keys(app: str, fmt: str, groups: Iterable[tuple[Any, Iterator[Value]]],
+             ) -> Iterator[tuple[str, Iterator[Value]]]:
+    """A batch app's reduce groups, with an AppError at the first bytes key (only raw writes those)."""
+    for key, values in groups:
+        if type(key) is bytes:
+            refuse_bytes(app, fmt, [key])
+        yield key, values
+
+
+def _only(key: str, values: Iterator[Value]) -> Value:
+    return next(values)
+
+
 def _text_newline(app: str, key: str, value: Value) -> None:
     raise AppError(f"app {app!r}: output for key {key!r} contains a newline: {value!r} (the text output "
                    "format has one line per key; choose --output-format jsonl or csv)")
@@ -116,7 +169,33 @@ def _text_newline(app: str, key: str, value: Value) -> None:
 
 def _open_writer(path: str, fmt: str, app: str) -> _ResultWriter:
     """A writer of results to a new file at `path`, in `fmt`."""
+    if fmt == "raw":
+        return _RawWriter(path)
     return _ParquetWriter(path, app) if fmt == "parquet" else _LineWriter(path, _line_of(fmt))
+
+
+class _RawWriter:
+    """Results as the key's bytes then the value's, nothing between or after (see the module docstring)."""
+
+    def __init__(self, path: str) -> None:
+        self._out = open(path, "wb")  # noqa: SIM115
+        self._parts: list[bytes] = []
+
+    def write(self, key: Any, value: Value) -> None:
+        from zmr.core.columns import as_bytes
+
+        self._parts += (as_bytes(key), as_bytes(value))
+        if len(self._parts) >= 2 * _LINES_PER_WRITE:
+            self._out.write(b"".join(self._parts))
+            self._parts.clear()
+
+    def close(self) -> None:
+        try:
+            self._out.write(b"".join(self._parts))
+            self._out.flush()
+            os.fsync(self._out.fileno())
+        finally:
+            self._out.close()
 
 
 class _LineWriter:
@@ -216,6 +295,9 @@ def read_results(path: str | Path, fmt: str) -> Iterator[tuple[str, Value | None
 
 
 def _read_results(raw: IO[bytes], fmt: str) -> Iterator[tuple[str, Value | None]]:
+    if fmt == "raw":
+        raise JobSpecError("raw output has no boundaries between results to read them back by; read the "
+                           "mr-out-* files themselves")
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

@@ -8,8 +8,9 @@ order, write one `mr-out-0` atomically. Its output directory follows the engine'
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from zmr import storage
 from zmr.apps import App, load_app
@@ -18,7 +19,7 @@ from zmr.core.splits import DEFAULT_SPLIT_SIZE
 from zmr.errors import JobSpecError
 from zmr.formats import map_inputs
 from zmr.inputs import expand_inputs, plan_splits
-from zmr.output_formats import OutputFormat, check_available
+from zmr.output_formats import OutputFormat, check_available, refuse_bytes
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
 
@@ -33,13 +34,14 @@ def run_sequential(
     split_size: int = DEFAULT_SPLIT_SIZE,
     *,
     overwrite: bool = False,
-    output_format: OutputFormat = "text",
+    output_format: OutputFormat | None = None,
 ) -> Path:
     """Run the job in this process and return the path of `OUTDIR/mr-out-0`."""
     if storage.is_url(str(output_dir)):
         raise JobSpecError(f"the sequential run writes to a local directory, not {str(output_dir)!r}")
     the_app = load_app(app) if isinstance(app, str) else app
-    check_available(output_format)
+    fmt = output_format or the_app.output_format or "text"
+    check_available(fmt)
     files = expand_inputs(inputs, text=not the_app.input.binary)
     if problem := outputs.overlap_problem(inputs, (f.path for f in files), str(output_dir)):
         raise JobSpecError(problem)
@@ -50,12 +52,26 @@ def run_sequential(
     job_args = list(args)
     groups: dict[str, list[Value]] = {}
     for split in splits:
-        for contents, first_line in map_inputs(the_app.input, split.path, split.start, split.end, split.codec,
-                                               count_lines=the_app.map_takes_first_line):
-            for key, value in the_app.map(split.name, contents, job_args, first_line=first_line):
-                groups.setdefault(key, []).append(value)
+        for key, value in _pairs(the_app, split.name, split.path, split.start, split.end, split.codec, job_args):
+            groups.setdefault(key, []).append(value)
+    if fmt != "raw" and the_app.is_batch:
+        refuse_bytes(the_app.name, fmt, [*groups, *(v for values in groups.values() for v in values)])
+    if the_app.reduce_fn is None:   # a batch app without reduce: every pair, in (key, value) order
+        results = sorted((key, value) for key, values in groups.items() for value in values)
+        return outputs.write_results_atomically(out_dir / output_name(0), ((k, iter((v,))) for k, v in results),
+                                                lambda key, values: next(values), fmt, the_app.name)
     reduce = the_app.reducer(job_args)
     grouped = ((key, iter(groups[key])) for key in sorted(groups))
-    return outputs.write_results_atomically(out_dir / output_name(0), grouped, reduce, output_format, the_app.name,
+    return outputs.write_results_atomically(out_dir / output_name(0), grouped, reduce, fmt, the_app.name,
                                             the_app.output_formatter())
+
+
+def _pairs(app: App, name: str, path: str, start: int, end: int, codec: str, args: list[str]) -> Iterator[Any]:
+    """The split's (key, value) pairs: from `map`, or from a batch app's `map_batch` columns."""
+    for contents, first_line in map_inputs(app.input, path, start, end, codec, count_lines=app.map_takes_first_line,
+                                           batch=app.is_batch):
+        if app.is_batch:
+            yield from app.map_columns(name, contents, args)[0].pairs()
+        else:
+            yield from app.map(name, contents, args, first_line=first_line)
 

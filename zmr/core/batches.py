@@ -20,7 +20,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lz4.block
 import msgspec
@@ -30,11 +30,16 @@ from xxhash import xxh3_64_intdigest
 from zmr.errors import ProtocolError
 from zmr.protocol.messages import Compression
 
+if TYPE_CHECKING:   # numpy is imported only by jobs of batch apps: plain jobs start without it
+    from zmr.core.columns import Columns
+
 Value = str | int | float
 """What a value may be: text, or a number the app adds up without converting it to text and back."""
 Pair = tuple[str, Value]
 Pairs = list[Pair]
 CHUNK_RECORDS = 256
+COLUMNS_MAGIC = 0xC1   # a column chunk's first byte (`zmr.core.columns`): one msgpack never writes
+COLUMN_CHUNK_BYTES = 256 << 10   # a column chunk: per-chunk costs vanish; a merge holds one per run
 INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # the ints msgpack carries
 _VALUE_TYPES = frozenset({str, int, float})
 _NUMBER_BYTES = 9   # a number's msgpack size, at most
@@ -68,13 +73,22 @@ class Packer:
 
     def chunk(self, pairs: Pairs) -> bytes:
         """One length-prefixed chunk."""
-        body = _ENCODER.encode(pairs)
+        return self._framed(_ENCODER.encode(pairs), len(pairs))
+
+    def columns(self, batch: Columns) -> bytes:
+        """A batch app's sorted run: column chunks of about `COLUMN_CHUNK_BYTES` each."""
+        from zmr.core import columns
+
+        return b"".join(self._framed(columns.encode(piece), len(piece))
+                        for piece in columns.chunks(batch, COLUMN_CHUNK_BYTES))
+
+    def _framed(self, body: bytes, rows: int) -> bytes:
         if self._tag and len(body) >= _MIN_PACK:
             packed = self._zstd.compress(body) if self._zstd is not None else lz4.block.compress(body, store_size=True)
             if len(packed) <= len(body) - len(body) // 8:
                 return _LENGTH.pack(len(packed) | self._tag << _CODEC_SHIFT) + packed
         if len(body) > MAX_CHUNK_BYTES:
-            raise ValueError(f"{len(pairs)} pairs take {len(body)} bytes, more than a chunk holds ({MAX_CHUNK_BYTES})")
+            raise ValueError(f"{rows} pairs take {len(body)} bytes, more than a chunk holds ({MAX_CHUNK_BYTES})")
         return _LENGTH.pack(len(body)) + body
 
     def batch(self, pairs: Pairs) -> bytes:
@@ -99,10 +113,29 @@ def decode_chunk(body: bytes | memoryview, codec: int = 0) -> Pairs:
     anything else, and a compressed body may not claim to grow past `MAX_CHUNK_BYTES`."""
     if codec:
         body = _unpack(body, codec)
+    if len(body) and body[0] == COLUMNS_MAGIC:
+        from zmr.core.columns import decode
+
+        return decode(body).pairs()
     try:
         return _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"malformed batch: {exc}") from exc
+
+
+def decode_chunk_columns(body: bytes | memoryview, codec: int = 0) -> Columns:
+    """One chunk body as a batch of columns (a msgpack chunk converted); garbage raises ProtocolError."""
+    from zmr.core import columns
+
+    if codec:
+        body = _unpack(body, codec)
+    if columns.is_columns(body):
+        return columns.decode(body)
+    pairs = decode_chunk(body)
+    try:
+        return columns.Columns(columns.column_of([k for k, _ in pairs]), columns.column_of([v for _, v in pairs]))
+    except columns.ColumnError as exc:
+        raise ProtocolError(f"batch chunk whose pairs make no columns: {exc}") from exc
 
 
 def _unpack(body: bytes | memoryview, codec: int) -> bytes:

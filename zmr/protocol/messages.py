@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NamedTuple, TypeVar
 
 import msgspec
 
-PROTOCOL_VERSION = 10
+PROTOCOL_VERSION = 11
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknow
 
 
 TaskKind = Literal["map", "reduce"]
-OutputFormat = Literal["text", "jsonl", "csv", "parquet"]
+OutputFormat = Literal["text", "jsonl", "csv", "parquet", "raw"]
 """How a job writes its results (see `zmr.output_formats`)."""
 Compression = Literal["none", "lz4", "zstd"]
 """How map output chunks may be compressed on the wire and on disk (`shuffle.compression`)."""

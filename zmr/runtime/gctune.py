@@ -11,6 +11,8 @@ later.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 
 YOUNG_THRESHOLD = 50_000   # new containers between young collections (CPython's default: 700)
@@ -22,3 +24,28 @@ def tune_for_data() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters
+MMAP_THRESHOLD = 32 << 20   # glibc's largest: blocks under it come from the heap
+TRIM_THRESHOLD = 64 << 20   # free memory the heap keeps before handing it back
+
+
+def reuse_large_blocks() -> None:
+    """Let glibc's malloc reuse freed blocks of up to 32 MiB instead of mapping fresh zeroed pages for each.
+
+    A task of a batch app allocates arrays of megabytes per piece of its split. By default glibc serves
+    each from a new mmap and unmaps it on free, so every array page-faults its way in again: on a 1 GB
+    sort, 1.25 million faults and more kernel time than numpy's own. Served from the heap, freed arrays
+    are reused; the heap gives memory back once 64 MiB of it is free. Does nothing where the C library is
+    not glibc.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        return
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)

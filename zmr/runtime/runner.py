@@ -32,11 +32,12 @@ from zmr.core.batches import Packer, Pairs, PartitionBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
 from zmr.log import bound_logger
-from zmr.output_formats import write_reduced
+from zmr.output_formats import str_keys, write_columns, write_reduced
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
+from zmr.runtime.gctune import reuse_large_blocks
 from zmr.runtime.pusher import Pusher
-from zmr.runtime.runs import merged
+from zmr.runtime.runs import merged, merged_columns
 from zmr.runtime.security import Curve
 
 _TICK_EVERY = 0.2          # seconds between progress reports at most
@@ -178,6 +179,8 @@ class Runner:
     def _run_map(self, rec: t.RunMap) -> t.MapResult:
         job = self._jobs[rec.attempt.job_id]
         app, info = job.app(), job.info
+        if app.is_batch:
+            return self._run_map_batch(rec, job)
         buffers = PartitionBuffers(info.n_reduce, info.batch_bytes,
                                    max(self._setup.memory_budget // 4, info.batch_bytes),
                                    app.partitioner(info.args), app.combiner(info.args), app.check_partition)
@@ -201,6 +204,30 @@ class Runner:
             emit.end_streams()
         return t.MapResult(buffers.records, emit.bytes_out, emit.kept)
 
+    def _run_map_batch(self, rec: t.RunMap, job: _Job) -> t.MapResult:
+        """A batch app's map: each piece's columns partitioned and sorted by array passes, one run per
+        partition and piece, pushed as column chunks."""
+        from zmr.core.columns import split_by_partition
+
+        app, info = job.app(), job.info
+        self._warm = []
+        self._pusher.start_task(info.window_bytes)
+        emit = _Emitter(self, rec, job)
+        records = 0
+        for contents, _ in map_inputs(app.input, rec.split.path, rec.split.start, rec.split.end, rec.split.codec,
+                                      count_lines=False, batch=True):
+            batch, keys = app.map_columns(rec.split.name, contents, info.args)
+            del contents
+            parts = app.partitions_of(batch, keys, info.n_reduce, info.args)
+            del keys
+            for partition, run in split_by_partition(batch, parts, info.n_reduce):
+                emit.payload(partition, job.packer.columns(run), len(run))
+            records += len(batch)
+            self._tick()
+        if info.push:
+            emit.end_streams()
+        return t.MapResult(records, emit.bytes_out, emit.kept)
+
     def _keep_warm(self, runs: list[Pairs]) -> None:
         """Hold this task's last runs, and let the previous task's go only now.
 
@@ -216,11 +243,21 @@ class Runner:
 
     def _run_reduce(self, rec: t.RunReduce) -> t.ReduceResult:
         job = self._jobs[rec.attempt.job_id]
-        reduce = job.app().reducer(job.info.args)
+        app = job.app()
+        if app.reduce_fn is None:   # a batch app's pairs, written as they are, in (key, value) order
+            try:
+                batches = merged_columns(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer)
+                return t.ReduceResult(write_columns(rec.tmp_path, job.info.output_format, app.name, batches,
+                                                    self._tick))
+            finally:
+                shutil.rmtree(rec.scratch, ignore_errors=True)
+        reduce = app.reducer(job.info.args)
         try:
             groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer)
-            records = write_reduced(rec.tmp_path, job.info.output_format, job.app().name, groups, reduce, self._tick,
-                                    job.app().output_formatter())
+            if app.is_batch and job.info.output_format != "raw":
+                groups = str_keys(app.name, job.info.output_format, groups)
+            records = write_reduced(rec.tmp_path, job.info.output_format, app.name, groups, reduce, self._tick,
+                                    app.output_formatter())
         finally:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(records)
@@ -240,7 +277,10 @@ class _Emitter:
 
     def batch(self, partition: int, run: Pairs) -> None:
         """Keep the run in the map's own copy and push it to the partition's owner."""
-        payload = self._job.packer.batch(run)
+        self.payload(partition, self._job.packer.batch(run), len(run))
+
+    def payload(self, partition: int, payload: bytes, n_records: int) -> None:
+        """Keep an encoded run of `n_records` pairs in the map's own copy and push it to the partition's owner."""
         self.bytes_out += len(payload)
         if partition not in self._released:
             seq = self._seqs.get(partition, 0)
@@ -248,7 +288,7 @@ class _Emitter:
             offset = _append(os.path.join(self._rec.kept_dir, f"p{partition}.data"), payload)
             self.kept.append(t.Kept(partition, offset, len(payload)))
             if self._job.info.push:
-                self._push(partition, seq, len(run), payload)
+                self._push(partition, seq, n_records, payload)
         self._runner._tick()
 
     def _push(self, partition: int, seq: int, n_records: int, payload: bytes) -> None:
@@ -318,5 +358,6 @@ def runner_main(endpoint: str) -> None:
     if not isinstance(setup, t.ProcSetup):
         raise SystemExit(2)
     runner = Runner(ctx, chan, setup)
+    reuse_large_blocks()
     _cap_memory(setup.task_memory_mb)
     runner.serve()

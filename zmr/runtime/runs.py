@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zmr.core.batches import (
     CHUNK_RECORDS,
@@ -21,8 +22,12 @@ from zmr.core.batches import (
     Value,
     chunk_header,
     decode_chunk,
+    decode_chunk_columns,
     merge_chunked,
 )
+
+if TYPE_CHECKING:
+    from zmr.core.columns import Columns
 
 Run = tuple[str, int, int]   # (path, offset, length)
 _RAW = Packer()
@@ -60,6 +65,43 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
             yield records
     finally:
         os.close(fd)
+
+
+def read_column_chunks(run: Run) -> Iterator[Columns]:
+    """`read_chunks` for a batch app's runs: one column chunk at a time, its arrays views of what was read."""
+    path, offset, length = run
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = offset + length
+        while offset < end:
+            codec, size = chunk_header(os.pread(fd, HEADER_BYTES, offset), end - offset)
+            yield decode_chunk_columns(os.pread(fd, size, offset + HEADER_BYTES), codec)
+            offset += HEADER_BYTES + size
+    finally:
+        os.close(fd)
+
+
+def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW) -> Iterator[Columns]:
+    """A batch app's runs merged into batches in (key, value) order; at most `fan_in` runs open, as `merged`.
+
+    A run is read a column chunk (~256 KiB, decoded in place) at a time: a round takes about a chunk per
+    run and copies it twice (put together, then in order), so the merge holds under a megabyte per run."""
+    from zmr.core.columns import merge_sorted
+
+    level = 0
+    while len(runs) > fan_in:
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f"merge-{level}.run"
+        merged_runs = []
+        for i in range(0, len(runs), fan_in):
+            with open(path, "ab") as out:
+                start = out.tell()
+                for batch in merge_sorted(read_column_chunks(r) for r in runs[i:i + fan_in]):
+                    out.write(packer.columns(batch))
+                merged_runs.append((str(path), start, out.tell() - start))
+        runs = merged_runs
+        level += 1
+    return merge_sorted(read_column_chunks(r) for r in runs)
 
 
 def write_run(path: Path, records: Iterable[Pair], packer: Packer = _RAW) -> Run:
