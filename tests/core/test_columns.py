@@ -1,0 +1,174 @@
+"""Columnar batches: columns from what apps return, (key, value) order, partitions, the wire, and the merge."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zmr.core import columns as c
+from zmr.core.batches import Packer, decode_batch
+from zmr.core.partition import partition_of
+from zmr.errors import ProtocolError
+from zmr.runtime.runs import merged_columns
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+
+
+def fixed(rows: list[bytes], key_bytes: int) -> c.Columns:
+    array = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), -1) if rows else np.zeros((0, 4), np.uint8)
+    return c.Columns(c.column_of(array[:, :key_bytes]), c.column_of(array[:, key_bytes:]))
+
+
+def sorted_runs(batch: c.Columns, cuts: list[int], chunk_bytes: int) -> list[list[c.Columns]]:
+    runs = []
+    for start, end in zip([0, *cuts], [*cuts, len(batch)], strict=True):
+        piece = batch.slice(start, end)
+        runs.append(list(c.chunks(piece.take(c.order(piece)), chunk_bytes)))
+    return runs
+
+
+@SETTINGS
+@given(width=st.integers(0, 20), key_bytes=st.integers(0, 20), seed=st.integers(0, 2**32 - 1),
+       alphabet=st.integers(1, 256), n=st.integers(0, 400))
+def test_fixed_width_rows_sort_as_python_sorts_their_bytes(width: int, key_bytes: int, seed: int, alphabet: int,
+                                                          n: int) -> None:
+    """Small alphabets make long shared prefixes and equal keys: the tie paths run as often as the plain one."""
+    key_bytes = min(key_bytes, width)
+    rng = np.random.default_rng(seed)
+    rows = [bytes(row) for row in rng.integers(0, alphabet, size=(n, width), dtype=np.uint8)]
+    batch = fixed(rows, key_bytes) if width else c.Columns(c.column_of([b""] * n), c.column_of([b""] * n))
+    assert batch.take(c.order(batch)).pairs() == sorted(batch.pairs())
+
+
+@SETTINGS
+@given(pairs=st.lists(st.tuples(st.text(max_size=4), st.integers(-(2**63), 2**63 - 1)), max_size=200))
+def test_text_keys_with_int_values_sort_and_partition_as_pairs_do(pairs: list[tuple[str, int]]) -> None:
+    batch = c.columns_of(([k for k, _ in pairs], [v for _, v in pairs]))
+    assert batch.take(c.order(batch)).pairs() == sorted(pairs)
+    assert c.hash_partitions(batch.keys, 7).tolist() == [partition_of(k, 7) for k, _ in pairs]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 600), cuts=st.lists(st.integers(0, 600), max_size=6),
+       chunk_bytes=st.integers(16, 2000))
+def test_merging_sorted_runs_gives_every_pair_once_in_order(seed: int, n: int, cuts: list[int],
+                                                            chunk_bytes: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = [bytes(row) for row in rng.integers(0, 3, size=(n, 12), dtype=np.uint8)]
+    batch = fixed(rows, 10)
+    merged = [pair for out in c.merge_sorted(sorted_runs(batch, sorted(x for x in cuts if x <= n), chunk_bytes))
+              for pair in out.pairs()]
+    assert merged == sorted(batch.pairs())
+
+
+@SETTINGS
+@given(keys=st.lists(st.binary(max_size=5), max_size=120), seed=st.integers(0, 1000))
+def test_variable_width_bytes_merge_and_round_trip(keys: list[bytes], seed: int) -> None:
+    values = [float(v) for v in np.random.default_rng(seed).integers(0, 4, size=len(keys))]
+    batch = c.columns_of((keys, values))
+    assert c.decode(c.encode(batch)).pairs() == batch.pairs()
+    cuts = sorted({len(keys) // 3, len(keys) // 2})
+    merged = [pair for out in c.merge_sorted(sorted_runs(batch, cuts, 40)) for pair in out.pairs()]
+    assert merged == sorted(batch.pairs())
+
+
+def test_a_fixed_width_batch_survives_the_chunk_framing_with_each_codec() -> None:
+    rows = [bytes([i % 7]) * 10 + b"payload %05d\n" % i for i in range(5000)]
+    batch = fixed(rows, 10)
+    ordered = batch.take(c.order(batch))
+    for codec in ("none", "lz4", "zstd"):
+        payload = Packer(codec).columns(ordered)
+        assert decode_batch(payload) == sorted(batch.pairs())
+    assert len(Packer("zstd").columns(ordered)) < len(Packer("none").columns(ordered)) // 4
+
+
+def test_split_by_partition_keeps_each_partition_sorted_and_complete() -> None:
+    rng = np.random.default_rng(3)
+    rows = [bytes(row) for row in rng.integers(0, 255, size=(3000, 20), dtype=np.uint8)]
+    batch = fixed(rows, 10)
+    parts = c.hash_partitions(batch.keys, 5)
+    seen = []
+    for p, run in c.split_by_partition(batch, parts, 5):
+        pairs = run.pairs()
+        assert pairs == sorted(pairs)
+        assert all(c.hash_partitions(run.keys, 5) == p)
+        seen += pairs
+    assert sorted(seen) == sorted(batch.pairs())
+
+
+@pytest.mark.parametrize(("returned", "message"), [
+    ([b"a"], "expected a \\(keys, values\\) tuple"),
+    (([b"a", b"b"], [1]), "2 keys but 1 values"),
+    (([1, 2], [1, 2]), "keys must be bytes or str"),
+    (([b"a", "b"], [1, 2]), "all bytes, all str"),
+    ((np.zeros((2, 2), np.float32), [1, 2]), "2-D uint8 array"),
+    (([b"a"], [2**70]), "does not fit in 64 bits"),
+    (({"a": 1}, [1]), "numpy array or a list"),
+])
+def test_what_is_not_two_columns_is_refused_with_the_reason(returned: object, message: str) -> None:
+    with pytest.raises(c.ColumnError, match=message):
+        c.columns_of(returned)
+
+
+@pytest.mark.parametrize(("result", "message"), [
+    ([0, 1], "expected 3 partition numbers"),
+    ([0, 1, 3], "in range\\(0, 3\\)"),
+    ([0, -1, 2], "in range\\(0, 3\\)"),
+    (np.array([0.0, 1.0, 2.0]), "1-D int array"),
+])
+def test_a_partition_batch_result_out_of_contract_is_refused(result: object, message: str) -> None:
+    with pytest.raises(c.ColumnError, match=message):
+        c.checked_partitions(result, 3, 3)
+
+
+def test_malformed_column_chunks_are_protocol_errors_never_crashes() -> None:
+    body = c.encode(c.columns_of(([b"key", b"other"], ["v", "w"])))
+    head = c._HEAD.size   # noqa: SLF001 - the header's size is the layout under test
+    broken = {
+        "truncated header": body[:5],
+        "truncated body": body[:-1],
+        "extra bytes": body + b"x",
+        "unknown version": body[:1] + b"\x09" + body[2:],
+        "unknown kind": body[:6] + b"\x09" + body[7:],
+        "numeric keys": struct.pack("<BBIBIBI", c.MAGIC, c.VERSION, 1, c.INT, 0, c.INT, 0) + b"\0" * 16,
+        "width on a var column": body[:7] + struct.pack("<I", 3) + body[11:],
+        "huge row count": body[:2] + struct.pack("<I", 2**31) + body[6:],
+        "text not utf-8": struct.pack("<BBIBIBI", c.MAGIC, c.VERSION, 1, c.BYTES, 0, c.STR, 0)
+        + struct.pack("<I", 1) + b"k" + struct.pack("<I", 1) + b"\xff",
+    }
+    assert len(body) > head
+    for name, payload in broken.items():
+        with pytest.raises(ProtocolError):
+            c.decode(payload)
+            pytest.fail(name)
+
+
+def test_a_reducer_merges_runs_on_disk_past_its_fan_in(tmp_path: Path) -> None:
+    """More runs than `fan_in`: merged into longer runs on disk first, the output unchanged."""
+    rng = np.random.default_rng(5)
+    rows = [bytes(row) for row in rng.integers(0, 4, size=(2000, 14), dtype=np.uint8)]
+    batch = fixed(rows, 10)
+    packer = Packer("lz4")
+    path = tmp_path / "runs"
+    runs = []
+    with open(path, "wb") as f:
+        for start in range(0, 2000, 50):
+            piece = batch.slice(start, start + 50)
+            payload = packer.columns(piece.take(c.order(piece)))
+            runs.append((str(path), f.tell(), len(payload)))
+            f.write(payload)
+    out = [pair for b in merged_columns(runs, 3, tmp_path / "scratch", packer) for pair in b.pairs()]
+    assert out == sorted(batch.pairs())
+    assert list((tmp_path / "scratch").glob("merge-*.run"))
+
+
+def test_raw_joins_keys_and_values_back_to_back() -> None:
+    rows = [b"k1vvv", b"k0www"]
+    assert bytes(c.joined(fixed(rows, 2))) == b"k1vvvk0www"
+    mixed = c.columns_of((["é", "b"], [1, 2.5]))   # ints among floats: a float column
+    assert c.joined(mixed, b" ", b"\n") == "é 1.0\nb 2.5\n".encode()
