@@ -37,6 +37,7 @@ class ProcPeak:
     label: str       # role, made unique within the run: "mp-child", "mp-child#2"...
     peak_rss: int = 0
     role: str = ""
+    serves: int = 0  # a zmr task process or task zygote: the pid of the worker it runs tasks for
 
 
 @dataclass
@@ -157,7 +158,8 @@ class _Sampler(threading.Thread):
             else:
                 role = label_of(cmdline, pid == self._root)
             if peak is None:
-                peak = self._into.procs[pid] = ProcPeak(pid, self._unique(role), role=role)
+                peak = self._into.procs[pid] = ProcPeak(pid, self._unique(role), role=role,
+                                                        serves=serves_worker(cmdline))
             elif peak.role != role:  # a launcher script that exec'd the real program (Spark's java)
                 peak.role, peak.label = role, self._unique(role)
             peak.peak_rss = max(peak.peak_rss, rss)
@@ -170,6 +172,12 @@ class _Sampler(threading.Thread):
         while (name := label if n == 1 else f"{label}#{n}") in taken:
             n += 1
         return name
+
+
+def serves_worker(cmdline: Sequence[str]) -> int:
+    """The worker pid a zmr task process (or task zygote) names in its title, `zmr-task (worker PID)`; else 0."""
+    found = re.match(r"zmr-task(?:-zygote)? \(worker (\d+)\)", " ".join(cmdline))
+    return int(found.group(1)) if found else 0
 
 
 def label_of(cmdline: Sequence[str], is_root: bool) -> str:
