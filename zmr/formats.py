@@ -72,11 +72,12 @@ def input_format(value: object, app: str) -> InputFormat:
 
 
 def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "",
-               count_lines: bool = True, batch: bool = False) -> Iterator[tuple[list[Any] | str | bytes, int]]:
+               count_lines: bool = True, batch: bool = False,
+               piece_bytes: int = MAP_CHUNK_BYTES) -> Iterator[tuple[list[Any] | str | bytes, int]]:
     """What `map` gets from the split [start, end) of `path`, a piece at a time, with the 1-based line number
     of the piece's first line (0 when not `count_lines`, and for binary formats): the text or bytes itself,
     or, for per-record formats, a list of records to call `map` with one by one. `batch` (for `map_batch`):
-    fixed-size records come as one bytes object of whole records per piece of up to 16 MiB."""
+    fixed-size records come as one bytes object of whole records per piece of up to `piece_bytes`."""
     if fmt.kind == "bytes":
         for data in _byte_pieces(path, start, end, codec, MAP_CHUNK_BYTES):
             yield data, 0
@@ -84,7 +85,7 @@ def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "
     if fmt.kind == "records":
         if batch:
             yield from ((records, 0) for records in _record_blobs(path, start, end, codec, fmt.record_bytes,
-                                                                  MAP_CHUNK_BYTES))
+                                                                  piece_bytes))
         else:
             yield from ((_cut(records, fmt.record_bytes), 0)
                         for records in _record_blobs(path, start, end, codec, fmt.record_bytes, 4 << 20))

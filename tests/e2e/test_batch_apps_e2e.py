@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import APPS, FAST_FLAGS, TEST_APPS, SeqOracle, read_output
+from .conftest import (
+    APPS,
+    FAST_FLAGS,
+    KILL_SETTINGS,
+    TEST_APPS,
+    Cluster,
+    SeqOracle,
+    freeze_and_kill,
+    read_output,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +98,32 @@ def test_bytes_keys_need_the_raw_format(tmp_path: Path, run_zmr) -> None:
                      *FAST_FLAGS)
     assert result.returncode != 0
     assert "only --output-format raw writes" in result.stderr + result.stdout
+
+
+def test_a_partition_owner_killed_mid_sort_changes_nothing_in_the_output(tmp_path: Path, cluster) -> None:
+    """Column runs survive a SIGKILL as pair runs do: kept copies are pulled, lost maps run again."""
+    records = _records(tmp_path / "in", files=24, per_file=400)
+    c: Cluster = cluster(3, **KILL_SETTINGS)
+    assert c.client is not None
+    client = c.client
+    out = tmp_path / "out"
+    job = client.submit(str(TEST_APPS / "slow_sort.py"), [str(tmp_path / "in")], str(out), n_reduce=4)
+
+    def owner_that_committed_a_map() -> str:
+        info = client.job(job)
+        if info.state != "running" or len(info.partitions) < 4 or info.maps_done >= info.maps_total - 6:
+            return ""
+        owners = {p.owner for p in info.partitions}
+        done = [t.worker for t in info.tasks if t.kind == "map" and t.state == "done" and t.worker in owners]
+        return done[0] if len(set(t.worker for t in info.tasks if t.state == "done")) >= 2 and done else ""
+
+    victim = wait_until(owner_that_committed_a_map, 60, interval=0.01, what="an owner that committed a map")
+    before = freeze_and_kill(c, victim, job)
+    lost = {t.index for t in before.tasks if t.kind == "map" and t.state == "done" and t.worker == victim}
+    final = client.wait(job, timeout=120)
+    assert final.state == "succeeded", final.error
+    # the victim's committed maps ran again (their kept copies died with it) on the survivors
+    assert lost and all(t.attempts >= 2 and t.worker != victim for t in final.tasks
+                        if t.kind == "map" and t.index in lost)
+    got = b"".join((out / f"mr-out-{r}").read_bytes() for r in range(4))
+    assert got == b"".join(sorted(records))

@@ -31,6 +31,7 @@ from zmr.apps import App, unship_app
 from zmr.core.batches import Packer, Pairs, PartitionBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
+from zmr.inputs import MAP_CHUNK_BYTES
 from zmr.log import bound_logger
 from zmr.output_formats import str_keys, write_columns, write_reduced
 from zmr.protocol import messages as m
@@ -45,6 +46,7 @@ _TICK_EVERY = 0.2          # seconds between progress reports at most
 # this many pairs, or until a reduce starts or the process has idled this many seconds.
 _WARM_MAX_PAIRS = 1 << 17   # ~20-40 MB of small objects at most
 _WARM_IDLE = 1.0
+_MIN_BATCH_PIECE = 1 << 20
 
 
 class _Job:
@@ -206,7 +208,9 @@ class Runner:
 
     def _run_map_batch(self, rec: t.RunMap, job: _Job) -> t.MapResult:
         """A batch app's map: each piece's columns partitioned and sorted by array passes, one run per
-        partition and piece, pushed as column chunks."""
+        partition and piece, pushed as column chunks. A piece and its copies (columns, the ordered rows,
+        their encoding) take about five times its size, so a piece of fixed-size records is at most an
+        eighth of the memory budget."""
         from zmr.core.columns import split_by_partition
 
         app, info = job.app(), job.info
@@ -214,8 +218,9 @@ class Runner:
         self._pusher.start_task(info.window_bytes)
         emit = _Emitter(self, rec, job)
         records = 0
+        piece = max(_MIN_BATCH_PIECE, min(MAP_CHUNK_BYTES, self._setup.memory_budget // 8))
         for contents, _ in map_inputs(app.input, rec.split.path, rec.split.start, rec.split.end, rec.split.codec,
-                                      count_lines=False, batch=True):
+                                      count_lines=False, batch=True, piece_bytes=piece):
             batch, keys = app.map_columns(rec.split.name, contents, info.args)
             del contents
             parts = app.partitions_of(batch, keys, info.n_reduce, info.args)
