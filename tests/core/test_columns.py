@@ -162,9 +162,12 @@ def test_a_reducer_merges_runs_on_disk_past_its_fan_in(tmp_path: Path) -> None:
             payload = packer.columns(piece.take(c.order(piece)))
             runs.append((str(path), f.tell(), len(payload)))
             f.write(payload)
-    out = [pair for b in merged_columns(runs, 3, tmp_path / "scratch", packer) for pair in b.pairs()]
+    ticks: list[int] = []
+    out = [pair for b in merged_columns(runs, 3, tmp_path / "scratch", packer, lambda: ticks.append(1))
+           for pair in b.pairs()]
     assert out == sorted(batch.pairs())
     assert list((tmp_path / "scratch").glob("merge-*.run"))
+    assert len(ticks) >= 40 // 3, "a merge on disk reports progress, or a long one looks hung"
 
 
 def test_raw_joins_keys_and_values_back_to_back() -> None:

@@ -84,3 +84,20 @@ def test_keys_spanning_chunks_survive_merges_on_disk(tmp_path_factory: pytest.Te
     got = [(key, list(values)) for key, values in merged(segments, fan_in, folder / "scratch", packer)]
     assert [k for k, _ in got] == sorted(expected)
     assert {k: sorted(v) for k, v in got} == {k: sorted(v) for k, v in expected.items()}
+
+
+def test_a_merge_on_disk_reports_progress_as_it_writes(tmp_path: Path) -> None:
+    """A reducer with more runs than its fan-in merges for a long time before its first result: it must
+    tick meanwhile, or the coordinator takes it for a hung task."""
+    records = [(f"k{i:06d}", str(i)) for i in range(CHUNK_RECORDS * 200)]
+    path = tmp_path / "p0.data"
+    runs = []
+    with open(path, "ab") as f:
+        for start in range(0, len(records), len(records) // 4):
+            payload = encode_batch(records[start:start + len(records) // 4])
+            runs.append((str(path), f.tell(), len(payload)))
+            f.write(payload)
+    ticks: list[int] = []
+    groups = merged(runs, 2, tmp_path / "scratch", tick=lambda: ticks.append(1))
+    assert len(ticks) == 2   # two merged runs of 100 chunks: a tick each 64 chunks written
+    assert [(key, list(values)) for key, values in groups] == [(k, [v]) for k, v in records]

@@ -251,14 +251,14 @@ class Runner:
         app = job.app()
         if app.reduce_fn is None:   # a batch app's pairs, written as they are, in (key, value) order
             try:
-                batches = merged_columns(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer)
+                batches = merged_columns(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick)
                 return t.ReduceResult(write_columns(rec.tmp_path, job.info.output_format, app.name, batches,
                                                     self._tick))
             finally:
                 shutil.rmtree(rec.scratch, ignore_errors=True)
         reduce = app.reducer(job.info.args)
         try:
-            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer)
+            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick)
             if app.is_batch and job.info.output_format != "raw":
                 groups = str_keys(app.name, job.info.output_format, groups)
             records = write_reduced(rec.tmp_path, job.info.output_format, app.name, groups, reduce, self._tick,

@@ -9,7 +9,7 @@ never holds more than `fan_in` chunks at once, however much data the partition r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 Run = tuple[str, int, int]   # (path, offset, length)
 _RAW = Packer()
+_TICK_CHUNKS = 64
 MERGE_READ_BYTES = 256 << 10   # read per run at a time while merging: ~1 MiB decoded, as `fan_in` assumes
 
 
@@ -81,11 +82,13 @@ def read_column_chunks(run: Run) -> Iterator[Columns]:
         os.close(fd)
 
 
-def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW) -> Iterator[Columns]:
+def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
+                   tick: Callable[[], None] = lambda: None) -> Iterator[Columns]:
     """A batch app's runs merged into batches in (key, value) order; at most `fan_in` runs open, as `merged`.
 
     A run is read a column chunk (~256 KiB, decoded in place) at a time: a round takes about a chunk per
-    run and copies it twice (put together, then in order), so the merge holds under a megabyte per run."""
+    run and copies it twice (put together, then in order), so the merge holds under a megabyte per run.
+    `tick` is called for every batch merged on disk (progress: such a merge may take minutes)."""
     from zmr.core.columns import merge_sorted
 
     level = 0
@@ -98,22 +101,29 @@ def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer =
                 start = out.tell()
                 for batch in merge_sorted(read_column_chunks(r) for r in runs[i:i + fan_in]):
                     out.write(packer.columns(batch))
+                    tick()
                 merged_runs.append((str(path), start, out.tell() - start))
         runs = merged_runs
         level += 1
     return merge_sorted(read_column_chunks(r) for r in runs)
 
 
-def write_run(path: Path, records: Iterable[Pair], packer: Packer = _RAW) -> Run:
-    """Append pairs (already sorted by key) to `path` as one run, its chunks encoded by `packer`."""
+def write_run(path: Path, records: Iterable[Pair], packer: Packer = _RAW,
+              tick: Callable[[], None] = lambda: None) -> Run:
+    """Append pairs (already sorted by key) to `path` as one run, its chunks encoded by `packer`; `tick`
+    is called every `_TICK_CHUNKS` chunks."""
     with open(path, "ab") as out:
         start = out.tell()
         chunk: Pairs = []
+        written = 0
         for record in records:
             chunk.append(record)
             if len(chunk) == CHUNK_RECORDS:
                 out.write(packer.chunk(chunk))
                 chunk = []
+                written += 1
+                if written % _TICK_CHUNKS == 0:
+                    tick()
         if chunk:
             out.write(packer.chunk(chunk))
         return str(path), start, out.tell() - start
@@ -126,16 +136,17 @@ def _flattened(groups: Iterator[tuple[str, Iterator[Value]]]) -> Iterator[Pair]:
             yield key, value
 
 
-def merged(runs: list[Run], fan_in: int, scratch: Path,
-           packer: Packer = _RAW) -> Iterator[tuple[str, Iterator[Value]]]:
+def merged(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
+           tick: Callable[[], None] = lambda: None) -> Iterator[tuple[str, Iterator[Value]]]:
     """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open.
-    Runs merged on disk on the way are encoded by `packer`."""
+    Runs merged on disk on the way are encoded by `packer`, with `tick` called as they are written (a
+    long merge is progress, not a hung task)."""
     level = 0
     while len(runs) > fan_in:
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"merge-{level}.run"
         runs = [write_run(path, _flattened(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])),
-                          packer)
+                          packer, tick)
                 for i in range(0, len(runs), fan_in)]
         level += 1
     return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs)
