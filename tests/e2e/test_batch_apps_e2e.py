@@ -45,9 +45,9 @@ def _records(folder: Path, files: int, per_file: int, seed: int = 11) -> list[by
 @pytest.mark.parametrize("compression", ["none", "zstd"])
 def test_sort_outputs_the_records_themselves_in_order_under_a_small_budget(tmp_path: Path, run_zmr,
                                                                            compression: str) -> None:
-    """20 maps make 20 runs per partition: over the fan-in of a 16 MiB budget (16), so they are merged
-    through scratch runs first."""
-    records = _records(tmp_path / "in", files=20, per_file=5000)
+    """50 maps make 50 runs per partition: over the column fan-in of a 16 MiB budget (42), so they are
+    merged through scratch runs first."""
+    records = _records(tmp_path / "in", files=50, per_file=2000)
     out = tmp_path / "out"
     result = run_zmr("run", "--app", str(APPS / "sort.py"), "--input", str(tmp_path / "in"), "--output", str(out),
                      "--n-reduce", "3", "--workers", "2", "--compression", compression,

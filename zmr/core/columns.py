@@ -27,6 +27,7 @@ and each column's kind, width and arrays. A decoder checks that every size adds 
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
@@ -313,40 +314,67 @@ def _order_ties(perm: np.ndarray, tied: np.ndarray, values: Column) -> None:
         perm[start:end + 1] = group
 
 
-def merge_sorted(runs: Iterable[Iterable[Columns]]) -> Iterator[Columns]:
+def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20) -> Iterator[Columns]:
     """K-way merge of runs sorted by (key, value), each given as batches; yields sorted batches.
 
-    Each round takes the smallest last row among the batches at hand as a bound: every row up to it is
-    here, since rows rise within a run. Those rows are cut out by binary search, put together and sorted
-    by one `order` pass. Memory: one batch per run, and the round's rows.
+    Each round first loads batches, always into the run whose loaded rows end lowest (a heap), until
+    about `round_bytes` are loaded; the bound is then the lowest last row among runs that go on, and
+    every row up to it is at hand, since rows rise within a run. Those rows are cut out of each run by
+    binary search, put together and ordered by one `order` pass (a timsort over presorted pieces).
+
+    Why not bound each round by one batch per run: the bound would then move by a batch's worth of rows
+    per round, whatever the number of runs, and the per-run cuts cost Python time per run per round, so
+    k runs cost O(k) per batch merged. Loading up to `round_bytes` makes a round take about that much,
+    as only each run's last batch can reach past the bound. Memory: `round_bytes`, plus one batch a run
+    beyond it at most, plus the round's rows twice (put together, then in order).
     """
-    heads: list[Columns] = []
-    starts: list[int] = []
     sources: list[Iterator[Columns]] = []
+    loaded: list[list[Columns]] = []   # per run: batches at hand, the first cut from `starts`
+    starts: list[int] = []
+    waiting: list[tuple[tuple[Any, Any], int]] = []   # (last loaded row, run) of runs with more to load
+    total = 0
     for run in runs:
         source = iter(run)
-        head = _next_batch(source)
-        if head is not None:
-            heads.append(head)
-            starts.append(0)
+        batch = _next_batch(source)
+        if batch is not None:
+            waiting.append((batch.row(len(batch) - 1), len(sources)))
             sources.append(source)
-    while heads:
-        bound = min(head.row(len(head) - 1) for head in heads)
-        pieces = []
-        for i in reversed(range(len(heads))):
-            head, start = heads[i], starts[i]
-            end = bisect.bisect_right(_Rows(head), bound, lo=start)
-            if end > start:
-                pieces.append(head.slice(start, end))
-            if end < len(head):
-                starts[i] = end
-            elif (following := _next_batch(sources[i])) is not None:
-                heads[i], starts[i] = following, 0
+            loaded.append([batch])
+            starts.append(0)
+            total += _weight(batch)
+    heapq.heapify(waiting)
+    while waiting or total:
+        while waiting and (total < round_bytes or not loaded[waiting[0][1]]):   # the bound's run needs rows
+            lowest = waiting[0][1]
+            batch = _next_batch(sources[lowest])
+            if batch is None:
+                heapq.heappop(waiting)   # all of the run is loaded: it bounds nothing any more
             else:
-                del heads[i], starts[i], sources[i]
+                loaded[lowest].append(batch)
+                total += _weight(batch)
+                heapq.heapreplace(waiting, (batch.row(len(batch) - 1), lowest))
+        bound = waiting[0][0] if waiting else None
+        pieces = []
+        for j, batches in enumerate(loaded):
+            while batches:
+                first, start = batches[0], starts[j]
+                end = len(first) if bound is None else bisect.bisect_right(_Rows(first), bound, lo=start)
+                if end > start:
+                    pieces.append(first.slice(start, end))
+                if end < len(first):
+                    starts[j] = end
+                    break
+                batches.pop(0)
+                starts[j] = 0
+                total -= _weight(first)
         if pieces:
-            taken = concat_columns(pieces[::-1])
+            taken = concat_columns(pieces)
             yield taken.take(order(taken)) if len(pieces) > 1 else taken
+
+
+def _weight(batch: Columns) -> int:
+    """A batch's bytes, and a byte a row: rows of zero-width columns still count."""
+    return batch.nbytes + len(batch)
 
 
 class _Rows:

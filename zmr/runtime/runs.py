@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from zmr.core.batches import (
     CHUNK_RECORDS,
+    COLUMN_CHUNK_BYTES,
     HEADER_BYTES,
     Packer,
     Pair,
@@ -68,44 +69,79 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
         os.close(fd)
 
 
-def read_column_chunks(run: Run) -> Iterator[Columns]:
+def read_column_chunks(run: Run, files: _OpenFiles) -> Iterator[Columns]:
     """`read_chunks` for a batch app's runs: one column chunk at a time, its arrays views of what was read."""
     path, offset, length = run
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        end = offset + length
-        while offset < end:
-            codec, size = chunk_header(os.pread(fd, HEADER_BYTES, offset), end - offset)
-            yield decode_chunk_columns(os.pread(fd, size, offset + HEADER_BYTES), codec)
-            offset += HEADER_BYTES + size
-    finally:
-        os.close(fd)
+    fd = files.fd(path)
+    end = offset + length
+    while offset < end:
+        codec, size = chunk_header(os.pread(fd, HEADER_BYTES, offset), end - offset)
+        yield decode_chunk_columns(os.pread(fd, size, offset + HEADER_BYTES), codec)
+        offset += HEADER_BYTES + size
+
+
+class _OpenFiles:
+    """One descriptor per file for a merge's runs, however many runs a file holds (a received partition
+    is one file of many runs), so a merge of a thousand runs does not run out of descriptors."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def fd(self, path: str) -> int:
+        if path not in self._fds:
+            self._fds[path] = os.open(path, os.O_RDONLY)
+        return self._fds[path]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def column_round_bytes(fan_in: int) -> int:
+    """What a column merge loads per round within the memory `fan_in` stands for (1 MiB a run): a third,
+    as a round's rows are copied twice more (put together, then in order)."""
+    return (fan_in << 20) // 3
+
+
+def column_fan_in(fan_in: int) -> int:
+    """Runs a column merge takes at once: as many as leave half of a round's load to rows under the
+    bound (each run's last chunk may reach past it)."""
+    return max(fan_in, column_round_bytes(fan_in) // (2 * COLUMN_CHUNK_BYTES))
 
 
 def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
                    tick: Callable[[], None] = lambda: None) -> Iterator[Columns]:
-    """A batch app's runs merged into batches in (key, value) order; at most `fan_in` runs open, as `merged`.
+    """A batch app's runs merged into batches in (key, value) order, as `merged` merges pairs.
 
-    A run is read a column chunk (~256 KiB, decoded in place) at a time: a round takes about a chunk per
-    run and copies it twice (put together, then in order), so the merge holds under a megabyte per run.
-    `tick` is called for every batch merged on disk (progress: such a merge may take minutes)."""
+    A run is read a column chunk (`COLUMN_CHUNK_BYTES`, decoded in place) at a time, and a round loads
+    `column_round_bytes` (see `merge_sorted`), so more runs are merged at once than pair runs
+    (`column_fan_in`): a 10 GB sort on two workers with a 256 MiB budget merges each partition's 600 runs
+    in one pass, not two. `tick` is called for every batch merged on disk first (progress: such a
+    merge may take minutes)."""
     from zmr.core.columns import merge_sorted
 
-    level = 0
-    while len(runs) > fan_in:
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / f"merge-{level}.run"
-        merged_runs = []
-        for i in range(0, len(runs), fan_in):
-            with open(path, "ab") as out:
-                start = out.tell()
-                for batch in merge_sorted(read_column_chunks(r) for r in runs[i:i + fan_in]):
-                    out.write(packer.columns(batch))
-                    tick()
-                merged_runs.append((str(path), start, out.tell() - start))
-        runs = merged_runs
-        level += 1
-    return merge_sorted(read_column_chunks(r) for r in runs)
+    width, round_bytes = column_fan_in(fan_in), column_round_bytes(fan_in)
+    files = _OpenFiles()
+    try:
+        level = 0
+        while len(runs) > width:
+            scratch.mkdir(parents=True, exist_ok=True)
+            path = scratch / f"merge-{level}.run"
+            merged_runs = []
+            for i in range(0, len(runs), width):
+                with open(path, "ab") as out:
+                    start = out.tell()
+                    for batch in merge_sorted((read_column_chunks(r, files) for r in runs[i:i + width]),
+                                              round_bytes):
+                        out.write(packer.columns(batch))
+                        tick()
+                    merged_runs.append((str(path), start, out.tell() - start))
+            runs = merged_runs
+            level += 1
+        yield from merge_sorted((read_column_chunks(r, files) for r in runs), round_bytes)
+    finally:
+        files.close()
 
 
 def write_run(path: Path, records: Iterable[Pair], packer: Packer = _RAW,
