@@ -326,7 +326,8 @@ def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20)
     per round, whatever the number of runs, and the per-run cuts cost Python time per run per round, so
     k runs cost O(k) per batch merged. Loading up to `round_bytes` makes a round take about that much,
     as only each run's last batch can reach past the bound. Memory: `round_bytes`, plus one batch a run
-    beyond it at most, plus the round's rows twice (put together, then in order).
+    beyond it at most, plus the round's rows put together once; they are yielded in order in slices of
+    about `_OUT_BYTES`.
     """
     sources: list[Iterator[Columns]] = []
     loaded: list[list[Columns]] = []   # per run: batches at hand, the first cut from `starts`
@@ -367,9 +368,17 @@ def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20)
                 batches.pop(0)
                 starts[j] = 0
                 total -= _weight(first)
-        if pieces:
+        if len(pieces) == 1:
+            yield pieces[0]
+        elif pieces:
             taken = concat_columns(pieces)
-            yield taken.take(order(taken)) if len(pieces) > 1 else taken
+            perm = order(taken)
+            step = max(1, len(taken) * _OUT_BYTES // max(taken.nbytes, 1))
+            for start in range(0, len(taken), step):   # in order a slice at a time: no second full copy
+                yield taken.take(perm[start:start + step])
+
+
+_OUT_BYTES = 4 << 20
 
 
 def _weight(batch: Columns) -> int:
