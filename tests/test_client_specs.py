@@ -73,7 +73,7 @@ def test_the_client_checks_with_its_own_limits(books: Path, tmp_path: Path) -> N
 
 
 def test_an_unknown_compression_is_refused(books: Path, tmp_path: Path) -> None:
-    with pytest.raises(JobSpecError, match="compression must be one of none, lz4, zstd, got 'gzip'"):
+    with pytest.raises(JobSpecError, match="compression must be one of none, lz4, zstd, auto, got 'gzip'"):
         build_spec(str(APPS / "wc.py"), [str(books)], str(tmp_path / "out"), 2, compression="gzip")  # type: ignore[arg-type]
 
 

@@ -89,7 +89,7 @@ def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
     _paths(p.add_argument("--py-files", nargs="+", default=[], metavar="PATH",
                           help="code to ship with the job onto the workers' sys.path: .py files, folders, "
                           ".whl/.zip archives"), shtab.FILE)
-    p.add_argument("--compression", choices=["none", "lz4", "zstd"],
+    p.add_argument("--compression", choices=["none", "lz4", "zstd", "auto"],
                    help="compress this job's shuffle (default: the cluster's shuffle.compression)")
     p.add_argument("--max-attempts", type=int, metavar="N",
                    help="failed attempts of one task that fail this job (default: the cluster's retry.max_attempts)")

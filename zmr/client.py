@@ -140,7 +140,7 @@ class Client:
         `output_format`: text, jsonl, csv, parquet or raw (see `zmr.output_formats`; None: the app's
         OUTPUT_FORMAT, else text); `py_files`: files, folders
         and archives of code to put on the workers' sys.path for this job (see `zmr.pyfiles`);
-        `compression`: of this job's shuffle, none, lz4 or zstd ("": the cluster's shuffle.compression)."""
+        `compression`: of this job's shuffle, none, lz4, zstd or auto ("": the cluster's shuffle.compression)."""
         return self.submit_spec(build_spec(app, inputs, output, n_reduce, args, split_size, overwrite,
                                            limits=self.limits, max_attempts=max_attempts,
                                            output_format=output_format, py_files=py_files, compression=compression))

@@ -276,10 +276,11 @@ class ShuffleConfig(_Section):
         _at_least(KiB),
     )
     compression: Compression = _setting(
-        "none",
-        "How map output is compressed on the wire and on disk: none, lz4 (cheap; pays on links slower "
-        "than about 1 Gbit/s) or zstd (smaller, slower; for slow links). A chunk that compression does "
-        "not shrink by an eighth stays raw.",
+        "auto",
+        "How map output is compressed on the wire and on disk: auto (lz4 while it pays: a map stops "
+        "trying for a while after a chunk it does not shrink), none, lz4 (cheap; pays on links slower "
+        "than about 1 Gbit/s, and on disks a job's data outgrows the page cache of) or zstd (smaller, "
+        "slower; for slow links). A chunk that compression does not shrink by an eighth stays raw.",
     )
     replicate: bool = _setting(
         False,

@@ -428,3 +428,18 @@ def test_a_partition_out_of_range_goes_to_check_partition() -> None:
     assert buffers.drain() == [(0, [("b", "2")]), (1, [("a", "1")])]
     with pytest.raises(ValueError, match="not an int in range"):
         list(PartitionBuffers(2, 1000, 1000, lambda k, n: 2, None).add_all([("x", "1")]))
+
+
+def test_auto_compression_backs_off_from_data_it_cannot_shrink_and_packs_what_it_can() -> None:
+    """`auto` is lz4 measured as it goes: a chunk that does not shrink makes it leave the next 1, 2, 4 ...
+    chunks untried, and one that shrinks starts it over."""
+    rng = random.Random(4)
+    noise = [(f"{rng.getrandbits(64):016x}", rng.randbytes(40).hex()) for _ in range(CHUNK_RECORDS)]
+    text = [(f"k{i:05d}", "the same words again " * 3) for i in range(CHUNK_RECORDS)]
+    packer = Packer("auto")
+    codecs = [chunk_header(packer.chunk(pairs), 1 << 30)[0] for pairs in [noise] * 8 + [text] * 8]
+    # noise: tried, then 1 left untried, tried, 2 untried, tried; the text chunks after the last noise
+    # one still wait out its skip of 4 (here: 2 noise + 2 text), then all pack with lz4 (codec 1)
+    assert codecs[:8] == [0] * 8
+    assert codecs[8:10] == [0, 0] and codecs[10:] == [1] * 6
+    assert decode_batch(b"".join(Packer("auto").chunk(p) for p in [noise, text])) == noise + text

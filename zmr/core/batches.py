@@ -51,6 +51,7 @@ _CODEC_SHIFT = 30
 MAX_CHUNK_BYTES = (1 << _CODEC_SHIFT) - 1   # a chunk's body, stored or decompressed
 _CODEC_TAGS: dict[str, int] = {"none": 0, "lz4": 1, "zstd": 2}
 _LZ4, _ZSTD = 1, 2
+AUTO_MAX_SKIP = 64
 _MIN_PACK = 256      # smaller bodies stay raw: a codec's framing eats what it would save
 _ZSTD_LEVEL = 1      # the fastest of zstd's normal levels: the shuffle is CPU-bound more often than not
 _FIRST = itemgetter(0)
@@ -61,15 +62,20 @@ class Packer:
     """Encodes chunks, compressed with one codec where that makes a chunk at least an eighth smaller.
 
     One per task process and job: it holds the codec's reusable context (a fresh zstd context per chunk
-    would cost more than the compression itself).
+    would cost more than the compression itself). `auto` is lz4 measured as it goes: after a chunk it
+    did not shrink, the next 1, 2, 4 ... up to `AUTO_MAX_SKIP` chunks are left raw untried, and one
+    that shrinks starts it over, so random data costs a lz4 pass over a few chunks in a hundred.
     """
 
     def __init__(self, compression: Compression = "none") -> None:
-        if compression not in _CODEC_TAGS:
-            raise ValueError(f"compression must be one of {sorted(_CODEC_TAGS)}, got {compression!r}")
+        if compression not in (*_CODEC_TAGS, "auto"):
+            raise ValueError(f"compression must be one of {sorted(_CODEC_TAGS)} or auto, got {compression!r}")
         self.compression = compression
-        self._tag = _CODEC_TAGS[compression]
+        self._auto = compression == "auto"
+        self._tag = _CODEC_TAGS["lz4" if self._auto else compression]
         self._zstd = zstandard.ZstdCompressor(level=_ZSTD_LEVEL) if self._tag == _ZSTD else None
+        self._skip = 0      # chunks still to leave raw untried (auto)
+        self._backoff = 1   # chunks to skip after the next one that does not shrink (auto)
 
     def chunk(self, pairs: Pairs) -> bytes:
         """One length-prefixed chunk."""
@@ -83,10 +89,15 @@ class Packer:
                         for piece in columns.chunks(batch, COLUMN_CHUNK_BYTES))
 
     def _framed(self, body: bytes, rows: int) -> bytes:
-        if self._tag and len(body) >= _MIN_PACK:
+        if self._skip:
+            self._skip -= 1
+        elif self._tag and len(body) >= _MIN_PACK:
             packed = self._zstd.compress(body) if self._zstd is not None else lz4.block.compress(body, store_size=True)
             if len(packed) <= len(body) - len(body) // 8:
+                self._backoff = 1
                 return _LENGTH.pack(len(packed) | self._tag << _CODEC_SHIFT) + packed
+            if self._auto:
+                self._skip, self._backoff = self._backoff, min(AUTO_MAX_SKIP, self._backoff * 2)
         if len(body) > MAX_CHUNK_BYTES:
             raise ValueError(f"{rows} pairs take {len(body)} bytes, more than a chunk holds ({MAX_CHUNK_BYTES})")
         return _LENGTH.pack(len(body)) + body

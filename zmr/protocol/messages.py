@@ -25,9 +25,9 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True, forbid_unknow
 TaskKind = Literal["map", "reduce"]
 OutputFormat = Literal["text", "jsonl", "csv", "parquet", "raw"]
 """How a job writes its results (see `zmr.output_formats`)."""
-Compression = Literal["none", "lz4", "zstd"]
+Compression = Literal["none", "lz4", "zstd", "auto"]
 """How map output chunks may be compressed on the wire and on disk (`shuffle.compression`)."""
-JobCompression = Literal["", "none", "lz4", "zstd"]
+JobCompression = Literal["", "none", "lz4", "zstd", "auto"]
 """A job's own choice of `Compression`; "" leaves it to the cluster's `shuffle.compression`."""
 Codec = Literal["", "gzip", "bz2", "xz", "zstd"]
 """How an input file is compressed; "" for not at all (see `zmr.compressed`)."""
