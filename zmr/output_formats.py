@@ -125,7 +125,7 @@ def write_columns(path: str, fmt: str, app: str, batches: Iterable[Columns], tic
         def pairs() -> Iterator[tuple[str, Iterator[Value]]]:
             for batch in batches:
                 if {batch.keys.kind, batch.values.kind} & {BYTES, FIXED}:
-                    refuse_bytes(app, fmt, [b""])
+                    raise _bytes_refused(app, fmt)
                 for key, value in batch.pairs():
                     yield key, iter((value,))
                 tick()
@@ -145,8 +145,12 @@ def write_columns(path: str, fmt: str, app: str, batches: Iterable[Columns], tic
 def refuse_bytes(app: str, fmt: str, items: Iterable[Any]) -> None:
     """An AppError if an item is bytes: only the raw format writes those."""
     if any(type(item) is bytes for item in items):
-        raise AppError(f"app {app!r}: map_batch gave bytes, which only --output-format raw writes "
-                       f"(or OUTPUT_FORMAT = 'raw' in the app); give str to write {fmt}")
+        raise _bytes_refused(app, fmt)
+
+
+def _bytes_refused(app: str, fmt: str) -> AppError:
+    return AppError(f"app {app!r}: map_batch gave bytes, which only --output-format raw writes "
+                    f"(or OUTPUT_FORMAT = 'raw' in the app); give str to write {fmt}")
 
 
 def str_keys(app: str, fmt: str, groups: Iterable[tuple[Any, Iterator[Value]]],
@@ -154,7 +158,7 @@ def str_keys(app: str, fmt: str, groups: Iterable[tuple[Any, Iterator[Value]]],
     """A batch app's reduce groups, with an AppError at the first bytes key (only raw writes those)."""
     for key, values in groups:
         if type(key) is bytes:
-            refuse_bytes(app, fmt, [key])
+            raise _bytes_refused(app, fmt)
         yield key, values
 
 
