@@ -47,19 +47,13 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
 
     A merge takes its bounds from the ends of these lists, so longer lists mean fewer rounds.
     """
-    path, offset, length = run
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(run[0], os.O_RDONLY)
     try:
-        end = offset + length
         records: Pairs = []
         read = 0
-        while offset < end:
-            length_left = end - offset
-            codec, size = chunk_header(os.pread(fd, HEADER_BYTES, offset), length_left)
-            body = os.pread(fd, size, offset + HEADER_BYTES)
-            offset += HEADER_BYTES + size
+        for codec, body in _chunk_bodies(fd, run):
             records += decode_chunk(body, codec)
-            read += size
+            read += len(body)
             if read >= min_bytes:
                 yield records
                 records, read = [], 0
@@ -71,12 +65,17 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
 
 def read_column_chunks(run: Run, files: _OpenFiles) -> Iterator[Columns]:
     """`read_chunks` for a batch app's runs: one column chunk at a time, its arrays views of what was read."""
-    path, offset, length = run
-    fd = files.fd(path)
+    for codec, body in _chunk_bodies(files.fd(run[0]), run):
+        yield decode_chunk_columns(body, codec)
+
+
+def _chunk_bodies(fd: int, run: Run) -> Iterator[tuple[int, bytes]]:
+    """Each chunk of the run in `fd` as (codec, body as stored), a chunk at a time."""
+    _, offset, length = run
     end = offset + length
     while offset < end:
         codec, size = chunk_header(os.pread(fd, HEADER_BYTES, offset), end - offset)
-        yield decode_chunk_columns(os.pread(fd, size, offset + HEADER_BYTES), codec)
+        yield codec, os.pread(fd, size, offset + HEADER_BYTES)
         offset += HEADER_BYTES + size
 
 
@@ -121,27 +120,36 @@ def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer =
     merge may take minutes)."""
     from zmr.core.columns import merge_sorted
 
-    width, round_bytes = column_fan_in(fan_in), column_round_bytes(fan_in)
+    round_bytes = column_round_bytes(fan_in)
     files = _OpenFiles()
+
+    def merge(group: list[Run]) -> Iterator[Columns]:
+        return merge_sorted((read_column_chunks(r, files) for r in group), round_bytes)
+
+    def write(path: Path, group: list[Run]) -> Run:
+        with open(path, "ab") as out:
+            start = out.tell()
+            for batch in merge(group):
+                out.write(packer.columns(batch))
+                tick()
+            return str(path), start, out.tell() - start
+
     try:
-        level = 0
-        while len(runs) > width:
-            scratch.mkdir(parents=True, exist_ok=True)
-            path = scratch / f"merge-{level}.run"
-            merged_runs = []
-            for i in range(0, len(runs), width):
-                with open(path, "ab") as out:
-                    start = out.tell()
-                    for batch in merge_sorted((read_column_chunks(r, files) for r in runs[i:i + width]),
-                                              round_bytes):
-                        out.write(packer.columns(batch))
-                        tick()
-                    merged_runs.append((str(path), start, out.tell() - start))
-            runs = merged_runs
-            level += 1
-        yield from merge_sorted((read_column_chunks(r, files) for r in runs), round_bytes)
+        yield from merge(_narrowed(runs, column_fan_in(fan_in), scratch, write))
     finally:
         files.close()
+
+
+def _narrowed(runs: list[Run], fan_in: int, scratch: Path, write: Callable[[Path, list[Run]], Run]) -> list[Run]:
+    """At most `fan_in` runs: while there are more, each group of `fan_in` is merged into one longer run
+    in `scratch` by `write(path, group)`, as an external sort does."""
+    level = 0
+    while len(runs) > fan_in:
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f"merge-{level}.run"
+        runs = [write(path, runs[i:i + fan_in]) for i in range(0, len(runs), fan_in)]
+        level += 1
+    return runs
 
 
 def write_run(path: Path, records: Iterable[Pair], packer: Packer = _RAW,
@@ -177,12 +185,10 @@ def merged(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
     """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open.
     Runs merged on disk on the way are encoded by `packer`, with `tick` called as they are written (a
     long merge is progress, not a hung task)."""
-    level = 0
-    while len(runs) > fan_in:
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / f"merge-{level}.run"
-        runs = [write_run(path, _flattened(merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs[i:i + fan_in])),
-                          packer, tick)
-                for i in range(0, len(runs), fan_in)]
-        level += 1
-    return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in runs)
+    def merge(group: list[Run]) -> Iterator[tuple[str, Iterator[Value]]]:
+        return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in group)
+
+    def write(path: Path, group: list[Run]) -> Run:
+        return write_run(path, _flattened(merge(group)), packer, tick)
+
+    return merge(_narrowed(runs, fan_in, scratch, write))
