@@ -603,3 +603,23 @@ def test_the_sort_app_writes_back_each_record_as_it_was_read(tmp_path: Path) -> 
     (tmp_path / "in.dat").write_bytes(b"".join(records))
     out = run_sequential(str(REPO / "apps" / "sort.py"), [str(tmp_path / "in.dat")], tmp_path / "out")
     assert out.read_bytes() == b"".join(sorted(records))
+
+
+def test_a_batch_app_partitions_by_partition_batch_else_partition_per_key_else_the_stable_hash(
+        tmp_path: Path) -> None:
+    from zmr.core.partition import partition_of
+
+    body = "def map_batch(filename, contents):\n    return contents.split(), [1] * len(contents.split())\n"
+    keys = ["apple", "banana", "cherry", "apple"]
+    hashed = load_app(str(_app_file(tmp_path, body)))
+    batch, raw = hashed.map_columns("f", " ".join(keys), [])
+    assert hashed.partitions_of(batch, raw, 5, []).tolist() == [partition_of(k, 5) for k in keys]
+    per_key = load_app(str(_app_file(tmp_path, body + "def partition(key, n):\n    return len(key) % n\n",
+                                     name="per_key.py")))
+    assert per_key.partitions_of(batch, raw, 4, []).tolist() == [1, 2, 2, 1]
+    bulk = load_app(str(_app_file(tmp_path, body + "def partition_batch(keys, n):\n    return [0] * len(keys)\n",
+                                  name="bulk.py")))
+    assert bulk.partitions_of(batch, raw, 4, []).tolist() == [0, 0, 0, 0]
+    broken = load_app(str(_app_file(tmp_path, body + "def partition(key, n):\n    return n\n", name="broken.py")))
+    with pytest.raises(AppError, match="partition\\('apple', 4\\) returned 4"):
+        broken.partitions_of(batch, raw, 4, [])

@@ -145,10 +145,12 @@ class App:
                 return checked_partitions(result, len(batch), n_reduce)
             except ColumnError as exc:
                 raise AppError(f"app {self.name!r}: partition_batch returned {exc}") from None
-        if self.partition_fn is not None:
+        bound = self.partitioner(args)
+        if bound is not None:
             import numpy
 
-            return numpy.array([self.partition(key, n_reduce, args) for key in batch.keys.tolist()], numpy.int64)
+            keys = batch.keys.tolist()
+            return numpy.array([self.check_partition(k, n_reduce, bound(k, n_reduce)) for k in keys], numpy.int64)
         return hash_partitions(batch.keys, n_reduce)
 
     def map(

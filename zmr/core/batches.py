@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import lz4.block
 import msgspec
 import zstandard
-from xxhash import xxh3_64_intdigest
 
+from zmr.core.partition import partition_of, partitions_of_encoded
 from zmr.errors import ProtocolError
 from zmr.protocol.messages import Compression
 
@@ -259,9 +259,9 @@ class PartitionBuffers:
             if n == 1:
                 return None
             try:
-                return [h % n for h in map(xxh3_64_intdigest, map(str.encode, map(_FIRST, block)))]
+                return list(partitions_of_encoded(map(str.encode, map(_FIRST, block)), n))
             except UnicodeEncodeError:   # a lone surrogate: encoded as `partition_of` does
-                return [xxh3_64_intdigest(key.encode("utf-8", "surrogatepass")) % n for key, _ in block]
+                return [partition_of(key, n) for key, _ in block]
         keys = list(map(_FIRST, block))
         parts = list(map(self._partition, keys, itertools.repeat(n, len(keys))))
         if set(map(type, parts)) == {int} and min(parts) >= 0 and max(parts) < n:

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xxhash import xxh3_64_intdigest
 
+from zmr.core.partition import partitions_of_encoded
 from zmr.errors import ProtocolError
 
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
@@ -215,7 +215,7 @@ def hash_partitions(keys: Column, n: int) -> np.ndarray:
     if n == 1:
         return np.zeros(len(keys), np.int64)
     raw = keys.tolist() if keys.kind != STR else Column(BYTES, keys.data, keys.offsets).tolist()
-    return np.fromiter((h % n for h in map(xxh3_64_intdigest, raw)), np.int64, len(keys))
+    return np.fromiter(partitions_of_encoded(raw, n), np.int64, len(keys))
 
 
 def checked_partitions(result: Any, rows: int, n: int) -> np.ndarray:
@@ -250,8 +250,8 @@ def order(batch: Columns) -> np.ndarray:
     if keys.kind != FIXED:
         rows = batch.pairs()
         return np.array(sorted(range(len(rows)), key=rows.__getitem__), np.int64)
-    perm = _fixed_order(keys.data)
-    if len(perm) < 2:
+    perm, may_tie = _fixed_order(keys.data)
+    if not may_tie:
         return perm
     sorted_keys = np.take(keys.data, perm, axis=0)
     tied = (sorted_keys[1:] == sorted_keys[:-1]).all(axis=1) if keys.width else np.ones(len(perm) - 1, bool)
@@ -260,8 +260,9 @@ def order(batch: Columns) -> np.ndarray:
     return perm
 
 
-def _fixed_order(data: np.ndarray) -> np.ndarray:
-    """Stable order of fixed-width byte strings.
+def _fixed_order(data: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Stable order of fixed-width byte strings, and whether two of them may be equal (False: no two rows
+    share even their first 8 bytes, so `order` need not look for ties).
 
     One stable sort by the first 8 bytes as a big-endian integer: numpy's timsort, which also merges
     presorted runs in O(n log runs), as a reducer's merge hands it. Rows whose first 8 bytes tie (rare
@@ -269,18 +270,18 @@ def _fixed_order(data: np.ndarray) -> np.ndarray:
     least significant first, then by their group, all in array passes over those rows only.
     """
     n, width = data.shape
-    if not width:
-        return np.arange(n, dtype=np.int64)
+    if not width or n < 2:
+        return np.arange(n, dtype=np.int64), n > 1
     first = _word(data, 0)
     perm = np.argsort(first, kind="stable")
-    if width <= 8 or n < 2:
-        return perm
     ranked = first[perm]
     fresh = np.empty(n, bool)
     fresh[0] = True
     np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
     if fresh.all():
-        return perm
+        return perm, False
+    if width <= 8:
+        return perm, True
     tied = ~fresh
     tied[:-1] |= ~fresh[1:]              # a row tied with the next one, or with the one before
     at = np.flatnonzero(tied)            # places in `perm` whose rows tie on the first word
@@ -291,7 +292,7 @@ def _fixed_order(data: np.ndarray) -> np.ndarray:
         sub = sub[np.argsort(_word(data, start, rows[sub]), kind="stable")]
     sub = sub[np.argsort(group[sub], kind="stable")]
     perm[at] = rows[sub]
-    return perm
+    return perm, True
 
 
 def _word(data: np.ndarray, start: int, rows: np.ndarray | None = None) -> np.ndarray:
