@@ -178,6 +178,30 @@ def test_blocks_partition_and_combine_like_the_reference(words: list[str], n: in
     assert totals == Counter(words)
 
 
+@SETTINGS
+@given(calls=st.lists(st.tuples(st.booleans(), st.lists(KEYS, max_size=60)), max_size=6),
+       n=st.integers(1, 3), batch_bytes=st.sampled_from([8, 64, 1 << 20]))
+def test_a_dicts_items_are_combined_with_what_other_calls_added(calls: list[tuple[bool, list[str]]], n: int,
+                                                                batch_bytes: int) -> None:
+    """A partition holding one dict's items has distinct keys; once another call adds to it (a dict's
+    items or anything else), its run is combined again."""
+    buffers = PartitionBuffers(n, batch_bytes, 4 * batch_bytes, None, add_sum)
+    out: list[tuple[int, Pairs]] = []
+    expected: Counter[str] = Counter()
+    for as_dict, words in calls:
+        counts = Counter(words)
+        expected += counts
+        pairs = {w: str(c) for w, c in counts.items()}.items() if as_dict else [(w, "1") for w in words]
+        out += [due for due in buffers.add_all(pairs) if due is not None]
+    out += buffers.drain()
+    totals: Counter[str] = Counter()
+    for p, run in out:
+        check_run(p, run, partition_of, n, combined=True)
+        for key, value in run:
+            totals[key] += int(value)
+    assert totals == expected
+
+
 class Word(str):
     """A str subclass: not the fast path's exact type, but a valid key."""
 

@@ -56,6 +56,7 @@ _MIN_PACK = 256      # smaller bodies stay raw: a codec's framing eats what it w
 _ZSTD_LEVEL = 1      # the fastest of zstd's normal levels: the shuffle is CPU-bound more often than not
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
+_DICT_ITEMS: type = type(iter({}.items()))   # what iter() of a dict's items gives
 
 
 class Packer:
@@ -221,6 +222,9 @@ class PartitionBuffers:
         self._combine = combine
         self._pairs: list[Pairs] = [[] for _ in range(n_reduce)]
         self._sizes = [0] * n_reduce
+        self._sources = [0] * n_reduce      # the `add_all` call whose pairs a partition holds (0: none yet)
+        self._distinct = [True] * n_reduce  # whether its keys are known to be distinct (no combine to try)
+        self._calls = 0
         self._total = 0
         self._block_bytes = max(1, min(batch_bytes, max_bytes) // 4)
         self._block = self._block_for(16)
@@ -234,12 +238,16 @@ class PartitionBuffers:
                 ) -> Iterator[tuple[int, Pairs] | None]:
         """Buffer every pair; yields each run as it becomes due, and None after every block (a tick).
 
-        Anything but a tuple of two str goes to `check`, which raises or returns the pair to use.
+        Anything but a tuple of two str goes to `check`, which raises or returns the pair to use. Pairs
+        from a dict's items (a `Counter(...).items()`, say) have distinct keys: a partition that holds only
+        those of one call has nothing to combine, and is not searched for equal keys.
         """
         source = iter(pairs)
+        self._calls += 1
+        call = self._calls if type(source) is _DICT_ITEMS else -1
         while block := list(itertools.islice(source, self._block)):
             block, text = _checked(block, check)
-            added = self._file(block, self._partitions(block), text)
+            added = self._file(block, self._partitions(block), text, call)
             self.records += len(block)
             self._block = self._block_for(added / len(block))
             yield from self._due()
@@ -269,25 +277,29 @@ class PartitionBuffers:
         check = self._check_partition
         return [p if type(p) is int and 0 <= p < n else check(key, n, p) for key, p in zip(keys, parts, strict=True)]
 
-    def _file(self, block: Pairs, parts: list[int] | None, text: bool | None) -> int:
+    def _file(self, block: Pairs, parts: list[int] | None, text: bool | None, call: int) -> int:
         """Append the block's pairs to their partitions; returns the bytes added. `text`: whether all
-        values are str (True), none is (False), or some are (None)."""
-        lists, sizes = self._pairs, self._sizes
+        values are str (True), none is (False), or some are (None). Each partition is charged its share
+        of the block's bytes by its count of pairs: one pass over the block, not one per partition."""
+        lists = self._pairs
+        added = sum(map(len, map(_FIRST, block))) + _PAIR_OVERHEAD * len(block) + _values_bytes(block, text)
         if parts is None:
             lists[0] += block
-            grown = [(0, block)]
+            grown = [(0, len(block))]
         else:
             marks = [len(pairs) for pairs in lists]
             appends = [pairs.append for pairs in lists]
             for pair, p in zip(block, parts, strict=True):
                 appends[p](pair)
-            grown = [(p, lists[p][mark:]) for p, mark in enumerate(marks) if len(lists[p]) > mark]
-        added = 0
-        for p, new in grown:
-            size = sum(map(len, map(_FIRST, new))) + _PAIR_OVERHEAD * len(new) + _values_bytes(new, text)
-            sizes[p] += size
-            added += size
-        self._total += added
+            grown = [(p, len(lists[p]) - mark) for p, mark in enumerate(marks) if len(lists[p]) > mark]
+        sizes, sources, distinct = self._sizes, self._sources, self._distinct
+        for p, count in grown:
+            share = -(-added * count // len(block))
+            sizes[p] += share
+            self._total += share
+            if sources[p] != call:
+                distinct[p] = call > 0 and not sources[p]
+                sources[p] = call
         return added
 
     def _due(self) -> Iterator[tuple[int, Pairs]]:
@@ -303,9 +315,10 @@ class PartitionBuffers:
         pairs, self._pairs[p] = self._pairs[p], []
         self._total -= self._sizes[p]
         self._sizes[p] = 0
+        distinct, self._distinct[p], self._sources[p] = self._distinct[p], True, 0
         pairs.sort(key=_FIRST)   # stable, by key alone (list.sort's fast path for str keys)
         combine = self._combine
-        if combine is not None and len(pairs) > 1:
+        if combine is not None and len(pairs) > 1 and not distinct:
             keys = list(map(_FIRST, pairs))
             if any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
                 return _combined(pairs, combine)

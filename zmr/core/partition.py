@@ -5,6 +5,8 @@ Python's built-in `hash()` is salted per process, so it can never decide where a
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Iterator
 
 import xxhash
@@ -23,4 +25,4 @@ def partition_of(key: str, n_reduce: int) -> int:
 def partitions_of_encoded(keys: Iterable[bytes], n_reduce: int) -> Iterator[int]:
     """`partition_of` for many keys given as bytes (a str key as its UTF-8, surrogates kept), in one
     C-level pass: the map side's hot loop."""
-    return (h % n_reduce for h in map(xxhash.xxh3_64_intdigest, keys))
+    return map(operator.mod, map(xxhash.xxh3_64_intdigest, keys), itertools.repeat(n_reduce))
