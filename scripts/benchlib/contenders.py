@@ -17,14 +17,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 
-APPS = {"wc": REPO / "apps/bench_wc.py", "sort": REPO / "apps/sort.py"}
+APPS = {"wc": REPO / "apps/bench_wc.py", "sort": REPO / "apps/sort.py", "pairs": REPO / "apps/bench_pairs.py"}
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """What one measured run needs to know."""
 
-    job: str              # "wc" or "sort"
+    job: str              # "wc", "sort" or "pairs" (the overhead job)
     input: Path
     output: Path
     workers: int

@@ -5,6 +5,7 @@
     modes  the sort in push and in barrier shuffle mode, with the share of the shuffle done by the last map
     tiny   10,000 empty files through apps/identity.py: tasks per second of scheduling overhead
     scale  word count at growing sizes (zmr and single-process Python): is the cost per MB flat?
+    overhead  zmr's own CPU per (key, value) pair, with an app that emits pairs and does nothing else
 
 A job returns a JobReport: JSON rows, a printable table, targets (informational PASS/MISS) and notes.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import data, verify
-from benchlib.contenders import BASELINE, CONTENDERS, RunSpec, child_env
+from benchlib.contenders import APPS, BASELINE, CONTENDERS, RunSpec, child_env
 from benchlib.measure import Measurement, run_measured, wait_until_quiet
 
 MiB = 1 << 20
@@ -454,6 +455,71 @@ def job_scale(ctx: Context) -> JobReport:
                      {"cost_ratio_largest_to_smallest": ratios})
 
 
+# ------------------------------------------------------------------ overhead
+
+
+def job_overhead(ctx: Context) -> JobReport:
+    """zmr's own CPU per pair: an app that emits a pair per word and adds them up, run by zmr; what the
+    app's functions take alone (`benchlib.appcost`) and what an empty job of as many files takes are
+    subtracted from the whole process tree's CPU, and the rest divided by the pairs."""
+    ds = data.corpus(ctx.data, ctx.ns.overhead_mb)
+    empty = data.empty_files(ctx.data, len(ds.files))
+    runs_of: dict[str, list[tuple[Measurement, verify.Digest | None]]] = {"app": [], "zmr": [], "empty": []}
+    costs: list[dict[str, Any]] = []
+    for rep in range(ctx.ns.repeat):
+        out = ctx.runs / "overhead" / "app"
+        shutil.rmtree(out, ignore_errors=True)
+        m = ctx.measure([sys.executable, "-m", "benchlib.appcost", str(APPS["pairs"]), str(ds.path), str(out)],
+                        f"overhead-app-r{rep + 1}")
+        cost = _last_json(m) if m.ok else None
+        runs_of["app"].append((m, verify.wordcount_digest(out) if m.ok else None))
+        if cost:
+            costs.append(cost)
+        for name, dataset in (("zmr", ds), ("empty", empty)):
+            out = ctx.runs / "overhead" / name
+            shutil.rmtree(out, ignore_errors=True)
+            run = RunSpec("pairs", dataset.path, out, ctx.ns.workers, ctx.ns.wc_reduce)
+            m = ctx.measure(CONTENDERS["zmr"].command(run), f"overhead-{name}-r{rep + 1}")
+            runs_of[name].append((m, verify.wordcount_digest(out) if m.ok and name == "zmr" else None))
+            _progress("overhead", name, rep, m, runs_of[name][-1][1])
+            shutil.rmtree(out, ignore_errors=True)
+    reference = next((d for _, d in runs_of["app"] if d and not d.problem), None)
+    check = Outcome("zmr", [m for m, _ in runs_of["zmr"]], [d for _, d in runs_of["zmr"]]).check(reference)
+    app_cpu = _median_of([c["map_cpu"] + c["reduce_cpu"] for c in costs])
+    job_cpu = _median_of([m.cpu_tree for m, _ in runs_of["zmr"] if m.ok])
+    fixed_cpu = _median_of([m.cpu_tree for m, _ in runs_of["empty"] if m.ok])
+    pairs = costs[0]["pairs"] if costs else None
+    engine = job_cpu - fixed_cpu - app_cpu if None not in (job_cpu, fixed_cpu, app_cpu) else None
+    per_pair = engine / pairs * 1e6 if engine is not None and pairs else None
+    row = {"pairs": pairs, "keys": costs[0]["keys"] if costs else None, "app_cpu": app_cpu, "job_cpu": job_cpu,
+           "empty_job_cpu": fixed_cpu, "engine_cpu": engine, "engine_us_per_pair": per_pair,
+           "job_wall": _median_of([m.wall for m, _ in runs_of["zmr"] if m.ok]), "output": check,
+           "app_costs": costs}
+    table = [[f"{pairs or 0:,}", f"{row['keys'] or 0:,}", _f(job_cpu, 2), _f(fixed_cpu, 2), _f(app_cpu, 2),
+              _f(engine, 2), _f(per_pair, 3), _f(row["job_wall"], 2), check]]
+    targets = [Target("zmr CPU per pair, map side plus reduce side, <= 0.4 us", f"{_f(per_pair, 3)} us",
+                      _status(None if per_pair is None else per_pair <= 0.4))]
+    notes = ["job CPU: user + system CPU of the whole `zmr run` process tree (median); empty job: the same "
+             f"command over {len(ds.files)} empty files (start-up, scheduling, shutdown); app: "
+             "apps/bench_pairs.py's map and reduce run alone over the same input (median)"]
+    headers = ["pairs", "keys", "job CPU s", "empty job CPU s", "app CPU s", "zmr CPU s", "zmr us/pair",
+               "job wall s", "output"]
+    return JobReport("overhead", f"overhead: apps/bench_pairs.py over {ds.size_bytes / 1e6:.0f} MB "
+                     f"({len(ds.files)} files), R={ctx.ns.wc_reduce}", headers, table, [row], targets, notes)
+
+
+def _median_of(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _last_json(m: Measurement) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(Path(m.log).read_text().strip().splitlines()[-1]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 JOBS: dict[str, Callable[[Context], JobReport]] = {
     "wc": job_wc, "sort": job_sort, "modes": job_modes, "tiny": job_tiny, "scale": job_scale,
+    "overhead": job_overhead,
 }

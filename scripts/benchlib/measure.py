@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -53,6 +54,8 @@ class Measurement:
     samples: int = 0
     cpu_ours: float = 0.0        # CPU seconds used by the measured tree (as sampled)
     cpu_machine: float = 0.0     # CPU seconds used by every process on the machine meanwhile
+    cpu_tree: float = 0.0        # CPU seconds (user + system) of every process of the tree, exactly: the
+                                 # waited-for descendants' rusage (a process nobody waits for is left out)
 
     @property
     def other_load(self) -> float:
@@ -85,6 +88,7 @@ def run_measured(argv: Sequence[str], log: Path, env: Mapping[str, str] | None =
     result = Measurement(argv=list(argv), wall=0.0, returncode=-1, log=str(log))
     with open(log, "wb") as out:
         busy_before = _machine_busy()
+        children_before = _children_cpu()
         started = time.perf_counter()
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=dict(env) if env is not None else None, cwd=cwd)
@@ -102,7 +106,13 @@ def run_measured(argv: Sequence[str], log: Path, env: Mapping[str, str] | None =
             sampler.stop()
             result.cpu_machine = _machine_busy() - busy_before
             result.cpu_ours = sum(sampler.cpu.values())
+            result.cpu_tree = _children_cpu() - children_before
     return result
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wait_until_quiet(max_load: float, max_wait: float, probe: float = 1.0) -> float:
