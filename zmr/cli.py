@@ -12,11 +12,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-import shtab
 
 from zmr import __version__, report, runfile, storage
 from zmr.client import Client, build_spec
@@ -46,21 +44,37 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 # ------------------------------------------------------------------ argument helpers
 
 
-def _paths(action: argparse.Action, kind: Any) -> None:
-    """Shell completion offers files (or folders) for this flag."""
-    action.complete = kind  # type: ignore[attr-defined]   # read by shtab
+def _paths(action: argparse.Action, kind: str) -> None:
+    """Shell completion offers files ("FILE") or folders ("DIRECTORY") for this flag."""
+    action.complete_paths = kind  # type: ignore[attr-defined]   # turned into shtab's hint by cmd_completion
 
 
 def cmd_completion(ns: argparse.Namespace) -> int:
+    import shtab  # here, not at the top: every other command would pay for its import
+
+    parser = build_parser()
+    for action in _all_actions(parser):
+        kind = getattr(action, "complete_paths", None)
+        if kind:
+            action.complete = getattr(shtab, kind)  # type: ignore[attr-defined]   # read by shtab
     try:
-        print(shtab.complete(build_parser(), shell=ns.shell), flush=True)
+        print(shtab.complete(parser, shell=ns.shell), flush=True)
     except BrokenPipeError:   # `zmr completion bash | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
+def _all_actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every option of the parser and of its subcommands, however deep."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _all_actions(sub)
+
+
 def _config_flags(p: argparse.ArgumentParser) -> None:
-    _paths(p.add_argument("--config", metavar="FILE", help="TOML config file (see configs/local.toml)"), shtab.FILE)
+    _paths(p.add_argument("--config", metavar="FILE", help="TOML config file (see configs/local.toml)"), "FILE")
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
                    help="override one config key, e.g. --set shuffle.batch_bytes=262144 (repeatable)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
@@ -69,12 +83,12 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 
 def _job_flags(p: argparse.ArgumentParser) -> None:
     _paths(p.add_argument("--app", required=True, help="app module: a file path (apps/wc.py) or a module name "
-                          "(apps.wc)"), shtab.FILE)
+                          "(apps.wc)"), "FILE")
     _paths(p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR",
-                          help="input files, directories or URLs (s3://bucket/prefix)"), shtab.FILE)
+                          help="input files, directories or URLs (s3://bucket/prefix)"), "FILE")
     _paths(p.add_argument("--output", required=True, metavar="OUTDIR",
                           help="output directory or URL (s3://bucket/prefix): mr-out-<r> files, then _SUCCESS"),
-           shtab.DIRECTORY)
+           "DIRECTORY")
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None,
                    help="how results are written: text (`key value` lines, the default unless the app sets "
@@ -88,7 +102,7 @@ def _cluster_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace output already in OUTDIR")
     _paths(p.add_argument("--py-files", nargs="+", default=[], metavar="PATH",
                           help="code to ship with the job onto the workers' sys.path: .py files, folders, "
-                          ".whl/.zip archives"), shtab.FILE)
+                          ".whl/.zip archives"), "FILE")
     p.add_argument("--compression", choices=["none", "lz4", "zstd", "auto"],
                    help="compress this job's shuffle (default: the cluster's shuffle.compression)")
     p.add_argument("--max-attempts", type=int, metavar="N",
