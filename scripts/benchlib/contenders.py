@@ -72,6 +72,7 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in [
     Contender("dask-df", "Dask dataframe, P2P shuffle, LocalCluster(N workers, 1 thread, processes)",
               ("wc", "sort"), ("dask.dataframe", "distributed", "pandas", "pyarrow")),
     Contender("spark", "PySpark RDD API on local[N]", ("wc", "sort"), ("pyspark",), ("java",)),
+    Contender("ray", "Ray tasks, ray.init(num_cpus=N): a map task per file, N reduce tasks", ("wc",), ("ray",)),
 ]}
 
 BASELINE = "python"

@@ -11,6 +11,7 @@ Peers:
     dask-bag    Dask bag on LocalCluster(n_workers, threads_per_worker=1, processes=True)
     dask-df     Dask dataframe with the P2P shuffle on the same LocalCluster
     spark       PySpark RDD API on local[workers]
+    ray         Ray tasks on ray.init(num_cpus=workers): map tasks count and split, reduce tasks merge
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import re
 import shutil
 import sys
 import tempfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 WORD = re.compile(r"[A-Za-z]+")
 KEY_BYTES = 10
@@ -212,6 +215,44 @@ def dask_df_sort(files: list[str], out: Path, workers: int, n_reduce: int) -> No
         dask.compute(*writes)
 
 
+# ------------------------------------------------------------------ Ray
+
+
+def _ray(workers: int):  # type: ignore[no-untyped-def]  # ray is optional
+    import ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             configure_logging=False)
+    return ray
+
+
+def ray_wc(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
+    """MapReduce on Ray tasks: one map task per file counts it and splits the Counter into `n_reduce`
+    parts by a stable hash of the word; reduce task r merges part r of every map and writes it."""
+    ray = _ray(workers)
+    try:
+        split = ray.remote(num_returns=n_reduce)(_count_and_split) if n_reduce > 1 else ray.remote(_count_and_split)
+        merge = ray.remote(_merge_and_write)
+        parts = [split.remote(path, n_reduce) for path in files]
+        parts = [p if n_reduce > 1 else [p] for p in parts]
+        ray.get([merge.remote(str(out), r, *[p[r] for p in parts]) for r in range(n_reduce)])
+    finally:
+        ray.shutdown()
+
+
+def _count_and_split(path: str, n: int) -> Any:
+    parts: list[Counter[str]] = [Counter() for _ in range(n)]
+    for word, count in count_file(path).items():
+        parts[zlib.crc32(word.encode()) % n][word] = count
+    return parts if n > 1 else parts[0]
+
+
+def _merge_and_write(out: str, r: int, *parts: Counter[str]) -> int:
+    total = merge_counts(parts)
+    write_counts(total.items(), Path(out), f"part-{r:05d}")
+    return len(total)
+
+
 # ------------------------------------------------------------------ PySpark
 
 
@@ -263,6 +304,7 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     ("dask-df", "sort"): dask_df_sort,
     ("spark", "wc"): spark_wc,
     ("spark", "sort"): spark_sort,
+    ("ray", "wc"): ray_wc,
 }
 
 
