@@ -12,7 +12,6 @@ later.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 
 YOUNG_THRESHOLD = 50_000   # new containers between young collections (CPython's default: 700)
@@ -40,10 +39,8 @@ def reuse_large_blocks() -> None:
     are reused; the heap gives memory back once 64 MiB of it is free. Does nothing where the C library is
     not glibc.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
+    try:   # the process's own symbols, the C library's among them (`find_library` would run ldconfig)
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     except OSError:
         return
     if mallopt is not None:
