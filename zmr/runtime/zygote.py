@@ -125,6 +125,9 @@ class Zygote:
 
 # ---------------------------------------------------------------- the zygote process
 
+_REAP_EVERY = 0.05   # s between looks for children that ended by themselves
+_FIRST_REAP = 0.001  # s until the first look for one just killed
+
 
 def _zygote_child(req: int, rep: int, worker_pid: int) -> None:
     """Never returns: serve requests until the worker closes the pipe."""
@@ -142,11 +145,17 @@ def _zygote_child(req: int, rep: int, worker_pid: int) -> None:
 
 
 def _serve(req: int, rep: int, worker_pid: int) -> None:
+    """Children are reaped every `_REAP_EVERY` s; one just killed, every ms or so at first (doubling), since
+    the worker waits for its exit to run the next task or to stop."""
     children: set[int] = set()
+    killed: set[int] = set()
     buffer = b""
+    wait = _REAP_EVERY
     while True:
-        ready, _, _ = select.select([req], [], [], 0.05)
+        ready, _, _ = select.select([req], [], [], wait)
         _reap(children, rep)
+        killed &= children
+        wait = min(wait * 2, _REAP_EVERY) if killed else _REAP_EVERY
         if not ready:
             continue
         chunk = os.read(req, 4096)
@@ -154,7 +163,9 @@ def _serve(req: int, rep: int, worker_pid: int) -> None:
             break
         *lines, buffer = (buffer + chunk).split(b"\n")
         for line in lines:
-            _request(line.decode().split(), children, req, rep, worker_pid)
+            if (pid := _request(line.decode().split(), children, req, rep, worker_pid)) is not None:
+                killed.add(pid)
+                wait = _FIRST_REAP
     for pid in children:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -163,7 +174,8 @@ def _serve(req: int, rep: int, worker_pid: int) -> None:
             os.waitpid(pid, 0)
 
 
-def _request(words: list[str], children: set[int], req: int, rep: int, worker_pid: int) -> None:
+def _request(words: list[str], children: set[int], req: int, rep: int, worker_pid: int) -> int | None:
+    """Carry out one request; returns the pid of a child it killed."""
     if len(words) == 2 and words[0] == "spawn":
         pid = os.fork()
         if pid == 0:
@@ -173,6 +185,8 @@ def _request(words: list[str], children: set[int], req: int, rep: int, worker_pi
     elif len(words) == 2 and words[0] == "kill" and words[1].isdigit() and int(words[1]) in children:
         with contextlib.suppress(OSError):
             os.kill(int(words[1]), signal.SIGKILL)
+        return int(words[1])
+    return None
 
 
 def _reap(children: set[int], rep: int) -> None:
