@@ -19,6 +19,7 @@ import json
 import queue
 import re
 import secrets
+import selectors
 import socket
 import threading
 import time
@@ -202,8 +203,21 @@ class Dashboard:
         bound_port = self._server.server_address[1]
         self.base_url = f"http://{_url_host(host)}:{bound_port}"
         self.url = f"{self.base_url}/?token={token}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="dashboard", daemon=True)
+        self._server.timeout = 0   # handle_request never waits: `_serve` calls it once a client is there
+        self._wake, self._waker = socket.socketpair()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
+
+    def _serve(self) -> None:
+        """The server's loop, as `serve_forever`, but woken by `stop` at once: serve_forever looks for a
+        shutdown only every poll interval, and a coordinator's exit would wait for it."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._wake, selectors.EVENT_READ)
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self._server and not self._stopping:
+                        self._server.handle_request()
 
     def metrics_text(self) -> bytes:
         """The Prometheus page, made from a fresh answer of the loop at most once per `_FRESH` seconds
@@ -238,9 +252,12 @@ class Dashboard:
         return dashboard
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._stopping = True
+        self._waker.send(b"x")
         self._thread.join(timeout=2)
+        self._server.server_close()
+        self._wake.close()
+        self._waker.close()
         self.bridge.close()
 
 
