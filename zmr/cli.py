@@ -7,6 +7,8 @@ zmr's own errors into a one-line message and a non-zero exit code instead of a t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import signal
 import sys
@@ -567,6 +569,19 @@ def run_command(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(run_command(argv))
+
+
+def entry() -> None:
+    """The `zmr` command (and `python -m zmr`): `main`, then out without the interpreter's teardown, which
+    frees every module and object one by one (some 50 ms, longer than a small job's own shutdown). The
+    work is done by then: logs and standard streams are flushed first, and every child process has been
+    waited for. Usage errors and --help leave the normal way."""
+    code = run_command()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):   # a closed pipe (`zmr status | head`): nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 def coord_main(argv: Sequence[str] | None = None) -> None:
