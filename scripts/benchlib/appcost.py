@@ -10,23 +10,14 @@ CPU seconds.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 from benchlib.peers import input_files, write_counts
-
-
-def load(path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from zmr.apps import load_app
+from zmr.runtime.gctune import tune_for_data
 
 
 def main(argv: list[str]) -> int:
@@ -35,23 +26,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("input")
     p.add_argument("output", type=Path)
     ns = p.parse_args(argv)
-    app = load(ns.app)
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)   # as zmr's task processes collect: the app's cost, not the collector's
+    app = load_app(ns.app)   # zmr's own loader; its map and reduce are the module's functions as they are
+    tune_for_data()   # collect as zmr's task processes do: the app's cost, not the collector's
     map_cpu = reduce_cpu = 0.0
     groups: dict[str, list[object]] = {}
     pairs = 0
     for path in input_files(ns.input):
         text = Path(path).read_text(encoding="utf-8")
         started = time.process_time()
-        out = list(app.map(Path(path).name, text))
+        out = list(app.map_fn(Path(path).name, text))
         map_cpu += time.process_time() - started
         pairs += len(out)
         for key, value in out:
             groups.setdefault(key, []).append(value)
         del out, text
     started = time.process_time()
-    results = [app.reduce(key, iter(values)) for key, values in groups.items()]
+    results = [app.reduce_fn(key, iter(values)) for key, values in groups.items()]
     reduce_cpu = time.process_time() - started
     write_counts(zip(groups, results, strict=True), ns.output)
     print(json.dumps({"pairs": pairs, "keys": len(groups), "map_cpu": map_cpu, "reduce_cpu": reduce_cpu}))

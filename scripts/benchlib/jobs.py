@@ -319,11 +319,13 @@ def job_sort(ctx: Context) -> JobReport:
 def _api_run(ctx: Context, args: list[str], log_name: str) -> tuple[Measurement, dict[str, Any] | None]:
     """Run `python -m benchlib.zmrapi ARGS` measured; its last JSON line is the result."""
     m = ctx.measure([sys.executable, "-m", "benchlib.zmrapi", *args], log_name)
-    result = None
-    if m.ok:
-        lines = [ln for ln in Path(m.log).read_text(errors="replace").splitlines() if ln.startswith("{")]
-        result = json.loads(lines[-1]) if lines else None
-    return m, result
+    return m, _last_json(m) if m.ok else None
+
+
+def _last_json(m: Measurement) -> dict[str, Any] | None:
+    """The last JSON object a measured child printed on a line of its own, if any."""
+    lines = [ln for ln in Path(m.log).read_text(errors="replace").splitlines() if ln.startswith("{")]
+    return dict(json.loads(lines[-1])) if lines else None
 
 
 def job_modes(ctx: Context) -> JobReport:
@@ -375,7 +377,7 @@ def _median(results: list[dict[str, Any]], *path: str) -> float | None:
         for key in path:
             r = r[key]
         values.append(r)
-    return statistics.median(values) if values else None
+    return _median_of(values)
 
 
 def _modes_row(mode: str, items: list[tuple[Measurement, dict[str, Any] | None, verify.Digest | None]],
@@ -529,12 +531,6 @@ def job_overhead(ctx: Context) -> JobReport:
 def _median_of(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
-
-def _last_json(m: Measurement) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(Path(m.log).read_text().strip().splitlines()[-1]))
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 JOBS: dict[str, Callable[[Context], JobReport]] = {
