@@ -45,7 +45,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("protocol", {"zmr.protocol"}),
     ("core", {"zmr.core"}),
     ("common", {"zmr.config", "zmr.log", "zmr.apps", "zmr.inputs", "zmr.compressed", "zmr.formats",
-                "zmr.output_formats", "zmr.pyfiles", "zmr.storage"}),
+                "zmr.output_formats", "zmr.pyfiles", "zmr.storage", "zmr.steps"}),
     ("runtime", {"zmr.runtime"}),
     ("client", {"zmr.client", "zmr.local", "zmr.remote", "zmr.runfile", "zmr.seq", "zmr.report", "zmr.progress",
                 "zmr.testing", "zmr.simulation"}),

@@ -3,9 +3,9 @@
 import zmr
 
 EXPECTED = {
-    "App", "AppError", "AuthenticationFailed", "Client", "ClusterError", "Config", "ConfigError", "JobFailed",
+    "App", "AppError", "AuthenticationFailed", "Client", "ClusterError", "Config", "ConfigError", "FILES", "JobFailed",
     "JobSpecError", "LocalCluster", "NoAnswer", "ProtocolError", "ZmrError", "__version__", "load_app", "load_config",
-    "run", "run_sequential",
+    "run", "run_sequential", "Step",
 }
 
 

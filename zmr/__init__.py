@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     )
     from zmr.local import LocalCluster, run
     from zmr.seq import run_sequential
+    from zmr.steps import FILES, Step
 
 # Where each public name lives. They are imported on first use, so a process that needs a part of
 # zmr (a worker, `zmr --help`) does not pay for loading all of it at start-up.
 _HOMES = {
     "App": "zmr.apps", "load_app": "zmr.apps", "Client": "zmr.client", "Config": "zmr.config",
     "load_config": "zmr.config", "LocalCluster": "zmr.local", "run": "zmr.local", "run_sequential": "zmr.seq",
+    "Step": "zmr.steps", "FILES": "zmr.steps",
     **{name: "zmr.errors" for name in ("AppError", "AuthenticationFailed", "ClusterError", "ConfigError",
                                        "JobFailed", "JobSpecError", "NoAnswer", "ProtocolError", "ZmrError")},
 }
@@ -55,11 +57,13 @@ __all__ = [
     "ClusterError",
     "Config",
     "ConfigError",
+    "FILES",
     "JobFailed",
     "JobSpecError",
     "LocalCluster",
     "NoAnswer",
     "ProtocolError",
+    "Step",
     "ZmrError",
     "__version__",
     "load_app",

@@ -15,6 +15,10 @@ A batch app does a split's per-pair work in array passes (see zmr.core.columns):
     reduce                                                             # optional: without it, every pair
                                                                        # is output, in (key, value) order
 
+A multi-step app defines `steps()` (or `steps(args)`) returning a list of `zmr.Step`, each with its own
+map, combine, reduce, partition and n_reduce (see zmr.steps); its module-level map and reduce are then
+optional.
+
 A Value is a str, an int (64-bit: -2**63 .. 2**64-1; not a bool) or a float, so counts and sums travel as
 numbers, with no str() on the map side and int() per value on the reduce side. Keys are str.
 
@@ -84,6 +88,7 @@ class App:
     partition_batch_fn: Callable[..., Any] | None = None  # and its partition_batch
     output_format: str = ""   # the module's OUTPUT_FORMAT: the job's when none is given ("": text)
     source_file: str = ""   # the app module's file, when shipped by value: tracebacks name it
+    steps_fn: Callable[..., Any] | None = None   # a multi-step app's steps() (see zmr.steps)
 
     @classmethod
     def from_functions(
@@ -406,11 +411,14 @@ def app_of(app: App | str | ModuleType) -> App:
 
 def _app_from_module(spec: str, module: ModuleType) -> App:
     optional = {name: _function(spec, module, name)
-                for name in ("map_batch", "partition_batch", "combine", "partition", "format_output")}
-    batch = optional["map_batch"]
+                for name in ("map_batch", "partition_batch", "combine", "partition", "format_output", "steps")}
+    batch, steps = optional.pop("map_batch"), optional.pop("steps")
+    if steps is not None and batch is not None:
+        raise AppError(f"app {spec!r}: a multi-step app (steps) has no map_batch; its steps map pairs")
+    optional["map_batch"] = batch
     for required in ("map", "reduce"):
         fn = getattr(module, required, None)
-        if batch is not None and fn is None:
+        if (batch is not None or steps is not None) and fn is None:
             continue
         if fn is None or not callable(fn):
             what = "is missing" if fn is None else f"is not a function ({type(fn).__name__})"
@@ -435,10 +443,12 @@ def _app_from_module(spec: str, module: ModuleType) -> App:
         format_fn=optional["format_output"],
         map_batch_fn=batch,
         partition_batch_fn=optional["partition_batch"],
-        takes_args=frozenset(role for role, fn in fns.items() if fn is not None and _declares(fn, "args")),
+        takes_args=frozenset(role for role, fn in {**fns, "steps": steps}.items()
+                             if fn is not None and _declares(fn, "args")),
         map_takes_first_line=fns["map"] is not None and _declares(fns["map"], "first_line"),
         input=input_format(getattr(module, "INPUT", None), spec),
         output_format=_output_format(spec, module),
+        steps_fn=steps,
     )
 
 
@@ -578,7 +588,7 @@ def _name_source_file(app: App) -> None:
 
     seen: set[int] = set()
     todo: list[Any] = [app.map_fn, app.reduce_fn, app.combine_fn, app.partition_fn, app.format_fn, app.map_batch_fn,
-                       app.partition_batch_fn]
+                       app.partition_batch_fn, app.steps_fn]
     while todo:
         obj = todo.pop()
         if id(obj) in seen:

@@ -37,6 +37,7 @@ from zmr.protocol.codec import encode, message_size, peer_decoder
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs, transport
 from zmr.runtime.security import Keyring
+from zmr.steps import is_multi_step, plan_steps
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 _MAX_REPLY_BYTES = 256 << 20
@@ -64,6 +65,10 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
         blob = ship_app(loaded)
     fmt: m.OutputFormat = output_format or loaded.output_format or "text"   # type: ignore[assignment]
     check_available(fmt)   # here: workers of a cluster may lack it too, but then they say so
+    if is_multi_step(loaded):
+        plan_steps(loaded, args, n_reduce)   # a broken graph is named first: it is the app's to mend
+        raise JobSpecError(f"app {loaded.name!r} is a multi-step app (it defines steps()): `zmr seq` runs it, "
+                           "the cluster does not run multi-step jobs yet")
     if args and not loaded.takes_args:
         raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
                            f"`args`), so --arg {args[0]!r} would be ignored")

@@ -7,21 +7,23 @@ order, write one `mr-out-0` atomically. Its output directory follows the engine'
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from zmr import storage
 from zmr.apps import App, load_app
 from zmr.core.batches import Value
-from zmr.core.splits import DEFAULT_SPLIT_SIZE
+from zmr.core.splits import DEFAULT_SPLIT_SIZE, Split
 from zmr.errors import JobSpecError
 from zmr.formats import map_inputs
 from zmr.inputs import expand_inputs, plan_splits
 from zmr.output_formats import OutputFormat, check_available, refuse_bytes
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
+from zmr.steps import FILES, is_multi_step, plan_steps
 
 __all__ = ["DEFAULT_SPLIT_SIZE", "run_sequential"]
 
@@ -50,6 +52,8 @@ def run_sequential(
     if old := outputs.claim_output_dir(out_dir, overwrite):
         raise JobSpecError(f"output directory {str(out_dir)!r} already holds {old[0].name}; pass overwrite")
     job_args = list(args)
+    if is_multi_step(the_app):
+        return _run_steps(the_app, splits, job_args, out_dir / output_name(0), fmt)
     groups: dict[str, list[Value]] = {}
     for split in splits:
         for key, value in _pairs(the_app, split.name, split.path, split.start, split.end, split.codec, job_args):
@@ -64,6 +68,33 @@ def run_sequential(
     grouped = ((key, iter(groups[key])) for key in sorted(groups))
     return outputs.write_results_atomically(out_dir / output_name(0), grouped, reduce, fmt, the_app.name,
                                             the_app.output_formatter())
+
+
+def _run_steps(app: App, splits: list[Split], args: list[str], path: Path, fmt: str) -> Path:
+    """A multi-step app, step after step in graph order: each groups all the pairs it reads, as one
+    reduce would, and its output is kept until the job ends (a step may be read by several)."""
+    steps = plan_steps(app, args, 1)
+    made: dict[str, list[tuple[str, Value]]] = {}
+    for step in steps:
+        if step.inputs == (FILES,):
+            pairs: Iterable[tuple[str, Value]] = (
+                pair for split in splits
+                for pair in _pairs(step.app, split.name, split.path, split.start, split.end, split.codec, args))
+        else:
+            pairs = step.map_pairs(itertools.chain.from_iterable(made[name] for name in step.inputs), args)
+        made[step.name] = list(step.reduce_pairs(_grouped(pairs), args))
+    results = made[steps[-1].name]
+    return outputs.write_results_atomically(path, ((k, iter((v,))) for k, v in results),
+                                            lambda key, values: next(values), fmt, app.name,
+                                            steps[-1].app.output_formatter())
+
+
+def _grouped(pairs: Iterable[tuple[str, Value]]) -> Iterator[tuple[str, Iterator[Value]]]:
+    """Every key's values, in key order (all of them read first: grouping needs the last pair)."""
+    groups: dict[str, list[Value]] = {}
+    for key, value in pairs:
+        groups.setdefault(key, []).append(value)
+    return ((key, iter(groups[key])) for key in sorted(groups))
 
 
 def _pairs(app: App, name: str, path: str, start: int, end: int, codec: str, args: list[str]) -> Iterator[Any]:
