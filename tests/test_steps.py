@@ -168,10 +168,16 @@ def test_a_step_reduce_that_breaks_the_contract_is_named(tmp_path: Path, reduce:
     assert not (tmp_path / "out" / "mr-out-0").exists()
 
 
-def test_the_cluster_refuses_a_multi_step_app_before_it_is_queued(tmp_path: Path) -> None:
+def test_the_spec_carries_the_planned_steps_and_a_bad_plan_fails_before_it_is_queued(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("a b\n")
-    with pytest.raises(JobSpecError, match="multi-step app .*`zmr seq` runs it"):
-        build_spec(str(APPS / "topwords.py"), [str(tmp_path / "in.txt")], str(tmp_path / "out"), 4, args=["3"])
+    spec = build_spec(str(APPS / "topwords.py"), [str(tmp_path / "in.txt")], str(tmp_path / "out"), 4, args=["3"])
+    assert [(s.name, s.n_reduce, s.inputs, s.has_map, s.has_reduce) for s in spec.steps] == [
+        ("count", 4, ["<files>"], True, True), ("top", 1, ["count"], True, True)]
+    assert spec.step == -1 and not spec.head and not spec.feeds and not spec.fed_maps
     broken = write_app(tmp_path, "import zmr\n\ndef steps():\n    return []\n")
     with pytest.raises(AppError, match="steps\\(\\) gave no step"):
         build_spec(broken, [str(tmp_path / "in.txt")], str(tmp_path / "out"), 4)
+    wide = write_app(tmp_path, "import zmr\n\ndef steps():\n"
+                               "    return [zmr.Step(name='w', map=print, n_reduce=10**6)]\n", "wide.py")
+    with pytest.raises(JobSpecError, match="step 'w': n_reduce .* over the limit"):
+        build_spec(wide, [str(tmp_path / "in.txt")], str(tmp_path / "out"), 4)

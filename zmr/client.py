@@ -65,11 +65,10 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
         blob = ship_app(loaded)
     fmt: m.OutputFormat = output_format or loaded.output_format or "text"   # type: ignore[assignment]
     check_available(fmt)   # here: workers of a cluster may lack it too, but then they say so
-    if is_multi_step(loaded):
-        plan_steps(loaded, args, n_reduce)   # a broken graph is named first: it is the app's to mend
-        raise JobSpecError(f"app {loaded.name!r} is a multi-step app (it defines steps()): `zmr seq` runs it, "
-                           "the cluster does not run multi-step jobs yet")
-    if args and not loaded.takes_args:
+    planned = plan_steps(loaded, args, n_reduce) if is_multi_step(loaded) else []   # a broken graph fails here
+    for step in planned:
+        _refuse(f"step {step.name!r}: {problem}" if (problem := n_reduce_problem(step.n_reduce, limits)) else "")
+    if args and not loaded.takes_args and not any(step.app.takes_args for step in planned):
         raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
                            f"`args`), so --arg {args[0]!r} would be ignored")
     shipped = pyfiles.pack(py_files)
@@ -84,7 +83,9 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     output_dir = output if storage.is_url(output) else os.path.abspath(output)
     return m.JobSpec(app_name=name, app_blob=blob, splits=splits, output_dir=output_dir,
                      n_reduce=n_reduce, args=list(args), overwrite=overwrite, max_attempts=max_attempts,
-                     output_format=fmt, py_files=shipped, compression=compression)
+                     output_format=fmt, py_files=shipped, compression=compression,
+                     steps=[m.StepPlan(name=step.name, n_reduce=step.n_reduce, inputs=list(step.inputs),
+                                       has_map=step.has_map, has_reduce=step.has_reduce) for step in planned])
 
 
 def _refuse(problem: str) -> None:

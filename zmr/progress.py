@@ -20,10 +20,15 @@ def human_bytes(n: float) -> str:
 
 
 def progress_text(info: m.JobInfo, width: int = 24) -> str:
-    total = info.maps_total + info.reduces_total
-    done = info.maps_done + info.reduces_done
+    steps: list[m.StepInfo | m.JobInfo] = [*info.steps] or [info]
+    total = sum(s.maps_total + s.reduces_total for s in steps)
+    done = sum(s.maps_done + s.reduces_done for s in steps)
     filled = int(width * done / total) if total else width
     bar = "#" * filled + "." * (width - filled)
+    if info.steps:   # a multi-step job: each step's reduces (its maps are the step before's)
+        running = ", ".join(f"{s.name} {s.reduces_done}/{s.reduces_total}" for s in info.steps)
+        return (f"[{bar}] {info.job_id} {info.state:<9} steps: {running}  "
+                f"shuffled {human_bytes(sum(s.bytes_shuffled for s in info.steps))}")
     return (f"[{bar}] {info.job_id} {info.state:<9} map {info.maps_done}/{info.maps_total}  "
             f"reduce {info.reduces_done}/{info.reduces_total}  shuffled {human_bytes(info.bytes_shuffled)}")
 
@@ -59,9 +64,11 @@ class ProgressLine:
 
 
 def format_summary(info: m.JobInfo, wall: float) -> str:
-    return (f"{info.job_id} {info.state} in {wall:.2f} s: {info.maps_total} map and {info.reduces_total} reduce "
-            f"tasks, {info.records_out} records out, {human_bytes(info.bytes_shuffled)} shuffled; "
-            f"output in {info.output_dir}")
+    steps: list[m.StepInfo | m.JobInfo] = [*info.steps] or [info]
+    tasks = (f"{sum(s.maps_total for s in steps)} map and {sum(s.reduces_total for s in steps)} reduce tasks"
+             + (f" in {len(info.steps)} steps" if info.steps else ""))
+    return (f"{info.job_id} {info.state} in {wall:.2f} s: {tasks}, {info.records_out} records out, "
+            f"{human_bytes(sum(s.bytes_shuffled for s in steps))} shuffled; output in {info.output_dir}")
 
 
 def _ago(now: float, t: float | None) -> str:
@@ -108,6 +115,13 @@ def _job_detail(job: m.JobInfo, now: float) -> list[str]:
                      "each read whole by one map task (compressed files cannot be split)")
     if job.error:
         lines += ["error:", *("  " + line for line in job.error.splitlines())]
+    if job.steps:
+        lines += ["", f"{'STEP':<16} {'WAVE':>4} {'JOB':<10} {'STATE':<10} {'MAPS':>11} {'REDUCES':>11} "
+                  f"{'SHUFFLED':>10} {'LEASES':>6}"]
+        lines += [f"{s.name[:16]:<16} {s.wave:>4} {s.job_id:<10} {s.state:<10} {s.maps_done:>5}/{s.maps_total:<5} "
+                  f"{s.reduces_done:>5}/{s.reduces_total:<5} {human_bytes(s.bytes_shuffled):>10} {s.leases:>6}"
+                  for s in job.steps]
+        lines.append("(the tables below are the last step's; another step's: zmr status <its JOB> --tasks)")
     if not job.tasks:
         return lines + ["", f"(its {job.maps_total + job.reduces_total} tasks and {job.reduces_total} partitions, "
                         f"one line each: zmr status {job.job_id} --tasks)"]

@@ -78,3 +78,31 @@ def test_the_scheduler_enforces_its_own_limits(change: dict[str, object]) -> Non
     assert [type(r) for r in replies] == [m.ErrorReply]
     assert sim.scheduler.jobs == {}
     assert isinstance(sim.client_send(m.SubmitJob(spec=base))[0], m.JobAccepted)   # at the limits: queued
+
+
+def stepped(*steps: m.StepPlan, **fields: object) -> m.JobSpec:
+    return msgspec.structs.replace(spec(), steps=list(steps), **fields)
+
+
+COUNT = m.StepPlan(name="count", n_reduce=2, inputs=["<files>"], has_map=True, has_reduce=True)
+TOP = m.StepPlan(name="top", n_reduce=1, inputs=["count"], has_map=True, has_reduce=True)
+
+
+@pytest.mark.parametrize(("flawed", "problem"), [
+    (stepped(COUNT, TOP, head="job-0001"), "only the coordinator sets"),
+    (stepped(COUNT, TOP, step=0), "only the coordinator sets"),
+    (stepped(COUNT, TOP, fed_maps=3), "only the coordinator sets"),
+    (stepped(COUNT, msgspec.structs.replace(TOP, n_reduce=9)), "step 'top': n_reduce is 9"),
+    (stepped(msgspec.structs.replace(COUNT, n_reduce=6), TOP), "step 'top': the number of map tasks is 6"),
+    (stepped(COUNT, msgspec.structs.replace(TOP, inputs=["top"])), "read each other's output in a cycle"),
+    (stepped(COUNT, msgspec.structs.replace(TOP, inputs=["nope"])), "reads 'nope', which no step makes"),
+    (stepped(*[msgspec.structs.replace(COUNT, name=f"s{k}", inputs=[f"s{k - 1}"] if k else ["<files>"])
+               for k in range(257)]), "257 steps, over the limit of 256"),
+])
+def test_a_multi_step_spec_the_client_should_have_refused_is_refused_by_the_coordinator(
+        flawed: m.JobSpec, problem: str) -> None:
+    assert problem in spec_problem(flawed, LIMITS)
+
+
+def test_a_planned_chain_is_accepted() -> None:
+    assert spec_problem(stepped(COUNT, TOP), LIMITS) == ""

@@ -168,12 +168,13 @@ def test_two_coordinators_cannot_share_a_state_directory(tmp_path: Path) -> None
 
 def test_records_keep_the_tags_of_journal_version_1() -> None:
     """Renaming a record class must not change what it is called on disk. (Version 2 changed only
-    OwnersMoved, which now carries the moved partitions instead of every owner.)"""
+    OwnersMoved, which now carries the moved partitions instead of every owner; a record added since,
+    ReduceReopened, leaves every journal written before it readable.)"""
     tags = {cls.__struct_config__.tag for cls in get_args(jr.Record)}
     assert jr.JOURNAL_VERSION == 2
     assert tags == {"Header", "WorkerJoined", "JobSubmitted", "JobStarted", "OwnersMoved", "TaskAssigned",
                     "MapCommitted", "MapUncommitted", "CommitGranted", "CommitRevoked", "ReduceCommitted",
-                    "TaskSetback", "JobEnded", "OutputFinished", "EndedJob"}
+                    "ReduceReopened", "TaskSetback", "JobEnded", "OutputFinished", "EndedJob"}
     old = b"\x95\xa8JobEnded\xa1a\xa6failed\xa1x\xcb@\x00\x00\x00\x00\x00\x00\x00"   # as version 1 wrote it
     assert jr.parse(jr._HEAD.pack(len(old), zlib.crc32(old)) + old).records == [
         jr.JobConcluded(job_id="a", state="failed", error="x", finished=2.0)]

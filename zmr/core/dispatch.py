@@ -10,7 +10,7 @@ from typing import NamedTuple
 from zmr.core.events import JobFinished
 from zmr.core.median import RunningMedian
 from zmr.core.schedbase import SchedulerBase
-from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry
+from zmr.core.state import MAP, REDUCE, AttemptRun, Job, JobState, Task, TaskState, WorkerEntry, job_id_of
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 
@@ -219,6 +219,10 @@ class Dispatch(SchedulerBase):
         attempt = task.attempt_id(job.id, number)
         worker.current, worker.busy_since = attempt, self._now
         self._set_up(job, worker)
+        if task.kind == REDUCE:   # a step job's reduce pushes to the owners of the steps it feeds
+            for link in job.spec.feeds:
+                if (reader := self.jobs.get(link.job_id)) is not None:
+                    self._set_up(reader, worker)
         if task.kind == MAP:
             self._announce(job)   # moves held back while every map was committed: this one pushes by them
             msg: m.FromCoordinator = m.AssignMap(attempt=attempt, split=job.spec.splits[task.index])
@@ -240,7 +244,8 @@ class Dispatch(SchedulerBase):
         for job in queued:
             owners = [alive[p % len(alive)] for p in range(job.spec.n_reduce)]
             self._record(j.JobStarted(job_id=job.id, started=self._now, owners=owners))
-            job.ready_maps.extend(range(len(job.maps)))
+            if not job.spec.fed_maps:   # a step job's maps are the reduces of the steps it reads
+                job.ready_maps.extend(range(len(job.maps)))
             self._log("job_started", "info", job=job.id, owners=len(job.owned))
             self._set_up_owners(job)
             self._sample(job)
@@ -299,6 +304,28 @@ class Dispatch(SchedulerBase):
                 self._send(worker.peer, update)
 
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
+        """End a job; a step job ends with every other step of its job, in the same state, and the head
+        (the job the client knows) carries the error, naming the step it came from."""
+        if not job.spec.is_step:
+            self._end_one(job, state, error)
+            return
+        steps = self._steps_of(job.spec.head) or [job]
+        named = error and job.spec.step < len(job.spec.steps)
+        where = f"step {job.spec.steps[job.spec.step].name!r}: " if named else ""
+        for member in steps:
+            if not member.state.ended:
+                self._end_one(member, state, where + error if member.id == job.spec.head else "")
+
+    def _steps_of(self, head: str) -> list[Job]:
+        """The jobs of a multi-step job's steps still known here, the head last (see _submit_steps)."""
+        first = self.jobs.get(head)
+        if first is None:
+            return []
+        number, count = first.number, len(first.spec.steps)
+        found = [self.jobs.get(job_id_of(number + k)) for k in range(1, count)]
+        return [job for job in found if job is not None and job.spec.head == head] + [first]
+
+    def _end_one(self, job: Job, state: JobState, error: str) -> None:
         self._record(j.JobConcluded(job_id=job.id, state=state.value, error=error, finished=self._now))
         for task in itertools.chain(job.maps, job.reduces):
             for number, attempt in list(task.running.items()):
@@ -314,7 +341,10 @@ class Dispatch(SchedulerBase):
             worker = self.workers[worker_id]
             if worker.alive:
                 self._send(worker.peer, m.JobEnded(job_id=job.id))
-        self._out.append(JobFinished(job.id, state, job.spec.output_dir, job.spec.n_reduce))
+        if job.spec.is_step and job.spec.head != job.id:   # the head's output is the job's; a step's has none
+            self._record(j.OutputFinished(job_id=job.id))
+        else:
+            self._out.append(JobFinished(job.id, state, job.spec.output_dir, job.spec.n_reduce))
         self._draining.append(job)
         level = "info" if state is JobState.SUCCEEDED else "error"
         self._log("job_" + state.value, level, job=job.id, error=error.splitlines()[0] if error else "")
@@ -341,7 +371,8 @@ class Dispatch(SchedulerBase):
                           compression=job.spec.compression or p.compression,
                           output_format=job.spec.output_format, py_files=job.spec.py_files,
                           released=m.PartitionSet.of(t.index for t in job.reduces if t.state is TaskState.DONE)
-                          if job.reduces_done else m.PartitionSet())
+                          if job.reduces_done and not job.spec.feeds else m.PartitionSet(),
+                          step=job.spec.step, feeds=job.spec.feeds)
 
     def _data_addr(self, worker_id: str) -> str:
         """Where a worker serves data; "" for one that is gone."""

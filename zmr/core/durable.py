@@ -53,7 +53,10 @@ class Ledger:
     def _new_job(self, rec: j.JobSubmitted) -> None:
         self.next_job = max(self.next_job, rec.number + 1)
         job = Job(id=rec.job_id, spec=rec.spec, submitted=rec.submitted, number=rec.number)
-        job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(rec.spec.splits))]
+        if rec.spec.fed_maps:   # a step job's maps run as the reduces of the steps it reads: they wait
+            job.maps = [Task(MAP, i, TaskState.WAITING) for i in range(rec.spec.fed_maps)]
+        else:
+            job.maps = [Task(MAP, i, TaskState.READY) for i in range(len(rec.spec.splits))]
         job.reduces = [Task(REDUCE, r, TaskState.WAITING) for r in range(rec.spec.n_reduce)]
         job.compressed_inputs = sum(1 for split in rec.spec.splits if split.codec)   # once: status reads it
         self.jobs[job.id] = job
@@ -207,7 +210,9 @@ def _map_uncommitted(job: Job, rec: j.MapUncommitted) -> None:
     if task is None or task.state is not TaskState.DONE:
         return
     _unindex(job.maps_held, task.committed_worker, task.index)
-    task.state, task.committed, task.committed_worker, task.finished = TaskState.READY, None, None, None
+    waits = bool(job.spec.fed_maps)   # a step job's map is made again by the reduce that feeds it
+    task.state = TaskState.WAITING if waits else TaskState.READY
+    task.committed, task.committed_worker, task.finished = None, None, None
     job.maps_done -= 1
     job.bytes_committed -= task.bytes_out
     job.remaking.add(task.index)
@@ -244,6 +249,18 @@ def _commit_confirmed(job: Job, rec: j.CommitConfirmed) -> None:
         _count(job.unfinished, job.owners[task.index], -1)
 
 
+def _reduce_reopened(job: Job, rec: j.ReduceReopened) -> None:
+    """A committed reduce that fed a later step runs again (see j.ReduceReopened)."""
+    task = job.task(REDUCE, rec.task)
+    if task is None or task.state is not TaskState.DONE:
+        return
+    task.state, task.committed, task.committed_worker, task.committing = TaskState.WAITING, None, None, None
+    task.finished = None
+    job.reduces_done -= 1
+    if 0 <= task.index < len(job.owners):
+        _count(job.unfinished, job.owners[task.index], 1)
+
+
 def _count(counts: dict[str, int], worker: str, change: int) -> None:
     """A per-worker count that holds only positive counts."""
     count = counts.get(worker, 0) + change
@@ -277,4 +294,5 @@ _JOB_CHANGES: dict[type, Callable[[Job, Any], None]] = {
     j.CommitGranted: _commit_granted,
     j.CommitRevoked: _commit_revoked,
     j.CommitConfirmed: _commit_confirmed,
+    j.ReduceReopened: _reduce_reopened,
 }

@@ -197,7 +197,9 @@ class Losses(Dispatch):
         if self.params.replicate:
             self._note_copies(job, orphans, live)
         self._move_partitions(job, moves)
-        lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held)
+        # (a step job whose reduces all committed needs its maps' output only if one of them runs again)
+        lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held) \
+            if job.reduces_done < len(job.reduces) else []
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
             self._uncommit_map(job, job.maps[index])
         if job.reduce_phase:   # (before it, every reduce waits anyway: see _begin_reduce_phase)
@@ -224,4 +226,32 @@ class Losses(Dispatch):
         """The map must run again. Before the reduce phase no reduce is ready; in it, a reduce whose owner
         lacks this output finds out (SourcesLost, or missing data) and waits for it then."""
         self._record(j.MapUncommitted(job_id=job.id, task=task.index))
-        self._enqueue(job, task)
+        if job.spec.fed_maps:
+            self._reopen_feeder(job, task.index)
+        else:
+            self._enqueue(job, task)
+
+    def _feeder(self, job: Job, index: int) -> tuple[Job, Task] | None:
+        """The step job and reduce whose output is map `index` of the step job `job` (see m.StepLink)."""
+        for feeder in self._steps_of(job.spec.head):
+            for link in feeder.spec.feeds:
+                if link.job_id == job.id and link.first <= index < link.first + len(feeder.reduces):
+                    return feeder, feeder.reduces[index - link.first]
+        return None
+
+    def _reopen_feeder(self, job: Job, index: int) -> None:
+        """A step job's map output was lost: the reduce that made it runs again. Its input is still held
+        (a step job keeps it until the whole job ends), so nothing before it runs again, unless its
+        own input was lost too: then `_replan` finds that, and so on up the steps."""
+        found = self._feeder(job, index)
+        if found is not None and found[0].state is JobState.RUNNING and found[1].state is TaskState.DONE:
+            self._reopen(*found)
+
+    def _reopen(self, job: Job, task: Task) -> None:
+        """A committed reduce of a step job runs again: its partition moves off a dead owner, the map
+        output it lacks is made again, and it is ready once that is there."""
+        self._record(j.ReduceReopened(job_id=job.id, task=task.index))
+        self._log("reduce_reopened", "info", job=job.id, task=task.label)
+        self._replan(job)
+        if task.state is TaskState.WAITING and not task.running and task.index not in job.lacking:
+            self._make_ready(job, task)

@@ -112,12 +112,36 @@ class Reports(Losses):
         self._record(j.CommitConfirmed(job_id=job.id, task=task.index, attempt=attempt.number,
                                        worker_id=worker.id, records_out=task.records_out, finished=self._now))
         self._cancel_other_attempts(job, task)
-        job.releasing.append(task.index)   # its batches and kept copies are garbage now: said on the next tick
         self._log("reduce_committed", "debug", job=job.id, task=task.label, attempt=attempt.number,
                   worker=worker.id)
+        if job.spec.feeds:   # its input stays: were the maps it fed lost, it runs again (see _reopen_feeder)
+            self._feed(job, task, worker, attempt.number, msg.fed)
+            self._sample(job)
+            return
+        job.releasing.append(task.index)   # its batches and kept copies are garbage now: said on the next tick
         self._sample(job)
         if job.reduces_done == len(job.reduces):
             self._end_job(job, JobState.SUCCEEDED, "")
+
+    def _feed(self, job: Job, task: Task, worker: WorkerEntry, number: int, fed: list[m.FedMap]) -> None:
+        """A step job's reduce committed: what it made through each later step's map is that step's
+        map, committed as this attempt on this worker, which keeps it. A report that lacks one (a
+        broken or hostile worker) commits none of it: the reduce runs again."""
+        made = {(f.job_id, f.task): f for f in fed}
+        readers = [(reader, reader.maps[link.first + task.index]) for link in job.spec.feeds
+                   if (reader := self.jobs.get(link.job_id)) is not None and reader.state is JobState.RUNNING
+                   and link.first + task.index < len(reader.maps)]
+        if any((reader.id, fed_map.index) not in made for reader, fed_map in readers):
+            self._log("feed_incomplete", "error", job=job.id, task=task.label, attempt=number, worker=worker.id)
+            self._reopen(job, task)
+            return
+        for reader, fed_map in readers:
+            if fed_map.state is TaskState.DONE:
+                continue
+            report = made[(reader.id, fed_map.index)]
+            self._commit_map(reader, fed_map, worker, number, m.MapDone(
+                worker_id=worker.id, attempt=fed_map.attempt_id(reader.id, number), records_out=report.records_out,
+                bytes_out=report.bytes_out))
 
     def _on_task_failed(self, worker: WorkerEntry, msg: m.TaskFailed) -> None:
         attempt = msg.attempt

@@ -15,6 +15,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+import msgspec
+
 from zmr.core import recovery, views
 from zmr.core.events import (
     Action,
@@ -32,7 +34,8 @@ from zmr.core.events import (
 from zmr.core.params import SchedulerParams
 from zmr.core.rejoin import Rejoin
 from zmr.core.specs import spec_problem
-from zmr.core.state import Job, JobState, TaskState, WorkerEntry
+from zmr.core.state import Job, JobState, TaskState, WorkerEntry, job_id_of
+from zmr.core.stepgraph import FILES
 from zmr.protocol import journal as j
 from zmr.protocol import messages as m
 from zmr.protocol.success import SuccessMarker
@@ -125,7 +128,7 @@ class Scheduler(Rejoin):
                 if task.state is TaskState.DONE:
                     awaited.add(task.committed_worker or "")
                     job.log_commit(task.index, task.committed or 0)
-                else:
+                elif not job.spec.fed_maps:   # (a step job's maps are made by the reduces that feed it)
                     task.state = TaskState.READY
                     job.ready_maps.append(task.index)
             for task in job.reduces:
@@ -141,12 +144,29 @@ class Scheduler(Rejoin):
                                 last_seen=now + self.params.recovery_grace - timeout)
                 self.workers[worker_id] = worker
                 self._push_liveness(worker)
+        self._recover_steps()
         for job in self.jobs.values():   # it ended, but the crash came before its output was finished
             if job.state.ended and not job.output_done:
                 self._out.append(JobFinished(job.id, job.state, job.spec.output_dir, job.spec.n_reduce))
         self._log("recovered", "info", jobs=len(self.jobs) + len(self.archived), next_job=self.book.next_job,
                   running=len(self._running_jobs()), awaited_workers=len(self.workers))
         return self._out
+
+    def _recover_steps(self) -> None:
+        """Step jobs whose head ended (its output was found committed, say) end with it; a step job's map
+        whose feeding reduce is committed, a crash having come between the two records that undo both,
+        is made again by that reduce."""
+        for job in self._running_jobs():
+            head = self.jobs.get(job.spec.head) if job.spec.is_step else job
+            if head is None:
+                archived = self.archived.get(job.spec.head)
+                self._end_one(job, JobState(archived.state) if archived is not None else JobState.FAILED, "")
+            elif head.state.ended:
+                self._end_one(job, head.state, "")
+            elif job.spec.fed_maps:
+                for task in job.maps:
+                    if task.state is not TaskState.DONE:
+                        self._reopen_feeder(job, task.index)
 
     def snapshot(self) -> list[j.Record]:
         """The journal's records rewritten as few as possible; ended jobs keep only their final status."""
@@ -186,12 +206,42 @@ class Scheduler(Rejoin):
             self._send(peer, m.ErrorReply(message=problem))
             return
         number = self.book.next_job
-        submitted = j.JobSubmitted(job_id=f"job-{number:04d}", number=number, spec=spec, submitted=self._now)
-        self._record(submitted)
-        job = self.jobs[submitted.job_id]
+        if spec.steps:
+            job = self._submit_steps(spec, number)
+        else:
+            submitted = j.JobSubmitted(job_id=job_id_of(number), number=number, spec=spec, submitted=self._now)
+            self._record(submitted)
+            job = self.jobs[submitted.job_id]
         self._send(peer, m.JobAccepted(job_id=job.id))
-        self._log("job_submitted", "info", job=job.id, maps=len(job.maps), reduces=spec.n_reduce)
+        self._log("job_submitted", "info", job=job.id, maps=len(spec.splits), reduces=spec.n_reduce,
+                  steps=len(spec.steps))
         self._start_queued_jobs()
+
+    def _submit_steps(self, spec: m.JobSpec, number: int) -> Job:
+        """A multi-step job becomes a job per step, all started together: the one running the last step
+        takes the job's number and is the job the client knows (the head); the others take the numbers
+        after it. A step reading files maps their splits; a step reading steps has a map per partition
+        of each step it reads, in the order of its inputs, made by that partition's reduce (`feeds`)."""
+        steps = spec.steps
+        ids = {s.name: job_id_of(number + 1 + k) for k, s in enumerate(steps[:-1])}
+        ids[steps[-1].name] = head = job_id_of(number)
+        width = {s.name: s.n_reduce for s in steps}
+        links: dict[str, list[m.StepLink]] = {s.name: [] for s in steps}
+        for step in steps:
+            first = 0
+            for source in step.inputs:
+                if source in links:
+                    links[source].append(m.StepLink(job_id=ids[step.name], first=first))
+                    first += width[source]
+        for k in [len(steps) - 1, *range(len(steps) - 1)]:
+            step = steps[k]
+            files = step.inputs == [FILES]
+            derived = msgspec.structs.replace(
+                spec, splits=spec.splits if files else [], n_reduce=step.n_reduce, step=k, head=head,
+                fed_maps=0 if files else sum(width[source] for source in step.inputs), feeds=links[step.name])
+            self._record(j.JobSubmitted(job_id=ids[step.name], number=number + (k + 1) % len(steps), spec=derived,
+                                        submitted=self._now))
+        return self.jobs[head]
 
     def _on_cancel(self, peer: bytes, job_id: str) -> None:
         if job_id in self.archived:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zmr.core.stepgraph import StepNode, plan_waves
+from zmr.errors import AppError
 from zmr.protocol import messages as m
 
 # The scale zmr aims at (docs/architecture.md section 10): 10,000 partitions and 100,000 map tasks per
@@ -81,7 +83,31 @@ def spec_problem(spec: m.JobSpec, limits: SpecLimits) -> str:
         return "the job has no output directory"
     if not spec.app_blob:
         return "the job has no app"
-    return max_attempts_problem(spec.max_attempts)
+    return max_attempts_problem(spec.max_attempts) or steps_problem(spec, limits)
+
+
+MAX_STEPS = 256   # steps of one multi-step job: each is a job of its own to the coordinator
+
+
+def steps_problem(spec: m.JobSpec, limits: SpecLimits) -> str:
+    """Why a multi-step job's steps cannot run, or '': a graph the client should have refused (see
+    zmr.core.stepgraph), too many steps or partitions, or fields only the coordinator sets."""
+    if spec.is_step or spec.step != -1 or spec.fed_maps or spec.feeds:
+        return "the spec sets the fields of a step job, which only the coordinator sets"
+    if not spec.steps:
+        return ""
+    if len(spec.steps) > MAX_STEPS:
+        return f"the job has {len(spec.steps):,} steps, over the limit of {MAX_STEPS}"
+    for step in spec.steps:
+        fed = sum(s.n_reduce for s in spec.steps if s.name in step.inputs)
+        if problem := n_reduce_problem(step.n_reduce, limits) or map_tasks_problem(fed, limits):
+            return f"step {step.name!r}: {problem}"
+    try:
+        plan_waves(spec.app_name, [StepNode(s.name, tuple(s.inputs), s.has_map, s.has_reduce, s.n_reduce)
+                                   for s in spec.steps])
+    except AppError as exc:
+        return str(exc)
+    return ""
 
 
 MAX_ATTEMPTS_LIMIT = 100

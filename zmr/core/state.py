@@ -44,6 +44,10 @@ MAP: TaskKind = "map"
 REDUCE: TaskKind = "reduce"
 
 
+def job_id_of(number: int) -> str:
+    return f"job-{number:04d}"
+
+
 @dataclass(slots=True)
 class AttemptRun:
     """How one attempt (named by its AttemptId) runs on its worker: where, since when, how far."""

@@ -49,6 +49,8 @@ def plan_waves(app: str, nodes: Sequence[StepNode]) -> list[list[str]]:
             raise AppError(f"{where} is named twice; step names must be unique")
         if not node.inputs:
             raise AppError(f"{where} reads nothing; give it the job's files or an earlier step")
+        if len(set(node.inputs)) < len(node.inputs):
+            raise AppError(f"{where} names an input twice")
         if not (node.has_map or node.has_reduce):
             raise AppError(f"{where} has nothing to do: it has neither map nor reduce")
         if FILES in node.inputs and not node.has_map:

@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from zmr.core.durable import Ledger
-from zmr.core.state import Job, WorkerEntry
+from zmr.core.state import Job, WorkerEntry, job_id_of
+from zmr.core.stepgraph import StepNode, plan_waves
 from zmr.protocol import messages as m
 
 STATUS_JSON_VERSION = 1
@@ -45,9 +46,9 @@ def task_counts(book: Ledger) -> Counter[tuple[str, str]]:
 
 def status(book: Ledger, job_id: str | None, now: float, tasks: bool = False) -> m.StatusReply | m.ErrorReply:
     """Every job in brief with the workers; or one job, with its tables and timeline if `tasks`."""
-    if job_id is None:
-        jobs = [brief(info) for info in book.archived.values()]
-        jobs += [job_info(job, book, detail=False) for job in book.jobs.values()]
+    if job_id is None:   # a multi-step job is listed once, as its head
+        jobs = [brief(info) for info in book.archived.values() if not info.head]
+        jobs += [job_info(job, book, detail=False) for job in book.jobs.values() if not _a_step_of_another(job)]
         return m.StatusReply(now=now, jobs=jobs, workers=[worker_info(w) for w in book.workers.values()])
     if job_id in book.archived:
         info = book.archived[job_id]
@@ -71,6 +72,28 @@ def brief(info: m.JobInfo) -> m.JobInfo:
     return msgspec.structs.replace(info, tasks=[], partitions=[], timeline=[], attempts=[])
 
 
+def _a_step_of_another(job: Job) -> bool:
+    return job.spec.is_step and job.spec.head != job.id
+
+
+def step_infos(head: Job, book: Ledger) -> list[m.StepInfo]:
+    """A multi-step job's steps, in graph order, each with its wave (see zmr.core.stepgraph)."""
+    steps = head.spec.steps
+    waves = plan_waves(head.spec.app_name, [StepNode(s.name, tuple(s.inputs), s.has_map, s.has_reduce, s.n_reduce)
+                                            for s in steps])
+    wave_of = {name: w for w, names in enumerate(waves) for name in names}
+    out = []
+    for k, step in enumerate(steps):
+        job = book.jobs.get(job_id_of(head.number + (k + 1) % len(steps)))
+        if job is None or job.spec.head != head.id:
+            continue
+        out.append(m.StepInfo(name=step.name, job_id=job.id, wave=wave_of[step.name], state=job.state.value,
+                              maps_done=job.maps_done, maps_total=len(job.maps), reduces_done=job.reduces_done,
+                              reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
+                              leases=job_leases(job, book)))
+    return out
+
+
 def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
     tasks = [m.TaskInfo(kind=t.kind, index=t.index, state=t.state.value, attempts=t.attempts_made,
                         worker=t.committed_worker or next((a.worker for a in t.running.values()), ""),
@@ -80,7 +103,7 @@ def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
                              bytes_in=s.bytes_in, batches_in=s.batches_in, first_batch=s.first_batch,
                              last_batch=s.last_batch)
              for p, s in sorted(job.partition_stats.items())] if detail else []
-    return m.JobInfo(job_id=job.id, app_name=job.spec.app_name, state=job.state.value,
+    info = m.JobInfo(job_id=job.id, app_name=job.spec.app_name, state=job.state.value,
                      submitted=job.submitted, started=job.started, finished=job.finished,
                      maps_done=job.maps_done, maps_total=len(job.maps), reduces_done=job.reduces_done,
                      reduces_total=len(job.reduces), bytes_shuffled=job.bytes_shuffled,
@@ -89,7 +112,10 @@ def job_info(job: Job, book: Ledger, detail: bool) -> m.JobInfo:
                      timeline=list(job.timeline) if detail else [], output_format=job.spec.output_format,
                      compressed_inputs=job.compressed_inputs,
                      attempts=list(job.attempt_log.spans) if detail else [],
-                     attempts_dropped=job.attempt_log.dropped)
+                     attempts_dropped=job.attempt_log.dropped, head=job.spec.head if _a_step_of_another(job) else "")
+    if job.spec.steps and job.spec.head == job.id:
+        info = msgspec.structs.replace(info, steps=step_infos(job, book))
+    return info
 
 
 def job_leases(job: Job, book: Ledger) -> int:

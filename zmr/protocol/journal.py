@@ -117,6 +117,14 @@ class CommitConfirmed(_Rec, frozen=True, tag="ReduceCommitted"):
     finished: float
 
 
+class ReduceReopened(_Rec, frozen=True):
+    """A committed reduce of a step job must run again: the map output it fed a later step was lost
+    with its worker (see JobSpec.feeds). Its partition's input is still held, so only it runs again."""
+
+    job_id: str
+    task: int
+
+
 class TaskSetback(_Rec, frozen=True):
     """A task's failure counts so far (absolute, so replaying a record twice changes nothing): without
     them a restarted coordinator would forgive every failure, and a task that always fails (a map that
@@ -153,8 +161,8 @@ class EndedJob(_Rec, frozen=True):
 
 Record = (
     Header | WorkerJoined | JobSubmitted | JobStarted | OwnersMoved | TaskAssigned | MapCommitted
-    | MapUncommitted | CommitGranted | CommitRevoked | CommitConfirmed | TaskSetback | JobConcluded | OutputFinished
-    | EndedJob
+    | MapUncommitted | CommitGranted | CommitRevoked | CommitConfirmed | ReduceReopened | TaskSetback | JobConcluded
+    | OutputFinished | EndedJob
 )
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NamedTuple, TypeVar
 
 import msgspec
 
-PROTOCOL_VERSION = 11
+PROTOCOL_VERSION = 12
 MAX_WAIT_SECONDS = 60.0   # the longest a WaitJob may be held unanswered
 T = TypeVar("T")
 
@@ -106,8 +106,31 @@ class InputSplit(msgspec.Struct, frozen=True, array_like=True):
     codec: Codec = ""
 
 
+class StepPlan(msgspec.Struct, frozen=True, array_like=True):
+    """One step of a multi-step app as the client planned it (zmr.steps), in graph order: the
+    coordinator checks the graph again (zmr.core.stepgraph) and runs each step as a job of its own."""
+
+    name: str
+    n_reduce: int
+    inputs: list[str]   # "<files>" or names of the steps it reads
+    has_map: bool
+    has_reduce: bool
+
+
+class StepLink(msgspec.Struct, frozen=True, array_like=True):
+    """A step job's reduces feed job `job_id`: the output of reduce r is that job's map `first + r`."""
+
+    job_id: str
+    first: int
+
+
 class JobSpec(msgspec.Struct, frozen=True, array_like=True):
-    """What a client submits: the app (cloudpickled by value), its inputs and where output goes."""
+    """What a client submits: the app (cloudpickled by value), its inputs and where output goes.
+
+    A multi-step app comes with its `steps`. The coordinator runs each step as a job of its own and
+    gives the client the id of the one that runs the last step (`head`), whose output is the job's.
+    The fields after `steps` are the coordinator's, set on those jobs only; a client's must be unset.
+    """
 
     app_name: str
     app_blob: bytes
@@ -120,6 +143,15 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     output_format: OutputFormat = "text"
     py_files: list[bytes] = []   # zip archives put on the workers' sys.path for this job (zmr.pyfiles)
     compression: JobCompression = ""   # of its shuffle; "": the cluster's shuffle.compression
+    steps: list[StepPlan] = []   # a multi-step app's plan; the last step's output is the job's
+    step: int = -1               # a step job: which of the head job's steps it runs
+    head: str = ""               # ... and the id of the job the client knows
+    fed_maps: int = 0            # maps that are the reduces of the steps it reads (instead of splits)
+    feeds: list[StepLink] = []   # the step jobs its reduces feed
+
+    @property
+    def is_step(self) -> bool:
+        return bool(self.head)
 
 
 # ---------------------------------------------------------------- client -> coordinator
@@ -214,6 +246,21 @@ class AttemptSpan(msgspec.Struct, frozen=True, array_like=True):
     backup: bool = False
 
 
+class StepInfo(msgspec.Struct, frozen=True, array_like=True):
+    """One step of a multi-step job, as its status shows it: the step job that runs it and its wave."""
+
+    name: str
+    job_id: str
+    wave: int
+    state: JobStateName
+    maps_done: int
+    maps_total: int
+    reduces_done: int
+    reduces_total: int
+    bytes_shuffled: int
+    leases: int = 0
+
+
 class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     job_id: str
     app_name: str
@@ -237,6 +284,8 @@ class JobInfo(msgspec.Struct, frozen=True, array_like=True):
     compressed_inputs: int = 0   # input files read decompressed, each whole by one map task
     attempts: list[AttemptSpan] = []   # the first attempts of its life (see `attempts_dropped`)
     attempts_dropped: int = 0   # attempts made after the record was full, not in `attempts`
+    steps: list[StepInfo] = []   # a multi-step job's steps (the counts above are its last step's)
+    head: str = ""               # a step job: the job it is a step of (job lists show only that one)
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -343,11 +392,22 @@ class ReduceDone(_Msg, frozen=True):
     received: PartitionStat | None = None
 
 
+class FedMap(msgspec.Struct, frozen=True, array_like=True):
+    """What a step job's reduce made as map `task` of the step job `job_id` it feeds (see StepLink)."""
+
+    job_id: str
+    task: int
+    records_out: int
+    bytes_out: int
+
+
 class ReduceCommitted(_Msg, frozen=True):
-    """The granted attempt renamed its output into place."""
+    """The granted attempt renamed its output into place; or, for a step job that feeds others, its
+    output went through their maps to their owners, and this worker keeps a copy (`fed`)."""
 
     worker_id: str
     attempt: AttemptId
+    fed: list[FedMap] = []
 
 
 class LocateMaps(_Msg, frozen=True):
@@ -494,6 +554,8 @@ class JobSetup(_Msg, frozen=True):
     output_format: OutputFormat = "text"
     py_files: list[bytes] = []
     replicate: bool = False     # a mapper also pushes the output of the partitions it owns to their replica
+    step: int = -1              # a step job (see JobSpec.step): its functions are that step's
+    feeds: list[StepLink] = []  # ... and its reduces feed these step jobs' maps
 
 
 def owner_table(setup: JobSetup) -> tuple[str, ...]:

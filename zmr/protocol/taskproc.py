@@ -52,6 +52,7 @@ class JobInfo(_Rec, frozen=True):
     output_format: OutputFormat = "text"
     py_paths: list[str] = []   # archives of the job's --py-files, on this worker's disk: on sys.path for it
     replicate: bool = False    # push the output of partitions this worker owns to their replica too
+    step: int = -1             # a step job: the app's step whose functions it runs (see zmr.steps)
 
 
 class JobUpdate(_Rec, frozen=True):
@@ -87,12 +88,22 @@ class RunMap(_Rec, frozen=True):
     released: list[int] = []       # partitions already committed: no batch of theirs is kept or sent
 
 
+class Feed(msgspec.Struct, frozen=True, array_like=True):
+    """A reduce of a step job that feeds another: its output pairs go through that job's map as this
+    map attempt, kept in `kept_dir` and pushed to that job's owners, as a map's would be."""
+
+    attempt: AttemptId
+    kept_dir: str
+    released: list[int] = []
+
+
 class RunReduce(_Rec, frozen=True):
     attempt: AttemptId
     runs: list[tuple[str, int, int]]   # (path, offset, length) of every batch to merge
     tmp_path: str
     scratch: str
     fan_in: int
+    feeds: list[Feed] = []   # a step job's reduce feeding later steps writes no output: it feeds these
 
 
 ToProc = ProcSetup | JobInfo | JobUpdate | ForgetJob | RunMap | RunReduce
@@ -132,6 +143,7 @@ class MapResult(_Rec, frozen=True):
 
 class ReduceResult(_Rec, frozen=True):
     records_out: int
+    fed: list[MapResult] = []   # one per RunReduce.feeds, in its order
 
 
 class TaskError(_Rec, frozen=True):

@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,16 +278,20 @@ class Executor(threading.Thread):
         self._tell(m.MapDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=result.records_out,
                              bytes_out=result.bytes_out))
 
-    def _call(self, run: t.RunMap | t.RunReduce, job: JobContext) -> t.MapResult | t.ReduceResult:
-        """Run a task in the task process; its errors raise _TaskFailed, a cancel kills it."""
+    def _call(self, run: t.RunMap | t.RunReduce, job: JobContext,
+              readers: Sequence[JobContext] = ()) -> t.MapResult | t.ReduceResult:
+        """Run a task in the task process; its errors raise _TaskFailed, a cancel kills it. `readers`:
+        the step jobs a step job's reduce feeds, whose owners it pushes to."""
         proc = self._task_process()
         proc.ensure_ready(self._cancelled)
-        self._sync_job(proc, job)
+        for each in (*readers, job):
+            self._sync_job(proc, each)
 
-        job_id = job.setup.job_id
-        # owners may move while the task runs: each slice sends the latest context (a new value, if any)
-        result = proc.call(run, self._tick, self._cancelled,
-                           lambda: self._sync_job(proc, self._jobs.get(job_id, job)))
+        def sync() -> None:   # owners may move while the task runs: each slice sends the latest context
+            for each in (*readers, job):
+                self._sync_job(proc, self._jobs.get(each.setup.job_id, each))
+
+        result = proc.call(run, self._tick, self._cancelled, sync)
         if isinstance(result, t.TaskError):
             if result.fatal:
                 proc.replace()
@@ -321,7 +325,7 @@ class Executor(threading.Thread):
                                 window_bytes=setup.window_bytes, owners=list(job.owners),
                                 owners_epoch=job.owners_epoch, compression=setup.compression,
                                 output_format=setup.output_format, py_paths=self._py_paths(setup),
-                                replicate=setup.replicate))
+                                replicate=setup.replicate, step=setup.step))
             t.keep_latest(proc.jobs, setup.job_id, job.owners_epoch)   # as the process does: it may drop one
         elif job.owners_epoch > known:
             proc.send(t.JobUpdate(job_id=setup.job_id, owners=list(job.owners), owners_epoch=job.owners_epoch))
@@ -336,6 +340,9 @@ class Executor(threading.Thread):
             self._received.await_streams(assign.attempt.job_id, assign.attempt.task, list(inputs.items()),
                                          settle=_STREAM_SETTLE, limit=_STREAM_WAIT_LIMIT)
         self._gather(assign, inputs, log)
+        if job.setup.feeds:
+            self._run_feeding_reduce(assign, job, inputs, log)
+            return
         remote = storage.is_url(assign.output_dir)   # an object store: staged, then copied on commit
         out_dir = self._received.staging(assign.attempt.job_id) if remote else Path(assign.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -366,6 +373,49 @@ class Executor(threading.Thread):
             if staged:
                 self._discard(staged, assign.output_dir, log)
         self._tell(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt))
+
+    def _run_feeding_reduce(self, assign: m.AssignReduce, job: JobContext, inputs: dict[int, int],
+                            log: FilteringBoundLogger) -> None:
+        """A step job's reduce whose output is later steps' input: it writes no file. Its pairs go through
+        each reading step's map as that step's map attempt (same task index as the feeding map, same
+        number), kept here and pushed to that step's owners; only if the coordinator grants the commit
+        does that output count (the grant commits those maps too)."""
+        partition, number = assign.attempt.task, assign.attempt.number
+        readers = [self._context(link.job_id) for link in job.setup.feeds]
+        feeds = []
+        for link in job.setup.feeds:
+            folder = self._kept.folder(link.job_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            feeds.append(t.Feed(attempt=m.AttemptId(job_id=link.job_id, kind="map", task=link.first + partition,
+                                                    number=number),
+                                kept_dir=str(folder), released=self._kept.released(link.job_id)))
+        scratch = self._received.scratch(assign.attempt.job_id, partition, number)
+        run = t.RunReduce(attempt=assign.attempt, runs=self._runs(assign, inputs), tmp_path="", scratch=str(scratch),
+                          fan_in=self._fan_in, feeds=feeds)
+        try:
+            result = self._call(run, job, readers)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if not isinstance(result, t.ReduceResult) or len(result.fed) != len(feeds):
+            raise TypeError(f"a feeding reduce answered {type(result).__name__}")
+        self._check_cancel()
+        for feed, made in zip(feeds, result.fed, strict=True):
+            self._kept.add_attempt(feed.attempt.job_id, feed.attempt.task, number,
+                                   [(k.partition, k.offset, k.length) for k in made.kept])
+            self.bytes_out += made.bytes_out
+        self._tell(m.ReduceDone(worker_id=self._worker_id, attempt=assign.attempt, records_out=result.records_out,
+                                received=self._received.stat(assign.attempt.job_id, partition)))
+        try:
+            granted = self._await_commit(assign)
+        except _StaleGrant as exc:
+            self._fail(assign, "internal", str(exc), "")
+            return
+        if not granted:
+            log.info("commit_refused")
+            return
+        self._tell(m.ReduceCommitted(worker_id=self._worker_id, attempt=assign.attempt, fed=[
+            m.FedMap(job_id=feed.attempt.job_id, task=feed.attempt.task, records_out=made.records_out,
+                     bytes_out=made.bytes_out) for feed, made in zip(feeds, result.fed, strict=True)]))
 
     @staticmethod
     def _discard(staged: str, output_dir: str, log: FilteringBoundLogger) -> None:

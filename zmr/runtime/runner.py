@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import msgspec
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import Packer, Pairs, PartitionBuffers
+from zmr.core.batches import Packer, Pairs, PartitionBuffers, Value
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
 from zmr.inputs import MAP_CHUNK_BYTES
@@ -40,6 +41,7 @@ from zmr.runtime.gctune import reuse_large_blocks
 from zmr.runtime.pusher import Pusher
 from zmr.runtime.runs import merged, merged_columns
 from zmr.runtime.security import Curve
+from zmr.steps import StepApp, plan_steps
 
 _TICK_EVERY = 0.2          # seconds between progress reports at most
 # A map task's final runs are kept until the next map task has made its own (see `_keep_warm`), up to
@@ -58,6 +60,7 @@ class _Job:
         self.epoch = info.owners_epoch
         self.packer = Packer(info.compression)
         self._app: App | None = None
+        self._step: StepApp | None = None
         self._replicas: dict[int, str | None] = {}   # partition -> its replica, at `_replicas_epoch`
         self._replicas_epoch = -1
 
@@ -72,10 +75,25 @@ class _Job:
         return self._replicas[partition]
 
     def app(self) -> App:
+        """The job's app; for a step job, its step's functions as an app (see zmr.steps)."""
         if self._app is None:
             sys.path[:0] = [p for p in self.info.py_paths if p not in sys.path]   # the job's --py-files
-            self._app = unship_app(self.info.app_blob)
+            app = unship_app(self.info.app_blob)
+            if self.info.step >= 0:
+                steps = plan_steps(app, self.info.args, self.info.n_reduce)
+                if self.info.step >= len(steps):
+                    raise AppError(f"app {app.name!r}: steps() gave {len(steps)} steps here, not the "
+                                   f"{self.info.step + 1} or more the client planned; it must give the same steps "
+                                   "on every machine")
+                self._step = steps[self.info.step]
+                app = self._step.app
+            self._app = app
         return self._app
+
+    def step(self) -> StepApp | None:
+        """A step job's step (None for a one-step job)."""
+        self.app()
+        return self._step
 
     def forget(self) -> None:
         """The job is over here: its --py-files leave sys.path, and so do the modules imported from them."""
@@ -249,6 +267,9 @@ class Runner:
     def _run_reduce(self, rec: t.RunReduce) -> t.ReduceResult:
         job = self._jobs[rec.attempt.job_id]
         app = job.app()
+        step = job.step()
+        if step is not None:
+            return self._run_step_reduce(rec, job, step)
         if app.reduce_fn is None:   # a batch app's pairs, written as they are, in (key, value) order
             try:
                 batches = merged_columns(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick)
@@ -268,10 +289,62 @@ class Runner:
         return t.ReduceResult(records)
 
 
+    def _run_step_reduce(self, rec: t.RunReduce, job: _Job, step: StepApp) -> t.ReduceResult:
+        """A step job's reduce: its pairs are written as the job's output (the last step), or go through
+        the map of each step that reads it, as that step's map attempt (`rec.feeds`): no file between."""
+        made = [0]
+        try:
+            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick)
+            pairs = _counted(step.reduce_pairs(groups, job.info.args), made)
+            if not rec.feeds:
+                app = job.app()
+                write_reduced(rec.tmp_path, job.info.output_format, app.name, ((k, iter((v,))) for k, v in pairs),
+                              _only, self._tick, app.output_formatter())
+                return t.ReduceResult(made[0])
+            source: Iterable[tuple[str, Value]] = list(pairs) if len(rec.feeds) > 1 else pairs
+            fed = [self._feed(feed, self._jobs[feed.attempt.job_id], source) for feed in rec.feeds]
+        finally:
+            shutil.rmtree(rec.scratch, ignore_errors=True)
+        return t.ReduceResult(made[0], fed)
+
+    def _feed(self, feed: t.Feed, reader: _Job, pairs: Iterable[tuple[str, Value]]) -> t.MapResult:
+        """A later step's map over a reduce's pairs, as a map attempt of that step's job: partitioned,
+        combined, kept and pushed to its owners exactly as `_run_map` does with a split's pairs."""
+        step, info = reader.step(), reader.info
+        if step is None:
+            raise AppError(f"job {info.job_id} is fed by a step but is not a step job")
+        app = step.app
+        buffers = PartitionBuffers(info.n_reduce, info.batch_bytes,
+                                   max(self._setup.memory_budget // 4, info.batch_bytes),
+                                   app.partitioner(info.args), app.combiner(info.args), app.check_partition)
+        self._pusher.start_task(info.window_bytes)
+        emit = _Emitter(self, feed, reader)
+        for due in buffers.add_all(step.map_pairs(pairs, info.args), app.check_pair):
+            if due is None:
+                self._tick()
+            else:
+                emit.batch(*due)
+        for partition, run in buffers.drain():
+            emit.batch(partition, run)
+        if info.push:
+            emit.end_streams()
+        return t.MapResult(buffers.records, emit.bytes_out, emit.kept)
+
+
+def _counted(pairs: Iterable[tuple[str, Value]], made: list[int]) -> Iterator[tuple[str, Value]]:
+    for pair in pairs:
+        made[0] += 1
+        yield pair
+
+
+def _only(key: str, values: Iterator[Value]) -> Value:
+    return next(values)
+
+
 class _Emitter:
     """One map attempt's output: the kept copy on disk, and the pushes to owners."""
 
-    def __init__(self, runner: Runner, rec: t.RunMap, job: _Job) -> None:
+    def __init__(self, runner: Runner, rec: t.RunMap | t.Feed, job: _Job) -> None:
         self._runner = runner
         self._rec = rec
         self._job = job
