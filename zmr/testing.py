@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from zmr.core.durable import Ledger
 from zmr.core.scheduler import (
@@ -154,6 +157,7 @@ class SimCluster:
         self.clients: dict[bytes, list[m.FromCoordinator]] = {}
         self.finished: dict[str, JobState] = {}                  # JobFinished actions seen
         self.renamed: dict[tuple[str, int], list[int]] = {}     # (job, partition) -> attempts renamed
+        self.fed: dict[tuple[str, int], list[int]] = {}   # ... of a step job's reduces that fed later steps
         self._by_peer: dict[bytes, SimWorker] = {}
         self._by_addr: dict[str, SimWorker] = {}
         self._busy: dict[str, None] = {}                          # ordered set: workers holding a task
@@ -208,9 +212,16 @@ class SimCluster:
         return m.JobSpec(app_name="sim", app_blob=b"x", splits=splits, n_reduce=n_reduce,
                          output_dir=output_dir or f"/out/{next(self._outputs)}")
 
-    def submit(self, n_splits: int = 4, n_reduce: int = 2, *, client: bytes = b"client") -> str:
-        """Submit a job; returns its id (a refusal raises)."""
-        replies = self.client_send(m.SubmitJob(spec=self.spec(n_splits, n_reduce)), client)
+    def submit(self, n_splits: int = 4, n_reduce: int = 2, *, client: bytes = b"client",
+               steps: Sequence[tuple[str, int, Sequence[str]]] = ()) -> str:
+        """Submit a job; returns its id (a refusal raises). `steps`: a multi-step job's steps as (name,
+        n_reduce, inputs), in graph order ("<files>" names the input files)."""
+        spec = self.spec(n_splits, n_reduce)
+        if steps:
+            spec = msgspec.structs.replace(spec, steps=[
+                m.StepPlan(name=name, n_reduce=width, inputs=list(inputs), has_map=True, has_reduce=True)
+                for name, width, inputs in steps])
+        replies = self.client_send(m.SubmitJob(spec=spec), client)
         accepted = [r for r in replies if isinstance(r, m.JobAccepted)]
         if not accepted:
             raise AssertionError(f"job refused: {replies}")
@@ -415,6 +426,12 @@ class SimCluster:
         return self._reduce_done(worker, task)
 
     def _reduce_done(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
+        a = task.attempt
+        for link in self._feeds(worker, a.job_id):   # a step job's reduce: kept here, pushed to the readers
+            fed = (link.job_id, link.first + a.task, a.number)
+            worker.kept.add(fed)
+            self._kept_by[fed] = worker.addr
+            self._pushes[fed] = worker.owners(link.job_id)
         worker.awaiting = True
         return [Reported(m.ReduceDone(worker_id=worker.id, attempt=task.attempt, records_out=task.n_maps))]
 
@@ -476,10 +493,18 @@ class SimCluster:
         return [] if worker.stuck else self._reduce_done(worker, task)
 
     def _rename(self, worker: SimWorker, task: m.AssignReduce) -> list[WorkerEvent]:
-        self.renamed.setdefault((task.attempt.job_id, task.attempt.task), []).append(task.attempt.number)
+        a = task.attempt
+        feeds = self._feeds(worker, a.job_id)
+        fed = [m.FedMap(job_id=link.job_id, task=link.first + a.task, records_out=10, bytes_out=100) for link in feeds]
+        (self.fed if feeds else self.renamed).setdefault((a.job_id, a.task), []).append(a.number)
         self._drop_task(worker)
-        return [Reported(m.ReduceCommitted(worker_id=worker.id, attempt=task.attempt)),
+        return [Reported(m.ReduceCommitted(worker_id=worker.id, attempt=task.attempt, fed=fed)),
                 TaskEnded(task.attempt)]
+
+    @staticmethod
+    def _feeds(worker: SimWorker, job_id: str) -> list[m.StepLink]:
+        context = worker.machine.job(job_id)
+        return list(context.setup.feeds) if context is not None else []
 
     def _drop_task(self, worker: SimWorker) -> None:
         worker.task, worker.awaiting, worker.granted, worker.locating = None, False, None, False
@@ -628,12 +653,22 @@ class SimCluster:
         f = log.fields
         if log.event in ("attempt_lost", "task_failed"):   # the scheduler gave the attempt up
             self._lost.add((f["job"], f["task"], f["attempt"]))
+        elif log.event == "reduce_reopened":   # it may be granted and commit again
+            key = (f["job"], int(f["task"].split("-")[1]))
+            self._committed_reduces.discard(key)
+            self._grants.pop(key, None)
         elif log.event == "map_committed":
             index = int(f["task"].split("-")[1])
             self._committed_maps.add((f["job"], index, f["attempt"]))
             if map_before is TaskState.DONE:
                 return [f"{f['job']}/{f['task']} committed again while it was done"]
-            if self._assigned.get((f["job"], MAP, index, f["attempt"])) != f["worker"]:
+            job = self.scheduler.jobs.get(f["job"])
+            feeder = self.scheduler._feeder(job, index) if job is not None and job.spec.fed_maps else None
+            if feeder is not None:   # made by the reduce that feeds it: that attempt ran there
+                if self._assigned.get((feeder[0].id, REDUCE, feeder[1].index, f["attempt"])) != f["worker"]:
+                    return [f"{f['job']}/{f['task']} attempt {f['attempt']} fed by {f['worker']}, which never "
+                            f"ran {feeder[0].id}/{feeder[1].label} attempt {f['attempt']}"]
+            elif self._assigned.get((f["job"], MAP, index, f["attempt"])) != f["worker"]:
                 return [f"{f['job']}/{f['task']} attempt {f['attempt']} committed for {f['worker']}, "
                         "which was never given it"]
         elif log.event == "reduce_committed":
@@ -811,7 +846,8 @@ def _job_problems(s: Scheduler, job: Job) -> list[str]:
         problems.append(f"{job.id}: queued, yet it has owners or started tasks")
     if job.state.ended and any(t.running for t in tasks):
         problems.append(f"{job.id}: {job.state.value}, yet attempts still run")
-    if job.state is JobState.SUCCEEDED and job.reduces_done != len(job.reduces):
+    if job.state is JobState.SUCCEEDED and job.reduces_done != len(job.reduces) and (
+            not job.spec.is_step or job.spec.head == job.id):   # (a step may be redoing what no one needs now)
         problems.append(f"{job.id}: succeeded with {job.reduces_done}/{len(job.reduces)} reduces done")
     problems += index_problems(job)
     if job.state is JobState.RUNNING:
@@ -861,8 +897,11 @@ def _count(tasks: list[Task]) -> int:
 
 def _task_problems(s: Scheduler, job: Job, task: Task) -> list[str]:
     problems: list[str] = []
-    if task.kind == MAP and task.state in (TaskState.WAITING, TaskState.COMMITTING):
-        problems.append(f"a map cannot be {task.state.value}")
+    if task.kind == MAP and task.state is TaskState.COMMITTING or (
+            task.kind == MAP and task.state is TaskState.WAITING and not job.spec.fed_maps):
+        problems.append(f"a map cannot be {task.state.value}")   # (but a step job's waits for its feeder)
+    if task.kind == MAP and job.spec.fed_maps and task.state in (TaskState.READY, TaskState.RUNNING):
+        problems.append(f"a step job's map cannot be {task.state.value}: the reduce that feeds it runs instead")
     if task.state is TaskState.DONE:
         if task.committed is None or not 1 <= task.committed <= task.attempts_made:
             problems.append(f"done, but its committed attempt is {task.committed}")

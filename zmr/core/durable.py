@@ -196,6 +196,7 @@ def _map_committed(job: Job, rec: j.MapCommitted) -> None:
         return
     task.state, task.committed, task.committed_worker = TaskState.DONE, rec.attempt, rec.worker_id
     task.records_out, task.bytes_out, task.finished = rec.records_out, rec.bytes_out, rec.finished
+    task.attempts_made = max(task.attempts_made, rec.attempt)   # a step job's map: its feeder's attempt
     job.maps_done += 1
     _index(job.maps_held, rec.worker_id, task.index)
     job.bytes_committed += rec.bytes_out
@@ -255,7 +256,7 @@ def _reduce_reopened(job: Job, rec: j.ReduceReopened) -> None:
     if task is None or task.state is not TaskState.DONE:
         return
     task.state, task.committed, task.committed_worker, task.committing = TaskState.WAITING, None, None, None
-    task.finished = None
+    task.granted_worker, task.finished = None, None
     job.reduces_done -= 1
     if 0 <= task.index < len(job.owners):
         _count(job.unfinished, job.owners[task.index], 1)
