@@ -296,3 +296,40 @@ def test_the_html_report_is_one_file_that_holds_the_job_and_cannot_be_broken_out
     assert "fetch(" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")   # nothing remote
     with pytest.raises(ZmrError, match=r"must end in \.html"):
         report.write_html(info, tmp_path / "job.txt", now=5.0)
+
+
+# ------------------------------------------------------------------ multi-step jobs
+
+
+def two_steps() -> tuple[m.JobInfo, list[m.JobInfo]]:
+    """A word count whose 2 partitions feed a one-partition ranking: the count's leases fall only as
+    the job ends, the ranking's rise while the count still reduces."""
+    count = job_info(job_id="job-0008", timeline=TIMELINE[:-1] + [point(4.3, 8, 4, 2, 4 * MB), point(5.0, 0, 4, 2, 0)])
+    top = job_info(job_id="job-0007", maps_total=2, reduces_total=1, reduces_done=1, finished=T0 + 5.0,
+                   timeline=[point(3.5, 1, 1, 0, MB), point(4.0, 2, 2, 0, 2 * MB), point(4.8, 1, 2, 1, 2 * MB),
+                             point(5.0, 0, 2, 1, 2 * MB)])
+    head = msgspec.structs.replace(top, steps=[
+        m.StepInfo(name="count", job_id="job-0008", wave=0, state="succeeded", maps_done=4, maps_total=4,
+                   reduces_done=2, reduces_total=2, bytes_shuffled=4 * MB),
+        m.StepInfo(name="top", job_id="job-0007", wave=1, state="succeeded", maps_done=2, maps_total=2,
+                   reduces_done=1, reduces_total=1, bytes_shuffled=2 * MB)])
+    return head, [count, top]
+
+
+def test_a_multi_step_report_has_each_steps_table_on_the_jobs_clock() -> None:
+    head, steps = two_steps()
+    text = report.format_steps(head, steps)
+    assert text.splitlines()[0] == "job job-0007 (wc): succeeded; 2 steps, 0 leases live now"
+    assert "step count (wave 0, job-0008)" in text and "step top (wave 1, job-0007)" in text
+    top_rows = text.split("step top")[1].splitlines()[2:]
+    assert top_rows[0].split() == ["3.500", "1", "1/2", "0/1", "1.000"]
+    assert len(top_rows) == 4
+
+
+def test_a_multi_step_plot_stacks_each_steps_leases(tmp_path: Path) -> None:
+    head, steps = two_steps()
+    out = report.plot_steps(head, steps, tmp_path / "steps.svg")
+    text = out.read_text()
+    assert "job-0007 (wc): succeeded, 2 steps" in text
+    assert "count: reduces done (of 2)" in text and "top: reduces done (of 1)" in text
+    assert report._at(steps[1], T0 + 4.5, "leases") == 2 and report._at(steps[1], T0 + 1.0, "leases") == 0

@@ -28,6 +28,7 @@ from zmr.log import configure_logging, get_logger
 from zmr.output_formats import OUTPUT_FORMATS
 from zmr.progress import ProgressLine, format_status, format_summary, status_json
 from zmr.protocol.messages import JobInfo, JobSpec
+from zmr.protocol.output_names import output_name
 from zmr.remote import RemoteWorkers, worker_coordinator
 from zmr.runtime import outputs, security
 from zmr.runtime.stopflag import StopFlag
@@ -170,6 +171,23 @@ def _wait_with_progress(client: Client, job_id: str) -> JobInfo:
         progress.close()
 
 
+SHOWN_RECORDS, SHOWN_BYTES = 20, 4096   # `zmr run` prints a job's output that is this small
+
+
+def small_output(info: JobInfo) -> str:
+    """A small text output (a top ten, a total), whole, for `zmr run` to print after its summary; ''
+    for anything bigger, another format, or output at a URL."""
+    if info.records_out > SHOWN_RECORDS or info.output_format != "text" or storage.is_url(info.output_dir):
+        return ""
+    text = b""
+    for r in range(info.reduces_total):
+        path = Path(info.output_dir) / output_name(r)
+        if not path.is_file() or path.stat().st_size + len(text) > SHOWN_BYTES:
+            return ""
+        text += path.read_bytes()
+    return text.decode("utf-8", errors="replace")
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb, "job.n_reduce": ns.n_reduce,
                         "cluster.workers": ns.workers})
@@ -189,6 +207,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
                 print(f"zmr: dashboard at {cluster.dashboard_url} while the job runs", file=sys.stderr, flush=True)
             info = _wait_with_progress(client, client.submit_spec(spec))
         print(format_summary(info, time.monotonic() - started))
+        if shown := small_output(info):
+            print(shown, end="")
         if ns.keep_logs:
             print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_OK
@@ -251,12 +271,13 @@ def cmd_report(ns: argparse.Namespace) -> int:
     config = _load(ns)
     with _client(_coordinator_address(ns, config), config) as client:
         info = client.job(ns.job_id)
+        steps = [client.job(step.job_id) for step in info.steps]   # a multi-step job: each step's own record
     if ns.plot:
-        print(report.plot_timeline(info, ns.plot))
+        print(report.plot_steps(info, steps, ns.plot) if steps else report.plot_timeline(info, ns.plot))
     if ns.html:
         print(report.write_html(info, ns.html, time.time()))
     if not (ns.plot or ns.html):
-        print(report.format_timeline(info))
+        print(report.format_steps(info, steps) if steps else report.format_timeline(info))
     return EXIT_OK
 
 
@@ -464,7 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zmr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a job on an embedded local cluster (coordinator + workers on loopback)")
+    p = sub.add_parser("run", help="run a job on an embedded local cluster (coordinator + workers on loopback)",
+                       description="Run a job on an embedded local cluster (coordinator + workers on loopback), "
+                                   "then print a summary, and the output itself when it is small (at most "
+                                   f"{SHOWN_RECORDS} records of text, such as a top ten).")
     _cluster_job_flags(p)
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: number of cores)")
     p.add_argument("--keep-logs", action="store_true",

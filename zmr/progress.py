@@ -66,7 +66,7 @@ class ProgressLine:
 def format_summary(info: m.JobInfo, wall: float) -> str:
     steps: list[m.StepInfo | m.JobInfo] = [*info.steps] or [info]
     tasks = (f"{sum(s.maps_total for s in steps)} map and {sum(s.reduces_total for s in steps)} reduce tasks"
-             + (f" in {len(info.steps)} steps" if info.steps else ""))
+             + (f" in {len(info.steps)} step{'s' if len(info.steps) > 1 else ''}" if info.steps else ""))
     return (f"{info.job_id} {info.state} in {wall:.2f} s: {tasks}, {info.records_out} records out, "
             f"{human_bytes(sum(s.bytes_shuffled for s in steps))} shuffled; output in {info.output_dir}")
 

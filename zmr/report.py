@@ -77,6 +77,22 @@ def format_timeline(info: m.JobInfo) -> str:
     return "\n".join(lines)
 
 
+def format_steps(info: m.JobInfo, steps: list[m.JobInfo]) -> str:
+    """A multi-step job's report: each step's timeline table in turn (its job's), times since the job began."""
+    t0 = origin(info)
+    parts = [f"job {info.job_id} ({info.app_name}): {info.state}; {len(steps)} steps, "
+             f"{sum(s.leases for s in steps)} leases live now"]
+    for plan, step in zip(info.steps, steps, strict=True):
+        if not step.timeline:
+            parts.append(f"\nstep {plan.name} ({step.job_id}): no samples")
+            continue
+        parts.append(f"\nstep {plan.name} (wave {plan.wave}, {step.job_id}), t in seconds since the job started")
+        parts.append(f"{'T':>9} {'LEASES':>7} {'MAPS':>11} {'REDUCES':>9} {'MB SHUFFLED':>12}")
+        parts += [f"{p.t - t0:>9.3f} {p.leases:>7} {p.maps_done:>5}/{step.maps_total:<5} "
+                  f"{p.reduces_done:>4}/{step.reduces_total:<4} {p.bytes_shuffled / 1e6:>12.3f}" for p in step.timeline]
+    return "\n".join(parts)
+
+
 def _phase_text(ph: Phases) -> str:
     if ph.map_end is None:
         return f"map phase 0.000-{ph.end:.3f} s (maps never all done)"
@@ -165,6 +181,45 @@ def plot_timeline(info: m.JobInfo, path: str | Path) -> Path:
     fig.suptitle(f"{info.job_id} ({info.app_name}): {info.state}")
     fig.savefig(path)
     return path
+
+
+def plot_steps(info: m.JobInfo, steps: list[m.JobInfo], path: str | Path) -> Path:
+    """A multi-step job's plot: each step's live leases stacked on top (so the graph rises and falls step
+    by step, and should end at zero), each step's reduces done below, on one time axis."""
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ZmrError(f"plot file must end in .png or .svg, got {str(path)!r}")
+    figure_class = _figure_class()
+    t0 = origin(info)
+    times = sorted({p.t - t0 for step in steps for p in step.timeline} | {0.0})
+    fig = figure_class(figsize=(10, 6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    stacks = [[_at(step, t + t0, "leases") for t in times] for step in steps]
+    names = [plan.name for plan in info.steps]
+    top.stackplot(times, *stacks, labels=names, step="post", alpha=0.6)
+    top.set_ylabel("live leases")
+    for k, (plan, step) in enumerate(zip(info.steps, steps, strict=True)):
+        bottom.step(times, [_at(step, t + t0, "reduces_done") / max(1, step.reduces_total) for t in times],
+                    where="post", color=f"C{k % 10}", label=f"{plan.name}: reduces done (of {step.reduces_total})")
+    bottom.set_ylim(-0.02, 1.05)
+    bottom.set_ylabel("fraction done")
+    bottom.set_xlabel("seconds since the job started")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    fig.suptitle(f"{info.job_id} ({info.app_name}): {info.state}, {len(steps)} steps")
+    fig.savefig(path)
+    return path
+
+
+def _at(step: m.JobInfo, t: float, field: str) -> float:
+    """A step's sampled value at wall time t: its last sample at or before t (0 before its first)."""
+    value = 0
+    for p in step.timeline:
+        if p.t > t:
+            break
+        value = getattr(p, field)
+    return float(value)
 
 
 def _fraction(done: int, total: int) -> float:

@@ -17,14 +17,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 
-APPS = {"wc": REPO / "apps/bench_wc.py", "sort": REPO / "apps/sort.py", "pairs": REPO / "apps/bench_pairs.py"}
+APPS = {"wc": REPO / "apps/bench_wc.py", "sort": REPO / "apps/sort.py", "pairs": REPO / "apps/bench_pairs.py",
+        "topwords": REPO / "apps/bench_topwords.py"}
+APP_ARGS = {"topwords": ["--arg", "100"]}   # the 100 most frequent words
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """What one measured run needs to know."""
 
-    job: str              # "wc", "sort" or "pairs" (the overhead job)
+    job: str              # "wc", "sort", "topwords" or "pairs" (the overhead job)
     input: Path
     output: Path
     workers: int
@@ -58,20 +60,22 @@ class Zmr(Contender):
         sets = [arg for s in run.zmr_sets for arg in ("--set", s)]
         return [*launcher, "run", "--app", str(APPS[run.job]), "--input", str(run.input), "--output",
                 str(run.output), "--n-reduce", str(run.n_reduce), "--workers", str(run.workers), "--overwrite",
-                *sets]
+                *APP_ARGS.get(run.job, []), *sets]
 
 
 CONTENDERS: dict[str, Contender] = {c.name: c for c in [
-    Zmr("zmr", "zmr run --workers N (coordinator + N worker processes, started per run)", ("wc", "sort"),
-        ("zmr",)),
-    Contender("python", "single process, no parallelism (the baseline of every ratio)", ("wc", "sort")),
+    Zmr("zmr", "zmr run --workers N (coordinator + N worker processes, started per run)",
+        ("wc", "sort", "topwords"), ("zmr",)),
+    Contender("zmr-chain", "topwords as two zmr run jobs chained through a folder, as by hand", ("topwords",),
+              ("zmr",)),
+    Contender("python", "single process, no parallelism (the baseline of every ratio)", ("wc", "sort", "topwords")),
     Contender("pool", "multiprocessing.Pool(N); sort: bucket by key range, then sort each bucket",
               ("wc", "sort")),
-    Contender("dask-bag", "Dask bag, LocalCluster(N workers, 1 thread, processes)", ("wc",),
+    Contender("dask-bag", "Dask bag, LocalCluster(N workers, 1 thread, processes)", ("wc", "topwords"),
               ("dask.bag", "distributed")),
     Contender("dask-df", "Dask dataframe, P2P shuffle, LocalCluster(N workers, 1 thread, processes)",
               ("wc", "sort"), ("dask.dataframe", "distributed", "pandas", "pyarrow")),
-    Contender("spark", "PySpark RDD API on local[N]", ("wc", "sort"), ("pyspark",), ("java",)),
+    Contender("spark", "PySpark RDD API on local[N]", ("wc", "sort", "topwords"), ("pyspark",), ("java",)),
     Contender("ray", "Ray tasks, ray.init(num_cpus=N): a map task per file, N reduce tasks", ("wc",), ("ray",)),
 ]}
 

@@ -6,6 +6,7 @@
     tiny   10,000 empty files through apps/identity.py: tasks per second of scheduling overhead
     scale  word count at growing sizes (zmr and single-process Python): is the cost per MB flat?
     overhead  zmr's own CPU per (key, value) pair, with an app that emits pairs and does nothing else
+    topwords  word count then the top 100: one multi-step zmr job vs two chained zmr jobs vs the peers
 
 A job returns a JobReport: JSON rows, a printable table, targets (informational PASS/MISS) and notes.
 """
@@ -277,6 +278,36 @@ def _baseline_digest(outcomes: dict[str, Outcome]) -> verify.Digest | None:
     return next(d for d in found if (d.digest, d.lines) == common)
 
 
+# ------------------------------------------------------------------ topwords
+
+
+def job_topwords(ctx: Context) -> JobReport:
+    """A two-step job, word count then the 100 most frequent words: zmr runs it as one multi-step job
+    (the count streamed into the ranking), `zmr-chain` as two zmr jobs through a folder, the peers as one
+    program each. The output is a ranking, checked in order."""
+    names, skipped = ctx.contenders("topwords")
+    vocab = ctx.ns.wc_vocab[0]
+    ds = data.corpus(ctx.data, ctx.ns.mb, vocabulary=vocab)
+    outcomes = race(ctx, "topwords", ds, names, ctx.ns.wc_reduce, "topwords", verify.ranked_digest)
+    reference = _baseline_digest(outcomes)
+    rows, table = race_rows(outcomes, ds.size_bytes, reference)
+    zmr = outcomes["zmr"].wall
+    targets = []
+    chain = outcomes["zmr-chain"].wall if "zmr-chain" in outcomes else None
+    if zmr and chain:
+        targets.append(Target("topwords: one two-step zmr job faster than the same work as two chained zmr jobs",
+                              f"{chain / zmr:.2f}x", _status(zmr < chain)))
+    engines = {n: o.wall for n, o in outcomes.items() if n not in ("zmr", "zmr-chain", BASELINE) and o.wall}
+    if engines and zmr:
+        targets.append(Target("topwords: zmr >= 1.3x faster than every other engine",
+                              ", ".join(f"{n} {w / zmr:.2f}x" for n, w in engines.items()),
+                              _status(all(w / zmr >= 1.3 for w in engines.values()))))
+    title = (f"topwords: word count then the top 100, {ctx.ns.mb:g} MB in 8 files over {vocab:,} distinct words, "
+             f"R={ctx.ns.wc_reduce}")
+    return JobReport("topwords", title, RACE_HEADERS, table, rows, targets, _skip_notes(skipped),
+                     {"input": str(ds.path), "bytes": ds.size_bytes, "reference_lines": reference and reference.lines})
+
+
 # ------------------------------------------------------------------ sort
 
 
@@ -535,5 +566,5 @@ def _median_of(values: list[float]) -> float | None:
 
 JOBS: dict[str, Callable[[Context], JobReport]] = {
     "wc": job_wc, "sort": job_sort, "modes": job_modes, "tiny": job_tiny, "scale": job_scale,
-    "overhead": job_overhead,
+    "overhead": job_overhead, "topwords": job_topwords,
 }

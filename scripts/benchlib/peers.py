@@ -12,15 +12,21 @@ Peers:
     dask-df     Dask dataframe with the P2P shuffle on the same LocalCluster
     spark       PySpark RDD API on local[workers]
     ray         Ray tasks on ray.init(num_cpus=workers): map tasks count and split, reduce tasks merge
+    zmr-chain   top words as two `zmr run` jobs, the word count written to a folder the second one reads
+
+Top words is the word count, then the 100 most frequent words (ties in word order), `word count` lines
+most frequent first.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import operator
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import zlib
@@ -290,6 +296,73 @@ def spark_sort(files: list[str], out: Path, workers: int, n_reduce: int) -> None
         sc.stop()
 
 
+# ------------------------------------------------------------------ top words (word count, then the top N)
+
+TOP_N = 100
+
+
+def top_words(counts: Iterable[tuple[str, int]], n: int = TOP_N) -> list[tuple[str, int]]:
+    """The n most frequent words, ties in word order (as apps/bench_topwords.py ranks them)."""
+    return heapq.nsmallest(n, counts, key=lambda wc: (-wc[1], wc[0]))
+
+
+def write_ranked(ranked: list[tuple[str, int]], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "part-00000", "w", encoding="utf-8") as f:
+        f.writelines(f"{word} {n}\n" for word, n in ranked)
+
+
+def python_topwords(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
+    total: Counter[str] = Counter()
+    for path in files:
+        total.update(count_file(path))
+    write_ranked(top_words(total.items()), out)
+
+
+def _top_of_counter(counts: Counter[str]) -> list[tuple[str, int]]:
+    return top_words(counts.items())
+
+
+def dask_bag_topwords(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
+    """The word count of `dask_bag_wc`, then the top N of the merged counts as one more task."""
+    import dask.bag as db
+
+    cluster, client = _dask_cluster(workers)
+    with cluster, client:
+        totals = db.from_sequence(files, npartitions=len(files)).map(count_file).reduction(merge_counts,
+                                                                                          merge_counts)
+        write_ranked(totals.apply(_top_of_counter).compute(), out)
+
+
+def spark_topwords(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
+    """reduceByKey, then takeOrdered: each partition's top N, merged by the driver."""
+    sc = _spark(workers)
+    try:
+        ranked = (sc.textFile(",".join(files), minPartitions=len(files)).mapPartitions(_count_partition)
+                  .reduceByKey(operator.add, numPartitions=n_reduce).takeOrdered(TOP_N, key=lambda wc: (-wc[1], wc[0])))
+        write_ranked(ranked, out)
+    finally:
+        sc.stop()
+
+
+def zmr_chain_topwords(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
+    """The same work as two zmr jobs, as a user chains them by hand: the word count to a folder, then the
+    top N of its files; the folder between them is deleted at the end."""
+    app = str(Path(__file__).resolve().parents[2] / "apps" / "bench_topwords.py")
+    exe = Path(sys.executable).with_name("zmr")
+    zmr = [str(exe)] if exe.exists() else [sys.executable, "-m", "zmr"]
+    between = Path(tempfile.mkdtemp(prefix="bench-chain-", dir=out.parent)) / "counts"
+    try:
+        common = ["--workers", str(workers), "--arg", str(TOP_N)]
+        subprocess.run([*zmr, "run", "--app", app, "--input", *files, "--output", str(between), "--n-reduce",
+                        str(n_reduce), *common, "--arg", "count"], check=True)
+        counted = sorted(str(p) for p in between.glob("mr-out-*"))
+        subprocess.run([*zmr, "run", "--app", app, "--input", *counted, "--output", str(out), "--n-reduce", "1",
+                        *common, "--arg", "top"], check=True)
+    finally:
+        shutil.rmtree(between.parent, ignore_errors=True)
+
+
 # ------------------------------------------------------------------ registry and entry point
 
 Runner = Callable[[list[str], Path, int, int], None]
@@ -305,13 +378,17 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     ("spark", "wc"): spark_wc,
     ("spark", "sort"): spark_sort,
     ("ray", "wc"): ray_wc,
+    ("python", "topwords"): python_topwords,
+    ("dask-bag", "topwords"): dask_bag_topwords,
+    ("spark", "topwords"): spark_topwords,
+    ("zmr-chain", "topwords"): zmr_chain_topwords,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("peer", choices=sorted({p for p, _ in RUNNERS}))
-    parser.add_argument("job", choices=["wc", "sort"])
+    parser.add_argument("job", choices=sorted({j for _, j in RUNNERS}))
     parser.add_argument("input", help="input directory")
     parser.add_argument("output", help="output directory (must not exist)")
     parser.add_argument("--workers", type=int, default=2)

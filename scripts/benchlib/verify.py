@@ -50,6 +50,14 @@ def wordcount_digest(folder: Path) -> Digest:
     return Digest(_sha(b"\n".join(lines)), len(lines))
 
 
+def ranked_digest(folder: Path) -> Digest:
+    """A ranking (top words): its lines in file order, hashed, so the order counts as much as the lines."""
+    lines = [line for path in output_files(folder) for line in path.read_bytes().splitlines()]
+    if not lines:
+        return Digest("", 0, problem=f"no output in {folder}")
+    return Digest(_sha(b"\n".join(lines)), len(lines))
+
+
 def sort_digest(folder: Path) -> Digest:
     files = output_files(folder)
     if not files:

@@ -37,6 +37,7 @@ from .conftest import (
     ZmrLauncher,
     await_hold,
     clean_env,
+    output_lines,
     probe_args,
     probe_counts,
     read_markers,
@@ -537,3 +538,32 @@ def test_two_coordinators_cannot_share_a_state_dir(library: Path, tmp_path: Path
     assert c.coordinators[-1].poll() is None, "the first coordinator died"
     assert [(i.job_id, i.state) for i in c.client.status().jobs] == [(job, "queued")]
     assert not [r for r in log_records(c.coordinator_log()) if r.get("level") in ("error", "critical")]
+
+
+def test_killed_while_step_two_of_three_runs_a_multi_step_job_completes_without_running_step_one_again(
+        library: Path, tmp_path: Path, restart_cluster: RestartCluster, seq_oracle: SeqOracle) -> None:
+    """Step 1's reduces all committed (feeding step 2), step 2's reduces held in the app: the restarted
+    coordinator replays every step job, the workers bring back what they hold, and step 1 runs no task
+    again."""
+    c = restart_cluster
+    c.start_coordinator()
+    c.start_workers(3)
+    workers = set(c.live_workers())
+    hold, out = tmp_path / "hold", tmp_path / "out"
+    hold.mkdir()
+    steps3 = REPO / "tests" / "e2e" / "apps" / "steps3.py"
+    job = c.client.submit(str(steps3), [str(library)], str(out), n_reduce=3, args=[f"hold={hold}"])
+    wait_until(lambda: list(hold.glob("held-*.json")), 60, what="a reduce of step 2 to hold")
+    first = c.job(job).steps[0].job_id
+    before = c.job(first)
+    assert before.reduces_done == before.reduces_total == 3
+    c.restart_coordinator()
+    recovered = c.job(job)
+    assert recovered.state == "running" and [s.name for s in recovered.steps] == ["count", "lengths", "table"]
+    c.await_workers_back(workers)
+    (hold / "release").touch()
+    final = c.wait(job)
+    assert final.state == "succeeded"
+    assert sorted(output_lines(out / "mr-out-0")) == seq_oracle(steps3, [library])   # its rows, ordered by length
+    assert _reruns(_tasks(before, "reduce"), c.job(first), "reduce") == {}, "step 1 ran again"
+    assert _reruns(_tasks(before, "map"), c.job(first), "map") == {}, "step 1 ran again"

@@ -39,6 +39,7 @@ def test_topwords_prints_the_most_frequent_words_and_leaves_only_its_output(libr
     assert result.returncode == 0, str(result)
     assert "in 2 steps" in result.stdout
     assert output_lines(out / "mr-out-0") == expected
+    assert result.stdout.splitlines()[1:] == expected   # printed after the summary
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "mr-out-0"]
     assert result.leftovers == []
     assert list(result.tmpdir.iterdir()) == []   # the cluster's scratch, and every step's data with it, is gone
@@ -52,9 +53,32 @@ def test_pagerank_on_the_cluster_equals_the_sequential_run(tmp_path: Path, run_z
     result = run_zmr(*_run(APPS / "pagerank.py", [graph], out, "--n-reduce", "3", "--arg", "5"))
     assert result.returncode == 0, str(result)
     assert "in 6 steps" in result.stdout
+    assert len(result.stdout.splitlines()) == 1   # 300 records: too many to print
     lines = sorted(line for r in range(3) for line in output_lines(out / f"mr-out-{r}"))
     assert lines == seq_oracle(APPS / "pagerank.py", [graph], ["5"])
     assert len(lines) == len({n for line in graph.read_text().splitlines() for n in line.split()})
+
+
+def test_a_graph_with_a_join_and_a_step_read_twice_equals_the_sequential_run(tmp_path: Path, run_zmr,
+                                                                             seq_oracle: SeqOracle) -> None:
+    rng = random.Random(5)
+    users, orders = tmp_path / "users.txt", tmp_path / "orders.txt"
+    users.write_text("".join(f"{i} {''.join(rng.choice('abcdef') for _ in range(4))}{i}\n" for i in range(300)))
+    orders.write_text("".join(f"{rng.randrange(320)} {rng.randrange(60)}\n" for _ in range(3000)))
+    out = tmp_path / "out"
+    result = run_zmr(*_run(TEST_APPS / "joined.py", [users, orders], out, "--n-reduce", "3"))
+    assert result.returncode == 0, str(result)
+    assert "in 6 steps" in result.stdout
+    lines = output_lines(out / "mr-out-0")
+    assert sorted(lines) == seq_oracle(TEST_APPS / "joined.py", [users, orders])
+    spent: Counter[str] = Counter()
+    names = dict(line.split() for line in users.read_text().splitlines())
+    for line in orders.read_text().splitlines():
+        uid, amount = line.split()
+        if uid in names:
+            spent[names[uid]] += int(amount)
+    assert {line.split()[0][4:] for line in lines if line.startswith("big-")} == {
+        n for n in names.values() if spent[n] > 100}
 
 
 def _worker_of(c: Cluster, pid: int) -> int:
