@@ -124,3 +124,28 @@ def test_a_join_reads_two_steps_and_its_maps_are_their_partitions_in_input_order
     assert sim.finished == {head: JobState.SUCCEEDED}
     assert sorted(sim.fed) == sorted([(orders, r) for r in range(3)] + [(users, r) for r in range(2)])
     assert sim.task(join, MAP, 4).committed_worker == sim.task(orders, REDUCE, 2).committed_worker
+
+
+def test_a_straggling_feeding_reduce_gets_a_backup_and_the_attempt_that_commits_feeds_the_next_step() -> None:
+    sim = sim_with("w1", "w2", "w3", speculation=True)
+    head = sim.submit(n_splits=3, steps=[("count", 3, ["<files>"]), ("top", 1, ["count"])])
+    count, top = steps_of(sim, head)
+    for worker in ("w1", "w2", "w3"):
+        sim.finish(worker)                               # the maps
+    sim.hang("w3")                                       # its reduce of step 1 makes no progress
+    sim.advance(0.5)
+    sim.finish("w1")
+    sim.finish("w2")                                     # two of step 1's reduces done in 0.5 s
+    slow = next(t for t in sim.job(count).reduces if t.running)
+    sim.advance(3.0)
+    assert slow.attempts_made == 2 and len(slow.running) == 2
+    backup = next(w for w in ("w1", "w2") if sim.assignment(w) is not None)
+    while slow.state is not TaskState.DONE:
+        sim.finish(backup)                               # the backup commits first: it is attempt 2
+    assert slow.committed == 2
+    fed = sim.job(top).maps[slow.index]
+    assert (fed.committed, fed.committed_worker) == (2, backup)
+    sim.hang("w3", False)
+    sim.run()
+    assert sim.finished == {head: JobState.SUCCEEDED}
+    assert sim.fed[(count, slow.index)] == [2]
