@@ -41,7 +41,9 @@ class Reports(Losses):
             unexplained = self._current_run(worker) is not None   # not cancelled here: it ended it by itself
             self._abandon_current(worker, "the worker ended it without a report that counts")
             if job is not None and unexplained:   # perhaps it had lost the job: the next assignment sets it up
-                job.set_up_on.pop(worker.id, None)
+                for lost in [job, *(self.jobs.get(link.job_id) for link in job.spec.feeds)]:   # (and what it feeds)
+                    if lost is not None:
+                        lost.set_up_on.pop(worker.id, None)
         self._idle[worker.id] = None
         self._wake[worker.id] = None
 

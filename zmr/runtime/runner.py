@@ -288,7 +288,6 @@ class Runner:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(records)
 
-
     def _run_step_reduce(self, rec: t.RunReduce, job: _Job, step: StepApp) -> t.ReduceResult:
         """A step job's reduce: its pairs are written as the job's output (the last step), or go through
         the map of each step that reads it, as that step's map attempt (`rec.feeds`): no file between."""
