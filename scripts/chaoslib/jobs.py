@@ -164,7 +164,8 @@ def judge(flight: Flight, oracle: dict[str, list[str]], tally: Tally, log: Calla
     if flight.info is None:
         _lost(tally, log, f"{flight.label}: {_first_line(flight.failure)}")
         return
-    problem = check_output(flight.out, flight.n_reduce, oracle[flight.app])
+    # the job's output partitions: a multi-step job's are its last step's
+    problem = check_output(flight.out, flight.info.reduces_total, oracle[flight.app])
     if problem:
         tally.wrong.append(f"{flight.label}: {problem}")
         tally.kept_outputs.append(flight.out)
