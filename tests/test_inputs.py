@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
+import fsspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,13 +43,19 @@ def test_a_single_string_is_one_input(tmp_path: Path) -> None:
 
 
 def test_directory_is_expanded_recursively_sorted_skipping_hidden(tmp_path: Path) -> None:
-    for rel in ["b.txt", "a/z.txt", "a/b/c.txt", "c", ".hidden", ".git/config", "a/.secret", "a/.d/x"]:
+    for rel in ["b.txt", "a/z.txt", "a/b/c.txt", "c", ".hidden", ".git/config", "a/.secret", "a/.d/x",
+                "_SUCCESS", "a/_logs/history", "_temporary/0/part"]:
         _write(tmp_path / "in" / rel)
     typed = str(tmp_path / "in") + "/"
     names = [f.name for f in expand_inputs([typed])]
     expected = ["a/b/c.txt", "a/z.txt", "b.txt", "c"]
     assert names == [os.path.join(typed, rel) for rel in expected]
     assert all(Path(f.path).is_absolute() and f.size == 2 for f in expand_inputs([typed]))
+
+
+def test_a_file_named_with_an_underscore_is_read_when_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "_part.txt")
+    assert [f.name for f in expand_inputs([str(path)])] == [str(path)]
 
 
 def test_files_and_directories_keep_the_order_given(tmp_path: Path) -> None:
@@ -208,3 +215,15 @@ def test_too_many_files_are_refused_before_any_is_opened(tmp_path: Path) -> None
             pytest.raises(JobSpecError, match=r"number of input files is 6, over the limit of 5 \(job.max_map_tasks\)"):
         expand_inputs([str(tmp_path / "many")], limits)
     assert len(expand_inputs([str(tmp_path / "many")], SpecLimits(max_map_tasks=6))) == 6
+
+
+def test_a_url_prefix_skips_hidden_objects_as_a_directory_does() -> None:
+    fs = fsspec.filesystem("memory")
+    root = "/zmr-test-hidden"
+    try:
+        for rel in ["b.txt", "a/c.txt", ".hidden", "_SUCCESS", "_temporary/0/part", "a/.d/x"]:
+            fs.pipe_file(f"{root}/{rel}", b"x\n")
+        names = [f.name for f in expand_inputs([f"memory://{root}/"])]
+        assert names == [f"memory://{root}/a/c.txt", f"memory://{root}/b.txt"]
+    finally:
+        fs.rm(root, recursive=True)

@@ -38,7 +38,8 @@ class InputFile:
 
 
 def expand_inputs(inputs: Sequence[str], limits: SpecLimits | None = None, text: bool = True) -> list[InputFile]:
-    """Files as given, directories expanded recursively (sorted, hidden entries skipped).
+    """Files as given, directories expanded recursively (sorted, hidden entries skipped: names starting
+    with '.' or '_', such as an earlier job's `_SUCCESS`).
 
     Raises JobSpecError naming the path for: no inputs, a missing path, an unreadable file,
     something that is neither a file nor a directory, or a directory holding no files; and, with
@@ -82,17 +83,17 @@ def _list_one(typed: str) -> list[str]:
 
 
 def _visible_files(top: str) -> list[str]:
-    """Relative paths of the regular files under `top`, skipping names that start with '.'."""
+    """Relative paths of the regular files under `top`, skipping `storage.hidden` names ('.' and '_')."""
     found: list[tuple[str, ...]] = []
 
     def fail(exc: OSError) -> None:
         raise JobSpecError(f"cannot list input directory {exc.filename!r}: {exc.strerror}") from exc
 
     for dirpath, dirnames, filenames in os.walk(top, onerror=fail):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not storage.hidden(d)]
         rel_dir = os.path.relpath(dirpath, top)
         for name in filenames:
-            if not name.startswith(".") and os.path.isfile(os.path.join(dirpath, name)):
+            if not storage.hidden(name) and os.path.isfile(os.path.join(dirpath, name)):
                 found.append(_parts(os.path.normpath(os.path.join(rel_dir, name))))
     return [os.path.join(*parts) for parts in sorted(found)]
 

@@ -42,9 +42,16 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise OSError(f"cannot use {protocol}:// paths here{hint}: {exc}") from exc
 
 
+def hidden(name: str) -> bool:
+    """A file or folder name a listed input skips, as Hadoop's input listing does: dot files, and the
+    names jobs write beside their output ('_SUCCESS', '_temporary', '_logs'), so that the output folder
+    of one job is the input of the next as it stands."""
+    return name.startswith((".", "_"))
+
+
 def list_url(typed: str) -> list[tuple[str, int]]:
     """The objects a typed URL stands for, with their sizes: itself, or the visible objects under it (sorted,
-    names with a component starting with '.' skipped), each named by its URL. Raises FileNotFoundError,
+    names with a component that is `hidden` skipped), each named by its URL. Raises FileNotFoundError,
     or OSError for anything else that goes wrong."""
     fs, root = filesystem(typed)
     info = fs.info(root)
@@ -54,7 +61,7 @@ def list_url(typed: str) -> list[tuple[str, int]]:
     found = []
     for path, detail in sorted(fs.find(root, detail=True).items()):
         rel = path[len(root.rstrip("/")):].lstrip("/")
-        if not rel or detail.get("type") == "directory" or any(part.startswith(".") for part in rel.split("/")):
+        if not rel or detail.get("type") == "directory" or any(map(hidden, rel.split("/"))):
             continue
         found.append((f"{prefix}/{rel}", int(detail.get("size") or 0)))
     return found

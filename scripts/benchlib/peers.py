@@ -347,7 +347,7 @@ def spark_topwords(files: list[str], out: Path, workers: int, n_reduce: int) -> 
 
 def zmr_chain_topwords(files: list[str], out: Path, workers: int, n_reduce: int) -> None:
     """The same work as two zmr jobs, as a user chains them by hand: the word count to a folder, then the
-    top N of its files; the folder between them is deleted at the end."""
+    top N of that folder (its `_SUCCESS` is skipped as hidden); the folder is deleted at the end."""
     app = str(Path(__file__).resolve().parents[2] / "apps" / "bench_topwords.py")
     exe = Path(sys.executable).with_name("zmr")
     zmr = [str(exe)] if exe.exists() else [sys.executable, "-m", "zmr"]
@@ -356,8 +356,7 @@ def zmr_chain_topwords(files: list[str], out: Path, workers: int, n_reduce: int)
         common = ["--workers", str(workers), "--arg", str(TOP_N)]
         subprocess.run([*zmr, "run", "--app", app, "--input", *files, "--output", str(between), "--n-reduce",
                         str(n_reduce), *common, "--arg", "count"], check=True)
-        counted = sorted(str(p) for p in between.glob("mr-out-*"))
-        subprocess.run([*zmr, "run", "--app", app, "--input", *counted, "--output", str(out), "--n-reduce", "1",
+        subprocess.run([*zmr, "run", "--app", app, "--input", str(between), "--output", str(out), "--n-reduce", "1",
                         *common, "--arg", "top"], check=True)
     finally:
         shutil.rmtree(between.parent, ignore_errors=True)

@@ -84,7 +84,8 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _upload_library(fs: Any, library: Path, bucket: str) -> list[Path]:
-    """The library's books under `bucket/library/`, every fourth gzipped, plus a hidden object."""
+    """The library's books under `bucket/library/`, every fourth gzipped, plus hidden objects (a dot file,
+    and an earlier job's `_SUCCESS`)."""
     fs.mkdir(bucket)
     books = sorted(library.glob("*.txt"))
     for i, book in enumerate(books):
@@ -92,6 +93,7 @@ def _upload_library(fs: Any, library: Path, bucket: str) -> list[Path]:
         name, data = (f"{book.name}.gz", gzip.compress(data)) if i % 4 == 3 else (book.name, data)
         fs.pipe_file(f"{bucket}/library/{name}", data)
     fs.pipe_file(f"{bucket}/library/.hidden", b"not an input\n")
+    fs.pipe_file(f"{bucket}/library/_SUCCESS", b"not an input either\n")
     return books
 
 
