@@ -189,6 +189,37 @@ def test_without_its_token_the_page_reads_but_cannot_cancel(cluster: Callable[..
     assert c.client.wait(job, timeout=60).state == "succeeded"
 
 
+def test_a_multi_step_job_lists_its_steps_and_each_step_names_its_job(cluster: Callable[..., Cluster], page: Any,
+                                                                       library: Path, tmp_path: Path) -> None:
+    c = cluster(2)
+    assert c.client is not None
+    job = c.client.submit(str(APPS / "topwords.py"), [str(library)], str(tmp_path / "out"), n_reduce=2, args=["5"])
+    assert c.client.wait(job, timeout=60).state == "succeeded"
+    page.goto(c.local.dashboard_url)
+    row = page.locator(f'tr.job-row[data-job="{job}"][data-state="succeeded"]')
+    row.wait_for()
+    assert row.locator(".steps-note").inner_text().strip() == "· 2 steps"
+    assert page.locator("tr.job-row").count() == 1   # the count step's job is not listed on its own
+
+    row.locator("a").first.click()
+    page.locator(f'#job[data-job="{job}"]').wait_for()
+    steps = page.locator("tr.step-row")
+    steps.nth(1).wait_for()
+    assert [steps.nth(k).get_attribute("data-step") for k in range(steps.count())] == ["count", "top"]
+    assert [steps.nth(k).get_attribute("data-state") for k in range(2)] == ["succeeded", "succeeded"]
+    assert steps.nth(1).get_attribute("data-job") == job   # the last step is the job the client knows
+    assert steps.nth(0).locator(".progress-reduces").inner_text().strip() == "2/2"
+    assert steps.nth(1).locator(".progress-reduces").inner_text().strip() == "1/1"
+    shot(page, "job-steps")
+
+    first = steps.nth(0).get_attribute("data-job")
+    assert first and first != job
+    steps.nth(0).locator("a").click()
+    page.locator(f'#job[data-job="{first}"]').wait_for()
+    assert page.locator("#step-of a").inner_text() == job
+    assert page.locator("tr.step-row").count() == 0
+
+
 def test_the_overview_fits_a_phone_screen(cluster: Callable[..., Cluster], browser: Any, library: Path,
                                           tmp_path: Path) -> None:
     c = cluster(1)

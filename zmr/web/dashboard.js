@@ -153,7 +153,7 @@ function jobsTable(jobs, now) {
   const rows = [...jobs].sort((a, b) => (b.submitted || 0) - (a.submitted || 0)).map((j) =>
     h("tr", { class: "job-row", "data-job": j.job_id, "data-state": j.state },
       h("td", null, jobLink(j.job_id)),
-      h("td", null, j.app_name),
+      h("td", null, j.app_name, stepsNote(j)),
       h("td", null, badge(j.state, JOB_STATES)),
       h("td", { class: "progress-cell" }, progressPair(j)),
       h("td", { class: "num" }, fmtBytes(j.bytes_shuffled)),
@@ -161,6 +161,21 @@ function jobsTable(jobs, now) {
       h("td", { class: "num" }, etaText(j, now)),
       h("td", { class: "num" }, num(j.records_out))));
   return tableWrap(["Job", "App", "State", "Progress", "Shuffled", "Elapsed", "Time left", "Records out"], rows);
+}
+
+// A multi-step job is listed once, as its last step (the job its client knows); its steps are its page's.
+const stepsNote = (j) => (j.steps && j.steps.length ? h("span", { class: "muted steps-note" }, ` · ${j.steps.length} steps`) : null);
+
+function stepsTable(steps) {
+  const rows = steps.map((st) => h("tr", { class: "step-row", "data-step": st.name, "data-job": st.job_id, "data-state": st.state },
+    h("td", null, st.name),
+    h("td", { class: "num" }, st.wave + 1),
+    h("td", null, jobLink(st.job_id)),
+    h("td", null, badge(st.state, JOB_STATES)),
+    h("td", { class: "progress-cell" }, progressPair(st)),
+    h("td", { class: "num" }, fmtBytes(st.bytes_shuffled)),
+    h("td", { class: "num" }, num(st.leases))));
+  return tableWrap(["Step", "Wave", "Job", "State", "Progress", "Shuffled", "Leases"], rows);
 }
 
 function workerTask(task) {
@@ -371,8 +386,9 @@ function jobView(doc, opts, keep) {
   const cancellable = !opts.report && opts.canCancel && (job.state === "queued" || job.state === "running");
   const cr = opts.cancel && opts.cancel.jobId === job.job_id ? opts.cancel : null;
   patch(head, [
-    keep("title", [job.job_id, job.app_name, job.state], () => h("div", { class: "job-title" },
-      h("h1", null, job.job_id), badge(job.state, JOB_STATES), h("span", { class: "muted" }, job.app_name))),
+    keep("title", [job.job_id, job.app_name, job.state, job.head], () => h("div", { class: "job-title" },
+      h("h1", null, job.job_id), badge(job.state, JOB_STATES), h("span", { class: "muted" }, job.app_name),
+      job.head ? h("span", { id: "step-of", class: "muted" }, "a step of ", jobLink(job.head)) : null)),
     opts.report ? null : keep("actions", [cancellable, cr], () => h("div", { class: "actions" },
       cancellable ? h("button", { id: "cancel-job", type: "button", disabled: !!(cr && cr.pending),
         onclick: () => opts.onCancel(job.job_id) }, "Cancel job") : null,
@@ -381,7 +397,7 @@ function jobView(doc, opts, keep) {
 
   const fact = (k, v) => [h("dt", null, k), h("dd", null, v)];
   // The summary depends on the scalar fields only; the long lists have their own sections.
-  const { tasks, partitions, timeline, attempts, ...scalars } = job;
+  const { tasks, partitions, timeline, attempts, steps, ...scalars } = job;
   const warns = (doc.warnings || []).filter((w) => w.fields && w.fields.job === job.job_id);
   patch(root, [
     opts.report
@@ -402,6 +418,10 @@ function jobView(doc, opts, keep) {
             fact("Shuffled", fmtBytes(job.bytes_shuffled)),
             fact("Records out", num(job.records_out)),
             fact("Leases held", num(job.leases)))))),
+    steps && steps.length ? keep("steps", [steps], () => card(`Steps (${steps.length})`, "steps",
+      h("p", { class: "note" }, "Each step runs as a job of its own, streamed into the steps that read it; "
+        + "this page's charts are the last step's."),
+      stepsTable(steps))) : null,
     job.state === "failed" ? keep("error", [job.error], () => card("Why it failed", "error-box",
       h("pre", { id: "job-error" }, job.error || "(the coordinator recorded no error message)"))) : null,
     keep("timeline", [job.attempts, job.attempts_dropped, job.started, job.state, live, opts.width],
