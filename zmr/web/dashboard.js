@@ -169,7 +169,7 @@ const stepsNote = (j) => (j.steps && j.steps.length ? h("span", { class: "muted 
 function stepsTable(steps) {
   const rows = steps.map((st) => h("tr", { class: "step-row", "data-step": st.name, "data-job": st.job_id, "data-state": st.state },
     h("td", null, st.name),
-    h("td", { class: "num" }, st.wave + 1),
+    h("td", { class: "num" }, st.wave),
     h("td", null, jobLink(st.job_id)),
     h("td", null, badge(st.state, JOB_STATES)),
     h("td", { class: "progress-cell" }, progressPair(st)),
