@@ -208,6 +208,7 @@ def test_a_multi_step_job_lists_its_steps_and_each_step_names_its_job(cluster: C
     assert [steps.nth(k).get_attribute("data-step") for k in range(steps.count())] == ["count", "top"]
     assert [steps.nth(k).get_attribute("data-state") for k in range(2)] == ["succeeded", "succeeded"]
     assert steps.nth(1).get_attribute("data-job") == job   # the last step is the job the client knows
+    assert [steps.nth(k).locator("td").nth(1).inner_text().strip() for k in range(2)] == ["0", "1"]   # waves
     assert steps.nth(0).locator(".progress-reduces").inner_text().strip() == "2/2"
     assert steps.nth(1).locator(".progress-reduces").inner_text().strip() == "1/1"
     shot(page, "job-steps")
