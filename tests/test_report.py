@@ -118,6 +118,14 @@ def test_an_empty_timeline_is_a_clear_error() -> None:
             call(queued)
 
 
+def test_a_job_that_ended_without_a_timeline_is_not_said_to_get_one() -> None:
+    ended = job_info(timeline=[])   # it ended before the coordinator restarted: its samples are gone
+    with pytest.raises(ZmrError, match=r"has no timeline \(succeeded\): .* ended before the coordinator last "
+                                       "started") as caught:
+        report.format_timeline(ended)
+    assert "yet" not in str(caught.value)
+
+
 # ------------------------------------------------------------------ plots
 
 
