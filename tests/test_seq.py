@@ -76,7 +76,7 @@ def test_refuses_to_mix_with_earlier_output(tmp_path: Path, trace_app: str, book
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "mr-out-3").write_text("old\n")
-    with pytest.raises(JobSpecError, match="already holds mr-out-3"):
+    with pytest.raises(JobSpecError, match="already holds mr-out-3; pass --overwrite"):
         run_sequential(trace_app, books, str(out_dir), args=["", ""])
     assert (out_dir / "mr-out-3").read_text() == "old\n"
 
@@ -103,14 +103,32 @@ def test_a_failing_reduce_leaves_no_output_and_no_temp_file(tmp_path: Path, book
     app = App.from_functions("broken", map=lambda f, c: [("k", "v")], reduce=lambda k, vs: str(1 / 0))
     with pytest.raises(ZeroDivisionError):
         run_sequential(app, books, str(tmp_path / "out"))
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists(), "the folder it made is gone, as a failed job's"
+
+
+def test_a_failure_in_a_folder_that_was_there_leaves_the_folder_and_what_else_it_held(
+        tmp_path: Path, books: list[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    app = App.from_functions("broken", map=lambda f, c: [("k", "v")], reduce=lambda k, vs: str(1 / 0))
+    with pytest.raises(ZeroDivisionError):
+        run_sequential(app, books, str(out))
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_an_argument_for_an_app_that_takes_none_is_refused(tmp_path: Path, books: list[str]) -> None:
+    app = App.from_functions("noargs", map=lambda f, c: [("k", "v")], reduce=lambda k, vs: "1")
+    with pytest.raises(JobSpecError, match="takes no arguments .* --arg 'x' would be ignored"):
+        run_sequential(app, books, str(tmp_path / "out"), args=["x"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_reduce_value_with_a_newline_is_refused(tmp_path: Path, books: list[str]) -> None:
     app = App.from_functions("nl", map=lambda f, c: [("k", "v")], reduce=lambda k, vs: "two\nlines")
     with pytest.raises(AppError, match="newline"):
         run_sequential(app, books, str(tmp_path / "out"))
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
 
 
 def test_unicode_keys_and_values_round_trip(tmp_path: Path) -> None:

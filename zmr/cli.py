@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from typing import Any
 from zmr import __version__, report, runfile, storage
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
+from zmr.core.specs import max_attempts_problem
 from zmr.core.views import STATUS_JSON_VERSION
-from zmr.errors import JobFailed, ZmrError
+from zmr.errors import JobFailed, JobSpecError, NoAnswer, ZmrError
 from zmr.local import LocalCluster
 from zmr.log import configure_logging, get_logger
 from zmr.output_formats import OUTPUT_FORMATS
@@ -84,14 +86,14 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["console", "json"], help="log format")
 
 
-def _job_flags(p: argparse.ArgumentParser) -> None:
+def _job_flags(p: argparse.ArgumentParser,
+               output_help: str = "output directory or URL (s3://bucket/prefix): mr-out-<r> files, then _SUCCESS",
+               ) -> None:
     _paths(p.add_argument("--app", required=True, help="app module: a file path (apps/wc.py) or a module name "
                           "(apps.wc)"), "FILE")
     _paths(p.add_argument("--input", required=True, nargs="+", metavar="FILE_OR_DIR",
                           help="input files, directories or URLs (s3://bucket/prefix)"), "FILE")
-    _paths(p.add_argument("--output", required=True, metavar="OUTDIR",
-                          help="output directory or URL (s3://bucket/prefix): mr-out-<r> files, then _SUCCESS"),
-           "DIRECTORY")
+    _paths(p.add_argument("--output", required=True, metavar="OUTDIR", help=output_help), "DIRECTORY")
     p.add_argument("--arg", action="append", default=[], metavar="X", help="job argument for the app (repeatable)")
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None,
                    help="how results are written: text (`key value` lines, the default unless the app sets "
@@ -120,14 +122,17 @@ def _dashboard_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _set_overrides(ns: argparse.Namespace) -> dict[str, str]:
-    """The --set SECTION.KEY=VALUE flags (and --dashboard, --no-dashboard), also handed on to the
-    processes a launcher starts."""
+    """The --set SECTION.KEY=VALUE flags (and --log-level, --log-format, --dashboard, --no-dashboard), also
+    handed on to the processes a launcher starts."""
     overrides = {}
     for item in ns.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ZmrError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value
+    for key, flag in (("log.level", ns.log_level), ("log.format", ns.log_format)):
+        if flag is not None:
+            overrides[key] = flag
     if getattr(ns, "no_dashboard", False):
         overrides["coordinator.dashboard"] = ""
     elif getattr(ns, "dashboard", None):
@@ -152,6 +157,9 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
 
 def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None) -> JobSpec:
     """The job the flags describe, checked before anything starts or is sent."""
+    if ns.max_attempts is not None and ns.max_attempts < 1:   # 0 is the spec's "the cluster's", not the user's
+        raise JobSpecError(max_attempts_problem(ns.max_attempts) or f"--max-attempts must be at least 1, got "
+                           f"{ns.max_attempts}")
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
                       ns.overwrite, workers, config.job.limits, max_attempts=ns.max_attempts or 0,
                       output_format=ns.output_format, py_files=ns.py_files, compression=ns.compression or "")
@@ -193,6 +201,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
                         "cluster.workers": ns.workers})
     workers = config.cluster.worker_count(with_hosts=False)   # all on this machine
     spec = _job_spec(ns, config, workers)
+    if not storage.is_url(spec.output_dir):
+        try:
+            problem = outputs.local_output_problem(spec.output_dir, spec.overwrite)
+        except OSError as exc:
+            problem = f"cannot use output directory {spec.output_dir}: {exc}"
+        if problem:   # refused before a cluster starts for nothing
+            raise JobSpecError(problem)
     started = time.monotonic()
     keys = config.security.keys_dir
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=run_command,
@@ -205,7 +220,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
         with cluster, _client(cluster.address, config) as client:
             if cluster.dashboard_url:
                 print(f"zmr: dashboard at {cluster.dashboard_url} while the job runs", file=sys.stderr, flush=True)
-            info = _wait_with_progress(client, client.submit_spec(spec))
+            try:
+                job_id = client.submit_spec(spec)
+            except NoAnswer:
+                raise
+            except ZmrError:   # refused, with its reason: the job never ran, and its logs say no more
+                cluster.discard_logs()
+                raise
+            info = _wait_with_progress(client, job_id)
         print(format_summary(info, time.monotonic() - started))
         if shown := small_output(info):
             print(shown, end="")
@@ -272,10 +294,13 @@ def cmd_report(ns: argparse.Namespace) -> int:
     with _client(_coordinator_address(ns, config), config) as client:
         info = client.job(ns.job_id)
         steps = [client.job(step.job_id) for step in info.steps]   # a multi-step job: each step's own record
-    if ns.plot:
-        print(report.plot_steps(info, steps, ns.plot) if steps else report.plot_timeline(info, ns.plot))
-    if ns.html:
-        print(report.write_html(info, ns.html, time.time()))
+    try:
+        if ns.plot:
+            print(report.plot_steps(info, steps, ns.plot) if steps else report.plot_timeline(info, ns.plot))
+        if ns.html:
+            print(report.write_html(info, ns.html, time.time()))
+    except OSError as exc:
+        raise ZmrError(f"cannot write {exc.filename or ns.plot or ns.html}: {exc.strerror or exc}") from exc
     if not (ns.plot or ns.html):
         print(report.format_steps(info, steps) if steps else report.format_timeline(info))
     return EXIT_OK
@@ -308,10 +333,25 @@ def cmd_seq(ns: argparse.Namespace) -> int:
     from zmr.seq import run_sequential
 
     config = _load(ns, {"job.split_size_mb": ns.split_size_mb})
-    path = run_sequential(ns.app, ns.input, ns.output, ns.arg, config.job.split_size_mb << 20,
-                          overwrite=ns.overwrite, output_format=ns.output_format)
+    try:
+        path = run_sequential(ns.app, ns.input, ns.output, ns.arg, config.job.split_size_mb << 20,
+                              overwrite=ns.overwrite, output_format=ns.output_format)
+    except ZmrError:
+        raise
+    except Exception as exc:   # the app's own error (run in this process): its traceback, then one line
+        print(_app_traceback(exc), end="", file=sys.stderr)
+        print(f"zmr: seq failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(path)
     return EXIT_OK
+
+
+def _app_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame that is not zmr's own on: the app's part, as a task reports it."""
+    tb, own = exc.__traceback__, str(Path(__file__).parent) + os.sep
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(own):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 # ------------------------------------------------------------------ cluster, coordinator, worker
@@ -535,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("seq", help="the sequential reference: run the app in this process into OUTDIR/mr-out-0")
-    _job_flags(p)
+    _job_flags(p, "local output directory: one mr-out-0 file (no _SUCCESS)")
     p.add_argument("--split-size-mb", type=int, metavar="MB", help="split input files larger than this")
     p.add_argument("--overwrite", action="store_true", help="replace output already in OUTDIR")
     _config_flags(p)

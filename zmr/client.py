@@ -37,7 +37,7 @@ from zmr.protocol.codec import encode, message_size, peer_decoder
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs, transport
 from zmr.runtime.security import Keyring
-from zmr.steps import is_multi_step, plan_steps
+from zmr.steps import ignored_args_problem, is_multi_step, plan_steps
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 _MAX_REPLY_BYTES = 256 << 20
@@ -68,9 +68,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     planned = plan_steps(loaded, args, n_reduce) if is_multi_step(loaded) else []   # a broken graph fails here
     for step in planned:
         _refuse(f"step {step.name!r}: {problem}" if (problem := n_reduce_problem(step.n_reduce, limits)) else "")
-    if args and not loaded.takes_args and not any(step.app.takes_args for step in planned):
-        raise JobSpecError(f"app {loaded.name!r} takes no arguments (none of its functions declares a parameter "
-                           f"`args`), so --arg {args[0]!r} would be ignored")
+    _refuse(ignored_args_problem(loaded, args, planned))
     shipped = pyfiles.pack(py_files)
     _refuse(app_problem(len(blob) + sum(map(len, shipped)), limits))
     files = expand_inputs(inputs, limits, text=not loaded.input.binary)

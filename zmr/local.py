@@ -130,6 +130,7 @@ class LocalCluster:
         self._bind = bind
         self._logs_elsewhere = log_dir is not None
         self._keep_logs = keep_logs   # the scratch directory stays, for its logs, even after a success
+        self._logs_unwanted = False
         self.log_dir = Path(log_dir) if log_dir else self._scratch / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.address = ""
@@ -140,7 +141,11 @@ class LocalCluster:
         self.workers: list[Child] = []
 
     def __enter__(self) -> LocalCluster:
-        self.start()
+        try:
+            self.start()
+        except BaseException:   # `__exit__` is not called: keep the logs the error points to, as it does
+            self._leave_scratch(failed=True)
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -148,10 +153,18 @@ class LocalCluster:
         """Stop every process and remove the scratch directory, but for the logs in it when the block
         failed or `keep_logs` was given (logs in a given `log_dir` are kept anyway)."""
         self.stop()
-        if (exc_type is None and not self._keep_logs) or self._logs_elsewhere:
+        self._leave_scratch(failed=exc_type is not None)
+
+    def _leave_scratch(self, failed: bool) -> None:
+        if (not failed and not self._keep_logs) or self._logs_elsewhere or self._logs_unwanted:
             self.cleanup()
         else:
             scratch.release(self._scratch)   # kept for its logs, on purpose: not for the next launcher to reap
+
+    def discard_logs(self) -> None:
+        """Remove the scratch directory with its logs at exit, even after an error: for an error that
+        says all there is to know (a job refused before it ran), whose logs nobody is pointed to."""
+        self._logs_unwanted = True
 
     def made_output(self, output_dir: str) -> None:
         """Say that a job's output directory does not exist yet: should this launcher be killed before the
@@ -255,7 +268,7 @@ class LocalCluster:
                 dead = [i for i, proc in enumerate(self.workers) if proc.poll() is not None]
                 if dead:
                     log = self.log_dir / f"worker-{dead[0]}.log"
-                    raise ClusterError(f"worker {dead[0]} exited at start; see {log}")
+                    raise ClusterError(f"worker {dead[0]} exited at start{_reason_in(log)}; see {log}")
                 pause()
         raise ClusterError(f"only {alive} of {self.n_workers} workers registered within {timeout} s")
 
@@ -268,9 +281,20 @@ class LocalCluster:
                     self.dashboard_url = self._dashboard_file.read_text().strip()
                 return endpoint_file.read_text().strip()
             if self.coordinator is not None and self.coordinator.poll() is not None:
-                raise ClusterError(f"the coordinator exited at start; see {self.log_dir / 'coordinator.log'}")
+                log = self.log_dir / "coordinator.log"
+                raise ClusterError(f"the coordinator exited at start{_reason_in(log)}; see {log}")
             pause()
         raise ClusterError(f"the coordinator did not start within {timeout} s")
+
+
+def _reason_in(log: Path) -> str:
+    """': <why>' from the last `zmr: <why>` line a child that exited wrote to its log, or ''."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    why = next((line[len("zmr: "):] for line in reversed(lines) if line.startswith("zmr: ")), "")
+    return f": {why}" if why else ""
 
 
 def run(app: Any, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_REDUCE, *,

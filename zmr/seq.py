@@ -23,7 +23,7 @@ from zmr.inputs import expand_inputs, plan_splits
 from zmr.output_formats import OutputFormat, check_available, refuse_bytes
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
-from zmr.steps import FILES, is_multi_step, plan_steps
+from zmr.steps import FILES, ignored_args_problem, is_multi_step, plan_steps
 
 __all__ = ["DEFAULT_SPLIT_SIZE", "run_sequential"]
 
@@ -48,10 +48,25 @@ def run_sequential(
     if problem := outputs.overlap_problem(inputs, (f.path for f in files), str(output_dir)):
         raise JobSpecError(problem)
     splits = plan_splits(files, split_size)
-    out_dir = Path(output_dir)
-    if old := outputs.claim_output_dir(out_dir, overwrite):
-        raise JobSpecError(f"output directory {str(out_dir)!r} already holds {old[0].name}; pass overwrite")
     job_args = list(args)
+    planned = plan_steps(the_app, job_args, 1) if is_multi_step(the_app) else []
+    if problem := ignored_args_problem(the_app, job_args, planned):
+        raise JobSpecError(problem)
+    out_dir = Path(output_dir)
+    made = not os.path.lexists(out_dir)
+    if old := outputs.claim_output_dir(out_dir, overwrite):
+        raise JobSpecError(f"output directory {str(out_dir)!r} already holds {old[0].name}; pass --overwrite "
+                           "(overwrite=True) to replace it")
+    try:
+        return _run_job(the_app, splits, job_args, out_dir, fmt)
+    except BaseException:
+        if made:   # a failed run leaves no folder of its own making behind, as a failed job does
+            outputs.remove_abandoned(out_dir)
+        raise
+
+
+def _run_job(the_app: App, splits: list[Split], job_args: list[str], out_dir: Path, fmt: str) -> Path:
+    """Group every pair in memory, reduce in key order, write `mr-out-0` (or run the steps)."""
     if is_multi_step(the_app):
         return _run_steps(the_app, splits, job_args, out_dir / output_name(0), fmt)
     groups: dict[str, list[Value]] = {}

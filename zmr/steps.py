@@ -114,6 +114,15 @@ def is_multi_step(app: App) -> bool:
     return app.steps_fn is not None
 
 
+def ignored_args_problem(app: App, args: Sequence[str], steps: Sequence[StepApp]) -> str:
+    """Why `args` would be lost on `app` (planned as `steps`, [] for a one-step app), or '': no function
+    of it declares a parameter `args`, so a --arg the user typed would silently do nothing."""
+    if args and not app.takes_args and not any(step.app.takes_args for step in steps):
+        return (f"app {app.name!r} takes no arguments (none of its functions declares a parameter `args`), so "
+                f"--arg {args[0]!r} would be ignored")
+    return ""
+
+
 def plan_steps(app: App, args: Sequence[str], n_reduce: int) -> list[StepApp]:
     """The app's steps, checked as a graph (`zmr.core.stepgraph`) before anything runs, in an order in
     which every step comes after those it reads (wave by wave); an AppError naming the step for anything

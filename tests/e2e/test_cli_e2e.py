@@ -184,6 +184,56 @@ def test_the_logs_a_failed_run_keeps_are_not_reaped_by_the_next_run(library: Pat
     assert list(shared.glob("zmr-local-*")) == kept and (kept[0] / "logs" / "coordinator.log").is_file()
 
 
+def test_a_cluster_that_fails_to_start_says_why_and_its_logs_outlive_the_next_run(library: Path, tmp_path: Path,
+                                                                                  run_zmr) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    env = {"TMPDIR": str(shared)}
+    config = tmp_path / "cluster.toml"
+    config.write_text("[cluster]\nworkers = 1\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        failed = run_zmr("cluster", "up", str(config), "--set", f"coordinator.bind={address}",
+                         "--set", "coordinator.state_dir=", "--no-dashboard", env=env)
+    assert failed.returncode == 1, str(failed)
+    # the reason is in the message, not only in the log it names
+    found = re.fullmatch(rf"zmr: the coordinator exited at start: cannot bind {re.escape(address)}.*; see (\S+)\n",
+                         failed.stderr)
+    assert found, str(failed)
+    log = Path(found.group(1))
+    assert log.is_file() and log.is_relative_to(shared) and failed.leftovers == []
+    ok = run_zmr(*_run(APPS / "wc.py", [library], tmp_path / "out"), env=env)
+    assert ok.returncode == 0, str(ok)
+    assert log.is_file(), "the next run reaped the logs the error pointed to"
+
+
+def test_log_flags_reach_the_processes_zmr_run_starts(library: Path, tmp_path: Path, run_zmr) -> None:
+    result = run_zmr(*_run(APPS / "wc.py", [library], tmp_path / "out", 2, 2, "--keep-logs", "--log-format", "json",
+                           "--log-level", "debug"))
+    assert result.returncode == 0, str(result)
+    found = re.search(r"cluster logs are in (\S+)", result.stderr)
+    assert found, str(result)
+    for log in Path(found.group(1)).glob("*.log"):
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        assert records and any(r["level"] == "debug" for r in records), log
+
+
+def test_seq_reports_an_app_error_with_the_apps_traceback_and_leaves_no_folder(library: Path, tmp_path: Path,
+                                                                               run_zmr) -> None:
+    out = tmp_path / "out"
+    result = run_zmr("seq", "--app", str(TEST_APPS / "fail_reduce.py"), "--input", str(library), "--output",
+                     str(out))
+    assert result.returncode == 1, str(result)
+    assert result.stderr.startswith("Traceback (most recent call last):"), str(result)
+    assert "fail_reduce.py" in result.stderr and "_explode" in result.stderr, str(result)
+    assert "zmr/seq.py" not in result.stderr and "zmr/cli.py" not in result.stderr, "zmr's own frames shown"
+    assert result.stderr.splitlines()[-1].startswith("zmr: seq failed: "), str(result)
+    assert "zmr-e2e-reduce-boom" in result.stderr.splitlines()[-1]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("role", ["coord", "worker"])
 def test_a_server_whose_address_is_taken_exits_at_once_with_a_clear_error(role: str,
                                                                          zmr_cli: ZmrLauncher) -> None:
@@ -221,6 +271,8 @@ BAD_APP_NO_REDUCE = textwrap.dedent("""
     ("app-without-reduce", r"`reduce` is missing"),
     ("arg-for-an-app-without-args", r"app '.*wc\.py' takes no arguments .*so --arg 'x' would be ignored"),
     ("py-file-missing", r"--py-files: '.*nowhere\.py' does not exist"),
+    ("max-attempts-zero", r"--max-attempts must be at least 1, got 0"),
+    ("output-is-a-file", r"output path .*out exists and is not a directory"),
 ])
 def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, library: Path, tmp_path: Path,
                                                       run_zmr) -> None:
@@ -238,15 +290,18 @@ def test_bad_job_is_refused_before_any_cluster_starts(case: str, message: str, l
         app = tmp_path / "no_reduce.py"
         app.write_text(BAD_APP_NO_REDUCE)
     extra = {"arg-for-an-app-without-args": ["--arg", "x"],
-             "py-file-missing": ["--py-files", str(tmp_path / "nowhere.py")]}.get(case, [])
+             "py-file-missing": ["--py-files", str(tmp_path / "nowhere.py")],
+             "max-attempts-zero": ["--max-attempts", "0"]}.get(case, [])
     out = tmp_path / "out"
+    if case == "output-is-a-file":
+        out.write_text("a file\n")
     result = run_zmr(*_run(app, inputs, out, 3, 2, *extra))
     assert result.returncode == 1, str(result)
     assert re.search(message, result.stderr), str(result)
     assert result.stderr.startswith("zmr: "), "expected a one-line zmr error, not a crash"
     assert result.leftovers == []
     _no_cluster_was_started(result.tmpdir)
-    assert not out.exists()
+    assert not out.exists() or out.read_text() == "a file\n"
 
 
 def test_n_reduce_below_one_is_refused(library: Path, tmp_path: Path, run_zmr) -> None:
@@ -268,6 +323,7 @@ def test_existing_output_is_refused_unless_overwrite(library: Path, tmp_path: Pa
     assert refused.returncode == 1, str(refused)
     assert "already holds output" in refused.stderr and "--overwrite" in refused.stderr, str(refused)
     assert refused.leftovers == []
+    _no_cluster_was_started(refused.tmpdir)
     assert (out / "mr-out-0").read_text() == "old 1\n" and (out / "mr-out-99").read_text() == "stale 1\n"
 
     done = run_zmr(*_run(APPS / "wc.py", [library], out, 3, 2, "--overwrite"))
@@ -284,6 +340,7 @@ def test_existing_success_marker_alone_is_refused(library: Path, tmp_path: Path,
     assert refused.returncode == 1, str(refused)
     assert "already holds output" in refused.stderr, str(refused)
     assert refused.leftovers == []
+    _no_cluster_was_started(refused.tmpdir)
 
 
 # ------------------------------------------------------------------ zmr cluster up

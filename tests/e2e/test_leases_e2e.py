@@ -415,3 +415,9 @@ def test_lease_timeline_rises_during_map_peaks_and_falls_to_zero_as_reduces_comm
     plotted = run_zmr("report", job, "--coordinator", c.address, "--plot", str(png))
     assert plotted.returncode == 0, str(plotted)
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    for flag, name in (("--plot", "t.png"), ("--html", "t.html")):   # a folder that is not there: one line
+        nowhere = tmp_path / "no-such-folder" / name
+        refused = run_zmr("report", job, "--coordinator", c.address, flag, str(nowhere))
+        assert refused.returncode == 1, str(refused)
+        assert refused.stderr.startswith(f"zmr: cannot write {nowhere}: No such file or directory"), str(refused)
+        assert "Traceback" not in refused.stderr

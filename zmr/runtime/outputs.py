@@ -165,14 +165,29 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> str:
         return object_outputs.prepare(output_dir, overwrite)
     folder = Path(output_dir)
     try:
-        if folder.exists() and not folder.is_dir():
-            return f"output path {output_dir} exists and is not a directory"
+        if problem := local_output_problem(output_dir, overwrite):
+            return problem
         if old := claim_output_dir(folder, overwrite):
-            return (f"output directory {output_dir} already holds output ({old[0].name}, ...); "
-                    "choose another directory or pass --overwrite")
+            return _holds_output(output_dir, old)
     except OSError as exc:
         return f"cannot use output directory {output_dir}: {exc}"
     return ""
+
+
+def local_output_problem(output_dir: str, overwrite: bool) -> str:
+    """Why a job may not write to the local `output_dir` as it is now, or '': read only, so a launcher
+    can refuse a job before it starts a cluster for it. Raises OSError."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        return f"output path {output_dir} exists and is not a directory"
+    if not overwrite and folder.is_dir() and (old := existing_output(folder)):
+        return _holds_output(output_dir, old)
+    return ""
+
+
+def _holds_output(output_dir: str, old: list[Path]) -> str:
+    return (f"output directory {output_dir} already holds output ({old[0].name}, ...); "
+            "choose another directory or pass --overwrite")
 
 
 def remove_temporaries(output_dir: str, job_id: str) -> None:
