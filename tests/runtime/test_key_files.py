@@ -47,6 +47,16 @@ def test_a_missing_secret_is_a_clear_config_error(tmp_path: Path) -> None:
         Keyring.load(str(folder)).pair("client")
 
 
+def test_a_keys_folder_or_key_file_that_is_not_there_is_named_as_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"coordinator\.key: the folder .*nowhere does not exist"):
+        Keyring.load(str(tmp_path / "nowhere"))
+    folder = tmp_path / "keys"
+    init_keys(str(folder))
+    (folder / "coordinator.key").unlink()
+    with pytest.raises(ConfigError, match=r"the file .*coordinator\.key does not exist"):
+        Keyring.load(str(folder))
+
+
 def test_a_secret_key_is_never_readable_by_others_not_even_briefly(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     exposed: dict[str, str] = {}

@@ -128,6 +128,11 @@ class Keyring:
 
 
 def _read_pair(path: Path) -> tuple[bytes, bytes | None]:
+    if not path.is_file():   # pyzmq says only "Invalid certificate file" for a file that is not there
+        where = "folder" if not path.parent.is_dir() else "file"
+        missing = path.parent if where == "folder" else path
+        raise ConfigError(f"cannot read CURVE key {path}: the {where} {missing} does not exist (security.keys_dir "
+                          "names a folder made by `zmr keys init`)")
     try:
         public, secret = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
