@@ -167,8 +167,9 @@ def _only(key: str, values: Iterator[Value]) -> Value:
 
 
 def _text_newline(app: str, key: str, value: Value) -> None:
-    raise AppError(f"app {app!r}: output for key {key!r} contains a newline: {value!r} (the text output "
-                   "format has one line per key; choose --output-format jsonl or csv)")
+    where = f"key {key!r} contains a newline" if "\n" in key else f"value of key {key!r} contains a newline: {value!r}"
+    raise AppError(f"app {app!r}: the output's {where} (the text output format has one line per key; choose "
+                   "--output-format jsonl or csv)")
 
 
 def _open_writer(path: str, fmt: str, app: str) -> _ResultWriter:
