@@ -203,6 +203,14 @@ def test_report_prints_the_table(fake_client: type[FakeClient], capsys: pytest.C
     assert fake_client.opened == [("tcp://127.0.0.1:7", "")]
 
 
+def test_status_tasks_without_a_job_is_refused_before_asking_the_cluster(
+        fake_client: type[FakeClient], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("status", "--tasks", "--coordinator", "tcp://127.0.0.1:7") == 1
+    assert capsys.readouterr().err == ("zmr: --tasks lists one job's tasks: name the job, as in "
+                                       "`zmr status JOB --tasks`\n")
+    assert fake_client.opened == []
+
+
 def test_report_plots(fake_client: type[FakeClient], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "job-0007.svg"
     assert run_cli("report", "job-0007", "--plot", str(out)) == 0
@@ -256,6 +264,17 @@ def test_status_shows_live_leases_per_job_and_per_worker() -> None:
     worker_lines = [line for line in lines if line.startswith(("WORKER", "w-"))]
     assert len({line.rindex("S") if line.startswith("W") else len(line) - 1 for line in worker_lines}) == 1, \
         "the LEASES column is aligned"
+
+
+def test_the_status_row_of_a_multi_step_job_counts_all_its_steps() -> None:
+    steps = [m.StepInfo(name="count", job_id="job-0010", wave=0, state="succeeded", maps_done=8, maps_total=8,
+                        reduces_done=4, reduces_total=4, bytes_shuffled=3 * MB, leases=2),
+             m.StepInfo(name="rank", job_id="job-0009", wave=1, state="running", maps_done=4, maps_total=4,
+                        reduces_done=0, reduces_total=1, bytes_shuffled=MB // 2, leases=5)]
+    head = job_info(job_id="job-0009", state="running", finished=None, maps_done=4, maps_total=4, reduces_done=0,
+                    reduces_total=1, bytes_shuffled=MB // 2, leases=5, steps=steps, timeline=[])
+    text = format_status(m.StatusReply(now=T0 + 3.5, jobs=[head], workers=[]), detail=False)
+    assert re.search(r"^job-0009\s+wc\s+running\s+12/12\s+4/5\s+3\.5 MB\s+3\.5s\s+7$", text, re.M), text
 
 
 def test_status_of_one_job_shows_its_live_leases() -> None:

@@ -276,6 +276,8 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
+    if ns.tasks and ns.job_id is None:
+        raise ZmrError("--tasks lists one job's tasks: name the job, as in `zmr status JOB --tasks`")
     config = _load(ns)
     with _client(_coordinator_address(ns, config), config) as client:
         reply = client.status(ns.job_id, tasks=ns.tasks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 import msgspec
@@ -63,12 +64,29 @@ class ProgressLine:
             self._stream.flush()
 
 
-def format_summary(info: m.JobInfo, wall: float) -> str:
+@dataclass(frozen=True)
+class Totals:
+    """A job's counts over all its steps (a one-step job's own), as the user's commands show a job."""
+
+    maps_done: int
+    maps_total: int
+    reduces_done: int
+    reduces_total: int
+    bytes_shuffled: int
+    leases: int
+
+
+def totals(info: m.JobInfo) -> Totals:
     steps: list[m.StepInfo | m.JobInfo] = [*info.steps] or [info]
-    tasks = (f"{sum(s.maps_total for s in steps)} map and {sum(s.reduces_total for s in steps)} reduce tasks"
+    return Totals(*(sum(getattr(s, name) for s in steps) for name in Totals.__dataclass_fields__))
+
+
+def format_summary(info: m.JobInfo, wall: float) -> str:
+    t = totals(info)
+    tasks = (f"{t.maps_total} map and {t.reduces_total} reduce tasks"
              + (f" in {len(info.steps)} step{'s' if len(info.steps) > 1 else ''}" if info.steps else ""))
     return (f"{info.job_id} {info.state} in {wall:.2f} s: {tasks}, {info.records_out} records out, "
-            f"{human_bytes(sum(s.bytes_shuffled for s in steps))} shuffled; output in {info.output_dir}")
+            f"{human_bytes(t.bytes_shuffled)} shuffled; output in {info.output_dir}")
 
 
 def _ago(now: float, t: float | None) -> str:
@@ -84,10 +102,11 @@ def _elapsed(info: m.JobInfo, now: float) -> str:
 def format_status(reply: m.StatusReply, detail: bool) -> str:
     lines = [f"{'JOB':<10} {'APP':<10} {'STATE':<10} {'MAPS':>11} {'REDUCES':>9} {'SHUFFLED':>10} {'ELAPSED':>8} "
              f"{'LEASES':>6}"]
-    for job in reply.jobs:
+    for job in reply.jobs:   # a multi-step job's row counts all its steps, as its summary does
+        t = totals(job)
         lines.append(f"{job.job_id:<10} {job.app_name[:10]:<10} {job.state:<10} "
-                     f"{job.maps_done:>5}/{job.maps_total:<5} {job.reduces_done:>4}/{job.reduces_total:<4} "
-                     f"{human_bytes(job.bytes_shuffled):>10} {_elapsed(job, reply.now):>8} {job.leases:>6}")
+                     f"{t.maps_done:>5}/{t.maps_total:<5} {t.reduces_done:>4}/{t.reduces_total:<4} "
+                     f"{human_bytes(t.bytes_shuffled):>10} {_elapsed(job, reply.now):>8} {t.leases:>6}")
     if detail:
         for job in reply.jobs:
             lines += _job_detail(job, reply.now)
