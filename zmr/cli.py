@@ -22,7 +22,6 @@ from typing import Any
 from zmr import __version__, report, runfile, storage
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
-from zmr.core.specs import max_attempts_problem
 from zmr.core.views import STATUS_JSON_VERSION
 from zmr.errors import JobFailed, JobSpecError, NoAnswer, ZmrError
 from zmr.local import LocalCluster
@@ -158,8 +157,7 @@ def _coordinator_address(ns: argparse.Namespace, config: Config) -> str:
 def _job_spec(ns: argparse.Namespace, config: Config, workers: int | None = None) -> JobSpec:
     """The job the flags describe, checked before anything starts or is sent."""
     if ns.max_attempts is not None and ns.max_attempts < 1:   # 0 is the spec's "the cluster's", not the user's
-        raise JobSpecError(max_attempts_problem(ns.max_attempts) or f"--max-attempts must be at least 1, got "
-                           f"{ns.max_attempts}")
+        raise JobSpecError(f"--max-attempts must be at least 1, got {ns.max_attempts}")
     return build_spec(ns.app, ns.input, ns.output, config.job.n_reduce, ns.arg, config.job.split_size_mb << 20,
                       ns.overwrite, workers, config.job.limits, max_attempts=ns.max_attempts or 0,
                       output_format=ns.output_format, py_files=ns.py_files, compression=ns.compression or "")
