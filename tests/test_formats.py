@@ -68,6 +68,8 @@ def test_a_line_that_is_not_json_names_the_file_and_the_line(tmp_path: Path) -> 
         list(map_inputs(InputFormat("jsonl"), str(path), 0, size, count_lines=False))
     with pytest.raises(InputError, match=r"bad.jsonl', line 1 of the split from byte 10: not JSON"):
         list(map_inputs(InputFormat("jsonl"), str(path), 10, size, count_lines=False))   # its first whole line: line 3
+    with pytest.raises(InputError, match=r"^input 'logs/bad.jsonl' line 3: not JSON"):   # as the user typed it
+        list(map_inputs(InputFormat("jsonl"), str(path), 0, size, count_lines=True, name="logs/bad.jsonl"))
 
 
 @pytest.mark.parametrize("split_size", [16, 100, 1 << 20])

@@ -73,11 +73,13 @@ def input_format(value: object, app: str) -> InputFormat:
 
 def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "",
                count_lines: bool = True, batch: bool = False,
-               piece_bytes: int = MAP_CHUNK_BYTES) -> Iterator[tuple[list[Any] | str | bytes, int]]:
+               piece_bytes: int = MAP_CHUNK_BYTES, name: str = "") -> Iterator[tuple[list[Any] | str | bytes, int]]:
     """What `map` gets from the split [start, end) of `path`, a piece at a time, with the 1-based line number
     of the piece's first line (0 when not `count_lines`, and for binary formats): the text or bytes itself,
     or, for per-record formats, a list of records to call `map` with one by one. `batch` (for `map_batch`):
-    fixed-size records come as one bytes object of whole records per piece of up to `piece_bytes`."""
+    fixed-size records come as one bytes object of whole records per piece of up to `piece_bytes`. Errors
+    name the file as `name` (as the user typed it), else by `path`."""
+    label = name or path
     if fmt.kind == "bytes":
         for data in _byte_pieces(path, start, end, codec, MAP_CHUNK_BYTES):
             yield data, 0
@@ -85,10 +87,10 @@ def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "
     if fmt.kind == "records":
         if batch:
             yield from ((records, 0) for records in _record_blobs(path, start, end, codec, fmt.record_bytes,
-                                                                  piece_bytes))
+                                                                  piece_bytes, label))
         else:
             yield from ((_cut(records, fmt.record_bytes), 0)
-                        for records in _record_blobs(path, start, end, codec, fmt.record_bytes, 4 << 20))
+                        for records in _record_blobs(path, start, end, codec, fmt.record_bytes, 4 << 20, label))
         return
     pieces = read_chunks(path, start, end, count_lines=count_lines, codec=codec)
     if fmt.kind == "text":
@@ -98,7 +100,7 @@ def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "
     seen = 0   # lines of the split before this piece, for errors when lines are not counted
     for text, first_line in pieces:
         lines = _lines(text)
-        where = _Where(path, start, first_line, seen)
+        where = _Where(label, start, first_line, seen)
         seen += len(lines)
         if fmt.kind == "lines":
             yield lines, first_line
@@ -109,7 +111,7 @@ def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "
                 if not lines:
                     continue
                 header, lines = _csv_row(where, lines[0]), lines[1:]
-                where = _Where(path, start, first_line + 1 if first_line else 0, 1)
+                where = _Where(label, start, first_line + 1 if first_line else 0, 1)
             yield _csv_records(where, header, lines), first_line
 
 
@@ -129,7 +131,7 @@ class _Where:
     """Names a line of a piece in an error: by its number in the file when lines are counted, else by its
     place in the split (counting costs a read of the file up to the split)."""
 
-    path: str
+    path: str         # the file as errors name it
     start: int
     first_line: int   # of the piece, 0 when not counted
     before: int       # lines of the split before the piece
@@ -197,7 +199,8 @@ def _cut(blob: bytes, size: int) -> list[bytes]:
     return [bytes(view[i:i + size]) for i in range(0, len(blob), size)]
 
 
-def _record_blobs(path: str, start: int, end: int, codec: str, size: int, piece_bytes: int) -> Iterator[bytes]:
+def _record_blobs(path: str, start: int, end: int, codec: str, size: int, piece_bytes: int,
+                  label: str) -> Iterator[bytes]:
     """The fixed-size records that start in [start, end), whole records of about `piece_bytes` at a time; a
     file that does not end on a record boundary is an InputError."""
     if not codec:   # a record belongs to the split it starts in (reading stops at the file's end anyway)
@@ -210,6 +213,6 @@ def _record_blobs(path: str, start: int, end: int, codec: str, size: int, piece_
         carry = data[whole:]
         yield data if whole == len(data) else data[:whole]
     if carry:
-        raise InputError(f"input {path!r} ends with {len(carry)} bytes, not a whole record of {size}")
+        raise InputError(f"input {label!r} ends with {len(carry)} bytes, not a whole record of {size}")
 
 

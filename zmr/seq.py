@@ -115,7 +115,7 @@ def _grouped(pairs: Iterable[tuple[str, Value]]) -> Iterator[tuple[str, Iterator
 def _pairs(app: App, name: str, path: str, start: int, end: int, codec: str, args: list[str]) -> Iterator[Any]:
     """The split's (key, value) pairs: from `map`, or from a batch app's `map_batch` columns."""
     for contents, first_line in map_inputs(app.input, path, start, end, codec, count_lines=app.map_takes_first_line,
-                                           batch=app.is_batch):
+                                           batch=app.is_batch, name=name):
         if app.is_batch:
             yield from app.map_columns(name, contents, args)[0].pairs()
         else:

@@ -232,6 +232,17 @@ def test_json_lines_and_fixed_size_binary_records_on_a_cluster(tmp_path: Path, c
         assert {line.split(" ")[0]: int(line.split(" ")[1]) for line in got} == dict(expected)
 
 
+def test_a_bad_json_line_fails_the_job_naming_the_file_as_typed_and_the_line(tmp_path: Path, run_zmr) -> None:
+    (tmp_path / "events.py").write_text(EVENTS_APP)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "bad.jsonl").write_text('{"user": "a", "bytes": 1}\n{"user": \n')
+    typed = str(tmp_path / "logs" / ".." / "logs" / "bad.jsonl")   # its absolute path differs from this
+    result = run_zmr("run", "--app", str(tmp_path / "events.py"), "--input", typed, "--output", str(tmp_path / "out"),
+                     "--n-reduce", "1", "--workers", "1", *FAST_FLAGS)
+    assert result.returncode == 1, str(result)
+    assert f"input {typed!r}, line 2 of the split from byte 0: not JSON" in result.stderr, str(result)
+
+
 def _sums(events: list[dict[str, Any]]) -> Counter[str]:
     sums: Counter[str] = Counter()
     for e in events:

@@ -207,7 +207,8 @@ class Runner:
         self._pusher.start_task(info.window_bytes)
         emit = _Emitter(self, rec, job)
         for contents, first_line in map_inputs(app.input, rec.split.path, rec.split.start, rec.split.end,
-                                               rec.split.codec, count_lines=app.map_takes_first_line):
+                                               rec.split.codec, count_lines=app.map_takes_first_line,
+                                               name=rec.split.name):
             pairs = app.map_iter(rec.split.name, contents, info.args, first_line=first_line)
             for due in buffers.add_all(pairs, app.check_pair):
                 if due is None:   # a tick, every few thousand pairs
@@ -238,7 +239,7 @@ class Runner:
         records = 0
         piece = max(_MIN_BATCH_PIECE, min(MAP_CHUNK_BYTES, self._setup.memory_budget // 8))
         for contents, _ in map_inputs(app.input, rec.split.path, rec.split.start, rec.split.end, rec.split.codec,
-                                      count_lines=False, batch=True, piece_bytes=piece):
+                                      count_lines=False, batch=True, piece_bytes=piece, name=rec.split.name):
             batch, keys = app.map_columns(rec.split.name, contents, info.args)
             del contents
             parts = app.partitions_of(batch, keys, info.n_reduce, info.args)
