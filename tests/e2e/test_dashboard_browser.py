@@ -199,6 +199,11 @@ def test_a_multi_step_job_lists_its_steps_and_each_step_names_its_job(cluster: C
     row = page.locator(f'tr.job-row[data-job="{job}"][data-state="succeeded"]')
     row.wait_for()
     assert row.locator(".steps-note").inner_text().strip() == "· 2 steps"
+    info = c.client.job(job, tasks=False)   # the row counts both steps: count's maps and reduces, then top's
+    maps, reduces = sum(s.maps_total for s in info.steps), sum(s.reduces_total for s in info.steps)
+    assert maps > info.maps_total and reduces == 2 + 1
+    assert row.locator(".progress-reduces").inner_text().strip() == f"{reduces}/{reduces}"
+    assert row.locator(".progress-maps").inner_text().strip() == f"{maps}/{maps}"
     assert page.locator("tr.job-row").count() == 1   # the count step's job is not listed on its own
 
     row.locator("a").first.click()

@@ -148,9 +148,17 @@ function warningItem(w) {
 
 /* ---------- overview ---------- */
 
+// A multi-step job's row counts the tasks and bytes of all its steps, as `zmr status` does.
+const COUNTED = ["maps_done", "maps_total", "reduces_done", "reduces_total", "bytes_shuffled"];
+function overall(j) {
+  if (!j.steps || !j.steps.length) return j;
+  const sums = Object.fromEntries(COUNTED.map((k) => [k, j.steps.reduce((n, st) => n + (st[k] || 0), 0)]));
+  return { ...j, ...sums };
+}
+
 function jobsTable(jobs, now) {
   if (!jobs.length) return h("p", { class: "note" }, "No jobs submitted yet.");
-  const rows = [...jobs].sort((a, b) => (b.submitted || 0) - (a.submitted || 0)).map((j) =>
+  const rows = [...jobs].sort((a, b) => (b.submitted || 0) - (a.submitted || 0)).map(overall).map((j) =>
     h("tr", { class: "job-row", "data-job": j.job_id, "data-state": j.state },
       h("td", null, jobLink(j.job_id)),
       h("td", null, j.app_name, stepsNote(j)),
