@@ -34,6 +34,17 @@ def test_a_huge_n_reduce_is_refused_before_the_app_is_even_loaded(books: Path, t
     assert time.perf_counter() - started < 1
 
 
+def test_a_missing_py_file_is_named_before_the_app_that_imports_it_fails_to_load(books: Path,
+                                                                                   tmp_path: Path) -> None:
+    app = tmp_path / "uses_lib.py"
+    app.write_text("import zmr_test_missing_lib\n\ndef map(f, c):\n    return []\n\ndef reduce(k, vs):\n    return 0\n")
+    missing = tmp_path / "zmr_test_missing_lib.py"
+    with pytest.raises(JobSpecError, match=rf"--py-files: '{re.escape(str(missing))}' does not exist"):
+        build_spec(str(app), [str(books)], str(tmp_path / "out"), 2, py_files=[str(missing)])
+    missing.write_text("")   # there now: the app loads
+    assert build_spec(str(app), [str(books)], str(tmp_path / "out"), 2, py_files=[str(missing)]).py_files
+
+
 def test_an_app_over_the_limit_is_refused(books: Path, tmp_path: Path) -> None:
     expected = r"app's size in bytes \(with its --py-files\) is [\d,]+, over the limit of 100 \(job.max_app_bytes\)"
     with pytest.raises(JobSpecError, match=expected):

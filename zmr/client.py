@@ -60,6 +60,7 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
         raise JobSpecError(f"compression must be one of {', '.join(get_args(m.Compression))}, got {compression!r}")
     if output_format is not None and output_format not in OUTPUT_FORMATS:
         raise JobSpecError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+    shipped = pyfiles.pack(py_files)   # first: a missing one is why an app that imports it cannot load
     with pyfiles.on_path(py_files):
         loaded = app_of(app)
         blob = ship_app(loaded)
@@ -69,7 +70,6 @@ def build_spec(app: App | str | ModuleType, inputs: Sequence[str], output: str, 
     for step in planned:
         _refuse(f"step {step.name!r}: {problem}" if (problem := n_reduce_problem(step.n_reduce, limits)) else "")
     _refuse(ignored_args_problem(loaded, args, planned))
-    shipped = pyfiles.pack(py_files)
     _refuse(app_problem(len(blob) + sum(map(len, shipped)), limits))
     files = expand_inputs(inputs, limits, text=not loaded.input.binary)
     _refuse(outputs.overlap_problem(inputs, (f.path for f in files), output))

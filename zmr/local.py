@@ -26,10 +26,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from zmr.client import Client
+from zmr import storage
+from zmr.client import Client, build_spec
 from zmr.core.batches import Value
 from zmr.core.specs import DEFAULT_N_REDUCE
-from zmr.errors import ClusterError
+from zmr.errors import ClusterError, JobSpecError, ZmrError
 from zmr.log import get_logger
 from zmr.protocol.messages import OutputFormat
 from zmr.runtime import outputs, scratch
@@ -304,13 +305,29 @@ def run(app: Any, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_
     """Run one job on a local cluster of `workers` processes (default: one per core) and return its
     results, as `Client.results` reads them (with their types: the output is jsonl unless said otherwise).
 
-    For jobs whose results fit in memory: over `max_results` records the results stay in `output` and a
-    ClusterError says so (read them with `Client.results`). A failed job raises JobFailed."""
-    with LocalCluster(workers or os.cpu_count() or 1) as cluster, Client(cluster.address) as client:
-        job = client.submit(app, inputs, output, n_reduce, args=args, overwrite=overwrite, py_files=py_files,
-                            output_format=output_format)
-        info = client.wait(job, timeout=timeout)
+    The job is checked before a cluster starts: a bad one raises JobSpecError or AppError and leaves
+    nothing behind. For jobs whose results fit in memory: over `max_results` records the results stay in
+    `output` and a ClusterError says so. A failed job raises JobFailed, with a note naming the folder
+    where the cluster's logs are kept."""
+    n = workers or os.cpu_count() or 1
+    spec = build_spec(app, inputs, output, n_reduce, args, overwrite=overwrite, workers=n, py_files=py_files,
+                      output_format=output_format)
+    if spec.output_format == "raw":
+        raise JobSpecError("raw output has no boundaries between results, so zmr.run cannot return them; "
+                           "write another output format, or run the job with zmr run or Client.submit")
+    if not storage.is_url(spec.output_dir) and (problem := outputs.local_output_problem(spec.output_dir, overwrite)):
+        raise JobSpecError(problem)
+    cluster = LocalCluster(n)
+    with cluster, Client(cluster.address) as client:
+        job = client.submit_spec(spec)
+        try:
+            info = client.wait(job, timeout=timeout)
+        except ZmrError as exc:   # JobFailed, or a timeout: the logs stay, and the error says where
+            exc.add_note(f"the local cluster's logs are in {cluster.log_dir}")
+            raise
         if info.records_out > max_results:
+            cluster.discard_logs()   # it ran well: its logs say nothing the error does not
             raise ClusterError(f"job {job} wrote {info.records_out:,} results, over max_results={max_results:,}: "
-                               f"they are in {info.output_dir} (read them with Client.results)")
+                               f"they are in {info.output_dir}, mr-out-0 to mr-out-{info.reduces_total - 1}, "
+                               f"written as {info.output_format} (one result a line for jsonl)")
         return list(client.results(job))

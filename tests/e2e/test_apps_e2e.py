@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from zmr.errors import ClusterError, JobFailed
+from zmr.errors import ClusterError, JobFailed, JobSpecError
 from zmr.output_formats import read_results
 
 from .conftest import (
@@ -354,15 +354,37 @@ def test_py_files_ship_a_package_from_elsewhere_and_results_come_back_typed(
     assert results == dict(expected) and all(type(v) is int for v in results.values())
 
 
-def test_zmr_run_returns_a_small_jobs_results(library: Path, tmp_path: Path, library_word_count: list[str]) -> None:
+def test_zmr_run_returns_a_small_jobs_results(library: Path, tmp_path: Path, library_word_count: list[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`zmr.run(...)`: a local cluster, the job, and its results as Python values, in one call."""
+    import tempfile
+
     import zmr
 
+    scratch = tmp_path / "tmp"   # where its clusters keep their scratch (zmr-local-*)
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     results = zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), 3, workers=2)
     assert sorted(f"{key} {value}" for key, value in results) == sorted(library_word_count)
     assert all(type(value) is int for _, value in results)
-    with pytest.raises(ClusterError, match=r"over max_results=10: they are in .*out2 \(read them with Client\.results"):
+    with pytest.raises(ClusterError, match=r"over max_results=10: they are in .*out2, mr-out-0 to mr-out-2, "
+                                           r"written as jsonl"):
         zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out2"), 3, workers=2, max_results=10)
+    assert len(list((tmp_path / "out2").glob("mr-out-*"))) == 3
+    # refused before a cluster starts, nothing left behind: a bad job, an output in use, raw output
+    with pytest.raises(JobSpecError, match="n_reduce must be"):
+        zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out4"), 0, workers=2)
+    with pytest.raises(JobSpecError, match=r"already holds output .*overwrite=True"):
+        zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out"), 3, workers=2)
+    with pytest.raises(JobSpecError, match="raw output has no boundaries between results, so zmr.run cannot"):
+        zmr.run(str(APPS / "wc.py"), [str(library)], str(tmp_path / "out5"), 3, workers=2, output_format="raw")
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "out4").exists() and not (tmp_path / "out5").exists()
+    # a failed job keeps its cluster's logs, and the error says where
+    with pytest.raises(zmr.JobFailed) as failed:
+        zmr.run(str(TEST_APPS / "fail_reduce.py"), [str(library)], str(tmp_path / "out6"), 2, workers=1)
+    [note] = failed.value.__notes__
+    logs = Path(note.removeprefix("the local cluster's logs are in "))
+    assert logs.is_relative_to(scratch) and (logs / "coordinator.log").is_file()
     import apps.wc  # an imported module is an app too (the repository's root is on sys.path here)
 
     by_module = zmr.run(apps.wc, [str(library)], str(tmp_path / "out3"), 2, workers=2)

@@ -83,7 +83,7 @@ def prepare(url: str, overwrite: bool) -> str:
                 _remove_where(fs, root, _committed)
             elif old := [name for name in _names(fs, root) if _committed(name)]:
                 return (f"output {url} already holds output ({old[0]}, ...); "
-                        "choose another output or pass --overwrite")
+                        "choose another output or pass --overwrite (overwrite=True in Python)")
     except OSError as exc:
         return f"cannot use output {url}: {exc}"
     return ""

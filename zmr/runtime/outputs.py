@@ -187,7 +187,7 @@ def local_output_problem(output_dir: str, overwrite: bool) -> str:
 
 def _holds_output(output_dir: str, old: list[Path]) -> str:
     return (f"output directory {output_dir} already holds output ({old[0].name}, ...); "
-            "choose another directory or pass --overwrite")
+            "choose another directory or pass --overwrite (overwrite=True in Python)")
 
 
 def remove_temporaries(output_dir: str, job_id: str) -> None:
