@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=50_000, help="distinct words")
     parser.add_argument("--seed", type=int, default=42)
     ns = parser.parse_args()
+    if ns.mb <= 0 or ns.files < 1 or ns.vocab < 1:
+        parser.error("--mb must be above 0, --files and --vocab at least 1")
     rng = random.Random(ns.seed)
     words = vocabulary(ns.vocab, rng)
     weights = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(words))))

@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8, help="number of files")
     parser.add_argument("--seed", type=int, default=7)
     ns = parser.parse_args()
+    if ns.mb <= 0 or ns.files < 1:
+        parser.error("--mb must be above 0 and --files at least 1")
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     total = int(ns.mb * 1_000_000) // RECORD_BYTES

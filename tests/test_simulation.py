@@ -146,3 +146,20 @@ def test_the_command_runs_several_seeds_and_sums_up_their_ratios(tmp_path: Path)
     assert summary["job_over_baseline"] == ratios
     assert summary["mean_job_over_baseline"] == sum(ratios) / 2 and summary["worst_job_over_baseline"] == max(ratios)
     assert f"job/baseline mean x{sum(ratios) / 2:.3f}, worst x{max(ratios):.3f}" in proc.stdout
+
+
+def test_settings_no_job_can_have_and_a_refused_job_end_at_once_with_a_clear_error() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for flags, message in [
+        (["--maps", "0"], "maps must be at least 1, got 0"),
+        (["--workers", "0"], "workers must be at least 1, got 0"),
+        (["--stragglers", "2"], "stragglers is a fraction of attempts, between 0 and 1, got 2.0"),
+        (["--restart-at", "1.5"], "restart_at is a fraction of the maps committed, between 0 and 1, got 1.5"),
+        (["--maps", "200001", "--workers", "2", "--partitions", "2"],   # over job.max_map_tasks: never starts
+         "the scheduler refused the job: the number of map tasks is 200,001, over the limit"),
+    ]:
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "simulate"), *flags, "--no-memory"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 2, (flags, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith(f"simulate: {message}"), (flags, proc.stderr)
+        assert "Traceback" not in proc.stderr

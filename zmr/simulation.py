@@ -99,6 +99,13 @@ class CostModel:
     map_output_mb: float = 64.0
     bandwidth_mbps: float = 1000.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.stragglers <= 1:
+            raise ValueError(f"stragglers is a fraction of attempts, between 0 and 1, got {self.stragglers}")
+        if min(self.map_mean, self.reduce_mean, self.straggler_factor, self.bandwidth_mbps) <= 0 \
+                or min(self.map_sigma, self.reduce_sigma, self.map_output_mb) < 0:
+            raise ValueError("task times, the straggler factor and the bandwidth must be positive")
+
     def pull_seconds(self, n_pieces: int, partitions: int) -> float:
         """Time to pull `n_pieces` map outputs' shares of one partition."""
         piece_bytes = self.map_output_mb * 1e6 / max(1, partitions)
@@ -123,6 +130,16 @@ class SimConfig:
     max_sim_seconds: float = 1e6        # give up (the job did not end) after this much simulated time
     max_wall_seconds: float = math.inf  # ... or after this much real time: the measures so far are reported
     progress_every: float = 0.0         # print a progress line to stderr every this many wall seconds (0: never)
+
+    def __post_init__(self) -> None:
+        """A ValueError for settings no job or cluster can have (the job would never start or never end)."""
+        for name in ("workers", "maps", "partitions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.deaths_per_min < 0 or self.replace_after < 0:
+            raise ValueError("deaths per minute and the replacement delay must not be negative")
+        if self.restart_at is not None and not 0 < self.restart_at < 1:
+            raise ValueError(f"restart_at is a fraction of the maps committed, between 0 and 1, got {self.restart_at}")
 
 
 def lognormal(rng: random.Random, mean: float, sigma: float) -> float:
@@ -837,6 +854,8 @@ class Simulation:
     def _deliver(self, peer: bytes, msg: m.FromCoordinator, pinged: set[bytes] | None) -> list[Received]:
         worker = self._by_peer.get(peer)
         heard = self._wire_to_peer(msg, decode=worker is None or worker.alive)
+        if peer == CLIENT and isinstance(heard, m.ErrorReply):   # the job was refused: it would never end
+            raise ValueError(f"the scheduler refused the job: {heard.message}")
         if worker is None or not worker.alive or heard is None:
             return []   # a client's reply, or a dead worker's connection: nobody reads it
         if pinged is not None and isinstance(heard, m.Ping):
