@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,26 @@ def test_a_line_that_is_not_json_names_the_file_and_the_line(tmp_path: Path) -> 
         list(map_inputs(InputFormat("jsonl"), str(path), 10, size, count_lines=False))   # its first whole line: line 3
     with pytest.raises(InputError, match=r"^input 'logs/bad.jsonl' line 3: not JSON"):   # as the user typed it
         list(map_inputs(InputFormat("jsonl"), str(path), 0, size, count_lines=True, name="logs/bad.jsonl"))
+
+
+def test_every_input_error_names_the_file_as_the_user_typed_it(tmp_path: Path) -> None:
+    binary, damaged, short = tmp_path / "b.txt", tmp_path / "d.txt.gz", tmp_path / "r.dat"
+    binary.write_bytes(b"text\0more\n")
+    damaged.write_bytes(gzip.compress(b"words\n" * 1000)[:-20])
+    short.write_bytes(b"x" * 150)
+    for path, fmt, codec, message in [(binary, "text", "", "is not text"), (binary, "bytes", "", None),
+                                      (damaged, "text", "gzip", "is not a readable gzip file"),
+                                      (damaged, "bytes", "gzip", "is not a readable gzip file"),
+                                      (short, "records:100", "", "ends with 50 bytes")]:
+        typed = f"in/{path.name}"
+        kind, _, size = fmt.partition(":")
+        reading = map_inputs(InputFormat(kind, int(size or 0)), str(path), 0, path.stat().st_size, codec,
+                             name=typed)
+        if message is None:   # bytes are read as they are
+            assert b"".join(data for data, _ in reading) == path.read_bytes()
+            continue
+        with pytest.raises(InputError, match=rf"^input '{re.escape(typed)}' {message}"):
+            list(reading)
 
 
 @pytest.mark.parametrize("split_size", [16, 100, 1 << 20])

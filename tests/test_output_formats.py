@@ -51,7 +51,7 @@ def test_text_is_key_space_value_and_refuses_a_newline(tmp_path: Path) -> None:
     _write(path, "text", simple)
     assert list(read_results(path, "text")) == [(k, str(v)) for k, v in simple]
     for key, value in MULTILINE:
-        which = "key 'two\\nlines'" if "\n" in key else f"value of key {key!r}"   # the one with the newline
+        which = f"key {key!r}" if "\n" in key else f"value of key {key!r}"   # the one with the newline
         with pytest.raises(AppError, match=f"output's {re.escape(which)} contains a newline.*choose --output-format "
                                            "jsonl or csv"):
             _write(tmp_path / "bad", "text", [("a", 1), (key, value)])

@@ -124,6 +124,9 @@ def test_a_job_that_ended_without_a_timeline_is_not_said_to_get_one() -> None:
                                        "started") as caught:
         report.format_timeline(ended)
     assert "yet" not in str(caught.value)
+    never = job_info(state="cancelled", started=None, maps_done=0, reduces_done=0, timeline=[])   # while queued
+    with pytest.raises(ZmrError, match=r"has no timeline \(cancelled\): it never started$"):
+        report.format_timeline(never)
 
 
 # ------------------------------------------------------------------ plots

@@ -153,8 +153,9 @@ def test_settings_no_job_can_have_and_a_refused_job_end_at_once_with_a_clear_err
     for flags, message in [
         (["--maps", "0"], "maps must be at least 1, got 0"),
         (["--workers", "0"], "workers must be at least 1, got 0"),
-        (["--stragglers", "2"], "stragglers is a fraction of attempts, between 0 and 1, got 2.0"),
-        (["--restart-at", "1.5"], "restart_at is a fraction of the maps committed, between 0 and 1, got 1.5"),
+        (["--stragglers", "2"], "stragglers is a fraction of attempts, from 0 to 1, got 2.0"),
+        (["--restart-at", "1.5"], "restart_at is the fraction of the maps committed, above 0 and at most 1, got 1.5"),
+        (["--map-sigma", "-1"], "map_sigma must not be negative, got -1.0"),
         (["--maps", "200001", "--workers", "2", "--partitions", "2"],   # over job.max_map_tasks: never starts
          "the scheduler refused the job: the number of map tasks is 200,001, over the limit"),
     ]:

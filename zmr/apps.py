@@ -45,7 +45,7 @@ import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -387,11 +387,16 @@ def _import_name(spec: str) -> ModuleType:
 
 def _import_failure(spec: str, exc: BaseException) -> AppError:
     """An AppError carrying the app's traceback, without the import machinery's frames in front."""
-    tb = exc.__traceback__
-    while tb is not None and _is_loader_frame(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    text = "".join(traceback.format_exception(type(exc), exc, first_frame_not(exc.__traceback__, _is_loader_frame)))
     return AppError(f"app {spec!r} failed to import:\n{text}")
+
+
+def first_frame_not(tb: TracebackType | None, skipped: Callable[[str], bool]) -> TracebackType | None:
+    """The traceback from its first frame whose file `skipped` does not match: where the app's code begins,
+    past the frames of the machinery that called it (None if every frame is the machinery's)."""
+    while tb is not None and skipped(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return tb
 
 
 def _is_loader_frame(filename: str) -> bool:

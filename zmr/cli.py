@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -20,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from zmr import __version__, report, runfile, storage
+from zmr.apps import first_frame_not
 from zmr.client import Client, build_spec
 from zmr.config import Config, load_config
 from zmr.core.views import STATUS_JSON_VERSION
-from zmr.errors import JobFailed, JobSpecError, NoAnswer, ZmrError
-from zmr.local import LocalCluster
+from zmr.errors import JobFailed, JobSpecError, ZmrError
+from zmr.local import LocalCluster, refuse_unusable_output, submit_to
 from zmr.log import configure_logging, get_logger
 from zmr.output_formats import OUTPUT_FORMATS
 from zmr.progress import ProgressLine, format_status, format_summary, status_json
@@ -140,8 +142,7 @@ def _set_overrides(ns: argparse.Namespace) -> dict[str, str]:
 
 
 def _load(ns: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    flags = {"log.level": ns.log_level, "log.format": ns.log_format, **(extra or {})}
-    overrides = {**_set_overrides(ns), **{k: v for k, v in flags.items() if v is not None}}
+    overrides = {**_set_overrides(ns), **{k: v for k, v in (extra or {}).items() if v is not None}}
     config = load_config(ns.config, overrides=overrides)
     configure_logging(config.log.level, config.log.format)
     return config
@@ -199,13 +200,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
                         "cluster.workers": ns.workers})
     workers = config.cluster.worker_count(with_hosts=False)   # all on this machine
     spec = _job_spec(ns, config, workers)
-    if not storage.is_url(spec.output_dir):
-        try:
-            problem = outputs.local_output_problem(spec.output_dir, spec.overwrite)
-        except OSError as exc:
-            problem = f"cannot use output directory {spec.output_dir}: {exc}"
-        if problem:   # refused before a cluster starts for nothing
-            raise JobSpecError(problem)
+    refuse_unusable_output(spec)   # before a cluster starts for nothing
     started = time.monotonic()
     keys = config.security.keys_dir
     cluster = LocalCluster(workers, ns.config, _set_overrides(ns), keys_dir=keys, fork=run_command,
@@ -218,14 +213,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         with cluster, _client(cluster.address, config) as client:
             if cluster.dashboard_url:
                 print(f"zmr: dashboard at {cluster.dashboard_url} while the job runs", file=sys.stderr, flush=True)
-            try:
-                job_id = client.submit_spec(spec)
-            except NoAnswer:
-                raise
-            except ZmrError:   # refused, with its reason: the job never ran, and its logs say no more
-                cluster.discard_logs()
-                raise
-            info = _wait_with_progress(client, job_id)
+            info = _wait_with_progress(client, submit_to(cluster, client, spec))
         print(format_summary(info, time.monotonic() - started))
         if shown := small_output(info):
             print(shown, end="")
@@ -294,16 +282,22 @@ def cmd_report(ns: argparse.Namespace) -> int:
     with _client(_coordinator_address(ns, config), config) as client:
         info = client.job(ns.job_id)
         steps = [client.job(step.job_id) for step in info.steps]   # a multi-step job: each step's own record
-    try:
-        if ns.plot:
-            print(report.plot_steps(info, steps, ns.plot) if steps else report.plot_timeline(info, ns.plot))
-        if ns.html:
-            print(report.write_html(info, ns.html, time.time()))
-    except OSError as exc:
-        raise ZmrError(f"cannot write {exc.filename or ns.plot or ns.html}: {exc.strerror or exc}") from exc
+    if ns.plot:
+        print(_written(lambda: report.plot_steps(info, steps, ns.plot) if steps else
+                       report.plot_timeline(info, ns.plot), ns.plot))
+    if ns.html:
+        print(_written(lambda: report.write_html(info, ns.html, time.time()), ns.html))
     if not (ns.plot or ns.html):
         print(report.format_steps(info, steps) if steps else report.format_timeline(info))
     return EXIT_OK
+
+
+def _written(write: Callable[[], Path], path: str) -> Path:
+    """`write()`'s file, or a ZmrError saying why it could not be written (a folder that is not there)."""
+    try:
+        return write()
+    except OSError as exc:
+        raise ZmrError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from exc
 
 
 def _html_file(value: str) -> str:
@@ -338,20 +332,25 @@ def cmd_seq(ns: argparse.Namespace) -> int:
                               overwrite=ns.overwrite, output_format=ns.output_format)
     except ZmrError:
         raise
-    except Exception as exc:   # the app's own error (run in this process): its traceback, then one line
-        print(_app_traceback(exc), end="", file=sys.stderr)
+    except Exception as exc:   # an error in this process: the app's (its traceback), or of the files
+        print(_seq_failure(exc), end="", file=sys.stderr)
         print(f"zmr: seq failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(path)
     return EXIT_OK
 
 
-def _app_traceback(exc: BaseException) -> str:
-    """The traceback from the first frame that is not zmr's own on: the app's part, as a task reports it."""
-    tb, own = exc.__traceback__, str(Path(__file__).parent) + os.sep
-    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(own):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+_MACHINERY = (str(Path(__file__).parent) + os.sep, sysconfig.get_paths()["stdlib"] + os.sep)
+
+
+def _seq_failure(exc: Exception) -> str:
+    """The traceback `zmr seq` shows above its one-line error: from the app's first frame on (zmr's own and
+    the standard library's frames in front of it left out); none for an OSError raised outside the app
+    (an output folder it cannot write: the line says it all); the whole of it for zmr's own bug."""
+    tb = first_frame_not(exc.__traceback__, lambda filename: filename.startswith(_MACHINERY))
+    if tb is None and isinstance(exc, OSError):
+        return ""
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
 # ------------------------------------------------------------------ cluster, coordinator, worker

@@ -55,11 +55,11 @@ def detect(head: bytes) -> Codec:
 
 
 @contextlib.contextmanager
-def reading(path: str, codec: str, raw: IO[bytes] | None = None) -> Iterator[Stream]:
+def reading(path: str, codec: str, raw: IO[bytes] | None = None, name: str = "") -> Iterator[Stream]:
     """The decompressed bytes of `path` (a local file or a URL: `zmr.storage`; or of `raw`, a file of it
     already open, read from its start), every member or frame in order. A damaged stream, found when it
-    is opened or at any read, is an InputError naming the file: reading it again would give the same.
-    An error reading the file itself stays an OSError (it may pass)."""
+    is opened or at any read, is an InputError naming the file (as `name`, else `path`): reading it again
+    would give the same. An error reading the file itself stays an OSError (it may pass)."""
     if codec not in ("gzip", "bz2", "xz", "zstd"):
         raise ValueError(f"not a compression format: {codec!r}")
     try:
@@ -74,4 +74,5 @@ def reading(path: str, codec: str, raw: IO[bytes] | None = None) -> Iterator[Str
     except _DECODE_ERRORS as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        raise InputError(f"input {path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") from exc
+        raise InputError(f"input {name or path!r} is not a readable {codec} file: {type(exc).__name__}: {exc}") \
+            from exc

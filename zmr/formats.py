@@ -81,7 +81,7 @@ def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "
     name the file as `name` (as the user typed it), else by `path`."""
     label = name or path
     if fmt.kind == "bytes":
-        for data in _byte_pieces(path, start, end, codec, MAP_CHUNK_BYTES):
+        for data in _byte_pieces(path, start, end, codec, MAP_CHUNK_BYTES, label):
             yield data, 0
         return
     if fmt.kind == "records":
@@ -92,11 +92,11 @@ def map_inputs(fmt: InputFormat, path: str, start: int, end: int, codec: str = "
             yield from ((_cut(records, fmt.record_bytes), 0)
                         for records in _record_blobs(path, start, end, codec, fmt.record_bytes, 4 << 20, label))
         return
-    pieces = read_chunks(path, start, end, count_lines=count_lines, codec=codec)
+    pieces = read_chunks(path, start, end, count_lines=count_lines, codec=codec, name=label)
     if fmt.kind == "text":
         yield from pieces
         return
-    header = _csv_header(path, codec) if fmt.kind == "csv" and start > 0 else None
+    header = _csv_header(path, codec, label) if fmt.kind == "csv" and start > 0 else None
     seen = 0   # lines of the split before this piece, for errors when lines are not counted
     for text, first_line in pieces:
         lines = _lines(text)
@@ -153,11 +153,11 @@ def _json_records(where: _Where, lines: list[str]) -> list[Any]:
     return records
 
 
-def _csv_header(path: str, codec: str) -> list[str]:
+def _csv_header(path: str, codec: str, label: str) -> list[str]:
     """The first row of a CSV file, for a split that starts further in."""
-    for text, _ in read_chunks(path, 0, 1, count_lines=False, codec=codec):
+    for text, _ in read_chunks(path, 0, 1, count_lines=False, codec=codec, name=label):
         lines = _lines(text)
-        return _csv_row(_Where(path, 0, 1, 0), lines[0]) if lines else []
+        return _csv_row(_Where(label, 0, 1, 0), lines[0]) if lines else []
     return []
 
 
@@ -180,10 +180,10 @@ def _csv_records(where: _Where, header: list[str], lines: list[str]) -> list[dic
     return records
 
 
-def _byte_pieces(path: str, start: int, end: int, codec: str, piece_bytes: int) -> Iterator[bytes]:
-    """Bytes [start, end) of the file (all of it, decompressed, when `codec`), in pieces."""
+def _byte_pieces(path: str, start: int, end: int, codec: str, piece_bytes: int, label: str) -> Iterator[bytes]:
+    """Bytes [start, end) of the file (all of it, decompressed, when `codec`), in pieces; errors name `label`."""
     if codec:
-        with compressed.reading(path, codec) as stream:
+        with compressed.reading(path, codec, name=label) as stream:
             yield from iter(lambda: stream.read(piece_bytes), b"")
         return
     with storage.open_input(path) as f:
@@ -207,7 +207,7 @@ def _record_blobs(path: str, start: int, end: int, codec: str, size: int, piece_
         start, end = -(-start // size) * size, -(-end // size) * size
     per_piece = max(1, piece_bytes // size) * size
     carry = b""
-    for data in _byte_pieces(path, start, end, codec, per_piece):
+    for data in _byte_pieces(path, start, end, codec, per_piece, label):
         data = carry + data if carry else data
         whole = len(data) - len(data) % size
         carry = data[whole:]

@@ -141,7 +141,7 @@ def read_split(path: str, start: int, end: int) -> tuple[str, int]:
 
 
 def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BYTES,
-                count_lines: bool = True, codec: str = "") -> Iterator[tuple[str, int]]:
+                count_lines: bool = True, codec: str = "", name: str = "") -> Iterator[tuple[str, int]]:
     """The split's text (as `read_split` reads it) in pieces of at most about `chunk_bytes`, with line numbers.
 
     Pieces end at a line end. A line longer than `chunk_bytes` is cut at its last whitespace within the
@@ -150,23 +150,25 @@ def read_chunks(path: str, start: int, end: int, chunk_bytes: int = MAP_CHUNK_BY
     counting means reading the file up to the split, which only apps that take `first_line` need.
 
     A compressed file (`codec`) is one split: all of its decompressed text, whatever `start` and `end`.
-    Raises InputError for a NUL byte (the file is not text) or a damaged compressed stream.
+    Raises InputError for a NUL byte (the file is not text) or a damaged compressed stream, naming the
+    file as `name` (as the user typed it), else by `path`.
     """
+    label = name or path
     if codec:
-        with compressed.reading(path, codec) as stream:
-            yield from _pieces(path, stream, None, chunk_bytes, 1 if count_lines else 0, count_lines)
+        with compressed.reading(path, codec, name=label) as stream:
+            yield from _pieces(label, stream, None, chunk_bytes, 1 if count_lines else 0, count_lines)
         return
     with storage.open_input(path) as f:
         first = 0 if start == 0 else _next_line_start(f, start - 1)
         stop = _next_line_start(f, end - 1) if end > first else first
         line = 1 + _count_newlines(f, first) if count_lines else 0
         f.seek(first)
-        yield from _pieces(path, f, stop - first, chunk_bytes, line, count_lines)
+        yield from _pieces(label, f, stop - first, chunk_bytes, line, count_lines)
 
 
-def _pieces(path: str, f: compressed.Stream | IO[bytes], limit: int | None, chunk_bytes: int, line: int,
+def _pieces(label: str, f: compressed.Stream | IO[bytes], limit: int | None, chunk_bytes: int, line: int,
             count_lines: bool) -> Iterator[tuple[str, int]]:
-    """`read_chunks`' pieces of the next `limit` bytes of `f` (None: up to its end)."""
+    """`read_chunks`' pieces of the next `limit` bytes of `f` (None: up to its end); errors name `label`."""
     pos, carry, done = 0, b"", limit == 0
     if done:
         yield "", line   # map still sees the (empty) split, as with `read_split`
@@ -176,7 +178,7 @@ def _pieces(path: str, f: compressed.Stream | IO[bytes], limit: int | None, chun
             want = min(want, limit - pos)
         got = f.read(want) if not done else b""
         if (nul := got.find(b"\0")) >= 0:
-            raise InputError(f"input {path!r} is not text: it holds a NUL byte (at byte {pos + nul} of the "
+            raise InputError(f"input {label!r} is not text: it holds a NUL byte (at byte {pos + nul} of the "
                              f"{'split' if limit is not None else 'decompressed text'})")
         pos += len(got)
         done = done or not got or (limit is not None and pos >= limit)

@@ -30,9 +30,9 @@ from zmr import storage
 from zmr.client import Client, build_spec
 from zmr.core.batches import Value
 from zmr.core.specs import DEFAULT_N_REDUCE
-from zmr.errors import ClusterError, JobSpecError, ZmrError
+from zmr.errors import ClusterError, JobSpecError, NoAnswer, ZmrError
 from zmr.log import get_logger
-from zmr.protocol.messages import OutputFormat
+from zmr.protocol.messages import JobSpec, OutputFormat
 from zmr.runtime import outputs, scratch
 from zmr.runtime.forked import ForkedProcess, can_fork, fork_command
 
@@ -144,19 +144,25 @@ class LocalCluster:
     def __enter__(self) -> LocalCluster:
         try:
             self.start()
-        except BaseException:   # `__exit__` is not called: keep the logs the error points to, as it does
+        except ClusterError:   # `__exit__` is not called: keep the logs the error points to
             self._leave_scratch(failed=True)
+            raise
+        except BaseException:   # Ctrl-C, say: nobody is pointed to the logs, so nothing is kept
+            self.cleanup()
             raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         """Stop every process and remove the scratch directory, but for the logs in it when the block
-        failed or `keep_logs` was given (logs in a given `log_dir` are kept anyway)."""
+        failed (unless `discard_logs` was called) or `keep_logs` was given (logs in a given `log_dir` are
+        kept anyway)."""
         self.stop()
         self._leave_scratch(failed=exc_type is not None)
 
     def _leave_scratch(self, failed: bool) -> None:
+        """Remove the scratch directory, or release it with the logs in it for the user to read: then no
+        later launcher reaps it as a killed one's."""
         if (not failed and not self._keep_logs) or self._logs_elsewhere or self._logs_unwanted:
             self.cleanup()
         else:
@@ -271,7 +277,8 @@ class LocalCluster:
                     log = self.log_dir / f"worker-{dead[0]}.log"
                     raise ClusterError(f"worker {dead[0]} exited at start{_reason_in(log)}; see {log}")
                 pause()
-        raise ClusterError(f"only {alive} of {self.n_workers} workers registered within {timeout} s")
+        raise ClusterError(f"only {alive} of {self.n_workers} workers registered within {timeout} s; see the logs "
+                           f"in {self.log_dir}")
 
     def _await_endpoint(self, endpoint_file: Path, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
@@ -285,7 +292,32 @@ class LocalCluster:
                 log = self.log_dir / "coordinator.log"
                 raise ClusterError(f"the coordinator exited at start{_reason_in(log)}; see {log}")
             pause()
-        raise ClusterError(f"the coordinator did not start within {timeout} s")
+        raise ClusterError(f"the coordinator did not start within {timeout} s; see {self.log_dir / 'coordinator.log'}")
+
+
+def refuse_unusable_output(spec: JobSpec) -> None:
+    """A JobSpecError if the job's local output directory is not the job's to use as it stands, so that a
+    launcher refuses the job before it starts a cluster for it (an output at a URL is checked at submit)."""
+    if storage.is_url(spec.output_dir):
+        return
+    try:
+        problem = outputs.local_output_problem(spec.output_dir, spec.overwrite)
+    except OSError as exc:
+        problem = f"cannot use output directory {spec.output_dir}: {exc}"
+    if problem:
+        raise JobSpecError(problem)
+
+
+def submit_to(cluster: LocalCluster, client: Client, spec: JobSpec) -> str:
+    """Submit `spec` to the launcher's own cluster; a refusal (the coordinator's reason is the whole story:
+    the job never ran) also discards the cluster's logs, while a coordinator that does not answer keeps them."""
+    try:
+        return client.submit_spec(spec)
+    except NoAnswer:
+        raise
+    except ZmrError:
+        cluster.discard_logs()
+        raise
 
 
 def _reason_in(log: Path) -> str:
@@ -315,11 +347,10 @@ def run(app: Any, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_
     if spec.output_format == "raw":
         raise JobSpecError("raw output has no boundaries between results, so zmr.run cannot return them; "
                            "write another output format, or run the job with zmr run or Client.submit")
-    if not storage.is_url(spec.output_dir) and (problem := outputs.local_output_problem(spec.output_dir, overwrite)):
-        raise JobSpecError(problem)
+    refuse_unusable_output(spec)
     cluster = LocalCluster(n)
     with cluster, Client(cluster.address) as client:
-        job = client.submit_spec(spec)
+        job = submit_to(cluster, client, spec)
         try:
             info = client.wait(job, timeout=timeout)
         except ZmrError as exc:   # JobFailed, or a timeout: the logs stay, and the error says where
@@ -329,5 +360,5 @@ def run(app: Any, inputs: Sequence[str], output: str, n_reduce: int = DEFAULT_N_
             cluster.discard_logs()   # it ran well: its logs say nothing the error does not
             raise ClusterError(f"job {job} wrote {info.records_out:,} results, over max_results={max_results:,}: "
                                f"they are in {info.output_dir}, mr-out-0 to mr-out-{info.reduces_total - 1}, "
-                               f"written as {info.output_format} (one result a line for jsonl)")
+                               f"written as {info.output_format}")
         return list(client.results(job))

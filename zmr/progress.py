@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TextIO
@@ -77,8 +78,9 @@ class Totals:
 
 
 def totals(info: m.JobInfo) -> Totals:
+    """Summed over the steps a head job lists (each step job's own counts), or the job's own."""
     steps: list[m.StepInfo | m.JobInfo] = [*info.steps] or [info]
-    return Totals(*(sum(getattr(s, name) for s in steps) for name in Totals.__dataclass_fields__))
+    return Totals(*(sum(getattr(s, f.name) for s in steps) for f in dataclasses.fields(Totals)))
 
 
 def format_summary(info: m.JobInfo, wall: float) -> str:
@@ -128,7 +130,7 @@ def _rel(job: m.JobInfo, t: float | None) -> str:
 
 def _job_detail(job: m.JobInfo, now: float) -> list[str]:
     lines = ["", f"job {job.job_id}: {job.state}, output {job.output_dir}, {job.records_out} records out, "
-             f"{job.leases} live leases"]
+             f"{totals(job).leases} live leases"]
     if job.compressed_inputs:
         lines.append(f"{job.compressed_inputs} compressed input file{'s' if job.compressed_inputs > 1 else ''}, "
                      "each read whole by one map task (compressed files cannot be split)")

@@ -228,8 +228,9 @@ def _fraction(done: int, total: int) -> float:
 
 def _require_timeline(info: m.JobInfo) -> None:
     if not info.timeline and info.state in ("succeeded", "failed", "cancelled"):
-        raise ZmrError(f"job {info.job_id} has no timeline ({info.state}): a coordinator keeps a job's samples in "
-                       "memory only, so a job that ended before the coordinator last started has none")
+        why = ("it never started" if info.started is None else "a coordinator keeps a job's samples in memory "
+               "only, so a job that ended before the coordinator last started has none")
+        raise ZmrError(f"job {info.job_id} has no timeline ({info.state}): {why}")
     if not info.timeline:
         raise ZmrError(f"job {info.job_id} has no timeline yet ({info.state}): it is sampled once the job "
                        "starts, and only the detailed status of one job carries it")

@@ -23,7 +23,7 @@ from zmr.inputs import expand_inputs, plan_splits
 from zmr.output_formats import OutputFormat, check_available, refuse_bytes
 from zmr.protocol.output_names import output_name
 from zmr.runtime import outputs
-from zmr.steps import FILES, ignored_args_problem, is_multi_step, plan_steps
+from zmr.steps import FILES, StepApp, ignored_args_problem, is_multi_step, plan_steps
 
 __all__ = ["DEFAULT_SPLIT_SIZE", "run_sequential"]
 
@@ -58,17 +58,18 @@ def run_sequential(
         raise JobSpecError(f"output directory {str(out_dir)!r} already holds {old[0].name}; pass --overwrite "
                            "(overwrite=True) to replace it")
     try:
-        return _run_job(the_app, splits, job_args, out_dir, fmt)
+        return _run_job(the_app, splits, job_args, out_dir, fmt, planned)
     except BaseException:
         if made:   # a failed run leaves no folder of its own making behind, as a failed job does
             outputs.remove_abandoned(out_dir)
         raise
 
 
-def _run_job(the_app: App, splits: list[Split], job_args: list[str], out_dir: Path, fmt: str) -> Path:
-    """Group every pair in memory, reduce in key order, write `mr-out-0` (or run the steps)."""
-    if is_multi_step(the_app):
-        return _run_steps(the_app, splits, job_args, out_dir / output_name(0), fmt)
+def _run_job(the_app: App, splits: list[Split], job_args: list[str], out_dir: Path, fmt: str,
+             planned: list[StepApp]) -> Path:
+    """Group every pair in memory, reduce in key order, write `mr-out-0` (or run the `planned` steps)."""
+    if planned:
+        return _run_steps(the_app, planned, splits, job_args, out_dir / output_name(0), fmt)
     groups: dict[str, list[Value]] = {}
     for split in splits:
         for key, value in _pairs(the_app, split.name, split.path, split.start, split.end, split.codec, job_args):
@@ -85,10 +86,9 @@ def _run_job(the_app: App, splits: list[Split], job_args: list[str], out_dir: Pa
                                             the_app.output_formatter())
 
 
-def _run_steps(app: App, splits: list[Split], args: list[str], path: Path, fmt: str) -> Path:
+def _run_steps(app: App, steps: list[StepApp], splits: list[Split], args: list[str], path: Path, fmt: str) -> Path:
     """A multi-step app, step after step in graph order: each groups all the pairs it reads, as one
     reduce would, and its output is kept until the job ends (a step may be read by several)."""
-    steps = plan_steps(app, args, 1)
     made: dict[str, list[tuple[str, Value]]] = {}
     for step in steps:
         if step.inputs == (FILES,):

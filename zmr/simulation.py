@@ -65,7 +65,8 @@ from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
 from zmr.testing import PYTHON, check_invariants
 
-__all__ = ["CostModel", "Result", "SimConfig", "Simulation", "compare_run", "format_result", "simulate"]
+__all__ = ["CostModel", "Result", "SimConfig", "Simulation", "SimulationRefused", "compare_run", "format_result",
+           "simulate"]
 
 # The runtime's compaction rule (zmr.runtime.journal.JournalFile.wants_compaction, which this floor may not
 # import): rewrite the journal from a snapshot once it has grown past 16 MiB and four times its last snapshot.
@@ -86,6 +87,10 @@ PushGroups = dict[int | None, list[int]]
 # ---------------------------------------------------------------- settings
 
 
+class SimulationRefused(ValueError):
+    """The settings, or the scheduler, refuse the simulated job: it could never start or end."""
+
+
 @dataclass(frozen=True)
 class CostModel:
     """How long tasks take and how much they move; see the module docstring."""
@@ -101,10 +106,13 @@ class CostModel:
 
     def __post_init__(self) -> None:
         if not 0 <= self.stragglers <= 1:
-            raise ValueError(f"stragglers is a fraction of attempts, between 0 and 1, got {self.stragglers}")
-        if min(self.map_mean, self.reduce_mean, self.straggler_factor, self.bandwidth_mbps) <= 0 \
-                or min(self.map_sigma, self.reduce_sigma, self.map_output_mb) < 0:
-            raise ValueError("task times, the straggler factor and the bandwidth must be positive")
+            raise SimulationRefused(f"stragglers is a fraction of attempts, from 0 to 1, got {self.stragglers}")
+        for name in ("map_mean", "reduce_mean", "straggler_factor", "bandwidth_mbps"):
+            if getattr(self, name) <= 0:
+                raise SimulationRefused(f"{name} must be above 0, got {getattr(self, name)}")
+        for name in ("map_sigma", "reduce_sigma", "map_output_mb"):
+            if getattr(self, name) < 0:
+                raise SimulationRefused(f"{name} must not be negative, got {getattr(self, name)}")
 
     def pull_seconds(self, n_pieces: int, partitions: int) -> float:
         """Time to pull `n_pieces` map outputs' shares of one partition."""
@@ -132,14 +140,16 @@ class SimConfig:
     progress_every: float = 0.0         # print a progress line to stderr every this many wall seconds (0: never)
 
     def __post_init__(self) -> None:
-        """A ValueError for settings no job or cluster can have (the job would never start or never end)."""
+        """SimulationRefused for settings no job or cluster can have (the job would never start or end)."""
         for name in ("workers", "maps", "partitions"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.deaths_per_min < 0 or self.replace_after < 0:
-            raise ValueError("deaths per minute and the replacement delay must not be negative")
-        if self.restart_at is not None and not 0 < self.restart_at < 1:
-            raise ValueError(f"restart_at is a fraction of the maps committed, between 0 and 1, got {self.restart_at}")
+                raise SimulationRefused(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("deaths_per_min", "replace_after"):
+            if getattr(self, name) < 0:
+                raise SimulationRefused(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.restart_at is not None and not 0 < self.restart_at <= 1:
+            raise SimulationRefused(f"restart_at is the fraction of the maps committed, above 0 and at most 1, got "
+                                    f"{self.restart_at}")
 
 
 def lognormal(rng: random.Random, mean: float, sigma: float) -> float:
@@ -855,7 +865,7 @@ class Simulation:
         worker = self._by_peer.get(peer)
         heard = self._wire_to_peer(msg, decode=worker is None or worker.alive)
         if peer == CLIENT and isinstance(heard, m.ErrorReply):   # the job was refused: it would never end
-            raise ValueError(f"the scheduler refused the job: {heard.message}")
+            raise SimulationRefused(f"the scheduler refused the job: {heard.message}")
         if worker is None or not worker.alive or heard is None:
             return []   # a client's reply, or a dead worker's connection: nobody reads it
         if pinged is not None and isinstance(heard, m.Ping):

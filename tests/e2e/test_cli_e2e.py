@@ -215,7 +215,9 @@ def test_log_flags_reach_the_processes_zmr_run_starts(library: Path, tmp_path: P
     assert result.returncode == 0, str(result)
     found = re.search(r"cluster logs are in (\S+)", result.stderr)
     assert found, str(result)
-    for log in Path(found.group(1)).glob("*.log"):
+    logs = sorted(Path(found.group(1)).glob("*.log"))
+    assert [log.name for log in logs] == ["coordinator.log", "worker-0.log", "worker-1.log"], logs
+    for log in logs:
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         assert records and any(r["level"] == "debug" for r in records), log
 

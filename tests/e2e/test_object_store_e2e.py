@@ -25,6 +25,7 @@ from zmr.seq import run_sequential
 
 from .conftest import (
     APPS,
+    FAST_FLAGS,
     KILL_SETTINGS,
     PROBE_APP,
     Cluster,
@@ -154,6 +155,22 @@ def test_a_job_with_inputs_and_output_on_s3_commits_each_partition_once(s3: Any,
     assert c.client.wait(again, timeout=120).state == "succeeded"
     assert _names(s3, prefix) == ["_SUCCESS", "mr-out-0", "mr-out-1"]   # the old job's mr-out-2 went too
     assert _lines(s3, prefix, 2) == expected
+
+
+def test_zmr_run_refused_by_its_coordinator_leaves_no_scratch_behind(s3: Any, s3_endpoint: str, library: Path,
+                                                                      tmp_path: Path, run_zmr) -> None:
+    """An output at a URL is checked at submit, by the cluster `zmr run` started: its refusal is the whole
+    story, so the cluster's folder (logs and all) goes with it."""
+    s3.mkdir("zmr-refused")
+    s3.pipe_file("zmr-refused/out/mr-out-0", b"old 1\n")
+    env = {"AWS_ACCESS_KEY_ID": "zmr-test", "AWS_SECRET_ACCESS_KEY": "zmr-test-secret",
+           "AWS_DEFAULT_REGION": "us-east-1", "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
+    result = run_zmr("run", "--app", str(APPS / "wc.py"), "--input", str(library), "--output", "s3://zmr-refused/out",
+                     "--workers", "1", "--n-reduce", "1", *FAST_FLAGS, env=env)
+    assert result.returncode == 1, str(result)
+    assert "output s3://zmr-refused/out already holds output" in result.stderr, str(result)
+    assert result.leftovers == [] and list(result.tmpdir.iterdir()) == [], list(result.tmpdir.iterdir())
+    assert s3.cat_file("zmr-refused/out/mr-out-0") == b"old 1\n"
 
 
 def test_a_failed_job_leaves_nothing_of_its_own_under_its_output_prefix(s3: Any, library: Path, cluster) -> None:

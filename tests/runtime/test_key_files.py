@@ -55,6 +55,9 @@ def test_a_keys_folder_or_key_file_that_is_not_there_is_named_as_missing(tmp_pat
     (folder / "coordinator.key").unlink()
     with pytest.raises(ConfigError, match=r"the file .*coordinator\.key does not exist"):
         Keyring.load(str(folder))
+    (folder / "coordinator.key").mkdir()
+    with pytest.raises(ConfigError, match=r"coordinator\.key is not a file"):
+        Keyring.load(str(folder))
 
 
 def test_a_secret_key_is_never_readable_by_others_not_even_briefly(tmp_path: Path,

@@ -128,16 +128,22 @@ class Keyring:
 
 
 def _read_pair(path: Path) -> tuple[bytes, bytes | None]:
-    if not path.is_file():   # pyzmq says only "Invalid certificate file" for a file that is not there
-        where = "folder" if not path.parent.is_dir() else "file"
-        missing = path.parent if where == "folder" else path
-        raise ConfigError(f"cannot read CURVE key {path}: the {where} {missing} does not exist (security.keys_dir "
-                          "names a folder made by `zmr keys init`)")
     try:
         public, secret = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read CURVE key {path}: {exc}") from exc
+        raise ConfigError(f"cannot read CURVE key {path}: {_why_unreadable(path, exc)}") from exc
     return public, secret
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """pyzmq says only "Invalid certificate file" for a key file that is not there: say what is missing."""
+    if os.path.isfile(path):   # there, but unreadable or not a key: pyzmq's own words
+        return str(exc)
+    if os.path.lexists(path):
+        return f"{path} is not a file"
+    missing = path if os.path.isdir(path.parent) else path.parent
+    return (f"the {'file' if missing == path else 'folder'} {missing} does not exist (security.keys_dir names a "
+            "folder made by `zmr keys init`)")
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
