@@ -254,7 +254,9 @@ class LocalCluster:
 
     def _spawn(self, name: str, args: Sequence[str]) -> Child:
         argv = [*args, "--exit-with-parent", str(os.getpid()), *self._config_args]
-        cmd = [sys.executable, "-m", "zmr", *argv]
+        # -P: the working directory is not put first on sys.path, so a folder there named `zmr` (the
+        # checkout's parent, say) is not imported in place of the package
+        cmd = [sys.executable, "-P", "-m", "zmr", *argv]
         if self._fork is not None and can_fork():
             return fork_command(self._fork, argv, cmd, str(self.log_dir / f"{name}.log"))
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it from here

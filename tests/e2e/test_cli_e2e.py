@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -25,6 +26,7 @@ from .conftest import (
     ZmrLauncher,
     await_hold,
     children_of,
+    clean_env,
     leftovers_of,
     live_workers,
     mentioning,
@@ -369,6 +371,31 @@ class _Lines(threading.Thread):
     @property
     def text(self) -> str:
         return "".join(self.lines)
+
+
+def test_cluster_up_starts_from_a_folder_that_holds_a_folder_named_zmr(tmp_path: Path) -> None:
+    """Its processes are started as `python -m zmr`: the working directory must not come first on their
+    import path, or the folder a checkout was cloned into would be imported as the package."""
+    console = Path(sys.executable).with_name("zmr")
+    if not console.exists():
+        pytest.skip("the zmr console script is not installed beside this python")
+    (tmp_path / "wd" / "zmr").mkdir(parents=True)
+    (tmp_path / "tmp").mkdir()
+    config = tmp_path / "cluster.toml"
+    config.write_text(f"[cluster]\nworkers = 1\n\n[coordinator]\nbind = \"tcp://127.0.0.1:{_free_port()}\"\n"
+                      "dashboard = \"\"\n")
+    proc = subprocess.Popen([str(console), "cluster", "up", str(config)], cwd=tmp_path / "wd",
+                            env=clean_env(tmp_path / "tmp"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stdout = _Lines(proc.stdout)
+    stdout.start()
+    try:
+        wait_until(lambda: "coordinator at" in stdout.text or proc.poll() is not None, 30,
+                   what="zmr cluster up to start")
+        assert proc.poll() is None, f"cluster up exited: {proc.stderr.read() if proc.stderr else ''}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
 
 
 def test_cluster_up_serves_jobs_restarts_a_dead_worker_and_stops_on_sigterm(
