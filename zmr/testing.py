@@ -994,9 +994,11 @@ def _queue_problems(s: Scheduler, job: Job) -> list[str]:
             problems.append(f"{job.id}/{task.label}: ready but in no queue")
     if not s._idle:
         return problems
+    others_alive = {w.id for w in s.workers.values() if w.alive} - set(s._idle)
     for index in queued_maps:
         task = job.maps[index]
-        if task.state is TaskState.READY and not task.running and task.not_before <= now:
+        if task.state is TaskState.READY and not task.running and task.not_before <= now \
+                and not (list(s._idle) == [task.failed_on] and others_alive):   # it waits for another worker
             problems.append(f"{job.id}/{task.label}: ready to run now, yet workers {list(s._idle)} idle")
     for worker_id in s._idle:
         for job_id, p in s._ready_reduces.get(worker_id, {}):

@@ -913,6 +913,22 @@ def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another
     assert sim.finished == {bad: JobState.FAILED, good: JobState.SUCCEEDED}
 
 
+def test_a_failed_map_goes_to_another_worker_and_waits_for_one_rather_than_go_back() -> None:
+    """A worker's own fault (its disk full) would fail every attempt there: the retry avoids it."""
+    sim = sim_with("w1", "w2", retry_base=0.1)
+    job = sim.submit(n_splits=2, n_reduce=1)
+    task = sim.task(job, MAP, 0)
+    assert sim.assignment("w1") == m.AssignMap(attempt=task.attempt_id(job, 1), split=sim.job(job).spec.splits[0])
+    sim.fail("w1", error="OSError: [Errno 28] No space left on device")
+    sim.advance(0.5)   # past its backoff: ready, and only w1 is idle
+    assert task.state is TaskState.READY and sim.assignment("w1") is None
+    sim.finish("w2")   # map-1 done: w2 is idle too, and takes it
+    assert sim.assignment("w2") == m.AssignMap(attempt=task.attempt_id(job, 2), split=sim.job(job).spec.splits[0])
+    assert sim.assignment("w1") is None or sim.assignment("w1").attempt.task != 0   # type: ignore[union-attr]
+    sim.run()
+    assert sim.finished == {job: JobState.SUCCEEDED}
+
+
 def test_a_job_may_choose_its_own_shuffle_compression() -> None:
     sim = sim_with("w1")
     spec = sim.spec(n_splits=1, n_reduce=1)

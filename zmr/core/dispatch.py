@@ -141,13 +141,38 @@ class Dispatch(SchedulerBase):
         return any(job.awaited or not job.copied for job in self._running_jobs())
 
     def _assign_maps(self, remade: bool) -> None:
-        """Ready maps to idle workers, oldest job first (`remade`: only maps of jobs in the reduce phase)."""
+        """Ready maps to idle workers, oldest job first (`remade`: only maps of jobs in the reduce phase).
+
+        A map whose last attempt failed on a worker goes to another one: a fault of that worker (its disk
+        full, say) would fail every attempt there. While that worker is the only one idle, the map waits at
+        the head of its queue for another, unless no other worker is alive.
+        """
+        waiting: list[tuple[Job, Task]] = []
         while self._idle:
             found = self._next_map(remade)
             if found is None:
                 break
-            worker_id = next(iter(self._idle))
-            self._assign(self.workers[worker_id], found[0], found[1])
+            job, task = found
+            worker_id = self._idle_worker_for(task)
+            if worker_id is None:
+                waiting.append(found)
+                continue
+            self._assign(self.workers[worker_id], job, task)
+        for job, task in reversed(waiting):
+            job.ready_maps.appendleft(task.index)
+
+    def _idle_worker_for(self, task: Task) -> str | None:
+        """An idle worker for `task`: not the one its last attempt failed on if another can take it (None:
+        wait for one that is busy now)."""
+        idle = iter(self._idle)
+        first = next(idle)
+        if task.failed_on is None or first != task.failed_on:
+            return first
+        other = next(idle, None)
+        if other is not None:
+            return other
+        alive_elsewhere = any(w.alive and w.id != first for w in self.workers.values())
+        return None if alive_elsewhere else first
 
     def _steal_reduces(self) -> None:
         """On a tick: idle workers take over ready partitions whose owners have been busy too long."""

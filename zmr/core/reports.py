@@ -167,6 +167,7 @@ class Reports(Losses):
             self._on_missing_data(job, task, msg.missing_maps, assigned)
             return
         self._setback(job, task, app_failures=1)
+        task.failed_on = worker.id
         if msg.kind == "invalid":   # a broken contract, not a fault: another attempt would break it again
             detail = f"{task.label} failed: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))

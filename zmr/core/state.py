@@ -76,6 +76,7 @@ class Task:
     worker_losses: int = 0
     not_before: float = 0.0
     restarted: bool = False               # an attempt was cancelled for its slow pace (once per task)
+    failed_on: str | None = None          # the worker its last failed attempt ran on (a map's retry avoids it)
     started: float | None = None
     finished: float | None = None
     records_out: int = 0
