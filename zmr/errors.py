@@ -85,7 +85,9 @@ class JournalDamaged(ClusterError):
     def __init__(self, path: str, offset: int, problem: str) -> None:
         super().__init__(f"the journal {path} is damaged at byte {offset} ({problem}), with records after "
                          "the damage; it is left as it is. To start from the intact records before byte "
-                         f"{offset} (the file is kept aside), pass --recover-damaged-journal")
+                         f"{offset} (the file is kept aside), start the coordinator once with "
+                         "--recover-damaged-journal (zmr-coord), or with --set "
+                         "coordinator.recover_damaged_journal=true (zmr cluster up: then remove it again)")
         self.path = path
         self.offset = offset
         self.problem = problem
