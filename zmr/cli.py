@@ -415,6 +415,8 @@ def _supervise(cluster: LocalCluster, remote: RemoteWorkers, config: Config, sto
             print(f"zmr cluster: the coordinator exited with {code}; restarting it from "
                   f"{config.coordinator.state_dir}", file=sys.stderr)
             cluster.start_coordinator()
+            if cluster.dashboard_url:   # a new start, a new token: the address printed before is stale
+                print(f"zmr cluster: dashboard at {cluster.dashboard_url}", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
