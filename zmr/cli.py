@@ -221,7 +221,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_OK
     except JobFailed as exc:
-        print(f"zmr: job failed: {exc.reason}", file=sys.stderr)
+        print(f"zmr: job {'was cancelled' if exc.state == 'cancelled' else 'failed'}: {exc.reason}", file=sys.stderr)
         print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt as exc:
@@ -315,9 +315,11 @@ def _plot_file(value: str) -> str:
 def cmd_cancel(ns: argparse.Namespace) -> int:
     config = _load(ns)
     with _client(_coordinator_address(ns, config), config) as client:
+        before = client.job(ns.job_id, tasks=False).state
         info = client.cancel(ns.job_id)
-    if info.state in ("succeeded", "failed"):
-        print(f"zmr: job {info.job_id} had already {info.state}: nothing to cancel", file=sys.stderr)
+    if info.state in ("succeeded", "failed") or before == "cancelled":
+        done = "been cancelled" if before == "cancelled" else info.state
+        print(f"zmr: job {info.job_id} had already {done}: nothing to cancel", file=sys.stderr)
         return EXIT_FAILED
     print(f"{info.job_id} {info.state}")
     return EXIT_OK

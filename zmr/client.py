@@ -221,7 +221,7 @@ class Client:
             if info.state == "succeeded":
                 return info
             if info.state in ("failed", "cancelled"):
-                raise JobFailed(job_id, info.error or info.state)
+                raise JobFailed(job_id, info.error or info.state, info.state)
             if deadline is not None and time.monotonic() > deadline:
                 raise ClusterError(f"job {job_id} did not finish within {timeout} s")
 

@@ -59,12 +59,14 @@ class OversizedMessage(ProtocolError):
 
 
 class JobFailed(ZmrError):
-    """A job ended in failure. `reason` is for people; `job_id` names the job."""
+    """A job ended without its output: it failed, or was cancelled (`state`). `reason` is for people;
+    `job_id` names the job."""
 
-    def __init__(self, job_id: str, reason: str) -> None:
-        super().__init__(f"job {job_id} failed: {reason}")
+    def __init__(self, job_id: str, reason: str, state: str = "failed") -> None:
+        super().__init__(f"job {job_id} {'was cancelled' if state == 'cancelled' else 'failed'}: {reason}")
         self.job_id = job_id
         self.reason = reason
+        self.state = state
 
 
 class ClusterError(ZmrError):

@@ -95,6 +95,16 @@ def test_cancelling_the_job_cancels_every_step() -> None:
     replies = sim.client_send(m.CancelJob(job_id=head))
     assert isinstance(replies[0], m.StatusReply) and replies[0].jobs[0].state == "cancelled"
     assert {sim.job(j).state for j in steps_of(sim, head)} == {JobState.CANCELLED}
+    assert sim.job(head).error == "cancelled by a client"   # the whole job's, not blamed on one step
+
+
+def test_cancelling_a_step_job_cancels_the_job_without_blaming_that_step() -> None:
+    sim = sim_with("w1", "w2")
+    head = sim.submit(n_splits=2, steps=THREE)
+    first = steps_of(sim, head)[0]
+    sim.client_send(m.CancelJob(job_id=first))
+    assert {sim.job(j).state for j in steps_of(sim, head)} == {JobState.CANCELLED}
+    assert sim.job(head).error == "cancelled by a client"
 
 
 def test_a_restarted_coordinator_finishes_a_multi_step_job_from_its_journal() -> None:

@@ -148,9 +148,13 @@ def test_cancel_stops_a_job_removes_its_output_and_the_cluster_goes_on(library: 
     cancelled = run_zmr("cancel", job, "--coordinator", c.address)
     assert cancelled.returncode == 0, str(cancelled)
     assert cancelled.stdout.split() == [job, "cancelled"]
-    with pytest.raises(JobFailed):
+    with pytest.raises(JobFailed, match=f"^job {job} was cancelled: cancelled by a client$") as ended:
         c.client.wait(job, timeout=10)
+    assert ended.value.state == "cancelled"
     assert c.client.job(job).state == "cancelled"
+    again = run_zmr("cancel", job, "--coordinator", c.address)   # it is not cancelled twice
+    assert again.returncode == 1 and f"job {job} had already been cancelled: nothing to cancel" in again.stderr, \
+        str(again)
     # no output, and not the output directory the coordinator made for the job
     wait_until(lambda: not out.exists(), 10, what="the cancelled job's output directory to go")
     # the workers are free for the next job

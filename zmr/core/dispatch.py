@@ -330,12 +330,13 @@ class Dispatch(SchedulerBase):
 
     def _end_job(self, job: Job, state: JobState, error: str) -> None:
         """End a job; a step job ends with every other step of its job, in the same state, and the head
-        (the job the client knows) carries the error, naming the step it came from."""
+        (the job the client knows) carries the error, naming the step a failure came from (a cancel, of
+        the head or of any step, is the whole job's)."""
         if not job.spec.is_step:
             self._end_one(job, state, error)
             return
         steps = self._steps_of(job.spec.head) or [job]
-        named = error and job.spec.step < len(job.spec.steps)
+        named = error and state is not JobState.CANCELLED and job.spec.step < len(job.spec.steps)
         where = f"step {job.spec.steps[job.spec.step].name!r}: " if named else ""
         for member in steps:
             if not member.state.ended:
