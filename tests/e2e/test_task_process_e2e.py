@@ -132,6 +132,22 @@ def test_cancelling_a_job_with_a_hung_map_frees_its_worker_at_once(cluster, tmp_
     assert done.state == "succeeded"
 
 
+def test_a_cancelled_task_takes_the_processes_its_app_started_with_it(cluster, tmp_path: Path) -> None:
+    c: Cluster = cluster(1, coordinator__task_timeout="600", speculation__enabled="false")
+    assert c.client is not None
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    inputs = _corpus(tmp_path / "in", files=1)
+    job = c.client.submit(str(HANG_APP), inputs, str(tmp_path / "out"), n_reduce=1,
+                          args=["hang=part-0", "spawn=yes", f"markers={markers}"])
+    record = wait_until(lambda: next(iter(read_markers(markers)), None), 30, what="the map to start")
+    child = record["child_pid"]
+    assert not _gone_or_zombie(child)
+    c.client.cancel(job)
+    wait_until(lambda: _gone_or_zombie(record["task_pid"]) and _gone_or_zombie(child), 5.0,
+               what="the task process and the process its app started to be killed")
+
+
 def test_a_task_over_its_memory_cap_fails_with_a_clear_error_and_the_worker_lives(cluster, tmp_path: Path) -> None:
     c: Cluster = cluster(1, worker__task_memory_mb="600", retry__max_attempts="2", speculation__enabled="false")
     assert c.client is not None

@@ -167,8 +167,7 @@ def _serve(req: int, rep: int, worker_pid: int) -> None:
                 killed.add(pid)
                 wait = _FIRST_REAP
     for pid in children:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+        _kill_group(pid)
     for pid in children:
         with contextlib.suppress(OSError):
             os.waitpid(pid, 0)
@@ -180,13 +179,24 @@ def _request(words: list[str], children: set[int], req: int, rep: int, worker_pi
         pid = os.fork()
         if pid == 0:
             _runner_child(words[1], (req, rep), worker_pid)
+        with contextlib.suppress(OSError):   # as the child does too: whichever runs first, the group exists
+            os.setpgid(pid, pid)
         children.add(pid)
         _report(rep, f"spawned {pid}")
     elif len(words) == 2 and words[0] == "kill" and words[1].isdigit() and int(words[1]) in children:
-        with contextlib.suppress(OSError):
-            os.kill(int(words[1]), signal.SIGKILL)
+        _kill_group(int(words[1]))
         return int(words[1])
     return None
+
+
+def _kill_group(pid: int) -> None:
+    """Kill a task process with the processes its app started (its process group): a cancelled or timed
+    out task leaves nothing running behind it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _reap(children: set[int], rep: int) -> None:
@@ -211,6 +221,8 @@ def _runner_child(endpoint: str, fds: tuple[int, int], worker_pid: int) -> None:
     try:
         for fd in fds:
             os.close(fd)
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)   # its own process group, which the zygote kills whole (`_kill_group`)
         die_with_parent()
         os.environ["ZMR_WORKER_PID"] = str(worker_pid)
         setproctitle.setproctitle(f"zmr-task (worker {worker_pid})")

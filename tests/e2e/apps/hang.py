@@ -4,6 +4,7 @@ Job arguments are `key=value` strings:
   hang=TEXT      a map of a file whose name contains TEXT spins for ever (pure Python, holding a core)
   alloc_mb=N     every map first allocates and touches N MiB
   markers=DIR    each map writes `map-<pid>-<random>.json` with its task process's pid and its worker's
+  spawn=yes      each map first starts a `sleep` process of its own (its pid in the marker, as `child_pid`)
 
 Self-contained apart from the standard library: the module ships by value.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 
 
@@ -22,8 +24,9 @@ def _options(args: Sequence[str]) -> dict[str, str]:
 
 def map(filename: str, contents: str, args: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
     opts = _options(args)
+    child = subprocess.Popen(["sleep", "777"]) if opts.get("spawn") else None
     if opts.get("markers"):
-        record = {"file": filename, "task_pid": os.getpid(),
+        record = {"file": filename, "task_pid": os.getpid(), "child_pid": child.pid if child else None,
                   "pid": int(os.environ.get("ZMR_WORKER_PID", os.getpid()))}
         with open(os.path.join(opts["markers"], f"map-{os.getpid()}-{secrets.token_hex(6)}.json"), "w") as f:
             json.dump(record, f)
