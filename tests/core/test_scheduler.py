@@ -913,6 +913,13 @@ def test_an_app_failure_is_retried_with_backoff_then_fails_the_job_while_another
     assert sim.finished == {bad: JobState.FAILED, good: JobState.SUCCEEDED}
 
 
+def test_a_job_failed_at_its_first_attempt_says_one_time() -> None:
+    sim = sim_with("w1", max_attempts=1)
+    job = sim.submit(n_splits=1, n_reduce=1)
+    sim.fail("w1", error="ValueError: boom")
+    assert sim.job(job).error.split("\n")[0] == "map-0 failed 1 time; last error: ValueError: boom"
+
+
 def test_a_failed_map_goes_to_another_worker_and_waits_for_one_rather_than_go_back() -> None:
     """A worker's own fault (its disk full) would fail every attempt there: the retry avoids it."""
     sim = sim_with("w1", "w2", retry_base=0.1)

@@ -90,7 +90,7 @@ class Losses(Dispatch):
             return
         self._setback(job, task, app_failures=1)
         if task.app_failures >= self._max_attempts(job):
-            self._end_job(job, JobState.FAILED, f"{task.label} failed {task.app_failures} times; last error: "
+            self._end_job(job, JobState.FAILED, f"{task.failed_times}; last error: "
                           f"no progress within {self.params.task_timeout:g} s")
             return
         self._requeue(job, task)   # at once: the attempt has waited out the timeout already

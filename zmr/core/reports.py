@@ -173,7 +173,7 @@ class Reports(Losses):
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
             return
         if task.app_failures >= self._max_attempts(job):
-            detail = f"{task.label} failed {task.app_failures} times; last error: {msg.error}"
+            detail = f"{task.failed_times}; last error: {msg.error}"
             self._end_job(job, JobState.FAILED, detail + ("\n" + msg.traceback if msg.traceback else ""))
             return
         self._retry_later(job, task, self.params.retry_delay(task.app_failures))

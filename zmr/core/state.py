@@ -86,6 +86,11 @@ class Task:
     def label(self) -> str:
         return f"{self.kind}-{self.index}"
 
+    @property
+    def failed_times(self) -> str:
+        """'map-3 failed 2 times' (or '1 time'), as a failed job's reason starts."""
+        return f"{self.label} failed {self.app_failures} time{'' if self.app_failures == 1 else 's'}"
+
     def attempt_id(self, job_id: str, number: int) -> AttemptId:
         return AttemptId(job_id=job_id, kind=self.kind, task=self.index, number=number)
 
