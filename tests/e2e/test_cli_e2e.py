@@ -387,15 +387,20 @@ def test_cluster_up_starts_from_a_folder_that_holds_a_folder_named_zmr(tmp_path:
     proc = subprocess.Popen([str(console), "cluster", "up", str(config)], cwd=tmp_path / "wd",
                             env=clean_env(tmp_path / "tmp"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    stdout = _Lines(proc.stdout)
-    stdout.start()
     try:
-        wait_until(lambda: "coordinator at" in stdout.text or proc.poll() is not None, 30,
-                   what="zmr cluster up to start")
-        assert proc.poll() is None, f"cluster up exited: {proc.stderr.read() if proc.stderr else ''}"
+        _started(proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def _started(proc: subprocess.Popen[str]) -> _Lines:
+    """`zmr cluster up`'s output as it comes, once it says its coordinator is up (failing if it exits)."""
+    stdout = _Lines(proc.stdout)
+    stdout.start()
+    wait_until(lambda: "coordinator at" in stdout.text or proc.poll() is not None, 30, what="zmr cluster up to start")
+    assert proc.poll() is None, f"cluster up exited: {proc.stderr.read() if proc.stderr else ''}"
+    return stdout
 
 
 def test_cluster_up_serves_jobs_restarts_a_dead_worker_and_stops_on_sigterm(
@@ -405,12 +410,8 @@ def test_cluster_up_serves_jobs_restarts_a_dead_worker_and_stops_on_sigterm(
     proc, tmpdir = zmr_cli.spawn("cluster", "up", REPO / "configs" / "local.toml", "--workers", "2",
                                  "--set", f"coordinator.bind={address}", "--set", f"worker.coordinator={address}",
                                  *FAST_FLAGS)
-    stdout = _Lines(proc.stdout)
-    stdout.start()
     try:
-        wait_until(lambda: "coordinator at" in stdout.text or proc.poll() is not None, 30,
-                   what="zmr cluster up to start")
-        assert proc.poll() is None, f"cluster up exited: {proc.stderr.read() if proc.stderr else ''}"
+        stdout = _started(proc)
         assert f"coordinator at {address}" in stdout.text, stdout.text
         assert len(children_of(proc.pid)) == 3           # a coordinator and two workers
 

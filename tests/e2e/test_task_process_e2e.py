@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,16 +112,24 @@ def _gone_or_zombie(pid: int) -> bool:
         return True
 
 
-def test_cancelling_a_job_with_a_hung_map_frees_its_worker_at_once(cluster, tmp_path: Path) -> None:
+def _hung_map(cluster, tmp_path: Path, *args: str) -> tuple[Cluster, str, list[str], dict[str, Any]]:
+    """One worker running a job whose one map hangs (with `args` for the app): the cluster, the job, its
+    inputs, and the map's marker record once it has started."""
     c: Cluster = cluster(1, coordinator__task_timeout="600", speculation__enabled="false")
     assert c.client is not None
     markers = tmp_path / "markers"
     markers.mkdir()
     inputs = _corpus(tmp_path / "in", files=1)
     job = c.client.submit(str(HANG_APP), inputs, str(tmp_path / "out"), n_reduce=1,
-                          args=["hang=part-0", f"markers={markers}"])
-    task_pid = wait_until(lambda: next((r["task_pid"] for r in read_markers(markers)), None), 30,
-                          what="the map to start")
+                          args=["hang=part-0", *args, f"markers={markers}"])
+    record = wait_until(lambda: next(iter(read_markers(markers)), None), 30, what="the map to start")
+    return c, job, inputs, record
+
+
+def test_cancelling_a_job_with_a_hung_map_frees_its_worker_at_once(cluster, tmp_path: Path) -> None:
+    c, job, inputs, record = _hung_map(cluster, tmp_path)
+    assert c.client is not None
+    task_pid = record["task_pid"]
     time.sleep(0.3)
     c.client.cancel(job)
     cancelled = time.monotonic()
@@ -133,14 +142,8 @@ def test_cancelling_a_job_with_a_hung_map_frees_its_worker_at_once(cluster, tmp_
 
 
 def test_a_cancelled_task_takes_the_processes_its_app_started_with_it(cluster, tmp_path: Path) -> None:
-    c: Cluster = cluster(1, coordinator__task_timeout="600", speculation__enabled="false")
+    c, job, _, record = _hung_map(cluster, tmp_path, "spawn=yes")
     assert c.client is not None
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    inputs = _corpus(tmp_path / "in", files=1)
-    job = c.client.submit(str(HANG_APP), inputs, str(tmp_path / "out"), n_reduce=1,
-                          args=["hang=part-0", "spawn=yes", f"markers={markers}"])
-    record = wait_until(lambda: next(iter(read_markers(markers)), None), 30, what="the map to start")
     child = record["child_pid"]
     assert not _gone_or_zombie(child)
     c.client.cancel(job)
