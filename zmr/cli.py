@@ -221,7 +221,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_OK
     except JobFailed as exc:
-        print(f"zmr: job {'was cancelled' if exc.state == 'cancelled' else 'failed'}: {exc.reason}", file=sys.stderr)
+        print(f"zmr: job {exc.ended}: {exc.reason}", file=sys.stderr)
         print(f"zmr: cluster logs are in {cluster.log_dir}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt as exc:

@@ -63,10 +63,15 @@ class JobFailed(ZmrError):
     `job_id` names the job."""
 
     def __init__(self, job_id: str, reason: str, state: str = "failed") -> None:
-        super().__init__(f"job {job_id} {'was cancelled' if state == 'cancelled' else 'failed'}: {reason}")
         self.job_id = job_id
         self.reason = reason
         self.state = state
+        super().__init__(f"job {job_id} {self.ended}: {reason}")
+
+    @property
+    def ended(self) -> str:
+        """How the job ended, in words: 'failed' or 'was cancelled'."""
+        return "was cancelled" if self.state == "cancelled" else "failed"
 
 
 class ClusterError(ZmrError):
