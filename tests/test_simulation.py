@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zmr.protocol import journal as jr
 from zmr.protocol import messages as m
-from zmr.simulation import CostModel, SimConfig, Simulation, compare_run, simulate
+from zmr.simulation import CostModel, ReduceInputs, SimConfig, Simulation, compare_run, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"workers": 20, "maps": 400, "partitions": 40, "memory": False}
@@ -87,6 +87,26 @@ def test_a_reduce_asks_about_what_was_not_pushed_then_pulls_it_or_misses_what_di
         assert plan.pulls == {holder.addr: 1} and plan.missing == [3]
     holder.alive = False                                                   # what it kept died with it
     assert sim.pull_plan(job, counted, asked, frozenset({1, 3}), {}, 3).missing == [1, 3]
+
+
+def test_a_holder_lost_after_its_turn_costs_the_reduce_nothing_one_lost_during_it_costs_its_maps() -> None:
+    """As the worker's puller, a reduce pulls from one holder at a time, in the order it was told."""
+    sim = Simulation(SimConfig(**SMALL), CostModel())
+    sim.run()
+    reducer, first, second = list(sim.workers.values())[:3]
+    job = "job-x"
+    first.kept[job], second.kept[job] = {(1, 1)}, {(2, 1)}
+    attempt = m.AttemptId(job, "reduce", 3, 1)
+    reducer.running, reducer.awaiting, reducer.located = attempt, None, {}
+    reducer.asked, reducer.lacking = m.to_runs([1, 2]), frozenset({1, 2})
+    sim._run_reduce(reducer, attempt, ReduceInputs([], {first.addr: 1, second.addr: 1}))
+    turn = CostModel().pull_seconds(1, SMALL["partitions"])
+    assert reducer.pulled_by == {first.addr: sim.now + turn, second.addr: sim.now + 2 * turn}
+    sim.now += 1.5 * turn   # the first holder's turn is over, the second's is not
+    assert sim._on_sources_lost(reducer, m.SourcesLost(attempt=attempt, addr=first.addr)) == []
+    assert reducer.missing == []
+    sim._on_sources_lost(reducer, m.SourcesLost(attempt=attempt, addr=second.addr))
+    assert reducer.missing == [2]
 
 
 def test_a_reduce_pulls_second_copies_only_from_the_replica_they_were_pushed_to() -> None:

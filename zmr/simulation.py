@@ -17,8 +17,9 @@ Cost model (all randomness from `seed`; task work is drawn per task, the same fo
   base (`reduce_mean`, `reduce_sigma`) plus the time to pull what was not pushed to it.
 - A fraction `stragglers` of attempts (drawn per attempt) runs `straggler_factor` times slower.
 - Each map writes `map_output_mb` MB, spread evenly over the partitions. Pushed data is modelled as at
-  its owner when the map commits; pulled data costs bytes / (`bandwidth_mbps` megabits per second). A
-  reduce attempt pulls all it can before it fails for what it cannot get (a dead holder's maps, say),
+  its owner when the map commits; pulled data costs bytes / (`bandwidth_mbps` megabits per second),
+  pulled from one holder at a time as the worker's puller does. A reduce attempt pulls all it can before
+  it fails for what it cannot get (the maps of a holder that died before or during its turn, say),
   and what it got stays on its worker for the partition's next attempt there, as the ReceiveStore keeps it.
 - Deaths: `deaths_per_min` percent of the live workers die per simulated minute (a Poisson process,
   its rate redrawn whenever the number of live workers changes). A dead worker falls silent and its
@@ -184,6 +185,7 @@ class SimWorker:
     lacking: frozenset[int] = frozenset()                         # ... though it lacks only these
     located: dict[int, int] = field(default_factory=dict)        # ... the attempts that count (table + answer)
     pull_end: float = 0.0
+    pulled_by: dict[str, float] = field(default_factory=dict)   # ... each holder's share here by then (in turn)
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)   # job -> (epoch, owner table index)
     # job -> (coordinator life, version, table): which attempt of each map counts, as m.AssignReduce says
     commits: dict[str, tuple[int, int, dict[int, int]]] = field(default_factory=dict)
@@ -655,13 +657,13 @@ class Simulation:
         return self._end_task(worker) if running is not None and running.job_id == msg.job_id else []
 
     def _on_sources_lost(self, worker: SimWorker, msg: m.SourcesLost) -> list[m.WorkerToCoord]:
-        """A reduce still pulling gives up on the dead peer's maps (as if not yet pulled) but pulls the rest,
-        then fails with missing data; what it pulled stays here for its next attempt (see reduce_inputs)."""
+        """A reduce still to pull from the dead peer, or pulling from it now, gives up on its maps but pulls
+        the rest, then fails with missing data; what it pulled stays here for its next attempt (see reduce_inputs)."""
         count = worker.pulls.pop(msg.addr, None)
         copied = worker.copies.pop(msg.addr, [])
         if worker.running != msg.attempt or worker.awaiting is not None or not (count or copied) \
-                or self.now >= worker.pull_end:
-            return []
+                or self.now >= worker.pulled_by.get(msg.addr, worker.pull_end):
+            return []   # (its turn is over: what it kept of this partition is here already)
         lost = self._held_by(self._by_addr.get(msg.addr), msg.attempt.job_id, worker.asked, worker.located,
                              worker.lacking) if count else []
         worker.missing = [*worker.missing, *lost, *copied]
@@ -712,11 +714,23 @@ class Simulation:
         worker.missing, worker.pulls, worker.copies = inputs.missing, inputs.pulls, inputs.copies
         pull = self.cost.pull_seconds(inputs.pulled, self.config.partitions)
         worker.pull_end = self.now + pull
+        worker.pulled_by = self._pull_ends(inputs)
         slow = self._slowdown()
         worker.pace = PACE / slow
         # as the executor: it pulls what is to be had, then fails if anything was not
         duration = max(MISSING_DATA_DELAY, pull) if inputs.missing else pull + self.reduce_work[attempt.task] * slow
         self._push(self.now + duration, _DONE, worker, worker.generation)
+
+    def _pull_ends(self, inputs: ReduceInputs) -> dict[str, float]:
+        """When the pull from each holder is over: as `Puller.gather`, one holder at a time, in the order
+        the coordinator's answer lists them (`m.peer_requests`: second copies first), so that a holder
+        declared dead after its turn took nothing from this attempt."""
+        ends: dict[str, float] = {}
+        at, partitions = self.now, self.config.partitions
+        for addr, count in [*((a, len(tasks)) for a, tasks in inputs.copies.items()), *inputs.pulls.items()]:
+            at += self.cost.pull_seconds(count, partitions)
+            ends[addr] = at
+        return ends
 
     def _canonical(self, attempt: m.AttemptId) -> m.AttemptId:
         """The attempt rebuilt of the simulation's own objects: what a worker keeps must not be booked to
