@@ -770,8 +770,8 @@ def check_invariants(scheduler: Scheduler) -> None:
     Reduces and maps: the reduce phase begins once every map of the job has committed at least once
     (`remaking` holds those whose output was lost since); before it every reduce not started waits. In
     it, lost map output (its worker died, or a reducer reported it missing) sends no reduce back to
-    waiting wholesale: an owner holds what was pushed to it. Only a reduce that found some input
-    nowhere, or whose partition moved while maps were being made again, WAITS, for exactly those maps,
+    waiting wholesale: an owner holds what was pushed to it, and a moved partition's new owner pulls
+    what it can meanwhile. Only a reduce that found some input nowhere WAITS, for exactly those maps,
     each still not committed (`Job.lacking`, indexed by map in `Job.awaited`). So: "READY implies the
     reduce phase", "WAITING in the reduce phase implies lacking some uncommitted map", "every map
     committed implies no reduce WAITING", and `remaking` holds only maps not committed (in the reduce

@@ -587,7 +587,10 @@ def test_owner_death_moves_partitions_and_reruns_maps_committed_on_it() -> None:
     assert [t.attempts_made for t in state.reduces] == [1, 1, 1]
 
 
-def test_owner_death_during_reduce_keeps_running_reduces_and_holds_back_the_rest() -> None:
+def test_owner_death_during_reduce_keeps_running_reduces_and_moves_the_rest_to_pull_while_maps_run_again() -> None:
+    """The dead owner's partition is ready at once on its new owner, while map 0 (whose output died with
+    w1) runs again: it pulls what the live mappers kept, fails for map 0 alone, blamed on nobody, and
+    runs again once map 0 has."""
     sim = sim_with("w1", "w2", "w3")
     job = sim.submit(n_splits=3, n_reduce=3)
     for worker in ("w1", "w2", "w3"):
@@ -596,14 +599,27 @@ def test_owner_death_during_reduce_keeps_running_reduces_and_holds_back_the_rest
     sim.kill("w1")
     sim.advance(sim.liveness_timeout)
     state = sim.job(job)
-    assert state.maps_done == 2                         # map 0's output lived on w1
-    assert [t.state for t in state.reduces] == [TaskState.WAITING, TaskState.RUNNING, TaskState.RUNNING]
-    assert state.owners[0] == "w2"
+    assert state.maps_done == 2 and state.remaking == {0}   # map 0's output lived on w1
+    assert [t.state for t in state.reduces] == [TaskState.READY, TaskState.RUNNING, TaskState.RUNNING]
+    heir = state.owners[0]
+    other = ({"w2", "w3"} - {heir}).pop()
+    sim.finish(other)                                   # its own reduce; then map 0 again (maps made again first)
+    assert sim.assignment(other) == m.AssignMap(attempt=m.AttemptId(job, "map", 0, 2), split=state.spec.splits[0])
+    sim.finish(heir)                                    # its own reduce; then partition 0's, while map 0 runs
+    reduce = sim.assignment(heir)
+    assert isinstance(reduce, m.AssignReduce) and reduce.attempt == m.AttemptId(job, "reduce", 0, 2)
+    [located] = sent(sim.send(heir, m.LocateMaps(worker_id=heir, attempt=reduce.attempt, runs=[(0, 3)])),
+                     m.MapLocations)
+    assert located.nowhere == [0]                       # being made again; maps 1 and 2 are pulled
+    sim.send(heir, m.TaskFailed(worker_id=heir, attempt=reduce.attempt, kind="missing_data",
+                                error="no output of 1 map", missing_maps=[0]))
+    assert state.reduces[0].state is TaskState.WAITING and state.lacking == {0: {0}}
+    assert state.reduces[0].worker_losses == 1         # its attempt on w1; map 0 lost with w1 is not counted
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert [t.attempts_made for t in state.maps] == [2, 1, 1]
-    assert [t.attempts_made for t in state.reduces] == [2, 1, 1]
-    assert sim.renamed == {(job, 0): [2], (job, 1): [1], (job, 2): [1]}
+    assert [t.attempts_made for t in state.reduces] == [3, 1, 1]   # lost with w1, missing map 0, done
+    assert sim.renamed == {(job, 0): [3], (job, 1): [1], (job, 2): [1]}
 
 
 def _heir_of_a_dead_owner_with_copies() -> tuple[SimCluster, str, str, m.AssignReduce]:
@@ -659,8 +675,9 @@ def test_with_second_copies_that_are_not_there_the_partition_waits_for_the_maps_
     assert sim.task(job, MAP, 0).attempts_made == 2 and sim.task(job, REDUCE, 0).attempts_made == 3
 
 
-def test_with_second_copies_whose_holder_died_too_the_partition_waits_for_the_maps_made_again() -> None:
-    """Copies on a dead worker are no copies: the partition's reduce waits for its maps, as without them."""
+def test_with_second_copies_whose_holder_died_too_the_partition_is_not_sent_to_them() -> None:
+    """Copies on a dead worker are no copies: the partition's reduce is told its maps are nowhere, as
+    without them, and waits for them to run again."""
     sim = sim_with("w1", "w2", "w3", "w4", replicate=True)
     job = sim.submit(n_splits=4, n_reduce=4)
     for worker in ("w1", "w2", "w3", "w4"):
@@ -671,8 +688,14 @@ def test_with_second_copies_whose_holder_died_too_the_partition_waits_for_the_ma
     state = sim.job(job)
     assert state.remaking == {0, 1}
     assert state.copied[0][0] == "w2" and state.copied[1][0] == "w3"   # w2 died after w1 was found dead
-    assert state.reduces[0].state is TaskState.WAITING and state.lacking[0] == {0, 1}
-    assert state.lacking.get(1) == {0}                  # partition 1 waits only for the map it has no copy of
+    assert state.reduces[0].state is state.reduces[1].state is TaskState.READY
+    heir = state.owners[0]
+    while not (isinstance(current := sim.assignment(heir), m.AssignReduce) and current.attempt.task == 0):
+        sim.finish(heir)
+    [located] = sent(sim.send(heir, m.LocateMaps(worker_id=heir, attempt=current.attempt, runs=[(0, 4)])),
+                     m.MapLocations)
+    assert located.replicas == [] and addr(sim, "w2") not in located.peers
+    assert set(located.nowhere) == state.remaking and state.remaking
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert sorted(sim.renamed) == [(job, r) for r in range(4)]
@@ -802,7 +825,8 @@ def test_a_reduce_pulling_from_a_worker_declared_dead_fails_at_once_and_runs_aga
         ("reduce-3", "missing_data")]
     reduce3 = sim.task(job, REDUCE, 3)
     assert (reduce3.state, reduce3.worker_losses, reduce3.app_failures) == (TaskState.WAITING, 0, 0)
-    assert sim.job(job).lacking == {1: {1}, 3: {1}}   # partition 1 moved off w2: its new owner needs map 1 too
+    assert sim.job(job).lacking == {3: {1}}
+    assert sim.task(job, REDUCE, 1).state is TaskState.READY   # moved off w2: its new owner pulls meanwhile
     assert sim.task(job, MAP, 1).state is TaskState.RUNNING   # made again: its kept copy died with w2
     sim.hang("w1", False)
     sim.run()
@@ -1113,16 +1137,17 @@ def test_a_reduce_retried_after_an_app_failure_goes_on_with_the_input_pushed_to_
     assert sim.job(job).maps_done == 2
     sim.fail("w1")                                      # reduce 0 raised
     assert sim.task(job, REDUCE, 0).state is TaskState.READY   # backing off, not waiting for map 1
-    assert sim.task(job, REDUCE, 1).state is TaskState.WAITING  # moved to a new owner: it needs map 1
-    assert sim.job(job).lacking == {1: {1}}
+    assert sim.task(job, REDUCE, 1).state is TaskState.READY   # moved: it pulls what it can while map 1 runs
+    assert sim.job(job).lacking == {}
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert sim.task(job, REDUCE, 0).worker_losses == 0 and sim.renamed[(job, 0)] == [2]
 
 
-def test_a_death_in_the_reduce_phase_holds_back_only_the_partitions_it_moved() -> None:
-    """w2 dies mid reduce: its kept map 1 is made again, before any reduce, and only its partitions (1, 5),
-    whose new owners hold none of their input, wait for it; every other reduce goes on as it was."""
+def test_a_death_in_the_reduce_phase_moves_only_its_partitions_and_makes_its_map_again_first() -> None:
+    """w2 dies mid reduce: its kept map 1 is made again, before any reduce, and its partitions (1, 5) move
+    to new owners, ready to pull what the live mappers kept while map 1 runs; every other reduce goes on
+    as it was."""
     sim = sim_with("w1", "w2", "w3", "w4")
     job = sim.submit(n_splits=4, n_reduce=8)           # owners w1..w4, w1..w4; map i on worker i+1
     for worker in ("w1", "w2", "w3", "w4"):
@@ -1132,16 +1157,16 @@ def test_a_death_in_the_reduce_phase_holds_back_only_the_partitions_it_moved() -
     sim.advance(sim.liveness_timeout)
     state = sim.job(job)
     assert [(p, state.owners[p]) for p in (1, 5)] == [(1, "w1"), (5, "w3")]
-    assert [t.state for t in state.reduces] == [TaskState.RUNNING, TaskState.WAITING, TaskState.RUNNING,
-                                                TaskState.RUNNING, TaskState.READY, TaskState.WAITING,
+    assert [t.state for t in state.reduces] == [TaskState.RUNNING, TaskState.READY, TaskState.RUNNING,
+                                                TaskState.RUNNING, TaskState.READY, TaskState.READY,
                                                 TaskState.READY, TaskState.READY]
-    assert (state.lacking, state.awaited, state.remaking) == ({1: {1}, 5: {1}}, {1: {1, 5}}, {1})
+    assert (state.lacking, state.awaited, state.remaking) == ({}, {}, {1})
     sim.finish("w1")                                    # reduce 0 commits; w1 has reduce 4 ready, but ...
     assert sim.assignment("w1") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=2),
                                                split=state.spec.splits[1])   # ... map 1 goes first
     sim.finish("w1")
     assert (state.lacking, state.awaited, state.remaking) == ({}, {}, set())
-    assert state.reduces[1].state is not TaskState.WAITING and state.reduces[5].state is not TaskState.WAITING
+    assert all(t.state is not TaskState.WAITING for t in state.reduces)
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert [t.worker_losses for t in state.reduces] == [0, 1, 0, 0, 0, 0, 0, 0]   # reduce 1 lost its worker
@@ -1166,7 +1191,8 @@ def test_a_dead_owners_partitions_are_dealt_one_each_to_the_workers_with_the_few
 
 def test_the_reduce_phase_begins_once_every_map_committed_once_not_after_lost_output_is_remade() -> None:
     """w2 dies holding map 1's output: map 1 runs again, but reduces 0 and 2, whose owners hold what map 1
-    pushed to them, start as soon as every map has committed once; only moved partition 1 waits for it."""
+    pushed to them, start as soon as every map has committed once; so does moved partition 1, whose new
+    owner pulls what it can while map 1 runs."""
     sim = sim_with("w1", "w2", "w3")
     job = sim.submit(n_splits=6, n_reduce=3)           # owners w1, w2, w3; maps 0-2 on w1-w3, then 3-5
     for worker in ("w1", "w2", "w3"):
@@ -1180,10 +1206,10 @@ def test_the_reduce_phase_begins_once_every_map_committed_once_not_after_lost_ou
     assert sim.assignment("w1") == m.AssignMap(attempt=m.AttemptId(job_id=job, kind=MAP, task=1, number=2),
                                                split=state.spec.splits[1])
     sim.finish("w3")                                    # map 4: every map has committed once
-    assert (state.reduce_phase, state.maps_done, state.lacking) == (True, 5, {1: {1}})
-    assert [t.state for t in state.reduces] == [TaskState.READY, TaskState.WAITING, TaskState.RUNNING]
-    sim.finish("w1")                                    # map 1 is in: partition 1 is ready
-    assert state.lacking == {} and state.reduces[1].state is not TaskState.WAITING
+    assert (state.reduce_phase, state.maps_done, state.lacking) == (True, 5, {})
+    assert [t.state for t in state.reduces] == [TaskState.READY, TaskState.READY, TaskState.RUNNING]
+    sim.finish("w1")                                    # map 1 is in
+    assert state.remaking == set() and state.maps_done == 6
     sim.run()
     assert sim.finished == {job: JobState.SUCCEEDED}
     assert [t.worker_losses for t in state.reduces] == [0, 0, 0]

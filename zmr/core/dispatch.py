@@ -84,15 +84,6 @@ class Dispatch(SchedulerBase):
             job.awaited.setdefault(i, set()).add(task.index)
         return True
 
-    def _await_remade(self, job: Job, task: Task) -> bool:
-        """A reduce whose partition moved holds none of the output being made again (it was pushed to the
-        old owner): it waits for those maps, but for those whose second copies it can pull (`copied`);
-        False if it need not wait."""
-        if not job.remaking or task.running:
-            return False
-        copies = self._live_copies(job, task.index)
-        return self._await_maps(job, task, job.remaking.difference(copies[1]) if copies else job.remaking)
-
     def _live_copies(self, job: Job, partition: int) -> tuple[str, dict[int, int]] | None:
         """The second copies of a dead owner's output for this partition, while their holder lives."""
         found = job.copied.get(partition)

@@ -201,11 +201,7 @@ class Losses(Dispatch):
         lost = sorted(i for w, held in job.maps_held.items() if w not in live for i in held) \
             if job.reduces_done < len(job.reduces) else []
         for index in lost:   # found by holder (`Job.maps_held`), not by a scan of every map
-            self._uncommit_map(job, job.maps[index])
-        if job.reduce_phase:   # (before it, every reduce waits anyway: see _begin_reduce_phase)
-            for p in moves:
-                if job.reduces[p].state in (TaskState.READY, TaskState.WAITING):
-                    self._await_remade(job, job.reduces[p])
+            self._uncommit_map(job, job.maps[index])   # (a moved reduce runs meanwhile: _begin_reduce_phase)
 
     @staticmethod
     def _note_copies(job: Job, orphans: list[int], live: set[str]) -> None:

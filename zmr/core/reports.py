@@ -73,12 +73,16 @@ class Reports(Losses):
             self._begin_reduce_phase(job)
 
     def _begin_reduce_phase(self, job: Job) -> None:
-        """Every map has committed once: every reduce can run, but a partition that moved while some
-        output was being made again has not had that output pushed to its new owner: it waits for it."""
+        """Every map has committed once: every reduce can run.
+
+        So can a partition that moved while some output was being made again, though that output was
+        pushed to its old owner: its new owner pulls all the rest from the mappers' kept copies while
+        those maps run, keeps it, and fails for just them (a loss no worker is blamed for), then waits
+        for them (`_await_maps`). Its pull overlaps the remaking instead of following it; under a death
+        every few seconds, which keeps some map always being made again, waiting first would hold a
+        moved partition back by a map's time on every try."""
         for reduce in job.reduces:
-            if reduce.state is not TaskState.WAITING:
-                continue
-            if not (reduce.index in job.owner_moves and self._await_remade(job, reduce)):
+            if reduce.state is TaskState.WAITING:
                 self._make_ready(job, reduce)
 
     def _on_reduce_done(self, worker: WorkerEntry, msg: m.ReduceDone) -> None:
