@@ -208,6 +208,9 @@ def test_a_multi_step_job_lists_its_steps_and_each_step_names_its_job(cluster: C
 
     row.locator("a").first.click()
     page.locator(f'#job[data-job="{job}"]').wait_for()
+    whole = page.locator(".job-progress")   # the job's page counts both steps too
+    assert whole.locator(".progress-reduces").inner_text().strip() == f"{reduces}/{reduces}"
+    assert whole.locator(".progress-maps").inner_text().strip() == f"{maps}/{maps}"
     steps = page.locator("tr.step-row")
     steps.nth(1).wait_for()
     assert [steps.nth(k).get_attribute("data-step") for k in range(steps.count())] == ["count", "top"]

@@ -148,8 +148,8 @@ function warningItem(w) {
 
 /* ---------- overview ---------- */
 
-// A multi-step job's row counts the tasks and bytes of all its steps, as `zmr status` does.
-const COUNTED = ["maps_done", "maps_total", "reduces_done", "reduces_total", "bytes_shuffled"];
+// A multi-step job counts the tasks, bytes and leases of all its steps, as `zmr status` does.
+const COUNTED = ["maps_done", "maps_total", "reduces_done", "reduces_total", "bytes_shuffled", "leases"];
 function overall(j) {
   if (!j.steps || !j.steps.length) return j;
   const sums = Object.fromEntries(COUNTED.map((k) => [k, j.steps.reduce((n, st) => n + (st[k] || 0), 0)]));
@@ -404,28 +404,30 @@ function jobView(doc, opts, keep) {
   ]);
 
   const fact = (k, v) => [h("dt", null, k), h("dd", null, v)];
-  // The summary depends on the scalar fields only; the long lists have their own sections.
+  // The summary depends on the scalar fields and, for a multi-step job, on its steps' counts (`overall`);
+  // the long lists have their own sections.
   const { tasks, partitions, timeline, attempts, steps, ...scalars } = job;
+  const whole = overall(job);
   const warns = (doc.warnings || []).filter((w) => w.fields && w.fields.job === job.job_id);
   patch(root, [
     opts.report
       ? keep("rnote", [now], () => h("p", { class: "report-note" }, `Report made ${fmtDate(now)}`))
       : keep("back", [], () => h("a", { class: "back", href: "#/" }, "← All jobs")),
     head,
-    keep("summary", [scalars, live], () => card(null, "job-summary",
+    keep("summary", [scalars, live, steps], () => card(null, "job-summary",
         h("dl", { class: "facts" },
           fact("Output", h("code", null, job.output_dir || "—")),
           fact("Format", `${job.output_format || "—"}${job.compressed_inputs ? `, ${job.compressed_inputs} compressed inputs` : ""}`),
           fact("Submitted", fmtDate(job.submitted)),
           fact("Started", fmtDate(job.started)),
           fact("Finished", fmtDate(job.finished))),
-        h("div", { class: "job-progress" }, progressPair(job),
+        h("div", { class: "job-progress" }, progressPair(whole),
           h("dl", { class: "facts" },
             fact("Elapsed", elapsedText(job, now)),
-            job.state === "running" ? fact("Time left", etaText(job, now)) : null,
-            fact("Shuffled", fmtBytes(job.bytes_shuffled)),
+            job.state === "running" ? fact("Time left", etaText(whole, now)) : null,
+            fact("Shuffled", fmtBytes(whole.bytes_shuffled)),
             fact("Records out", num(job.records_out)),
-            fact("Leases held", num(job.leases)))))),
+            fact("Leases held", num(whole.leases)))))),
     steps && steps.length ? keep("steps", [steps], () => card(`Steps (${steps.length})`, "steps",
       h("p", { class: "note" }, "Each step runs as a job of its own, streamed into the steps that read it; "
         + "this page's charts are the last step's."),
