@@ -16,8 +16,10 @@ numbers. Sorting by the value too where keys tie makes the output of a job whose
 without a reduce one exact answer, whatever order the maps ran in.
 
 A FIXED key column sorts by a least-significant-digit pass of numpy's stable sort per 8-byte big-endian
-word (one pass for keys of up to 8 bytes, two for TeraSort's 10); ties are found by one array compare and,
-being rare, ordered by value in Python. Other keys sort with `list.sort` over the key (and value) objects.
+word (one pass for keys of up to 8 bytes, two for TeraSort's 10). A BYTES or STR key column sorts by its
+first 8-byte word, then only the rows still tied by their next words and lengths (`var_order`): no key
+becomes a Python object. Rows with equal keys are then ordered by value, ranked by the value column's own
+order, in one more array pass over those rows.
 
 A column chunk's body (see `zmr.core.batches` for the chunk around it) starts with 0xC1, a byte msgpack
 never writes, so it is told apart from a msgpack chunk by its first byte; then a version, the row count,
@@ -248,16 +250,111 @@ def order(batch: Columns) -> np.ndarray:
     """The permutation that sorts `batch` by (key, value), stable."""
     keys = batch.keys
     if keys.kind != FIXED:
-        rows = batch.pairs()
-        return np.array(sorted(range(len(rows)), key=rows.__getitem__), np.int64)
+        perm, same = var_order(keys)
+        if same.any():
+            _order_tied_values(perm, same, batch.values)
+        return perm
     perm, may_tie = _fixed_order(keys.data)
     if not may_tie:
         return perm
     sorted_keys = np.take(keys.data, perm, axis=0)
     tied = (sorted_keys[1:] == sorted_keys[:-1]).all(axis=1) if keys.width else np.ones(len(perm) - 1, bool)
     if tied.any():
-        _order_ties(perm, tied, batch.values)
+        _order_tied_values(perm, tied, batch.values)
     return perm
+
+
+# A big-endian word's mask for its first k bytes (k = 0..8): the bytes past a key's end read as zeros.
+_WORD_MASKS = np.array([((1 << 64) - 1) ^ ((1 << (64 - 8 * k)) - 1) for k in range(9)], np.uint64)
+
+
+class _Words:
+    """A BYTES or STR column's keys as 8-byte big-endian words, zero-padded past each key's end."""
+
+    def __init__(self, column: Column) -> None:
+        assert column.offsets is not None
+        self.starts = column.offsets[:-1]
+        self.lengths = np.diff(column.offsets)
+        padded = np.zeros(len(column.data) + 8, _U8)
+        padded[:len(column.data)] = column.data
+        self._windows = np.lib.stride_tricks.as_strided(padded, (len(column.data) + 1, 8), (1, 1), writeable=False)
+
+    def word(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Word j (bytes 8j..8j+8) of each key (of `rows`, in order), as uint64."""
+        starts = self.starts if rows is None else self.starts[rows]
+        lengths = self.lengths if rows is None else self.lengths[rows]
+        at = np.minimum(starts + 8 * j, len(self._windows) - 1)
+        raw = np.take(self._windows, at, axis=0)
+        return raw.view(">u8").ravel() & _WORD_MASKS[np.clip(lengths - 8 * j, 0, 8)]
+
+
+def var_order(keys: Column) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order of a BYTES or STR column by its bytes (UTF-8 bytes sort as Python sorts str), and
+    `same`: whether each row of that order has the key of the row before it (n - 1 flags).
+
+    Keys compare as their words (see `_Words`) and then their lengths: zero padding makes a key that is a
+    prefix of another compare lower or equal word by word, and the length settles equal words. One stable
+    sort of every key's first word; then, as long as rows tie on the words so far and one of them is
+    longer, the tied rows alone are sorted by (group, next word); rows tied on every word by (group,
+    length). Each pass is an array pass over the tied rows only: distinct keys that differ in their first
+    8 bytes cost one sort.
+    """
+    n = len(keys)
+    if n < 2:
+        return np.arange(n, dtype=np.int64), np.zeros(max(n - 1, 0), bool)
+    words = _Words(keys)
+    first = words.word(0)
+    perm = np.argsort(first, kind="stable")
+    ranked = first[perm]
+    fresh = np.empty(n, bool)   # a new group of equal words so far starts at this place of `perm`
+    fresh[0] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
+    j = 1
+    while True:
+        at = _tied_places(fresh)
+        if not len(at):
+            return perm, np.zeros(n - 1, bool)
+        rows = perm[at]
+        lengths = words.lengths[rows]
+        longer = bool((lengths > 8 * j).any())
+        key = words.word(j, rows) if longer else lengths
+        group = np.cumsum(fresh)[at]
+        sub = np.lexsort((key, group))
+        perm[at] = rows[sub]
+        key, group = key[sub], group[sub]
+        again = np.empty(len(at), bool)
+        again[0] = True
+        again[1:] = (group[1:] != group[:-1]) | (key[1:] != key[:-1])
+        fresh[at] = again
+        if not longer:   # the lengths settled it: what still ties is one key
+            return perm, ~fresh[1:]
+        j += 1
+
+
+def _tied_places(fresh: np.ndarray) -> np.ndarray:
+    """Places of `perm` in a group of two or more (by the group starts `fresh`)."""
+    tied = ~fresh
+    tied[:-1] |= ~fresh[1:]
+    return np.flatnonzero(tied)
+
+
+def same_keys(keys: Column) -> np.ndarray:
+    """Whether each row of a sorted column has the key of the row before it (n - 1 flags)."""
+    n = len(keys)
+    if n < 2:
+        return np.zeros(max(n - 1, 0), bool)
+    if keys.kind == FIXED:
+        data = keys.data
+        return (data[1:] == data[:-1]).all(axis=1) if keys.width else np.ones(n - 1, bool)
+    words = _Words(keys)
+    lengths = words.lengths
+    same = lengths[1:] == lengths[:-1]
+    for j in range(0, int(lengths.max(initial=0)), 8):
+        at = np.flatnonzero(same & (lengths[1:] > j))
+        if not len(at):
+            break
+        same[at] = words.word(j // 8, at + 1) == words.word(j // 8, at)
+    return same
 
 
 def _fixed_order(data: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -306,13 +403,21 @@ def _word(data: np.ndarray, start: int, rows: np.ndarray | None = None) -> np.nd
     return digits.astype(np.uint16) if size <= 2 else digits
 
 
-def _order_ties(perm: np.ndarray, tied: np.ndarray, values: Column) -> None:
-    """Reorder each run of equal keys in `perm` by value, in place."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], tied.astype(np.int8), [0]))))
-    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
-        group = perm[start:end + 1].tolist()
-        group.sort(key=values.item)
-        perm[start:end + 1] = group
+def _order_tied_values(perm: np.ndarray, tied: np.ndarray, values: Column) -> None:
+    """Reorder each run of equal keys in `perm` by value, in place: one stable sort of the tied rows by
+    (run, value rank), the values ranked by their own column's order."""
+    fresh = np.concatenate(([True], ~tied))
+    at = _tied_places(fresh)
+    rows = perm[at]
+    group = np.cumsum(fresh)[at]
+    tied_values = values.take(rows)
+    if values.kind in (INT, FLOAT):
+        rank = tied_values.data
+    else:
+        by_value = var_order(tied_values)[0] if values.offsets is not None else _fixed_order(tied_values.data)[0]
+        rank = np.empty(len(rows), np.int64)
+        rank[by_value] = np.arange(len(rows))
+    perm[at] = rows[np.lexsort((rank, group))]
 
 
 def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20) -> Iterator[Columns]:
