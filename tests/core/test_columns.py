@@ -182,3 +182,91 @@ def test_raw_joins_keys_and_values_back_to_back() -> None:
     assert bytes(c.joined(fixed(rows, 2))) == b"k1vvvk0www"
     mixed = c.columns_of((["é", "b"], [1, 2.5]))   # ints among floats: a float column
     assert c.joined(mixed, b" ", b"\n") == "é 1.0\nb 2.5\n".encode()
+
+
+KEYS = st.binary(max_size=20) | st.sampled_from([b"", b"a", b"a\0", b"abcdefgh", b"abcdefgh\0", b"abcdefghi",
+                                                 b"abcdefghijklmnopq", b"abcdefghijklmnopr", b"\xff" * 9])
+
+
+@SETTINGS
+@given(keys=st.lists(KEYS, max_size=150), data=st.data())
+def test_variable_length_keys_sort_stably_as_python_sorts_their_bytes(keys: list[bytes], data: st.DataObject) -> None:
+    """Shared 8-byte prefixes, keys that are prefixes of others, trailing zero bytes and equal keys: every
+    pass of `var_order` (next words, lengths) runs; the order is Python's, stable, and `same` marks the
+    equal neighbours."""
+    perm, same = c.var_order(c.column_of(list(keys)))
+    assert perm.tolist() == sorted(range(len(keys)), key=keys.__getitem__)
+    ordered = sorted(keys)
+    assert same.tolist() == [a == b for a, b in zip(ordered, ordered[1:], strict=False)]
+    assert c.same_keys(c.column_of(ordered)).tolist() == same.tolist()
+    values = data.draw(st.lists(st.integers(-3, 3) | st.just(2**40), min_size=len(keys), max_size=len(keys)))
+    batch = c.Columns(c.column_of(list(keys)), c.column_of(values) if values else c.column_of([]))
+    assert batch.take(c.order(batch)).pairs() == sorted(zip(keys, values, strict=False))
+    by_key = c.order(batch, by_value=False).tolist()
+    assert by_key == perm.tolist()
+
+
+@SETTINGS
+@given(pairs=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=3)), max_size=120))
+def test_text_values_order_equal_text_keys(pairs: list[tuple[str, str]]) -> None:
+    batch = c.columns_of(([k for k, _ in pairs], [v for _, v in pairs]))
+    assert batch.take(c.order(batch)).pairs() == sorted(pairs)
+
+
+def test_text_columns_of_ascii_non_ascii_and_lone_surrogates_read_back_as_they_were() -> None:
+    for items in (["a", "bc", ""], ["é", "ab", "日本"], ["a\ud800", "b"]):
+        column = c.text_column(items)
+        assert column.kind == c.STR and column.tolist() == items
+        assert c.hash_partitions(column, 5).tolist() == [partition_of(k, 5) for k in items]
+
+
+def test_columns_of_different_kinds_are_not_put_together() -> None:
+    ints, floats = c.columns_of((["a"], [1])), c.columns_of((["b"], [1.5]))
+    with pytest.raises(c.MixedColumns):
+        c.concat_columns([ints, floats])
+
+
+@SETTINGS
+@given(pairs=st.lists(st.tuples(st.sampled_from(["a", "b", "bb", "abcdefghij", "abcdefghik", "é", ""]),
+                                st.integers(-3, 3)), max_size=80),
+       cuts=st.lists(st.integers(0, 80), max_size=5), read=st.integers(0, 3))
+def test_groups_give_each_key_once_with_its_values_across_batches(pairs: list[tuple[str, int]], cuts: list[int],
+                                                                  read: int) -> None:
+    """A key whose rows span batches streams on through them; what reduce leaves unread is skipped."""
+    ordered = sorted(pairs, key=lambda pair: pair[0])
+    batch = c.columns_of(([k for k, _ in ordered], np.array([v for _, v in ordered], np.int64)))
+    bounds = sorted({0, len(ordered), *(x for x in cuts if x <= len(ordered))})
+    batches = [batch.slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    want: dict[str, list[int]] = {}
+    for key, value in ordered:
+        want.setdefault(key, []).append(value)
+    got = [(key, list(values) if read == 3 else [next(values) for _ in range(min(read, len(want[key])))])
+           for key, values in c.groups(iter(batches))]
+    assert [key for key, _ in got] == list(want)
+    assert got == [(key, vs if read == 3 else vs[:read]) for key, vs in want.items()]
+
+
+@SETTINGS
+@given(pairs=st.lists(st.tuples(st.sampled_from(["x", "y", "yy", "abcdefghijk", "abcdefghijz"]),
+                                st.integers(0, 1000)), max_size=300),
+       cuts=st.lists(st.integers(0, 300), max_size=5), round_bytes=st.integers(1, 5000))
+def test_a_merge_by_key_alone_keeps_each_runs_values_in_their_order(pairs: list[tuple[str, int]], cuts: list[int],
+                                                                   round_bytes: int) -> None:
+    """Runs sorted by key alone (a plain app's): merged by key, a key's values in run order within a run."""
+    bounds = sorted({0, len(pairs), *(x for x in cuts if x <= len(pairs))})
+    runs = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        piece = c.columns_of(([k for k, _ in pairs[a:b]], np.array([v for _, v in pairs[a:b]], np.int64)))
+        runs.append(list(c.chunks(piece.take(c.order(piece, by_value=False)), 64)))
+    got = {key: list(values) for key, values in c.groups(c.merge_sorted(runs, round_bytes, by_value=False))}
+    assert list(got) == sorted(got)
+    for key, values in got.items():
+        assert sorted(values) == sorted(v for k, v in pairs if k == key)
+        for a, b in zip(bounds, bounds[1:], strict=False):   # each run's values of the key, in the order they had
+            mine = [v for k, v in pairs[a:b] if k == key]
+            assert _subsequence(mine, values)
+
+
+def _subsequence(part: list[int], whole: list[int]) -> bool:
+    it = iter(whole)
+    return all(any(x == y for y in it) for x in part)

@@ -72,6 +72,22 @@ def test_int_float_and_str_values_come_out_as_the_sequential_reference_has_them(
     assert values["n:T"].isdigit() and values["half:T"].endswith((".0", ".5")) and values["first:T"].startswith("T")
 
 
+def test_values_that_change_kind_part_way_through_a_map_come_out_as_the_sequential_reference_has_them(
+        library: Path, big_input: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
+    """Maps that start with int columns and go back to pairs, maps of pairs from the start: their runs meet
+    in the reducers, which merge them as pairs; ints stay ints, floats floats."""
+    app, out = Path(__file__).parent / "apps" / "mixed_values.py", tmp_path / "out"
+    small = tmp_path / "small.txt"
+    small.write_text("zqone zqtwo zqthree zqtwo\n")
+    result = run_zmr("run", "--app", str(app), "--input", str(big_input), str(small), "--output", str(out),
+                     "--n-reduce", "3", "--workers", "2", *FAST_FLAGS)
+    assert result.returncode == 0, str(result)
+    got = read_output(out, 3)
+    assert got == seq_oracle(app, [big_input, small])
+    values = dict(line.split(" ", 1) for line in got)
+    assert values["zqtwo"] == "2" and values["zqone"] == values["zqthree"] == "1.5"
+
+
 @pytest.mark.parametrize(("app", "split_flags", "env"), [
     ("wc", ["--split-size-mb", "1"], {}),
     ("grep", ["--split-size-mb", "1"], {}),

@@ -21,6 +21,7 @@ from zmr.runtime import runner as runner_module
 from zmr.runtime.runner import Runner
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
+MIXED = Path(__file__).resolve().parents[1] / "e2e" / "apps" / "mixed_values.py"
 JOB = "job-0001"
 
 
@@ -47,16 +48,29 @@ def _map(runner: Runner, path: Path, task: int, kept: Path) -> t.FromProc:
                                 split=split, kept_dir=str(kept)))
 
 
-def test_a_map_task_leaves_its_runs_held_and_the_next_one_replaces_them(runner: Runner, tmp_path: Path) -> None:
+def test_a_map_task_leaves_its_keys_held_and_the_next_one_replaces_them(runner: Runner, tmp_path: Path) -> None:
     first, second = tmp_path / "one.txt", tmp_path / "two.txt"
     first.write_text("the cat and the dog\nthe end\n")
     second.write_text("zebra yak\n")
     done = _map(runner, first, 0, tmp_path)
     assert isinstance(done, t.MapResult), done   # it ran to the end
-    assert sorted(pair for run in runner._warm for pair in run) == [
-        ("and", 1), ("cat", 1), ("dog", 1), ("end", 1), ("the", 3)]
+    assert sorted(key for keys in runner._warm for key in keys) == ["and", "cat", "dog", "end", "the"]
     _map(runner, second, 1, tmp_path)
-    assert sorted(pair for run in runner._warm for pair in run) == [("yak", 1), ("zebra", 1)]
+    assert sorted(key for keys in runner._warm for key in keys) == ["yak", "zebra"]
+
+
+def test_a_map_whose_pairs_make_no_columns_holds_its_runs_of_pairs(runner: Runner, tmp_path: Path) -> None:
+    """Mixed values (an int, then floats) send the task back to pair buffers: those runs are held."""
+    runner._note(t.JobInfo(job_id="job-0002", app_blob=ship_app(str(MIXED)), args=[], n_reduce=2, push=False,
+                           batch_bytes=1 << 20, window_bytes=1 << 20, owners=["a", "b"], owners_epoch=1))
+    path = tmp_path / "mixed.txt"
+    path.write_text("a b c\n")
+    split = m.InputSplit(name=path.name, path=str(path), start=0, end=path.stat().st_size)
+    done = runner._run(t.RunMap(attempt=m.AttemptId(job_id="job-0002", kind="map", task=0, number=1),
+                                split=split, kept_dir=str(tmp_path)))
+    assert isinstance(done, t.MapResult), done
+    assert done.records_out == 5
+    assert sorted(pair for run in runner._warm for pair in run) == [("a", 1.5), ("b", 1), ("c", 1.5)]
 
 
 def test_the_last_runs_are_held_then_given_up_once_the_process_idles(runner: Runner) -> None:

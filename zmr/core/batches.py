@@ -9,6 +9,10 @@ either kind, and chunks left raw because compressing them did not pay, read alik
 them: no list per key to build on the map side or to decode on the reduce side. Because every run is sorted, a
 reducer k-way merges runs and streams each key's values into `reduce`, even a key whose pairs span many
 chunks.
+
+These are the runs of pairs. A plain app's map output whose values make columns (all str, all float, or
+all ints within 64 bits: nearly every app) travels as column chunks instead (`zmr.core.pair_columns`);
+`PartitionBuffers` takes over where they do not, and serves the later steps of a multi-step job.
 """
 
 from __future__ import annotations
@@ -135,19 +139,28 @@ def decode_chunk(body: bytes | memoryview, codec: int = 0) -> Pairs:
         raise ProtocolError(f"malformed batch: {exc}") from exc
 
 
-def decode_chunk_columns(body: bytes | memoryview, codec: int = 0) -> Columns:
-    """One chunk body as a batch of columns (a msgpack chunk converted); garbage raises ProtocolError."""
+def decode_chunk_columns(body: bytes | memoryview, codec: int = 0, strict: bool = False) -> Columns:
+    """One chunk body as a batch of columns (a msgpack chunk converted, or if `strict` refused with
+    MixedColumns: a plain app's pairs may mix kinds of value a column cannot hold); garbage raises
+    ProtocolError."""
     from zmr.core import columns
 
     if codec:
         body = _unpack(body, codec)
     if columns.is_columns(body):
         return columns.decode(body)
+    if strict:
+        raise columns.MixedColumns("a run of pairs among runs of columns")
     pairs = decode_chunk(body)
     try:
         return columns.Columns(columns.column_of([k for k, _ in pairs]), columns.column_of([v for _, v in pairs]))
     except columns.ColumnError as exc:
         raise ProtocolError(f"batch chunk whose pairs make no columns: {exc}") from exc
+
+
+def unpacked(body: bytes | memoryview, codec: int) -> bytes | memoryview:
+    """A chunk body as stored with `codec`, decompressed (see `_unpack`)."""
+    return _unpack(body, codec) if codec else body
 
 
 def _unpack(body: bytes | memoryview, codec: int) -> bytes:
@@ -262,20 +275,7 @@ class PartitionBuffers:
 
     def _partitions(self, block: Pairs) -> list[int] | None:
         """Each pair's partition; None when there is one partition and no app partitioner."""
-        n = self._n
-        if self._partition is None:
-            if n == 1:
-                return None
-            try:
-                return list(partitions_of_encoded(map(str.encode, map(_FIRST, block)), n))
-            except UnicodeEncodeError:   # a lone surrogate: encoded as `partition_of` does
-                return [partition_of(key, n) for key, _ in block]
-        keys = list(map(_FIRST, block))
-        parts = list(map(self._partition, keys, itertools.repeat(n, len(keys))))
-        if set(map(type, parts)) == {int} and min(parts) >= 0 and max(parts) < n:
-            return parts
-        check = self._check_partition
-        return [p if type(p) is int and 0 <= p < n else check(key, n, p) for key, p in zip(keys, parts, strict=True)]
+        return key_partitions(list(map(_FIRST, block)), self._n, self._partition, self._check_partition)
 
     def _file(self, block: Pairs, parts: list[int] | None, text: bool | None, call: int) -> int:
         """Append the block's pairs to their partitions; returns the bytes added. `text`: whether all
@@ -323,6 +323,24 @@ class PartitionBuffers:
             if any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
                 return _combined(pairs, combine)
         return pairs
+
+
+def key_partitions(keys: list[str], n: int, partition: Callable[[str, int], Any] | None,
+                   check: Callable[[str, int, Any], int]) -> list[int] | None:
+    """Each key's partition: the app's `partition` (anything but an int in range goes to `check`, which
+    raises or returns the one to use), else `partition_of` computed in bulk; None when there is one
+    partition and no app partitioner."""
+    if partition is None:
+        if n == 1:
+            return None
+        try:
+            return list(partitions_of_encoded(map(str.encode, keys), n))
+        except UnicodeEncodeError:   # a lone surrogate: encoded as `partition_of` does
+            return [partition_of(key, n) for key in keys]
+    parts = list(map(partition, keys, itertools.repeat(n, len(keys))))
+    if set(map(type, parts)) == {int} and min(parts) >= 0 and max(parts) < n:
+        return parts
+    return [p if type(p) is int and 0 <= p < n else check(key, n, p) for key, p in zip(keys, parts, strict=True)]
 
 
 def _checked(block: list[Any], check: Callable[[Any], Pair] | None) -> tuple[Pairs, bool | None]:

@@ -110,6 +110,8 @@ def concat(columns: Sequence[Column]) -> Column:
     first = columns[0]
     if len(columns) == 1:
         return first
+    if any(c.kind != first.kind or c.width != first.width for c in columns):
+        raise MixedColumns(f"columns of {sorted({KIND_NAMES[c.kind] for c in columns})} cannot be put together")
     if first.offsets is None:
         return Column(first.kind, np.concatenate([c.data for c in columns]))
     lengths = np.concatenate([np.diff(c.offsets) for c in columns if c.offsets is not None])
@@ -155,6 +157,10 @@ class ColumnError(ValueError):
     """What a batch app returned is not a column of one kind."""
 
 
+class MixedColumns(ValueError):
+    """Batches to put together hold columns of different kinds (a map that emitted ints, another floats)."""
+
+
 def column_of(items: Any) -> Column:
     """A column from an app's array or list: a 2-D uint8 array (FIXED), a 1-D int or float array, or a
     list of bytes, of str, of ints (64-bit) or of floats. Anything else is a ColumnError."""
@@ -166,7 +172,7 @@ def column_of(items: Any) -> Column:
     if not items or kinds == {bytes}:
         return _var_column(BYTES, list(items))
     if kinds == {str}:
-        return _var_column(STR, [s.encode("utf-8", "surrogatepass") for s in items])
+        return text_column(items)
     if kinds == {int}:
         try:
             return Column(INT, np.array(items, dtype=np.int64))
@@ -189,6 +195,20 @@ def _array_column(items: np.ndarray) -> Column:
         return _var_column(BYTES, items.tolist())
     raise ColumnError(f"expected a 2-D uint8 array (fixed-width bytes) or a 1-D int or float array, got a "
                       f"{items.ndim}-D {items.dtype} array")
+
+
+def text_column(items: Sequence[str]) -> Column:
+    """A STR column of `items`: text that is all ASCII is joined and encoded once, its lengths those of
+    the str; other text is encoded item by item (UTF-8, surrogates kept)."""
+    joined = "".join(items)
+    if not joined.isascii():
+        try:
+            return _var_column(STR, list(map(str.encode, items)))
+        except UnicodeEncodeError:   # a lone surrogate, kept as `partition_of` keeps it
+            return _var_column(STR, [s.encode("utf-8", "surrogatepass") for s in items])
+    offsets = np.zeros(len(items) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, items), np.int64, len(items)), out=offsets[1:])
+    return Column(STR, np.frombuffer(joined.encode("ascii"), _U8), offsets)
 
 
 def _var_column(kind: int, items: list[bytes]) -> Column:
@@ -246,16 +266,17 @@ def split_by_partition(batch: Columns, parts: np.ndarray, n: int) -> Iterator[tu
             yield p, ordered.slice(bounds[p], bounds[p + 1])
 
 
-def order(batch: Columns) -> np.ndarray:
-    """The permutation that sorts `batch` by (key, value), stable."""
+def order(batch: Columns, by_value: bool = True) -> np.ndarray:
+    """The permutation that sorts `batch` by (key, value), stable; by key alone, stable, if not `by_value`
+    (a plain app's pairs: a key's values stay in the order map emitted them)."""
     keys = batch.keys
     if keys.kind != FIXED:
         perm, same = var_order(keys)
-        if same.any():
+        if by_value and same.any():
             _order_tied_values(perm, same, batch.values)
         return perm
     perm, may_tie = _fixed_order(keys.data)
-    if not may_tie:
+    if not (may_tie and by_value):
         return perm
     sorted_keys = np.take(keys.data, perm, axis=0)
     tied = (sorted_keys[1:] == sorted_keys[:-1]).all(axis=1) if keys.width else np.ones(len(perm) - 1, bool)
@@ -269,23 +290,28 @@ _WORD_MASKS = np.array([((1 << 64) - 1) ^ ((1 << (64 - 8 * k)) - 1) for k in ran
 
 
 class _Words:
-    """A BYTES or STR column's keys as 8-byte big-endian words, zero-padded past each key's end."""
+    """A BYTES or STR column's keys as 8-byte big-endian words, zero-padded past each key's end.
+
+    The data is laid out once as eight lanes of 64-bit words, lane k starting at byte k, so any 8 bytes
+    of it are one word of one lane and a word of every key is a single gather (taking 8 bytes per key
+    from a strided view would copy them a byte at a time)."""
 
     def __init__(self, column: Column) -> None:
         assert column.offsets is not None
         self.starts = column.offsets[:-1]
         self.lengths = np.diff(column.offsets)
-        padded = np.zeros(len(column.data) + 8, _U8)
-        padded[:len(column.data)] = column.data
-        self._windows = np.lib.stride_tricks.as_strided(padded, (len(column.data) + 1, 8), (1, 1), writeable=False)
+        self._size = len(column.data)
+        words = self._size // 8 + 1
+        padded = np.zeros(8 * words + 8, _U8)
+        padded[:self._size] = column.data
+        self._lanes = np.stack([padded[k:k + 8 * words].view(">u8") for k in range(8)])
 
     def word(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Word j (bytes 8j..8j+8) of each key (of `rows`, in order), as uint64."""
         starts = self.starts if rows is None else self.starts[rows]
         lengths = self.lengths if rows is None else self.lengths[rows]
-        at = np.minimum(starts + 8 * j, len(self._windows) - 1)
-        raw = np.take(self._windows, at, axis=0)
-        return raw.view(">u8").ravel() & _WORD_MASKS[np.clip(lengths - 8 * j, 0, 8)]
+        at = np.minimum(starts + 8 * j, self._size)
+        return self._lanes[at & 7, at >> 3] & _WORD_MASKS[np.clip(lengths - 8 * j, 0, 8)]
 
 
 def var_order(keys: Column) -> tuple[np.ndarray, np.ndarray]:
@@ -314,21 +340,33 @@ def var_order(keys: Column) -> tuple[np.ndarray, np.ndarray]:
         at = _tied_places(fresh)
         if not len(at):
             return perm, np.zeros(n - 1, bool)
-        rows = perm[at]
-        lengths = words.lengths[rows]
-        longer = bool((lengths > 8 * j).any())
-        key = words.word(j, rows) if longer else lengths
+        lengths = words.lengths[perm[at]]
         group = np.cumsum(fresh)[at]
-        sub = np.lexsort((key, group))
-        perm[at] = rows[sub]
-        key, group = key[sub], group[sub]
-        again = np.empty(len(at), bool)
-        again[0] = True
-        again[1:] = (group[1:] != group[:-1]) | (key[1:] != key[:-1])
-        fresh[at] = again
-        if not longer:   # the lengths settled it: what still ties is one key
-            return perm, ~fresh[1:]
-        j += 1
+        longer = lengths > 8 * j
+        if longer.any():   # groups with a key longer than the words so far: sort them by the next word
+            active = np.zeros(int(group[-1]) + 1, bool)
+            active[group[longer]] = True
+            at = at[active[group]]
+            _sort_within(perm, fresh, at, group[active[group]], words.word(j, perm[at]))
+            j += 1
+            continue
+        starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+        uneven = np.minimum.reduceat(lengths, starts) != np.maximum.reduceat(lengths, starts)
+        if uneven.any():   # equal words, lengths that differ (zero bytes at the end): shorter first
+            pick = np.repeat(uneven, np.diff(np.append(starts, len(at))))
+            _sort_within(perm, fresh, at[pick], group[pick], lengths[pick])
+        return perm, ~fresh[1:]
+
+
+def _sort_within(perm: np.ndarray, fresh: np.ndarray, at: np.ndarray, group: np.ndarray, key: np.ndarray) -> None:
+    """Sort the rows at places `at` of `perm` by (group, key), stably, and mark where `key` now splits a group."""
+    sub = np.lexsort((key, group))
+    perm[at] = perm[at][sub]
+    key, group = key[sub], group[sub]
+    again = np.empty(len(at), bool)
+    again[0] = True
+    again[1:] = (group[1:] != group[:-1]) | (key[1:] != key[:-1])
+    fresh[at] = again
 
 
 def _tied_places(fresh: np.ndarray) -> np.ndarray:
@@ -420,8 +458,11 @@ def _order_tied_values(perm: np.ndarray, tied: np.ndarray, values: Column) -> No
     perm[at] = rows[np.lexsort((rank, group))]
 
 
-def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20) -> Iterator[Columns]:
-    """K-way merge of runs sorted by (key, value), each given as batches; yields sorted batches.
+def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20,
+                 by_value: bool = True) -> Iterator[Columns]:
+    """K-way merge of runs sorted by (key, value), each given as batches; yields sorted batches. Not
+    `by_value`: runs sorted by key alone, merged by key alone (a key's rows may then span two rounds,
+    rows of the bound key still to come in a run's next batch).
 
     Each round first loads batches, always into the run whose loaded rows end lowest (a heap), until
     about `round_bytes` are loaded; the bound is then the lowest last row among runs that go on, and
@@ -438,13 +479,15 @@ def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20)
     sources: list[Iterator[Columns]] = []
     loaded: list[list[Columns]] = []   # per run: batches at hand, the first cut from `starts`
     starts: list[int] = []
-    waiting: list[tuple[tuple[Any, Any], int]] = []   # (last loaded row, run) of runs with more to load
+    waiting: list[tuple[Any, int]] = []   # (last loaded row, run) of runs with more to load
+    last = _Rows.last if by_value else _Keys.last
+    cut = _Rows if by_value else _Keys
     total = 0
     for run in runs:
         source = iter(run)
         batch = _next_batch(source)
         if batch is not None:
-            waiting.append((batch.row(len(batch) - 1), len(sources)))
+            waiting.append((last(batch), len(sources)))
             sources.append(source)
             loaded.append([batch])
             starts.append(0)
@@ -459,13 +502,13 @@ def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20)
             else:
                 loaded[lowest].append(batch)
                 total += _weight(batch)
-                heapq.heapreplace(waiting, (batch.row(len(batch) - 1), lowest))
+                heapq.heapreplace(waiting, (last(batch), lowest))
         bound = waiting[0][0] if waiting else None
         pieces = []
         for j, batches in enumerate(loaded):
             while batches:
                 first, start = batches[0], starts[j]
-                end = len(first) if bound is None else bisect.bisect_right(_Rows(first), bound, lo=start)
+                end = len(first) if bound is None else bisect.bisect_right(cut(first), bound, lo=start)
                 if end > start:
                     pieces.append(first.slice(start, end))
                 if end < len(first):
@@ -478,7 +521,7 @@ def merge_sorted(runs: Iterable[Iterable[Columns]], round_bytes: int = 64 << 20)
             yield pieces[0]
         elif pieces:
             taken = concat_columns(pieces)
-            perm = order(taken)
+            perm = order(taken, by_value)
             step = max(1, len(taken) * _OUT_BYTES // max(taken.nbytes, 1))
             for start in range(0, len(taken), step):   # in order a slice at a time: no second full copy
                 yield taken.take(perm[start:start + step])
@@ -504,12 +547,77 @@ class _Rows:
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         return self._batch.row(i)
 
+    @staticmethod
+    def last(batch: Columns) -> tuple[Any, Any]:
+        return batch.row(len(batch) - 1)
+
+
+class _Keys(_Rows):
+    """A batch's keys as a sequence, for `bisect` by key alone."""
+
+    def __getitem__(self, i: int) -> Any:
+        return self._batch.keys.item(i)
+
+    @staticmethod
+    def last(batch: Columns) -> Any:
+        return batch.keys.item(len(batch) - 1)
+
 
 def _next_batch(source: Iterator[Columns]) -> Columns | None:
     for batch in source:
         if len(batch):
             return batch
     return None
+
+
+def groups(batches: Iterable[Columns]) -> Iterator[tuple[Any, Iterator[Any]]]:
+    """Sorted batches as each key once, in order, with an iterator over its values (for `reduce`).
+
+    Keys are found equal by array passes (`same_keys`), and only each key's first row and the values
+    become Python objects. A key whose rows go on into the next batches streams on through them, one
+    batch at a time, so a key with more values than fit in memory reaches `reduce` too. Memory: two
+    batches.
+    """
+    source = iter(batches)
+    batch = _next_batch(source)
+    while batch is not None:
+        following = _next_batch(source)
+        starts = np.flatnonzero(np.concatenate(([True], ~same_keys(batch.keys))))
+        keys = batch.keys.take(starts).tolist()
+        values = batch.values.tolist()
+        ends = [*starts[1:].tolist(), len(batch)]
+        last = len(keys) - 1
+        for i, (key, start, end) in enumerate(zip(keys, starts.tolist(), ends, strict=True)):
+            if i == last and following is not None and following.keys.item(0) == key:
+                rest = _KeyRest(key, following, source)
+                yield key, itertools.chain(values[start:end], itertools.chain.from_iterable(rest))
+                following = rest.finish()
+            else:
+                yield key, iter(values[start:end])
+        batch = following
+
+
+class _KeyRest:
+    """The values of `key` in the batches from `batch` on, a list a batch, read a batch at a time;
+    `finish` reads past what `reduce` left unread and gives the rows after the key's (None: no more)."""
+
+    def __init__(self, key: Any, batch: Columns, source: Iterator[Columns]) -> None:
+        self._key = key
+        self._batch: Columns | None = batch
+        self._source = source
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        while self._batch is not None and self._batch.keys.item(0) == self._key:
+            batch = self._batch
+            flags = same_keys(batch.keys)
+            count = len(batch) if flags.all() else int(np.argmin(flags)) + 1
+            self._batch = batch.slice(count, len(batch)) if count < len(batch) else _next_batch(self._source)
+            yield batch.values.slice(0, count).tolist()
+
+    def finish(self) -> Columns | None:
+        for _ in self:
+            pass
+        return self._batch
 
 
 # ------------------------------------------------------------------ the wire
@@ -523,6 +631,14 @@ def encode(batch: Columns) -> bytes:
             parts.append(np.diff(column.offsets).astype("<u4").tobytes())
         parts.append(column.data.astype(column.data.dtype.newbyteorder("<"), copy=False).tobytes())
     return b"".join(parts)
+
+
+def chunk_kinds(body: bytes | memoryview) -> tuple[int, ...] | None:
+    """A column chunk's (key kind, key width, value kind, value width); None for a chunk of pairs."""
+    if not is_columns(body) or len(body) < _HEAD.size:
+        return None
+    _, _, _, key_kind, key_width, value_kind, value_width = _HEAD.unpack_from(body)
+    return key_kind, key_width, value_kind, value_width
 
 
 def is_columns(body: bytes | memoryview) -> bool:

@@ -30,6 +30,8 @@ import zmq
 
 from zmr.apps import App, unship_app
 from zmr.core.batches import Packer, Pairs, PartitionBuffers, Value
+from zmr.core.columns import Columns, MixedColumns
+from zmr.core.pair_columns import ColumnBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
 from zmr.inputs import MAP_CHUNK_BYTES
@@ -39,7 +41,7 @@ from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.runtime.gctune import reuse_large_blocks
 from zmr.runtime.pusher import Pusher
-from zmr.runtime.runs import merged, merged_columns
+from zmr.runtime.runs import grouped, merged, merged_columns
 from zmr.runtime.security import Curve
 from zmr.steps import StepApp, plan_steps
 
@@ -117,7 +119,7 @@ class Runner:
         curve = Curve(setup.peer_public, setup.peer_secret, setup.peer_server_key) if setup.peer_public else None
         self._pusher = Pusher(ctx, 8 << 20, setup.max_message_bytes, ack_timeout=setup.ack_timeout, curve=curve)
         self._jobs: dict[str, _Job] = {}   # the latest t.JOBS_KEPT, oldest first
-        self._warm: list[Pairs] = []
+        self._warm: list[list[Any]] = []   # the last map's keys (or runs of pairs): see `_keep_warm`
         self._progress = 0   # units of work (chunks read, thousands of pairs, batches, waits) not yet reported
         self._last_tick = 0.0
         self._log = bound_logger(worker=setup.worker_id, pid=os.getpid())
@@ -201,9 +203,10 @@ class Runner:
         app, info = job.app(), job.info
         if app.is_batch:
             return self._run_map_batch(rec, job)
-        buffers = PartitionBuffers(info.n_reduce, info.batch_bytes,
-                                   max(self._setup.memory_budget // 4, info.batch_bytes),
-                                   app.partitioner(info.args), app.combiner(info.args), app.check_partition)
+        buffers = ColumnBuffers(info.n_reduce, info.batch_bytes,
+                                max(self._setup.memory_budget // 4, info.batch_bytes),
+                                app.partitioner(info.args), app.combiner(info.args), app.check_partition,
+                                hold_keys=_WARM_MAX_PAIRS)
         self._pusher.start_task(info.window_bytes)
         emit = _Emitter(self, rec, job)
         for contents, first_line in map_inputs(app.input, rec.split.path, rec.split.start, rec.split.end,
@@ -220,7 +223,7 @@ class Runner:
         tail = buffers.drain()
         for partition, run in tail:
             emit.batch(partition, run)
-        self._keep_warm([run for _, run in tail])
+        self._keep_warm([*buffers.held_keys(), *(run for _, run in tail if isinstance(run, list))])
         if info.push:
             emit.end_streams()
         return t.MapResult(buffers.records, emit.bytes_out, emit.kept)
@@ -252,16 +255,17 @@ class Runner:
             emit.end_streams()
         return t.MapResult(records, emit.bytes_out, emit.kept)
 
-    def _keep_warm(self, runs: list[Pairs]) -> None:
-        """Hold this task's last runs, and let the previous task's go only now.
+    def _keep_warm(self, held: list[list[Any]]) -> None:
+        """Hold this task's last keys (the map's keys, or runs of pairs that hold them), and let the
+        previous task's go only now.
 
-        The pairs' keys lie scattered through the small-object arenas the map filled. Were they all freed
-        at the end of the task, those arenas would empty and go back to the OS, and the next map would
-        page-fault its way through fresh ones (on a word count: 5x the page faults, a tenth more CPU).
-        Held until the next map has made its own, they keep the arenas in use, and the next map reuses
-        their free space.
+        The keys lie scattered through the small-object arenas the map filled. Were they all freed at the
+        end of the task, those arenas would empty and go back to the OS, and the next map would
+        page-fault its way through fresh ones (on a word count: 4 to 5x the page faults, and a second of
+        kernel time in 10 of CPU). Held until the next map has made its own, they keep the arenas in use,
+        and the next map reuses their free space.
         """
-        self._warm = runs if sum(map(len, runs)) <= _WARM_MAX_PAIRS else []
+        self._warm = held if sum(map(len, held)) <= _WARM_MAX_PAIRS else []
 
     # ------------------------------------------------------------ reduce
 
@@ -279,12 +283,19 @@ class Runner:
             finally:
                 shutil.rmtree(rec.scratch, ignore_errors=True)
         reduce = app.reducer(job.info.args)
-        try:
-            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick)
+        runs, scratch = list(rec.runs), Path(rec.scratch)
+
+        def write(groups: Iterator[tuple[Any, Iterator[Value]]]) -> int:
             if app.is_batch and job.info.output_format != "raw":
                 groups = str_keys(app.name, job.info.output_format, groups)
-            records = write_reduced(rec.tmp_path, job.info.output_format, app.name, groups, reduce, self._tick,
-                                    app.output_formatter())
+            return write_reduced(rec.tmp_path, job.info.output_format, app.name, groups, reduce, self._tick,
+                                 app.output_formatter())
+        try:
+            try:
+                records = write(grouped(runs, rec.fan_in, scratch, job.packer, self._tick, by_value=app.is_batch))
+            except MixedColumns:   # runs of pairs or of other kinds further on: the file is written again
+                shutil.rmtree(scratch, ignore_errors=True)
+                records = write(merged(runs, rec.fan_in, scratch, job.packer, self._tick))
         finally:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(records)
@@ -353,9 +364,10 @@ class _Emitter:
         self.kept: list[t.Kept] = []
         self.bytes_out = 0
 
-    def batch(self, partition: int, run: Pairs) -> None:
+    def batch(self, partition: int, run: Pairs | Columns) -> None:
         """Keep the run in the map's own copy and push it to the partition's owner."""
-        self.payload(partition, self._job.packer.batch(run), len(run))
+        packer = self._job.packer
+        self.payload(partition, packer.batch(run) if isinstance(run, list) else packer.columns(run), len(run))
 
     def payload(self, partition: int, payload: bytes, n_records: int) -> None:
         """Keep an encoded run of `n_records` pairs in the map's own copy and push it to the partition's owner."""

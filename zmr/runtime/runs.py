@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zmr.core.batches import (
     CHUNK_RECORDS,
@@ -25,6 +25,9 @@ from zmr.core.batches import (
     decode_chunk,
     decode_chunk_columns,
     merge_chunked,
+)
+from zmr.core.batches import (
+    unpacked as _unpacked,
 )
 
 if TYPE_CHECKING:
@@ -63,10 +66,24 @@ def read_chunks(run: Run, min_bytes: int = 0) -> Iterator[Pairs]:
         os.close(fd)
 
 
-def read_column_chunks(run: Run, files: _OpenFiles) -> Iterator[Columns]:
-    """`read_chunks` for a batch app's runs: one column chunk at a time, its arrays views of what was read."""
+def read_column_chunks(run: Run, files: _OpenFiles, strict: bool = False) -> Iterator[Columns]:
+    """`read_chunks` for runs of columns: one column chunk at a time, its arrays views of what was read
+    (`strict`: a chunk of pairs is MixedColumns, not converted)."""
     for codec, body in _chunk_bodies(files.fd(run[0]), run):
-        yield decode_chunk_columns(body, codec)
+        yield decode_chunk_columns(body, codec, strict)
+
+
+def column_kinds(run: Run) -> tuple[int, ...] | None:
+    """The kinds and widths of the columns of the run's first chunk; None if it is a chunk of pairs."""
+    from zmr.core.columns import chunk_kinds
+
+    fd = os.open(run[0], os.O_RDONLY)
+    try:
+        for codec, body in _chunk_bodies(fd, run):
+            return chunk_kinds(_unpacked(body, codec))
+        return None
+    finally:
+        os.close(fd)
 
 
 def _chunk_bodies(fd: int, run: Run) -> Iterator[tuple[int, bytes]]:
@@ -110,7 +127,8 @@ def column_fan_in(fan_in: int) -> int:
 
 
 def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
-                   tick: Callable[[], None] = lambda: None) -> Iterator[Columns]:
+                   tick: Callable[[], None] = lambda: None, by_value: bool = True,
+                   strict: bool = False) -> Iterator[Columns]:
     """A batch app's runs merged into batches in (key, value) order, as `merged` merges pairs.
 
     A run is read a column chunk (`COLUMN_CHUNK_BYTES`, decoded in place) at a time, and a round loads
@@ -124,7 +142,7 @@ def merged_columns(runs: list[Run], fan_in: int, scratch: Path, packer: Packer =
     files = _OpenFiles()
 
     def merge(group: list[Run]) -> Iterator[Columns]:
-        return merge_sorted((read_column_chunks(r, files) for r in group), round_bytes)
+        return merge_sorted((read_column_chunks(r, files, strict) for r in group), round_bytes, by_value)
 
     def write(path: Path, group: list[Run]) -> Run:
         with open(path, "ab") as out:
@@ -192,3 +210,17 @@ def merged(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
         return write_run(path, _flattened(merge(group)), packer, tick)
 
     return merge(_narrowed(runs, fan_in, scratch, write))
+
+
+def grouped(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
+            tick: Callable[[], None] = lambda: None, by_value: bool = False,
+            ) -> Iterator[tuple[Any, Iterator[Value]]]:
+    """`merged`'s groups, merged as columns when every run starts with column chunks of one kind (a plain
+    app's runs, or a batch app's): only each key, once, and the values become Python objects. A run that
+    turns out to hold pairs or other kinds further on raises MixedColumns: merge them with `merged`."""
+    from zmr.core.columns import groups
+
+    kinds = {column_kinds(run) for run in runs}
+    if None in kinds or len(kinds) > 1:
+        return merged(runs, fan_in, scratch, packer, tick)
+    return groups(merged_columns(runs, fan_in, scratch, packer, tick, by_value, strict=True))

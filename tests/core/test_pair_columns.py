@@ -1,0 +1,152 @@
+"""A plain app's pairs as columns on the map side: sorted runs by key alone, partitioned as pairs are, combined,
+within bounds, and back to pairs when a block makes no columns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zmr.core import columns as c
+from zmr.core.batches import PartitionBuffers
+from zmr.core.pair_columns import ColumnBuffers, Run, block_columns
+from zmr.core.partition import partition_of
+
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
+WORDS = st.sampled_from(["a", "b", "é", "abcdefghij", "abcdefghik", "zz", ""])
+
+
+def _bad_partition(key: str, n: int, p: Any) -> int:
+    raise AssertionError(f"no partition to check: {key!r} -> {p!r}")
+
+
+def _buffers(n: int, batch_bytes: int, max_bytes: int, combine: Any = None, hold: int = 0) -> ColumnBuffers:
+    buffers = ColumnBuffers(n, batch_bytes, max_bytes, None, combine, _bad_partition, hold_keys=hold)
+    buffers.BLOCK = 7   # several blocks per call, and runs due in the middle of one
+    return buffers
+
+
+def _pairs_of(run: Run) -> list[tuple[Any, Any]]:
+    return run.pairs() if isinstance(run, c.Columns) else list(run)
+
+
+def _collect(buffers: ColumnBuffers, calls: list[list[Any]]) -> list[tuple[int, Run]]:
+    runs = [due for call in calls for due in buffers.add_all(call) if due is not None]
+    return runs + buffers.drain()
+
+
+@SETTINGS
+@given(pairs=st.lists(st.tuples(WORDS, st.integers(-5, 5)), max_size=120), n=st.integers(1, 5),
+       batch_bytes=st.integers(1, 400), calls=st.integers(1, 3))
+def test_runs_are_sorted_by_key_keep_emission_order_and_lose_nothing(pairs: list[tuple[str, int]], n: int,
+                                                                      batch_bytes: int, calls: int) -> None:
+    buffers = _buffers(n, batch_bytes, 4 * batch_bytes)
+    cut = len(pairs) // calls or 1
+    runs = _collect(buffers, [pairs[i:i + cut] for i in range(0, len(pairs), cut)])
+    assert buffers.records == len(pairs)
+    seen: list[tuple[int, tuple[str, int]]] = []
+    for p, run in runs:
+        assert isinstance(run, c.Columns)
+        got = run.pairs()
+        assert [k for k, _ in got] == sorted(k for k, _ in got)
+        assert all(partition_of(k, n) == p for k, _ in got)
+        seen += [(p, pair) for pair in got]
+    assert Counter(pair for _, pair in seen) == Counter(pairs)
+    for key in {k for k, _ in pairs}:   # a key's values, run after run, in the order map emitted them
+        assert [v for _, (k, v) in seen if k == key] == [v for k, v in pairs if k == key]
+
+
+@SETTINGS
+@given(pairs=st.lists(st.tuples(WORDS, st.integers(0, 9)), max_size=120), n=st.integers(1, 4))
+def test_a_combiner_leaves_one_pair_per_key_in_each_run_and_totals_stay_exact(pairs: list[tuple[str, int]],
+                                                                            n: int) -> None:
+    calls: list[tuple[str, list[Any]]] = []
+
+    def combine(key: str, values: list[Any]) -> Any:
+        calls.append((key, values))
+        return sum(values)
+
+    runs = _collect(_buffers(n, 1 << 20, 1 << 22, combine), [pairs])
+    totals: Counter[str] = Counter()
+    for _, run in runs:
+        keys = [k for k, _ in _pairs_of(run)]
+        assert len(keys) == len(set(keys))
+        totals.update(dict(_pairs_of(run)))
+    assert totals == Counter({k: sum(v for kk, v in pairs if kk == k) for k, _ in pairs})
+    assert all(len(values) > 1 for _, values in calls)   # a single value is not combined
+
+
+def test_a_combined_value_of_another_kind_makes_the_run_pairs() -> None:
+    runs = _collect(_buffers(1, 1 << 20, 1 << 22, lambda key, values: sum(values) / 2), [[("a", 1), ("a", 3)]])
+    assert runs == [(0, [("a", 2.0)])]
+
+
+def test_a_block_that_makes_no_columns_sends_the_rest_back_to_pairs() -> None:
+    """Ints, then a block of ints and floats: the int runs held so far go out as columns first, and the
+    rest (whatever kind) as pairs; nothing is lost, and the check sees what is not a pair."""
+    buffers = _buffers(2, 1 << 20, 1 << 22)
+    ints = [(f"k{i}", i) for i in range(7)]
+    mixed = [("x", 1), ("y", 0.5)] * 3 + [("z", 2)]
+    first = [due for due in buffers.add_all(ints) if due is not None]
+    assert first == []   # held
+    second = [due for due in buffers.add_all(mixed) if due is not None]
+    assert second and all(isinstance(run, c.Columns) for _, run in second)
+    rest = buffers.drain()
+    assert rest and all(isinstance(run, list) for _, run in rest)
+    assert Counter(pair for _, run in second + rest for pair in _pairs_of(run)) == Counter(ints + mixed)
+    assert buffers.records == 14
+    checked: list[object] = []
+
+    def check(pair: object) -> tuple[str, int]:
+        checked.append(pair)
+        return ("fixed", 0)
+
+    assert [due for due in buffers.add_all([("ok", 1), ["not", "a tuple"]], check) if due is not None] == []
+    assert checked == [["not", "a tuple"]]
+
+
+@pytest.mark.parametrize("block", [
+    [("a", 1), ("b", 1.5)],        # ints and floats: a float column would turn 1 into 1.0
+    [("a", 1 << 63)],              # past int64
+    [("a", True)],                 # a bool is not an int here
+    [(b"a", 1)],                   # bytes key
+    [("a", 1, 2)],                 # not a pair
+    [["a", 1]],                    # a list
+])
+def test_what_a_column_cannot_hold_exactly_makes_no_columns(block: list[Any]) -> None:
+    assert block_columns(block) is None
+
+
+def test_one_kind_of_value_makes_columns_that_read_back_exactly() -> None:
+    for values in ([1, -2, (1 << 63) - 1], [0.5, -1.25], ["x", "é", ""]):
+        made = block_columns([(f"k{i}", v) for i, v in enumerate(values)])
+        assert made is not None
+        assert made[0].pairs() == [(f"k{i}", v) for i, v in enumerate(values)]
+        assert [type(v) for _, v in made[0].pairs()] == [type(v) for v in values]
+
+
+def test_bounds_flush_the_full_partition_and_the_largest_over_the_cap() -> None:
+    buffers = _buffers(2, 10_000, 200)
+    runs = [due for due in buffers.add_all([(f"key{i}", i) for i in range(40)]) if due is not None]
+    assert runs, "past the cap, the largest partition comes out"
+    assert buffers._total <= 200
+
+
+def test_keys_are_held_up_to_the_bound_and_no_further() -> None:
+    held = _buffers(2, 1 << 20, 1 << 22, hold=10)
+    _collect(held, [[(f"k{i}", 1) for i in range(9)]])
+    assert sorted(k for keys in held.held_keys() for k in keys) == sorted(f"k{i}" for i in range(9))
+    over = _buffers(2, 1 << 20, 1 << 22, hold=10)
+    _collect(over, [[(f"k{i}", 1) for i in range(11)]])
+    assert over.held_keys() == []
+
+
+def test_the_same_pairs_make_the_same_runs_as_pair_buffers_do() -> None:
+    pairs = [(w, i) for i, w in enumerate("the cat and the dog and the end".split())]
+    columns = {p: run.pairs() for p, run in _collect(_buffers(3, 1 << 20, 1 << 22), [pairs])}
+    plain = PartitionBuffers(3, 1 << 20, 1 << 22, None, None)
+    reference = {p: run for p, run in [*(d for d in plain.add_all(pairs) if d is not None), *plain.drain()]}
+    assert columns == reference

@@ -1,0 +1,198 @@
+"""A plain app's pairs as columns: the map side's buffers.
+
+A plain app's `map` yields (str, value) tuples. Block by block they become a key column and a value column
+once (`block_columns`); from there on they are partitioned, sorted, encoded and merged by array passes
+(`zmr.core.columns`), as a batch app's are, and only each key, once, and the values `reduce` reads become
+Python objects again (`zmr.core.columns.groups`). Order is by key alone and stable: a key's values reach
+`combine` and `reduce` in the order map emitted them, as with pair runs.
+
+A column holds one kind of value, so a block of mixed values (ints and floats, say), an int past 64 bits,
+or anything the app's pair check must convert sends the rest of the task to pair buffers
+(`zmr.core.batches.PartitionBuffers`): the partitions held so far go out as column runs first. A reducer
+that meets runs of both kinds merges pairs (see `zmr.runtime.runs.grouped`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from zmr.core import columns as c
+from zmr.core.batches import INT_MIN, Pair, Pairs, PartitionBuffers, Value, key_partitions
+
+_INT64_MAX = (1 << 63) - 1
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+Run = c.Columns | Pairs   # what a partition's buffer hands back: columns, or pairs once it went back to them
+
+
+def block_columns(block: list[Any]) -> tuple[c.Columns, list[str]] | None:
+    """The block as (key column, value column), and its keys; None unless every item is a tuple of a str
+    and a value, all values of one kind: str, float, or int within 64 bits."""
+    if set(map(type, block)) != {tuple} or set(map(len, block)) != {2}:
+        return None
+    keys = list(map(_FIRST, block))
+    if set(map(type, keys)) != {str}:
+        return None
+    values = list(map(_SECOND, block))
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        if not (INT_MIN <= min(values) and max(values) <= _INT64_MAX):
+            return None
+        column = c.Column(c.INT, np.array(values, np.int64))
+    elif kinds == {float}:
+        column = c.Column(c.FLOAT, np.array(values, np.float64))
+    elif kinds == {str}:
+        column = c.text_column(values)
+    else:
+        return None
+    return c.Columns(c.text_column(keys), column), keys
+
+
+def value_column(values: list[Any], kind: int) -> c.Column | None:
+    """`values` as a column of `kind`, or None if one of them is of another kind."""
+    types = set(map(type, values))
+    if kind == c.INT and types == {int} and INT_MIN <= min(values) and max(values) <= _INT64_MAX:
+        return c.Column(c.INT, np.array(values, np.int64))
+    if kind == c.FLOAT and types == {float}:
+        return c.Column(c.FLOAT, np.array(values, np.float64))
+    if kind == c.STR and types == {str}:
+        return c.text_column(values)
+    return None
+
+
+class ColumnBuffers:
+    """Map output by partition, as column pieces; hands back a sorted, combined run when a partition fills.
+
+    The bounds are those of `PartitionBuffers`: `batch_bytes` a run, `max_bytes` everything held (the
+    largest partition goes first), counted as the columns' bytes.
+    """
+
+    BLOCK = 8192
+
+    def __init__(self, n_reduce: int, batch_bytes: int, max_bytes: int,
+                 partition: Callable[[str, int], Any] | None,
+                 combine: Callable[[str, list[Value]], Value] | None,
+                 check_partition: Callable[[str, int, Any], int], hold_keys: int = 0) -> None:
+        """`hold_keys`: the map's keys are held (`held_keys`) as long as there are no more than this many."""
+        self._n = n_reduce
+        self._batch_bytes = batch_bytes
+        self._max_bytes = max_bytes
+        self._partition = partition
+        self._combine = combine
+        self._check_partition = check_partition
+        self._pieces: list[list[c.Columns]] = [[] for _ in range(n_reduce)]
+        self._sizes = [0] * n_reduce
+        self._total = 0
+        self._kinds: tuple[int, int] | None = None   # (key kind, value kind) of every piece
+        self._pairs: PartitionBuffers | None = None   # the rest of the task, once a block made no columns
+        self._records = 0
+        self._hold_keys = hold_keys
+        self._held: list[list[str]] = []
+
+    def held_keys(self) -> list[list[str]]:
+        """The keys of every pair added, as map made them, if there were no more than `hold_keys`, else
+        none (see `zmr.runtime.runner.Runner._keep_warm`)."""
+        return self._held if self._records <= self._hold_keys else []
+
+    @property
+    def records(self) -> int:
+        """Pairs added so far."""
+        return self._records + (self._pairs.records if self._pairs is not None else 0)
+
+    def add_all(self, pairs: Iterable[Any], check: Callable[[Any], Pair] | None = None,
+                ) -> Iterator[tuple[int, Run] | None]:
+        """Buffer every pair; yields each run as it becomes due, and None after every block (a tick)."""
+        source = iter(pairs)
+        while self._pairs is None:
+            block = list(itertools.islice(source, self.BLOCK))
+            if not block:
+                return
+            made = block_columns(block)
+            kinds = (made[0].keys.kind, made[0].values.kind) if made is not None else None
+            if made is None or self._kinds not in (None, kinds):
+                yield from self._to_pairs()
+                source = itertools.chain(block, source)
+                break
+            self._kinds = kinds
+            self._file(*made)
+            yield from self._due()
+            yield None
+        assert self._pairs is not None
+        yield from self._pairs.add_all(source, check)
+
+    def drain(self) -> list[tuple[int, Run]]:
+        """Every non-empty partition's run, for the end of the map task."""
+        runs: list[tuple[int, Run]] = [(p, self._take(p)) for p in range(self._n) if self._pieces[p]]
+        if self._pairs is not None:
+            runs += self._pairs.drain()
+        return runs
+
+    def _to_pairs(self) -> Iterator[tuple[int, Run]]:
+        """From here on pairs: what is held goes out as column runs now."""
+        yield from self.drain()
+        self._pairs = PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition, self._combine,
+                                       self._check_partition)
+
+    def _file(self, batch: c.Columns, keys: list[str]) -> None:
+        self._records += len(batch)
+        if self._records <= self._hold_keys:
+            self._held.append(keys)
+        elif self._held:
+            self._held = []
+        parts = key_partitions(keys, self._n, self._partition, self._check_partition)
+        if parts is None:
+            self._add(0, batch)
+            return
+        digits = np.array(parts, np.uint16 if self._n <= 1 << 16 else np.int64)   # 16-bit: numpy radix-sorts
+        by_partition = np.argsort(digits, kind="stable")
+        ordered = batch.take(by_partition)
+        ends = np.cumsum(np.bincount(digits, minlength=self._n)).tolist()
+        start = 0
+        for p, end in enumerate(ends):
+            if end > start:
+                self._add(p, ordered.slice(start, end))
+            start = end
+
+    def _add(self, p: int, piece: c.Columns) -> None:
+        self._pieces[p].append(piece)
+        size = piece.nbytes
+        self._sizes[p] += size
+        self._total += size
+
+    def _due(self) -> Iterator[tuple[int, Run]]:
+        sizes = self._sizes
+        for p in range(self._n):
+            if sizes[p] >= self._batch_bytes:
+                yield p, self._take(p)
+        while self._total > self._max_bytes:
+            largest = max(range(self._n), key=sizes.__getitem__)
+            yield largest, self._take(largest)
+
+    def _take(self, p: int) -> Run:
+        batch, self._pieces[p] = c.concat_columns(self._pieces[p]), []
+        self._total -= self._sizes[p]
+        self._sizes[p] = 0
+        perm, same = c.var_order(batch.keys)
+        batch = batch.take(perm)
+        if self._combine is not None and same.any():
+            return _combined(batch, same, self._combine)
+        return batch
+
+
+def _combined(batch: c.Columns, same: np.ndarray, combine: Callable[[str, list[Value]], Value]) -> Run:
+    """A sorted run with each key's values combined into one; pairs if what combine returned is not all
+    of the run's value kind."""
+    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    keys = batch.keys.take(starts)
+    names = keys.tolist()
+    values = batch.values.tolist()
+    bounds = [*starts.tolist(), len(batch)]
+    out = [values[a] if b - a == 1 else combine(key, values[a:b])
+           for key, a, b in zip(names, bounds, bounds[1:], strict=False)]
+    column = value_column(out, batch.values.kind)
+    return c.Columns(keys, column) if column is not None else list(zip(names, out, strict=True))
