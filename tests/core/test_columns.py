@@ -270,3 +270,30 @@ def test_a_merge_by_key_alone_keeps_each_runs_values_in_their_order(pairs: list[
 def _subsequence(part: list[int], whole: list[int]) -> bool:
     it = iter(whole)
     return all(any(x == y for y in it) for x in part)
+
+
+@pytest.mark.parametrize(("values", "width"), [([0, 255 - 128, -128], 1), ([1, -30000], 2), ([1 << 20, -5], 4),
+                                               ([1 << 40], 8), ([-(1 << 63), (1 << 63) - 1], 8)])
+def test_ints_travel_in_the_fewest_bytes_that_hold_them_and_read_back_exactly(values: list[int], width: int) -> None:
+    batch = c.columns_of((["k"] * len(values), values))
+    body = c.encode(batch)
+    assert struct.unpack_from("<BBIBIBI", body)[6] == width
+    assert c.decode(body).pairs() == batch.pairs()
+    assert c.chunk_kinds(body) == (c.STR, 0, c.INT, 0)   # as wide as it is, it is one kind
+
+
+def test_lengths_of_keys_travel_narrow_too_and_long_keys_still_fit() -> None:
+    for size, width in ((3, 1), (300, 2), (70_000, 4)):
+        batch = c.columns_of(([b"x" * size, b""], [1, 2]))
+        body = c.encode(batch)
+        assert struct.unpack_from("<BBIBIBI", body)[4] == width
+        assert c.decode(body).pairs() == batch.pairs()
+
+
+def test_a_chunk_of_the_first_version_still_reads() -> None:
+    """Version 1 wrote every length in 4 bytes and every int in 8, and widths of 0."""
+    body = (struct.pack("<BBIBIBI", c.MAGIC, 1, 2, c.STR, 0, c.INT, 0) + struct.pack("<II", 1, 2) + b"abc"
+            + struct.pack("<qq", 7, -1))
+    assert c.decode(body).pairs() == [("a", 7), ("bc", -1)]
+    with pytest.raises(ProtocolError):   # narrow widths are version 2's
+        c.decode(body[:1] + b"\x01" + body[2:7] + struct.pack("<I", 1) + body[11:])

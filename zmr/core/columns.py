@@ -44,7 +44,7 @@ from zmr.errors import ProtocolError
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
 KIND_NAMES = {FIXED: "bytes (fixed width)", BYTES: "bytes", STR: "str", INT: "int", FLOAT: "float"}
 MAGIC = 0xC1   # batches.COLUMNS_MAGIC
-VERSION = 1
+VERSION = 2   # 2: narrow ints and lengths (see `encode`); chunks of version 1 still read
 _HEAD = struct.Struct("<BBIBIBI")   # magic, version, rows, key kind, key width, value kind, value width
 _U8 = np.dtype(np.uint8)
 
@@ -623,22 +623,48 @@ class _KeyRest:
 # ------------------------------------------------------------------ the wire
 
 def encode(batch: Columns) -> bytes:
-    """A column chunk's body."""
-    parts = [_HEAD.pack(MAGIC, VERSION, len(batch), batch.keys.kind, batch.keys.width,
-                        batch.values.kind, batch.values.width)]
+    """A column chunk's body. Ints and the lengths of bytes and text take the fewest bytes that hold every
+    one of the chunk's (1, 2, 4 or 8 for ints, 1, 2 or 4 for lengths), named by the column's width in the
+    header: counts and words then cost about what msgpack would spend on them, not 8 and 4 bytes each."""
+    parts = [b""]
+    widths = []
     for column in (batch.keys, batch.values):
+        width = column.width
         if column.offsets is not None:
-            parts.append(np.diff(column.offsets).astype("<u4").tobytes())
-        parts.append(column.data.astype(column.data.dtype.newbyteorder("<"), copy=False).tobytes())
+            lengths = np.diff(column.offsets)
+            width = _narrow(lengths, _UNSIGNED)
+            parts.append(lengths.astype(f"<u{width}").tobytes())
+            parts.append(column.data.tobytes())
+        elif column.kind == INT:
+            width = _narrow(column.data, _SIGNED)
+            parts.append(column.data.astype(f"<i{width}").tobytes())
+        else:
+            parts.append(column.data.astype(column.data.dtype.newbyteorder("<"), copy=False).tobytes())
+        widths.append(width)
+    parts[0] = _HEAD.pack(MAGIC, VERSION, len(batch), batch.keys.kind, widths[0], batch.values.kind, widths[1])
     return b"".join(parts)
 
 
+_UNSIGNED = ((1, 0, 0xFF), (2, 0, 0xFFFF), (4, 0, 0xFFFFFFFF))
+_SIGNED = ((1, -(1 << 7), (1 << 7) - 1), (2, -(1 << 15), (1 << 15) - 1), (4, -(1 << 31), (1 << 31) - 1),
+           (8, -(1 << 63), (1 << 63) - 1))
+
+
+def _narrow(numbers: np.ndarray, sizes: tuple[tuple[int, int, int], ...]) -> int:
+    """The fewest bytes (of `sizes`: (bytes, least, most)) that hold every one of `numbers`."""
+    if not len(numbers):
+        return sizes[0][0]
+    low, high = int(numbers.min()), int(numbers.max())
+    return next(size for size, least, most in sizes if least <= low and high <= most)
+
+
 def chunk_kinds(body: bytes | memoryview) -> tuple[int, ...] | None:
-    """A column chunk's (key kind, key width, value kind, value width); None for a chunk of pairs."""
+    """A column chunk's (key kind, key width, value kind, value width); None for a chunk of pairs. The
+    width is a FIXED column's alone: how narrow an int or a length is stored does not make another kind."""
     if not is_columns(body) or len(body) < _HEAD.size:
         return None
     _, _, _, key_kind, key_width, value_kind, value_width = _HEAD.unpack_from(body)
-    return key_kind, key_width, value_kind, value_width
+    return key_kind, key_width if key_kind == FIXED else 0, value_kind, value_width if value_kind == FIXED else 0
 
 
 def is_columns(body: bytes | memoryview) -> bool:
@@ -650,18 +676,19 @@ def decode(body: bytes | memoryview) -> Columns:
     if len(body) < _HEAD.size:
         raise ProtocolError("truncated column chunk")
     magic, version, rows, key_kind, key_width, value_kind, value_width = _HEAD.unpack_from(body)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in (1, VERSION):
         raise ProtocolError(f"column chunk of an unknown version ({version})")
     view = memoryview(body)
     pos = _HEAD.size
-    keys, pos = _decode_column(view, pos, rows, key_kind, key_width)
-    values, pos = _decode_column(view, pos, rows, value_kind, value_width)
+    keys, pos = _decode_column(view, pos, rows, key_kind, key_width, version)
+    values, pos = _decode_column(view, pos, rows, value_kind, value_width, version)
     if pos != len(view) or keys.kind in (INT, FLOAT):
         raise ProtocolError("column chunk with bytes left over, or numeric keys")
     return Columns(keys, values)
 
 
-def _decode_column(view: memoryview, pos: int, rows: int, kind: int, width: int) -> tuple[Column, int]:
+def _decode_column(view: memoryview, pos: int, rows: int, kind: int, width: int,
+                   version: int = VERSION) -> tuple[Column, int]:
     def take(size: int) -> memoryview:
         nonlocal pos
         if size > len(view) - pos:
@@ -671,13 +698,17 @@ def _decode_column(view: memoryview, pos: int, rows: int, kind: int, width: int)
 
     if kind == FIXED:
         return Column(FIXED, np.frombuffer(take(rows * width), _U8).reshape(rows, width)), pos
-    if width:
+    allowed = {INT: (1, 2, 4, 8), BYTES: (1, 2, 4), STR: (1, 2, 4)}.get(kind, ()) if version > 1 else ()
+    if width and width not in allowed:
         raise ProtocolError(f"column chunk with a width ({width}) for a column of kind {kind}")
     if kind in (INT, FLOAT):
-        dtype = np.dtype("<i8" if kind == INT else "<f8")
-        return Column(kind, np.frombuffer(take(rows * 8), dtype)), pos
+        size = width or 8
+        dtype = np.dtype(f"<i{size}" if kind == INT else "<f8")
+        data = np.frombuffer(take(rows * size), dtype)
+        return Column(kind, data if size == 8 else data.astype(np.int64)), pos
     if kind in (BYTES, STR):
-        lengths = np.frombuffer(take(rows * 4), "<u4")
+        size = width or 4
+        lengths = np.frombuffer(take(rows * size), f"<u{size}")
         offsets = np.zeros(rows + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
         data = np.frombuffer(take(int(offsets[-1])), _U8)
