@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import xxhash
 
-from zmr.core.partition import partitions_of_encoded
 from zmr.errors import ProtocolError
 
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
@@ -170,7 +170,7 @@ def column_of(items: Any) -> Column:
         raise ColumnError(f"expected a numpy array or a list, got {type(items).__name__}")
     kinds = set(map(type, items))
     if not items or kinds == {bytes}:
-        return _var_column(BYTES, list(items))
+        return bytes_column(BYTES, list(items))
     if kinds == {str}:
         return text_column(items)
     if kinds == {int}:
@@ -192,7 +192,7 @@ def _array_column(items: np.ndarray) -> Column:
     if items.ndim == 1 and items.dtype.kind == "f":
         return Column(FLOAT, items.astype(np.float64))
     if items.ndim == 1 and items.dtype.kind == "S":
-        return _var_column(BYTES, items.tolist())
+        return bytes_column(BYTES, items.tolist())
     raise ColumnError(f"expected a 2-D uint8 array (fixed-width bytes) or a 1-D int or float array, got a "
                       f"{items.ndim}-D {items.dtype} array")
 
@@ -203,15 +203,16 @@ def text_column(items: Sequence[str]) -> Column:
     joined = "".join(items)
     if not joined.isascii():
         try:
-            return _var_column(STR, list(map(str.encode, items)))
+            return bytes_column(STR, list(map(str.encode, items)))
         except UnicodeEncodeError:   # a lone surrogate, kept as `partition_of` keeps it
-            return _var_column(STR, [s.encode("utf-8", "surrogatepass") for s in items])
+            return bytes_column(STR, [s.encode("utf-8", "surrogatepass") for s in items])
     offsets = np.zeros(len(items) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, items), np.int64, len(items)), out=offsets[1:])
     return Column(STR, np.frombuffer(joined.encode("ascii"), _U8), offsets)
 
 
-def _var_column(kind: int, items: list[bytes]) -> Column:
+def bytes_column(kind: int, items: list[bytes]) -> Column:
+    """A BYTES column of `items`, or a STR one of their UTF-8 (as `kind` says)."""
     offsets = np.zeros(len(items) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, items), np.int64, len(items)), out=offsets[1:])
     return Column(kind, np.frombuffer(b"".join(items), _U8), offsets)
@@ -237,7 +238,13 @@ def hash_partitions(keys: Column, n: int) -> np.ndarray:
     if n == 1:
         return np.zeros(len(keys), np.int64)
     raw = keys.tolist() if keys.kind != STR else Column(BYTES, keys.data, keys.offsets).tolist()
-    return np.fromiter(partitions_of_encoded(raw, n), np.int64, len(keys))
+    return partitions_of_bytes(raw, n)
+
+
+def partitions_of_bytes(raw: list[bytes], n: int) -> np.ndarray:
+    """`partition_of` of keys given as bytes (a str key as its UTF-8, surrogates kept): the hashes in one
+    C-level pass, the modulo in one array pass."""
+    return (np.fromiter(map(xxhash.xxh3_64_intdigest, raw), np.uint64, len(raw)) % np.uint64(n)).astype(np.int64)
 
 
 def checked_partitions(result: Any, rows: int, n: int) -> np.ndarray:
@@ -292,26 +299,27 @@ _WORD_MASKS = np.array([((1 << 64) - 1) ^ ((1 << (64 - 8 * k)) - 1) for k in ran
 class _Words:
     """A BYTES or STR column's keys as 8-byte big-endian words, zero-padded past each key's end.
 
-    The data is laid out once as eight lanes of 64-bit words, lane k starting at byte k, so any 8 bytes
-    of it are one word of one lane and a word of every key is a single gather (taking 8 bytes per key
-    from a strided view would copy them a byte at a time)."""
+    The data is laid out once as eight lanes of native 64-bit words, lane k starting at byte k, so any 8
+    bytes of it are one word of one lane and a word of every key is a single gather (taking 8 bytes per
+    key from a strided view would copy them a byte at a time)."""
 
     def __init__(self, column: Column) -> None:
         assert column.offsets is not None
         self.starts = column.offsets[:-1]
         self.lengths = np.diff(column.offsets)
         self._size = len(column.data)
-        words = self._size // 8 + 1
-        padded = np.zeros(8 * words + 8, _U8)
+        self._words = self._size // 8 + 1
+        padded = np.zeros(8 * self._words + 8, _U8)
         padded[:self._size] = column.data
-        self._lanes = np.stack([padded[k:k + 8 * words].view(">u8") for k in range(8)])
+        self._lanes = np.concatenate([padded[k:k + 8 * self._words].view(">u8") for k in range(8)]).astype(np.uint64)
 
     def word(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Word j (bytes 8j..8j+8) of each key (of `rows`, in order), as uint64."""
         starts = self.starts if rows is None else self.starts[rows]
         lengths = self.lengths if rows is None else self.lengths[rows]
         at = np.minimum(starts + 8 * j, self._size)
-        return self._lanes[at & 7, at >> 3] & _WORD_MASKS[np.clip(lengths - 8 * j, 0, 8)]
+        words = np.take(self._lanes, (at & 7) * self._words + (at >> 3))
+        return words & _WORD_MASKS[np.clip(lengths - 8 * j, 0, 8)]
 
 
 def var_order(keys: Column) -> tuple[np.ndarray, np.ndarray]:

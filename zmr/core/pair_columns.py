@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 
 from zmr.core import columns as c
-from zmr.core.batches import INT_MIN, Pair, Pairs, PartitionBuffers, Value, key_partitions
+from zmr.core.batches import Pair, Pairs, PartitionBuffers, Value, key_partitions
 
-_INT64_MAX = (1 << 63) - 1
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 Run = c.Columns | Pairs   # what a partition's buffer hands back: columns, or pairs once it went back to them
 
 
-def block_columns(block: list[Any]) -> tuple[c.Columns, list[str]] | None:
-    """The block as (key column, value column), and its keys; None unless every item is a tuple of a str
-    and a value, all values of one kind: str, float, or int within 64 bits."""
+def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] | None:
+    """The block as (key column, value column), its keys, and each key's UTF-8 (surrogates kept, as
+    `partition_of` hashes it); None unless every item is a tuple of a str and a value, all values of one
+    kind: str, float, or int within 64 bits. Each key is encoded once, for the column and the hash."""
     if set(map(type, block)) != {tuple} or set(map(len, block)) != {2}:
         return None
     keys = list(map(_FIRST, block))
@@ -41,23 +41,31 @@ def block_columns(block: list[Any]) -> tuple[c.Columns, list[str]] | None:
     values = list(map(_SECOND, block))
     kinds = set(map(type, values))
     if kinds == {int}:
-        if not (INT_MIN <= min(values) and max(values) <= _INT64_MAX):
+        try:
+            column = c.Column(c.INT, np.array(values, np.int64))
+        except OverflowError:   # past 64 bits
             return None
-        column = c.Column(c.INT, np.array(values, np.int64))
     elif kinds == {float}:
         column = c.Column(c.FLOAT, np.array(values, np.float64))
     elif kinds == {str}:
         column = c.text_column(values)
     else:
         return None
-    return c.Columns(c.text_column(keys), column), keys
+    try:
+        encoded = list(map(str.encode, keys))
+    except UnicodeEncodeError:   # a lone surrogate
+        encoded = [key.encode("utf-8", "surrogatepass") for key in keys]
+    return c.Columns(c.bytes_column(c.STR, encoded), column), keys, encoded
 
 
 def value_column(values: list[Any], kind: int) -> c.Column | None:
     """`values` as a column of `kind`, or None if one of them is of another kind."""
     types = set(map(type, values))
-    if kind == c.INT and types == {int} and INT_MIN <= min(values) and max(values) <= _INT64_MAX:
-        return c.Column(c.INT, np.array(values, np.int64))
+    if kind == c.INT and types == {int}:
+        try:
+            return c.Column(c.INT, np.array(values, np.int64))
+        except OverflowError:
+            return None
     if kind == c.FLOAT and types == {float}:
         return c.Column(c.FLOAT, np.array(values, np.float64))
     if kind == c.STR and types == {str}:
@@ -138,17 +146,21 @@ class ColumnBuffers:
         self._pairs = PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition, self._combine,
                                        self._check_partition)
 
-    def _file(self, batch: c.Columns, keys: list[str]) -> None:
+    def _file(self, batch: c.Columns, keys: list[str], encoded: list[bytes]) -> None:
         self._records += len(batch)
         if self._records <= self._hold_keys:
             self._held.append(keys)
         elif self._held:
             self._held = []
-        parts = key_partitions(keys, self._n, self._partition, self._check_partition)
+        n = self._n
+        if self._partition is None and n > 1:
+            parts: Any = c.partitions_of_bytes(encoded, n)
+        else:
+            parts = key_partitions(keys, n, self._partition, self._check_partition)
         if parts is None:
             self._add(0, batch)
             return
-        digits = np.array(parts, np.uint16 if self._n <= 1 << 16 else np.int64)   # 16-bit: numpy radix-sorts
+        digits = np.asarray(parts).astype(np.uint16 if n <= 1 << 16 else np.int64)   # 16-bit: numpy radix-sorts
         by_partition = np.argsort(digits, kind="stable")
         ordered = batch.take(by_partition)
         ends = np.cumsum(np.bincount(digits, minlength=self._n)).tolist()
