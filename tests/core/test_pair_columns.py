@@ -49,8 +49,8 @@ def test_runs_are_sorted_by_key_keep_emission_order_and_lose_nothing(pairs: list
     assert buffers.records == len(pairs)
     seen: list[tuple[int, tuple[str, int]]] = []
     for p, run in runs:
-        assert isinstance(run, c.Columns)
-        got = run.pairs()
+        assert isinstance(run, c.Columns) or len(pairs) < buffers.BLOCK   # fewer than a block: as pairs
+        got = _pairs_of(run)
         assert [k for k, _ in got] == sorted(k for k, _ in got)
         assert all(partition_of(k, n) == p for k, _ in got)
         seen += [(p, pair) for pair in got]
@@ -150,3 +150,20 @@ def test_the_same_pairs_make_the_same_runs_as_pair_buffers_do() -> None:
     plain = PartitionBuffers(3, 1 << 20, 1 << 22, None, None)
     reference = {p: run for p, run in [*(d for d in plain.add_all(pairs) if d is not None), *plain.drain()]}
     assert columns == reference
+
+
+def test_a_map_of_fewer_pairs_than_a_block_goes_as_pairs_and_one_of_more_as_columns() -> None:
+    """The first pairs wait for a block's worth: calls of 3 then 10 pairs make columns of all 13; a map
+    that never reaches a block makes runs of pairs (a small job never imports numpy)."""
+    few = _buffers(2, 1 << 20, 1 << 22)
+    assert [due for due in few.add_all([("a", 1), ("b", 2)]) if due is not None] == []
+    runs = few.drain()
+    assert runs and all(isinstance(run, list) for _, run in runs)
+    assert sorted(pair for _, run in runs for pair in run) == [("a", 1), ("b", 2)]
+    assert few.records == 2
+    more = _buffers(2, 1 << 20, 1 << 22)
+    calls = [[(f"k{i}", i) for i in range(3)], [(f"k{i}", i) for i in range(3, 13)]]
+    runs = _collect(more, calls)
+    assert all(isinstance(run, c.Columns) for _, run in runs)
+    assert sorted(pair for _, run in runs for pair in _pairs_of(run)) == sorted(calls[0] + calls[1])
+    assert more.records == 13

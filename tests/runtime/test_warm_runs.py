@@ -6,6 +6,8 @@ in-process over an inproc channel.
 
 from __future__ import annotations
 
+import itertools
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import zmq
 
 from zmr.apps import ship_app
 from zmr.core.batches import Pairs
+from zmr.core.pair_columns import ColumnBuffers
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.runtime import runner as runner_module
@@ -48,15 +51,32 @@ def _map(runner: Runner, path: Path, task: int, kept: Path) -> t.FromProc:
                                 split=split, kept_dir=str(kept)))
 
 
-def test_a_map_task_leaves_its_keys_held_and_the_next_one_replaces_them(runner: Runner, tmp_path: Path) -> None:
+def test_a_map_task_leaves_its_runs_held_and_the_next_one_replaces_them(runner: Runner, tmp_path: Path) -> None:
+    """Maps of fewer pairs than a block make runs of pairs: those are held."""
     first, second = tmp_path / "one.txt", tmp_path / "two.txt"
     first.write_text("the cat and the dog\nthe end\n")
     second.write_text("zebra yak\n")
     done = _map(runner, first, 0, tmp_path)
     assert isinstance(done, t.MapResult), done   # it ran to the end
-    assert sorted(key for keys in runner._warm for key in keys) == ["and", "cat", "dog", "end", "the"]
+    assert sorted(pair for run in runner._warm for pair in run) == [
+        ("and", 1), ("cat", 1), ("dog", 1), ("end", 1), ("the", 3)]
     _map(runner, second, 1, tmp_path)
-    assert sorted(key for keys in runner._warm for key in keys) == ["yak", "zebra"]
+    assert sorted(pair for run in runner._warm for pair in run) == [("yak", 1), ("zebra", 1)]
+
+
+def test_a_map_of_columns_leaves_its_keys_held_and_the_next_one_replaces_them(runner: Runner,
+                                                                              tmp_path: Path) -> None:
+    """A map of more pairs than a block makes columns: the keys map made are held instead."""
+    first, second = tmp_path / "one.txt", tmp_path / "two.txt"
+    words = ["".join(letters) for letters in itertools.islice(itertools.product(string.ascii_lowercase, repeat=3),
+                                                               ColumnBuffers.BLOCK + 100)]
+    first.write_text(" ".join(words) + "\n")
+    second.write_text("zebra yak\n")
+    done = _map(runner, first, 0, tmp_path)
+    assert isinstance(done, t.MapResult), done
+    assert sorted(key for keys in runner._warm for key in keys) == sorted(words)
+    _map(runner, second, 1, tmp_path)
+    assert sorted(pair for run in runner._warm for pair in run) == [("yak", 1), ("zebra", 1)]
 
 
 def test_a_map_whose_pairs_make_no_columns_holds_its_runs_of_pairs(runner: Runner, tmp_path: Path) -> None:

@@ -63,6 +63,11 @@ _SECOND = itemgetter(1)
 _DICT_ITEMS: type = type(iter({}.items()))   # what iter() of a dict's items gives
 
 
+class MixedColumns(ValueError):
+    """Batches to put together hold columns of different kinds (a map that emitted ints, another floats),
+    or a run of pairs is met among runs of columns: merge them as pairs."""
+
+
 class Packer:
     """Encodes chunks, compressed with one codec where that makes a chunk at least an eighth smaller.
 
@@ -150,7 +155,7 @@ def decode_chunk_columns(body: bytes | memoryview, codec: int = 0, strict: bool 
     if columns.is_columns(body):
         return columns.decode(body)
     if strict:
-        raise columns.MixedColumns("a run of pairs among runs of columns")
+        raise MixedColumns("a run of pairs among runs of columns")
     pairs = decode_chunk(body)
     try:
         return columns.Columns(columns.column_of([k for k, _ in pairs]), columns.column_of([v for _, v in pairs]))

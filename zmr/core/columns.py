@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from zmr.core.batches import MixedColumns
 from zmr.errors import ProtocolError
 
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
@@ -155,10 +156,6 @@ def concat_columns(batches: Sequence[Columns]) -> Columns:
 
 class ColumnError(ValueError):
     """What a batch app returned is not a column of one kind."""
-
-
-class MixedColumns(ValueError):
-    """Batches to put together hold columns of different kinds (a map that emitted ints, another floats)."""
 
 
 def column_of(items: Any) -> Column:

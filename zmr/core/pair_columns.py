@@ -17,22 +17,26 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy as np
-
-from zmr.core import columns as c
 from zmr.core.batches import Pair, Pairs, PartitionBuffers, Value, key_partitions
+
+if TYPE_CHECKING:   # numpy is imported once there is a block's worth of pairs: small maps never need it
+    from zmr.core import columns as c
 
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
-Run = c.Columns | Pairs   # what a partition's buffer hands back: columns, or pairs once it went back to them
+Run: TypeAlias = "c.Columns | Pairs"   # what a partition's buffer hands back: columns, or pairs
 
 
 def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] | None:
     """The block as (key column, value column), its keys, and each key's UTF-8 (surrogates kept, as
     `partition_of` hashes it); None unless every item is a tuple of a str and a value, all values of one
     kind: str, float, or int within 64 bits. Each key is encoded once, for the column and the hash."""
+    import numpy as np
+
+    from zmr.core import columns as c
+
     if set(map(type, block)) != {tuple} or set(map(len, block)) != {2}:
         return None
     keys = list(map(_FIRST, block))
@@ -60,6 +64,10 @@ def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] 
 
 def value_column(values: list[Any], kind: int) -> c.Column | None:
     """`values` as a column of `kind`, or None if one of them is of another kind."""
+    import numpy as np
+
+    from zmr.core import columns as c
+
     types = set(map(type, values))
     if kind == c.INT and types == {int}:
         try:
@@ -98,6 +106,8 @@ class ColumnBuffers:
         self._total = 0
         self._kinds: tuple[int, int] | None = None   # (key kind, value kind) of every piece
         self._pairs: PartitionBuffers | None = None   # the rest of the task, once a block made no columns
+        self._pending: list[Any] = []   # the task's first pairs, until there are a block's worth
+        self._check: Callable[[Any], Pair] | None = None
         self._records = 0
         self._hold_keys = hold_keys
         self._held: list[list[str]] = []
@@ -114,11 +124,20 @@ class ColumnBuffers:
 
     def add_all(self, pairs: Iterable[Any], check: Callable[[Any], Pair] | None = None,
                 ) -> Iterator[tuple[int, Run] | None]:
-        """Buffer every pair; yields each run as it becomes due, and None after every block (a tick)."""
+        """Buffer every pair; yields each run as it becomes due, and None after every block (a tick).
+
+        Until a block's worth has come, the pairs wait as they are: a map that emits fewer than a block
+        in all goes to pair buffers at its end, so a small job never imports numpy."""
         source = iter(pairs)
+        self._check = check
         while self._pairs is None:
-            block = list(itertools.islice(source, self.BLOCK))
+            block = list(itertools.islice(source, self.BLOCK - len(self._pending)))
             if not block:
+                return
+            if self._pending:
+                block, self._pending = self._pending + block, []
+            if self._kinds is None and len(block) < self.BLOCK:   # the task's first pairs, not yet a block
+                self._pending = block
                 return
             made = block_columns(block)
             kinds = (made[0].keys.kind, made[0].values.kind) if made is not None else None
@@ -135,6 +154,12 @@ class ColumnBuffers:
 
     def drain(self) -> list[tuple[int, Run]]:
         """Every non-empty partition's run, for the end of the map task."""
+        if self._pending:   # fewer pairs than a block in all: they go as pairs
+            pending, self._pending = self._pending, []
+            self._pairs = PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition,
+                                           self._combine, self._check_partition)
+            due: list[tuple[int, Run]] = [run for run in self._pairs.add_all(pending, self._check) if run is not None]
+            return due + self._pairs.drain()
         runs: list[tuple[int, Run]] = [(p, self._take(p)) for p in range(self._n) if self._pieces[p]]
         if self._pairs is not None:
             runs += self._pairs.drain()
@@ -147,6 +172,10 @@ class ColumnBuffers:
                                        self._check_partition)
 
     def _file(self, batch: c.Columns, keys: list[str], encoded: list[bytes]) -> None:
+        import numpy as np
+
+        from zmr.core import columns as c
+
         self._records += len(batch)
         if self._records <= self._hold_keys:
             self._held.append(keys)
@@ -186,6 +215,8 @@ class ColumnBuffers:
             yield largest, self._take(largest)
 
     def _take(self, p: int) -> Run:
+        from zmr.core import columns as c
+
         batch, self._pieces[p] = c.concat_columns(self._pieces[p]), []
         self._total -= self._sizes[p]
         self._sizes[p] = 0
@@ -196,9 +227,13 @@ class ColumnBuffers:
         return batch
 
 
-def _combined(batch: c.Columns, same: np.ndarray, combine: Callable[[str, list[Value]], Value]) -> Run:
+def _combined(batch: c.Columns, same: Any, combine: Callable[[str, list[Value]], Value]) -> Run:
     """A sorted run with each key's values combined into one; pairs if what combine returned is not all
     of the run's value kind."""
+    import numpy as np
+
+    from zmr.core import columns as c
+
     starts = np.flatnonzero(np.concatenate(([True], ~same)))
     keys = batch.keys.take(starts)
     names = keys.tolist()

@@ -23,14 +23,13 @@ import traceback
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import Packer, Pairs, PartitionBuffers, Value
-from zmr.core.columns import Columns, MixedColumns
+from zmr.core.batches import MixedColumns, Packer, Pairs, PartitionBuffers, Value
 from zmr.core.pair_columns import ColumnBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
@@ -44,6 +43,9 @@ from zmr.runtime.pusher import Pusher
 from zmr.runtime.runs import grouped, merged, merged_columns
 from zmr.runtime.security import Curve
 from zmr.steps import StepApp, plan_steps
+
+if TYPE_CHECKING:   # numpy is imported once a map has a block of pairs to make columns of
+    from zmr.core.columns import Columns
 
 _TICK_EVERY = 0.2          # seconds between progress reports at most
 # A map task's final runs are kept until the next map task has made its own (see `_keep_warm`), up to

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zmr.core.batches import (
     CHUNK_RECORDS,
     COLUMN_CHUNK_BYTES,
+    COLUMNS_MAGIC,
     HEADER_BYTES,
     Packer,
     Pair,
@@ -74,13 +75,17 @@ def read_column_chunks(run: Run, files: _OpenFiles, strict: bool = False) -> Ite
 
 
 def column_kinds(run: Run) -> tuple[int, ...] | None:
-    """The kinds and widths of the columns of the run's first chunk; None if it is a chunk of pairs."""
-    from zmr.core.columns import chunk_kinds
-
+    """The kinds and widths of the columns of the run's first chunk; None if it is a chunk of pairs (told
+    by its first byte, so a reduce of runs of pairs never imports numpy)."""
     fd = os.open(run[0], os.O_RDONLY)
     try:
-        for codec, body in _chunk_bodies(fd, run):
-            return chunk_kinds(_unpacked(body, codec))
+        for codec, stored in _chunk_bodies(fd, run):
+            body = _unpacked(stored, codec)
+            if not (len(body) and body[0] == COLUMNS_MAGIC):
+                return None
+            from zmr.core.columns import chunk_kinds
+
+            return chunk_kinds(body)
         return None
     finally:
         os.close(fd)
@@ -218,9 +223,9 @@ def grouped(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
     """`merged`'s groups, merged as columns when every run starts with column chunks of one kind (a plain
     app's runs, or a batch app's): only each key, once, and the values become Python objects. A run that
     turns out to hold pairs or other kinds further on raises MixedColumns: merge them with `merged`."""
+    kinds = {column_kinds(run) for run in runs}
+    if None in kinds or len(kinds) > 1 or not runs:
+        return merged(runs, fan_in, scratch, packer, tick)
     from zmr.core.columns import groups
 
-    kinds = {column_kinds(run) for run in runs}
-    if None in kinds or len(kinds) > 1:
-        return merged(runs, fan_in, scratch, packer, tick)
     return groups(merged_columns(runs, fan_in, scratch, packer, tick, by_value, strict=True))
