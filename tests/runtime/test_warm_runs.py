@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from zmr.apps import ship_app
-from zmr.core.batches import Pairs
+from zmr.core.batches import Packer, Pairs
 from zmr.core.pair_columns import ColumnBuffers
 from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
@@ -128,3 +128,24 @@ def test_a_map_reports_its_kept_copy_whole_and_the_error_of_the_app(runner: Runn
     for kept in done.kept:
         assert (tmp_path / f"p{kept.partition}.data").stat().st_size >= kept.offset + kept.length
     assert sum(k.length for k in done.kept) == done.bytes_out
+
+
+def test_a_reduce_that_meets_pairs_after_columns_writes_its_file_again_from_pairs(runner: Runner,
+                                                                                  tmp_path: Path) -> None:
+    """Every run starts with a column chunk of one kind, so the merge starts as columns; a chunk of pairs
+    further on (MixedColumns) sends the reduce back to a merge of pairs, and the file holds every count
+    once: nothing written by the first try is left in it."""
+    from zmr.core import columns
+
+    packer = Packer()
+    first = packer.columns(columns.columns_of((["a", "b"], [1, 2]))) + packer.batch([("c", 3), ("d", 4)])
+    second = packer.columns(columns.columns_of((["a", "c"], [10, 20])))
+    data = tmp_path / "runs.data"
+    data.write_bytes(first + second)
+    runs = [(str(data), 0, len(first)), (str(data), len(first), len(second))]
+    out = tmp_path / "out.tmp"
+    done = runner._run(t.RunReduce(attempt=m.AttemptId(job_id=JOB, kind="reduce", task=0, number=1), runs=runs,
+                                   tmp_path=str(out), scratch=str(tmp_path / "scratch"), fan_in=16))
+    assert isinstance(done, t.ReduceResult), done
+    assert out.read_text().splitlines() == ["a 11", "b 2", "c 23", "d 4"]
+    assert done.records_out == 4

@@ -63,11 +63,6 @@ _SECOND = itemgetter(1)
 _DICT_ITEMS: type = type(iter({}.items()))   # what iter() of a dict's items gives
 
 
-class MixedColumns(ValueError):
-    """Batches to put together hold columns of different kinds (a map that emitted ints, another floats),
-    or a run of pairs is met among runs of columns: merge them as pairs."""
-
-
 class Packer:
     """Encodes chunks, compressed with one codec where that makes a chunk at least an eighth smaller.
 
@@ -155,7 +150,7 @@ def decode_chunk_columns(body: bytes | memoryview, codec: int = 0, strict: bool 
     if columns.is_columns(body):
         return columns.decode(body)
     if strict:
-        raise MixedColumns("a run of pairs among runs of columns")
+        raise columns.MixedColumns("a run of pairs among runs of columns")
     pairs = decode_chunk(body)
     try:
         return columns.Columns(columns.column_of([k for k, _ in pairs]), columns.column_of([v for _, v in pairs]))
@@ -308,13 +303,7 @@ class PartitionBuffers:
         return added
 
     def _due(self) -> Iterator[tuple[int, Pairs]]:
-        sizes = self._sizes
-        for p in range(self._n):
-            if sizes[p] >= self._batch_bytes:
-                yield p, self._take(p)
-        while self._total > self._max_bytes:
-            largest = max(range(self._n), key=sizes.__getitem__)
-            yield largest, self._take(largest)
+        return due_runs(self._sizes, self._batch_bytes, self._max_bytes, lambda: self._total, self._take)
 
     def _take(self, p: int) -> Pairs:
         pairs, self._pairs[p] = self._pairs[p], []
@@ -328,6 +317,18 @@ class PartitionBuffers:
             if any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
                 return _combined(pairs, combine)
         return pairs
+
+
+def due_runs(sizes: list[int], batch_bytes: int, max_bytes: int, total: Callable[[], int],
+             take: Callable[[int], Any]) -> Iterator[tuple[int, Any]]:
+    """The runs a map's buffers hand back now: every partition of `batch_bytes` or more, then the largest
+    while everything held (`total()`, which `take` lowers) is over `max_bytes`."""
+    for p in range(len(sizes)):
+        if sizes[p] >= batch_bytes:
+            yield p, take(p)
+    while total() > max_bytes:
+        largest = max(range(len(sizes)), key=sizes.__getitem__)
+        yield largest, take(largest)
 
 
 def key_partitions(keys: list[str], n: int, partition: Callable[[str, int], Any] | None,

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from zmr.core.batches import MixedColumns
 from zmr.errors import ProtocolError
 
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
@@ -156,6 +155,11 @@ def concat_columns(batches: Sequence[Columns]) -> Columns:
 
 class ColumnError(ValueError):
     """What a batch app returned is not a column of one kind."""
+
+
+class MixedColumns(ValueError):
+    """Batches to put together hold columns of different kinds (a map that emitted ints, another floats),
+    or a run of pairs is met among runs of columns: merge them as pairs."""
 
 
 def column_of(items: Any) -> Column:

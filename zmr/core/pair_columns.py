@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from zmr.core.batches import Pair, Pairs, PartitionBuffers, Value, key_partitions
+from zmr.core.batches import Pair, Pairs, PartitionBuffers, Value, due_runs, key_partitions
 
 if TYPE_CHECKING:   # numpy is imported once there is a block's worth of pairs: small maps never need it
     from zmr.core import columns as c
@@ -206,13 +206,7 @@ class ColumnBuffers:
         self._total += size
 
     def _due(self) -> Iterator[tuple[int, Run]]:
-        sizes = self._sizes
-        for p in range(self._n):
-            if sizes[p] >= self._batch_bytes:
-                yield p, self._take(p)
-        while self._total > self._max_bytes:
-            largest = max(range(self._n), key=sizes.__getitem__)
-            yield largest, self._take(largest)
+        return due_runs(self._sizes, self._batch_bytes, self._max_bytes, lambda: self._total, self._take)
 
     def _take(self, p: int) -> Run:
         from zmr.core import columns as c

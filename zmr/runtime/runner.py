@@ -29,7 +29,7 @@ import msgspec
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import MixedColumns, Packer, Pairs, PartitionBuffers, Value
+from zmr.core.batches import Packer, Pairs, PartitionBuffers, Value
 from zmr.core.pair_columns import ColumnBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
@@ -40,7 +40,7 @@ from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.runtime.gctune import reuse_large_blocks
 from zmr.runtime.pusher import Pusher
-from zmr.runtime.runs import grouped, merged, merged_columns
+from zmr.runtime.runs import grouped, merged, merged_columns, mixed_runs
 from zmr.runtime.security import Curve
 from zmr.steps import StepApp, plan_steps
 
@@ -295,7 +295,9 @@ class Runner:
         try:
             try:
                 records = write(grouped(runs, rec.fan_in, scratch, job.packer, self._tick, by_value=app.is_batch))
-            except MixedColumns:   # runs of pairs or of other kinds further on: the file is written again
+            except ValueError as exc:   # runs of pairs or of other kinds further on: the file is written again
+                if not mixed_runs(exc):
+                    raise
                 shutil.rmtree(scratch, ignore_errors=True)
                 records = write(merged(runs, rec.fan_in, scratch, job.packer, self._tick))
         finally:

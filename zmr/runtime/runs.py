@@ -9,6 +9,7 @@ never holds more than `fan_in` chunks at once, however much data the partition r
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,7 @@ from zmr.core.batches import (
     decode_chunk,
     decode_chunk_columns,
     merge_chunked,
-)
-from zmr.core.batches import (
-    unpacked as _unpacked,
+    unpacked,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ def column_kinds(run: Run) -> tuple[int, ...] | None:
     fd = os.open(run[0], os.O_RDONLY)
     try:
         for codec, stored in _chunk_bodies(fd, run):
-            body = _unpacked(stored, codec)
+            body = unpacked(stored, codec)
             if not (len(body) and body[0] == COLUMNS_MAGIC):
                 return None
             from zmr.core.columns import chunk_kinds
@@ -217,13 +216,20 @@ def merged(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
     return merge(_narrowed(runs, fan_in, scratch, write))
 
 
+def mixed_runs(exc: BaseException) -> bool:
+    """Whether `exc` is a column merge's MixedColumns (see `grouped`); without numpy loaded, no column
+    merge ran, so it cannot be."""
+    columns = sys.modules.get("zmr.core.columns")
+    return columns is not None and isinstance(exc, columns.MixedColumns)
+
+
 def grouped(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
             tick: Callable[[], None] = lambda: None, by_value: bool = False,
             ) -> Iterator[tuple[Any, Iterator[Value]]]:
     """`merged`'s groups, merged as columns when every run starts with column chunks of one kind (a plain
     app's runs, or a batch app's): only each key, once, and the values become Python objects. A run that
     turns out to hold pairs or other kinds further on raises MixedColumns: merge them with `merged`."""
-    kinds = {column_kinds(run) for run in runs}
+    kinds = {column_kinds(run) for run in runs if run[2]}
     if None in kinds or len(kinds) > 1 or not runs:
         return merged(runs, fan_in, scratch, packer, tick)
     from zmr.core.columns import groups
