@@ -101,3 +101,46 @@ def test_a_merge_on_disk_reports_progress_as_it_writes(tmp_path: Path) -> None:
     groups = merged(runs, 2, tmp_path / "scratch", tick=lambda: ticks.append(1))
     assert len(ticks) == 2   # two merged runs of 100 chunks: a tick each 64 chunks written
     assert [(key, list(values)) for key, values in groups] == [(k, [v]) for k, v in records]
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_grouped_merges_column_runs_as_columns_and_any_run_of_pairs_as_pairs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: Compression) -> None:
+    """Runs that all start with column chunks of one kind (an empty run says nothing) merge as columns;
+    one run of pairs, or of another kind of value, sends them all to the merge of pairs. Both give each
+    key once with its values, in order."""
+    from zmr.core import columns
+    from zmr.runtime import runs as runs_module
+
+    packer = Packer(codec)
+    path = tmp_path / "runs.data"
+    payloads = {
+        "ints": packer.columns(columns.columns_of((["a", "b"], [1, 2]))),
+        "more ints": packer.columns(columns.columns_of((["a", "c"], [3, 4]))),
+        "floats": packer.columns(columns.columns_of((["a"], [0.5]))),
+        "pairs": packer.batch([("b", 5)]),
+    }
+    at: dict[str, tuple[str, int, int]] = {}
+    with open(path, "wb") as out:
+        for name, payload in payloads.items():
+            at[name] = (str(path), out.tell(), len(payload))
+            out.write(payload)
+    empty = (str(path), 0, 0)
+    pair_merges: list[int] = []
+    real_merged = runs_module.merged
+
+    def counted(*args: object, **kwargs: object) -> object:
+        pair_merges.append(1)
+        return real_merged(*args, **kwargs)   # type: ignore[arg-type]
+
+    monkeypatch.setattr(runs_module, "merged", counted)
+
+    def grouped(names: list[str], *extra: tuple[str, int, int]) -> dict[str, list[object]]:
+        return {key: list(values) for key, values in runs_module.grouped(
+            [at[name] for name in names] + list(extra), 16, tmp_path / "scratch", packer)}
+
+    assert grouped(["ints", "more ints"], empty) == {"a": [1, 3], "b": [2], "c": [4]}
+    assert pair_merges == []
+    assert grouped(["ints", "pairs"]) == {"a": [1], "b": [2, 5]}
+    assert grouped(["ints", "floats"]) == {"a": [1, 0.5], "b": [2]}
+    assert pair_merges == [1, 1]

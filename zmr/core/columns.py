@@ -286,8 +286,7 @@ def order(batch: Columns, by_value: bool = True) -> np.ndarray:
     perm, may_tie = _fixed_order(keys.data)
     if not (may_tie and by_value):
         return perm
-    sorted_keys = np.take(keys.data, perm, axis=0)
-    tied = (sorted_keys[1:] == sorted_keys[:-1]).all(axis=1) if keys.width else np.ones(len(perm) - 1, bool)
+    tied = same_keys(keys.take(perm))
     if tied.any():
         _order_tied_values(perm, tied, batch.values)
     return perm
@@ -618,8 +617,7 @@ class _KeyRest:
     def __iter__(self) -> Iterator[list[Any]]:
         while self._batch is not None and self._batch.keys.item(0) == self._key:
             batch = self._batch
-            flags = same_keys(batch.keys)
-            count = len(batch) if flags.all() else int(np.argmin(flags)) + 1
+            count = bisect.bisect_right(_Keys(batch), self._key)   # the key's rows: a search, not a pass
             self._batch = batch.slice(count, len(batch)) if count < len(batch) else _next_batch(self._source)
             yield batch.values.slice(0, count).tolist()
 

@@ -33,8 +33,6 @@ def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] 
     """The block as (key column, value column), its keys, and each key's UTF-8 (surrogates kept, as
     `partition_of` hashes it); None unless every item is a tuple of a str and a value, all values of one
     kind: str, float, or int within 64 bits. Each key is encoded once, for the column and the hash."""
-    import numpy as np
-
     from zmr.core import columns as c
 
     if set(map(type, block)) != {tuple} or set(map(len, block)) != {2}:
@@ -42,18 +40,8 @@ def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] 
     keys = list(map(_FIRST, block))
     if set(map(type, keys)) != {str}:
         return None
-    values = list(map(_SECOND, block))
-    kinds = set(map(type, values))
-    if kinds == {int}:
-        try:
-            column = c.Column(c.INT, np.array(values, np.int64))
-        except OverflowError:   # past 64 bits
-            return None
-    elif kinds == {float}:
-        column = c.Column(c.FLOAT, np.array(values, np.float64))
-    elif kinds == {str}:
-        column = c.text_column(values)
-    else:
+    column = value_column(list(map(_SECOND, block)))
+    if column is None:
         return None
     try:
         encoded = list(map(str.encode, keys))
@@ -62,21 +50,21 @@ def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] 
     return c.Columns(c.bytes_column(c.STR, encoded), column), keys, encoded
 
 
-def value_column(values: list[Any], kind: int) -> c.Column | None:
-    """`values` as a column of `kind`, or None if one of them is of another kind."""
+def value_column(values: list[Any]) -> c.Column | None:
+    """`values` as a column, if they are all str, all float or all ints within 64 bits; else None."""
     import numpy as np
 
     from zmr.core import columns as c
 
-    types = set(map(type, values))
-    if kind == c.INT and types == {int}:
+    kinds = set(map(type, values))
+    if kinds == {int}:
         try:
             return c.Column(c.INT, np.array(values, np.int64))
-        except OverflowError:
+        except OverflowError:   # past 64 bits
             return None
-    if kind == c.FLOAT and types == {float}:
+    if kinds == {float}:
         return c.Column(c.FLOAT, np.array(values, np.float64))
-    if kind == c.STR and types == {str}:
+    if kinds == {str}:
         return c.text_column(values)
     return None
 
@@ -156,8 +144,7 @@ class ColumnBuffers:
         """Every non-empty partition's run, for the end of the map task."""
         if self._pending:   # fewer pairs than a block in all: they go as pairs
             pending, self._pending = self._pending, []
-            self._pairs = PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition,
-                                           self._combine, self._check_partition)
+            self._pairs = self._pair_buffers()
             due: list[tuple[int, Run]] = [run for run in self._pairs.add_all(pending, self._check) if run is not None]
             return due + self._pairs.drain()
         runs: list[tuple[int, Run]] = [(p, self._take(p)) for p in range(self._n) if self._pieces[p]]
@@ -168,8 +155,11 @@ class ColumnBuffers:
     def _to_pairs(self) -> Iterator[tuple[int, Run]]:
         """From here on pairs: what is held goes out as column runs now."""
         yield from self.drain()
-        self._pairs = PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition, self._combine,
-                                       self._check_partition)
+        self._pairs = self._pair_buffers()
+
+    def _pair_buffers(self) -> PartitionBuffers:
+        return PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition, self._combine,
+                                self._check_partition)
 
     def _file(self, batch: c.Columns, keys: list[str], encoded: list[bytes]) -> None:
         import numpy as np
@@ -235,5 +225,7 @@ def _combined(batch: c.Columns, same: Any, combine: Callable[[str, list[Value]],
     bounds = [*starts.tolist(), len(batch)]
     out = [values[a] if b - a == 1 else combine(key, values[a:b])
            for key, a, b in zip(names, bounds, bounds[1:], strict=False)]
-    column = value_column(out, batch.values.kind)
-    return c.Columns(keys, column) if column is not None else list(zip(names, out, strict=True))
+    column = value_column(out)
+    if column is None or column.kind != batch.values.kind:
+        return list(zip(names, out, strict=True))
+    return c.Columns(keys, column)

@@ -73,21 +73,17 @@ def read_column_chunks(run: Run, files: _OpenFiles, strict: bool = False) -> Ite
         yield decode_chunk_columns(body, codec, strict)
 
 
-def column_kinds(run: Run) -> tuple[int, ...] | None:
+def column_kinds(run: Run, files: _OpenFiles) -> tuple[int, ...] | None:
     """The kinds and widths of the columns of the run's first chunk; None if it is a chunk of pairs (told
     by its first byte, so a reduce of runs of pairs never imports numpy)."""
-    fd = os.open(run[0], os.O_RDONLY)
-    try:
-        for codec, stored in _chunk_bodies(fd, run):
-            body = unpacked(stored, codec)
-            if not (len(body) and body[0] == COLUMNS_MAGIC):
-                return None
-            from zmr.core.columns import chunk_kinds
+    for codec, stored in _chunk_bodies(files.fd(run[0]), run):
+        body = unpacked(stored, codec)
+        if not (len(body) and body[0] == COLUMNS_MAGIC):
+            return None
+        from zmr.core.columns import chunk_kinds
 
-            return chunk_kinds(body)
-        return None
-    finally:
-        os.close(fd)
+        return chunk_kinds(body)
+    return None
 
 
 def _chunk_bodies(fd: int, run: Run) -> Iterator[tuple[int, bytes]]:
@@ -229,7 +225,11 @@ def grouped(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
     """`merged`'s groups, merged as columns when every run starts with column chunks of one kind (a plain
     app's runs, or a batch app's): only each key, once, and the values become Python objects. A run that
     turns out to hold pairs or other kinds further on raises MixedColumns: merge them with `merged`."""
-    kinds = {column_kinds(run) for run in runs if run[2]}
+    files = _OpenFiles()   # one descriptor per file, as the merge has: a partition's runs share a file
+    try:
+        kinds = {column_kinds(run, files) for run in runs if run[2]}
+    finally:
+        files.close()
     if None in kinds or len(kinds) > 1 or not runs:
         return merged(runs, fan_in, scratch, packer, tick)
     from zmr.core.columns import groups
