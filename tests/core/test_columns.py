@@ -207,6 +207,32 @@ def test_variable_length_keys_sort_stably_as_python_sorts_their_bytes(keys: list
 
 
 @SETTINGS
+@given(keys=st.lists(KEYS, max_size=150))
+def test_the_numpy_passes_order_keys_as_the_kernel_does(keys: list[bytes]) -> None:
+    """Where the kernel was not built, numpy passes stand in for it, with the same answers."""
+    column = c.column_of(list(keys))
+    perm, same = c.var_order(column)
+    numpy_perm, numpy_same = c._numpy_var_order(column) if len(keys) > 1 else (perm, same)
+    assert numpy_perm.tolist() == perm.tolist() and numpy_same.tolist() == same.tolist()
+    ordered = column.take(perm)
+    assert c._numpy_same_keys(ordered).tolist() == c.same_keys(ordered).tolist() == same.tolist()
+
+
+@pytest.mark.parametrize("offsets", [[0, 5], [0, 2, 1], [-1, 0], [], [0, 1, 2, 3]])
+def test_the_kernel_refuses_offsets_outside_the_data(offsets: list[int]) -> None:
+    kernels = c.kernels
+    assert kernels is not None
+    data, bounds = np.frombuffer(b"abc", np.uint8), np.array(offsets, np.int64)
+    if offsets == [0, 1, 2, 3]:   # in bounds: ordered
+        assert np.frombuffer(kernels.var_order(data, bounds)[0], np.int64).tolist() == [0, 1, 2]
+        return
+    with pytest.raises(ValueError):
+        kernels.var_order(data, bounds)
+    with pytest.raises(ValueError):
+        kernels.same_keys(data, bounds)
+
+
+@SETTINGS
 @given(pairs=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=3)), max_size=120))
 def test_text_values_order_equal_text_keys(pairs: list[tuple[str, str]]) -> None:
     batch = c.columns_of(([k for k, _ in pairs], [v for _, v in pairs]))

@@ -12,11 +12,15 @@ from hypothesis import strategies as st
 
 from zmr.core import columns as c
 from zmr.core.batches import PartitionBuffers
-from zmr.core.pair_columns import ColumnBuffers, Run, block_columns
+from zmr.core import pair_columns
+from zmr.core.pair_columns import ColumnBuffers, Run
 from zmr.core.partition import partition_of
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 WORDS = st.sampled_from(["a", "b", "é", "abcdefghij", "abcdefghik", "zz", ""])
+# The compiled kernel and the numpy passes it stands in for: both must file a block the same way.
+FILERS = [pytest.param(pair_columns.filed_columns, id="kernel"),
+          pytest.param(pair_columns._numpy_filed_columns, id="numpy")]
 
 
 def _bad_partition(key: str, n: int, p: Any) -> int:
@@ -116,16 +120,53 @@ def test_a_block_that_makes_no_columns_sends_the_rest_back_to_pairs() -> None:
     [("a", 1, 2)],                 # not a pair
     [["a", 1]],                    # a list
 ])
-def test_what_a_column_cannot_hold_exactly_makes_no_columns(block: list[Any]) -> None:
-    assert block_columns(block) is None
+@pytest.mark.parametrize("filed", FILERS)
+def test_what_a_column_cannot_hold_exactly_makes_no_columns(filed: Any, block: list[Any]) -> None:
+    assert filed(block, 2) is None
+    assert filed([("first", 1), *block], 2) is None
 
 
-def test_one_kind_of_value_makes_columns_that_read_back_exactly() -> None:
-    for values in ([1, -2, (1 << 63) - 1], [0.5, -1.25], ["x", "é", ""]):
-        made = block_columns([(f"k{i}", v) for i, v in enumerate(values)])
+@pytest.mark.parametrize("filed", FILERS)
+def test_one_kind_of_value_makes_columns_that_read_back_exactly(filed: Any) -> None:
+    for values in ([1, -2, (1 << 63) - 1, -(1 << 63)], [0.5, -1.25, float("inf")], ["x", "é", "", "\ud800"]):
+        made = filed([(f"k{i}", v) for i, v in enumerate(values)], 0)
         assert made is not None
         assert made[0].pairs() == [(f"k{i}", v) for i, v in enumerate(values)]
         assert [type(v) for _, v in made[0].pairs()] == [type(v) for v in values]
+        assert made[1] == [len(values)]
+
+
+def test_the_kernel_was_built() -> None:
+    """zmr's setup builds the kernel wherever a C compiler is at hand, as on every machine the tests run."""
+    assert pair_columns.kernels is not None
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.text(max_size=12), st.integers(-(1 << 63), (1 << 63) - 1)), max_size=60),
+       st.integers(0, 9))
+def test_the_kernel_files_a_block_as_the_numpy_passes_and_partition_of_do(block: list[Any], n: int) -> None:
+    made, expected = pair_columns.filed_columns(block, n), pair_columns._numpy_filed_columns(block, n)
+    if not block:
+        assert made is None
+        return
+    assert made is not None and expected is not None
+    assert made[0].pairs() == expected[0].pairs()
+    assert made[1] == expected[1]
+    bounds = [0]
+    for count in made[1]:
+        bounds.append(bounds[-1] + count)
+    for p, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        for key, _ in made[0].slice(start, end).pairs():
+            assert n <= 1 or partition_of(key, n) == p
+    assert sorted(made[0].pairs(), key=repr) == sorted(block, key=repr)
+
+
+@pytest.mark.parametrize("values", [["a", "b"], [0.5, 1.5]])
+def test_the_kernel_files_text_and_float_values(values: list[Any]) -> None:
+    block = [(f"key{i}", values[i % 2]) for i in range(50)] + [("\udc80 lone", values[0]), ("é", values[1])]
+    made, expected = pair_columns.filed_columns(block, 3), pair_columns._numpy_filed_columns(block, 3)
+    assert made is not None and expected is not None
+    assert made[0].pairs() == expected[0].pairs() and made[1] == expected[1]
 
 
 def test_bounds_flush_the_full_partition_and_the_largest_over_the_cap() -> None:

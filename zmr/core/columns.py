@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from zmr.core.native import kernels
 from zmr.errors import ProtocolError
 
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
@@ -336,6 +337,21 @@ def var_order(keys: Column) -> tuple[np.ndarray, np.ndarray]:
     n = len(keys)
     if n < 2:
         return np.arange(n, dtype=np.int64), np.zeros(max(n - 1, 0), bool)
+    if kernels is not None:
+        perm, same = kernels.var_order(*_buffers(keys))
+        return np.frombuffer(perm, np.int64), np.frombuffer(same, bool)
+    return _numpy_var_order(keys)
+
+
+def _buffers(keys: Column) -> tuple[np.ndarray, np.ndarray]:
+    """A BYTES or STR column's data and offsets as the kernels take them: contiguous uint8 and int64."""
+    assert keys.offsets is not None
+    return np.ascontiguousarray(keys.data, _U8), np.ascontiguousarray(keys.offsets, np.int64)
+
+
+def _numpy_var_order(keys: Column) -> tuple[np.ndarray, np.ndarray]:
+    """`var_order` by numpy passes, where the kernel was not built."""
+    n = len(keys)
     words = _Words(keys)
     first = words.word(0)
     perm = np.argsort(first, kind="stable")
@@ -392,6 +408,13 @@ def same_keys(keys: Column) -> np.ndarray:
     if keys.kind == FIXED:
         data = keys.data
         return (data[1:] == data[:-1]).all(axis=1) if keys.width else np.ones(n - 1, bool)
+    if kernels is not None:
+        return np.frombuffer(kernels.same_keys(*_buffers(keys)), bool)
+    return _numpy_same_keys(keys)
+
+
+def _numpy_same_keys(keys: Column) -> np.ndarray:
+    """`same_keys` of a BYTES or STR column by numpy passes, where the kernel was not built."""
     words = _Words(keys)
     lengths = words.lengths
     same = lengths[1:] == lengths[:-1]

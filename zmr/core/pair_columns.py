@@ -20,19 +20,45 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from zmr.core.batches import Pair, Pairs, PartitionBuffers, Value, due_runs, key_partitions
+from zmr.core.native import kernels
 
 if TYPE_CHECKING:   # numpy is imported once there is a block's worth of pairs: small maps never need it
     from zmr.core import columns as c
+
 
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 Run: TypeAlias = "c.Columns | Pairs"   # what a partition's buffer hands back: columns, or pairs
 
 
-def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] | None:
-    """The block as (key column, value column), its keys, and each key's UTF-8 (surrogates kept, as
-    `partition_of` hashes it); None unless every item is a tuple of a str and a value, all values of one
-    kind: str, float, or int within 64 bits. Each key is encoded once, for the column and the hash."""
+def filed_columns(block: list[Any], n: int) -> tuple[c.Columns, list[int]] | None:
+    """The block as (key column, value column) with its rows filed stably by partition (xxh3 of the key's
+    UTF-8, surrogates kept, modulo n: `partition_of`'s number), and each partition's row count; with n == 0
+    the rows keep their order in one partition and are not hashed (an app's own partitioner files them).
+    None unless every item is a tuple of a str and a value, all values of one kind: str, float, or int
+    within 64 bits. One call of the compiled kernel where it was built, else numpy passes."""
+    from zmr.core import columns as c
+
+    if kernels is None:
+        return _numpy_filed_columns(block, n)
+    made = kernels.pair_columns(block, n)
+    if made is None:
+        return None
+    import numpy as np
+
+    kind, key_data, key_offsets, value_data, value_offsets, counts = made
+    keys = c.Column(c.STR, np.frombuffer(key_data, np.uint8), np.frombuffer(key_offsets, np.int64))
+    if kind == c.STR:
+        values = c.Column(c.STR, np.frombuffer(value_data, np.uint8), np.frombuffer(value_offsets, np.int64))
+    else:
+        values = c.Column(kind, np.frombuffer(value_data, np.int64 if kind == c.INT else np.float64))
+    return c.Columns(keys, values), counts
+
+
+def _numpy_filed_columns(block: list[Any], n: int) -> tuple[c.Columns, list[int]] | None:
+    """`filed_columns` without the kernel: each key is encoded once, for the column and the hash."""
+    import numpy as np
+
     from zmr.core import columns as c
 
     if set(map(type, block)) != {tuple} or set(map(len, block)) != {2}:
@@ -47,7 +73,11 @@ def block_columns(block: list[Any]) -> tuple[c.Columns, list[str], list[bytes]] 
         encoded = list(map(str.encode, keys))
     except UnicodeEncodeError:   # a lone surrogate
         encoded = [key.encode("utf-8", "surrogatepass") for key in keys]
-    return c.Columns(c.bytes_column(c.STR, encoded), column), keys, encoded
+    batch = c.Columns(c.bytes_column(c.STR, encoded), column)
+    if n <= 1:
+        return batch, [len(batch)]
+    digits = c.partitions_of_bytes(encoded, n).astype(np.uint16 if n <= 1 << 16 else np.int64)   # 16-bit: radix
+    return batch.take(np.argsort(digits, kind="stable")), np.bincount(digits, minlength=n).tolist()
 
 
 def value_column(values: list[Any]) -> c.Column | None:
@@ -127,14 +157,14 @@ class ColumnBuffers:
             if self._kinds is None and len(block) < self.BLOCK:   # the task's first pairs, not yet a block
                 self._pending = block
                 return
-            made = block_columns(block)
+            made = filed_columns(block, self._n if self._partition is None else 0)
             kinds = (made[0].keys.kind, made[0].values.kind) if made is not None else None
             if made is None or self._kinds not in (None, kinds):
                 yield from self._to_pairs()
                 source = itertools.chain(block, source)
                 break
             self._kinds = kinds
-            self._file(*made)
+            self._file(block, *made)
             yield from self._due()
             yield None
         assert self._pairs is not None
@@ -161,33 +191,30 @@ class ColumnBuffers:
         return PartitionBuffers(self._n, self._batch_bytes, self._max_bytes, self._partition, self._combine,
                                 self._check_partition)
 
-    def _file(self, batch: c.Columns, keys: list[str], encoded: list[bytes]) -> None:
+    def _file(self, block: list[Any], batch: c.Columns, counts: list[int]) -> None:
+        """Add a block's columns, filed by partition (`filed_columns`), to the partitions' pieces; with an
+        app's own partitioner, filed here."""
         import numpy as np
-
-        from zmr.core import columns as c
 
         self._records += len(batch)
         if self._records <= self._hold_keys:
-            self._held.append(keys)
+            self._held.append(list(map(_FIRST, block)))
         elif self._held:
             self._held = []
         n = self._n
-        if self._partition is None and n > 1:
-            parts: Any = c.partitions_of_bytes(encoded, n)
-        else:
-            parts = key_partitions(keys, n, self._partition, self._check_partition)
-        if parts is None:
-            self._add(0, batch)
-            return
-        digits = np.asarray(parts).astype(np.uint16 if n <= 1 << 16 else np.int64)   # 16-bit: numpy radix-sorts
-        by_partition = np.argsort(digits, kind="stable")
-        ordered = batch.take(by_partition)
-        ends = np.cumsum(np.bincount(digits, minlength=self._n)).tolist()
+        if self._partition is not None and n > 1:
+            parts = key_partitions(list(map(_FIRST, block)), n, self._partition, self._check_partition)
+            if parts is None:
+                self._add(0, batch)
+                return
+            digits = np.asarray(parts).astype(np.uint16 if n <= 1 << 16 else np.int64)   # 16-bit: radix sort
+            batch = batch.take(np.argsort(digits, kind="stable"))
+            counts = np.bincount(digits, minlength=n).tolist()
         start = 0
-        for p, end in enumerate(ends):
-            if end > start:
-                self._add(p, ordered.slice(start, end))
-            start = end
+        for p, count in enumerate(counts):
+            if count:
+                self._add(p, batch.slice(start, start + count))
+            start += count
 
     def _add(self, p: int, piece: c.Columns) -> None:
         self._pieces[p].append(piece)
