@@ -218,6 +218,17 @@ def test_the_numpy_passes_order_keys_as_the_kernel_does(keys: list[bytes]) -> No
     assert c._numpy_same_keys(ordered).tolist() == c.same_keys(ordered).tolist() == same.tolist()
 
 
+@SETTINGS
+@given(keys=st.lists(KEYS, max_size=60), data=st.data())
+def test_the_numpy_gather_takes_rows_as_the_kernel_does(keys: list[bytes], data: st.DataObject) -> None:
+    column = c.column_of(list(keys))
+    index = np.array(data.draw(st.lists(st.integers(0, max(len(keys) - 1, 0)), max_size=80 if keys else 0)), np.int64)
+    taken = column.take(index)
+    assert taken.tolist() == column._numpy_take(index).tolist() == [keys[i] for i in index.tolist()]
+    with pytest.raises(IndexError):
+        column.take(np.array([len(keys)], np.int64))
+
+
 @pytest.mark.parametrize("offsets", [[0, 5], [0, 2, 1], [-1, 0], [], [0, 1, 2, 3]])
 def test_the_kernel_refuses_offsets_outside_the_data(offsets: list[int]) -> None:
     kernels = c.kernels
@@ -230,6 +241,8 @@ def test_the_kernel_refuses_offsets_outside_the_data(offsets: list[int]) -> None
         kernels.var_order(data, bounds)
     with pytest.raises(ValueError):
         kernels.same_keys(data, bounds)
+    with pytest.raises(ValueError):
+        kernels.take_bytes(data, bounds, np.zeros(0, np.int64))
 
 
 @SETTINGS

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zmr.core import columns as c
-from zmr.core.batches import PartitionBuffers
 from zmr.core import pair_columns
+from zmr.core.batches import PartitionBuffers
 from zmr.core.pair_columns import ColumnBuffers, Run
 from zmr.core.partition import partition_of
 

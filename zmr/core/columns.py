@@ -73,6 +73,14 @@ class Column:
         """The items at `index`, in its order."""
         if self.offsets is None:
             return Column(self.kind, np.take(self.data, index, axis=0))   # np.take: ~3x fancy indexing's speed
+        if kernels is not None:
+            data, offsets = kernels.take_bytes(*_buffers(self), np.ascontiguousarray(index, np.int64))
+            return Column(self.kind, np.frombuffer(data, _U8), np.frombuffer(offsets, np.int64))
+        return self._numpy_take(index)
+
+    def _numpy_take(self, index: np.ndarray) -> Column:
+        """`take` of a BYTES or STR column by numpy passes, where the kernel was not built."""
+        assert self.offsets is not None
         starts, lengths = self.offsets[:-1][index], np.diff(self.offsets)[index]
         offsets = np.zeros(len(index) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])

@@ -10,6 +10,8 @@ from types import ModuleType
 
 kernels: ModuleType | None
 try:
-    from zmr import _kernels as kernels
+    from zmr.core import _kernels
 except ImportError:   # pragma: no cover - an install without a C compiler
     kernels = None
+else:
+    kernels = _kernels

@@ -1,4 +1,4 @@
-/* zmr._kernels: the per-pair work of a plain app's map output, in one C pass over a block.
+/* zmr.core._kernels: the per-pair work of a plain app's map output, in one C pass over a block.
  *
  * A plain app's map yields Python (str, value) tuples. Turning a block of them into columns from Python
  * costs a C call per pair for each step (type checks, str.encode, len, xxh3, the value array), about
@@ -469,15 +469,69 @@ same_keys(PyObject *module, PyObject *args)
     return result;
 }
 
+PyDoc_STRVAR(take_bytes_doc,
+"take_bytes(data, offsets, index)\n--\n\n"
+"The rows at `index` (int64s) of a column of byte strings (uint8 data, int64 offsets n + 1), in its\n"
+"order, as (data, offsets): two bytearrays, of the rows' bytes and of their int64 offsets.");
+
+static PyObject *
+take_bytes(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer data, offsets, index;
+    if (!PyArg_ParseTuple(args, "y*y*y*:take_bytes", &data, &offsets, &index))
+        return NULL;
+    PyObject *result = NULL, *out_data = NULL, *out_offsets = NULL;
+    Keys keys;
+    Py_ssize_t rows, taken = index.len / (Py_ssize_t)sizeof(int64_t), size = 0;
+    const int64_t *at = index.buf;
+    if (keys_of(&data, &offsets, &keys, &rows) < 0)
+        goto done;
+    if (index.len % (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "index must be int64s");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        if (at[i] < 0 || at[i] >= rows) {
+            PyErr_SetString(PyExc_IndexError, "index out of range");
+            goto done;
+        }
+        size += keys.offsets[at[i] + 1] - keys.offsets[at[i]];
+    }
+    char *raw = NULL, *offsets_raw = NULL;
+    out_data = new_buffer(size, &raw);
+    out_offsets = new_buffer((taken + 1) * (Py_ssize_t)sizeof(int64_t), &offsets_raw);
+    if (!out_data || !out_offsets)
+        goto done;
+    int64_t *bounds = (int64_t *)offsets_raw, written = 0;
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        int64_t start = keys.offsets[at[i]], length = keys.offsets[at[i] + 1] - start;
+        bounds[i] = written;
+        memcpy(raw + written, keys.data + start, (size_t)length);
+        written += length;
+    }
+    bounds[taken] = written;
+    result = PyTuple_Pack(2, out_data, out_offsets);
+
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&index);
+    Py_XDECREF(out_data);
+    Py_XDECREF(out_offsets);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pair_columns", pair_columns, METH_VARARGS, pair_columns_doc},
     {"var_order", var_order, METH_VARARGS, var_order_doc},
     {"same_keys", same_keys, METH_VARARGS, same_keys_doc},
+    {"take_bytes", take_bytes, METH_VARARGS, take_bytes_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "zmr._kernels",
+    PyModuleDef_HEAD_INIT, "zmr.core._kernels",
     "Compiled kernels of zmr's data plane (see zmr/native/kernels.c); optional: numpy passes do the same.",
     -1, methods, NULL, NULL, NULL, NULL,
 };
