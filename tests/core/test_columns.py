@@ -207,6 +207,20 @@ def test_variable_length_keys_sort_stably_as_python_sorts_their_bytes(keys: list
 
 
 @SETTINGS
+@given(runs=st.lists(st.lists(KEYS, max_size=90), min_size=1, max_size=12))
+def test_keys_that_come_as_sorted_runs_are_merged_stably_as_python_sorts_them(runs: list[list[bytes]]) -> None:
+    """A merge round's input: sorted runs put together, equal keys across runs among them. The kernel merges
+    such runs rather than sorting them afresh; the order is still Python's, stable."""
+    keys = [key for run in runs for key in sorted(run)]
+    perm, same = c.var_order(c.column_of(list(keys)))
+    assert perm.tolist() == sorted(range(len(keys)), key=keys.__getitem__)
+    ordered = sorted(keys)
+    assert same.tolist() == [a == b for a, b in zip(ordered, ordered[1:], strict=False)]
+    if len(keys) > 1:
+        assert c._numpy_var_order(c.column_of(list(keys)))[0].tolist() == perm.tolist()
+
+
+@SETTINGS
 @given(keys=st.lists(KEYS, max_size=150))
 def test_the_numpy_passes_order_keys_as_the_kernel_does(keys: list[bytes]) -> None:
     """Where the kernel was not built, numpy passes stand in for it, with the same answers."""

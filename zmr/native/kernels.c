@@ -279,10 +279,10 @@ prefix_of(const Keys *keys, int64_t row)
     return prefix;
 }
 
-/* Keys a and b by their bytes, then their lengths (a prefix sorts first), then their rows: a total
- * order, so any sort by it is stable. */
+/* Keys a and b, whose first 8 bytes are equal, by the rest of their bytes, then their lengths (a prefix
+ * sorts first); 0 when the keys are equal. */
 static inline int
-compare_keys(const Keys *keys, int64_t a, int64_t b)
+compare_rest(const Keys *keys, int64_t a, int64_t b)
 {
     int64_t la = keys->offsets[a + 1] - keys->offsets[a], lb = keys->offsets[b + 1] - keys->offsets[b];
     int64_t common = la < lb ? la : lb;
@@ -291,9 +291,23 @@ compare_keys(const Keys *keys, int64_t a, int64_t b)
         if (c)
             return c;
     }
-    if (la != lb)
-        return la < lb ? -1 : 1;
-    return a < b ? -1 : (a > b);
+    return la == lb ? 0 : (la < lb ? -1 : 1);
+}
+
+/* Whether the key of b sorts strictly before the key of a. */
+static inline int
+before(const Keys *keys, const Ranked *b, const Ranked *a)
+{
+    return b->prefix != a->prefix ? b->prefix < a->prefix : compare_rest(keys, b->row, a->row) < 0;
+}
+
+/* Keys a and b by their bytes, then their lengths, then their rows: a total order, so any sort by it
+ * is stable. */
+static inline int
+compare_keys(const Keys *keys, int64_t a, int64_t b)
+{
+    int c = compare_rest(keys, a, b);
+    return c ? c : (a < b ? -1 : (a > b));
 }
 
 /* Sort ranked[0..n) (rows of one prefix) by compare_keys: insertion sort for a few, merge sort above. */
@@ -321,6 +335,59 @@ sort_tied(const Keys *keys, Ranked *ranked, Ranked *scratch, Py_ssize_t n)
         ranked[k++] = compare_keys(keys, scratch[i].row, ranked[j].row) <= 0 ? scratch[i++] : ranked[j++];
     while (i < half)
         ranked[k++] = scratch[i++];
+}
+
+/* Merge the sorted runs of `from` that start at starts[0..runs) (starts[runs] == its end) pairwise into
+ * `to`, level by level, stably (a row of the left run goes first on equal keys); returns the buffer that
+ * holds the result. starts is rewritten. */
+static Ranked *
+merge_runs(const Keys *keys, Ranked *from, Ranked *to, Py_ssize_t *starts, Py_ssize_t runs)
+{
+    while (runs > 1) {
+        Py_ssize_t merged = 0;
+        for (Py_ssize_t r = 0; r < runs; r += 2) {
+            Py_ssize_t lo = starts[r], mid = starts[r + 1], hi = r + 2 <= runs ? starts[r + 2] : mid;
+            Py_ssize_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                to[k++] = before(keys, &from[j], &from[i]) ? from[j++] : from[i++];
+            memcpy(to + k, from + i, sizeof(Ranked) * (size_t)(mid - i));
+            k += mid - i;
+            memcpy(to + k, from + j, sizeof(Ranked) * (size_t)(hi - j));
+            starts[merged++] = lo;
+        }
+        starts[merged] = starts[runs];
+        runs = merged;
+        Ranked *swap = from;
+        from = to;
+        to = swap;
+    }
+    return from;
+}
+
+/* Stable LSD radix sort of *ranked by prefix, a byte a pass, with each pass's counts given; a pass in
+ * which every row has the same byte is skipped. *ranked ends as the sorted buffer, *other the spare. */
+static void
+radix_sort(Ranked **ranked, Ranked **other, Py_ssize_t (*counts)[256], Py_ssize_t rows)
+{
+    for (int pass = 0; pass < 8; pass++) {
+        Py_ssize_t *count = counts[pass], at = 0;
+        int one_bucket = 0;
+        for (int b = 0; b < 256; b++)
+            if (count[b] == rows)
+                one_bucket = 1;
+        if (one_bucket)
+            continue;
+        for (int b = 0; b < 256; b++) {
+            Py_ssize_t c = count[b];
+            count[b] = at;
+            at += c;
+        }
+        Ranked *from = *ranked, *to = *other;
+        for (Py_ssize_t i = 0; i < rows; i++)
+            to[count[(from[i].prefix >> (8 * pass)) & 0xFF]++] = from[i];
+        *ranked = to;
+        *other = from;
+    }
 }
 
 /* The key column's data and offsets from two buffers, checked: n + 1 non-decreasing offsets within the
@@ -357,8 +424,10 @@ PyDoc_STRVAR(var_order_doc,
 "The stable order of a column of byte strings (uint8 data, int64 offsets n + 1) by their bytes, a\n"
 "prefix first, and whether each row of that order has the key of the row before it. Returns (perm,\n"
 "same): bytearrays of n int64s and n - 1 bools.\n\n"
-"An LSD radix sort of each key's first 8 bytes (passes where every key has the same byte are skipped),\n"
-"then a merge sort by the rest of the bytes within each run of equal first 8 bytes that needs one.");
+"Rows that come as a few long sorted runs (as a merge round puts them together) are merged, run with\n"
+"run; others are sorted by an LSD radix sort of each key's first 8 bytes (passes where every key has the\n"
+"same byte are skipped), then by the rest of the bytes within each run of equal first 8 bytes that\n"
+"needs it.");
 
 static PyObject *
 var_order(PyObject *module, PyObject *args)
@@ -370,6 +439,7 @@ var_order(PyObject *module, PyObject *args)
     PyObject *result = NULL, *perm_buffer = NULL, *same_buffer = NULL;
     Ranked *ranked = NULL, *other = NULL;
     Py_ssize_t (*counts)[256] = NULL;
+    Py_ssize_t *starts = NULL;
     Keys keys;
     Py_ssize_t rows;
     if (keys_of(&data, &offsets, &keys, &rows) < 0)
@@ -382,43 +452,48 @@ var_order(PyObject *module, PyObject *args)
         goto done;
     }
     int needs_rest = 0;   /* a key longer than 8 bytes, or one that ends in zero bytes */
+    Py_ssize_t runs = rows > 0;   /* ascending runs of the rows as they come */
     for (Py_ssize_t i = 0; i < rows; i++) {
-        uint64_t prefix = prefix_of(&keys, i);
-        ranked[i].prefix = prefix;
+        ranked[i].prefix = prefix_of(&keys, i);
         ranked[i].row = i;
         int64_t length = keys.offsets[i + 1] - keys.offsets[i];
         if (length > 8 || (length > 0 && keys.data[keys.offsets[i + 1] - 1] == 0))
             needs_rest = 1;
-        for (int pass = 0; pass < 8; pass++)
-            counts[pass][(prefix >> (8 * pass)) & 0xFF]++;
+        if (i > 0 && before(&keys, &ranked[i], &ranked[i - 1]))
+            runs++;
     }
-    for (int pass = 0; pass < 8; pass++) {
-        Py_ssize_t *count = counts[pass], at = 0;
-        int one_bucket = 0;
-        for (int b = 0; b < 256; b++)
-            if (count[b] == rows)
-                one_bucket = 1;
-        if (one_bucket)
-            continue;
-        for (int b = 0; b < 256; b++) {
-            Py_ssize_t c = count[b];
-            count[b] = at;
-            at += c;
+    if (runs <= 256 && runs * 32 <= rows) {
+        /* A few long runs (a reducer's merge round puts sorted pieces together): merge them, log2(runs)
+         * passes, where a radix sort would take up to 8. */
+        starts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(runs + 1));
+        if (!starts) {
+            PyErr_NoMemory();
+            goto done;
         }
-        for (Py_ssize_t i = 0; i < rows; i++)
-            other[count[(ranked[i].prefix >> (8 * pass)) & 0xFF]++] = ranked[i];
-        Ranked *swap = ranked;
-        ranked = other;
-        other = swap;
+        Py_ssize_t r = 0;
+        starts[r++] = 0;
+        for (Py_ssize_t i = 1; i < rows; i++)
+            if (before(&keys, &ranked[i], &ranked[i - 1]))
+                starts[r++] = i;
+        starts[r] = rows;
+        Ranked *sorted = merge_runs(&keys, ranked, other, starts, runs);
+        other = sorted == ranked ? other : ranked;
+        ranked = sorted;
     }
-    if (needs_rest) {
-        for (Py_ssize_t start = 0; start < rows;) {
-            Py_ssize_t end = start + 1;
-            while (end < rows && ranked[end].prefix == ranked[start].prefix)
-                end++;
-            if (end - start > 1)
-                sort_tied(&keys, ranked + start, other, end - start);
-            start = end;
+    else {
+        for (Py_ssize_t i = 0; i < rows; i++)
+            for (int pass = 0; pass < 8; pass++)
+                counts[pass][(ranked[i].prefix >> (8 * pass)) & 0xFF]++;
+        radix_sort(&ranked, &other, counts, rows);
+        if (needs_rest) {
+            for (Py_ssize_t start = 0; start < rows;) {
+                Py_ssize_t end = start + 1;
+                while (end < rows && ranked[end].prefix == ranked[start].prefix)
+                    end++;
+                if (end - start > 1)
+                    sort_tied(&keys, ranked + start, other, end - start);
+                start = end;
+            }
         }
     }
     char *perm_raw = NULL, *same_raw = NULL;
@@ -442,6 +517,7 @@ done:
     PyMem_Free(ranked);
     PyMem_Free(other);
     PyMem_Free(counts);
+    PyMem_Free(starts);
     return result;
 }
 
