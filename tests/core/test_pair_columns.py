@@ -64,6 +64,27 @@ def test_runs_are_sorted_by_key_keep_emission_order_and_lose_nothing(pairs: list
 
 
 @SETTINGS
+@given(pairs=st.lists(st.tuples(st.text(max_size=10), st.integers(-5, 5)), max_size=120), n=st.integers(1, 5),
+       batch_bytes=st.integers(1, 400))
+def test_without_the_kernels_the_runs_and_their_groups_are_the_same(pairs: list[tuple[str, int]], n: int,
+                                                                    batch_bytes: int) -> None:
+    """An install without a C compiler: every kernel's caller takes its numpy passes, to the same runs and
+    the same groups."""
+    def runs_and_groups() -> tuple[list[tuple[int, list[Any]]], list[tuple[Any, list[Any]]]]:
+        runs = _collect(_buffers(n, batch_bytes, 4 * batch_bytes), [pairs])
+        batches = [run for _, run in runs if isinstance(run, c.Columns)]
+        merged = list(c.merge_sorted([[b] for b in batches], by_value=False))
+        return ([(p, _pairs_of(run)) for p, run in runs],
+                [(key, list(values)) for key, values in c.groups(merged)])
+
+    with_kernels = runs_and_groups()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(c, "kernels", None)
+        patch.setattr(pair_columns, "kernels", None)
+        assert runs_and_groups() == with_kernels
+
+
+@SETTINGS
 @given(pairs=st.lists(st.tuples(WORDS, st.integers(0, 9)), max_size=120), n=st.integers(1, 4))
 def test_a_combiner_leaves_one_pair_per_key_in_each_run_and_totals_stay_exact(pairs: list[tuple[str, int]],
                                                                             n: int) -> None:
