@@ -88,6 +88,22 @@ def test_values_that_change_kind_part_way_through_a_map_come_out_as_the_sequenti
     assert values["zqtwo"] == "2" and values["zqone"] == values["zqthree"] == "1.5"
 
 
+def test_a_fed_step_map_that_changes_value_kind_part_way_gives_seqs_output(
+        big_input: Path, tmp_path: Path, run_zmr, seq_oracle: SeqOracle) -> None:
+    """A later step's map, fed by a reduce, makes int columns first and pairs later: the step's reducers
+    merge both kinds, and the output is `zmr seq`'s."""
+    app, out = Path(__file__).parent / "apps" / "mixed_steps.py", tmp_path / "out"
+    result = run_zmr("run", "--app", str(app), "--input", str(big_input), "--output", str(out),
+                     "--n-reduce", "3", "--workers", "2", *FAST_FLAGS)
+    assert result.returncode == 0, str(result)
+    got = read_output(out, 3)
+    assert got == seq_oracle(app, [big_input])
+    values = [line.split(" ", 1) for line in got]
+    early = sum(1 for key, _ in values if key < "n")
+    assert early > 2 * 8192, "the fed map's first blocks must all be ints"
+    assert all(("." in value) == (key >= "n") for key, value in values)
+
+
 @pytest.mark.parametrize(("app", "split_flags", "env"), [
     ("wc", ["--split-size-mb", "1"], {}),
     ("grep", ["--split-size-mb", "1"], {}),

@@ -18,8 +18,10 @@ without a reduce one exact answer, whatever order the maps ran in.
 A FIXED key column sorts by a least-significant-digit pass of numpy's stable sort per 8-byte big-endian
 word (one pass for keys of up to 8 bytes, two for TeraSort's 10). A BYTES or STR key column sorts by its
 first 8-byte word, then only the rows still tied by their next words and lengths (`var_order`): no key
-becomes a Python object. Rows with equal keys are then ordered by value, ranked by the value column's own
-order, in one more array pass over those rows.
+becomes a Python object. Where the compiled kernels were built (`zmr.core.native`), `var_order`,
+`same_keys` and the gather of byte-string rows are C passes instead, with the same answers. Rows with
+equal keys are then ordered by value, ranked by the value column's own order, in one more array pass over
+those rows.
 
 A column chunk's body (see `zmr.core.batches` for the chunk around it) starts with 0xC1, a byte msgpack
 never writes, so it is told apart from a msgpack chunk by its first byte; then a version, the row count,

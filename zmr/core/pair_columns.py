@@ -1,10 +1,11 @@
 """A plain app's pairs as columns: the map side's buffers.
 
-A plain app's `map` yields (str, value) tuples. Block by block they become a key column and a value column
-once (`block_columns`); from there on they are partitioned, sorted, encoded and merged by array passes
-(`zmr.core.columns`), as a batch app's are, and only each key, once, and the values `reduce` reads become
-Python objects again (`zmr.core.columns.groups`). Order is by key alone and stable: a key's values reach
-`combine` and `reduce` in the order map emitted them, as with pair runs.
+A plain app's `map` yields (str, value) tuples. Block by block they become a key column and a value
+column filed by partition, in one call of a compiled kernel (`filed_columns`); from there on they are
+sorted, encoded and merged by kernels and array passes (`zmr.core.columns`), as a batch app's are, and
+only each key, once, and the values `reduce` reads become Python objects again
+(`zmr.core.columns.groups`). Order is by key alone and stable: a key's values reach `combine` and
+`reduce` in the order map emitted them, as with pair runs.
 
 A column holds one kind of value, so a block of mixed values (ints and floats, say), an int past 64 bits,
 or anything the app's pair check must convert sends the rest of the task to pair buffers
@@ -24,7 +25,6 @@ from zmr.core.native import kernels
 
 if TYPE_CHECKING:   # numpy is imported once there is a block's worth of pairs: small maps never need it
     from zmr.core import columns as c
-
 
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
@@ -202,11 +202,9 @@ class ColumnBuffers:
         elif self._held:
             self._held = []
         n = self._n
-        if self._partition is not None and n > 1:
+        if self._partition is not None:   # called even with one partition, as pair buffers call it
             parts = key_partitions(list(map(_FIRST, block)), n, self._partition, self._check_partition)
-            if parts is None:
-                self._add(0, batch)
-                return
+            assert parts is not None   # None only without an app partitioner
             digits = np.asarray(parts).astype(np.uint16 if n <= 1 << 16 else np.int64)   # 16-bit: radix sort
             batch = batch.take(np.argsort(digits, kind="stable"))
             counts = np.bincount(digits, minlength=n).tolist()

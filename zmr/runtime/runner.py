@@ -29,7 +29,7 @@ import msgspec
 import zmq
 
 from zmr.apps import App, unship_app
-from zmr.core.batches import Packer, Pairs, PartitionBuffers, Value
+from zmr.core.batches import Packer, Pairs, Value
 from zmr.core.pair_columns import ColumnBuffers
 from zmr.errors import AppError, InputError
 from zmr.formats import map_inputs
@@ -329,9 +329,8 @@ class Runner:
         if step is None:
             raise AppError(f"job {info.job_id} is fed by a step but is not a step job")
         app = step.app
-        buffers = PartitionBuffers(info.n_reduce, info.batch_bytes,
-                                   max(self._setup.memory_budget // 4, info.batch_bytes),
-                                   app.partitioner(info.args), app.combiner(info.args), app.check_partition)
+        buffers = ColumnBuffers(info.n_reduce, info.batch_bytes, max(self._setup.memory_budget // 4, info.batch_bytes),
+                                app.partitioner(info.args), app.combiner(info.args), app.check_partition)
         self._pusher.start_task(info.window_bytes)
         emit = _Emitter(self, feed, reader)
         for due in buffers.add_all(step.map_pairs(pairs, info.args), app.check_pair):
