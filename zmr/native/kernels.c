@@ -1,12 +1,14 @@
-/* zmr.core._kernels: the per-pair work of a plain app's map output, in one C pass over a block.
+/* zmr.core._kernels: the data plane's per-pair work in C, one call per block or column.
  *
  * A plain app's map yields Python (str, value) tuples. Turning a block of them into columns from Python
  * costs a C call per pair for each step (type checks, str.encode, len, xxh3, the value array), about
  * 0.25 us a pair in all. `pair_columns` does those steps in one call: it checks the block, writes the
  * keys' UTF-8 and the values into column buffers, hashes each key with xxh3 (the hash
  * `zmr.core.partition.partition_of` uses, so a key lands in the same partition on every path) and files
- * the rows by partition, stably. `zmr.core.pair_columns` falls back to numpy passes where this module
- * was not built.
+ * the rows by partition, stably. `var_order`, `same_keys` and `take_bytes` are the sort, the
+ * equal-neighbour flags and the gather of a column of byte strings (`zmr.core.columns`), which numpy
+ * could only do a word of every key at a time. Each caller falls back to numpy passes where this module
+ * was not built, with the same answers. xxhash.h beside this file is xxHash's own header (BSD 2-Clause).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
