@@ -29,6 +29,7 @@ from typing import Any
 import zmq
 
 from zmr.config import Config
+from zmr.core import native
 from zmr.core.worker_events import (
     CancelAttempt,
     Connected,
@@ -165,7 +166,8 @@ class WorkerProcess:
         data.start()
         self._executor.start()
         self._log.info("worker_started", data_addr=self.data_addr, work_dir=str(self.work_dir),
-                       coordinator=wcfg.coordinator)
+                       coordinator=wcfg.coordinator,
+                       kernels=native.kernels is not None)   # False: installed without a C compiler, slower
         try:
             self._loop(ctx, wake_rx)
         finally:
