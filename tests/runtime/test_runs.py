@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,55 @@ def test_grouped_merges_column_runs_as_columns_and_any_run_of_pairs_as_pairs(
     assert grouped(["ints", "pairs"]) == {"a": [1], "b": [2, 5]}
     assert grouped(["ints", "floats"]) == {"a": [1, 0.5], "b": [2]}
     assert pair_merges == [1, 1]
+
+
+_MANY = 400_000
+
+
+def _swallowing_reduce(values: Iterator[object]) -> list[object]:
+    """An app's reduce that catches whatever its values loop raises and returns what it read."""
+    got: list[object] = []
+    try:
+        for value in values:
+            got.append(value)
+    except Exception:   # noqa: BLE001 - what some apps do; the watch must still see the failure
+        pass
+    return got
+
+
+@pytest.mark.parametrize("kind", ["pairs", "columns", "columns then pairs"])
+def test_a_failed_read_inside_reduce_is_seen_even_if_the_app_catches_it(tmp_path: Path, kind: str) -> None:
+    """One key's values go on into a run's second chunk, which is damaged (or, for a column merge, holds
+    pairs): the read fails inside the app's reduce. An app that catches it must not make the merge look
+    complete: the watch holds the failure, and `check` raises it."""
+    from zmr.core import columns
+    from zmr.runtime.runs import Watch, grouped
+
+    packer = Packer()
+    many = [("k", i) for i in range(_MANY)] + [("z", 1)]   # more of k than a merge reads ahead
+    if kind == "pairs":
+        body = encode_batch(many)
+    else:
+        batch = columns.columns_of(([k for k, _ in many], [v for _, v in many]))
+        first, second = batch.slice(0, _MANY - 1000), batch.slice(_MANY - 1000, len(batch))
+        body = packer.columns(first) + (packer.batch(second.pairs()) if kind == "columns then pairs"
+                                        else packer.columns(second))
+    if kind != "columns then pairs":
+        damaged = bytearray(body)
+        damaged[-3] ^= 0xFF   # a byte of the run's last chunk
+        body = bytes(damaged[:-1])   # and cut short: its length no longer adds up
+    path = tmp_path / "run.data"
+    path.write_bytes(body)
+    run = (str(path), 0, len(body))
+    watch = Watch()
+    merge = merged if kind == "pairs" else grouped
+    results = {}
+    try:
+        for key, values in merge([run], 4, tmp_path / "scratch", watch=watch):
+            results[key] = _swallowing_reduce(values)
+    except (ProtocolError, ValueError):
+        pass   # raised between keys: the task fails there in any case
+    assert watch.error is not None
+    with pytest.raises((ProtocolError, ValueError)):
+        watch.check()
+    assert 0 < len(results["k"]) < _MANY, "the failure must come inside the reduce, and be caught there"

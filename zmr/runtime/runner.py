@@ -40,7 +40,7 @@ from zmr.protocol import messages as m
 from zmr.protocol import taskproc as t
 from zmr.runtime.gctune import reuse_large_blocks
 from zmr.runtime.pusher import Pusher
-from zmr.runtime.runs import grouped, merged, merged_columns, mixed_runs
+from zmr.runtime.runs import Watch, grouped, merged, merged_columns, mixed_runs
 from zmr.runtime.security import Curve
 from zmr.steps import StepApp, plan_steps
 
@@ -294,12 +294,17 @@ class Runner:
                                  app.output_formatter())
         try:
             try:
-                records = write(grouped(runs, rec.fan_in, scratch, job.packer, self._tick, by_value=app.is_batch))
+                watch = Watch()   # what the merge raised, even if the app's reduce caught it
+                records = write(grouped(runs, rec.fan_in, scratch, job.packer, self._tick, by_value=app.is_batch,
+                                        watch=watch))
+                watch.check()
             except ValueError as exc:   # runs of pairs or of other kinds further on: the file is written again
                 if not mixed_runs(exc):
                     raise
                 shutil.rmtree(scratch, ignore_errors=True)
-                records = write(merged(runs, rec.fan_in, scratch, job.packer, self._tick))
+                watch = Watch()
+                records = write(merged(runs, rec.fan_in, scratch, job.packer, self._tick, watch))
+                watch.check()
         finally:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(records)
@@ -308,16 +313,19 @@ class Runner:
         """A step job's reduce: its pairs are written as the job's output (the last step), or go through
         the map of each step that reads it, as that step's map attempt (`rec.feeds`): no file between."""
         made = [0]
+        watch = Watch()   # what the merge raised, even if the step's reduce caught it
         try:
-            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick)
+            groups = merged(list(rec.runs), rec.fan_in, Path(rec.scratch), job.packer, self._tick, watch)
             pairs = _counted(step.reduce_pairs(groups, job.info.args), made)
             if not rec.feeds:
                 app = job.app()
                 write_reduced(rec.tmp_path, job.info.output_format, app.name, ((k, iter((v,))) for k, v in pairs),
                               _only, self._tick, app.output_formatter())
+                watch.check()
                 return t.ReduceResult(made[0])
             source: Iterable[tuple[str, Value]] = list(pairs) if len(rec.feeds) > 1 else pairs
             fed = [self._feed(feed, self._jobs[feed.attempt.job_id], source) for feed in rec.feeds]
+            watch.check()
         finally:
             shutil.rmtree(rec.scratch, ignore_errors=True)
         return t.ReduceResult(made[0], fed)

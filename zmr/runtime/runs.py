@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zmr.core.batches import (
     CHUNK_RECORDS,
@@ -34,9 +34,35 @@ if TYPE_CHECKING:
     from zmr.core.columns import Columns
 
 Run = tuple[str, int, int]   # (path, offset, length)
+T = TypeVar("T")
 _RAW = Packer()
 _TICK_CHUNKS = 64
 MERGE_READ_BYTES = 256 << 10   # read per run at a time while merging: ~1 MiB decoded, as `fan_in` assumes
+
+
+class Watch:
+    """The first exception a merge's reading raised, for `check` once the output is written.
+
+    A reduce reads its values lazily, so a failed read (a damaged chunk, a lost file, a run of another
+    kind part-way) is raised inside the app's `reduce`. An app that catches it there (a try/except around
+    its loop) would otherwise let the merge go on as if that run had ended, and the output would be cut
+    short without a word; with a watch, the task fails instead (or is written again from pairs)."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+    def watched(self, source: Iterable[T]) -> Iterator[T]:
+        try:
+            yield from source
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
+    def check(self) -> None:
+        """Raise what the merge raised, if anything, even if app code caught it."""
+        if self.error is not None:
+            raise self.error
 
 
 def read_run(run: Run) -> Iterator[Pair]:
@@ -199,12 +225,15 @@ def _flattened(groups: Iterator[tuple[str, Iterator[Value]]]) -> Iterator[Pair]:
 
 
 def merged(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
-           tick: Callable[[], None] = lambda: None) -> Iterator[tuple[str, Iterator[Value]]]:
+           tick: Callable[[], None] = lambda: None, watch: Watch | None = None,
+           ) -> Iterator[tuple[str, Iterator[Value]]]:
     """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open.
     Runs merged on disk on the way are encoded by `packer`, with `tick` called as they are written (a
-    long merge is progress, not a hung task)."""
+    long merge is progress, not a hung task). `watch` sees every failed read."""
+    seen = watch if watch is not None else Watch()
+
     def merge(group: list[Run]) -> Iterator[tuple[str, Iterator[Value]]]:
-        return merge_chunked(read_chunks(r, MERGE_READ_BYTES) for r in group)
+        return merge_chunked(seen.watched(read_chunks(r, MERGE_READ_BYTES)) for r in group)
 
     def write(path: Path, group: list[Run]) -> Run:
         return write_run(path, _flattened(merge(group)), packer, tick)
@@ -220,18 +249,20 @@ def mixed_runs(exc: BaseException) -> bool:
 
 
 def grouped(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
-            tick: Callable[[], None] = lambda: None, by_value: bool = False,
+            tick: Callable[[], None] = lambda: None, by_value: bool = False, watch: Watch | None = None,
             ) -> Iterator[tuple[Any, Iterator[Value]]]:
     """`merged`'s groups, merged as columns when every run starts with column chunks of one kind (a plain
     app's runs, or a batch app's): only each key, once, and the values become Python objects. A run that
-    turns out to hold pairs or other kinds further on raises MixedColumns: merge them with `merged`."""
+    turns out to hold pairs or other kinds further on raises MixedColumns: merge them with `merged`.
+    `watch` sees every failed read."""
     files = _OpenFiles()   # one descriptor per file, as the merge has: a partition's runs share a file
     try:
         kinds = {column_kinds(run, files) for run in runs if run[2]}
     finally:
         files.close()
     if None in kinds or len(kinds) > 1 or not runs:
-        return merged(runs, fan_in, scratch, packer, tick)
+        return merged(runs, fan_in, scratch, packer, tick, watch)
     from zmr.core.columns import groups
 
-    return groups(merged_columns(runs, fan_in, scratch, packer, tick, by_value, strict=True))
+    batches = merged_columns(runs, fan_in, scratch, packer, tick, by_value, strict=True)
+    return groups(watch.watched(batches) if watch is not None else batches)
