@@ -243,18 +243,15 @@ def test_the_numpy_gather_takes_rows_as_the_kernel_does(keys: list[bytes], data:
         column.take(np.array([len(keys)], np.int64))
 
 
-@pytest.mark.parametrize("offsets", [[0, 5], [0, 2, 1], [-1, 0], [], [0, 1, 2, 3]])
-def test_the_kernel_refuses_offsets_outside_the_data(offsets: list[int]) -> None:
+@pytest.mark.parametrize("offsets", [[0, 5], [0, 2, 1], [-1, 0], []])
+def test_the_kernels_refuse_offsets_outside_the_data(offsets: list[int]) -> None:
     kernels = c.kernels
     assert kernels is not None
     data, bounds = np.frombuffer(b"abc", np.uint8), np.array(offsets, np.int64)
-    if offsets == [0, 1, 2, 3]:   # in bounds: ordered
-        assert np.frombuffer(kernels.var_order(data, bounds)[0], np.int64).tolist() == [0, 1, 2]
-        return
-    with pytest.raises(ValueError):
-        kernels.var_order(data, bounds)
-    with pytest.raises(ValueError):
-        kernels.same_keys(data, bounds)
+    assert np.frombuffer(kernels.var_order(data, np.array([0, 1, 2, 3], np.int64))[0], np.int64).tolist() == [0, 1, 2]
+    for kernel in (kernels.var_order, kernels.same_keys):
+        with pytest.raises(ValueError):
+            kernel(data, bounds)
     with pytest.raises(ValueError):
         kernels.take_bytes(data, bounds, np.zeros(0, np.int64))
 

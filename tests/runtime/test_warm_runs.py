@@ -149,3 +149,27 @@ def test_a_reduce_that_meets_pairs_after_columns_writes_its_file_again_from_pair
     assert isinstance(done, t.ReduceResult), done
     assert out.read_text().splitlines() == ["a 11", "b 2", "c 23", "d 4"]
     assert done.records_out == 4
+
+
+def test_a_reduce_that_catches_the_failed_read_is_still_written_whole(runner: Runner, tmp_path: Path) -> None:
+    """The run turns to pairs while the reduce reads one key's values, and the app's reduce catches
+    what that raises: the runner still sees it, and writes the file again from pairs, whole."""
+    from zmr.core import columns
+
+    app = tmp_path / "catching.py"
+    app.write_text("def map(filename, contents):\n    return []\n\n\n"
+                   "def reduce(key, values):\n    total = 0\n    try:\n        for value in values:\n"
+                   "            total += value\n    except Exception:\n        return -1\n    return total\n")
+    runner._note(t.JobInfo(job_id="job-0003", app_blob=ship_app(str(app)), args=[], n_reduce=1, push=False,
+                           batch_bytes=1 << 20, window_bytes=1 << 20, owners=["a"], owners_epoch=1))
+    many = 1_000_000   # more of one key than a merge round loads: its values are read inside the reduce
+    packer = Packer()
+    body = packer.columns(columns.columns_of((["k"] * many, [1] * many))) + packer.batch([("k", 5), ("z", 1)])
+    data = tmp_path / "run.data"
+    data.write_bytes(body)
+    out = tmp_path / "out.tmp"
+    done = runner._run(t.RunReduce(attempt=m.AttemptId(job_id="job-0003", kind="reduce", task=0, number=1),
+                                   runs=[(str(data), 0, len(body))], tmp_path=str(out),
+                                   scratch=str(tmp_path / "scratch"), fan_in=4))
+    assert isinstance(done, t.ReduceResult), done
+    assert out.read_text().splitlines() == [f"k {many + 5}", "z 1"]

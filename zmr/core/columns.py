@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from zmr.core.native import kernels
+from zmr.core.partition import encoded_hash
 from zmr.errors import ProtocolError
 
 FIXED, BYTES, STR, INT, FLOAT = 1, 2, 3, 4, 5
@@ -256,7 +256,7 @@ def hash_partitions(keys: Column, n: int) -> np.ndarray:
 def partitions_of_bytes(raw: list[bytes], n: int) -> np.ndarray:
     """`partition_of` of keys given as bytes (a str key as its UTF-8, surrogates kept): the hashes in one
     C-level pass, the modulo in one array pass."""
-    return (np.fromiter(map(xxhash.xxh3_64_intdigest, raw), np.uint64, len(raw)) % np.uint64(n)).astype(np.int64)
+    return (np.fromiter(map(encoded_hash, raw), np.uint64, len(raw)) % np.uint64(n)).astype(np.int64)
 
 
 def checked_partitions(result: Any, rows: int, n: int) -> np.ndarray:

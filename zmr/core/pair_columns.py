@@ -197,13 +197,15 @@ class ColumnBuffers:
         import numpy as np
 
         self._records += len(batch)
-        if self._records <= self._hold_keys:
-            self._held.append(list(map(_FIRST, block)))
+        holding = self._records <= self._hold_keys
+        keys = list(map(_FIRST, block)) if holding or self._partition is not None else []
+        if holding:
+            self._held.append(keys)
         elif self._held:
             self._held = []
         n = self._n
         if self._partition is not None:   # called even with one partition, as pair buffers call it
-            parts = key_partitions(list(map(_FIRST, block)), n, self._partition, self._check_partition)
+            parts = key_partitions(keys, n, self._partition, self._check_partition)
             assert parts is not None   # None only without an app partitioner
             digits = np.asarray(parts).astype(np.uint16 if n <= 1 << 16 else np.int64)   # 16-bit: radix sort
             batch = batch.take(np.argsort(digits, kind="stable"))

@@ -230,7 +230,7 @@ def merged(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
     """Every key of `runs` once, in order, with an iterator over its values; at most `fan_in` runs open.
     Runs merged on disk on the way are encoded by `packer`, with `tick` called as they are written (a
     long merge is progress, not a hung task). `watch` sees every failed read."""
-    seen = watch if watch is not None else Watch()
+    seen = watch or Watch()
 
     def merge(group: list[Run]) -> Iterator[tuple[str, Iterator[Value]]]:
         return merge_chunked(seen.watched(read_chunks(r, MERGE_READ_BYTES)) for r in group)
@@ -264,5 +264,5 @@ def grouped(runs: list[Run], fan_in: int, scratch: Path, packer: Packer = _RAW,
         return merged(runs, fan_in, scratch, packer, tick, watch)
     from zmr.core.columns import groups
 
-    batches = merged_columns(runs, fan_in, scratch, packer, tick, by_value, strict=True)
-    return groups(watch.watched(batches) if watch is not None else batches)
+    return groups((watch or Watch()).watched(merged_columns(runs, fan_in, scratch, packer, tick, by_value,
+                                                            strict=True)))
